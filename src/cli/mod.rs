@@ -1,0 +1,56 @@
+//! The `wsus-edge` command line: one clap definition, one file per verb group.
+//! Errors here are `anyhow`; expected failures print one line and exit non-zero.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wsus-edge",
+    version,
+    about = "A branch office's Windows update server: WSUS replica, client service and verified content cache"
+)]
+pub struct Cli {
+    /// Config file (default: /etc/wsus-edge/wsus-edge.toml, then ./wsus-edge.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `wsus_edge=debug` (env RUST_LOG also works).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every verb.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration and exit.
+    CheckConfig,
+}
+
+impl Cli {
+    /// The config file to read: `--config`, else the first default that exists, else none.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.config {
+            return Some(p.clone());
+        }
+        ["/etc/wsus-edge/wsus-edge.toml", "./wsus-edge.toml"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    }
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let config = crate::config::Config::load(cli.config_path().as_deref())?;
+    match cli.command {
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}

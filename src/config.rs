@@ -1,0 +1,542 @@
+//! The configuration: one TOML file (documented in `deploy/wsus-edge.toml`), sane defaults
+//! for every key, environment overrides (`WSUS_EDGE_<TABLE>_<KEY>`, e.g.
+//! `WSUS_EDGE_UPSTREAM_URL`), then command-line flags applied by the caller. A wrong key or
+//! value is refused with the file, the line and what was expected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::{parse_bandwidth, parse_duration, parse_size, DailyWindow};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrong type.
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// A value has the right type but cannot be used.
+    #[error("{origin}: {key}: {message}")]
+    Value {
+        /// Where the value came from (`file:line`, an environment variable, a flag).
+        origin: String,
+        /// The key, as `table.key`.
+        key: String,
+        /// What was expected.
+        message: String,
+    },
+}
+
+/// How payloads of approved updates reach the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentMode {
+    /// Download approved content in the background after each sync.
+    Prefetch,
+    /// Download on the first client request.
+    OnDemand,
+}
+
+/// `[server]`: the client-facing listeners and where data lives.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Plain HTTP listener for clients and downstream servers (WSUS: 8530).
+    pub listen: SocketAddr,
+    /// Data directory: the metadata store and the content folder.
+    pub data_dir: PathBuf,
+    /// Base URL written into file locations and handed to downstream servers; else the request's Host.
+    pub advertised_url: Option<String>,
+    /// HTTPS listener (WSUS: 8531), served when a certificate and key are configured.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<PathBuf>,
+    /// Largest SOAP request body accepted, bytes.
+    pub max_request_body: u64,
+}
+
+/// `[upstream]`: the server this one replicates and fills its cache from.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamConfig {
+    /// Base URL of the upstream WSUS or wsus-edge; `None` for a disconnected or autonomous server.
+    pub url: Option<String>,
+    /// Base URL for `/Content/...` when it differs from `url`.
+    pub content_url: Option<String>,
+    /// Total upstream download rate cap, bytes per second.
+    pub max_bandwidth: Option<u64>,
+    /// PEM file of a private CA that signs the upstream's certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl UpstreamConfig {
+    /// The base URL content is fetched from, without a trailing slash.
+    pub fn content_base(&self) -> Option<String> {
+        self.content_url
+            .as_ref()
+            .or(self.url.as_ref())
+            .map(|u| u.trim_end_matches('/').to_string())
+    }
+}
+
+/// `[content]`: the payload cache.
+#[derive(Debug, Clone)]
+pub struct ContentConfig {
+    /// Prefetch approved content, or fetch on demand.
+    pub mode: ContentMode,
+    /// Daily window in which background downloads may run; `None` = any time.
+    pub download_window: Option<DailyWindow>,
+    /// Store size above which least recently used objects are evicted; `None` = unbounded.
+    pub max_size: Option<u64>,
+}
+
+/// `[sync]`: replication from upstream.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Time between scheduled syncs (a random jitter of up to 10% is added).
+    pub interval: Duration,
+    /// Product category GUIDs or titles to subscribe to; empty = all.
+    pub products: Vec<String>,
+    /// Classification GUIDs or titles to subscribe to; empty = all.
+    pub classifications: Vec<String>,
+    /// Language short names (`en`, `de`); empty = all.
+    pub languages: Vec<String>,
+}
+
+/// `[admin]`: the admin API listener.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Admin listener (default `127.0.0.1:8590`; never the client ports).
+    pub listen: SocketAddr,
+    /// File holding the bearer token; created with a random token when missing.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[upstream]`.
+    pub upstream: UpstreamConfig,
+    /// `[content]`.
+    pub content: ContentConfig,
+    /// `[sync]`.
+    pub sync: SyncConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8530)),
+                data_dir: PathBuf::from("./data"),
+                advertised_url: None,
+                tls_listen: None,
+                tls_cert: None,
+                tls_key: None,
+                max_request_body: 4 << 20,
+            },
+            upstream: UpstreamConfig::default(),
+            content: ContentConfig {
+                mode: ContentMode::OnDemand,
+                download_window: None,
+                max_size: None,
+            },
+            sync: SyncConfig {
+                interval: Duration::from_secs(6 * 3600),
+                products: Vec::new(),
+                classifications: Vec::new(),
+                languages: Vec::new(),
+            },
+            admin: AdminConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8590)),
+                token_file: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    content: RawContent,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    advertised_url: Option<String>,
+    tls_listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_request_body: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: Option<String>,
+    content_url: Option<String>,
+    max_bandwidth: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContent {
+    mode: Option<String>,
+    download_window: Option<String>,
+    max_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    interval: Option<String>,
+    products: Option<Vec<String>>,
+    classifications: Option<Vec<String>>,
+    languages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// One setting as text plus where it came from, before it is validated.
+struct Setting {
+    value: String,
+    origin: String,
+}
+
+impl Config {
+    /// Loads `path` (defaults when `None`), then applies `WSUS_EDGE_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+                p.to_path_buf(),
+            ),
+            None => (String::new(), PathBuf::from("<defaults>")),
+        };
+        Self::from_toml(&text, &origin, |k| std::env::var(k).ok())
+    }
+
+    /// Parses TOML text; `env` looks up override variables (tests pass their own).
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        let line_of = |table: &str, key: &str| -> String {
+            // Find the key's line inside its table for error messages.
+            let mut in_table = false;
+            for (i, l) in text.lines().enumerate() {
+                let t = l.trim();
+                if t.starts_with('[') {
+                    in_table = t.trim_matches(|c| c == '[' || c == ']').trim() == table;
+                } else if in_table && t.split('=').next().map(str::trim) == Some(key) {
+                    return format!("{}:{}", path.display(), i + 1);
+                }
+            }
+            path.display().to_string()
+        };
+        let pick = |table: &str, key: &str, file: Option<String>| -> Option<Setting> {
+            let var = format!("WSUS_EDGE_{}_{}", table.to_uppercase(), key.to_uppercase());
+            if let Some(v) = env(&var) {
+                return Some(Setting {
+                    value: v,
+                    origin: var,
+                });
+            }
+            file.map(|value| Setting {
+                value,
+                origin: line_of(table, key),
+            })
+        };
+        let bad = |s: &Setting, key: &str, message: String| ConfigError::Value {
+            origin: s.origin.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let addr = |s: Setting, key: &str| -> Result<SocketAddr, ConfigError> {
+            s.value.parse().map_err(|_| {
+                bad(
+                    &s,
+                    key,
+                    format!(
+                        "expected host:port such as 127.0.0.1:8530, got {:?}",
+                        s.value
+                    ),
+                )
+            })
+        };
+        let url = |s: Setting, key: &str| -> Result<String, ConfigError> {
+            if s.value.starts_with("http://") || s.value.starts_with("https://") {
+                Ok(s.value.trim_end_matches('/').to_string())
+            } else {
+                Err(bad(
+                    &s,
+                    key,
+                    format!("expected an http:// or https:// URL, got {:?}", s.value),
+                ))
+            }
+        };
+        let path_of = |table: &str, key: &str, file: Option<PathBuf>| -> Option<PathBuf> {
+            pick(table, key, file.map(|p| p.to_string_lossy().into_owned()))
+                .map(|s| PathBuf::from(s.value))
+        };
+        let list = |table: &str, key: &str, file: Option<Vec<String>>| -> Vec<String> {
+            let var = format!("WSUS_EDGE_{}_{}", table.to_uppercase(), key.to_uppercase());
+            match env(&var) {
+                Some(v) => v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => file.unwrap_or_default(),
+            }
+        };
+
+        let mut cfg = Config::default();
+        let r = raw.server;
+        if let Some(s) = pick("server", "listen", r.listen) {
+            cfg.server.listen = addr(s, "server.listen")?;
+        }
+        if let Some(p) = path_of("server", "data_dir", r.data_dir) {
+            cfg.server.data_dir = p;
+        }
+        if let Some(s) = pick("server", "advertised_url", r.advertised_url) {
+            cfg.server.advertised_url = Some(url(s, "server.advertised_url")?);
+        }
+        if let Some(s) = pick("server", "tls_listen", r.tls_listen) {
+            cfg.server.tls_listen = Some(addr(s, "server.tls_listen")?);
+        }
+        cfg.server.tls_cert = path_of("server", "tls_cert", r.tls_cert);
+        cfg.server.tls_key = path_of("server", "tls_key", r.tls_key);
+        if cfg.server.tls_cert.is_some() != cfg.server.tls_key.is_some() {
+            return Err(ConfigError::Value {
+                origin: path.display().to_string(),
+                key: "server.tls_cert".into(),
+                message: "tls_cert and tls_key must be given together".into(),
+            });
+        }
+        if cfg.server.tls_cert.is_some() && cfg.server.tls_listen.is_none() {
+            let mut a = cfg.server.listen;
+            a.set_port(a.port().wrapping_add(1));
+            cfg.server.tls_listen = Some(a);
+        }
+        if let Some(s) = pick("server", "max_request_body", r.max_request_body) {
+            cfg.server.max_request_body = parse_size(&s.value)
+                .map_err(|e| bad(&s, "server.max_request_body", e.to_string()))?;
+        }
+
+        let r = raw.upstream;
+        if let Some(s) = pick("upstream", "url", r.url) {
+            cfg.upstream.url = Some(url(s, "upstream.url")?);
+        }
+        if let Some(s) = pick("upstream", "content_url", r.content_url) {
+            cfg.upstream.content_url = Some(url(s, "upstream.content_url")?);
+        }
+        if let Some(s) = pick("upstream", "max_bandwidth", r.max_bandwidth) {
+            let v = parse_bandwidth(&s.value)
+                .map_err(|e| bad(&s, "upstream.max_bandwidth", e.to_string()))?;
+            cfg.upstream.max_bandwidth = (v > 0).then_some(v);
+        }
+        cfg.upstream.ca_file = path_of("upstream", "ca_file", r.ca_file);
+
+        let r = raw.content;
+        if let Some(s) = pick("content", "mode", r.mode) {
+            cfg.content.mode = match s.value.as_str() {
+                "prefetch" => ContentMode::Prefetch,
+                "on-demand" => ContentMode::OnDemand,
+                other => {
+                    return Err(bad(
+                        &s,
+                        "content.mode",
+                        format!("expected \"prefetch\" or \"on-demand\", got {other:?}"),
+                    ))
+                }
+            };
+        }
+        if let Some(s) = pick("content", "download_window", r.download_window) {
+            cfg.content.download_window = Some(
+                DailyWindow::parse(&s.value)
+                    .map_err(|e| bad(&s, "content.download_window", e.to_string()))?,
+            );
+        }
+        if let Some(s) = pick("content", "max_size", r.max_size) {
+            let v = parse_size(&s.value).map_err(|e| bad(&s, "content.max_size", e.to_string()))?;
+            cfg.content.max_size = (v > 0).then_some(v);
+        }
+
+        let r = raw.sync;
+        if let Some(s) = pick("sync", "interval", r.interval) {
+            let d =
+                parse_duration(&s.value).map_err(|e| bad(&s, "sync.interval", e.to_string()))?;
+            if d < Duration::from_secs(60) {
+                return Err(bad(&s, "sync.interval", "expected at least 60s".into()));
+            }
+            cfg.sync.interval = d;
+        }
+        cfg.sync.products = list("sync", "products", r.products);
+        cfg.sync.classifications = list("sync", "classifications", r.classifications);
+        cfg.sync.languages = list("sync", "languages", r.languages);
+
+        let r = raw.admin;
+        if let Some(s) = pick("admin", "listen", r.listen) {
+            cfg.admin.listen = addr(s, "admin.listen")?;
+        }
+        cfg.admin.token_file = path_of("admin", "token_file", r.token_file);
+        let client_ports = [Some(cfg.server.listen), cfg.server.tls_listen];
+        if client_ports.contains(&Some(cfg.admin.listen)) {
+            return Err(ConfigError::Value {
+                origin: path.display().to_string(),
+                key: "admin.listen".into(),
+                message: "the admin listener must not share an address with the client listeners"
+                    .into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The folder holding the metadata store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.server.data_dir.join("meta")
+    }
+
+    /// The folder holding payloads (`content/XX/<SHA1>.<ext>`).
+    pub fn content_dir(&self) -> PathBuf {
+        self.server.data_dir.join("content")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("t.toml"), |_| None)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8530");
+        assert_eq!(c.server.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8590");
+        assert_eq!(c.content.mode, ContentMode::OnDemand);
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+[server]
+listen = "0.0.0.0:8530"
+data_dir = "/var/lib/wsus-edge"
+[upstream]
+url = "http://wsus.example:8530/"
+max_bandwidth = "20Mbit"
+[content]
+mode = "prefetch"
+download_window = "22:00-06:00"
+max_size = "500GiB"
+[sync]
+interval = "6h"
+products = ["Windows 11"]
+[admin]
+listen = "127.0.0.1:9000"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.upstream.url.as_deref(), Some("http://wsus.example:8530"));
+        assert_eq!(
+            c.upstream.content_base().as_deref(),
+            Some("http://wsus.example:8530")
+        );
+        assert_eq!(c.upstream.max_bandwidth, Some(2_500_000));
+        assert_eq!(c.content.max_size, Some(500 << 30));
+        assert_eq!(c.sync.products, vec!["Windows 11".to_string()]);
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("t.toml:3:"), "{msg}");
+        assert!(msg.contains("lisen"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_names_line_and_expectation() {
+        let e = parse("[content]\n\nmax_size = \"huge\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("t.toml:3")
+                && msg.contains("content.max_size")
+                && msg.contains("expected"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = Config::from_toml("[upstream]\nurl = \"http://a\"\n", Path::new("t"), |k| {
+            (k == "WSUS_EDGE_UPSTREAM_URL").then(|| "http://b:8530".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.upstream.url.as_deref(), Some("http://b:8530"));
+    }
+
+    #[test]
+    fn admin_must_not_share_client_port() {
+        assert!(parse("[admin]\nlisten = \"127.0.0.1:8530\"\n").is_err());
+    }
+}

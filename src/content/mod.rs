@@ -1,0 +1,1 @@
+//! The verified streaming payload cache behind `/Content/XX/<SHA1>.<ext>`.

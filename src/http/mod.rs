@@ -1,0 +1,1 @@
+//! Client-facing HTTP listeners (8530 plain, 8531 TLS) and request routing.

@@ -1,0 +1,24 @@
+//! wsus-edge: a branch office's Windows update server.
+//!
+//! The crate is split by concern; data flows top to bottom:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`], [`units`] | the TOML config, env overrides, human units |
+//! | [`model`] | domain types shared by every layer (updates, files, groups, approvals) |
+//! | [`wire`] | MS-WSUSSS and MS-WUSP types, the SOAP codec, update XML; no I/O |
+//! | [`store`] | the metadata store (sled); the only module that names sled |
+//! | [`content`] | the verified streaming payload cache under `/Content/` |
+//! | [`http`] | the client-facing listeners and request routing |
+//! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
+//! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
+
+pub mod cli;
+pub mod config;
+pub mod content;
+pub mod http;
+pub mod model;
+pub mod simulate;
+pub mod store;
+pub mod units;
+pub mod wire;

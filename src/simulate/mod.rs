@@ -1,0 +1,1 @@
+//! A deterministic WSUS catalog generator: the data behind `simulate-upstream`.
