@@ -30,14 +30,14 @@ impl Store {
         for f in files {
             batch.insert(&f.sha1[..], enc(f)?);
         }
-        self.inner.content.apply_batch(batch)?;
+        self.tree(schema::CONTENT).apply_batch(batch)?;
         Ok(())
     }
 
     /// The declared file with this SHA-1, if any metadata declares one.
     pub fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, StoreError> {
-        match self.inner.content.get(sha1)? {
-            Some(v) => Ok(Some(dec(schema::CONTENT, &v)?)),
+        match self.tree(schema::CONTENT).get(sha1)? {
+            Some(v) => Ok(Some(dec("content", &v)?)),
             None => Ok(None),
         }
     }
