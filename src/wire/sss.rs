@@ -1,0 +1,1 @@
+//! MS-WSUSSS operations (in progress).
