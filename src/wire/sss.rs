@@ -1,1 +1,0 @@
-//! MS-WSUSSS operations (in progress).
