@@ -10,6 +10,7 @@
 //! | [`store`] | the metadata store (sled); the only module that names sled |
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
 //! | [`http`] | the client-facing listeners and request routing |
+//! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
@@ -20,5 +21,6 @@ pub mod http;
 pub mod model;
 pub mod simulate;
 pub mod store;
+pub mod sync;
 pub mod units;
 pub mod wire;
