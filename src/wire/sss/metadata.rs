@@ -215,6 +215,41 @@ fn read_ids(el: &Element, name: &str) -> Result<Option<Vec<IdAndDelta>>, WireErr
 }
 
 impl ServerSyncFilter {
+    /// The first pass: categories, classifications and detectoids changed since `anchor`.
+    pub fn config(anchor: Option<String>) -> Self {
+        Self {
+            anchor,
+            get_config: true,
+            ..Self::default()
+        }
+    }
+
+    /// The second pass: updates in at least one of `products` and one of `classifications`
+    /// (the upstream needs both lists non-empty), in `languages` (LCIDs; none = element
+    /// omitted). `Delta` is true exactly when an anchor is sent, so a re-sync gets only changes.
+    pub fn updates(
+        anchor: Option<String>,
+        products: &[Uuid],
+        classifications: &[Uuid],
+        languages: &[i32],
+    ) -> Self {
+        let delta = anchor.is_some();
+        let ids = |v: &[Uuid]| v.iter().map(|&id| IdAndDelta { id, delta }).collect();
+        Self {
+            anchor,
+            get_config: false,
+            get_63_language_only: false,
+            categories: Some(ids(products)),
+            classifications: Some(ids(classifications)),
+            languages: (!languages.is_empty()).then(|| {
+                languages
+                    .iter()
+                    .map(|&id| LanguageAndDelta { id, delta })
+                    .collect()
+            }),
+        }
+    }
+
     fn write(&self, w: &mut XmlWriter) {
         w.start("filter");
         w.opt_leaf("Anchor", self.anchor.as_deref());
@@ -351,6 +386,31 @@ mod tests {
         round_trip(&resp);
         let s = encode(&resp);
         assert!(s.contains("<GetConfigDataResult><CatalogOnlySync>false</CatalogOnlySync><LazySync>true</LazySync><ServerHostsPsfFiles>false</ServerHostsPsfFiles><MaxNumberOfComputerIdsInRequest>0</MaxNumberOfComputerIdsInRequest><MaxNumberOfDriverSetsPerRequest>0</MaxNumberOfDriverSetsPerRequest><MaxNumberOfPnpHardwareIdsInRequest>0</MaxNumberOfPnpHardwareIdsInRequest><MaxNumberOfUpdatesPerRequest>100</MaxNumberOfUpdatesPerRequest><NewConfigAnchor>9438,2026-10-04 16:33:26.668</NewConfigAnchor><ProtocolVersion>1.20</ProtocolVersion><LanguageUpdateList /><MaxUpdatesPerRequestInGetUpdateDecryptionData>100</MaxUpdatesPerRequestInGetUpdateDecryptionData></GetConfigDataResult>"));
+    }
+
+    #[test]
+    fn filter_constructors_set_delta_with_the_anchor() {
+        let p = uuid!("8c3fcc84-7410-4a95-8b89-a166a0190486");
+        let f = ServerSyncFilter::updates(None, &[p], &[p], &[]);
+        assert!(!f.get_config && f.languages.is_none());
+        assert!(!f.categories.as_ref().unwrap()[0].delta);
+        let f = ServerSyncFilter::updates(
+            Some("1,2026-10-04 16:33:26.668".into()),
+            &[p],
+            &[p],
+            &[1033],
+        );
+        assert!(f.categories.as_ref().unwrap()[0].delta);
+        assert!(f.classifications.as_ref().unwrap()[0].delta);
+        assert_eq!(
+            f.languages.as_ref().unwrap()[0],
+            LanguageAndDelta {
+                id: 1033,
+                delta: true
+            }
+        );
+        let c = ServerSyncFilter::config(None);
+        assert!(c.get_config && c.categories.is_none() && c.anchor.is_none());
     }
 
     #[test]

@@ -74,6 +74,28 @@ pub struct GetUpdateDataResponse {
     pub file_urls: Vec<ServerSyncUrlData>,
 }
 
+impl GetUpdateDataResponse {
+    /// The requested revisions this answer left out (a WSUS answer is capped near 2 MB and
+    /// may hold fewer than asked): request them again.
+    pub fn missing_from(&self, requested: &[RevisionKey]) -> Vec<RevisionKey> {
+        let got: std::collections::HashSet<RevisionKey> =
+            self.updates.iter().map(|u| u.id).collect();
+        requested
+            .iter()
+            .filter(|k| !got.contains(k))
+            .copied()
+            .collect()
+    }
+
+    /// The `MUUrl` given for a file digest, if any.
+    pub fn mu_url(&self, sha1: &[u8; 20]) -> Option<&str> {
+        self.file_urls
+            .iter()
+            .find(|f| &f.file_digest == sha1)
+            .and_then(|f| f.mu_url.as_deref())
+    }
+}
+
 impl SoapBody for GetUpdateDataResponse {
     const NAME: &'static str = "GetUpdateDataResponse";
     const NS: &'static str = NS;
@@ -229,6 +251,13 @@ mod tests {
             }],
         };
         let back = round_trip(&resp);
+        let other = RevisionKey::new(uuid!("266f6222-c89d-43f2-9f8a-69340271e677"), 201);
+        assert_eq!(back.missing_from(&[k, other]), vec![other]);
+        assert_eq!(
+            back.mu_url(&[7u8; 20]),
+            Some("http://download.windowsupdate.com/c/x.exe")
+        );
+        assert_eq!(back.mu_url(&[8u8; 20]), None);
         assert_eq!(back.updates[0].blob.xml().unwrap(), big);
         let s = encode(&resp);
         assert!(s.contains("</Id><FileDigestList><base64Binary>BwcHBwcHBwcHBwcHBwcHBwcHBwc=</base64Binary></FileDigestList><XmlUpdateBlobCompressed>TVNDRg"));
