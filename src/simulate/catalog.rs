@@ -150,6 +150,8 @@ pub struct Catalog {
     pub(crate) payloads: Payloads,
     pub(crate) groups: Vec<TargetGroup>,
     pub(crate) deployments: BTreeMap<Uuid, SimDeployment>,
+    /// Index: update id → ids of its live deployments.
+    pub(crate) by_update: BTreeMap<Uuid, BTreeSet<Uuid>>,
     pub(crate) dead: Vec<(Uuid, u64)>,
     pub(crate) declined: BTreeMap<Uuid, u64>,
     pub(crate) eulas: BTreeMap<Uuid, Eula>,
@@ -283,6 +285,16 @@ impl Catalog {
     /// Live deployments, in deployment-id order.
     pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
         self.deployments.values().map(|d| &d.deployment)
+    }
+
+    /// Live deployments of one update (any revision, any group).
+    pub fn deployments_of(&self, update_id: &Uuid) -> impl Iterator<Item = &Deployment> {
+        self.by_update
+            .get(update_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.deployments.get(id))
+            .map(|d| &d.deployment)
     }
 
     /// Deployments created and removed after `anchor`.

@@ -12,9 +12,11 @@
 //! Files: `catalog.rs` (types, accessors), `generate.rs`, `mutate.rs`, `xml.rs`, `payload.rs`,
 //! `oracle.rs`, `categories.rs`, `rng.rs`.
 
+mod approvals;
 mod catalog;
 pub mod categories;
 mod generate;
+mod leaves;
 mod mutate;
 mod oracle;
 mod payload;

@@ -59,19 +59,17 @@ impl Catalog {
     }
 
     fn move_deployments(&mut self, update_id: Uuid, to: RevisionKey) {
-        let old: Vec<Deployment> = self
-            .deployments
-            .values()
-            .filter(|d| d.deployment.update.update_id == update_id)
-            .map(|d| d.deployment.clone())
-            .collect();
+        let old: Vec<Deployment> = self.deployments_of(&update_id).cloned().collect();
         for d in old {
             self.approve_key(to, d.group, d.action, d.deadline);
         }
     }
 
     fn kill_deployment(&mut self, id: Uuid) {
-        if self.deployments.remove(&id).is_some() {
+        if let Some(d) = self.deployments.remove(&id) {
+            if let Some(set) = self.by_update.get_mut(&d.deployment.update.update_id) {
+                set.remove(&id);
+            }
             let c = self.next_change();
             self.dead.push((id, c));
         }
@@ -117,12 +115,9 @@ impl Catalog {
         deadline: Option<OffsetDateTime>,
     ) -> Uuid {
         let old: Vec<Uuid> = self
-            .deployments
-            .iter()
-            .filter(|(_, d)| {
-                d.deployment.update.update_id == key.update_id && d.deployment.group == group
-            })
-            .map(|(id, _)| *id)
+            .deployments_of(&key.update_id)
+            .filter(|d| d.group == group)
+            .map(|d| d.id)
             .collect();
         for id in old {
             self.kill_deployment(id);
@@ -142,6 +137,7 @@ impl Catalog {
         };
         self.deployments
             .insert(id, SimDeployment { deployment, change });
+        self.by_update.entry(key.update_id).or_default().insert(id);
         id
     }
 
@@ -149,12 +145,9 @@ impl Catalog {
     /// Returns whether there was one.
     pub fn unapprove(&mut self, update_id: Uuid, group: Uuid) -> bool {
         let ids: Vec<Uuid> = self
-            .deployments
-            .iter()
-            .filter(|(_, d)| {
-                d.deployment.update.update_id == update_id && d.deployment.group == group
-            })
-            .map(|(id, _)| *id)
+            .deployments_of(&update_id)
+            .filter(|d| d.group == group)
+            .map(|d| d.id)
             .collect();
         for id in &ids {
             self.kill_deployment(*id);
@@ -170,12 +163,7 @@ impl Catalog {
             .ok_or(MutateError::UnknownUpdate(update_id))?;
         let children = rev.record.bundled.clone();
         for id in std::iter::once(update_id).chain(children) {
-            let dead: Vec<Uuid> = self
-                .deployments
-                .iter()
-                .filter(|(_, d)| d.deployment.update.update_id == id)
-                .map(|(d, _)| *d)
-                .collect();
+            let dead: Vec<Uuid> = self.deployments_of(&id).map(|d| d.id).collect();
             for d in dead {
                 self.kill_deployment(d);
             }
@@ -202,12 +190,7 @@ impl Catalog {
         let key = self
             .publish_new_revision(update_id, true)
             .ok_or(MutateError::UnknownUpdate(update_id))?;
-        let dead: Vec<Uuid> = self
-            .deployments
-            .iter()
-            .filter(|(_, d)| d.deployment.update.update_id == update_id)
-            .map(|(d, _)| *d)
-            .collect();
+        let dead: Vec<Uuid> = self.deployments_of(&update_id).map(|d| d.id).collect();
         for d in dead {
             self.kill_deployment(d);
         }

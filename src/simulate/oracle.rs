@@ -99,8 +99,8 @@ impl Catalog {
         update_id: &Uuid,
         member_of: &BTreeSet<Uuid>,
     ) -> Option<&Deployment> {
-        self.deployments()
-            .filter(|d| d.update.update_id == *update_id && member_of.contains(&d.group))
+        self.deployments_of(update_id)
+            .filter(|d| member_of.contains(&d.group))
             .min_by_key(|d| {
                 (
                     std::cmp::Reverse(self.group_depth(&d.group).unwrap_or(0)),

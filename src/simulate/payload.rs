@@ -3,12 +3,17 @@
 //! Their SHA-1 and SHA-256 are the real digests of those bytes, computed once when the file is
 //! declared.
 //!
-//! Byte `o` of file `i` is byte `o % 8` (little-endian) of `mix(key(seed, i) + (o / 8) * GOLDEN)`:
-//! a counter-mode stream, so [`Payloads::read_range`] costs only the bytes it returns.
+//! File `i`'s bytes are 64 KiB blocks, block `b` being ChaCha output seeded from
+//! (seed, i, b), so [`Payloads::read_range`] costs at most one block more than it returns.
+//! (`StdRng` is ChaCha12 in the locked rand 0.8; a rand upgrade could change the bytes, and with
+//! them every digest: the catalog is regenerated, never persisted, so that only moves golden
+//! values, of which there are none.)
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
 
@@ -82,15 +87,38 @@ fn file_key(seed: u64, index: u32) -> u64 {
     mix(seed ^ mix(u64::from(index).wrapping_add(1).wrapping_mul(GOLDEN)))
 }
 
-/// Fills `buf` with the bytes of the stream `key` starting at `offset`.
+/// Bytes per independently seeded block of a payload stream.
+const BLOCK: u64 = 64 * 1024;
+
+/// The generator of block `block` of stream `key`.
+fn block_rng(key: u64, block: u64) -> StdRng {
+    let mut seed = [0u8; 32];
+    let base = mix(key ^ mix(block.wrapping_add(1).wrapping_mul(GOLDEN)));
+    for (i, chunk) in seed.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&mix(base.wrapping_add(i as u64)).to_le_bytes());
+    }
+    StdRng::from_seed(seed)
+}
+
+/// Fills `buf` with the bytes of the stream `key` starting at `offset`. The stream is a sequence
+/// of 64 KiB blocks, each the output of ChaCha (rand's `StdRng`, optimised even in debug builds)
+/// seeded from (key, block index): a range read costs at most one block more than its length.
 fn fill_stream(key: u64, offset: u64, buf: &mut [u8]) {
     let mut pos = offset;
-    let mut out = 0;
+    let mut out = 0usize;
+    let mut scratch: Vec<u8> = Vec::new();
     while out < buf.len() {
-        let word = mix(key.wrapping_add((pos / 8).wrapping_mul(GOLDEN))).to_le_bytes();
-        let start = (pos % 8) as usize;
-        let n = (8 - start).min(buf.len() - out);
-        buf[out..out + n].copy_from_slice(&word[start..start + n]);
+        let block = pos / BLOCK;
+        let start = (pos % BLOCK) as usize;
+        let n = (BLOCK as usize - start).min(buf.len() - out);
+        let mut rng = block_rng(key, block);
+        if start == 0 {
+            rng.fill_bytes(&mut buf[out..out + n]);
+        } else {
+            scratch.resize(start + n, 0);
+            rng.fill_bytes(&mut scratch[..start + n]);
+            buf[out..out + n].copy_from_slice(&scratch[start..start + n]);
+        }
         out += n;
         pos += n as u64;
     }

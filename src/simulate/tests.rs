@@ -586,3 +586,24 @@ fn dump_samples() {
         println!("{}\n", c.xml(&r.record.key).unwrap());
     }
 }
+
+#[test]
+#[ignore = "measures payload fill vs hashing"]
+fn measure_fill() {
+    let mut p = Payloads::new(1);
+    let t = std::time::Instant::now();
+    p.add(
+        "x.cab".into(),
+        100 << 20,
+        "m".into(),
+        None,
+        "secu",
+        "2026/01",
+    );
+    eprintln!("add (fill+hash) 100 MiB: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut r = p.reader(FileId(0)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    while r.read(&mut buf).unwrap() > 0 {}
+    eprintln!("fill only 100 MiB: {:?}", t.elapsed());
+}
