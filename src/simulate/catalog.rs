@@ -72,9 +72,11 @@ pub enum Handler {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Detail {
     pub handler: Handler,
-    pub description: String,
+    /// How `Description` is written (stored as a recipe: the text is built when rendering).
+    pub description: Description,
     /// Languages of the localized properties after `en`.
-    pub languages: Vec<&'static str>,
+    /// How many of `generate::LANGUAGES` follow.
+    pub languages: u8,
     /// Parallel to `record.prerequisites`: true for `AtLeastOne IsCategory="true"` clauses.
     pub category_clause: Vec<bool>,
     /// Parallel to `record.bundled`: the bundled revision numbers.
@@ -91,6 +93,38 @@ pub(crate) struct Detail {
     pub hardware_id: Option<String>,
     /// Detectoids: which rule they evaluate.
     pub detect_rule: u32,
+}
+
+/// The `Description` of a revision's localized properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Description {
+    /// No `Description` element.
+    None,
+    /// The title again (categories).
+    Title,
+    /// This many stock sentences.
+    Sentences(u8),
+}
+
+impl Description {
+    /// The text, if any.
+    pub(crate) fn text(self, title: &str) -> Option<String> {
+        const SENTENCES: [&str; 3] = [
+            "Install this update to resolve issues in the product. For a complete listing of the issues that are included in this update, see the associated Microsoft Knowledge Base article.",
+            "After you install this item, you may have to restart your computer.",
+            "This update addresses security vulnerabilities and improves reliability of servicing components.",
+        ];
+        match self {
+            Self::None => None,
+            Self::Title => Some(title.to_string()),
+            Self::Sentences(n) => Some(
+                (0..n as usize)
+                    .map(|i| SENTENCES[i % 3])
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        }
+    }
 }
 
 /// One revision of one update in the catalog.

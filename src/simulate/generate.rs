@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::catalog::{Catalog, Detail, Eula, GenOptions, Handler, SimRevision};
+use super::catalog::{Catalog, Description, Detail, Eula, GenOptions, Handler, SimRevision};
 use super::categories as cats;
 use super::payload::{FileId, Payloads};
 use super::rng::Rng;
@@ -77,8 +77,8 @@ pub(crate) struct LeafSpec {
 pub(crate) fn detail(handler: Handler) -> Detail {
     Detail {
         handler,
-        description: String::new(),
-        languages: Vec::new(),
+        description: Description::None,
+        languages: 0,
         category_clause: Vec::new(),
         bundled_revisions: Vec::new(),
         extra_rules: 0,
@@ -178,8 +178,8 @@ impl Catalog {
         order: u32,
     ) {
         let mut d = detail(Handler::Category(ct));
-        d.description = title.to_string();
-        d.languages = LANGUAGES.to_vec();
+        d.description = Description::Title;
+        d.languages = LANGUAGES.len() as u8;
         d.display_order = order;
         let prerequisites: Vec<Vec<Uuid>> = parent.into_iter().map(|p| vec![p]).collect();
         d.category_clause = vec![true; prerequisites.len()];

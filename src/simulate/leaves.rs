@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::catalog::{Catalog, Handler, SimRevision};
+use super::catalog::{Catalog, Description, Handler, SimRevision};
 use super::categories as cats;
 use super::generate::{
     creation_date, detail, modified, year_month, LeafSpec, Product, ProductKind, LANGUAGES,
@@ -54,14 +54,7 @@ impl Catalog {
         } else {
             1 + self.rng.below(2) as usize
         };
-        d.description = (0..sentences)
-            .map(|i| match i % 3 {
-                0 => "Install this update to resolve issues in the product. For a complete listing of the issues that are included in this update, see the associated Microsoft Knowledge Base article.",
-                1 => "After you install this item, you may have to restart your computer.",
-                _ => "This update addresses security vulnerabilities and improves reliability of servicing components.",
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        d.description = Description::Sentences(sentences as u8);
         let n_lang = if s.big {
             LANGUAGES.len()
         } else if self.rng.percent(30) {
@@ -69,7 +62,7 @@ impl Catalog {
         } else {
             0
         };
-        d.languages = LANGUAGES[..n_lang].to_vec();
+        d.languages = n_lang as u8;
         d.extra_rules = if s.big { 40 } else { self.rng.below(4) as u32 };
         d.explicitly_deployable = s.explicitly_deployable;
         if s.classification == cats::SECURITY_UPDATES {

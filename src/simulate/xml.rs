@@ -11,6 +11,7 @@ use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
 use super::catalog::{Handler, SimRevision};
+use super::generate::LANGUAGES;
 use super::payload::Payloads;
 use crate::model::{CategoryType, UpdateKind};
 
@@ -185,12 +186,14 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
 
     // Localized properties: en first, then the others (same text, as real category documents do).
     x.start("upd:LocalizedPropertiesCollection", &[]);
-    for lang in std::iter::once("en").chain(d.languages.iter().copied()) {
+    let description = d.description.text(&r.title);
+    let langs = &LANGUAGES[..(d.languages as usize).min(LANGUAGES.len())];
+    for lang in std::iter::once("en").chain(langs.iter().copied()) {
         x.start("upd:LocalizedProperties", &[]);
         x.text_elem("upd:Language", lang);
         x.text_elem("upd:Title", &r.title);
-        if !d.description.is_empty() {
-            x.text_elem("upd:Description", &d.description);
+        if let Some(text) = &description {
+            x.text_elem("upd:Description", text);
         }
         if let Some(u) = &d.more_info_url {
             x.text_elem("upd:MoreInfoUrl", u);
