@@ -84,8 +84,6 @@ pub(crate) struct Detail {
     /// Extra applicability rules (makes big blobs).
     pub extra_rules: u32,
     pub msrc_severity: Option<&'static str>,
-    pub bulletin: Option<String>,
-    pub more_info_url: Option<String>,
     pub explicitly_deployable: bool,
     pub display_order: u32,
     pub os_build: u32,

@@ -83,8 +83,6 @@ pub(crate) fn detail(handler: Handler) -> Detail {
         bundled_revisions: Vec::new(),
         extra_rules: 0,
         msrc_severity: None,
-        bulletin: None,
-        more_info_url: None,
         explicitly_deployable: false,
         display_order: 0,
         os_build: 0,

@@ -173,8 +173,12 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
             &[("RebootBehavior", "CanRequestReboot")],
         );
     }
-    if let Some(b) = &d.bulletin {
-        x.text_elem("upd:SecurityBulletinID", b);
+    // Security updates name a bulletin (derived from the KB) beside their MSRC severity.
+    if let (Some(_), Some(kb)) = (d.msrc_severity, &r.kb) {
+        x.text_elem(
+            "upd:SecurityBulletinID",
+            &format!("MS26-{}", &kb[kb.len().saturating_sub(3)..]),
+        );
     }
     if let Some(kb) = &r.kb {
         x.text_elem("upd:KBArticleID", kb);
@@ -188,6 +192,9 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
     x.start("upd:LocalizedPropertiesCollection", &[]);
     let description = d.description.text(&r.title);
     let langs = &LANGUAGES[..(d.languages as usize).min(LANGUAGES.len())];
+    let more_info =
+        r.kb.as_ref()
+            .map(|kb| format!("https://support.microsoft.com/help/{kb}"));
     for lang in std::iter::once("en").chain(langs.iter().copied()) {
         x.start("upd:LocalizedProperties", &[]);
         x.text_elem("upd:Language", lang);
@@ -195,7 +202,7 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
         if let Some(text) = &description {
             x.text_elem("upd:Description", text);
         }
-        if let Some(u) = &d.more_info_url {
+        if let Some(u) = &more_info {
             x.text_elem("upd:MoreInfoUrl", u);
         }
         x.end("upd:LocalizedProperties");
@@ -267,14 +274,15 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
         for f in rev.files.iter().filter_map(|f| payloads.get(*f)) {
             let sha1 = b64.encode(f.sha1);
             let size = f.size.to_string();
+            let modified = f.modified();
             let mut attrs: Vec<(&str, &str)> = vec![
                 ("Digest", &sha1),
                 ("DigestAlgorithm", "SHA1"),
                 ("FileName", &f.name),
                 ("Size", &size),
-                ("Modified", &f.modified),
+                ("Modified", &modified),
             ];
-            if let Some(p) = &f.patching_type {
+            if let Some(p) = f.patching_type() {
                 attrs.push(("PatchingType", p));
             }
             x.start("upd:File", &attrs);
