@@ -629,7 +629,9 @@ fn large_uup_files_are_streamed_and_hashed_without_holding_them() {
         assert_eq!(<[u8; 20]>::from(s1.finalize()), f.sha1);
         assert_eq!(<[u8; 32]>::from(s256.finalize()), f.sha256);
         assert_eq!(p.by_sha1(&f.sha1), Some(id));
-        assert!(f.mu_url().ends_with(&format!("_{}.wim", hex::encode(f.sha1))));
+        assert!(f
+            .mu_url()
+            .ends_with(&format!("_{}.wim", hex::encode(f.sha1))));
     }
 }
 
@@ -651,4 +653,42 @@ fn measure_hundred_thousand() {
         c.payloads().len(),
         t.elapsed()
     );
+}
+
+#[test]
+fn a_machine_profile_only_gets_updates_for_its_products_and_architecture() {
+    let c = Catalog::generate(2000, 21);
+    assert!(c
+        .products()
+        .iter()
+        .any(|(id, _)| *id == categories::PRODUCT_WINDOWS_11));
+    let win11 = [categories::PRODUCT_WINDOWS_11];
+    let x64 = c.machine_installed(&win11, "x64");
+    let arm = c.machine_installed(&win11, "arm64");
+    assert_ne!(x64, arm);
+    let all = c.group_named("All Computers").unwrap().id;
+    let offered_x64 = c.offered(&[all], &x64);
+    let offered_arm = c.offered(&[all], &arm);
+    assert!(!offered_x64.is_empty() && !offered_arm.is_empty());
+    assert!(offered_x64.is_disjoint(&offered_arm));
+    for k in &offered_x64 {
+        let r = &c.revision(k).unwrap().record;
+        assert!(
+            r.products.contains(&categories::PRODUCT_WINDOWS_11),
+            "{}",
+            r.title
+        );
+        assert!(!r.title.contains("arm64"), "{}", r.title);
+    }
+    // A profile is closed under prerequisites: each of its detectoids' prerequisites is met.
+    for id in &x64 {
+        let r = &c.latest(id).unwrap().record;
+        assert!(
+            r.prerequisites
+                .iter()
+                .all(|cl| cl.iter().any(|u| x64.contains(u))),
+            "{}",
+            r.title
+        );
+    }
 }
