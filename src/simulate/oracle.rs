@@ -8,7 +8,7 @@
 //! 2. Conflicting approvals of one update: the deeper group wins; at equal depth Install beats
 //!    Uninstall; then a deadline beats none and an earlier deadline beats a later one (PLAN §1.5,
 //!    approval conflicts). Block and Scan (detect only) rank after Uninstall at equal depth
-//!    **[unverified]**; a winning Block or Scan means "not offered" (ms822912 Block overrides;
+//!    **(unverified)**; a winning Block or Scan means "not offered" (ms822912 Block overrides;
 //!    PreDeploymentCheck = don't offer, WUSP §2.2.2.2.4).
 //! 3. Declined (hidden) updates are never offered (MS-WSUSSS §3.1.1 Revision table "Hidden";
 //!    INV §12.19: 0 of 3,982 declined delivered). Expired updates are not offered (their newest

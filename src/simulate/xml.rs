@@ -4,7 +4,7 @@
 //! namespaces declared on the root, `UpdateIdentity`, `Properties`, `LocalizedPropertiesCollection`,
 //! `Relationships` (Prerequisites, SupersededUpdates, BundledUpdates), `ApplicabilityRules`,
 //! `Files`, `HandlerSpecificData`. Where no source settles a detail (e.g. `MsrcSeverity` as an
-//! attribute, the WindowsPatch handler data) the choice is marked **[unverified]**.
+//! attribute, the WindowsPatch handler data) the choice is marked **(unverified)**.
 
 use base64::Engine as _;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
@@ -452,9 +452,9 @@ fn applicability(x: &mut X, rev: &SimRevision) {
 fn handler_data(x: &mut X, rev: &SimRevision) {
     let d = &rev.detail;
     let r = &rev.record;
-    let Some((prefix, _)) = handler_ns(d.handler) else {
+    if handler_ns(d.handler).is_none() {
         return;
-    };
+    }
     let ty = match d.handler {
         Handler::Category(_) => "cat:Category",
         Handler::Cbs => "cbs:Cbs",
@@ -463,7 +463,6 @@ fn handler_data(x: &mut X, rev: &SimRevision) {
         Handler::Driver => "drv:WindowsDriver",
         _ => "osi:OSInstallerMetadata",
     };
-    let _ = prefix;
     x.start(
         "upd:HandlerSpecificData",
         &[("xsi:type", ty), ("xmlns:xsi", NS_XSI)],
