@@ -98,7 +98,13 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
     }
     x.start("upd:Update", &root);
 
-    let id = r.key.update_id.to_string();
+    // Real category documents write their own identity in upper case (fixtures 56309036-…-r101,
+    // 6964aab4-…-r100); everything else is lower case. Parsers must accept both.
+    let id = if r.kind == UpdateKind::Category {
+        r.key.update_id.to_string().to_uppercase()
+    } else {
+        r.key.update_id.to_string()
+    };
     let revno = r.key.revision.to_string();
     x.empty(
         "upd:UpdateIdentity",
