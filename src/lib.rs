@@ -11,6 +11,7 @@
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
 //! | [`http`] | the client-facing listeners and request routing |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
+//! | [`transfer`] | export/import of signed update packages for disconnected networks |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
@@ -22,5 +23,6 @@ pub mod model;
 pub mod simulate;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod units;
 pub mod wire;

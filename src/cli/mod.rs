@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod transfer;
+
 /// The top-level command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +31,14 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration and exit.
     CheckConfig,
+    /// Write a verifiable update package (offline, on --data-dir).
+    Export(transfer::ExportArgs),
+    /// Verify and import a package (a directory or its first volume).
+    Import(transfer::ImportArgs),
+    /// Check a package's signature and every file's digest without importing it.
+    VerifyPackage(transfer::VerifyArgs),
+    /// Make a signing key pair: K.key (mode 0600) and K.pub.
+    Keygen(transfer::KeygenArgs),
 }
 
 impl Cli {
@@ -52,5 +62,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("{config:#?}");
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Export(a) => transfer::export(config, a),
+        Command::Import(a) => transfer::import(config, a),
+        Command::VerifyPackage(a) => transfer::verify(a),
+        Command::Keygen(a) => transfer::keygen(a),
     }
 }

@@ -1,0 +1,408 @@
+//! `import`: verify every file into a staging directory, then commit content and metadata.
+//!
+//! Staging lives in `<data_dir>/import-staging/<id>/` (`id` = first 16 hex digits of the
+//! manifest's SHA-256): `manifest.json`, `journal.json` and `files/<package path>`. A file is
+//! copied to `files/<path>.tmp` while hashed, checked against the manifest, fsynced and only
+//! then renamed to `files/<path>`: a file under its final staging name is verified, so a
+//! re-run skips it. Payloads the cache already holds with the same SHA-256 are not copied.
+//!
+//! The commit (journal phase `committing`) publishes each staged payload through the
+//! content store (hard link into its temp name, fsync, rename, fsync of the folder), then
+//! applies the metadata in ONE store transaction (full package: replace; incremental:
+//! merge, removing nothing from the cache), records the anchor and flushes. Until the
+//! metadata transaction commits, no metadata names the new payloads. A failure during the
+//! commit removes the payloads this run published; a crash during it is rolled forward by
+//! the next `import` (of any package), from the staging directory.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::error::from_io;
+use super::hashing::{copy_hashed, Digests};
+use super::keys;
+use super::manifest::{Anchor, FileEntry, Manifest};
+use super::metadata;
+use super::package::Package;
+use super::progress::Progress;
+use super::publish::ContentTarget;
+use super::verify::check_header;
+use super::TransferError;
+use crate::store::{ApplyMode, MetadataSnapshot, ObjectMeta, Store};
+
+/// Setting (store key/value) holding the anchors imported, per source server.
+pub const IMPORTED_KEY: &str = "transfer.imported_anchors";
+/// Test hook: `stage:N` or `commit:N` stalls the import after N files (for kill tests).
+pub const STALL_ENV: &str = "WSUS_EDGE_IMPORT_TEST_STALL";
+
+/// Import options.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// When not empty, the signer must be one of these keys.
+    pub trust: Vec<VerifyingKey>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    /// The package's anchor, now recorded here.
+    pub anchor: String,
+    /// The incremental's base, if any.
+    pub base_anchor: Option<String>,
+    /// The signer's fingerprint.
+    pub signer: String,
+    /// Revisions applied.
+    pub revisions: usize,
+    /// Payload files in the package.
+    pub payloads: usize,
+    /// Files copied and verified in this run.
+    pub copied: usize,
+    /// Files already verified by an earlier, interrupted run (not copied again).
+    pub resumed: usize,
+    /// Payloads the cache already held (not copied).
+    pub already_present: usize,
+    /// Bytes copied in this run.
+    pub bytes_copied: u64,
+    /// Payloads newly published to the cache.
+    pub published: usize,
+    /// Interrupted commits of earlier imports that were completed first.
+    pub rolled_forward: usize,
+}
+
+/// One imported anchor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportedAnchor {
+    /// The anchor text.
+    pub anchor: String,
+    /// Its high-water mark.
+    pub high_water: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Phase {
+    Staging,
+    Committing,
+}
+
+/// The anchors imported into `store`, per source server.
+pub fn imported_anchors(store: &Store) -> Result<BTreeMap<Uuid, ImportedAnchor>, TransferError> {
+    match store.setting(IMPORTED_KEY)? {
+        Some(v) => serde_json::from_slice(&v).map_err(|e| TransferError::Metadata {
+            path: IMPORTED_KEY.into(),
+            detail: e.to_string(),
+        }),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+fn check_base(store: &Store, m: &Manifest) -> Result<(), TransferError> {
+    let Some(base) = &m.base_anchor else {
+        return Ok(());
+    };
+    let b: Anchor = base.parse()?;
+    let have = imported_anchors(store)?;
+    match have.get(&b.server_id) {
+        Some(r) if r.high_water >= b.high_water => Ok(()),
+        Some(r) => Err(TransferError::BaseAnchorMissing {
+            anchor: base.clone(),
+            detail: format!("the last import from that server is {}", r.anchor),
+        }),
+        None => Err(TransferError::BaseAnchorMissing {
+            anchor: base.clone(),
+            detail: format!("nothing was imported from server {}", b.server_id),
+        }),
+    }
+}
+
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn files(&self) -> PathBuf {
+        self.dir.join("files")
+    }
+    fn file(&self, path: &str) -> PathBuf {
+        self.files().join(path)
+    }
+    fn journal(&self) -> Result<Option<Phase>, TransferError> {
+        let p = self.dir.join("journal.json");
+        match fs::read(&p) {
+            Ok(b) => Ok(serde_json::from_slice::<Journal>(&b).ok().map(|j| j.phase)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TransferError::Io { path: p, source: e }),
+        }
+    }
+    fn set_phase(&self, phase: Phase) -> Result<(), TransferError> {
+        let p = self.dir.join("journal.json");
+        let tmp = self.dir.join("journal.json.tmp");
+        let body = serde_json::to_vec(&Journal { phase }).map_err(|e| TransferError::Metadata {
+            path: "journal.json".into(),
+            detail: e.to_string(),
+        })?;
+        let mut f = File::create(&tmp).map_err(TransferError::io(&tmp))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .map_err(TransferError::io(&tmp))?;
+        fs::rename(&tmp, &p).map_err(TransferError::io(&p))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(TransferError::io(&self.dir))
+    }
+}
+
+fn stall(phase: &str, n: usize) {
+    if let Ok(v) = std::env::var(STALL_ENV) {
+        if v.split_once(':')
+            .is_some_and(|(p, k)| p == phase && k.parse() == Ok(n))
+        {
+            tracing::warn!("{STALL_ENV}: stalling after {n} files in {phase}");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+}
+
+/// Imports the package at `package` into `store` and the content folder `content_dir`,
+/// staging under `staging_root`.
+pub fn import(
+    store: &Store,
+    content_dir: &Path,
+    staging_root: &Path,
+    package: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport, TransferError> {
+    let mut report = ImportReport::default();
+    let mut pkg = Package::open(package)?;
+    let (m, signer) = check_header(&pkg, &opts.trust)?;
+    report.signer = keys::fingerprint(&signer);
+    let id = hex::encode(&Digests::of(&pkg.manifest_bytes).sha256[..8]);
+    let target = ContentTarget::open(content_dir)?;
+
+    // Earlier interrupted imports: finish commits, drop abandoned staging of other packages.
+    fs::create_dir_all(staging_root).map_err(TransferError::io(staging_root))?;
+    for e in fs::read_dir(staging_root).map_err(TransferError::io(staging_root))? {
+        let e = e.map_err(TransferError::io(staging_root))?;
+        if e.file_name().to_string_lossy() == id {
+            continue;
+        }
+        let st = Staging { dir: e.path() };
+        if st.journal()? == Some(Phase::Committing) {
+            tracing::warn!(dir = %st.dir.display(), "finishing an interrupted import first");
+            let bytes = fs::read(st.dir.join("manifest.json"))
+                .map_err(TransferError::io(st.dir.join("manifest.json")))?;
+            let old = Manifest::parse(&bytes)?;
+            commit(store, &target, &st, &old, &mut ImportReport::default())?;
+            report.rolled_forward += 1;
+        } else {
+            tracing::info!(dir = %st.dir.display(), "removing abandoned import staging");
+            fs::remove_dir_all(&st.dir).map_err(TransferError::io(&st.dir))?;
+        }
+    }
+
+    let st = Staging {
+        dir: staging_root.join(&id),
+    };
+    report.anchor = m.anchor.clone();
+    report.base_anchor = m.base_anchor.clone();
+    report.payloads = m
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("content/"))
+        .count();
+    if st.journal()? == Some(Phase::Committing) {
+        tracing::warn!("resuming an interrupted commit of this package");
+        commit(store, &target, &st, &m, &mut report)?;
+        return Ok(report);
+    }
+    check_base(store, &m)?;
+    fs::create_dir_all(st.files()).map_err(TransferError::io(st.files()))?;
+    let mpath = st.dir.join("manifest.json");
+    fs::write(&mpath, &pkg.manifest_bytes).map_err(TransferError::io(&mpath))?;
+    st.set_phase(Phase::Staging)?;
+
+    let mut progress = Progress::new("import", m.files.len() as u64, m.total_bytes());
+    let loc = pkg.location.clone();
+    pkg.walk(&m, &mut |e, data| {
+        let dst = st.file(&e.path);
+        if e.path.starts_with("content/") && target.holds(store, e)? {
+            report.already_present += 1;
+        } else if fs::metadata(&dst).is_ok_and(|md| md.len() == e.size) {
+            report.resumed += 1;
+        } else {
+            stage(e, data, &dst, &loc, &mut progress)?;
+            report.copied += 1;
+            report.bytes_copied += e.size;
+            stall("stage", report.copied);
+        }
+        progress.file_done();
+        Ok(())
+    })?;
+    progress.finish();
+    st.set_phase(Phase::Committing)?;
+    commit(store, &target, &st, &m, &mut report)?;
+    Ok(report)
+}
+
+/// Copies one file into staging while hashing; keeps it only if it matches the manifest.
+fn stage(
+    e: &FileEntry,
+    data: &mut dyn std::io::Read,
+    dst: &Path,
+    loc: &Path,
+    progress: &mut Progress,
+) -> Result<(), TransferError> {
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent).map_err(TransferError::io(parent))?;
+    }
+    let mut tmp = dst.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let r = (|| {
+        let mut f = File::create(&tmp).map_err(TransferError::io(&tmp))?;
+        let d = {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+            let d = copy_hashed(data, Some(&mut w), &mut |n| progress.bytes(n)).map_err(|x| {
+                // Read errors name the package, write errors the staging file.
+                match from_io(x, loc) {
+                    TransferError::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::StorageFull =>
+                    {
+                        TransferError::Io {
+                            path: tmp.clone(),
+                            source,
+                        }
+                    }
+                    other => other,
+                }
+            })?;
+            w.flush().map_err(TransferError::io(&tmp))?;
+            d
+        };
+        d.check(e)?;
+        f.sync_all().map_err(TransferError::io(&tmp))?;
+        fs::rename(&tmp, dst).map_err(TransferError::io(dst))
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn load_snapshot(st: &Staging, m: &Manifest) -> Result<MetadataSnapshot, TransferError> {
+    let snap =
+        metadata::from_files(|p| fs::read(st.file(p)).map_err(TransferError::io(st.file(p))))?;
+    let anchor: Anchor = m.anchor.parse()?;
+    let base = m
+        .base_anchor
+        .as_deref()
+        .map(str::parse::<Anchor>)
+        .transpose()?;
+    let bad = |d: String| TransferError::Metadata {
+        path: "metadata/info.json".into(),
+        detail: d,
+    };
+    if snap.server_id != m.server_id || snap.high_water != anchor.high_water {
+        return Err(bad(
+            "does not match the manifest's server id and anchor".into()
+        ));
+    }
+    if snap.since != base.map(|b| b.high_water) {
+        return Err(bad("incremental base does not match the manifest".into()));
+    }
+    Ok(snap)
+}
+
+/// Publishes the staged payloads and applies the metadata; removes the staging dir.
+fn commit(
+    store: &Store,
+    target: &ContentTarget,
+    st: &Staging,
+    m: &Manifest,
+    report: &mut ImportReport,
+) -> Result<(), TransferError> {
+    let snap = load_snapshot(st, m)?;
+    let mut published: Vec<&FileEntry> = Vec::new();
+    let r = (|| {
+        for e in m.files.iter().filter(|f| f.path.starts_with("content/")) {
+            let staged = st.file(&e.path);
+            if !staged.exists() || target.holds(store, e)? {
+                continue;
+            }
+            let (sha1, ext) = target.publish(e, &staged)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            store.put_object(
+                &sha1,
+                &ObjectMeta {
+                    ext,
+                    size: e.size,
+                    sha256: parse_hex32(&e.sha256)?,
+                    stored_unix: now,
+                    last_access_unix: now,
+                },
+            )?;
+            published.push(e);
+            stall("commit", published.len());
+        }
+        let mode = if m.base_anchor.is_some() {
+            ApplyMode::Merge
+        } else {
+            ApplyMode::Replace
+        };
+        store.apply_snapshot(&snap, mode, None)?;
+        Ok::<(), TransferError>(())
+    })();
+    if let Err(e) = r {
+        for p in &published {
+            if let Err(x) = target.unpublish(store, p) {
+                tracing::warn!(file = %p.path, error = %x, "could not roll back a published payload");
+            }
+        }
+        let _ = st.set_phase(Phase::Staging);
+        return Err(e);
+    }
+    let anchor: Anchor = m.anchor.parse()?;
+    let mut have = imported_anchors(store)?;
+    let newer = have.get(&anchor.server_id).map_or(true, |r| {
+        r.high_water <= anchor.high_water || m.base_anchor.is_none()
+    });
+    if newer {
+        have.insert(
+            anchor.server_id,
+            ImportedAnchor {
+                anchor: m.anchor.clone(),
+                high_water: anchor.high_water,
+            },
+        );
+        let v = serde_json::to_vec(&have).map_err(|e| TransferError::Metadata {
+            path: IMPORTED_KEY.into(),
+            detail: e.to_string(),
+        })?;
+        store.set_setting(IMPORTED_KEY, Some(&v))?;
+    }
+    store.flush()?;
+    report.revisions = snap.revisions.len();
+    report.published += published.len();
+    fs::remove_dir_all(&st.dir).map_err(TransferError::io(&st.dir))?;
+    tracing::info!(anchor = %m.anchor, revisions = snap.revisions.len(), published = published.len(), "import committed");
+    Ok(())
+}
+
+fn parse_hex32(s: &str) -> Result<[u8; 32], TransferError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| TransferError::Manifest(format!("bad SHA-256 {s}")))?;
+    Ok(out)
+}
