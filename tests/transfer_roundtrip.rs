@@ -92,7 +92,9 @@ fn full_then_incremental_round_trip_between_two_data_dirs() {
         let store = Store::open(&store_dir(&src)).unwrap();
         for n in [1, 2] {
             let (rev, bytes) = extra_revision(n);
-            store.commit_batch(&[rev.clone()], &[], None).unwrap();
+            store
+                .commit_batch(std::slice::from_ref(&rev), &[], None)
+                .unwrap();
             put_payload(
                 &store,
                 &src,
@@ -163,7 +165,9 @@ fn damaged_or_foreign_packages_are_refused_and_change_nothing() {
     {
         let store = Store::open(&store_dir(&src)).unwrap();
         let (rev, bytes) = extra_revision(9);
-        store.commit_batch(&[rev.clone()], &[], None).unwrap();
+        store
+            .commit_batch(std::slice::from_ref(&rev), &[], None)
+            .unwrap();
         put_payload(
             &store,
             &src,

@@ -274,20 +274,13 @@ fn stage(
         let mut f = File::create(&tmp).map_err(TransferError::io(&tmp))?;
         let d = {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
-            let d = copy_hashed(data, Some(&mut w), &mut |n| progress.bytes(n)).map_err(|x| {
-                // Read errors name the package, write errors the staging file.
-                match from_io(x, loc) {
-                    TransferError::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::StorageFull =>
-                    {
-                        TransferError::Io {
-                            path: tmp.clone(),
-                            source,
-                        }
-                    }
-                    other => other,
-                }
-            })?;
+            let mut tagged = Tagged {
+                inner: &mut w,
+                path: &tmp,
+            };
+            // Write errors (disk full) name the staging file, read errors the package.
+            let d = copy_hashed(data, Some(&mut tagged), &mut |n| progress.bytes(n))
+                .map_err(|x| from_io(x, loc))?;
             w.flush().map_err(TransferError::io(&tmp))?;
             d
         };
@@ -299,6 +292,30 @@ fn stage(
         let _ = fs::remove_file(&tmp);
     }
     r
+}
+
+/// A writer whose errors carry the path written to.
+struct Tagged<'a, W: Write> {
+    inner: &'a mut W,
+    path: &'a Path,
+}
+
+impl<W: Write> Write for Tagged<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.tag(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.tag(e))
+    }
+}
+
+impl<W: Write> Tagged<'_, W> {
+    fn tag(&self, e: std::io::Error) -> std::io::Error {
+        super::error::into_io(TransferError::Io {
+            path: self.path.to_path_buf(),
+            source: e,
+        })
+    }
 }
 
 fn load_snapshot(st: &Staging, m: &Manifest) -> Result<MetadataSnapshot, TransferError> {
