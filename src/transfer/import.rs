@@ -162,17 +162,87 @@ impl Staging {
     }
 }
 
-fn stall(phase: &str, n: usize) {
-    if let Ok(v) = std::env::var(STALL_ENV) {
-        if v.split_once(':')
+fn stalls(phase: &str, n: usize) -> bool {
+    std::env::var(STALL_ENV).is_ok_and(|v| {
+        v.split_once(':')
             .is_some_and(|(p, k)| p == phase && k.parse() == Ok(n))
-        {
-            tracing::warn!("{STALL_ENV}: stalling after {n} files in {phase}");
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
+    })
+}
+
+fn stall_forever(phase: &str, n: usize) {
+    tracing::warn!("{STALL_ENV}: stalling after {n} files in {phase}");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// Makes verified staging files durable in batches: one `syncfs` for many files, then each
+/// `.tmp` is renamed to its final staging name (which means "verified" to a re-run).
+struct Checkpoint {
+    dir: PathBuf,
+    pending: Vec<(PathBuf, PathBuf)>,
+    bytes: u64,
+    since: std::time::Instant,
+}
+
+impl Checkpoint {
+    const MAX_BYTES: u64 = 512 << 20;
+    const MAX_FILES: usize = 2000;
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            pending: Vec::new(),
+            bytes: 0,
+            since: std::time::Instant::now(),
         }
     }
+
+    fn add(&mut self, tmp: PathBuf, dst: PathBuf, size: u64) -> Result<(), TransferError> {
+        self.pending.push((tmp, dst));
+        self.bytes += size;
+        if self.bytes >= Self::MAX_BYTES
+            || self.pending.len() >= Self::MAX_FILES
+            || self.since.elapsed() >= Self::MAX_AGE
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the staged data, renames the batch, syncs the renames.
+    fn flush(&mut self) -> Result<(), TransferError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        sync_fs(&self.dir, self.pending.iter().map(|(t, _)| t.as_path()))?;
+        for (tmp, dst) in self.pending.drain(..) {
+            fs::rename(&tmp, &dst).map_err(TransferError::io(&dst))?;
+        }
+        sync_fs(&self.dir, std::iter::empty())?;
+        self.bytes = 0;
+        self.since = std::time::Instant::now();
+        Ok(())
+    }
+}
+
+/// Makes everything written on `dir`'s file system durable: `syncfs(2)`, or when that fails,
+/// an fsync of each of `files`.
+fn sync_fs<'a>(dir: &Path, files: impl Iterator<Item = &'a Path>) -> Result<(), TransferError> {
+    use std::os::unix::io::AsRawFd;
+    let d = File::open(dir).map_err(TransferError::io(dir))?;
+    // SAFETY: syncfs on a descriptor we own for the duration of the call.
+    let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
+    if rc == 0 {
+        return Ok(());
+    }
+    for f in files {
+        File::open(f)
+            .and_then(|f| f.sync_all())
+            .map_err(TransferError::io(f))?;
+    }
+    d.sync_all().map_err(TransferError::io(dir))
 }
 
 /// Imports the package at `package` into `store` and the content folder `content_dir`,
@@ -235,35 +305,45 @@ pub fn import(
 
     let mut progress = Progress::new("import", m.files.len() as u64, m.total_bytes());
     let loc = pkg.location.clone();
-    pkg.walk(&m, &mut |e, data| {
+    let mut batch = Checkpoint::new(&st.dir);
+    let walked = pkg.walk(&m, &mut |e, data| {
         let dst = st.file(&e.path);
         if e.path.starts_with("content/") && target.holds(store, e)? {
             report.already_present += 1;
         } else if fs::metadata(&dst).is_ok_and(|md| md.len() == e.size) {
             report.resumed += 1;
         } else {
-            stage(e, data, &dst, &loc, &mut progress)?;
+            let tmp = stage(e, data, &dst, &loc, &mut progress)?;
+            batch.add(tmp, dst, e.size)?;
             report.copied += 1;
             report.bytes_copied += e.size;
-            stall("stage", report.copied);
+            if stalls("stage", report.copied) {
+                batch.flush()?;
+                stall_forever("stage", report.copied);
+            }
         }
         progress.file_done();
         Ok(())
-    })?;
+    });
+    // Whatever was verified stays verified for the next run, even when this one failed.
+    let flushed = batch.flush();
+    walked?;
+    flushed?;
     progress.finish();
     st.set_phase(Phase::Committing)?;
     commit(store, &target, &st, &m, &mut report)?;
     Ok(report)
 }
 
-/// Copies one file into staging while hashing; keeps it only if it matches the manifest.
+/// Copies one file into `<dst>.tmp` while hashing; keeps it only if it matches the manifest.
+/// Returns the temp path (made durable and renamed by a [`Checkpoint`]).
 fn stage(
     e: &FileEntry,
     data: &mut dyn std::io::Read,
     dst: &Path,
     loc: &Path,
     progress: &mut Progress,
-) -> Result<(), TransferError> {
+) -> Result<PathBuf, TransferError> {
     if let Some(parent) = dst.parent() {
         fs::create_dir_all(parent).map_err(TransferError::io(parent))?;
     }
@@ -285,13 +365,15 @@ fn stage(
             d
         };
         d.check(e)?;
-        f.sync_all().map_err(TransferError::io(&tmp))?;
-        fs::rename(&tmp, dst).map_err(TransferError::io(dst))
+        Ok(())
     })();
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match r {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    r
 }
 
 /// A writer whose errors carry the path written to.
@@ -351,36 +433,27 @@ fn commit(
     report: &mut ImportReport,
 ) -> Result<(), TransferError> {
     let snap = load_snapshot(st, m)?;
-    let mut published: Vec<&FileEntry> = Vec::new();
-    let r = (|| {
-        for e in m.files.iter().filter(|f| f.path.starts_with("content/")) {
-            let staged = st.file(&e.path);
-            if !staged.exists() || target.holds(store, e)? {
-                continue;
-            }
-            let (sha1, ext) = target.publish(e, &staged)?;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            store.put_object(
-                &sha1,
-                &ObjectMeta {
-                    ext,
-                    size: e.size,
-                    sha256: parse_hex32(&e.sha256)?,
-                    stored_unix: now,
-                    last_access_unix: now,
-                },
-            )?;
-            published.push(e);
-            stall("commit", published.len());
+    let todo: Vec<&FileEntry> = m
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("content/"))
+        .filter(|f| st.file(&f.path).exists())
+        .collect();
+    let mut fresh = Vec::with_capacity(todo.len());
+    for e in todo {
+        if !target.holds(store, e)? {
+            fresh.push(e);
         }
+    }
+    let (published, r) = publish_all(store, target, st, &fresh);
+    let r = r.and_then(|()| {
         let mode = if m.base_anchor.is_some() {
             ApplyMode::Merge
         } else {
             ApplyMode::Replace
         };
-        store.apply_snapshot(&snap, mode, None)?;
-        Ok::<(), TransferError>(())
-    })();
+        Ok(store.apply_snapshot(&snap, mode, None)?)
+    });
     if let Err(e) = r {
         for p in &published {
             if let Err(x) = target.unpublish(store, p) {
@@ -415,6 +488,72 @@ fn commit(
     fs::remove_dir_all(&st.dir).map_err(TransferError::io(&st.dir))?;
     tracing::info!(anchor = %m.anchor, revisions = snap.revisions.len(), published = published.len(), "import committed");
     Ok(())
+}
+
+/// Threads publishing at once: their fsyncs share journal commits.
+const PUBLISH_THREADS: usize = 16;
+
+/// Publishes `todo` through the content store from several threads. Returns what was
+/// published and the first error (the rest is left alone after an error).
+fn publish_all<'a>(
+    store: &Store,
+    target: &ContentTarget,
+    st: &Staging,
+    todo: &[&'a FileEntry],
+) -> (Vec<&'a FileEntry>, Result<(), TransferError>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let count = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<Vec<&'a FileEntry>> = Mutex::new(Vec::new());
+    let first_err: Mutex<Option<TransferError>> = Mutex::new(None);
+    let one = |e: &FileEntry| -> Result<(), TransferError> {
+        let (sha1, ext) = target.publish(e, &st.file(&e.path))?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        store.put_object(
+            &sha1,
+            &ObjectMeta {
+                ext,
+                size: e.size,
+                sha256: parse_hex32(&e.sha256)?,
+                stored_unix: now,
+                last_access_unix: now,
+            },
+        )?;
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        for _ in 0..PUBLISH_THREADS.min(todo.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= todo.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                match one(todo[i]) {
+                    Ok(()) => {
+                        done.lock().unwrap_or_else(|p| p.into_inner()).push(todo[i]);
+                        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                        if stalls("commit", n) {
+                            stall_forever("commit", n);
+                        }
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_err
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    let done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => (done, Err(e)),
+        None => (done, Ok(())),
+    }
 }
 
 fn parse_hex32(s: &str) -> Result<[u8; 32], TransferError> {
