@@ -10,6 +10,7 @@
 //! | [`store`] | the metadata store (sled); the only module that names sled |
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
 //! | [`http`] | the client-facing listeners and request routing |
+//! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod simulate;
 pub mod store;
