@@ -44,6 +44,7 @@ pub mod mime;
 pub mod range;
 pub mod serve;
 pub mod store;
+mod store_index;
 pub mod verify;
 
 use std::collections::HashMap;

@@ -1,1 +1,292 @@
-//! The metadata store over sled: updates, revisions, groups, approvals, anchors, computers. The only module that names sled.
+//! The metadata store over sled: the content index, the object index, and (later) updates,
+//! revisions, groups, approvals, anchors and computers. The only module that names sled.
+//!
+//! # Layout on disk
+//! `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (the sled database).
+//!
+//! # Invariants
+//! - One process (one [`Store`]) owns a directory at a time: [`Store::open`] takes
+//!   `flock(LOCK_EX|LOCK_NB)` on `store.lock`; any other open gets [`StoreError::Locked`].
+//! - `put_expected_files` applies its whole slice atomically (one sled batch).
+//! - `touch_object` never moves `last_access_unix` backwards and never resurrects a removed
+//!   object (compare-and-swap).
+//! - Durability: writes are durable after [`Store::flush`] (sled also flushes in the background
+//!   every 500 ms). After a crash the store holds a prefix of the committed operations.
+
+mod approvals;
+mod computers;
+mod error;
+mod lock;
+mod objects;
+mod schema;
+mod snapshot;
+mod sync_state;
+#[cfg(test)]
+mod testutil;
+mod updates;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+use uuid::Uuid;
+
+pub use approvals::UpstreamDeployments;
+pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
+pub use error::StoreError;
+pub use lock::LOCK_FILE;
+pub use objects::ObjectMeta;
+pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
+pub use sync_state::{SyncOutcome, SyncState};
+pub use updates::{NewRevision, StoredRevision};
+
+use crate::model::{groups, TargetGroup};
+
+/// The metadata store. Cheap to clone (an `Arc` inside); `Send + Sync`; every method is
+/// synchronous (async callers use small ops directly and `spawn_blocking` for big scans).
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+// Field order matters: sled handles drop before the lock is released.
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    objects: sled::Tree,
+    kv: sled::Tree,
+    /// The trees of [`schema::META_TREES`], in that order.
+    meta: Vec<sled::Tree>,
+    /// Serializes metadata writers that read outside their transaction (scans) before writing.
+    write: Mutex<()>,
+    _lock: lock::DirLock,
+}
+
+/// Result type inside a transaction closure.
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Aborts a transaction with a store error.
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+/// The transactional view of every metadata tree (indices from [`schema`]).
+struct Tx<'a>(&'a [TransactionalTree]);
+
+impl Tx<'_> {
+    fn get_raw(&self, i: usize, key: &[u8]) -> TxResult<Option<sled::IVec>> {
+        Ok(self.0[i].get(key)?)
+    }
+    fn get<T: DeserializeOwned>(&self, i: usize, key: &[u8]) -> TxResult<Option<T>> {
+        match self.0[i].get(key)? {
+            Some(v) => Ok(Some(schema::dec(schema::tree_name(i), &v).map_err(abort)?)),
+            None => Ok(None),
+        }
+    }
+    fn put_raw(&self, i: usize, key: &[u8], value: &[u8]) -> TxResult<()> {
+        self.0[i].insert(key, value)?;
+        Ok(())
+    }
+    fn put<T: Serialize>(&self, i: usize, key: &[u8], value: &T) -> TxResult<()> {
+        let v = schema::enc(value).map_err(abort)?;
+        self.0[i].insert(key, v)?;
+        Ok(())
+    }
+    fn remove(&self, i: usize, key: &[u8]) -> TxResult<bool> {
+        Ok(self.0[i].remove(key)?.is_some())
+    }
+}
+
+impl Store {
+    /// Opens (creating) the store under `dir` and takes an exclusive lock (a lock file with
+    /// flock/pid); a dir already held by another process → [`StoreError::Locked`].
+    /// On first open it makes the server id, epoch 1 and the built-in groups.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock::DirLock::acquire(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .flush_every_ms(Some(500))
+            .open()?;
+        let objects = db.open_tree(schema::OBJECTS)?;
+        let kv = db.open_tree(schema::KV)?;
+        let meta = schema::META_TREES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                objects,
+                kv,
+                meta,
+                write: Mutex::new(()),
+                _lock: lock,
+            }),
+        };
+        store.init()?;
+        tracing::debug!(dir = %dir.display(), server_id = %store.server_id()?, "store opened");
+        Ok(store)
+    }
+
+    /// First-open initialisation, idempotent: server id, epoch, id counter, built-in groups.
+    fn init(&self) -> Result<(), StoreError> {
+        let fresh_id = Uuid::new_v4();
+        self.txn(|tx| {
+            if tx.get_raw(schema::META, schema::META_SERVER_ID)?.is_none() {
+                tx.put_raw(schema::META, schema::META_SERVER_ID, fresh_id.as_bytes())?;
+            }
+            if tx.get_raw(schema::META, schema::META_EPOCH)?.is_none() {
+                tx.put_raw(schema::META, schema::META_EPOCH, &1u32.to_be_bytes())?;
+            }
+            if tx
+                .get_raw(schema::META, schema::META_NEXT_LOCAL_ID)?
+                .is_none()
+            {
+                tx.put_raw(
+                    schema::META,
+                    schema::META_NEXT_LOCAL_ID,
+                    &1u32.to_be_bytes(),
+                )?;
+            }
+            for g in builtin_groups() {
+                if tx.get_raw(schema::GROUPS, g.id.as_bytes())?.is_none() {
+                    tx.put(schema::GROUPS, g.id.as_bytes(), &g)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Flushes every pending write to disk (sled flush). Returns once durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// This server's GUID, generated at first open and kept for the life of the data dir.
+    pub fn server_id(&self) -> Result<Uuid, StoreError> {
+        let v = self
+            .tree(schema::META)
+            .get(schema::META_SERVER_ID)?
+            .ok_or_else(|| schema::corrupt("meta", "server id missing"))?;
+        schema::parse_uuid("meta", &v)
+    }
+
+    /// The revision-id-space epoch (starts at 1). Clients' cookies embed it; when it differs
+    /// from theirs the client service answers `ServerChanged`.
+    pub fn revision_epoch(&self) -> Result<u32, StoreError> {
+        let v = self
+            .tree(schema::META)
+            .get(schema::META_EPOCH)?
+            .ok_or_else(|| schema::corrupt("meta", "epoch missing"))?;
+        schema::parse_u32("meta", &v)
+    }
+
+    /// Starts a new revision-id epoch (after the local id space was rebuilt, e.g. a replacing
+    /// import); returns the new epoch.
+    pub fn bump_revision_epoch(&self) -> Result<u32, StoreError> {
+        self.txn(bump_epoch)
+    }
+
+    /// A metadata tree by index.
+    fn tree(&self, i: usize) -> &sled::Tree {
+        &self.inner.meta[i]
+    }
+
+    /// Takes the metadata writer lock (see [`Inner::write`]).
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.inner.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` as ONE sled transaction over every metadata tree. `f` may run more than once
+    /// (conflict retries): it must have no side effects outside the transaction.
+    fn txn<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> Result<A, StoreError> {
+        let trees: Vec<&sled::Tree> = self.inner.meta.iter().collect();
+        Ok(trees.as_slice().transaction(|view| f(&Tx(view)))?)
+    }
+}
+
+/// Increments the epoch inside a transaction.
+fn bump_epoch(tx: &Tx<'_>) -> TxResult<u32> {
+    let cur = match tx.get_raw(schema::META, schema::META_EPOCH)? {
+        Some(v) => schema::parse_u32("meta", &v).map_err(abort)?,
+        None => 0,
+    };
+    let next = cur.wrapping_add(1).max(1);
+    tx.put_raw(schema::META, schema::META_EPOCH, &next.to_be_bytes())?;
+    Ok(next)
+}
+
+/// All Computers (root) and Unassigned Computers (its child): always present.
+pub fn builtin_groups() -> [TargetGroup; 2] {
+    [
+        TargetGroup {
+            id: groups::ALL_COMPUTERS,
+            name: "All Computers".into(),
+            parent: None,
+        },
+        TargetGroup {
+            id: groups::UNASSIGNED_COMPUTERS,
+            name: "Unassigned Computers".into(),
+            parent: Some(groups::ALL_COMPUTERS),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD_ENV: &str = "WSUS_EDGE_STORE_LOCK_CHILD";
+
+    #[test]
+    fn second_open_in_process_is_locked_and_lock_is_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let s2 = s.clone();
+        match Store::open(dir.path()) {
+            Err(StoreError::Locked { pid }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(s);
+        // A clone keeps it locked.
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked { .. })
+        ));
+        drop(s2);
+        Store::open(dir.path()).unwrap();
+    }
+
+    /// Runs in the child process only (re-executed test binary); a no-op otherwise.
+    #[test]
+    fn lock_child_probe() {
+        let Ok(dir) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        match Store::open(Path::new(&dir)) {
+            Err(StoreError::Locked { pid }) => println!("LOCKED pid={pid:?}"),
+            Err(e) => println!("ERROR {e}"),
+            Ok(_) => println!("OPENED"),
+        }
+    }
+
+    #[test]
+    fn open_from_another_process_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = Store::open(dir.path()).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::tests::lock_child_probe", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(CHILD_ENV, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let want = format!("LOCKED pid=Some({})", std::process::id());
+        assert!(stdout.contains(&want), "child said: {stdout}");
+    }
+}

@@ -1,0 +1,323 @@
+//! Target groups, deployments (approvals), declined (hidden) updates and accepted EULAs.
+//!
+//! Replica mode replaces all of it from upstream's GetDeployments in one transaction
+//! ([`Store::apply_upstream_deployments`]); autonomous mode edits it one item at a time.
+//! All Computers and Unassigned Computers always exist and cannot be removed.
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use super::computers::Computer;
+use super::schema::{self, dec, enc};
+use super::{abort, Store, StoreError, SyncState, Tx, TxResult};
+use crate::model::{groups, Deployment, TargetGroup};
+
+/// What one GetDeployments answer carries (MS-WSUSSS §3.1.4.10), ready to apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamDeployments {
+    /// ALL upstream target groups; local groups absent here are removed with their deployments.
+    pub groups: Vec<TargetGroup>,
+    /// Deployments added or changed (upserted by deployment id).
+    pub deployments: Vec<Deployment>,
+    /// Deployments deleted upstream (`DeadDeployments`).
+    pub dead_deployments: Vec<Uuid>,
+    /// When true, `deployments` is the complete set and every other deployment is removed.
+    pub replace_all_deployments: bool,
+    /// ALL hidden (declined) update ids.
+    pub hidden_updates: Vec<Uuid>,
+    /// ALL accepted EULA ids.
+    pub accepted_eulas: Vec<Uuid>,
+}
+
+fn is_builtin(id: &Uuid) -> bool {
+    *id == groups::ALL_COMPUTERS || *id == groups::UNASSIGNED_COMPUTERS
+}
+
+impl Store {
+    /// Every target group (All Computers and Unassigned Computers included), in id order.
+    pub fn groups(&self) -> Result<Vec<TargetGroup>, StoreError> {
+        self.tree(schema::GROUPS)
+            .iter()
+            .values()
+            .map(|v| dec("groups", &v?))
+            .collect()
+    }
+
+    /// One group by id.
+    pub fn group(&self, id: &Uuid) -> Result<Option<TargetGroup>, StoreError> {
+        match self.tree(schema::GROUPS).get(id.as_bytes())? {
+            Some(v) => Ok(Some(dec("groups", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One group by name (ASCII case-insensitive, as WSUS compares them).
+    pub fn group_by_name(&self, name: &str) -> Result<Option<TargetGroup>, StoreError> {
+        Ok(self
+            .groups()?
+            .into_iter()
+            .find(|g| g.name.eq_ignore_ascii_case(name)))
+    }
+
+    /// Adds a group (autonomous mode). Its parent must exist (`None` means All Computers);
+    /// the id and the name must be new.
+    pub fn add_group(&self, group: &TargetGroup) -> Result<TargetGroup, StoreError> {
+        let mut g = group.clone();
+        g.parent = Some(g.parent.unwrap_or(groups::ALL_COMPUTERS));
+        let _w = self.writer();
+        if self.group(&g.id)?.is_some() {
+            return Err(StoreError::Invalid(format!("group {} exists", g.id)));
+        }
+        if self.group_by_name(&g.name)?.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "group name {:?} exists",
+                g.name
+            )));
+        }
+        let parent = g.parent.unwrap_or(groups::ALL_COMPUTERS);
+        if self.group(&parent)?.is_none() {
+            return Err(StoreError::NotFound(format!("parent group {parent}")));
+        }
+        self.tree(schema::GROUPS)
+            .insert(g.id.as_bytes(), enc(&g)?)?;
+        Ok(g)
+    }
+
+    /// Removes a group, its descendant groups, their deployments and computers' assignments
+    /// to them, in one transaction. Built-in groups are refused. Returns the removed ids.
+    pub fn remove_group(&self, id: &Uuid) -> Result<Vec<Uuid>, StoreError> {
+        if is_builtin(id) {
+            return Err(StoreError::Invalid(
+                "built-in groups cannot be removed".into(),
+            ));
+        }
+        let _w = self.writer();
+        let all = self.groups()?;
+        if !all.iter().any(|g| g.id == *id) {
+            return Err(StoreError::NotFound(format!("group {id}")));
+        }
+        let mut doomed: BTreeSet<Uuid> = BTreeSet::from([*id]);
+        loop {
+            let before = doomed.len();
+            for g in &all {
+                if g.parent.is_some_and(|p| doomed.contains(&p)) {
+                    doomed.insert(g.id);
+                }
+            }
+            if doomed.len() == before {
+                break;
+            }
+        }
+        let deployments = self.deployments()?;
+        let computers = self.computers()?;
+        self.txn(|tx| drop_groups(tx, &doomed, &deployments, &computers))?;
+        Ok(doomed.into_iter().collect())
+    }
+
+    /// Every deployment (approval).
+    pub fn deployments(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.tree(schema::DEPLOYMENTS)
+            .iter()
+            .values()
+            .map(|v| dec("deployments", &v?))
+            .collect()
+    }
+
+    /// Deployments of one update (any revision).
+    pub fn deployments_of(&self, update_id: &Uuid) -> Result<Vec<Deployment>, StoreError> {
+        Ok(self
+            .deployments()?
+            .into_iter()
+            .filter(|d| d.update.update_id == *update_id)
+            .collect())
+    }
+
+    /// Approves (autonomous mode): stores `d`, replacing any other deployment of the same
+    /// update for the same group, and un-declines the update, in one transaction.
+    /// The group must exist.
+    pub fn set_deployment(&self, d: &Deployment) -> Result<(), StoreError> {
+        let _w = self.writer();
+        if self.group(&d.group)?.is_none() {
+            return Err(StoreError::NotFound(format!("group {}", d.group)));
+        }
+        let same: Vec<Uuid> = self
+            .deployments_of(&d.update.update_id)?
+            .into_iter()
+            .filter(|o| o.group == d.group && o.id != d.id)
+            .map(|o| o.id)
+            .collect();
+        self.txn(|tx| {
+            for id in &same {
+                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+            }
+            tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            tx.remove(schema::DECLINED, d.update.update_id.as_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// Removes one deployment; false when unknown.
+    pub fn remove_deployment(&self, id: &Uuid) -> Result<bool, StoreError> {
+        let _w = self.writer();
+        Ok(self
+            .tree(schema::DEPLOYMENTS)
+            .remove(id.as_bytes())?
+            .is_some())
+    }
+
+    /// Declined (hidden) update ids.
+    pub fn declined_updates(&self) -> Result<Vec<Uuid>, StoreError> {
+        uuid_keys(self.tree(schema::DECLINED), "declined")
+    }
+
+    /// Whether the update is declined.
+    pub fn is_declined(&self, update_id: &Uuid) -> Result<bool, StoreError> {
+        Ok(self
+            .tree(schema::DECLINED)
+            .contains_key(update_id.as_bytes())?)
+    }
+
+    /// Declines an update (autonomous mode): marks it hidden and removes all its deployments,
+    /// in one transaction (WSUS: "decline removes all approvals").
+    pub fn decline(&self, update_id: &Uuid) -> Result<(), StoreError> {
+        let _w = self.writer();
+        let ids: Vec<Uuid> = self
+            .deployments_of(update_id)?
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        self.txn(|tx| {
+            for id in &ids {
+                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+            }
+            tx.put_raw(schema::DECLINED, update_id.as_bytes(), &[])
+        })
+    }
+
+    /// Un-declines an update.
+    pub fn undecline(&self, update_id: &Uuid) -> Result<(), StoreError> {
+        let _w = self.writer();
+        self.tree(schema::DECLINED).remove(update_id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Accepted EULA ids.
+    pub fn accepted_eulas(&self) -> Result<Vec<Uuid>, StoreError> {
+        uuid_keys(self.tree(schema::EULAS), "eulas")
+    }
+
+    /// Whether a EULA is accepted.
+    pub fn is_eula_accepted(&self, eula_id: &Uuid) -> Result<bool, StoreError> {
+        Ok(self.tree(schema::EULAS).contains_key(eula_id.as_bytes())?)
+    }
+
+    /// Accepts a EULA (autonomous mode).
+    pub fn accept_eula(&self, eula_id: &Uuid) -> Result<(), StoreError> {
+        let _w = self.writer();
+        self.tree(schema::EULAS).insert(eula_id.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    /// Replica mode: applies a GetDeployments answer and (when given) the new sync state with
+    /// its deployment anchor, in ONE transaction. Groups absent upstream are removed with their
+    /// deployments and computers' assignments (built-ins are kept); hidden updates and accepted
+    /// EULAs become exactly upstream's lists. An upstream parent of all-zero means none.
+    pub fn apply_upstream_deployments(
+        &self,
+        up: &UpstreamDeployments,
+        state: Option<&SyncState>,
+    ) -> Result<(), StoreError> {
+        let mut incoming: Vec<TargetGroup> = up.groups.clone();
+        for g in &mut incoming {
+            if g.parent == Some(Uuid::nil()) || g.id == groups::ALL_COMPUTERS {
+                g.parent = None;
+            }
+        }
+        let keep: BTreeSet<Uuid> = incoming.iter().map(|g| g.id).collect();
+        let state = state.map(enc).transpose()?;
+        let _w = self.writer();
+        let doomed: BTreeSet<Uuid> = self
+            .groups()?
+            .into_iter()
+            .map(|g| g.id)
+            .filter(|id| !keep.contains(id) && !is_builtin(id))
+            .collect();
+        let deployments = self.deployments()?;
+        let computers = self.computers()?;
+        let declined = self.declined_updates()?;
+        let eulas = self.accepted_eulas()?;
+        let listed: BTreeSet<Uuid> = up.deployments.iter().map(|d| d.id).collect();
+        self.txn(|tx| {
+            drop_groups(tx, &doomed, &deployments, &computers)?;
+            for g in &incoming {
+                tx.put(schema::GROUPS, g.id.as_bytes(), g)?;
+            }
+            if up.replace_all_deployments {
+                for d in deployments.iter().filter(|d| !listed.contains(&d.id)) {
+                    tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+                }
+            }
+            for id in &up.dead_deployments {
+                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+            }
+            for d in &up.deployments {
+                tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            }
+            replace_set(tx, schema::DECLINED, &declined, &up.hidden_updates)?;
+            replace_set(tx, schema::EULAS, &eulas, &up.accepted_eulas)?;
+            if let Some(s) = &state {
+                tx.put_raw(schema::SYNC, schema::SYNC_STATE, s)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Keys of a tree of GUIDs.
+fn uuid_keys(tree: &sled::Tree, name: &'static str) -> Result<Vec<Uuid>, StoreError> {
+    tree.iter()
+        .keys()
+        .map(|k| schema::parse_uuid(name, &k?))
+        .collect()
+}
+
+/// Makes GUID-set tree `i` exactly `new` (given its current content `old`).
+pub(super) fn replace_set(tx: &Tx<'_>, i: usize, old: &[Uuid], new: &[Uuid]) -> TxResult<()> {
+    let new_set: BTreeSet<&Uuid> = new.iter().collect();
+    for id in old.iter().filter(|id| !new_set.contains(id)) {
+        tx.remove(i, id.as_bytes())?;
+    }
+    for id in new {
+        tx.put_raw(i, id.as_bytes(), &[])?;
+    }
+    Ok(())
+}
+
+/// Removes groups `doomed`, the deployments targeting them and computers' assignments to them.
+fn drop_groups(
+    tx: &Tx<'_>,
+    doomed: &BTreeSet<Uuid>,
+    deployments: &[Deployment],
+    computers: &[Computer],
+) -> TxResult<()> {
+    if doomed.iter().any(is_builtin) {
+        return Err(abort(StoreError::Invalid(
+            "built-in groups cannot be removed".into(),
+        )));
+    }
+    for id in doomed {
+        tx.remove(schema::GROUPS, id.as_bytes())?;
+    }
+    for d in deployments.iter().filter(|d| doomed.contains(&d.group)) {
+        tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+    }
+    for c in computers {
+        if c.groups.iter().any(|g| doomed.contains(g)) {
+            let mut c = c.clone();
+            c.groups.retain(|g| !doomed.contains(g));
+            tx.put(schema::COMPUTERS, c.id.as_bytes(), &c)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! The store's error type.
+
+/// Everything that can go wrong in the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another `Store` in this process) holds the data dir.
+    #[error("store directory is locked by another process{}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The pid written in the lock file by the holder, when readable.
+        pid: Option<u32>,
+    },
+    /// File-system error outside sled (creating the dir, the lock file).
+    #[error("store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// sled reported an error.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be decoded (corruption or an incompatible version).
+    #[error("corrupt store value in {tree}: {detail}")]
+    Corrupt {
+        /// Which tree held the bad value.
+        tree: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A value could not be encoded.
+    #[error("encoding a store value: {0}")]
+    Encode(String),
+    /// The caller asked for something that violates an invariant (e.g. removing a built-in group).
+    #[error("invalid store operation: {0}")]
+    Invalid(String),
+    /// A named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}

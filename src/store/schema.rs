@@ -1,0 +1,229 @@
+//! Tree names and key/value encoding. Every sled tree the store uses is named here, with the
+//! layout of its keys and values; no other file invents a tree name.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `objects` | SHA-1 (20) | [`ObjectMeta`](super::ObjectMeta) JSON (content cache; outside transactions) |
+//! | `content` | SHA-1 (20) | [`FileRecord`](crate::model::FileRecord) JSON |
+//! | `revisions` | UpdateID (16) ‖ revision (u32 BE) | `RevisionRow` JSON (local id + record) |
+//! | `xml` | same as `revisions` | the full update XML, deflate-compressed |
+//! | `latest` | UpdateID (16) | newest stored revision number (u32 BE) |
+//! | `local_ids` | local revision id (u32 BE) | revision key (20) |
+//! | `removed` | local revision id (u32 BE) | revision key (20): tombstones for incremental export |
+//! | `meta` | ASCII name | server id, epoch, next local id |
+//! | `sync` | ASCII name | `state` → [`SyncState`](super::SyncState) JSON; `cookie/<name>` → blob |
+//! | `groups` | group id (16) | [`TargetGroup`](crate::model::TargetGroup) JSON |
+//! | `deployments` | deployment id (16) | [`Deployment`](crate::model::Deployment) JSON |
+//! | `declined` | UpdateID (16) | empty |
+//! | `eulas` | EULA id (16) | empty |
+//! | `computers` | computer id (UTF-8) | [`Computer`](super::Computer) JSON |
+//! | `events` | computer id ‖ 0x00 ‖ time (i64, sign-flipped BE) ‖ instance id (16) | [`ReportedEvent`](super::ReportedEvent) JSON |
+//! | `kv` | UTF-8 key | bytes (small settings) |
+//!
+//! Values are JSON (serde_json): self-describing, debuggable, fast enough. Keys are fixed-width
+//! big-endian so that sled's byte order is the natural order.
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::model::RevisionKey;
+
+/// Object index: what the content cache holds (not part of metadata transactions).
+pub const OBJECTS: &str = "objects";
+
+/// The metadata trees, in the order of [`Tx`](super::Tx)'s view (indices below).
+pub const META_TREES: [&str; 14] = [
+    "content",
+    "revisions",
+    "xml",
+    "latest",
+    "local_ids",
+    "removed",
+    "meta",
+    "sync",
+    "groups",
+    "deployments",
+    "declined",
+    "eulas",
+    "computers",
+    "events",
+];
+/// Index of `content` in [`META_TREES`].
+pub const CONTENT: usize = 0;
+/// Index of `revisions`.
+pub const REVISIONS: usize = 1;
+/// Index of `xml`.
+pub const XML: usize = 2;
+/// Index of `latest`.
+pub const LATEST: usize = 3;
+/// Index of `local_ids`.
+pub const LOCAL_IDS: usize = 4;
+/// Index of `removed`.
+pub const REMOVED: usize = 5;
+/// Index of `meta`.
+pub const META: usize = 6;
+/// Index of `sync`.
+pub const SYNC: usize = 7;
+/// Index of `groups`.
+pub const GROUPS: usize = 8;
+/// Index of `deployments`.
+pub const DEPLOYMENTS: usize = 9;
+/// Index of `declined`.
+pub const DECLINED: usize = 10;
+/// Index of `eulas`.
+pub const EULAS: usize = 11;
+/// Index of `computers`.
+pub const COMPUTERS: usize = 12;
+/// Index of `events`.
+pub const EVENTS: usize = 13;
+/// Small settings (outside the transactional set; single-key writes).
+pub const KV: &str = "kv";
+
+/// `meta` key: the server GUID (16 bytes).
+pub const META_SERVER_ID: &[u8] = b"server_id";
+/// `meta` key: the revision-id-space epoch (u32 BE).
+pub const META_EPOCH: &[u8] = b"epoch";
+/// `meta` key: the next local revision id to hand out (u32 BE).
+pub const META_NEXT_LOCAL_ID: &[u8] = b"next_local_id";
+/// `sync` key: the [`SyncState`](super::SyncState).
+pub const SYNC_STATE: &[u8] = b"state";
+/// `sync` key prefix for cookie blobs.
+pub const SYNC_COOKIE_PREFIX: &str = "cookie/";
+
+/// Name of tree `i` for error messages.
+pub fn tree_name(i: usize) -> &'static str {
+    META_TREES.get(i).copied().unwrap_or("?")
+}
+
+/// Encodes a value as JSON.
+pub fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// Decodes a JSON value read from `tree`.
+pub fn dec<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
+}
+
+/// A corruption error for `tree`.
+pub fn corrupt(tree: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        detail: detail.to_string(),
+    }
+}
+
+/// A 20-byte SHA-1 key read back from a tree.
+pub fn sha1_key(tree: &'static str, key: &[u8]) -> Result<[u8; 20], StoreError> {
+    key.try_into()
+        .map_err(|_| corrupt(tree, format!("key of {} bytes, expected 20", key.len())))
+}
+
+/// `UpdateID ‖ revision BE`.
+pub fn rev_key(k: &RevisionKey) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[..16].copy_from_slice(k.update_id.as_bytes());
+    out[16..].copy_from_slice(&k.revision.to_be_bytes());
+    out
+}
+
+/// Inverse of [`rev_key`].
+pub fn parse_rev_key(tree: &'static str, b: &[u8]) -> Result<RevisionKey, StoreError> {
+    if b.len() != 20 {
+        return Err(corrupt(tree, format!("revision key of {} bytes", b.len())));
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&b[..16]);
+    let mut rev = [0u8; 4];
+    rev.copy_from_slice(&b[16..]);
+    Ok(RevisionKey::new(
+        Uuid::from_bytes(id),
+        u32::from_be_bytes(rev),
+    ))
+}
+
+/// A big-endian u32 value or key.
+pub fn parse_u32(tree: &'static str, b: &[u8]) -> Result<u32, StoreError> {
+    let a: [u8; 4] = b
+        .try_into()
+        .map_err(|_| corrupt(tree, format!("u32 of {} bytes", b.len())))?;
+    Ok(u32::from_be_bytes(a))
+}
+
+/// A 16-byte GUID key.
+pub fn parse_uuid(tree: &'static str, b: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(b).map_err(|e| corrupt(tree, e))
+}
+
+/// Prefix of a computer's events: `id ‖ 0x00`.
+pub fn events_prefix(computer: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(computer.len() + 1);
+    k.extend_from_slice(computer.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of one event: prefix ‖ time (sign-flipped BE, so negative times sort first) ‖ instance.
+pub fn event_key(computer: &str, time_unix: i64, instance: &Uuid) -> Vec<u8> {
+    let mut k = events_prefix(computer);
+    k.extend_from_slice(&((time_unix as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(instance.as_bytes());
+    k
+}
+
+/// Deflate-compresses update XML.
+pub fn compress(xml: &str) -> Result<Vec<u8>, StoreError> {
+    let mut e = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(xml.len() / 4),
+        flate2::Compression::default(),
+    );
+    e.write_all(xml.as_bytes())
+        .and_then(|_| e.finish())
+        .map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// Inverse of [`compress`].
+pub fn decompress(bytes: &[u8]) -> Result<String, StoreError> {
+    let mut s = String::new();
+    flate2::read::DeflateDecoder::new(bytes)
+        .read_to_string(&mut s)
+        .map_err(|e| corrupt("xml", e))?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rev_keys_round_trip_and_sort_by_revision() {
+        let id = Uuid::from_u128(0x1234);
+        let a = RevisionKey::new(id, 2);
+        let b = RevisionKey::new(id, 300);
+        assert!(rev_key(&a) < rev_key(&b));
+        assert_eq!(parse_rev_key("t", &rev_key(&b)).unwrap(), b);
+        assert!(parse_rev_key("t", &[0; 19]).is_err());
+    }
+
+    #[test]
+    fn event_keys_sort_by_time_including_negative() {
+        let i = Uuid::nil();
+        assert!(event_key("c", -5, &i) < event_key("c", 3, &i));
+        assert!(event_key("c", 3, &i) < event_key("c", 1 << 40, &i));
+        assert!(event_key("c", 3, &i).starts_with(&events_prefix("c")));
+        assert!(!event_key("cd", 3, &i).starts_with(&events_prefix("c")));
+    }
+
+    #[test]
+    fn xml_compression_round_trips() {
+        let xml = "<Update>".to_string() + &"<File/>".repeat(500) + "</Update>";
+        let c = compress(&xml).unwrap();
+        assert!(c.len() < xml.len() / 10);
+        assert_eq!(decompress(&c).unwrap(), xml);
+        assert!(decompress(b"not deflate at all \xff\xfe").is_err());
+    }
+}

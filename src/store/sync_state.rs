@@ -1,0 +1,123 @@
+//! Sync state: the MS-WSUSSS "Parent USS State" a downstream keeps (anchors, upstream limits,
+//! the last sync's outcome), cookie blobs, and small key/value settings.
+//!
+//! The [`SyncState`] is written whole: by [`Store::commit_batch`] together with the batch its
+//! anchors cover, by [`Store::apply_upstream_deployments`] together with the approvals, or
+//! alone by [`Store::set_sync_state`] (outcome, ServerChanged reset).
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::{self, dec, enc};
+use super::{Store, StoreError};
+
+/// What a downstream remembers between syncs (MS-WSUSSS §3.1.1 "Parent USS State").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// `NewConfigAnchor` from GetConfigData.
+    pub config_anchor: Option<String>,
+    /// Anchor of the config pass of GetRevisionIdList (categories, detectoids).
+    pub categories_anchor: Option<String>,
+    /// Anchor of the software pass of GetRevisionIdList (the "Last SyncAnchor").
+    pub sync_anchor: Option<String>,
+    /// Anchor from GetDeployments (the "Last Deployment Anchor").
+    pub deployment_anchor: Option<String>,
+    /// Upstream's `MaxNumberOfUpdatesPerRequest`.
+    pub max_updates_per_request: Option<u32>,
+    /// Upstream's languages, as sent in GetConfigData.
+    pub languages: Vec<String>,
+    /// The most recent finished sync.
+    pub last_sync: Option<SyncOutcome>,
+    /// The most recent successful sync.
+    pub last_success: Option<SyncOutcome>,
+}
+
+impl SyncState {
+    /// Forgets every anchor (the MS-WSUSSS `ServerChanged` reaction); keeps the history.
+    pub fn reset_anchors(&mut self) {
+        self.config_anchor = None;
+        self.categories_anchor = None;
+        self.sync_anchor = None;
+        self.deployment_anchor = None;
+    }
+}
+
+/// How one sync ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOutcome {
+    /// Start (unix seconds).
+    pub started_unix: i64,
+    /// End (unix seconds).
+    pub finished_unix: i64,
+    /// Whether it completed.
+    pub success: bool,
+    /// Error or summary text.
+    pub message: String,
+    /// Revisions added or changed.
+    pub revisions_added: u64,
+    /// Revisions removed (expired).
+    pub revisions_removed: u64,
+    /// Deployments after the sync.
+    pub deployments: u64,
+}
+
+impl Store {
+    /// The stored sync state (default when never synced).
+    pub fn sync_state(&self) -> Result<SyncState, StoreError> {
+        match self.tree(schema::SYNC).get(schema::SYNC_STATE)? {
+            Some(v) => dec("sync", &v),
+            None => Ok(SyncState::default()),
+        }
+    }
+
+    /// Replaces the sync state on its own (outcome, ServerChanged reset). Anchors that cover
+    /// records belong in [`Store::commit_batch`] instead.
+    pub fn set_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
+        let v = enc(state)?;
+        let _w = self.writer();
+        self.tree(schema::SYNC).insert(schema::SYNC_STATE, v)?;
+        Ok(())
+    }
+
+    /// A stored cookie blob (e.g. `"auth"`, `"server"`: upstream's opaque cookies).
+    pub fn cookie(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
+        Ok(self.tree(schema::SYNC).get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Stores (`Some`) or forgets (`None`) a cookie blob.
+    pub fn set_cookie(&self, name: &str, blob: Option<&[u8]>) -> Result<(), StoreError> {
+        let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
+        match blob {
+            Some(b) => self.tree(schema::SYNC).insert(key, b)?,
+            None => self.tree(schema::SYNC).remove(key)?,
+        };
+        Ok(())
+    }
+
+    /// A small setting (e.g. the subscription chosen with `subscription set`).
+    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.kv.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Stores (`Some`) or removes (`None`) a small setting.
+    pub fn set_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self.inner.kv.insert(key, v)?,
+            None => self.inner.kv.remove(key)?,
+        };
+        Ok(())
+    }
+
+    /// Every setting, in key order.
+    pub fn settings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner
+            .kv
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let k = String::from_utf8(k.to_vec()).map_err(|e| schema::corrupt("kv", e))?;
+                Ok((k, v.to_vec()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,634 @@
+//! Metadata: GetConfigData, GetRevisionIdList (with `ServerSyncFilter`), GetUpdateData and
+//! DownloadFiles (SS §3.1.4.4–6, §3.1.4.11).
+
+use uuid::Uuid;
+
+use super::{
+    action, non_empty, parse_sha1, read_array, read_identity, read_opt_array, write_array,
+    write_identity, Cookie, NS,
+};
+use crate::model::RevisionKey;
+use crate::wire::blob::UpdateBlob;
+use crate::wire::soap::{Operation, SoapBody};
+use crate::wire::values::{
+    format_base64, format_bool, format_guid, parse_bool, parse_guid, parse_i32,
+};
+use crate::wire::xml::{Element, XmlWriter};
+use crate::wire::WireError;
+
+/// `GetConfigData` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetConfigData {
+    /// `cookie`.
+    pub cookie: Cookie,
+    /// `configAnchor`: the last `NewConfigAnchor`, absent the first time.
+    pub config_anchor: Option<String>,
+}
+
+impl SoapBody for GetConfigData {
+    const NAME: &'static str = "GetConfigData";
+    const NS: &'static str = NS;
+    fn write_children(&self, w: &mut XmlWriter) {
+        self.cookie.write(w, "cookie");
+        w.opt_leaf("configAnchor", self.config_anchor.as_deref());
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        Ok(Self {
+            cookie: Cookie::read(el.req("cookie")?)?,
+            config_anchor: non_empty(el.child_text("configAnchor")),
+        })
+    }
+}
+
+impl Operation for GetConfigData {
+    const ACTION: &'static str = action::GET_CONFIG_DATA;
+    type Response = GetConfigDataResponse;
+}
+
+/// `ServerSyncLanguageData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguageData {
+    /// `LanguageID` (LCID; 0 = all languages).
+    pub id: i32,
+    /// `ShortLanguage` (`en`, `pt-br`, `all`).
+    pub short: String,
+    /// `LongLanguage`.
+    pub long: String,
+    /// `Enabled` on the upstream.
+    pub enabled: bool,
+}
+
+/// `GetConfigDataResponse` / `ServerSyncConfigData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetConfigDataResponse {
+    /// `CatalogOnlySync`.
+    pub catalog_only_sync: bool,
+    /// `LazySync`.
+    pub lazy_sync: bool,
+    /// `ServerHostsPsfFiles`.
+    pub server_hosts_psf_files: bool,
+    /// `MaxNumberOfUpdatesPerRequest` (100 on WSUS).
+    pub max_updates_per_request: i32,
+    /// `MaxNumberOfDriverSetsPerRequest`.
+    pub max_driver_sets_per_request: i32,
+    /// `MaxNumberOfComputerIdsInRequest`.
+    pub max_computer_ids_in_request: i32,
+    /// `MaxNumberOfPnpHardwareIdsInRequest`.
+    pub max_pnp_hardware_ids_in_request: i32,
+    /// `NewConfigAnchor`.
+    pub new_config_anchor: Option<String>,
+    /// `ProtocolVersion`.
+    pub protocol_version: Option<String>,
+    /// `LanguageUpdateList` (only changed languages when a config anchor was sent).
+    pub languages: Vec<LanguageData>,
+    /// `MaxUpdatesPerRequestInGetUpdateDecryptionData`.
+    pub max_updates_per_decryption_request: i32,
+}
+
+impl SoapBody for GetConfigDataResponse {
+    const NAME: &'static str = "GetConfigDataResponse";
+    const NS: &'static str = NS;
+    /// Writes the fields in the order a WS2025 upstream sends them (the four limits sorted by
+    /// name), which differs from the WSDL's sequence.
+    fn write_children(&self, w: &mut XmlWriter) {
+        w.start("GetConfigDataResult");
+        w.leaf("CatalogOnlySync", format_bool(self.catalog_only_sync));
+        w.leaf("LazySync", format_bool(self.lazy_sync));
+        w.leaf(
+            "ServerHostsPsfFiles",
+            format_bool(self.server_hosts_psf_files),
+        );
+        w.leaf(
+            "MaxNumberOfComputerIdsInRequest",
+            &self.max_computer_ids_in_request.to_string(),
+        );
+        w.leaf(
+            "MaxNumberOfDriverSetsPerRequest",
+            &self.max_driver_sets_per_request.to_string(),
+        );
+        w.leaf(
+            "MaxNumberOfPnpHardwareIdsInRequest",
+            &self.max_pnp_hardware_ids_in_request.to_string(),
+        );
+        w.leaf(
+            "MaxNumberOfUpdatesPerRequest",
+            &self.max_updates_per_request.to_string(),
+        );
+        w.opt_leaf("NewConfigAnchor", self.new_config_anchor.as_deref());
+        w.opt_leaf("ProtocolVersion", self.protocol_version.as_deref());
+        write_array(w, "LanguageUpdateList", &self.languages, |w, l| {
+            w.start("ServerSyncLanguageData");
+            w.leaf("LanguageID", &l.id.to_string());
+            w.leaf("ShortLanguage", &l.short);
+            w.leaf("LongLanguage", &l.long);
+            w.leaf("Enabled", format_bool(l.enabled));
+            w.end();
+        });
+        w.leaf(
+            "MaxUpdatesPerRequestInGetUpdateDecryptionData",
+            &self.max_updates_per_decryption_request.to_string(),
+        );
+        w.end();
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        let r = el.req("GetConfigDataResult")?;
+        let b = |n: &'static str| -> Result<bool, WireError> { parse_bool(n, &r.req_text(n)?) };
+        let i = |n: &'static str| -> Result<i32, WireError> {
+            r.child_text(n).map_or(Ok(0), |t| parse_i32(n, &t))
+        };
+        Ok(Self {
+            catalog_only_sync: b("CatalogOnlySync")?,
+            lazy_sync: b("LazySync")?,
+            server_hosts_psf_files: b("ServerHostsPsfFiles")?,
+            max_updates_per_request: parse_i32(
+                "MaxNumberOfUpdatesPerRequest",
+                &r.req_text("MaxNumberOfUpdatesPerRequest")?,
+            )?,
+            max_driver_sets_per_request: i("MaxNumberOfDriverSetsPerRequest")?,
+            max_computer_ids_in_request: i("MaxNumberOfComputerIdsInRequest")?,
+            max_pnp_hardware_ids_in_request: i("MaxNumberOfPnpHardwareIdsInRequest")?,
+            new_config_anchor: non_empty(r.child_text("NewConfigAnchor")),
+            protocol_version: non_empty(r.child_text("ProtocolVersion")),
+            languages: read_array(r, "LanguageUpdateList", "ServerSyncLanguageData", |l| {
+                Ok(LanguageData {
+                    id: parse_i32("LanguageID", &l.req_text("LanguageID")?)?,
+                    short: l.child_text("ShortLanguage").unwrap_or_default(),
+                    long: l.child_text("LongLanguage").unwrap_or_default(),
+                    enabled: parse_bool("Enabled", &l.req_text("Enabled")?)?,
+                })
+            })?,
+            max_updates_per_decryption_request: i("MaxUpdatesPerRequestInGetUpdateDecryptionData")?,
+        })
+    }
+}
+
+/// `IdAndDelta`: a category or classification in the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdAndDelta {
+    /// `Id`.
+    pub id: Uuid,
+    /// `Delta`: only changes since the anchor (send `true` whenever an anchor is sent).
+    pub delta: bool,
+}
+
+/// `LanguageAndDelta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LanguageAndDelta {
+    /// `Id` (LCID).
+    pub id: i32,
+    /// `Delta`.
+    pub delta: bool,
+}
+
+/// `ServerSyncFilter` (SS §3.1.4.5.3.1). `DssProtocolVersion` is never sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerSyncFilter {
+    /// `Anchor`: the last `GetRevisionIdList` anchor, absent the first time.
+    pub anchor: Option<String>,
+    /// `GetConfig`: true for categories/classifications/detectoids, false for updates.
+    pub get_config: bool,
+    /// `Get63LanguageOnly`.
+    pub get_63_language_only: bool,
+    /// `Categories` (products); `None` = element absent.
+    pub categories: Option<Vec<IdAndDelta>>,
+    /// `Classifications`; `None` = element absent.
+    pub classifications: Option<Vec<IdAndDelta>>,
+    /// `Languages`; `None` = element absent.
+    pub languages: Option<Vec<LanguageAndDelta>>,
+}
+
+fn write_ids(w: &mut XmlWriter, name: &str, v: &Option<Vec<IdAndDelta>>) {
+    if let Some(v) = v {
+        write_array(w, name, v, |w, x| {
+            w.start("IdAndDelta");
+            w.leaf("Id", &format_guid(&x.id));
+            w.leaf("Delta", format_bool(x.delta));
+            w.end();
+        });
+    }
+}
+
+fn read_ids(el: &Element, name: &str) -> Result<Option<Vec<IdAndDelta>>, WireError> {
+    read_opt_array(el, name, "IdAndDelta", |x| {
+        Ok(IdAndDelta {
+            id: parse_guid("Id", &x.req_text("Id")?)?,
+            delta: parse_bool("Delta", &x.req_text("Delta")?)?,
+        })
+    })
+}
+
+impl ServerSyncFilter {
+    fn write(&self, w: &mut XmlWriter) {
+        w.start("filter");
+        w.opt_leaf("Anchor", self.anchor.as_deref());
+        w.leaf("GetConfig", format_bool(self.get_config));
+        w.leaf("Get63LanguageOnly", format_bool(self.get_63_language_only));
+        write_ids(w, "Categories", &self.categories);
+        write_ids(w, "Classifications", &self.classifications);
+        if let Some(v) = &self.languages {
+            write_array(w, "Languages", v, |w, x| {
+                w.start("LanguageAndDelta");
+                w.leaf("Id", &x.id.to_string());
+                w.leaf("Delta", format_bool(x.delta));
+                w.end();
+            });
+        }
+        w.end();
+    }
+
+    fn read(el: &Element) -> Result<Self, WireError> {
+        Ok(Self {
+            anchor: non_empty(el.child_text("Anchor")),
+            get_config: parse_bool("GetConfig", &el.req_text("GetConfig")?)?,
+            get_63_language_only: el
+                .child_text("Get63LanguageOnly")
+                .map_or(Ok(false), |t| parse_bool("Get63LanguageOnly", &t))?,
+            categories: read_ids(el, "Categories")?,
+            classifications: read_ids(el, "Classifications")?,
+            languages: read_opt_array(el, "Languages", "LanguageAndDelta", |x| {
+                Ok(LanguageAndDelta {
+                    id: parse_i32("Id", &x.req_text("Id")?)?,
+                    delta: parse_bool("Delta", &x.req_text("Delta")?)?,
+                })
+            })?,
+        })
+    }
+}
+
+/// `GetRevisionIdList` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRevisionIdList {
+    /// `cookie`.
+    pub cookie: Cookie,
+    /// `filter`.
+    pub filter: ServerSyncFilter,
+}
+
+impl SoapBody for GetRevisionIdList {
+    const NAME: &'static str = "GetRevisionIdList";
+    const NS: &'static str = NS;
+    fn write_children(&self, w: &mut XmlWriter) {
+        self.cookie.write(w, "cookie");
+        self.filter.write(w);
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        Ok(Self {
+            cookie: Cookie::read(el.req("cookie")?)?,
+            filter: ServerSyncFilter::read(el.req("filter")?)?,
+        })
+    }
+}
+
+impl Operation for GetRevisionIdList {
+    const ACTION: &'static str = action::GET_REVISION_ID_LIST;
+    type Response = GetRevisionIdListResponse;
+}
+
+/// `GetRevisionIdListResponse` / `RevisionIdList`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRevisionIdListResponse {
+    /// `Anchor`: store as the new sync anchor.
+    pub anchor: String,
+    /// `NewRevisions`.
+    pub new_revisions: Vec<RevisionKey>,
+}
+
+impl SoapBody for GetRevisionIdListResponse {
+    const NAME: &'static str = "GetRevisionIdListResponse";
+    const NS: &'static str = NS;
+    fn write_children(&self, w: &mut XmlWriter) {
+        w.start("GetRevisionIdListResult");
+        w.leaf("Anchor", &self.anchor);
+        write_array(w, "NewRevisions", &self.new_revisions, |w, k| {
+            write_identity(w, "UpdateIdentity", k)
+        });
+        w.end();
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        let r = el.req("GetRevisionIdListResult")?;
+        Ok(Self {
+            anchor: r.child_text("Anchor").unwrap_or_default(),
+            new_revisions: read_array(r, "NewRevisions", "UpdateIdentity", read_identity)?,
+        })
+    }
+}
+
+/// `GetUpdateData` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetUpdateData {
+    /// `cookie`.
+    pub cookie: Cookie,
+    /// `updateIds` (≤ `MaxNumberOfUpdatesPerRequest`).
+    pub update_ids: Vec<RevisionKey>,
+}
+
+impl SoapBody for GetUpdateData {
+    const NAME: &'static str = "GetUpdateData";
+    const NS: &'static str = NS;
+    fn write_children(&self, w: &mut XmlWriter) {
+        self.cookie.write(w, "cookie");
+        write_array(w, "updateIds", &self.update_ids, |w, k| {
+            write_identity(w, "UpdateIdentity", k)
+        });
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        Ok(Self {
+            cookie: Cookie::read(el.req("cookie")?)?,
+            update_ids: read_array(el, "updateIds", "UpdateIdentity", read_identity)?,
+        })
+    }
+}
+
+impl Operation for GetUpdateData {
+    const ACTION: &'static str = action::GET_UPDATE_DATA;
+    type Response = GetUpdateDataResponse;
+}
+
+/// `ServerSyncUpdateData`: one revision's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSyncUpdateData {
+    /// `Id`.
+    pub id: RevisionKey,
+    /// `XmlUpdateBlob` or `XmlUpdateBlobCompressed`.
+    pub blob: UpdateBlob,
+    /// `FileDigestList`: SHA-1 of each file; `None` when the revision has no files.
+    pub file_digests: Option<Vec<[u8; 20]>>,
+}
+
+/// `ServerSyncUrlData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSyncUrlData {
+    /// `FileDigest` (SHA-1).
+    pub file_digest: [u8; 20],
+    /// `MUUrl`: where Microsoft Update serves the file, when it does.
+    pub mu_url: Option<String>,
+    /// `UssUrl` (unused; WS2025 writes it empty, which decodes as `None`).
+    pub uss_url: Option<String>,
+}
+
+/// `GetUpdateDataResponse` / `ServerUpdateData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetUpdateDataResponse {
+    /// `updates` (may hold fewer than asked: re-request the rest).
+    pub updates: Vec<ServerSyncUpdateData>,
+    /// `fileUrls`.
+    pub file_urls: Vec<ServerSyncUrlData>,
+}
+
+impl SoapBody for GetUpdateDataResponse {
+    const NAME: &'static str = "GetUpdateDataResponse";
+    const NS: &'static str = NS;
+    fn write_children(&self, w: &mut XmlWriter) {
+        w.start("GetUpdateDataResult");
+        write_array(w, "updates", &self.updates, |w, u| {
+            w.start("ServerSyncUpdateData");
+            write_identity(w, "Id", &u.id);
+            if let UpdateBlob::Plain(x) = &u.blob {
+                w.leaf("XmlUpdateBlob", x);
+            }
+            if let Some(d) = &u.file_digests {
+                write_array(w, "FileDigestList", d, |w, h| {
+                    w.leaf("base64Binary", &format_base64(h));
+                });
+            }
+            if let UpdateBlob::Compressed(b) = &u.blob {
+                w.leaf("XmlUpdateBlobCompressed", b);
+            }
+            w.end();
+        });
+        write_array(w, "fileUrls", &self.file_urls, |w, f| {
+            w.start("ServerSyncUrlData");
+            w.leaf("FileDigest", &format_base64(&f.file_digest));
+            w.opt_leaf("MUUrl", f.mu_url.as_deref());
+            w.start("UssUrl");
+            if let Some(u) = &f.uss_url {
+                w.text(u);
+            }
+            w.end();
+            w.end();
+        });
+        w.end();
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        let r = el.req("GetUpdateDataResult")?;
+        let updates = read_array(r, "updates", "ServerSyncUpdateData", |u| {
+            let blob = match (u.child("XmlUpdateBlob"), u.child("XmlUpdateBlobCompressed")) {
+                (Some(p), None) => UpdateBlob::Plain(p.text()),
+                (None, Some(c)) => UpdateBlob::Compressed(c.text()),
+                _ => {
+                    return Err(WireError::bad(
+                        "ServerSyncUpdateData",
+                        "needs exactly one of XmlUpdateBlob / XmlUpdateBlobCompressed",
+                    ))
+                }
+            };
+            Ok(ServerSyncUpdateData {
+                id: read_identity(u.req("Id")?)?,
+                blob,
+                file_digests: read_opt_array(u, "FileDigestList", "base64Binary", |d| {
+                    parse_sha1("FileDigestList", &d.text())
+                })?,
+            })
+        })?;
+        let file_urls = read_array(r, "fileUrls", "ServerSyncUrlData", |f| {
+            Ok(ServerSyncUrlData {
+                file_digest: parse_sha1("FileDigest", &f.req_text("FileDigest")?)?,
+                mu_url: non_empty(f.child_text("MUUrl")),
+                uss_url: non_empty(f.child_text("UssUrl")),
+            })
+        })?;
+        Ok(Self { updates, file_urls })
+    }
+}
+
+/// `DownloadFiles` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadFiles {
+    /// `cookie`.
+    pub cookie: Cookie,
+    /// `fileDigestList`: 1..=100 SHA-1 digests.
+    pub file_digests: Vec<[u8; 20]>,
+}
+
+impl SoapBody for DownloadFiles {
+    const NAME: &'static str = "DownloadFiles";
+    const NS: &'static str = NS;
+    fn write_children(&self, w: &mut XmlWriter) {
+        self.cookie.write(w, "cookie");
+        write_array(w, "fileDigestList", &self.file_digests, |w, h| {
+            w.leaf("base64Binary", &format_base64(h));
+        });
+    }
+    fn read(el: &Element) -> Result<Self, WireError> {
+        Ok(Self {
+            cookie: Cookie::read(el.req("cookie")?)?,
+            file_digests: read_array(el, "fileDigestList", "base64Binary", |d| {
+                parse_sha1("fileDigestList", &d.text())
+            })?,
+        })
+    }
+}
+
+impl Operation for DownloadFiles {
+    const ACTION: &'static str = action::DOWNLOAD_FILES;
+    type Response = DownloadFilesResponse;
+}
+
+/// `DownloadFilesResponse` (empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DownloadFilesResponse;
+
+impl SoapBody for DownloadFilesResponse {
+    const NAME: &'static str = "DownloadFilesResponse";
+    const NS: &'static str = NS;
+    fn write_children(&self, _w: &mut XmlWriter) {}
+    fn read(_el: &Element) -> Result<Self, WireError> {
+        Ok(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::round_trip;
+    use super::*;
+    use crate::wire::soap::encode;
+    use time::macros::datetime;
+    use uuid::uuid;
+
+    fn cookie() -> Cookie {
+        Cookie {
+            expiration: datetime!(2026-10-04 20:33:26.65455 UTC),
+            encrypted_data: Some(vec![0xAB; 16]),
+        }
+    }
+
+    #[test]
+    fn config_data_round_trips_in_ws2025_order() {
+        round_trip(&GetConfigData {
+            cookie: cookie(),
+            config_anchor: None,
+        });
+        round_trip(&GetConfigData {
+            cookie: cookie(),
+            config_anchor: Some("9438,2026-10-04 16:09:27.167".into()),
+        });
+        let resp = GetConfigDataResponse {
+            catalog_only_sync: false,
+            lazy_sync: true,
+            server_hosts_psf_files: false,
+            max_updates_per_request: 100,
+            max_driver_sets_per_request: 0,
+            max_computer_ids_in_request: 0,
+            max_pnp_hardware_ids_in_request: 0,
+            new_config_anchor: Some("9438,2026-10-04 16:33:26.668".into()),
+            protocol_version: Some("1.20".into()),
+            languages: vec![],
+            max_updates_per_decryption_request: 100,
+        };
+        round_trip(&resp);
+        let s = encode(&resp);
+        assert!(s.contains("<GetConfigDataResult><CatalogOnlySync>false</CatalogOnlySync><LazySync>true</LazySync><ServerHostsPsfFiles>false</ServerHostsPsfFiles><MaxNumberOfComputerIdsInRequest>0</MaxNumberOfComputerIdsInRequest><MaxNumberOfDriverSetsPerRequest>0</MaxNumberOfDriverSetsPerRequest><MaxNumberOfPnpHardwareIdsInRequest>0</MaxNumberOfPnpHardwareIdsInRequest><MaxNumberOfUpdatesPerRequest>100</MaxNumberOfUpdatesPerRequest><NewConfigAnchor>9438,2026-10-04 16:33:26.668</NewConfigAnchor><ProtocolVersion>1.20</ProtocolVersion><LanguageUpdateList /><MaxUpdatesPerRequestInGetUpdateDecryptionData>100</MaxUpdatesPerRequestInGetUpdateDecryptionData></GetConfigDataResult>"));
+    }
+
+    #[test]
+    fn revision_list_round_trips() {
+        let req = GetRevisionIdList {
+            cookie: cookie(),
+            filter: ServerSyncFilter {
+                anchor: Some("9438,2026-10-04 16:33:26.668".into()),
+                get_config: false,
+                get_63_language_only: false,
+                categories: Some(vec![IdAndDelta {
+                    id: uuid!("8c3fcc84-7410-4a95-8b89-a166a0190486"),
+                    delta: true,
+                }]),
+                classifications: Some(vec![IdAndDelta {
+                    id: uuid!("e0789628-ce08-4437-be74-2495b842f43b"),
+                    delta: true,
+                }]),
+                languages: Some(vec![LanguageAndDelta {
+                    id: 1033,
+                    delta: true,
+                }]),
+            },
+        };
+        round_trip(&req);
+        let s = encode(&req);
+        assert!(s.contains("<filter><Anchor>9438,2026-10-04 16:33:26.668</Anchor><GetConfig>false</GetConfig><Get63LanguageOnly>false</Get63LanguageOnly><Categories><IdAndDelta><Id>8c3fcc84-7410-4a95-8b89-a166a0190486</Id><Delta>true</Delta></IdAndDelta></Categories><Classifications>"));
+        round_trip(&GetRevisionIdList {
+            cookie: cookie(),
+            filter: ServerSyncFilter {
+                get_config: true,
+                ..Default::default()
+            },
+        });
+        let empty = GetRevisionIdListResponse {
+            anchor: "1,2026-10-04 16:33:26.848".into(),
+            new_revisions: vec![],
+        };
+        round_trip(&empty);
+        assert!(encode(&empty).contains("<NewRevisions /></GetRevisionIdListResult>"));
+        round_trip(&GetRevisionIdListResponse {
+            anchor: "1,2026-10-04 16:33:26.848".into(),
+            new_revisions: vec![RevisionKey::new(
+                uuid!("E6CF1350-C01B-414D-A61F-263D14D133B4"),
+                100,
+            )],
+        });
+    }
+
+    #[test]
+    fn update_data_round_trips_both_blob_forms() {
+        let k = RevisionKey::new(uuid!("266f6222-c89d-43f2-9f8a-69340271e677"), 200);
+        round_trip(&GetUpdateData {
+            cookie: cookie(),
+            update_ids: vec![k],
+        });
+        let big = format!("<upd:Update>{}</upd:Update>", "x".repeat(6000));
+        let resp = GetUpdateDataResponse {
+            updates: vec![
+                ServerSyncUpdateData {
+                    id: k,
+                    blob: UpdateBlob::from_xml(&big).unwrap(),
+                    file_digests: Some(vec![[7u8; 20]]),
+                },
+                ServerSyncUpdateData {
+                    id: RevisionKey::new(uuid!("ccb78947-6453-4ecc-9de8-bc0305c98f2d"), 200),
+                    blob: UpdateBlob::from_xml("<upd:Update a=\"&amp;\"/>").unwrap(),
+                    file_digests: None,
+                },
+            ],
+            file_urls: vec![ServerSyncUrlData {
+                file_digest: [7u8; 20],
+                mu_url: Some("http://download.windowsupdate.com/c/x.exe".into()),
+                uss_url: None,
+            }],
+        };
+        let back = round_trip(&resp);
+        assert_eq!(back.updates[0].blob.xml().unwrap(), big);
+        let s = encode(&resp);
+        assert!(s.contains("</Id><FileDigestList><base64Binary>BwcHBwcHBwcHBwcHBwcHBwcHBwc=</base64Binary></FileDigestList><XmlUpdateBlobCompressed>TVNDRg"));
+        assert!(s.contains("<XmlUpdateBlob>&lt;upd:Update a=\"&amp;amp;\"/&gt;</XmlUpdateBlob>"));
+        assert!(s.contains("<fileUrls><ServerSyncUrlData><FileDigest>BwcHBwcHBwcHBwcHBwcHBwcHBwc=</FileDigest><MUUrl>http://download.windowsupdate.com/c/x.exe</MUUrl><UssUrl /></ServerSyncUrlData></fileUrls>"));
+        let none = GetUpdateDataResponse {
+            updates: vec![],
+            file_urls: vec![],
+        };
+        assert!(encode(&none)
+            .contains("<GetUpdateDataResult><updates /><fileUrls /></GetUpdateDataResult>"));
+        round_trip(&none);
+    }
+
+    #[test]
+    fn download_files_round_trips() {
+        round_trip(&DownloadFiles {
+            cookie: cookie(),
+            file_digests: vec![[1u8; 20], [2u8; 20]],
+        });
+        round_trip(&DownloadFilesResponse);
+        let s = encode(&DownloadFilesResponse);
+        assert!(s.contains(
+            "<DownloadFilesResponse xmlns=\"http://www.microsoft.com/SoftwareDistribution\" />"
+        ));
+    }
+}

@@ -1,0 +1,486 @@
+//! The small XML layer under the SOAP codec and the update-XML parser: a bounded,
+//! namespace-aware reader that builds a tree of [`Element`]s (quick-xml underneath), and an
+//! [`XmlWriter`] that escapes every text and attribute value it is given.
+//!
+//! The reader resolves every element to `(namespace, local name)`, so callers never depend on
+//! the prefixes a peer happened to choose. It enforces [`Limits`] (depth, element count, text
+//! size) so hostile input costs bounded memory, and it returns errors, never panics, on
+//! malformed XML. The writer has no way to emit unescaped text: there are no string templates
+//! with holes anywhere in `wire`.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use super::WireError;
+
+/// Bounds applied while reading a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest element nesting accepted.
+    pub max_depth: usize,
+    /// Most elements accepted in one document.
+    pub max_elements: usize,
+    /// Longest text accepted in one element (bytes, after unescaping).
+    pub max_text: usize,
+    /// Longest input accepted (bytes).
+    pub max_input: usize,
+}
+
+impl Default for Limits {
+    /// Generous for real WSUS traffic (a 3 MB `GetRevisionIdList` holds ~75,000 elements),
+    /// small enough that a hostile peer cannot exhaust memory.
+    fn default() -> Self {
+        Self {
+            max_depth: 128,
+            max_elements: 2_000_000,
+            max_text: 64 << 20,
+            max_input: 256 << 20,
+        }
+    }
+}
+
+/// An attribute as written (qualified name kept, value unescaped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// The qualified name as it appeared (`xsi:type`, `UpdateID`, `xmlns:upd`).
+    pub qname: String,
+    /// The unescaped value.
+    pub value: String,
+}
+
+/// A child of an element: another element or a run of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A child element.
+    Element(Element),
+    /// Character data (text or CDATA), unescaped.
+    Text(String),
+}
+
+/// One element, with its namespace resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    /// Namespace URI, `None` when unqualified.
+    pub ns: Option<String>,
+    /// Local name (no prefix).
+    pub name: String,
+    /// Attributes in document order, namespace declarations included.
+    pub attrs: Vec<Attr>,
+    /// Children in document order.
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    /// Child elements in order.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first child element with this local name.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.elements().find(|e| e.name == name)
+    }
+
+    /// Every child element with this local name.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.elements().filter(move |e| e.name == name)
+    }
+
+    /// The first child element with this local name, or [`WireError::Missing`].
+    pub fn req(&self, name: &str) -> Result<&Element, WireError> {
+        self.child(name).ok_or_else(|| WireError::Missing {
+            parent: self.name.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// The element's text (all text children concatenated).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+
+    /// Text of the named child, `None` when the child is absent.
+    pub fn child_text(&self, name: &str) -> Option<String> {
+        self.child(name).map(Element::text)
+    }
+
+    /// Text of the named child, error when absent.
+    pub fn req_text(&self, name: &str) -> Result<String, WireError> {
+        self.req(name).map(Element::text)
+    }
+
+    /// Value of the attribute whose qualified name or local part equals `name` (namespace
+    /// declarations are never matched).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .filter(|a| !is_ns_decl(&a.qname))
+            .find(|a| a.qname == name || local_part(&a.qname) == name)
+            .map(|a| a.value.as_str())
+    }
+
+    /// True when this element is `{ns}name`.
+    pub fn is(&self, ns: &str, name: &str) -> bool {
+        self.name == name && self.ns.as_deref() == Some(ns)
+    }
+}
+
+/// True for `xmlns` and `xmlns:*` attributes.
+pub fn is_ns_decl(qname: &str) -> bool {
+    qname == "xmlns" || qname.starts_with("xmlns:")
+}
+
+/// The part of a qualified name after the colon.
+pub fn local_part(qname: &str) -> &str {
+    qname.rsplit_once(':').map_or(qname, |(_, l)| l)
+}
+
+/// Reads a whole document and returns its root element, enforcing `limits`.
+pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError> {
+    if input.len() > limits.max_input {
+        return Err(WireError::Limit("input too large"));
+    }
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let mut reader = NsReader::from_str(input);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let (res, ev) = reader
+            .read_resolved_event()
+            .map_err(|e| WireError::Xml(e.to_string()))?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                if root.is_some() {
+                    return Err(WireError::Xml("content after the root element".into()));
+                }
+                count += 1;
+                if count > limits.max_elements {
+                    return Err(WireError::Limit("too many elements"));
+                }
+                if stack.len() >= limits.max_depth {
+                    return Err(WireError::Limit("nesting too deep"));
+                }
+                let ns = match res {
+                    ResolveResult::Bound(ns) => Some(
+                        std::str::from_utf8(ns.as_ref())
+                            .map_err(|_| WireError::Xml("namespace is not UTF-8".into()))?
+                            .to_string(),
+                    ),
+                    ResolveResult::Unbound => None,
+                    ResolveResult::Unknown(p) => {
+                        return Err(WireError::Xml(format!(
+                            "undeclared prefix {}",
+                            String::from_utf8_lossy(&p)
+                        )))
+                    }
+                };
+                let name = std::str::from_utf8(e.local_name().as_ref())
+                    .map_err(|_| WireError::Xml("element name is not UTF-8".into()))?
+                    .to_string();
+                let mut attrs = Vec::new();
+                for a in e.attributes().with_checks(true) {
+                    let a = a.map_err(|e| WireError::Xml(e.to_string()))?;
+                    let qname = std::str::from_utf8(a.key.as_ref())
+                        .map_err(|_| WireError::Xml("attribute name is not UTF-8".into()))?
+                        .to_string();
+                    let value = a
+                        .unescape_value()
+                        .map_err(|e| WireError::Xml(e.to_string()))?
+                        .into_owned();
+                    if value.len() > limits.max_text {
+                        return Err(WireError::Limit("attribute too long"));
+                    }
+                    attrs.push(Attr { qname, value });
+                }
+                let el = Element {
+                    ns,
+                    name,
+                    attrs,
+                    children: Vec::new(),
+                };
+                if empty {
+                    attach(&mut stack, &mut root, el);
+                } else {
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| WireError::Xml("unbalanced end tag".into()))?;
+                attach(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let s = t.unescape().map_err(|e| WireError::Xml(e.to_string()))?;
+                push_text(&mut stack, &s, limits)?;
+            }
+            Event::CData(c) => {
+                let raw = c.into_inner();
+                let s = std::str::from_utf8(&raw)
+                    .map_err(|_| WireError::Xml("CDATA is not UTF-8".into()))?;
+                push_text(&mut stack, s, limits)?;
+            }
+            Event::Eof => break,
+            Event::DocType(_) => return Err(WireError::Xml("DTDs are not accepted".into())),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(WireError::Xml("document ends inside an element".into()));
+    }
+    root.ok_or_else(|| WireError::Xml("no root element".into()))
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(Node::Element(el)),
+        None => *root = Some(el),
+    }
+}
+
+fn push_text(stack: &mut [Element], s: &str, limits: &Limits) -> Result<(), WireError> {
+    let Some(parent) = stack.last_mut() else {
+        if s.trim().is_empty() {
+            return Ok(());
+        }
+        return Err(WireError::Xml("text outside the root element".into()));
+    };
+    if let Some(Node::Text(prev)) = parent.children.last_mut() {
+        if prev.len() + s.len() > limits.max_text {
+            return Err(WireError::Limit("text too long"));
+        }
+        prev.push_str(s);
+    } else {
+        if s.len() > limits.max_text {
+            return Err(WireError::Limit("text too long"));
+        }
+        parent.children.push(Node::Text(s.to_string()));
+    }
+    Ok(())
+}
+
+/// Builds XML text. Every value goes through escaping; names are the caller's constants.
+#[derive(Debug, Default)]
+pub struct XmlWriter {
+    buf: String,
+    open: Vec<String>,
+    in_tag: bool,
+}
+
+impl XmlWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts `<name` (attributes may follow with [`XmlWriter::attr`]).
+    pub fn start(&mut self, name: &str) -> &mut Self {
+        self.close_tag();
+        debug_assert!(is_xml_name(name), "bad element name {name}");
+        self.buf.push('<');
+        self.buf.push_str(name);
+        self.open.push(name.to_string());
+        self.in_tag = true;
+        self
+    }
+
+    /// Adds an attribute to the element just started.
+    pub fn attr(&mut self, name: &str, value: &str) -> &mut Self {
+        debug_assert!(self.in_tag, "attribute outside a start tag");
+        debug_assert!(is_xml_name(name), "bad attribute name {name}");
+        self.buf.push(' ');
+        self.buf.push_str(name);
+        self.buf.push_str("=\"");
+        escape_into(&mut self.buf, value, true);
+        self.buf.push('"');
+        self
+    }
+
+    /// Writes escaped text into the current element.
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        self.close_tag();
+        escape_into(&mut self.buf, text, false);
+        self
+    }
+
+    /// Ends the innermost open element (`<a/>` when it has no content).
+    pub fn end(&mut self) -> &mut Self {
+        if let Some(name) = self.open.pop() {
+            if self.in_tag {
+                self.buf.push_str(" />");
+                self.in_tag = false;
+            } else {
+                self.buf.push_str("</");
+                self.buf.push_str(&name);
+                self.buf.push('>');
+            }
+        }
+        self
+    }
+
+    /// `<name>text</name>`.
+    pub fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
+        self.start(name);
+        self.close_tag();
+        escape_into(&mut self.buf, text, false);
+        self.end_full()
+    }
+
+    /// `<name>text</name>` when `Some`, nothing when `None`.
+    pub fn opt_leaf(&mut self, name: &str, text: Option<&str>) -> &mut Self {
+        if let Some(t) = text {
+            self.leaf(name, t);
+        }
+        self
+    }
+
+    /// `<name />`.
+    pub fn empty(&mut self, name: &str) -> &mut Self {
+        self.start(name).end()
+    }
+
+    /// Appends a complete, already well-formed subtree written by another [`XmlWriter`].
+    pub fn raw_subtree(&mut self, other: XmlWriter) -> &mut Self {
+        self.close_tag();
+        self.buf.push_str(&other.finish());
+        self
+    }
+
+    /// Closes everything still open and returns the text.
+    pub fn finish(mut self) -> String {
+        while !self.open.is_empty() {
+            self.end();
+        }
+        self.buf
+    }
+
+    fn end_full(&mut self) -> &mut Self {
+        self.close_tag();
+        self.end()
+    }
+
+    fn close_tag(&mut self) {
+        if self.in_tag {
+            self.buf.push('>');
+            self.in_tag = false;
+        }
+    }
+}
+
+fn is_xml_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ':' | '_' | '-' | '.'))
+}
+
+/// Escapes `s` into `out`; characters XML 1.0 cannot carry become U+FFFD.
+fn escape_into(out: &mut String, s: &str, attr: bool) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\'' if attr => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' if attr => {
+                out.push_str(&format!("&#x{:X};", c as u32));
+            }
+            '\r' => out.push_str("&#xD;"),
+            '\t' | '\n' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes text content (exposed for callers that build element-free strings, e.g. tests).
+pub fn escape_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s, false);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_namespaces_whatever_the_prefix() {
+        let a = parse_document(
+            r#"<a:x xmlns:a="urn:n"><a:y>1</a:y></a:x>"#,
+            &Limits::default(),
+        )
+        .unwrap();
+        let b = parse_document(r#"<x xmlns="urn:n"><y>1</y></x>"#, &Limits::default()).unwrap();
+        assert!(a.is("urn:n", "x"));
+        assert!(b.is("urn:n", "x"));
+        assert_eq!(a.req("y").unwrap().ns.as_deref(), Some("urn:n"));
+        assert_eq!(a.req_text("y").unwrap(), b.req_text("y").unwrap());
+    }
+
+    #[test]
+    fn writer_escapes_text_and_attributes() {
+        let mut w = XmlWriter::new();
+        w.start("a").attr("v", "x\"<&>'\n");
+        w.leaf("b", "<&>\u{1}");
+        w.empty("c");
+        let s = w.finish();
+        assert_eq!(
+            s,
+            "<a v=\"x&quot;&lt;&amp;&gt;&apos;&#xA;\"><b>&lt;&amp;&gt;\u{fffd}</b><c /></a>"
+        );
+        let back = parse_document(&s, &Limits::default()).unwrap();
+        assert_eq!(back.attr("v"), Some("x\"<&>'\n"));
+        assert_eq!(back.req_text("b").unwrap(), "<&>\u{fffd}");
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let deep = "<a>".repeat(200) + &"</a>".repeat(200);
+        assert!(matches!(
+            parse_document(&deep, &Limits::default()),
+            Err(WireError::Limit(_))
+        ));
+        let many = format!("<r>{}</r>", "<i/>".repeat(50));
+        let small = Limits {
+            max_elements: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse_document(&many, &small),
+            Err(WireError::Limit(_))
+        ));
+        let text = Limits {
+            max_text: 4,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse_document("<r>hello</r>", &text),
+            Err(WireError::Limit(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_doctype_and_mismatched_tags() {
+        assert!(parse_document("<!DOCTYPE x [<!ENTITY a 'b'>]><x/>", &Limits::default()).is_err());
+        assert!(parse_document("<a><b></a></b>", &Limits::default()).is_err());
+        assert!(parse_document("<a>", &Limits::default()).is_err());
+        assert!(parse_document("", &Limits::default()).is_err());
+        assert!(parse_document("<p:a/>", &Limits::default()).is_err());
+    }
+}
