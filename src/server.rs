@@ -68,11 +68,9 @@ impl Server {
     /// Opens the store and the cache under `server.data_dir` and binds `server.listen`
     /// (port 0 picks a free port; see [`Server::local_addr`]).
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
-            ContentError::Io {
-                path: config.server.data_dir.clone(),
-                source,
-            }
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| ContentError::Io {
+            path: config.server.data_dir.clone(),
+            source,
         })?;
         let store = Store::open(&config.store_dir())?;
         let content = ContentCache::open(
@@ -112,7 +110,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then drains connections and flushes the store.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
         let addr = self.local_addr();
         tracing::info!("listening on http://{addr}");
         let (tx, rx) = tokio::sync::watch::channel(false);

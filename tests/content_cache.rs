@@ -12,7 +12,11 @@ use support::{bytes_of, client, raw, Behaviour, TestEdge, TestUpstream};
 const MIB: usize = 1 << 20;
 
 fn assert_not_chunked(r: &reqwest::Response) {
-    assert!(r.headers().get("transfer-encoding").is_none(), "chunked response: {:?}", r.headers());
+    assert!(
+        r.headers().get("transfer-encoding").is_none(),
+        "chunked response: {:?}",
+        r.headers()
+    );
 }
 
 fn final_file(edge: &TestEdge, path: &str) -> std::path::PathBuf {
@@ -34,10 +38,17 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
     let path = up.put(&data, "cab", Behaviour::GatedAfter(MIB));
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
 
-    let resp = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_not_chunked(&resp);
-    assert_eq!(resp.headers()["content-length"], data.len().to_string().as_str());
+    assert_eq!(
+        resp.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
     let mut stream = resp.bytes_stream();
     let mut got = Vec::new();
     // The first MiB arrives while upstream is still holding back the rest: stream-through.
@@ -49,7 +60,10 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
             .unwrap();
         got.extend_from_slice(&chunk);
     }
-    assert!(!final_file(&edge, &path).exists(), "published before verification");
+    assert!(
+        !final_file(&edge, &path).exists(),
+        "published before verification"
+    );
     up.release();
     while let Some(c) = stream.next().await {
         got.extend_from_slice(&c.unwrap());
@@ -63,7 +77,11 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(std::fs::read(final_file(&edge, &path)).unwrap(), data);
-    let again = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let again = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 200);
     assert!(again.headers().contains_key("last-modified"));
     assert_eq!(again.bytes().await.unwrap(), data);
@@ -79,7 +97,11 @@ async fn p2_corrupt_upstream_aborts_connection_keeps_nothing_and_refetches() {
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
     let before = wsus_edge::metrics::hash_mismatches();
 
-    let resp = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
     let mut n = 0;
@@ -94,14 +116,21 @@ async fn p2_corrupt_upstream_aborts_connection_keeps_nothing_and_refetches() {
         }
     }
     assert!(failed, "a bad object must abort the connection");
-    assert!(n < data.len(), "the client must never get a complete bad body ({n} bytes)");
+    assert!(
+        n < data.len(),
+        "the client must never get a complete bad body ({n} bytes)"
+    );
     assert!(wsus_edge::metrics::hash_mismatches() > before);
     assert!(!final_file(&edge, &path).exists());
     assert!(partial_files(&edge).is_empty());
 
     // Upstream repaired: the next request goes upstream again and succeeds.
     up.put(&data, "exe", Behaviour::Normal);
-    let ok = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let ok = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 2);
@@ -122,12 +151,29 @@ async fn p2_declared_sha256_is_enforced_and_wrong_folder_is_404_without_upstream
         upstream_url: None,
         patching_type: None,
     };
-    edge.state.store.put_expected_files(&[rec([0u8; 32])]).unwrap();
-    let r = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
-    assert!(r.bytes().await.is_err(), "SHA-1 matches but the declared SHA-256 does not");
+    edge.state
+        .store
+        .put_expected_files(&[rec([0u8; 32])])
+        .unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.bytes().await.is_err(),
+        "SHA-1 matches but the declared SHA-256 does not"
+    );
     assert!(!final_file(&edge, &path).exists());
-    edge.state.store.put_expected_files(&[rec(Sha256::digest(&data).into())]).unwrap();
-    let r = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    edge.state
+        .store
+        .put_expected_files(&[rec(Sha256::digest(&data).into())])
+        .unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 2);
 
@@ -135,7 +181,11 @@ async fn p2_declared_sha256_is_enforced_and_wrong_folder_is_404_without_upstream
     segs[2] = if segs[2] == "00" { "01" } else { "00" };
     let wrong = segs.join("/");
     let before = up.total_gets();
-    let r = client().get(format!("{}{}", edge.url(), wrong)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), wrong))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(up.total_gets(), before);
 }
@@ -144,7 +194,14 @@ async fn p2_declared_sha256_is_enforced_and_wrong_folder_is_404_without_upstream
 async fn p3_fifty_concurrent_clients_share_one_upstream_get() {
     let up = TestUpstream::start().await;
     let data = bytes_of(2 * MIB, 4);
-    let path = up.put(&data, "psf", Behaviour::Slow { chunk: 64 * 1024, delay_ms: 10 });
+    let path = up.put(
+        &data,
+        "psf",
+        Behaviour::Slow {
+            chunk: 64 * 1024,
+            delay_ms: 10,
+        },
+    );
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
     let url = format!("{}{}", edge.url(), path);
     let tasks: Vec<_> = (0..50)
@@ -187,19 +244,30 @@ async fn p4_shuffled_1mib_ranges_on_a_miss_over_keepalive_connections() {
     let first = client();
     let r = tokio::time::timeout(
         Duration::from_secs(10),
-        first.get(&url).header("range", "bytes=1048576-2097151").send(),
+        first
+            .get(&url)
+            .header("range", "bytes=1048576-2097151")
+            .send(),
     )
     .await
     .expect("answered before the whole file arrived")
     .unwrap();
     let etag = check(&r, MIB, 2 * MIB - 1);
-    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong etag {etag}");
-    let body = tokio::time::timeout(Duration::from_secs(10), r.bytes()).await.unwrap().unwrap();
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "strong etag {etag}"
+    );
+    let body = tokio::time::timeout(Duration::from_secs(10), r.bytes())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&body[..], &data[MIB..2 * MIB]);
 
     // The rest, shuffled, over 4 keep-alive connections; then let upstream continue.
-    let mut ranges: Vec<(usize, usize)> =
-        (0..size).step_by(MIB).map(|a| (a, (a + MIB - 1).min(size - 1))).collect();
+    let mut ranges: Vec<(usize, usize)> = (0..size)
+        .step_by(MIB)
+        .map(|a| (a, (a + MIB - 1).min(size - 1)))
+        .collect();
     ranges.retain(|r| r.0 != MIB);
     let n = ranges.len();
     for i in 0..n {
@@ -212,11 +280,22 @@ async fn p4_shuffled_1mib_ranges_on_a_miss_over_keepalive_connections() {
         tasks.push(tokio::spawn(async move {
             let c = client();
             for (a, b) in mine {
-                let r = c.get(&url).header("range", format!("bytes={a}-{b}")).send().await.unwrap();
+                let r = c
+                    .get(&url)
+                    .header("range", format!("bytes={a}-{b}"))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 206);
                 assert!(r.headers().get("transfer-encoding").is_none());
-                assert_eq!(r.headers()["content-range"], format!("bytes {a}-{b}/{}", data.len()).as_str());
-                assert_eq!(r.headers()["content-length"], (b - a + 1).to_string().as_str());
+                assert_eq!(
+                    r.headers()["content-range"],
+                    format!("bytes {a}-{b}/{}", data.len()).as_str()
+                );
+                assert_eq!(
+                    r.headers()["content-length"],
+                    (b - a + 1).to_string().as_str()
+                );
                 assert_eq!(r.headers()["accept-ranges"], "bytes");
                 assert_eq!(r.headers()["etag"], etag.as_str());
                 assert_eq!(&r.bytes().await.unwrap()[..], &data[a..=b]);
@@ -237,22 +316,63 @@ async fn p4_shuffled_1mib_ranges_on_a_miss_over_keepalive_connections() {
     assert_eq!(r.headers()["content-length"], size.to_string().as_str());
     assert_eq!(r.headers()["etag"], etag.as_str());
     let lm = r.headers()["last-modified"].to_str().unwrap().to_string();
-    let r = c.get(&url).header("range", "bytes=0-99").send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
     check(&r, 0, 99);
     assert_eq!(&r.bytes().await.unwrap()[..], &data[..100]);
-    let r = c.get(&url).header("if-none-match", etag.as_str()).send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("if-none-match", etag.as_str())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 304);
-    let r = c.get(&url).header("range", "bytes=10-19").header("if-range", etag.as_str()).send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .header("if-range", etag.as_str())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
-    let r = c.get(&url).header("range", "bytes=10-19").header("if-range", lm.as_str()).send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .header("if-range", lm.as_str())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
-    let r = c.get(&url).header("range", "bytes=10-19").header("if-range", "\"stale\"").send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .header("if-range", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), size);
-    let r = c.get(&url).header("range", format!("bytes={size}-")).send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("range", format!("bytes={size}-"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
-    assert_eq!(r.headers()["content-range"], format!("bytes */{size}").as_str());
-    let r = c.get(&url).header("if-match", "\"other\"").send().await.unwrap();
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+    let r = c
+        .get(&url)
+        .header("if-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 412);
     assert_eq!(up.gets(&path), 1);
 }
@@ -285,7 +405,11 @@ async fn p5_mime_table_and_unknown_extension() {
         let data = bytes_of(1000 + i, 100 + i as u64);
         let path = up.put(&data, ext, Behaviour::Normal);
         for round in ["miss", "hit"] {
-            let r = c.get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+            let r = c
+                .get(format!("{}{}", edge.url(), path))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200, "{ext} {round}");
             assert_eq!(r.headers()["content-type"], *ty, "{ext} {round}");
             assert_eq!(r.bytes().await.unwrap(), data);
@@ -299,14 +423,24 @@ async fn p6_dropped_upstream_is_resumed_with_range() {
     let data = bytes_of(800_000, 6);
     let path = up.put(&data, "cab", Behaviour::DropOnceAfter(300_000));
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    let r = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 2);
     let ranges = up.ranges(&path);
     assert_eq!(ranges[0], None);
-    let resume = ranges[1].clone().expect("second GET must be a Range request");
-    let from: u64 = resume.trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap();
+    let resume = ranges[1]
+        .clone()
+        .expect("second GET must be a Range request");
+    let from: u64 = resume
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
     assert!(from > 0 && from <= 300_000, "resumed from {from}");
 }
 
@@ -318,12 +452,29 @@ async fn p6_upstream_down_hits_still_served_misses_get_502() {
     let missing = support::content_path(&bytes_of(10, 8), "cab");
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
     let c = client();
-    assert_eq!(c.get(format!("{}{}", edge.url(), path)).send().await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(
+        c.get(format!("{}{}", edge.url(), path))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        data
+    );
     up.stop();
-    let r = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
-    let r = client().get(format!("{}{}", edge.url(), missing)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), missing))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
 }
 
@@ -333,7 +484,11 @@ async fn p6_upstream_that_keeps_dropping_gives_up_and_aborts() {
     let data = bytes_of(200_000, 9);
     let path = up.put(&data, "cab", Behaviour::AlwaysDropAfter(50_000));
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    let r = client().get(format!("{}{}", edge.url(), path)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
     assert!(r.bytes().await.is_err());
     assert!(!final_file(&edge, &path).exists());
     // 1 + the first resume (progress made, counter reset) + retries without progress.
@@ -350,7 +505,16 @@ async fn p6_kill_9_mid_download_then_restart_serves_nothing_half_written() {
     let dir = tempfile::tempdir().unwrap();
     let spawn = || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
-            .args(["--log", "info", "serve", "--listen", "127.0.0.1:0", "--upstream", &up.url(), "--data-dir"])
+            .args([
+                "--log",
+                "info",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &up.url(),
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
@@ -361,7 +525,12 @@ async fn p6_kill_9_mid_download_then_restart_serves_nothing_half_written() {
         let addr = loop {
             let line = lines.next().expect("server exited").unwrap();
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().trim_end_matches(|c: char| !c.is_ascii_digit()).to_string();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .to_string();
             }
         };
         std::thread::spawn(move || for _ in lines {});
@@ -376,16 +545,34 @@ async fn p6_kill_9_mid_download_then_restart_serves_nothing_half_written() {
         got += stream.next().await.unwrap().unwrap().len();
     }
     let partial = dir.path().join("content/.partial");
-    assert_eq!(std::fs::read_dir(&partial).unwrap().count(), 1, "download in progress");
+    assert_eq!(
+        std::fs::read_dir(&partial).unwrap().count(),
+        1,
+        "download in progress"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let final_path = dir.path().join("content").join(path.trim_start_matches("/Content/"));
-    assert!(!final_path.exists(), "nothing half-written under its final name");
+    let final_path = dir
+        .path()
+        .join("content")
+        .join(path.trim_start_matches("/Content/"));
+    assert!(
+        !final_path.exists(),
+        "nothing half-written under its final name"
+    );
 
     up.put(&data, "wim", Behaviour::Normal);
     let (mut child, addr) = spawn();
-    assert_eq!(std::fs::read_dir(&partial).unwrap().count(), 0, "leftover temp removed at start-up");
-    let r = client().get(format!("http://{addr}{path}")).send().await.unwrap();
+    assert_eq!(
+        std::fs::read_dir(&partial).unwrap().count(),
+        0,
+        "leftover temp removed at start-up"
+    );
+    let r = client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 2);
@@ -401,24 +588,51 @@ async fn p7_bandwidth_cap_holds_within_10_percent_across_fetches() {
     let pa = up.put(&a, "cab", Behaviour::Normal);
     let pb = up.put(&b, "cab", Behaviour::Normal);
     // 16 Mbit/s = 2,000,000 bytes/s shared: 6,000,000 bytes take 3 s.
-    let edge = TestEdge::start(Some(up.url()), |c| c.upstream.max_bandwidth = Some(2_000_000)).await;
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.upstream.max_bandwidth = Some(2_000_000)
+    })
+    .await;
     let t0 = Instant::now();
     let (ra, rb) = tokio::join!(
-        async { client().get(format!("{}{}", edge.url(), pa)).send().await.unwrap().bytes().await.unwrap() },
-        async { client().get(format!("{}{}", edge.url(), pb)).send().await.unwrap().bytes().await.unwrap() },
+        async {
+            client()
+                .get(format!("{}{}", edge.url(), pa))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        },
+        async {
+            client()
+                .get(format!("{}{}", edge.url(), pb))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        },
     );
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(ra, a);
     assert_eq!(rb, b);
     let rate = 6_000_000.0 / secs;
-    assert!((1_800_000.0..=2_200_000.0).contains(&rate), "rate {rate:.0} B/s over {secs:.2}s");
+    assert!(
+        (1_800_000.0..=2_200_000.0).contains(&rate),
+        "rate {rate:.0} B/s over {secs:.2}s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p8_lru_eviction_skips_recent_and_survives_restart() {
     let up = TestUpstream::start().await;
     let objs: Vec<Vec<u8>> = (0..4).map(|i| bytes_of(100_000, 20 + i)).collect();
-    let paths: Vec<String> = objs.iter().map(|d| up.put(d, "cab", Behaviour::Normal)).collect();
+    let paths: Vec<String> = objs
+        .iter()
+        .map(|d| up.put(d, "cab", Behaviour::Normal))
+        .collect();
     let edge = TestEdge::start(Some(up.url()), |c| c.content.max_size = Some(250_000)).await;
     let c = client();
     let get = |p: &str| c.get(format!("{}{}", edge.url(), p)).send();
@@ -435,19 +649,40 @@ async fn p8_lru_eviction_skips_recent_and_survives_restart() {
         }
         false
     };
-    assert!(wait_gone(final_file(&edge, &paths[1])).await, "least recently used evicted");
+    assert!(
+        wait_gone(final_file(&edge, &paths[1])).await,
+        "least recently used evicted"
+    );
     assert!(final_file(&edge, &paths[0]).exists());
     assert!(final_file(&edge, &paths[2]).exists());
+    for _ in 0..100 {
+        if edge.state.content.total_size() == 200_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(edge.state.content.total_size(), 200_000);
-    let indexed: Vec<[u8; 20]> = edge.state.store.objects().unwrap().into_iter().map(|(k, _)| k).collect();
+    let indexed: Vec<[u8; 20]> = edge
+        .state
+        .store
+        .objects()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(indexed.len(), 2);
 
     // The index survives a restart and keeps bounding the store.
     let dir = edge.shutdown().await;
-    let edge = TestEdge::start_in(dir, Some(up.url()), |c| c.content.max_size = Some(250_000)).await;
+    let edge =
+        TestEdge::start_in(dir, Some(up.url()), |c| c.content.max_size = Some(250_000)).await;
     assert_eq!(edge.state.content.total_size(), 200_000);
     assert_eq!(edge.state.store.objects().unwrap().len(), 2);
-    let r = client().get(format!("{}{}", edge.url(), paths[1])).send().await.unwrap();
+    let r = client()
+        .get(format!("{}{}", edge.url(), paths[1]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap(), objs[1]);
     assert_eq!(up.gets(&paths[1]), 2, "evicted object fetched again");
     assert_eq!(up.gets(&paths[0]), 1);
@@ -481,24 +716,41 @@ async fn p9_hostile_paths_methods_and_long_urls_get_4xx_without_touching_anythin
         "http://evil.example/../../etc/passwd".to_string(),
     ];
     for t in &targets {
-        let (status, head) = raw(edge.addr, &format!("GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await;
+        let (status, head) = raw(
+            edge.addr,
+            &format!("GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
         assert!((400..500).contains(&status), "{t}: {head}");
         assert!(!head.contains("secret"), "{t}");
     }
     for m in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         let (status, head) = raw(
             edge.addr,
-            &format!("{m} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            &format!(
+                "{m} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
         )
         .await;
         assert_eq!(status, 405, "{m}: {head}");
-        assert!(head.to_ascii_lowercase().contains("allow: get, head"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("allow: get, head"),
+            "{head}"
+        );
     }
-    let (status, _) = raw(edge.addr, &format!("GET /Content/{long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await;
+    let (status, _) = raw(
+        edge.addr,
+        &format!("GET /Content/{long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, 414);
     assert_eq!(up.total_gets(), 0, "no hostile request reached upstream");
     // A valid request in any letter case still works.
     let lower = path.to_ascii_lowercase();
-    let (status, _) = raw(edge.addr, &format!("GET {lower} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await;
+    let (status, _) = raw(
+        edge.addr,
+        &format!("GET {lower} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, 200);
 }

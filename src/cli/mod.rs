@@ -48,7 +48,10 @@ pub struct ServeArgs {
 }
 
 /// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
-fn serve(mut config: crate::config::Config, args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+fn serve(
+    mut config: crate::config::Config,
+    args: ServeArgs,
+) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context;
     if let Some(l) = args.listen {
         config.server.listen = l;

@@ -62,6 +62,8 @@ pub struct Candidate {
     pub size: u64,
     /// Last access, unix seconds.
     pub last_access: i64,
+    /// In-process access order, breaking ties within one second (0 = unknown, oldest).
+    pub seq: u64,
 }
 
 /// Least recently used first, skipping pinned objects, until `total` is at most `max`.
@@ -74,7 +76,7 @@ pub fn plan(
     if total <= max {
         return Vec::new();
     }
-    objects.sort_by_key(|c| (c.last_access, c.sha1));
+    objects.sort_by_key(|c| (c.last_access, c.seq, c.sha1));
     let mut over = total - max;
     let mut out = Vec::new();
     for c in objects {
@@ -99,6 +101,7 @@ mod tests {
             sha1: [b; 20],
             size,
             last_access: t,
+            seq: 0,
         }
     }
 
@@ -116,5 +119,17 @@ mod tests {
         assert!(!pins.is_pinned(&[4; 20]));
         // Everything pinned: nothing to evict, never a pinned one.
         assert!(plan(objs, 40, 0, |_| true).is_empty());
+        // Same second: the in-process order decides.
+        let same = vec![
+            Candidate {
+                seq: 9,
+                ..c(1, 10, 5)
+            },
+            Candidate {
+                seq: 3,
+                ..c(2, 10, 5)
+            },
+        ];
+        assert_eq!(plan(same, 20, 10, |_| false)[0].sha1[0], 2);
     }
 }

@@ -255,7 +255,7 @@ impl ContentCache {
     }
 
     fn touch(&self, sha1: &[u8; 20]) {
-        let n = self.inner.clock.fetch_add(1, Ordering::Relaxed);
+        let n = self.inner.clock.fetch_add(1, Ordering::Relaxed) + 1;
         lock(&self.inner.recency).insert(*sha1, n);
         if let Err(e) = self.inner.index.touch_object(sha1, now_unix()) {
             tracing::debug!(error = %e, "could not record last access");
@@ -406,11 +406,10 @@ impl ContentCache {
                     sha1,
                     size: e.size,
                     last_access: e.last_access_unix,
+                    seq: recency.get(&sha1).copied().unwrap_or(0),
                 }
             })
             .collect();
-        let mut cands = cands;
-        cands.sort_by_key(|c| recency.get(&c.sha1).copied().unwrap_or(0));
         let victims = {
             let inflight = lock(&self.inner.inflight);
             let pins = &self.inner.pins;

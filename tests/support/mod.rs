@@ -90,7 +90,9 @@ impl TestUpstream {
         let (st, g, c) = (state.clone(), gate.clone(), conns.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (st, g) = (st.clone(), g.clone());
                 let h = tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -104,7 +106,13 @@ impl TestUpstream {
                 c.lock().unwrap().push(h.abort_handle());
             }
         });
-        Self { addr, state, gate, task, conns }
+        Self {
+            addr,
+            state,
+            gate,
+            task,
+            conns,
+        }
     }
 
     /// Base URL.
@@ -117,7 +125,10 @@ impl TestUpstream {
         let path = content_path(data, ext);
         self.state.objects.lock().unwrap().insert(
             path.clone(),
-            Obj { data: Bytes::copy_from_slice(data), behaviour },
+            Obj {
+                data: Bytes::copy_from_slice(data),
+                behaviour,
+            },
         );
         path
     }
@@ -126,13 +137,22 @@ impl TestUpstream {
     pub fn put_at(&self, path: &str, data: &[u8]) {
         self.state.objects.lock().unwrap().insert(
             path.to_string(),
-            Obj { data: Bytes::copy_from_slice(data), behaviour: Behaviour::Normal },
+            Obj {
+                data: Bytes::copy_from_slice(data),
+                behaviour: Behaviour::Normal,
+            },
         );
     }
 
     /// GETs received for `path`.
     pub fn gets(&self, path: &str) -> usize {
-        self.state.gets.lock().unwrap().get(path).copied().unwrap_or(0)
+        self.state
+            .gets
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// GETs received in total.
@@ -168,11 +188,22 @@ impl TestUpstream {
 
 type UpBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-fn handle(st: Arc<UpState>, gate: watch::Sender<bool>, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<UpBody> {
+fn handle(
+    st: Arc<UpState>,
+    gate: watch::Sender<bool>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<UpBody> {
     let path = req.uri().path().to_string();
-    let range = req.headers().get("range").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     *st.gets.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
-    st.ranges.lock().unwrap().push((path.clone(), range.clone()));
+    st.ranges
+        .lock()
+        .unwrap()
+        .push((path.clone(), range.clone()));
     let found = st
         .objects
         .lock()
@@ -182,7 +213,11 @@ fn handle(st: Arc<UpState>, gate: watch::Sender<bool>, req: hyper::Request<hyper
     let Some((mut data, behaviour)) = found else {
         return hyper::Response::builder()
             .status(404)
-            .body(http_body_util::Full::new(Bytes::new()).map_err(|n| match n {}).boxed())
+            .body(
+                http_body_util::Full::new(Bytes::new())
+                    .map_err(|n| match n {})
+                    .boxed(),
+            )
             .unwrap();
     };
     if behaviour == Behaviour::Corrupt {
@@ -196,7 +231,11 @@ fn handle(st: Arc<UpState>, gate: watch::Sender<bool>, req: hyper::Request<hyper
         Some(spec) => {
             let (a, b) = spec.split_once('-').unwrap();
             let a: u64 = a.parse().unwrap();
-            let b: u64 = if b.is_empty() { size - 1 } else { b.parse::<u64>().unwrap().min(size - 1) };
+            let b: u64 = if b.is_empty() {
+                size - 1
+            } else {
+                b.parse::<u64>().unwrap().min(size - 1)
+            };
             (206, a, b + 1)
         }
         None => (200, 0, size),
@@ -213,20 +252,22 @@ fn handle(st: Arc<UpState>, gate: watch::Sender<bool>, req: hyper::Request<hyper
         Behaviour::AlwaysDropAfter(n) => Some(n),
         _ => None,
     };
-    let mut rx = gate.subscribe();
+    let rx = gate.subscribe();
     let stream = async_stream(body_bytes, behaviour, cut, move || {
         let mut rx = rx.clone();
         async move {
             let _ = rx.wait_for(|g| *g).await;
         }
     });
-    let _ = rx.borrow_and_update();
     let mut b = hyper::Response::builder()
         .status(status)
         .header("content-length", end - start)
         .header("content-type", "application/octet-stream");
     if status == 206 {
-        b = b.header("content-range", format!("bytes {}-{}/{}", start, end - 1, size));
+        b = b.header(
+            "content-range",
+            format!("bytes {}-{}/{}", start, end - 1, size),
+        );
     }
     b.body(StreamBody::new(stream).boxed()).unwrap()
 }
@@ -251,7 +292,9 @@ where
         while pos < data.len() {
             if let Some(n) = cut {
                 if pos >= n {
-                    let _ = tx.send(Err(std::io::Error::other("dropped on purpose"))).await;
+                    let _ = tx
+                        .send(Err(std::io::Error::other("dropped on purpose")))
+                        .await;
                     return;
                 }
             }
@@ -271,7 +314,11 @@ where
                     take = take.min(n - pos);
                 }
             }
-            if tx.send(Ok(Frame::data(data.slice(pos..pos + take)))).await.is_err() {
+            if tx
+                .send(Ok(Frame::data(data.slice(pos..pos + take))))
+                .await
+                .is_err()
+            {
                 return;
             }
             pos += take;
@@ -300,7 +347,11 @@ impl TestEdge {
     }
 
     /// Starts in an existing data directory.
-    pub async fn start_in(dir: tempfile::TempDir, upstream: Option<String>, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        upstream: Option<String>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut c = Config::default();
         c.server.listen = "127.0.0.1:0".parse().unwrap();
         c.server.data_dir = dir.path().to_path_buf();
@@ -318,7 +369,13 @@ impl TestEdge {
                 .await
                 .unwrap();
         });
-        Self { addr, state, dir, stop: Some(tx), task: Some(task) }
+        Self {
+            addr,
+            state,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Base URL.
@@ -360,7 +417,10 @@ pub async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .unwrap()
+            .unwrap();
         if n == 0 {
             break;
         }
