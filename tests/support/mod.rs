@@ -292,6 +292,8 @@ where
         while pos < data.len() {
             if let Some(n) = cut {
                 if pos >= n {
+                    // Let the bytes already sent reach the client before the connection drops.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     let _ = tx
                         .send(Err(std::io::Error::other("dropped on purpose")))
                         .await;
