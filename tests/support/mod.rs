@@ -30,7 +30,7 @@ pub enum Behaviour {
     Slow { chunk: usize, delay_ms: u64 },
     /// The first GET sends `n` bytes then drops the connection; later GETs are normal.
     DropOnceAfter(usize),
-    /// Every GET drops after `n` bytes.
+    /// Every GET drops at absolute offset `n` of the object (no progress past it).
     AlwaysDropAfter(usize),
     /// Serves the bytes with one byte flipped (the name's SHA-1 no longer matches).
     Corrupt,
@@ -249,7 +249,7 @@ fn handle(
                 None
             }
         }
-        Behaviour::AlwaysDropAfter(n) => Some(n),
+        Behaviour::AlwaysDropAfter(n) => Some(n.saturating_sub(start as usize)),
         _ => None,
     };
     let rx = gate.subscribe();
