@@ -760,3 +760,91 @@ async fn p9_hostile_paths_methods_and_long_urls_get_4xx_without_touching_anythin
     .await;
     assert_eq!(status, 200);
 }
+
+#[test]
+fn deploy_sample_config_documents_every_key_and_parses() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/wsus-edge.toml"
+    ))
+    .unwrap();
+    let path = std::path::Path::new("deploy/wsus-edge.toml");
+    wsus_edge::config::Config::from_toml(&text, path, |_| None).unwrap();
+    // Uncommenting every example must still parse: each documented key is a real key.
+    let all: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.split_once(" = ").is_some_and(|(k, _)| {
+                    k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = wsus_edge::config::Config::from_toml(&all, path, |_| None).unwrap();
+    assert_eq!(c.content.max_size, Some(500 << 30));
+    assert_eq!(c.upstream.max_bandwidth, Some(2_500_000));
+    for key in [
+        "listen",
+        "data_dir",
+        "advertised_url",
+        "tls_listen",
+        "tls_cert",
+        "tls_key",
+        "max_request_body",
+        "url",
+        "content_url",
+        "max_bandwidth",
+        "ca_file",
+        "mode",
+        "download_window",
+        "max_size",
+        "interval",
+        "products",
+        "classifications",
+        "languages",
+        "token_file",
+    ] {
+        assert!(text.contains(&format!("# {key} = ")), "{key} undocumented");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_over_one_keepalive_connection_use_exact_lengths() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestUpstream::start().await;
+    let data = bytes_of(70_000, 40);
+    let path = up.put(&data, "cab", Behaviour::Normal);
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // Two pipelined hits on one fresh connection: head + exact body, twice, nothing more.
+    let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nRange: bytes=5-9\r\n\r\nGET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 206"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(!text.to_ascii_lowercase().contains("transfer-encoding"));
+    let first_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&out[first_end..first_end + 5], &data[5..10]);
+    let rest = &out[first_end + 5..];
+    assert!(rest.starts_with(b"HTTP/1.1 200"));
+    let body_at = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&rest[body_at..], &data[..]);
+}

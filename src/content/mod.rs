@@ -235,10 +235,21 @@ impl ContentCache {
         conds: &Conditions<'_>,
         head: bool,
     ) -> Response<Body> {
-        let md = match file.metadata() {
-            Ok(m) => m,
-            Err(e) => return body::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        };
+        match self.hit_response(key, file, conds, head) {
+            Ok((resp, _)) => resp,
+            Err(e) => body::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+
+    /// The response for a hit; also returns the byte range `(start, len)` its body carries.
+    fn hit_response(
+        &self,
+        key: &ContentKey,
+        file: File,
+        conds: &Conditions<'_>,
+        head: bool,
+    ) -> std::io::Result<(Response<Body>, Option<(u64, u64)>)> {
+        let md = file.metadata()?;
         self.touch(&key.sha1);
         let etag = serve::etag(key);
         let plan = range::plan(conds, md.len(), &etag, md.modified().ok());
@@ -249,8 +260,40 @@ impl ContentCache {
         };
         let pin = self.inner.pins.pin(key.sha1);
         let file = Arc::new(file);
-        serve::respond(plan, head, &m, move |start, len| {
+        let mut span = None;
+        let resp = serve::respond(plan, head, &m, |start, len| {
+            span = Some((start, len));
             serve::file_body(file, start, len, pin)
+        });
+        Ok((resp, span))
+    }
+
+    /// For the zero-copy path: when `path` names an object complete in the store, the
+    /// response head to write and the file range to send with `sendfile`. `None` for
+    /// anything else (misses, errors, other methods), which then go through [`Self::handle`].
+    pub fn zero_copy_hit(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<serve::ZeroCopyHit> {
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let key = ContentKey::parse_path(path).ok()?;
+        let file = self.inner.dir.open_final(&key).ok()??;
+        let send = file.try_clone().ok()?;
+        let conds = Conditions::from_headers(headers);
+        let (resp, span) = self
+            .hit_response(&key, file, &conds, method == Method::HEAD)
+            .ok()?;
+        metrics::content_request("hit");
+        let (parts, _) = resp.into_parts();
+        Some(serve::ZeroCopyHit {
+            head: parts,
+            file: send,
+            span,
+            pin: self.inner.pins.pin(key.sha1),
         })
     }
 

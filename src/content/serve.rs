@@ -21,6 +21,67 @@ use crate::http::body::{self, Body};
 
 const CHUNK: u64 = 256 * 1024;
 
+/// A hit to send with `sendfile`: the response head, the file and the byte range.
+#[derive(Debug)]
+pub struct ZeroCopyHit {
+    /// Status and headers (Content-Length already set).
+    pub head: http::response::Parts,
+    /// The object.
+    pub file: File,
+    /// `(start, len)` of the body, `None` when the response has no body.
+    pub span: Option<(u64, u64)>,
+    /// Keeps the object from eviction while it is sent.
+    pub pin: PinGuard,
+}
+
+/// Sends `len` bytes of `file` from `offset` to `socket` with `sendfile(2)` (no copy through
+/// user space). Returns the bytes sent; on error, how many were sent before it.
+pub async fn sendfile(
+    socket: &tokio::net::TcpStream,
+    file: &File,
+    mut offset: u64,
+    len: u64,
+) -> Result<u64, (u64, io::Error)> {
+    use std::os::fd::AsRawFd;
+    let (out_fd, in_fd) = (socket.as_raw_fd(), file.as_raw_fd());
+    let mut sent = 0u64;
+    while sent < len {
+        if let Err(e) = socket.writable().await {
+            return Err((sent, e));
+        }
+        let want = (len - sent).min(1 << 30) as usize;
+        let r = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            let mut off = offset as libc::off_t;
+            // SAFETY: both descriptors are open for the whole call (borrowed from `socket` and
+            // `file`, which outlive it), `off` is a valid local the kernel updates, and
+            // sendfile does not touch user memory otherwise.
+            let n = unsafe { libc::sendfile(out_fd, in_fd, &mut off, want) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as u64)
+            }
+        });
+        match r {
+            Ok(0) => {
+                return Err((
+                    sent,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"),
+                ))
+            }
+            Ok(n) => {
+                sent += n;
+                offset += n;
+                crate::metrics::add_content_bytes_cache(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((sent, e)),
+        }
+    }
+    Ok(sent)
+}
+
 /// The strong ETag of an object: its SHA-1 in lower-case hex, quoted.
 pub fn etag(key: &ContentKey) -> String {
     format!("\"{}\"", hex::encode(key.sha1))

@@ -7,6 +7,7 @@
 //! `router.soap("/ClientWebService/client.asmx", Arc::new(MyService))`.
 
 pub mod body;
+mod fastpath;
 mod selfupdate;
 
 use std::collections::HashMap;
@@ -193,10 +194,17 @@ pub async fn serve(
                 let router = router.clone();
                 let mut stop = shutdown.clone();
                 conns.spawn(async move {
+                    let r2 = router.clone();
                     let svc = hyper::service::service_fn(move |req| {
-                        let router = router.clone();
+                        let router = r2.clone();
                         async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
                     });
+                    // Hits go out with sendfile until a request needs hyper.
+                    let fast = tokio::select! {
+                        r = fastpath::run(stream, &router) => r,
+                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => None,
+                    };
+                    let Some(stream) = fast else { return };
                     let conn = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
                         .max_buf_size(64 * 1024)
