@@ -107,6 +107,9 @@ struct Inner {
     evicting: Mutex<()>,
 }
 
+/// `(start, len)` of a response body.
+type Span = (u64, u64);
+
 enum Lookup {
     Hit(File),
     Fetching(Arc<Inflight>, bool),
@@ -248,7 +251,7 @@ impl ContentCache {
         file: File,
         conds: &Conditions<'_>,
         head: bool,
-    ) -> std::io::Result<(Response<Body>, Option<(u64, u64)>)> {
+    ) -> std::io::Result<(Response<Body>, Option<Span>)> {
         let md = file.metadata()?;
         self.touch(&key.sha1);
         let etag = serve::etag(key);
