@@ -97,6 +97,15 @@ impl Server {
         })
     }
 
+    /// Registers a SOAP service before the server runs (embedders and tests; the server's
+    /// own services are registered in [`build_router`]).
+    pub fn soap(mut self, path: &str, service: Arc<dyn http::SoapService>) -> Self {
+        if let Some(r) = Arc::get_mut(&mut self.router) {
+            r.add_soap(path, service);
+        }
+        self
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener

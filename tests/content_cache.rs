@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use support::{bytes_of, client, raw, Behaviour, TestEdge, TestUpstream};
+use wsus_edge::metrics;
 
 const MIB: usize = 1 << 20;
 
@@ -37,6 +38,10 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
     let data = bytes_of(2 * MIB + 17, 1);
     let path = up.put(&data, "cab", Behaviour::GatedAfter(MIB));
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    let (miss0, hit0) = (
+        metrics::content_requests("miss"),
+        metrics::content_requests("hit"),
+    );
 
     let resp = client()
         .get(format!("{}{}", edge.url(), path))
@@ -87,6 +92,9 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
     assert_eq!(again.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 1);
     assert!(partial_files(&edge).is_empty());
+    assert!(metrics::content_requests("miss") > miss0);
+    assert!(metrics::content_requests("hit") > hit0);
+    assert!(metrics::render().contains("wsus_edge_content_bytes_total{source=\"upstream\"}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +212,7 @@ async fn p3_fifty_concurrent_clients_share_one_upstream_get() {
     );
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
     let url = format!("{}{}", edge.url(), path);
+    let coalesced0 = metrics::content_requests("coalesced");
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let url = url.clone();
@@ -219,6 +228,7 @@ async fn p3_fifty_concurrent_clients_share_one_upstream_get() {
         assert_eq!(t.await.unwrap(), data);
     }
     assert_eq!(up.gets(&path), 1, "exactly one upstream GET for 50 clients");
+    assert!(metrics::content_requests("coalesced") >= coalesced0 + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,8 +87,13 @@ impl Router {
 
     /// Registers a SOAP service at `path` (matched case-insensitively).
     pub fn soap(mut self, path: &str, service: Arc<dyn SoapService>) -> Self {
-        self.soap.insert(path.to_ascii_lowercase(), service);
+        self.add_soap(path, service);
         self
+    }
+
+    /// Registers a SOAP service at `path` in place.
+    pub fn add_soap(&mut self, path: &str, service: Arc<dyn SoapService>) {
+        self.soap.insert(path.to_ascii_lowercase(), service);
     }
 
     /// Answers one request.
