@@ -228,7 +228,7 @@ async fn p3_fifty_concurrent_clients_share_one_upstream_get() {
         assert_eq!(t.await.unwrap(), data);
     }
     assert_eq!(up.gets(&path), 1, "exactly one upstream GET for 50 clients");
-    assert!(metrics::content_requests("coalesced") >= coalesced0 + 1);
+    assert!(metrics::content_requests("coalesced") > coalesced0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
