@@ -321,3 +321,194 @@ fn drop_groups(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApprovalAction, RevisionKey};
+    use crate::store::testutil::{store, uid};
+    use time::OffsetDateTime;
+
+    fn group(n: u128, parent: Option<Uuid>) -> TargetGroup {
+        TargetGroup {
+            id: Uuid::from_u128(0x6000 + n),
+            name: format!("G{n}"),
+            parent,
+        }
+    }
+
+    fn dep(n: u128, update: u128, group: Uuid, action: ApprovalAction) -> Deployment {
+        Deployment {
+            id: Uuid::from_u128(0xd000 + n),
+            update: RevisionKey::new(uid(update), 1),
+            group,
+            action,
+            deadline: None,
+            last_change: OffsetDateTime::UNIX_EPOCH,
+            admin_name: "WUS Server".into(),
+            is_assigned: true,
+            download_priority: 1,
+        }
+    }
+
+    #[test]
+    fn builtin_groups_exist_and_cannot_be_removed() {
+        let (_d, s) = store();
+        let gs = s.groups().unwrap();
+        assert_eq!(gs.len(), 2);
+        let un = s.group(&groups::UNASSIGNED_COMPUTERS).unwrap().unwrap();
+        assert_eq!(un.parent, Some(groups::ALL_COMPUTERS));
+        assert_eq!(
+            s.group(&groups::ALL_COMPUTERS).unwrap().unwrap().parent,
+            None
+        );
+        assert!(s.group_by_name("all computers").unwrap().is_some());
+        assert!(matches!(
+            s.remove_group(&groups::ALL_COMPUTERS),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn removing_a_group_removes_its_subtree_deployments_and_assignments() {
+        let (_d, s) = store();
+        let g1 = s.add_group(&group(1, None)).unwrap();
+        assert_eq!(g1.parent, Some(groups::ALL_COMPUTERS));
+        let g2 = s.add_group(&group(2, Some(g1.id))).unwrap();
+        let g3 = s.add_group(&group(3, None)).unwrap();
+        assert!(s.add_group(&group(1, None)).is_err(), "duplicate id");
+        let mut dup_name = group(9, None);
+        dup_name.name = "g1".into();
+        assert!(s.add_group(&dup_name).is_err(), "duplicate name");
+        assert!(matches!(
+            s.add_group(&group(4, Some(Uuid::from_u128(77)))),
+            Err(StoreError::NotFound(_))
+        ));
+        s.set_deployment(&dep(1, 1, g2.id, ApprovalAction::Install))
+            .unwrap();
+        s.set_deployment(&dep(2, 1, g3.id, ApprovalAction::Install))
+            .unwrap();
+        s.upsert_computer(&Computer {
+            id: "c1".into(),
+            groups: vec![g2.id, g3.id],
+            ..Default::default()
+        })
+        .unwrap();
+        let removed = s.remove_group(&g1.id).unwrap();
+        assert_eq!(removed.len(), 2);
+        assert!(s.group(&g2.id).unwrap().is_none());
+        let deps = s.deployments().unwrap();
+        assert_eq!(deps.len(), 1);
+        assert_eq!(deps[0].group, g3.id);
+        assert_eq!(s.computer("c1").unwrap().unwrap().groups, vec![g3.id]);
+    }
+
+    #[test]
+    fn approve_replaces_same_group_and_decline_removes_approvals() {
+        let (_d, s) = store();
+        let g = groups::UNASSIGNED_COMPUTERS;
+        s.set_deployment(&dep(1, 1, g, ApprovalAction::Install))
+            .unwrap();
+        s.set_deployment(&dep(2, 1, g, ApprovalAction::Uninstall))
+            .unwrap();
+        s.set_deployment(&dep(3, 1, groups::ALL_COMPUTERS, ApprovalAction::Install))
+            .unwrap();
+        let d = s.deployments_of(&uid(1)).unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().any(|d| d.id == Uuid::from_u128(0xd002)));
+        assert!(matches!(
+            s.set_deployment(&dep(4, 1, Uuid::from_u128(5), ApprovalAction::Install)),
+            Err(StoreError::NotFound(_))
+        ));
+
+        s.decline(&uid(1)).unwrap();
+        assert!(s.is_declined(&uid(1)).unwrap());
+        assert!(s.deployments_of(&uid(1)).unwrap().is_empty());
+        // Approving again un-declines.
+        s.set_deployment(&dep(5, 1, g, ApprovalAction::Install))
+            .unwrap();
+        assert!(!s.is_declined(&uid(1)).unwrap());
+        assert!(s.remove_deployment(&Uuid::from_u128(0xd005)).unwrap());
+        assert!(!s.remove_deployment(&Uuid::from_u128(0xd005)).unwrap());
+
+        s.accept_eula(&uid(50)).unwrap();
+        assert!(s.is_eula_accepted(&uid(50)).unwrap());
+        assert_eq!(s.accepted_eulas().unwrap(), vec![uid(50)]);
+    }
+
+    #[test]
+    fn upstream_deployments_mirror_upstream_in_one_step() {
+        let (_d, s) = store();
+        let local = s.add_group(&group(1, None)).unwrap();
+        s.set_deployment(&dep(9, 9, local.id, ApprovalAction::Install))
+            .unwrap();
+        s.decline(&uid(70)).unwrap();
+        s.accept_eula(&uid(80)).unwrap();
+        let up_all = TargetGroup {
+            id: groups::ALL_COMPUTERS,
+            name: "All Computers".into(),
+            parent: Some(Uuid::nil()),
+        };
+        let g2 = group(2, Some(groups::ALL_COMPUTERS));
+        let first = UpstreamDeployments {
+            groups: vec![up_all.clone(), g2.clone()],
+            deployments: vec![
+                dep(1, 1, g2.id, ApprovalAction::Install),
+                dep(2, 2, g2.id, ApprovalAction::Install),
+            ],
+            hidden_updates: vec![uid(71)],
+            accepted_eulas: vec![uid(81)],
+            ..Default::default()
+        };
+        let st = SyncState {
+            deployment_anchor: Some("D1".into()),
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&first, Some(&st)).unwrap();
+        assert!(
+            s.group(&local.id).unwrap().is_none(),
+            "absent upstream → removed"
+        );
+        assert!(s.group(&groups::UNASSIGNED_COMPUTERS).unwrap().is_some());
+        assert_eq!(
+            s.group(&groups::ALL_COMPUTERS).unwrap().unwrap().parent,
+            None
+        );
+        let mut ids: Vec<Uuid> = s.deployments().unwrap().iter().map(|d| d.id).collect();
+        ids.sort();
+        assert_eq!(ids, vec![Uuid::from_u128(0xd001), Uuid::from_u128(0xd002)]);
+        assert_eq!(s.declined_updates().unwrap(), vec![uid(71)]);
+        assert_eq!(s.accepted_eulas().unwrap(), vec![uid(81)]);
+        assert_eq!(
+            s.sync_state().unwrap().deployment_anchor.as_deref(),
+            Some("D1")
+        );
+
+        // Delta: one changed, one dead.
+        let mut changed = dep(1, 1, g2.id, ApprovalAction::Uninstall);
+        changed.deadline = Some(OffsetDateTime::UNIX_EPOCH);
+        let second = UpstreamDeployments {
+            groups: vec![up_all, g2],
+            deployments: vec![changed.clone()],
+            dead_deployments: vec![Uuid::from_u128(0xd002)],
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&second, None).unwrap();
+        assert_eq!(s.deployments().unwrap(), vec![changed]);
+        assert!(s.declined_updates().unwrap().is_empty());
+        assert_eq!(
+            s.sync_state().unwrap().deployment_anchor.as_deref(),
+            Some("D1")
+        );
+
+        // Full replacement drops what is not listed.
+        let third = UpstreamDeployments {
+            groups: vec![],
+            replace_all_deployments: true,
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&third, None).unwrap();
+        assert!(s.deployments().unwrap().is_empty());
+        assert_eq!(s.groups().unwrap().len(), 2);
+    }
+}

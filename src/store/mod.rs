@@ -276,6 +276,24 @@ mod tests {
     }
 
     #[test]
+    fn server_id_and_epoch_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, epoch) = {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.revision_epoch().unwrap(), 1);
+            assert_eq!(s.bump_revision_epoch().unwrap(), 2);
+            (s.server_id().unwrap(), s.revision_epoch().unwrap())
+        };
+        assert!(!id.is_nil());
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.server_id().unwrap(), id);
+        assert_eq!(s.revision_epoch().unwrap(), epoch);
+        assert_eq!(s.groups().unwrap().len(), 2);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Store::open(other.path()).unwrap().server_id().unwrap(), id);
+    }
+
+    #[test]
     fn open_from_another_process_is_locked() {
         let dir = tempfile::tempdir().unwrap();
         let _s = Store::open(dir.path()).unwrap();

@@ -142,8 +142,9 @@ impl Store {
     }
 
     /// Removes revisions (e.g. expired upstream) in one transaction: record, XML, local id map;
-    /// the latest index falls back to the newest remaining revision. Their local ids are
-    /// tombstoned (see [`Store::removed_since`]) and never reused. The content index and
+    /// the latest index falls back to the newest remaining revision. Each removal is
+    /// tombstoned under a fresh number from the id counter (see [`Store::removed_since`]);
+    /// local ids are never reused. The content index and
     /// deployments are left alone (cleanup's business). Returns how many existed.
     pub fn remove_revisions(&self, keys: &[RevisionKey]) -> Result<usize, StoreError> {
         let _w = self.writer();
@@ -283,7 +284,8 @@ impl Store {
         }
     }
 
-    /// Revisions removed since the high-water mark `since` (by their former local id).
+    /// Revisions removed after the high-water mark `since` was taken (each removal takes a
+    /// number from the local id counter).
     pub fn removed_since(&self, since: u32) -> Result<Vec<RevisionKey>, StoreError> {
         self.tree(schema::REMOVED)
             .range(since.to_be_bytes()..)
@@ -308,6 +310,7 @@ pub(super) fn remove_in_tx(
     latest: &BTreeMap<Uuid, Option<u32>>,
 ) -> TxResult<usize> {
     let mut n = 0;
+    let mut next = next_local_id(tx)?;
     for k in doomed {
         let key = rev_key(k);
         let Some(row) = tx.get::<StoredRevision>(schema::REVISIONS, &key)? else {
@@ -317,8 +320,18 @@ pub(super) fn remove_in_tx(
         tx.remove(schema::REVISIONS, &key)?;
         tx.remove(schema::XML, &key)?;
         tx.remove(schema::LOCAL_IDS, &row.local_id.to_be_bytes())?;
-        tx.put_raw(schema::REMOVED, &row.local_id.to_be_bytes(), &key)?;
+        // The tombstone takes a number from the id counter, so it sorts after any earlier
+        // high-water mark (removed_since).
+        tx.put_raw(schema::REMOVED, &next.to_be_bytes(), &key)?;
+        next = next
+            .checked_add(1)
+            .ok_or_else(|| abort(StoreError::Invalid("local revision ids exhausted".into())))?;
     }
+    tx.put_raw(
+        schema::META,
+        schema::META_NEXT_LOCAL_ID,
+        &next.to_be_bytes(),
+    )?;
     for (uid, rev) in latest {
         match rev {
             Some(r) => tx.put_raw(schema::LATEST, uid.as_bytes(), &r.to_be_bytes())?,
@@ -428,19 +441,27 @@ mod tests {
         assert_eq!(s.latest_revision(&uid(2)).unwrap(), None);
         assert_eq!(s.revision_xml(&k12).unwrap(), None);
         assert_eq!(s.revision_by_local_id(2).unwrap(), None);
-        assert_eq!(s.removed_since(mark).unwrap(), Vec::<RevisionKey>::new());
-        assert_eq!(s.removed_since(1).unwrap(), vec![k12, k21]);
+        assert_eq!(s.removed_since(mark).unwrap(), vec![k12, k21]);
+        assert_eq!(
+            s.removed_since(mark + 2).unwrap(),
+            Vec::<RevisionKey>::new()
+        );
         assert_eq!(
             s.missing_revisions(&[k12, revision(1, 1).record.key])
                 .unwrap(),
             vec![k12]
         );
+        assert_eq!(
+            s.next_local_id().unwrap(),
+            6,
+            "two tombstones numbered 4 and 5"
+        );
         // Coming back, it gets a fresh id.
         assert_eq!(
             s.commit_batch(&[revision(1, 2)], &[], None).unwrap(),
-            vec![4]
+            vec![6]
         );
-        assert_eq!(s.latest_revision(&uid(1)).unwrap().unwrap().local_id, 4);
+        assert_eq!(s.latest_revision(&uid(1)).unwrap().unwrap().local_id, 6);
         assert_eq!(s.revision_count(), 2);
     }
 
