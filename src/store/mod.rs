@@ -1,17 +1,73 @@
-//! The metadata store over sled: the content index, the object index, and (later) updates,
-//! revisions, groups, approvals, anchors and computers. The only module that names sled.
+//! The metadata store over sled: the content and object indexes, update revisions (records +
+//! compressed XML, local revision ids), sync state and anchors, target groups, deployments,
+//! declines, EULAs, computers and their events. The only module that names sled.
 //!
-//! # Layout on disk
-//! `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (the sled database).
+//! # Layout
+//! On disk: `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (sled).
+//! Trees and key encodings: [`schema`](self) (`schema.rs`). Code by concern: `objects.rs`
+//! (content + object index), `updates.rs` (revisions, `commit_batch`), `sync_state.rs`,
+//! `approvals.rs` (groups, deployments, declines, EULAs), `computers.rs` (computers, events),
+//! `snapshot.rs` (export/import).
 //!
-//! # Invariants
-//! - One process (one [`Store`]) owns a directory at a time: [`Store::open`] takes
-//!   `flock(LOCK_EX|LOCK_NB)` on `store.lock`; any other open gets [`StoreError::Locked`].
-//! - `put_expected_files` applies its whole slice atomically (one sled batch).
-//! - `touch_object` never moves `last_access_unix` backwards and never resurrects a removed
-//!   object (compare-and-swap).
-//! - Durability: writes are durable after [`Store::flush`] (sled also flushes in the background
-//!   every 500 ms). After a crash the store holds a prefix of the committed operations.
+//! # API at a glance (all methods on [`Store`], all synchronous)
+//! - lifecycle: `open(dir)`, `flush()`, `server_id()`, `revision_epoch()`, `bump_revision_epoch()`
+//! - content cache: `put_expected_files`, `expected_file`, `put_object`, `get_object`,
+//!   `touch_object`, `remove_object`, `objects`
+//! - revisions: `commit_batch(&[NewRevision], &[FileRecord], Option<&SyncState>) -> Vec<u32>`,
+//!   `remove_revisions`, `revision`, `revision_xml`, `revision_by_local_id`,
+//!   `revision_key_by_local_id`, `local_id`, `latest_revision`, `latest_revisions`,
+//!   `revisions_of`, `revision_keys`, `revision_count`, `missing_revisions`, `next_local_id`,
+//!   `removed_since`
+//! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
+//!   `set_setting`, `settings`
+//! - approvals: `groups`, `group`, `group_by_name`, `add_group`, `remove_group`,
+//!   `deployments`, `deployments_of`, `set_deployment`, `remove_deployment`,
+//!   `declined_updates`, `is_declined`, `decline`, `undecline`, `accepted_eulas`,
+//!   `is_eula_accepted`, `accept_eula`, `apply_upstream_deployments(&UpstreamDeployments, ..)`
+//! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
+//!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
+//!   `update_statuses`, `status_counts`
+//! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
+//!
+//! # Invariants (what is atomic with what)
+//! - **One owner.** One process (one [`Store`] value and its clones) owns a directory:
+//!   [`Store::open`] takes `flock(LOCK_EX|LOCK_NB)` on `store.lock`; any other open, from
+//!   this process or another, gets [`StoreError::Locked`] with the holder's pid.
+//! - **One transaction per logical change.** Every write that touches more than one key goes
+//!   through one sled transaction over all metadata trees, and metadata writers are serialized
+//!   by a mutex (so the scans some of them do first cannot go stale). In particular:
+//!   - `commit_batch`: the batch's revision records, their XML, local ids and reverse map, the
+//!     latest index, the content index entries of their files, the id counter and (when given)
+//!     the new [`SyncState`] with its anchors become visible together or not at all. A sync
+//!     passes a phase's anchor only with the phase's last batch, so no anchor is ever visible
+//!     without all of its records, and no batch is ever partly visible.
+//!   - `remove_revisions`: records, XML, reverse map, tombstones and latest fallback together.
+//!   - `apply_upstream_deployments`: groups, deployments, declines, EULAs, computers'
+//!     assignments to removed groups and (when given) the deployment anchor together.
+//!   - `apply_snapshot`: the whole import together (all or nothing).
+//!   - `remove_group` (subtree + deployments + assignments), `decline` (+ removing approvals),
+//!     `set_deployment` (+ replacing the same group's approval, un-declining), `add_events`
+//!     (+ `last_report_unix`), `remove_computer` (+ events).
+//! - **Local revision ids** (MS-WUSP `UpdateInfo/ID`) come from one counter starting at 1:
+//!   assigned at a revision's first insert, kept when it is re-inserted, never reused after a
+//!   removal (a removal's tombstone also takes a number). So `next_local_id()` is a high-water
+//!   mark: ids ≥ a mark were assigned after it (incremental export). The epoch changes only by
+//!   `bump_revision_epoch` (for `ServerChanged`), which a rebuild of the id space must call.
+//! - **Latest index** = the highest stored revision number per UpdateID, always.
+//! - **Built-in groups** All Computers (root) and Unassigned Computers (its child) always exist.
+//! - **Deployments** name a `RevisionKey` but may refer to a revision not stored (arrived
+//!   before it, or expired): consumers match on `update_id` and use the latest revision.
+//! - **Not transactional** (single-key, independent): the object index (`touch_object` is a
+//!   compare-and-swap that never moves time backwards and never resurrects a removed object),
+//!   cookies, settings, `set_sync_state`, `upsert_computer`, `prune_events`.
+//! - **Durability.** A returned write is durable after [`Store::flush`]; sled also flushes every
+//!   500 ms. After a crash (kill -9) the store shows a prefix of the committed transactions,
+//!   never part of one (tests/store_crash.rs checks this with SIGKILL in a loop).
+//!
+//! # Cost
+//! sled transactions here are serialized (writer mutex + sled's own lock); a 100-revision
+//! `commit_batch` is one transaction of ~500 writes. Scans (`latest_revisions`, `snapshot`,
+//! `computers`) read everything: call them from `spawn_blocking` in async code.
 
 mod approvals;
 mod computers;

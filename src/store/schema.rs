@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `objects` | SHA-1 (20) | [`ObjectMeta`](super::ObjectMeta) JSON (content cache; outside transactions) |
 //! | `content` | SHA-1 (20) | [`FileRecord`](crate::model::FileRecord) JSON |
-//! | `revisions` | UpdateID (16) ‖ revision (u32 BE) | `RevisionRow` JSON (local id + record) |
+//! | `revisions` | UpdateID (16) ‖ revision (u32 BE) | local id (u32 BE) ‖ [`UpdateRecord`](crate::model::UpdateRecord) JSON |
 //! | `xml` | same as `revisions` | the full update XML, deflate-compressed |
 //! | `latest` | UpdateID (16) | newest stored revision number (u32 BE) |
 //! | `local_ids` | local revision id (u32 BE) | revision key (20) |

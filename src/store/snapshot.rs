@@ -81,7 +81,7 @@ impl Store {
         let mut revisions = Vec::new();
         for kv in self.tree(schema::REVISIONS).iter() {
             let (k, v) = kv?;
-            let row: super::StoredRevision = dec("revisions", &v)?;
+            let row = super::updates::decode_row(&v)?;
             if since.is_some_and(|s| row.local_id < s) {
                 continue;
             }

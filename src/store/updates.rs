@@ -29,11 +29,34 @@ pub struct StoredRevision {
     pub record: UpdateRecord,
 }
 
-/// One revision prepared outside the transaction (compression is not retried).
+/// One revision prepared outside the transaction (encoding and compression are not retried).
 pub(super) struct Prepared<'a> {
     key: [u8; 20],
     record: &'a UpdateRecord,
+    /// The record's JSON (the row minus its local id prefix).
+    json: Vec<u8>,
     xml: Vec<u8>,
+}
+
+/// A `revisions` row: local id (u32 BE) ‖ record JSON; the id is readable without parsing.
+fn encode_row(local_id: u32, json: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + json.len());
+    v.extend_from_slice(&local_id.to_be_bytes());
+    v.extend_from_slice(json);
+    v
+}
+
+/// The local id of a `revisions` row.
+fn row_local_id(row: &[u8]) -> Result<u32, StoreError> {
+    schema::parse_u32("revisions", row.get(..4).unwrap_or_default())
+}
+
+/// Decodes a `revisions` row.
+pub(super) fn decode_row(row: &[u8]) -> Result<StoredRevision, StoreError> {
+    Ok(StoredRevision {
+        local_id: row_local_id(row)?,
+        record: dec("revisions", row.get(4..).unwrap_or_default())?,
+    })
 }
 
 /// Compresses the XML of each revision.
@@ -44,6 +67,7 @@ pub(super) fn prepare<'a>(
         Ok(Prepared {
             key: rev_key(&record.key),
             record,
+            json: enc(record)?,
             xml: schema::compress(xml)?,
         })
     })
@@ -56,9 +80,9 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
     let mut next = next_local_id(tx)?;
     let mut ids = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let existing: Option<StoredRevision> = tx.get(schema::REVISIONS, &p.key)?;
+        let existing = tx.get_raw(schema::REVISIONS, &p.key)?;
         let local_id = match existing {
-            Some(row) => row.local_id,
+            Some(row) => row_local_id(&row).map_err(abort)?,
             None => {
                 let id = next;
                 next = next.checked_add(1).ok_or_else(|| {
@@ -67,11 +91,7 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
                 id
             }
         };
-        let row = StoredRevision {
-            local_id,
-            record: p.record.clone(),
-        };
-        tx.put(schema::REVISIONS, &p.key, &row)?;
+        tx.put_raw(schema::REVISIONS, &p.key, &encode_row(local_id, &p.json))?;
         tx.put_raw(schema::XML, &p.key, &p.xml)?;
         tx.put_raw(schema::LOCAL_IDS, &local_id.to_be_bytes(), &p.key)?;
         let uid = p.record.key.update_id;
@@ -174,7 +194,7 @@ impl Store {
     /// The stored revision, if any.
     pub fn revision(&self, key: &RevisionKey) -> Result<Option<StoredRevision>, StoreError> {
         match self.tree(schema::REVISIONS).get(rev_key(key))? {
-            Some(v) => Ok(Some(dec("revisions", &v)?)),
+            Some(v) => Ok(Some(decode_row(&v)?)),
             None => Ok(None),
         }
     }
@@ -211,7 +231,10 @@ impl Store {
 
     /// The local revision id of a stored revision.
     pub fn local_id(&self, key: &RevisionKey) -> Result<Option<u32>, StoreError> {
-        Ok(self.revision(key)?.map(|r| r.local_id))
+        match self.tree(schema::REVISIONS).get(rev_key(key))? {
+            Some(v) => Ok(Some(row_local_id(&v)?)),
+            None => Ok(None),
+        }
     }
 
     /// The newest stored revision of an update.
@@ -231,7 +254,7 @@ impl Store {
         let mut out: Vec<StoredRevision> = Vec::new();
         for kv in self.tree(schema::REVISIONS).iter() {
             let (_, v) = kv?;
-            let row: StoredRevision = dec("revisions", &v)?;
+            let row = decode_row(&v)?;
             match out.last_mut() {
                 // Keys sort by (UpdateID, revision): a same-update successor is newer.
                 Some(last) if last.record.key.update_id == row.record.key.update_id => *last = row,
@@ -245,7 +268,7 @@ impl Store {
     pub fn revisions_of(&self, update_id: &Uuid) -> Result<Vec<StoredRevision>, StoreError> {
         self.tree(schema::REVISIONS)
             .scan_prefix(update_id.as_bytes())
-            .map(|kv| dec("revisions", &kv?.1))
+            .map(|kv| decode_row(&kv?.1))
             .collect()
     }
 
@@ -313,13 +336,14 @@ pub(super) fn remove_in_tx(
     let mut next = next_local_id(tx)?;
     for k in doomed {
         let key = rev_key(k);
-        let Some(row) = tx.get::<StoredRevision>(schema::REVISIONS, &key)? else {
+        let Some(row) = tx.get_raw(schema::REVISIONS, &key)? else {
             continue;
         };
+        let local_id = row_local_id(&row).map_err(abort)?;
         n += 1;
         tx.remove(schema::REVISIONS, &key)?;
         tx.remove(schema::XML, &key)?;
-        tx.remove(schema::LOCAL_IDS, &row.local_id.to_be_bytes())?;
+        tx.remove(schema::LOCAL_IDS, &local_id.to_be_bytes())?;
         // The tombstone takes a number from the id counter, so it sorts after any earlier
         // high-water mark (removed_since).
         tx.put_raw(schema::REMOVED, &next.to_be_bytes(), &key)?;
