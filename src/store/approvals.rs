@@ -65,7 +65,7 @@ impl Store {
     pub fn add_group(&self, group: &TargetGroup) -> Result<TargetGroup, StoreError> {
         let mut g = group.clone();
         g.parent = Some(g.parent.unwrap_or(groups::ALL_COMPUTERS));
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         if self.group(&g.id)?.is_some() {
             return Err(StoreError::Invalid(format!("group {} exists", g.id)));
         }
@@ -92,7 +92,7 @@ impl Store {
                 "built-in groups cannot be removed".into(),
             ));
         }
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let all = self.groups()?;
         if !all.iter().any(|g| g.id == *id) {
             return Err(StoreError::NotFound(format!("group {id}")));
@@ -137,7 +137,7 @@ impl Store {
     /// update for the same group, and un-declines the update, in one transaction.
     /// The group must exist.
     pub fn set_deployment(&self, d: &Deployment) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         if self.group(&d.group)?.is_none() {
             return Err(StoreError::NotFound(format!("group {}", d.group)));
         }
@@ -159,7 +159,7 @@ impl Store {
 
     /// Removes one deployment; false when unknown.
     pub fn remove_deployment(&self, id: &Uuid) -> Result<bool, StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         Ok(self
             .tree(schema::DEPLOYMENTS)
             .remove(id.as_bytes())?
@@ -181,7 +181,7 @@ impl Store {
     /// Declines an update (autonomous mode): marks it hidden and removes all its deployments,
     /// in one transaction (WSUS: "decline removes all approvals").
     pub fn decline(&self, update_id: &Uuid) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let ids: Vec<Uuid> = self
             .deployments_of(update_id)?
             .iter()
@@ -197,7 +197,7 @@ impl Store {
 
     /// Un-declines an update.
     pub fn undecline(&self, update_id: &Uuid) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         self.tree(schema::DECLINED).remove(update_id.as_bytes())?;
         Ok(())
     }
@@ -214,7 +214,7 @@ impl Store {
 
     /// Accepts a EULA (autonomous mode).
     pub fn accept_eula(&self, eula_id: &Uuid) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         self.tree(schema::EULAS).insert(eula_id.as_bytes(), &[])?;
         Ok(())
     }
@@ -236,7 +236,7 @@ impl Store {
         }
         let keep: BTreeSet<Uuid> = incoming.iter().map(|g| g.id).collect();
         let state = state.map(enc).transpose()?;
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let doomed: BTreeSet<Uuid> = self
             .groups()?
             .into_iter()

@@ -10,7 +10,8 @@
 //! `snapshot.rs` (export/import).
 //!
 //! # API at a glance (all methods on [`Store`], all synchronous)
-//! - lifecycle: `open(dir)`, `flush()`, `server_id()`, `revision_epoch()`, `bump_revision_epoch()`
+//! - lifecycle: `open(dir)`, `flush()`, `server_id()`, `revision_epoch()`,
+//!   `bump_revision_epoch()`, `catalog_generation()` (cache invalidation)
 //! - content cache: `put_expected_files`, `expected_file`, `put_object`, `get_object`,
 //!   `touch_object`, `remove_object`, `objects`
 //! - revisions: `commit_batch(&[NewRevision], &[FileRecord], Option<&SyncState>) -> Vec<u32>`,
@@ -82,6 +83,7 @@ mod testutil;
 mod updates;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -118,6 +120,8 @@ struct Inner {
     meta: Vec<sled::Tree>,
     /// Serializes metadata writers that read outside their transaction (scans) before writing.
     write: Mutex<()>,
+    /// Bumped after every write that may change the catalog or approvals (in-memory).
+    generation: AtomicU64,
     _lock: lock::DirLock,
 }
 
@@ -180,6 +184,7 @@ impl Store {
                 kv,
                 meta,
                 write: Mutex::new(()),
+                generation: AtomicU64::new(1),
                 _lock: lock,
             }),
         };
@@ -258,11 +263,40 @@ impl Store {
         self.inner.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The writer lock for a write to revisions, groups, approvals, declines or EULAs: bumps
+    /// [`Store::catalog_generation`] when released (after the write is visible).
+    fn catalog_writer(&self) -> CatalogGuard<'_> {
+        CatalogGuard {
+            _lock: self.writer(),
+            generation: &self.inner.generation,
+        }
+    }
+
+    /// A number that changes after every write to revisions, groups, deployments, declines or
+    /// EULAs (not computers, events, sync state or the content cache). Readers that cache the
+    /// catalog (the client service) read it BEFORE loading and reload when it differs.
+    /// In-memory: restarts from 1 with the process.
+    pub fn catalog_generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
     /// Runs `f` as ONE sled transaction over every metadata tree. `f` may run more than once
     /// (conflict retries): it must have no side effects outside the transaction.
     fn txn<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> Result<A, StoreError> {
         let trees: Vec<&sled::Tree> = self.inner.meta.iter().collect();
         Ok(trees.as_slice().transaction(|view| f(&Tx(view)))?)
+    }
+}
+
+/// Holds the writer lock; bumps the catalog generation on drop (after the lock's write).
+struct CatalogGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for CatalogGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -347,6 +381,25 @@ mod tests {
         assert_eq!(s.groups().unwrap().len(), 2);
         let other = tempfile::tempdir().unwrap();
         assert_ne!(Store::open(other.path()).unwrap().server_id().unwrap(), id);
+    }
+
+    #[test]
+    fn catalog_generation_moves_on_catalog_writes_only() {
+        let (_d, s) = testutil::store();
+        let g0 = s.catalog_generation();
+        s.commit_batch(&[testutil::revision(1, 1)], &[], None)
+            .unwrap();
+        let g1 = s.catalog_generation();
+        assert!(g1 > g0);
+        s.upsert_computer(&Computer {
+            id: "c".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        s.set_cookie("x", Some(b"y")).unwrap();
+        assert_eq!(s.catalog_generation(), g1);
+        s.decline(&testutil::uid(1)).unwrap();
+        assert!(s.catalog_generation() > g1);
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl Store {
             .map(|f| Ok((f.sha1, enc(f)?)))
             .collect::<Result<BTreeMap<_, _>, StoreError>>()?;
         let state = state.map(enc).transpose()?;
-        let _w = self.writer();
+        let _w = self.catalog_writer();
 
         // Final revision set → doomed keys and the latest index of every touched update.
         let existing: BTreeSet<RevisionKey> = self.revision_keys()?.into_iter().collect();

@@ -142,7 +142,7 @@ impl Store {
         }
         let state = state.map(enc).transpose()?;
 
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let ids = self.txn(|tx| {
             let ids = insert_in_tx(tx, &prepared)?;
             for (sha1, v) in &content {
@@ -167,7 +167,7 @@ impl Store {
     /// local ids are never reused. The content index and
     /// deployments are left alone (cleanup's business). Returns how many existed.
     pub fn remove_revisions(&self, keys: &[RevisionKey]) -> Result<usize, StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         // New latest per touched update, computed from a scan under the writer lock.
         let doomed: std::collections::BTreeSet<RevisionKey> = keys.iter().copied().collect();
         let mut latest: BTreeMap<Uuid, Option<u32>> = BTreeMap::new();
