@@ -13,7 +13,7 @@ use wsus_edge::model::{FileRecord, RevisionKey, UpdateKind, UpdateRecord};
 use wsus_edge::store::{NewRevision, Store, SyncState};
 
 const CHILD_ENV: &str = "WSUS_EDGE_STORE_CRASH_DIR";
-const PER_BATCH: u32 = 100;
+const PER_BATCH_ENV: &str = "WSUS_EDGE_STORE_CRASH_PER_BATCH";
 
 fn key(batch: u32, i: u32) -> RevisionKey {
     RevisionKey::new(
@@ -58,7 +58,7 @@ fn revision(batch: u32, i: u32) -> NewRevision {
         // Big enough that a batch spans many sled log segments' worth of writes.
         xml: format!(
             "<Update id=\"{key}\">{}</Update>",
-            "<x a=\"1\"/>".repeat(300 + i as usize)
+            "<x a=\"1\"/>".repeat(300 + (i % 200) as usize)
         ),
     }
 }
@@ -77,16 +77,18 @@ fn child_writer() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
+    let per_batch: u32 = std::env::var(PER_BATCH_ENV).unwrap().parse().unwrap();
+    let flush_every = if per_batch >= 1000 { 1 } else { 3 };
     let s = Store::open(Path::new(&dir)).unwrap();
     let start = anchor(&s).map_or(0, |a| a + 1);
     for b in start.. {
-        let batch: Vec<_> = (0..PER_BATCH).map(|i| revision(b, i)).collect();
+        let batch: Vec<_> = (0..per_batch).map(|i| revision(b, i)).collect();
         let state = SyncState {
             sync_anchor: Some(b.to_string()),
             ..Default::default()
         };
         s.commit_batch(&batch, &[], Some(&state)).unwrap();
-        if b % 3 == 0 {
+        if b % flush_every == 0 {
             s.flush().unwrap();
             println!("FLUSHED {b}");
         }
@@ -94,7 +96,7 @@ fn child_writer() {
 }
 
 /// Checks the reopened store; returns the visible anchor.
-fn check(s: &Store, flushed: Option<u32>) -> Option<u32> {
+fn check(s: &Store, per_batch: u32, flushed: Option<u32>) -> Option<u32> {
     let a = anchor(s);
     assert!(
         a >= flushed,
@@ -103,7 +105,7 @@ fn check(s: &Store, flushed: Option<u32>) -> Option<u32> {
     let batches = a.map_or(0, |a| a + 1);
     // Every batch up to the anchor is complete, with XML and content index.
     for b in 0..batches {
-        for i in 0..PER_BATCH {
+        for i in 0..per_batch {
             let k = key(b, i);
             let r = s
                 .revision(&k)
@@ -125,33 +127,46 @@ fn check(s: &Store, flushed: Option<u32>) -> Option<u32> {
     // Nothing beyond the anchor: no partial batch, no orphan index entries.
     assert_eq!(
         s.revision_count(),
-        (batches * PER_BATCH) as usize,
+        (batches * per_batch) as usize,
         "records beyond anchor {a:?}"
     );
     assert!(s.expected_file(&sha1(batches, 0)).unwrap().is_none());
     let next = s.next_local_id().unwrap();
-    assert_eq!(next, batches * PER_BATCH + 1, "id counter out of step");
+    assert_eq!(next, batches * per_batch + 1, "id counter out of step");
     assert_eq!(s.revision_key_by_local_id(next).unwrap(), None);
     assert_eq!(
         s.latest_revisions().unwrap().len(),
-        (batches * PER_BATCH) as usize
+        (batches * per_batch) as usize
     );
     a
 }
 
+/// Sync-sized transactions: 100 revisions per batch (a GetUpdateData batch).
 #[test]
 fn kill_9_never_shows_a_partial_batch() {
+    let rounds: usize = std::env::var("WSUS_EDGE_STORE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    kill_rounds(100, rounds);
+}
+
+/// Import-sized transactions: 3,000 revisions (~10 MB of XML, ~12,000 writes) each.
+#[test]
+fn kill_9_never_shows_part_of_a_big_transaction() {
+    kill_rounds(3000, 3);
+}
+
+fn kill_rounds(per_batch: u32, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut flushed: Option<u32> = None;
     let mut last_anchor: Option<u32> = None;
     // Kill at different points: after a few flushes, plus a varying delay. More rounds for a
     // stress run: WSUS_EDGE_STORE_CRASH_ROUNDS=40.
-    let rounds: usize = std::env::var("WSUS_EDGE_STORE_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
-    let delays =
-        (0..rounds as u64).map(|r| [0u64, 37, 113, 5, 251, 71][r as usize % 6] + r * 7 % 23);
+    // Big batches take longer: stretch the delays so kills land inside their transactions.
+    let scale = (per_batch as u64 / 400).max(1);
+    let delays = (0..rounds as u64)
+        .map(|r| ([0u64, 37, 113, 5, 251, 71][r as usize % 6] + r * 7 % 23) * scale);
     for (round, delay_ms) in delays.enumerate() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -162,6 +177,7 @@ fn kill_9_never_shows_a_partial_batch() {
                 "1",
             ])
             .env(CHILD_ENV, dir.path())
+            .env(PER_BATCH_ENV, per_batch.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -186,10 +202,10 @@ fn kill_9_never_shows_a_partial_batch() {
             }
         }
         let s = Store::open(dir.path()).expect("reopen after kill -9");
-        let a = check(&s, flushed);
+        let a = check(&s, per_batch, flushed);
         assert!(a >= last_anchor, "round {round}: anchor went back");
         eprintln!(
-            "round {round}: killed after +{delay_ms} ms, flushed {flushed:?}, visible anchor {a:?}"
+            "{per_batch}/batch, round {round}: killed after +{delay_ms} ms, flushed {flushed:?}, visible anchor {a:?}"
         );
         last_anchor = a;
     }
