@@ -4,7 +4,8 @@
 //! ([`Store::apply_upstream_deployments`]); autonomous mode edits it one item at a time.
 //! All Computers and Unassigned Computers always exist and cannot be removed.
 
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
@@ -28,6 +29,67 @@ pub struct UpstreamDeployments {
     pub hidden_updates: Vec<Uuid>,
     /// ALL accepted EULA ids.
     pub accepted_eulas: Vec<Uuid>,
+}
+
+/// Deployment changes after a change number (for the upstream side's GetDeployments).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentChanges {
+    /// Deployments added or changed since, as they are now.
+    pub changed: Vec<Deployment>,
+    /// Deployments removed since (and not re-added).
+    pub dead: Vec<Uuid>,
+    /// The current change number: pass it next time.
+    pub seq: u64,
+}
+
+/// Every deployment write inside a transaction goes through this, so that it is logged in
+/// `dep_log` under a fresh change number (built anew on each transaction attempt).
+pub(super) struct DepLog {
+    next: Cell<u64>,
+}
+
+impl DepLog {
+    pub(super) fn start(tx: &Tx<'_>) -> TxResult<DepLog> {
+        let last = match tx.get_raw(schema::META, schema::META_DEP_SEQ)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| abort(schema::corrupt("meta", "dep_seq")))?,
+            ),
+            None => 0,
+        };
+        Ok(DepLog {
+            next: Cell::new(last + 1),
+        })
+    }
+
+    fn log(&self, tx: &Tx<'_>, id: &Uuid, put: bool) -> TxResult<()> {
+        let n = self.next.get();
+        let mut v = [0u8; 17];
+        v[..16].copy_from_slice(id.as_bytes());
+        v[16] = put as u8;
+        tx.put_raw(schema::DEP_LOG, &n.to_be_bytes(), &v)?;
+        self.next.set(n + 1);
+        Ok(())
+    }
+
+    pub(super) fn put(&self, tx: &Tx<'_>, d: &Deployment) -> TxResult<()> {
+        tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+        self.log(tx, &d.id, true)
+    }
+
+    pub(super) fn del(&self, tx: &Tx<'_>, id: &Uuid) -> TxResult<bool> {
+        let existed = tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+        if existed {
+            self.log(tx, id, false)?;
+        }
+        Ok(existed)
+    }
+
+    pub(super) fn finish(&self, tx: &Tx<'_>) -> TxResult<()> {
+        let last = self.next.get() - 1;
+        tx.put_raw(schema::META, schema::META_DEP_SEQ, &last.to_be_bytes())
+    }
 }
 
 fn is_builtin(id: &Uuid) -> bool {
@@ -111,7 +173,11 @@ impl Store {
         }
         let deployments = self.deployments()?;
         let computers = self.computers()?;
-        self.txn(|tx| drop_groups(tx, &doomed, &deployments, &computers))?;
+        self.txn(|tx| {
+            let log = DepLog::start(tx)?;
+            drop_groups(tx, &log, &doomed, &deployments, &computers)?;
+            log.finish(tx)
+        })?;
         Ok(doomed.into_iter().collect())
     }
 
@@ -148,12 +214,13 @@ impl Store {
             .map(|o| o.id)
             .collect();
         self.txn(|tx| {
+            let log = DepLog::start(tx)?;
             for id in &same {
-                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+                log.del(tx, id)?;
             }
-            tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            log.put(tx, d)?;
             tx.remove(schema::DECLINED, d.update.update_id.as_bytes())?;
-            Ok(())
+            log.finish(tx)
         })
     }
 
@@ -164,6 +231,47 @@ impl Store {
             .tree(schema::DEPLOYMENTS)
             .remove(id.as_bytes())?
             .is_some())
+    }
+
+    /// The current deployment change number (0 before any deployment change).
+    pub fn deployment_seq(&self) -> Result<u64, StoreError> {
+        match self.tree(schema::META).get(schema::META_DEP_SEQ)? {
+            Some(v) => Ok(u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| schema::corrupt("meta", "dep_seq"))?,
+            )),
+            None => Ok(0),
+        }
+    }
+
+    /// What changed in deployments after change number `since` (0 = everything): changed
+    /// ones as they are now, removed ones by id, and the current number. The upstream side
+    /// answers GetDeployments from this (its deployment anchor carries the number).
+    pub fn deployment_changes_since(&self, since: u64) -> Result<DeploymentChanges, StoreError> {
+        let _w = self.writer();
+        let mut last: BTreeMap<Uuid, bool> = BTreeMap::new();
+        for kv in self
+            .tree(schema::DEP_LOG)
+            .range((since + 1).to_be_bytes()..)
+        {
+            let (_, v) = kv?;
+            if v.len() != 17 {
+                return Err(schema::corrupt("dep_log", "entry length"));
+            }
+            last.insert(schema::parse_uuid("dep_log", &v[..16])?, v[16] == 1);
+        }
+        let mut out = DeploymentChanges {
+            seq: self.deployment_seq()?,
+            ..Default::default()
+        };
+        for id in last.keys() {
+            match self.tree(schema::DEPLOYMENTS).get(id.as_bytes())? {
+                Some(v) => out.changed.push(dec("deployments", &v)?),
+                None => out.dead.push(*id),
+            }
+        }
+        Ok(out)
     }
 
     /// Declined (hidden) update ids.
@@ -188,10 +296,12 @@ impl Store {
             .map(|d| d.id)
             .collect();
         self.txn(|tx| {
+            let log = DepLog::start(tx)?;
             for id in &ids {
-                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+                log.del(tx, id)?;
             }
-            tx.put_raw(schema::DECLINED, update_id.as_bytes(), &[])
+            tx.put_raw(schema::DECLINED, update_id.as_bytes(), &[])?;
+            log.finish(tx)
         })
     }
 
@@ -248,22 +358,30 @@ impl Store {
         let declined = self.declined_updates()?;
         let eulas = self.accepted_eulas()?;
         let listed: BTreeSet<Uuid> = up.deployments.iter().map(|d| d.id).collect();
+        let current: BTreeMap<Uuid, &Deployment> = deployments.iter().map(|d| (d.id, d)).collect();
         self.txn(|tx| {
-            drop_groups(tx, &doomed, &deployments, &computers)?;
+            let log = DepLog::start(tx)?;
+            drop_groups(tx, &log, &doomed, &deployments, &computers)?;
             for g in &incoming {
                 tx.put(schema::GROUPS, g.id.as_bytes(), g)?;
             }
             if up.replace_all_deployments {
                 for d in deployments.iter().filter(|d| !listed.contains(&d.id)) {
-                    tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+                    log.del(tx, &d.id)?;
                 }
             }
             for id in &up.dead_deployments {
-                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+                log.del(tx, id)?;
             }
-            for d in &up.deployments {
-                tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            // Unchanged deployments are not rewritten (nor logged as changed).
+            for d in up
+                .deployments
+                .iter()
+                .filter(|d| current.get(&d.id) != Some(d))
+            {
+                log.put(tx, d)?;
             }
+            log.finish(tx)?;
             replace_set(tx, schema::DECLINED, &declined, &up.hidden_updates)?;
             replace_set(tx, schema::EULAS, &eulas, &up.accepted_eulas)?;
             if let Some(s) = &state {
@@ -297,6 +415,7 @@ pub(super) fn replace_set(tx: &Tx<'_>, i: usize, old: &[Uuid], new: &[Uuid]) -> 
 /// Removes groups `doomed`, the deployments targeting them and computers' assignments to them.
 fn drop_groups(
     tx: &Tx<'_>,
+    log: &DepLog,
     doomed: &BTreeSet<Uuid>,
     deployments: &[Deployment],
     computers: &[Computer],
@@ -310,7 +429,7 @@ fn drop_groups(
         tx.remove(schema::GROUPS, id.as_bytes())?;
     }
     for d in deployments.iter().filter(|d| doomed.contains(&d.group)) {
-        tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+        log.del(tx, &d.id)?;
     }
     for c in computers {
         if c.groups.iter().any(|g| doomed.contains(g)) {
@@ -434,6 +553,43 @@ mod tests {
         s.accept_eula(&uid(50)).unwrap();
         assert!(s.is_eula_accepted(&uid(50)).unwrap());
         assert_eq!(s.accepted_eulas().unwrap(), vec![uid(50)]);
+    }
+
+    #[test]
+    fn deployment_log_reports_changed_and_dead_since_a_number() {
+        let (_d, s) = store();
+        assert_eq!(s.deployment_seq().unwrap(), 0);
+        let g = groups::UNASSIGNED_COMPUTERS;
+        s.set_deployment(&dep(1, 1, g, ApprovalAction::Install))
+            .unwrap();
+        s.set_deployment(&dep(2, 2, g, ApprovalAction::Install))
+            .unwrap();
+        let all = s.deployment_changes_since(0).unwrap();
+        assert_eq!(all.changed.len(), 2);
+        assert!(all.dead.is_empty());
+        let n = all.seq;
+        assert_eq!(n, 2);
+
+        s.set_deployment(&dep(3, 1, g, ApprovalAction::Uninstall))
+            .unwrap(); // replaces 1
+        s.decline(&uid(2)).unwrap(); // removes 2
+        let ch = s.deployment_changes_since(n).unwrap();
+        assert_eq!(ch.changed, vec![dep(3, 1, g, ApprovalAction::Uninstall)]);
+        let mut dead = ch.dead.clone();
+        dead.sort();
+        assert_eq!(dead, vec![Uuid::from_u128(0xd001), Uuid::from_u128(0xd002)]);
+        assert_eq!(s.deployment_changes_since(ch.seq).unwrap().changed.len(), 0);
+
+        // Re-applying identical upstream deployments logs nothing.
+        let up = UpstreamDeployments {
+            groups: s.groups().unwrap(),
+            deployments: s.deployments().unwrap(),
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&up, None).unwrap();
+        assert_eq!(s.deployment_seq().unwrap(), ch.seq);
+        assert!(!s.remove_deployment(&Uuid::from_u128(0xd001)).unwrap());
+        assert_eq!(s.deployment_seq().unwrap(), ch.seq);
     }
 
     #[test]

@@ -12,19 +12,21 @@
 //! # API at a glance (all methods on [`Store`], all synchronous)
 //! - lifecycle: `open(dir)`, `flush()`, `server_id()`, `revision_epoch()`,
 //!   `bump_revision_epoch()`, `catalog_generation()` (cache invalidation)
-//! - content cache: `put_expected_files`, `expected_file`, `put_object`, `get_object`,
+//! - content cache: `put_expected_files`, `expected_file`, `expected_files`,
+//!   `remove_expected_files`, `put_object`, `get_object`,
 //!   `touch_object`, `remove_object`, `objects`
 //! - revisions: `commit_batch(&[NewRevision], &[FileRecord], Option<&SyncState>) -> Vec<u32>`,
 //!   `remove_revisions`, `revision`, `revision_xml`, `revision_by_local_id`,
 //!   `revision_key_by_local_id`, `local_id`, `latest_revision`, `latest_revisions`,
-//!   `revisions_of`, `revision_keys`, `revision_count`, `missing_revisions`, `next_local_id`,
-//!   `removed_since`
+//!   `revisions_of`, `revision_keys`, `revision_keys_since`, `revision_count`,
+//!   `missing_revisions`, `next_local_id`, `removed_since`
 //! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
 //!   `set_setting`, `settings`
 //! - approvals: `groups`, `group`, `group_by_name`, `add_group`, `remove_group`,
 //!   `deployments`, `deployments_of`, `set_deployment`, `remove_deployment`,
 //!   `declined_updates`, `is_declined`, `decline`, `undecline`, `accepted_eulas`,
-//!   `is_eula_accepted`, `accept_eula`, `apply_upstream_deployments(&UpstreamDeployments, ..)`
+//!   `is_eula_accepted`, `accept_eula`, `apply_upstream_deployments(&UpstreamDeployments, ..)`,
+//!   `deployment_seq`, `deployment_changes_since(seq)` (upstream side: changed + dead)
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
 //!   `update_statuses`, `status_counts`
@@ -55,6 +57,8 @@
 //!   mark: ids ≥ a mark were assigned after it (incremental export). The epoch changes only by
 //!   `bump_revision_epoch` (for `ServerChanged`), which a rebuild of the id space must call.
 //! - **Latest index** = the highest stored revision number per UpdateID, always.
+//! - **Deployment log.** Every deployment put/removal is logged under a change number in the
+//!   same transaction, so `deployment_changes_since(n)` is exact (changed + dead).
 //! - **Built-in groups** All Computers (root) and Unassigned Computers (its child) always exist.
 //! - **Deployments** name a `RevisionKey` but may refer to a revision not stored (arrived
 //!   before it, or expired): consumers match on `update_id` and use the latest revision.
@@ -92,7 +96,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 use uuid::Uuid;
 
-pub use approvals::UpstreamDeployments;
+pub use approvals::{DeploymentChanges, UpstreamDeployments};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;

@@ -18,6 +18,7 @@
 //! | `eulas` | EULA id (16) | empty |
 //! | `computers` | computer id (UTF-8) | [`Computer`](super::Computer) JSON |
 //! | `events` | computer id ‖ 0x00 ‖ time (i64, sign-flipped BE) ‖ instance id (16) | [`ReportedEvent`](super::ReportedEvent) JSON |
+//! | `dep_log` | change number (u64 BE) | deployment id (16) ‖ 1 = put / 0 = removed |
 //! | `kv` | UTF-8 key | bytes (small settings) |
 //!
 //! Values are JSON (serde_json): self-describing, debuggable, fast enough. Keys are fixed-width
@@ -36,7 +37,7 @@ use crate::model::RevisionKey;
 pub const OBJECTS: &str = "objects";
 
 /// The metadata trees, in the order of [`Tx`](super::Tx)'s view (indices below).
-pub const META_TREES: [&str; 14] = [
+pub const META_TREES: [&str; 15] = [
     "content",
     "revisions",
     "xml",
@@ -51,6 +52,7 @@ pub const META_TREES: [&str; 14] = [
     "eulas",
     "computers",
     "events",
+    "dep_log",
 ];
 /// Index of `content` in [`META_TREES`].
 pub const CONTENT: usize = 0;
@@ -80,6 +82,8 @@ pub const EULAS: usize = 11;
 pub const COMPUTERS: usize = 12;
 /// Index of `events`.
 pub const EVENTS: usize = 13;
+/// Index of `dep_log`.
+pub const DEP_LOG: usize = 14;
 /// Small settings (outside the transactional set; single-key writes).
 pub const KV: &str = "kv";
 
@@ -89,6 +93,8 @@ pub const META_SERVER_ID: &[u8] = b"server_id";
 pub const META_EPOCH: &[u8] = b"epoch";
 /// `meta` key: the next local revision id to hand out (u32 BE).
 pub const META_NEXT_LOCAL_ID: &[u8] = b"next_local_id";
+/// `meta` key: the last deployment change number used (u64 BE).
+pub const META_DEP_SEQ: &[u8] = b"dep_seq";
 /// `sync` key: the [`SyncState`](super::SyncState).
 pub const SYNC_STATE: &[u8] = b"state";
 /// `sync` key prefix for cookie blobs.

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::approvals::{replace_set, DepLog};
 use super::schema::{self, dec, enc};
 use super::updates::{insert_in_tx, prepare, remove_in_tx};
-use super::{approvals::replace_set, Store, StoreError, SyncState};
+use super::{Store, StoreError, SyncState};
 use crate::model::{groups, Deployment, FileRecord, RevisionKey, TargetGroup, UpdateRecord};
 
 /// Version of the [`MetadataSnapshot`] layout.
@@ -215,6 +216,7 @@ impl Store {
             })
             .collect();
         let old_deployments = self.deployments()?;
+        let new_ids: BTreeSet<Uuid> = snap.deployments.iter().map(|d| d.id).collect();
         let computers = self.computers()?;
         let old_declined = self.declined_updates()?;
         let old_eulas = self.accepted_eulas()?;
@@ -242,12 +244,18 @@ impl Store {
                 c.groups.retain(|g| !gone_groups.contains(g));
                 tx.put(schema::COMPUTERS, c.id.as_bytes(), &c)?;
             }
-            for d in &old_deployments {
-                tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+            let log = DepLog::start(tx)?;
+            for d in old_deployments.iter().filter(|d| !new_ids.contains(&d.id)) {
+                log.del(tx, &d.id)?;
             }
-            for d in &snap.deployments {
-                tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            for d in snap
+                .deployments
+                .iter()
+                .filter(|d| !old_deployments.contains(d))
+            {
+                log.put(tx, d)?;
             }
+            log.finish(tx)?;
             replace_set(tx, schema::DECLINED, &old_declined, &snap.declined)?;
             replace_set(tx, schema::EULAS, &old_eulas, &snap.accepted_eulas)?;
             if let Some(s) = &state {

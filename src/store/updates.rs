@@ -281,6 +281,21 @@ impl Store {
             .collect()
     }
 
+    /// Revisions first inserted at or after the high-water mark `since`, with their local ids,
+    /// in local id order (the upstream side's GetRevisionIdList delta; cheap: no records read).
+    pub fn revision_keys_since(&self, since: u32) -> Result<Vec<(u32, RevisionKey)>, StoreError> {
+        self.tree(schema::LOCAL_IDS)
+            .range(since.to_be_bytes()..)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    schema::parse_u32("local_ids", &k)?,
+                    schema::parse_rev_key("local_ids", &v)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Number of stored revisions (a scan).
     pub fn revision_count(&self) -> usize {
         self.tree(schema::REVISIONS).len()
@@ -466,6 +481,10 @@ mod tests {
         assert_eq!(s.revision_xml(&k12).unwrap(), None);
         assert_eq!(s.revision_by_local_id(2).unwrap(), None);
         assert_eq!(s.removed_since(mark).unwrap(), vec![k12, k21]);
+        assert_eq!(
+            s.revision_keys_since(1).unwrap(),
+            vec![(1, revision(1, 1).record.key)]
+        );
         assert_eq!(
             s.removed_since(mark + 2).unwrap(),
             Vec::<RevisionKey>::new()
