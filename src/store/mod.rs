@@ -107,6 +107,10 @@ pub use updates::{NewRevision, StoredRevision};
 
 use crate::model::{groups, TargetGroup};
 
+/// sled's page cache budget (its default, 1 GiB, would blow the 256 MiB RSS target of a
+/// 100,000-update sync; sled's cache is a soft limit).
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// The metadata store. Cheap to clone (an `Arc` inside); `Send + Sync`; every method is
 /// synchronous (async callers use small ops directly and `spawn_blocking` for big scans).
 #[derive(Clone, Debug)]
@@ -174,6 +178,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let objects = db.open_tree(schema::OBJECTS)?;
         let kv = db.open_tree(schema::KV)?;
@@ -367,6 +372,12 @@ mod tests {
             Err(e) => println!("ERROR {e}"),
             Ok(_) => println!("OPENED"),
         }
+    }
+
+    #[test]
+    fn store_is_send_sync_clone() {
+        fn assert<T: Send + Sync + Clone + 'static>() {}
+        assert::<Store>();
     }
 
     #[test]

@@ -63,12 +63,13 @@ pub(super) fn decode_row(row: &[u8]) -> Result<StoredRevision, StoreError> {
 pub(super) fn prepare<'a>(
     revs: impl Iterator<Item = (&'a UpdateRecord, &'a str)>,
 ) -> Result<Vec<Prepared<'a>>, StoreError> {
+    let mut z = schema::Compressor::new();
     revs.map(|(record, xml)| {
         Ok(Prepared {
             key: rev_key(&record.key),
             record,
             json: enc(record)?,
-            xml: schema::compress(xml)?,
+            xml: z.compress(xml)?,
         })
     })
     .collect()
