@@ -154,7 +154,11 @@ fn kill_9_never_shows_a_partial_batch() {
 /// Import-sized transactions: 3,000 revisions (~10 MB of XML, ~12,000 writes) each.
 #[test]
 fn kill_9_never_shows_part_of_a_big_transaction() {
-    kill_rounds(3000, 3);
+    let rounds: usize = std::env::var("WSUS_EDGE_STORE_CRASH_BIG_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    kill_rounds(3000, rounds);
 }
 
 fn kill_rounds(per_batch: u32, rounds: usize) {

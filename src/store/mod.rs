@@ -6,7 +6,7 @@
 //! On disk: `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (sled).
 //! Trees and key encodings: [`schema`](self) (`schema.rs`). Code by concern: `objects.rs`
 //! (content + object index), `updates.rs` (revisions, `commit_batch`), `sync_state.rs`,
-//! `approvals.rs` (groups, deployments, declines, EULAs), `computers.rs` (computers, events),
+//! `target_groups.rs`, `approvals.rs` (deployments, declines, EULAs), `computers.rs` (computers, events),
 //! `snapshot.rs` (export/import).
 //!
 //! # API at a glance (all methods on [`Store`], all synchronous)
@@ -82,6 +82,7 @@ mod objects;
 mod schema;
 mod snapshot;
 mod sync_state;
+mod target_groups;
 #[cfg(test)]
 mod testutil;
 mod updates;
