@@ -134,6 +134,16 @@ struct Inner {
     _lock: lock::DirLock,
 }
 
+impl Drop for Inner {
+    /// The last clone going away flushes, so a clean shutdown loses nothing even without an
+    /// explicit [`Store::flush`] (sled's own background flush covers the rest).
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "store: final flush failed");
+        }
+    }
+}
+
 /// Result type inside a transaction closure.
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
@@ -373,6 +383,26 @@ mod tests {
             Err(e) => println!("ERROR {e}"),
             Ok(_) => println!("OPENED"),
         }
+    }
+
+    #[test]
+    fn dropping_the_last_clone_persists_without_explicit_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let st = SyncState {
+                sync_anchor: Some("only anchor".into()),
+                ..Default::default()
+            };
+            // An empty batch still commits its anchor (a sync with nothing new).
+            s.commit_batch(&[], &[], Some(&st)).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.sync_state().unwrap().sync_anchor.as_deref(),
+            Some("only anchor")
+        );
+        assert_eq!(s.revision_count(), 0);
     }
 
     #[test]
