@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration and exit.
     CheckConfig,
+    /// Run the server (content cache and client endpoints) until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
     /// Write a verifiable update package (offline, on --data-dir).
     Export(transfer::ExportArgs),
     /// Verify and import a package (a directory or its first volume).
@@ -39,6 +41,47 @@ pub enum Command {
     VerifyPackage(transfer::VerifyArgs),
     /// Make a signing key pair: K.key (mode 0600) and K.pub.
     Keygen(transfer::KeygenArgs),
+}
+
+/// Flags of `serve`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Client listener address (`server.listen`), e.g. 0.0.0.0:8530.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory (`server.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Upstream WSUS or wsus-edge base URL (`upstream.url`).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+}
+
+/// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
+fn serve(
+    mut config: crate::config::Config,
+    args: ServeArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    if let Some(l) = args.listen {
+        config.server.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.server.data_dir = d;
+    }
+    if let Some(u) = args.upstream {
+        anyhow::ensure!(
+            u.starts_with("http://") || u.starts_with("https://"),
+            "--upstream: expected an http:// or https:// URL, got {u:?}"
+        );
+        config.upstream.url = Some(u.trim_end_matches('/').to_string());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(crate::server::run(config))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 impl Cli {
@@ -62,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("{config:#?}");
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve(config, args),
         Command::Export(a) => transfer::export(config, a),
         Command::Import(a) => transfer::import(config, a),
         Command::VerifyPackage(a) => transfer::verify(a),

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use super::manifest::FileEntry;
 use super::TransferError;
+use crate::content::key::ContentKey;
+use crate::content::store::ContentDir;
 use crate::store::Store;
-use shim::{ContentDir, ContentKey};
 
 /// The content folder an import publishes into.
 pub(super) struct ContentTarget {
@@ -78,82 +79,5 @@ impl ContentTarget {
             .map_err(TransferError::io(self.dir.final_path(&key)))?;
         store.remove_object(&key.sha1)?;
         Ok(())
-    }
-}
-
-/// TEMPORARY until the `content` branch lands in main: the same API as
-/// `crate::content::{key::ContentKey, store::ContentDir}`, to be deleted at that merge.
-mod shim {
-    use std::fs::{self, File};
-    use std::io;
-    use std::path::{Path, PathBuf};
-
-    #[derive(Debug, Clone)]
-    pub struct ContentKey {
-        pub sha1: [u8; 20],
-        pub ext: String,
-    }
-    impl ContentKey {
-        pub fn parse_path(p: &str) -> Result<Self, String> {
-            let rest = p.strip_prefix("/Content/").ok_or("not content")?;
-            let (folder, name) = rest.split_once('/').ok_or("no folder")?;
-            let (h, ext) = name.split_once('.').unwrap_or((name, ""));
-            let mut sha1 = [0u8; 20];
-            hex::decode_to_slice(h, &mut sha1).map_err(|e| e.to_string())?;
-            if folder.len() != 2 || !folder.eq_ignore_ascii_case(&h[38..]) {
-                return Err("wrong folder".into());
-            }
-            Ok(Self {
-                sha1,
-                ext: ext.to_ascii_lowercase(),
-            })
-        }
-        fn rel(&self) -> PathBuf {
-            let h = hex::encode_upper(self.sha1);
-            let n = if self.ext.is_empty() {
-                h.clone()
-            } else {
-                format!("{h}.{}", self.ext)
-            };
-            PathBuf::from(&h[38..]).join(n)
-        }
-    }
-    #[derive(Debug, Clone)]
-    pub struct ContentDir {
-        root: PathBuf,
-    }
-    impl ContentDir {
-        pub fn open(root: &Path) -> io::Result<Self> {
-            fs::create_dir_all(root.join(".partial"))?;
-            Ok(Self {
-                root: root.to_path_buf(),
-            })
-        }
-        pub fn final_path(&self, k: &ContentKey) -> PathBuf {
-            self.root.join(k.rel())
-        }
-        pub fn temp_path(&self, k: &ContentKey) -> PathBuf {
-            let n = k.rel();
-            let n = n
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            self.root.join(".partial").join(format!("{n}.part"))
-        }
-        pub fn commit(&self, k: &ContentKey, f: &File) -> io::Result<PathBuf> {
-            f.sync_all()?;
-            let dest = self.final_path(k);
-            let folder = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-            fs::create_dir_all(&folder)?;
-            fs::rename(self.temp_path(k), &dest)?;
-            File::open(&folder)?.sync_all()?;
-            Ok(dest)
-        }
-        pub fn remove(&self, k: &ContentKey) -> io::Result<()> {
-            match fs::remove_file(self.final_path(k)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        }
     }
 }
