@@ -304,3 +304,69 @@ fn truncated_and_missing_volumes_are_refused_and_change_nothing() {
     assert!(ir.copied > 0, "{ir:?}");
     same_metadata_and_content(&src, &dst);
 }
+
+#[test]
+fn approved_only_carries_approved_updates_what_they_need_and_categories() {
+    use wsus_edge::model::{ApprovalAction, UpdateKind};
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    seed_catalog(&src, 150, 1);
+    let store = Store::open(&store_dir(&src)).unwrap();
+    let r = transfer::export(
+        &store,
+        &content_dir(&src),
+        ExportOptions {
+            out: t.path().join("pkg"),
+            since: None,
+            approved_only: true,
+            volume_size: None,
+            signing_key: None,
+        },
+    )
+    .unwrap();
+    let full = store.snapshot().unwrap();
+    drop(store);
+    import(&dst, &t.path().join("pkg"), vec![]).unwrap();
+    let got = Store::open(&store_dir(&dst)).unwrap().snapshot().unwrap();
+    assert!(
+        got.revisions.len() < full.revisions.len(),
+        "something was left out"
+    );
+    assert_eq!(got.revisions.len(), r.revisions);
+    let have: std::collections::BTreeSet<_> = got.revisions.iter().map(|r| r.record.key).collect();
+    for rev in &full.revisions {
+        if matches!(
+            rev.record.kind,
+            UpdateKind::Category | UpdateKind::Detectoid
+        ) {
+            assert!(
+                have.contains(&rev.record.key),
+                "category/detectoid {} kept",
+                rev.record.key
+            );
+        }
+    }
+    let mut approved = 0;
+    for d in &full.deployments {
+        let wanted = matches!(d.action, ApprovalAction::Install | ApprovalAction::Scan)
+            && !full.declined.contains(&d.update.update_id);
+        if wanted && full.revisions.iter().any(|r| r.record.key == d.update) {
+            assert!(have.contains(&d.update), "approved {} missing", d.update);
+            approved += 1;
+        }
+    }
+    assert!(approved > 0);
+    for rev in &got.revisions {
+        for id in rev.record.bundled.iter() {
+            assert!(
+                have.iter().any(|k| k.update_id == *id),
+                "bundled {id} of {} missing",
+                rev.record.key
+            );
+        }
+    }
+    assert_eq!(
+        got.deployments, full.deployments,
+        "approval state is complete"
+    );
+}

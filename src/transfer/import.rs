@@ -298,6 +298,12 @@ pub fn import(
         return Ok(report);
     }
     check_base(store, &m)?;
+    if let Some(missing) = metadata::FILES
+        .iter()
+        .find(|p| !m.files.iter().any(|f| f.path == **p))
+    {
+        return Err(TransferError::Manifest(format!("does not list {missing}")));
+    }
     fs::create_dir_all(st.files()).map_err(TransferError::io(st.files()))?;
     let mpath = st.dir.join("manifest.json");
     fs::write(&mpath, &pkg.manifest_bytes).map_err(TransferError::io(&mpath))?;
