@@ -135,6 +135,9 @@ fn main() {
         .expect("tar");
     assert!(st.success());
     let tar_t = t1.elapsed();
+    let ts = Instant::now();
+    let _ = Command::new("sync").status();
+    let tar_sync_t = ts.elapsed();
     let t2 = Instant::now();
     let st = Command::new("sha256sum")
         .args(["-c", "--quiet", "BENCH.SHA256SUMS"])
@@ -177,6 +180,10 @@ fn main() {
     let import_t = t4.elapsed();
     assert_eq!(ir.published as u64, count);
     let ours = export_t + import_t;
+    // For the breakdown: reading and hashing the package alone.
+    let t5 = Instant::now();
+    transfer::verify_package(&w.join("pkg.001"), &[]).expect("verify");
+    let verify_t = t5.elapsed();
 
     let gib_s = |d: Duration| total as f64 / (1u64 << 30) as f64 / secs(d).max(1e-9);
     println!(

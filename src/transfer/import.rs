@@ -499,8 +499,9 @@ fn commit(
 /// Threads publishing at once: their fsyncs share journal commits.
 const PUBLISH_THREADS: usize = 16;
 
-/// Publishes `todo` through the content store from several threads. Returns what was
-/// published and the first error (the rest is left alone after an error).
+/// Publishes `todo` through the content store from several threads. Returns what was newly
+/// published (not on disk before; what a rollback removes) and the first error (the rest is
+/// left alone after an error).
 fn publish_all<'a>(
     store: &Store,
     target: &ContentTarget,
@@ -514,7 +515,9 @@ fn publish_all<'a>(
     let failed = AtomicBool::new(false);
     let done: Mutex<Vec<&'a FileEntry>> = Mutex::new(Vec::new());
     let first_err: Mutex<Option<TransferError>> = Mutex::new(None);
-    let one = |e: &FileEntry| -> Result<(), TransferError> {
+    // Ok(true): newly published (rolled back on failure); Ok(false): it was there already.
+    let one = |e: &FileEntry| -> Result<bool, TransferError> {
+        let existed = target.on_disk(e)?;
         let (sha1, ext) = target.publish(e, &st.file(&e.path))?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         store.put_object(
@@ -527,7 +530,7 @@ fn publish_all<'a>(
                 last_access_unix: now,
             },
         )?;
-        Ok(())
+        Ok(!existed)
     };
     std::thread::scope(|s| {
         for _ in 0..PUBLISH_THREADS.min(todo.len()) {
@@ -537,8 +540,10 @@ fn publish_all<'a>(
                     break;
                 }
                 match one(todo[i]) {
-                    Ok(()) => {
-                        done.lock().unwrap_or_else(|p| p.into_inner()).push(todo[i]);
+                    Ok(fresh) => {
+                        if fresh {
+                            done.lock().unwrap_or_else(|p| p.into_inner()).push(todo[i]);
+                        }
                         let n = count.fetch_add(1, Ordering::Relaxed) + 1;
                         if stalls("commit", n) {
                             stall_forever("commit", n);

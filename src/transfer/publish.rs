@@ -51,6 +51,11 @@ impl ContentTarget {
             .is_some_and(|o| o.size == e.size && hex::encode(o.sha256) == e.sha256))
     }
 
+    /// Whether a file already has this payload's final name (indexed or not).
+    pub fn on_disk(&self, e: &FileEntry) -> Result<bool, TransferError> {
+        Ok(self.dir.final_path(&Self::key(e)?).exists())
+    }
+
     /// Publishes a verified staged file (hard-linked, or copied across file systems, to the
     /// content store's temp name, then committed). Returns its SHA-1 and extension.
     pub fn publish(
