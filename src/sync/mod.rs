@@ -64,3 +64,6 @@ pub enum SyncError {
     #[error("protocol: {0}")]
     Protocol(String),
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,7 @@ pub mod cookie;
 mod deployments;
 mod ops;
 mod revisions;
+pub mod sim;
 
 use std::sync::{Arc, Mutex};
 
