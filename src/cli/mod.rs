@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod simulate;
+
 /// The top-level command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +33,10 @@ pub enum Command {
     CheckConfig,
     /// Run the server (content cache and client endpoints) until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Serve a generated WSUS catalog as an upstream (the normal server, autonomous mode).
+    SimulateUpstream(simulate::SimulateArgs),
+    /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
+    Demo(simulate::DemoArgs),
 }
 
 /// Flags of `serve`; each overrides the config file.
@@ -96,5 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(config, args),
+        Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
+        Command::Demo(args) => simulate::demo(config, args),
     }
 }

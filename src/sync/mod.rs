@@ -11,6 +11,7 @@
 pub mod client;
 pub mod engine;
 pub mod handle;
+mod prefetch;
 pub mod runner;
 
 pub use client::SoapClient;

@@ -81,11 +81,17 @@ fn syncer(addr: SocketAddr, store: &Store) -> Syncer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_then_incremental_sync_matches_upstream() {
-    let mut up = upstream(600).await;
+    let n: usize = std::env::var("SYNC_TEST_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let mut up = upstream(n).await;
+    let t0 = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let down = Store::open(dir.path()).unwrap();
     let mut s = syncer(up.addr, &down);
     let first = s.run().await.unwrap();
+    eprintln!("first sync of {n}: {:?} {first:?}", t0.elapsed());
     assert!(first.fetched > 0);
     // Everything not expired arrived, with the same XML.
     let expired: std::collections::HashSet<_> = up

@@ -25,7 +25,10 @@ pub mod cookie;
 mod deployments;
 mod ops;
 mod revisions;
+
+pub mod service;
 pub mod sim;
+pub mod simserver;
 
 use std::sync::{Arc, Mutex};
 

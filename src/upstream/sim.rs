@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use crate::simulate::Catalog;
 use crate::store::{NewRevision, Store, StoreError, UpstreamDeployments};
 
+/// A catalog shared between the payload source and whoever mutates it (tests).
+pub type SharedCatalog = Arc<std::sync::RwLock<Catalog>>;
+
 /// Revisions per load transaction.
 const LOAD_BATCH: usize = 1000;
 
@@ -97,7 +100,7 @@ pub fn load_new_revisions(store: &Store, cat: &Catalog) -> Result<usize, StoreEr
 
 /// The payload source: serves `GET|HEAD /Content/XX/<SHA1>.<ext>` (with `Range: bytes=a-b`
 /// or `a-`) from the catalog's generator on a loopback listener until the runtime stops.
-pub async fn spawn_payload_source(cat: Arc<Catalog>) -> std::io::Result<SocketAddr> {
+pub async fn spawn_payload_source(cat: SharedCatalog) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -109,7 +112,7 @@ pub async fn spawn_payload_source(cat: Arc<Catalog>) -> std::io::Result<SocketAd
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let cat = cat.clone();
-                    async move { Ok::<_, Infallible>(payload(&cat, req).await) }
+                    async move { Ok::<_, Infallible>(payload(&cat, req)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -139,7 +142,8 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end).then_some((start, end))
 }
 
-async fn payload(cat: &Catalog, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn payload(cat: &SharedCatalog, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let cat = cat.read().unwrap_or_else(|p| p.into_inner());
     let path = req.uri().path();
     let Some(name) = path.rsplit('/').next() else {
         return status(StatusCode::NOT_FOUND);
