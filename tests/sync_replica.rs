@@ -258,11 +258,13 @@ async fn three_instance_chain_with_content_through_the_middle() {
         s.latest_revisions()
             .unwrap()
             .into_iter()
+            .filter(|r| !r.record.expired)
             .flat_map(|r| r.record.files)
             .map(|f| (f.sha1, f.sha256, f.size))
             .collect()
     };
-    assert_eq!(files(up.store()), files(b.store()));
+    let (fu, fb) = (files(up.store()), files(b.store()));
+    assert!(fu == fb, "content digests: {} upstream, {} on B", fu.len(), fb.len());
     // B's content miss is filled through A's cache.
     let f = b
         .store()
