@@ -392,3 +392,43 @@ async fn kill_9_in_the_middle_of_get_update_data() {
     clean.stop().await.unwrap();
     up.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_downloads_approved_content_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 300).await;
+    let mut c = config(&dir.path().join("edge"));
+    c.upstream.url = Some(up.url());
+    c.content.mode = wsus_edge::config::ContentMode::Prefetch;
+    let edge = RunningServer::start(c).await.unwrap();
+    let st = synced(&edge, 1).await;
+    assert_eq!(st.last_result.as_deref(), Some("ok"));
+    let want = wsus_edge::sync::runner::approved_files(edge.store()).unwrap();
+    assert!(!want.is_empty());
+    let content = edge.state().config.content_dir();
+    let all_there = || {
+        want.iter()
+            .all(|f| content.join(&f.content_path()[8..]).is_file())
+    };
+    let t = std::time::Instant::now();
+    while !all_there() {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "prefetch did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Only approved (Install) content was fetched: an unapproved update's file is absent.
+    let approved: BTreeSet<[u8; 20]> = want.iter().map(|f| f.sha1).collect();
+    let other = edge
+        .store()
+        .latest_revisions()
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.record.files)
+        .find(|f| !approved.contains(&f.sha1))
+        .unwrap();
+    assert!(!content.join(&other.content_path()[8..]).is_file());
+    edge.stop().await.unwrap();
+    up.stop().await.unwrap();
+}
