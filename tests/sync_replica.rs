@@ -432,3 +432,77 @@ async fn prefetch_downloads_approved_content_after_sync() {
     edge.stop().await.unwrap();
     up.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_endpoints_answer_any_case_and_the_double_slash_path() {
+    use wsus_edge::wire::soap::{encode, soap_action_header, Operation};
+    use wsus_edge::wire::sss::{
+        GetAuthConfig, GetAuthConfigResponse, GetAuthorizationCookie,
+        GetAuthorizationCookieResponse, GetConfigData, GetConfigDataResponse,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 50).await;
+    let http = reqwest::Client::new();
+    async fn post<O: Operation>(http: &reqwest::Client, url: String, op: &O) -> (u16, String) {
+        let r = http
+            .post(url)
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", soap_action_header(O::ACTION))
+            .body(encode(op))
+            .send()
+            .await
+            .unwrap();
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/xml"), "{ct}");
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+    let (s, b) = post(
+        &http,
+        format!(
+            "{}/serversyncwebservice/SERVERSYNCWEBSERVICE.asmx",
+            up.url()
+        ),
+        &GetAuthConfig,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let cfg: GetAuthConfigResponse = decode(b.as_bytes()).unwrap();
+    let svc = &cfg.auth_info[0].service_url;
+    let auth = GetAuthorizationCookie {
+        account_name: "b.example.org".into(),
+        account_guid: Uuid::new_v4().to_string(),
+    };
+    for path in [
+        format!("/{svc}"),
+        format!("//{svc}"),
+        "/dssauthwebservice/dssauthwebservice.asmx".into(),
+    ] {
+        let (s, b) = post(&http, format!("{}{path}", up.url()), &auth).await;
+        assert_eq!(s, 200, "{path}");
+        let _: GetAuthorizationCookieResponse = decode(b.as_bytes()).unwrap();
+    }
+    // A forged cookie: HTTP 500 with a WSUS-shaped fault.
+    let (s, b) = post(
+        &http,
+        format!(
+            "{}/ServerSyncWebService/ServerSyncWebService.asmx",
+            up.url()
+        ),
+        &GetConfigData {
+            cookie: wsus_edge::wire::sss::Cookie {
+                expiration: time::OffsetDateTime::now_utc(),
+                encrypted_data: Some(vec![0; 57]),
+            },
+            config_anchor: None,
+        },
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert!(
+        b.contains("<faultcode>soap:Client</faultcode>")
+            && b.contains("<ErrorCode>InvalidCookie</ErrorCode>"),
+        "{b}"
+    );
+    assert!(decode::<GetConfigDataResponse>(b.as_bytes()).is_err());
+    up.stop().await.unwrap();
+}
