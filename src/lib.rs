@@ -29,4 +29,5 @@ pub mod store;
 pub mod sync;
 pub mod transfer;
 pub mod units;
+pub mod upstream;
 pub mod wire;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub store: Store,
     /// The payload cache.
     pub content: ContentCache,
+    /// The sync runner's control handle (`Some` when `upstream.url` is set).
+    pub sync: Option<crate::sync::SyncHandle>,
 }
 
 /// Builds the request router. SOAP services are registered here, one line each, e.g.
@@ -54,7 +56,9 @@ pub fn build_router(state: &AppState) -> Router {
         .url
         .as_ref()
         .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
-    Router::new(state.content.clone(), state.config.server.max_request_body).selfupdate(selfupdate)
+    let router = Router::new(state.content.clone(), state.config.server.max_request_body)
+        .selfupdate(selfupdate);
+    crate::upstream::service::register(router, state)
 }
 
 /// A bound, not yet running server.
@@ -62,6 +66,8 @@ pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
     router: Arc<Router>,
+    /// The sync runner's side, started by [`Server::run_until`].
+    sync_runner: Option<(crate::sync::SyncReporter, tokio::sync::mpsc::Receiver<()>)>,
 }
 
 impl Server {
@@ -84,16 +90,24 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let (sync, sync_runner) = if config.upstream.url.is_some() {
+            let (h, r, rx) = crate::sync::handle::channel();
+            (Some(h), Some((r, rx)))
+        } else {
+            (None, None)
+        };
         let state = AppState {
             config,
             store,
             content,
+            sync,
         };
         let router = Arc::new(build_router(&state));
         Ok(Self {
             listener,
             state: Arc::new(state),
             router,
+            sync_runner,
         })
     }
 
@@ -126,10 +140,24 @@ impl Server {
         let addr = self.local_addr();
         tracing::info!("listening on http://{addr}");
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let serving = tokio::spawn(http::serve(self.listener, self.router, rx));
+        let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
+        let runner = self.sync_runner.map(|(reporter, trigger)| {
+            crate::sync::spawn_runner(crate::sync::RunnerContext {
+                config: self.state.config.clone(),
+                store: self.state.store.clone(),
+                reporter,
+                trigger,
+                prefetcher: Some(Arc::new(self.state.content.clone())),
+                shutdown: rx,
+            })
+        });
         shutdown.await;
         tracing::info!("shutting down");
         let _ = tx.send(true);
+        if let Some(r) = runner {
+            r.abort();
+            let _ = r.await;
+        }
         let _ = serving.await;
         self.state.store.flush()?;
         Ok(())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod simulate;
 pub mod transfer;
 
 /// The top-level command line.
@@ -33,6 +34,10 @@ pub enum Command {
     CheckConfig,
     /// Run the server (content cache and client endpoints) until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Serve a generated WSUS catalog as an upstream (the normal server, autonomous mode).
+    SimulateUpstream(simulate::SimulateArgs),
+    /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
+    Demo(simulate::DemoArgs),
     /// Write a verifiable update package (offline, on --data-dir).
     Export(transfer::ExportArgs),
     /// Verify and import a package (a directory or its first volume).
@@ -106,6 +111,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(config, args),
+        Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
+        Command::Demo(args) => simulate::demo(config, args),
         Command::Export(a) => transfer::export(config, a),
         Command::Import(a) => transfer::import(config, a),
         Command::VerifyPackage(a) => transfer::verify(a),
