@@ -300,3 +300,28 @@ fn kill_9_while_committing_is_rolled_forward_by_the_rerun() {
     );
     assert_eq!(a.deployments().unwrap(), b.deployments().unwrap());
 }
+
+/// Opt-in: `WSUS_EDGE_TEST_SMALL_FS=<dir on a small file system>` (e.g. a 3 MiB tmpfs). The
+/// import runs out of space while staging: one line naming the file, nothing changed.
+#[test]
+fn disk_full_while_staging_changes_nothing() {
+    let Ok(small) = std::env::var("WSUS_EDGE_TEST_SMALL_FS") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let w = t.path();
+    let (_, pkg) = package(w);
+    let dst = tempfile::tempdir_in(small).unwrap();
+    let dst = dst.path().join("dst");
+    Store::open(&store_dir(&dst)).unwrap();
+    let before = fingerprint(&dst);
+    let o = run(w, &["import", s(&pkg), "--data-dir", s(&dst)]);
+    fails(&o, "import-staging");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left"), "{err}");
+    assert_eq!(
+        fingerprint(&dst),
+        before,
+        "a failed import changed the server"
+    );
+}
