@@ -14,10 +14,12 @@
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod content;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod simulate;
 pub mod store;
