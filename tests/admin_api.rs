@@ -975,6 +975,14 @@ fn sync_follows_progress_and_reports_the_result() {
     assert_eq!(st["available"], true);
     let t = ok(&s.cli(&["sync", "status"]));
     assert!(t.contains("last result:   ok"), "{t}");
+    let m = s.get("/metrics", Some(TOKEN)).2;
+    assert_eq!(
+        metric(&m, "wsus_edge_sync_last_result_success "),
+        1.0,
+        "{m}"
+    );
+    // 2026-11-25T16:00:02Z, as the runner reported it.
+    assert!(metric(&m, "wsus_edge_sync_last_success_timestamp_seconds ") >= 1_795_000_000.0);
 
     s.fail_sync.store(true, Ordering::SeqCst);
     let o = s.cli(&["sync", "--now"]);
@@ -983,6 +991,13 @@ fn sync_follows_progress_and_reports_the_result() {
     let last = e.lines().last().unwrap();
     assert!(last.contains("sync failed: upstream answered 503"), "{e}");
     assert_eq!(json(&s.cli(&["sync", "status", "--json"]))["runs"], 2);
+    let m = s.get("/metrics", Some(TOKEN)).2;
+    assert_eq!(
+        metric(&m, "wsus_edge_sync_last_result_success "),
+        0.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "wsus_edge_sync_running "), 0.0);
 }
 
 #[test]

@@ -37,21 +37,83 @@ pub fn healthz(state: &AdminState) -> Response<AdminBody> {
     }
 }
 
-/// Refreshes the gauges that are computed from the store (clients seen).
-fn refresh_gauges(state: &AdminState) {
+/// Refreshes the registry's gauges that are derived from the store and the sync runner
+/// (clients seen, last successful sync: also right after a restart), and renders the
+/// admin-only gauges appended to the registry's text.
+fn refresh_and_extra(state: &AdminState) -> String {
+    use std::fmt::Write;
     if let Ok(c) = state.store.computers() {
         metrics::set_clients_seen(c.len() as u64);
     }
+    let live = state.sync.as_ref().map(|h| h.status());
+    let finished = live
+        .as_ref()
+        .filter(|s| s.last_result.as_deref() == Some("ok"))
+        .and_then(|s| {
+            let end = time::OffsetDateTime::parse(
+                s.last_finished.as_deref()?,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()?;
+            Some((end.unix_timestamp(), s.last_duration_secs.unwrap_or(0.0)))
+        });
+    let stored = state.store.sync_state().ok().and_then(|s| s.last_success);
+    let best = match (finished, stored) {
+        (Some(a), Some(b)) if b.finished_unix > a.0 => {
+            Some((b.finished_unix, (b.finished_unix - b.started_unix) as f64))
+        }
+        (Some(a), _) => Some(a),
+        (None, Some(b)) => Some((b.finished_unix, (b.finished_unix - b.started_unix) as f64)),
+        (None, None) => None,
+    };
+    if let Some((end, dur)) = best.filter(|(e, _)| *e > 0) {
+        metrics::sync_succeeded(end as u64, dur.max(0.0));
+    }
+    let mut s = String::new();
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    if let Some(st) = &live {
+        gauge(
+            "wsus_edge_sync_running",
+            "1 while a sync runs.",
+            f64::from(u8::from(st.running)),
+        );
+        if let Some(r) = &st.last_result {
+            gauge(
+                "wsus_edge_sync_last_result_success",
+                "1 when the last finished sync succeeded, 0 when it failed.",
+                f64::from(u8::from(r == "ok")),
+            );
+        }
+    }
+    if let Ok(objects) = state.store.objects() {
+        gauge(
+            "wsus_edge_content_stored_bytes",
+            "Bytes held in the content cache.",
+            objects.iter().map(|(_, m)| m.size).sum::<u64>() as f64,
+        );
+        gauge(
+            "wsus_edge_content_stored_objects",
+            "Objects held in the content cache.",
+            objects.len() as f64,
+        );
+    }
+    s
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: the registry ([`metrics::render`]) plus admin-derived gauges.
 pub async fn metrics_text(state: &Arc<AdminState>) -> Response<AdminBody> {
     let s = state.clone();
-    let _ = tokio::task::spawn_blocking(move || refresh_gauges(&s)).await;
+    let extra = tokio::task::spawn_blocking(move || refresh_and_extra(&s))
+        .await
+        .unwrap_or_default();
+    let mut text = metrics::render();
+    text.push_str(&extra);
     with_type(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        full(metrics::render()),
+        full(text),
     )
 }
 
