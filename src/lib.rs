@@ -10,6 +10,8 @@
 //! | [`store`] | the metadata store (sled); the only module that names sled |
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
 //! | [`http`] | the client-facing listeners and request routing |
+//! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
+//! | [`server`] | the running server `serve` builds: state, router, shutdown |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
@@ -21,6 +23,7 @@ pub mod content;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod sync;
