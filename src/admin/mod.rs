@@ -30,6 +30,7 @@
 pub mod api;
 pub mod auth;
 mod catalog;
+mod content_cache;
 pub mod ops;
 pub mod page;
 mod query;
