@@ -289,6 +289,8 @@ impl AdminServer {
                             async move { Ok::<_, Infallible>(route(state, req, peer).await) }
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(std::time::Duration::from_secs(30))
                             .serve_connection(TokioIo::new(stream), svc);
                         tokio::pin!(conn);
                         tokio::select! {

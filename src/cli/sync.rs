@@ -87,11 +87,19 @@ pub fn run(c: &AdminClient, args: SyncArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut last_phase = None;
+    let asked = std::time::Instant::now();
+    let mut hinted = false;
     let fin = loop {
         std::thread::sleep(Duration::from_millis(300));
         let s: SyncJson = c.get("/api/sync", &[])?;
         if s.runs >= target && !s.running {
             break s;
+        }
+        if !s.running && !hinted && asked.elapsed() > Duration::from_secs(30) {
+            hinted = true;
+            eprintln!(
+                "waiting for the sync runner to start the sync (it may be finishing a prefetch)…"
+            );
         }
         if s.running {
             if s.phase != last_phase {
