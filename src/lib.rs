@@ -16,6 +16,7 @@
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod content;

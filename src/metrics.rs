@@ -53,6 +53,15 @@ pub fn add_content_bytes_upstream(n: u64) {
     BYTES_UPSTREAM.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Payload bytes counted for `source` (`cache` or `upstream`).
+pub fn content_bytes(source: &str) -> u64 {
+    match source {
+        "cache" => BYTES_CACHE.load(Ordering::Relaxed),
+        "upstream" => BYTES_UPSTREAM.load(Ordering::Relaxed),
+        _ => 0,
+    }
+}
+
 /// Counts one downloaded object that failed verification.
 pub fn hash_mismatch() {
     HASH_MISMATCHES.fetch_add(1, Ordering::Relaxed);

@@ -25,6 +25,9 @@ pub enum ServerError {
     /// The content cache could not be opened.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// The admin API could not start (token file, listener).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -68,6 +71,7 @@ pub struct Server {
     router: Arc<Router>,
     /// The sync runner's side, started by [`Server::run_until`].
     sync_runner: Option<(crate::sync::SyncReporter, tokio::sync::mpsc::Receiver<()>)>,
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl Server {
@@ -108,7 +112,28 @@ impl Server {
             state: Arc::new(state),
             router,
             sync_runner,
+            admin: None,
         })
+    }
+
+    /// Binds the admin API on `[admin] listen` (creating the token file when missing); it
+    /// runs and stops with the server. Call after the state is complete (sync handle set).
+    pub async fn with_admin(mut self) -> Result<Self, ServerError> {
+        let st = &self.state;
+        let token = crate::admin::Token::load_or_create(&st.config)
+            .map_err(crate::admin::AdminError::from)?;
+        let mut admin = crate::admin::AdminState::new(st.config.clone(), st.store.clone(), token);
+        admin.content = Some(Arc::new(st.content.clone()));
+        admin.sync = st.sync.clone();
+        let server =
+            crate::admin::AdminServer::bind(st.config.admin.listen, Arc::new(admin)).await?;
+        self.admin = Some(server);
+        Ok(self)
+    }
+
+    /// The admin API's bound address, when [`Server::with_admin`] was called.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
     }
 
     /// Registers a SOAP service before the server runs (embedders and tests; the server's
@@ -140,6 +165,7 @@ impl Server {
         let addr = self.local_addr();
         tracing::info!("listening on http://{addr}");
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
         let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
         let runner = self.sync_runner.map(|(reporter, trigger)| {
             crate::sync::spawn_runner(crate::sync::RunnerContext {
@@ -159,6 +185,9 @@ impl Server {
             let _ = r.await;
         }
         let _ = serving.await;
+        if let Some(a) = admin {
+            let _ = a.await;
+        }
         self.state.store.flush()?;
         Ok(())
     }
@@ -166,7 +195,7 @@ impl Server {
 
 /// Runs the server with `config` until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let server = Server::bind(config).await?;
+    let server = Server::bind(config).await?.with_admin().await?;
     server.run_until(shutdown_signal()).await
 }
 

@@ -424,6 +424,19 @@ impl ContentCache {
             .map_err(|e| FetchError::Io(e.to_string()))
     }
 
+    /// Notes that an object left the folder by another path (the admin's `content verify`
+    /// quarantine or `cleanup`, which removed the file and its index entry): adjusts the size
+    /// total and forgets its recency.
+    pub fn forget(&self, sha1: &[u8; 20], size: u64) {
+        lock(&self.inner.recency).remove(sha1);
+        let _ = self
+            .inner
+            .total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(size))
+            });
+    }
+
     /// Evicts least recently used, unpinned objects while the store is over `max_size`.
     pub async fn evict_if_needed(&self) {
         let Some(max) = self.inner.max_size else {
