@@ -22,6 +22,10 @@ pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// XML Schema namespace.
 pub const XSD_NS: &str = "http://www.w3.org/2001/XMLSchema";
+/// `Content-Type` of the SOAP 1.1 messages wsus-edge sends (faults too, with HTTP 500).
+pub const CONTENT_TYPE_SOAP11: &str = "text/xml; charset=utf-8";
+/// `Content-Type` media type of SOAP 1.2 (the action travels as its `action` parameter).
+pub const CONTENT_TYPE_SOAP12: &str = "application/soap+xml";
 /// `faultstring` text real WSUS writes.
 pub const FAULT_STRING: &str = "Fault occurred";
 

@@ -8,6 +8,8 @@
 //! malformed XML. The writer has no way to emit unescaped text: there are no string templates
 //! with holes anywhere in `wire`.
 
+use std::sync::Arc;
+
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -28,14 +30,15 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Generous for real WSUS traffic (a 3 MB `GetRevisionIdList` holds ~75,000 elements),
-    /// small enough that a hostile peer cannot exhaust memory.
+    /// Generous for real WSUS traffic (a 3 MB `GetRevisionIdList` holds ~75,000 elements; a
+    /// 100,000-revision list ~300,000), small enough that a hostile peer cannot exhaust memory
+    /// (about 100 bytes per element, namespaces shared).
     fn default() -> Self {
         Self {
             max_depth: 128,
-            max_elements: 2_000_000,
-            max_text: 64 << 20,
-            max_input: 256 << 20,
+            max_elements: 1_000_000,
+            max_text: 32 << 20,
+            max_input: 64 << 20,
         }
     }
 }
@@ -61,8 +64,8 @@ pub enum Node {
 /// One element, with its namespace resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
-    /// Namespace URI, `None` when unqualified.
-    pub ns: Option<String>,
+    /// Namespace URI, `None` when unqualified (shared between elements of one document).
+    pub ns: Option<Arc<str>>,
     /// Local name (no prefix).
     pub name: String,
     /// Attributes in document order, namespace declarations included.
@@ -157,6 +160,7 @@ pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
+    let mut namespaces: Vec<Arc<str>> = Vec::new();
     loop {
         let (res, ev) = reader
             .read_resolved_event()
@@ -175,11 +179,11 @@ pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError
                     return Err(WireError::Limit("nesting too deep"));
                 }
                 let ns = match res {
-                    ResolveResult::Bound(ns) => Some(
-                        std::str::from_utf8(ns.as_ref())
-                            .map_err(|_| WireError::Xml("namespace is not UTF-8".into()))?
-                            .to_string(),
-                    ),
+                    ResolveResult::Bound(ns) => {
+                        let uri = std::str::from_utf8(ns.as_ref())
+                            .map_err(|_| WireError::Xml("namespace is not UTF-8".into()))?;
+                        Some(intern(&mut namespaces, uri))
+                    }
                     ResolveResult::Unbound => None,
                     ResolveResult::Unknown(p) => {
                         return Err(WireError::Xml(format!(
@@ -243,6 +247,17 @@ pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError
         return Err(WireError::Xml("document ends inside an element".into()));
     }
     root.ok_or_else(|| WireError::Xml("no root element".into()))
+}
+
+fn intern(cache: &mut Vec<Arc<str>>, uri: &str) -> Arc<str> {
+    if let Some(a) = cache.iter().find(|a| &***a == uri) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(uri);
+    if cache.len() < 64 {
+        cache.push(a.clone());
+    }
+    a
 }
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {

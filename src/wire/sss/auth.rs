@@ -161,6 +161,18 @@ pub struct GetCookie {
     pub protocol_version: String,
 }
 
+impl GetCookie {
+    /// The request a wsus-edge downstream sends: one authorization cookie, the previous
+    /// cookie if any, protocol version [`super::PROTOCOL_VERSION`].
+    pub fn new(auth_cookie: AuthorizationCookie, old_cookie: Option<Cookie>) -> Self {
+        Self {
+            auth_cookies: vec![auth_cookie],
+            old_cookie,
+            protocol_version: super::PROTOCOL_VERSION.to_string(),
+        }
+    }
+}
+
 impl SoapBody for GetCookie {
     const NAME: &'static str = "GetCookie";
     const NS: &'static str = NS;

@@ -1,18 +1,15 @@
-//! Metadata: GetConfigData, GetRevisionIdList (with `ServerSyncFilter`), GetUpdateData and
-//! DownloadFiles (SS §3.1.4.4–6, §3.1.4.11).
+//! Metadata discovery: GetConfigData and GetRevisionIdList with its `ServerSyncFilter`
+//! (SS §3.1.4.4–5).
 
 use uuid::Uuid;
 
 use super::{
-    action, non_empty, parse_sha1, read_array, read_identity, read_opt_array, write_array,
-    write_identity, Cookie, NS,
+    action, non_empty, read_array, read_identity, read_opt_array, write_array, write_identity,
+    Cookie, NS,
 };
 use crate::model::RevisionKey;
-use crate::wire::blob::UpdateBlob;
 use crate::wire::soap::{Operation, SoapBody};
-use crate::wire::values::{
-    format_base64, format_bool, format_guid, parse_bool, parse_guid, parse_i32,
-};
+use crate::wire::values::{format_bool, format_guid, parse_bool, parse_guid, parse_i32};
 use crate::wire::xml::{Element, XmlWriter};
 use crate::wire::WireError;
 
@@ -218,6 +215,41 @@ fn read_ids(el: &Element, name: &str) -> Result<Option<Vec<IdAndDelta>>, WireErr
 }
 
 impl ServerSyncFilter {
+    /// The first pass: categories, classifications and detectoids changed since `anchor`.
+    pub fn config(anchor: Option<String>) -> Self {
+        Self {
+            anchor,
+            get_config: true,
+            ..Self::default()
+        }
+    }
+
+    /// The second pass: updates in at least one of `products` and one of `classifications`
+    /// (the upstream needs both lists non-empty), in `languages` (LCIDs; none = element
+    /// omitted). `Delta` is true exactly when an anchor is sent, so a re-sync gets only changes.
+    pub fn updates(
+        anchor: Option<String>,
+        products: &[Uuid],
+        classifications: &[Uuid],
+        languages: &[i32],
+    ) -> Self {
+        let delta = anchor.is_some();
+        let ids = |v: &[Uuid]| v.iter().map(|&id| IdAndDelta { id, delta }).collect();
+        Self {
+            anchor,
+            get_config: false,
+            get_63_language_only: false,
+            categories: Some(ids(products)),
+            classifications: Some(ids(classifications)),
+            languages: (!languages.is_empty()).then(|| {
+                languages
+                    .iter()
+                    .map(|&id| LanguageAndDelta { id, delta })
+                    .collect()
+            }),
+        }
+    }
+
     fn write(&self, w: &mut XmlWriter) {
         w.start("filter");
         w.opt_leaf("Anchor", self.anchor.as_deref());
@@ -313,180 +345,6 @@ impl SoapBody for GetRevisionIdListResponse {
     }
 }
 
-/// `GetUpdateData` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetUpdateData {
-    /// `cookie`.
-    pub cookie: Cookie,
-    /// `updateIds` (≤ `MaxNumberOfUpdatesPerRequest`).
-    pub update_ids: Vec<RevisionKey>,
-}
-
-impl SoapBody for GetUpdateData {
-    const NAME: &'static str = "GetUpdateData";
-    const NS: &'static str = NS;
-    fn write_children(&self, w: &mut XmlWriter) {
-        self.cookie.write(w, "cookie");
-        write_array(w, "updateIds", &self.update_ids, |w, k| {
-            write_identity(w, "UpdateIdentity", k)
-        });
-    }
-    fn read(el: &Element) -> Result<Self, WireError> {
-        Ok(Self {
-            cookie: Cookie::read(el.req("cookie")?)?,
-            update_ids: read_array(el, "updateIds", "UpdateIdentity", read_identity)?,
-        })
-    }
-}
-
-impl Operation for GetUpdateData {
-    const ACTION: &'static str = action::GET_UPDATE_DATA;
-    type Response = GetUpdateDataResponse;
-}
-
-/// `ServerSyncUpdateData`: one revision's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSyncUpdateData {
-    /// `Id`.
-    pub id: RevisionKey,
-    /// `XmlUpdateBlob` or `XmlUpdateBlobCompressed`.
-    pub blob: UpdateBlob,
-    /// `FileDigestList`: SHA-1 of each file; `None` when the revision has no files.
-    pub file_digests: Option<Vec<[u8; 20]>>,
-}
-
-/// `ServerSyncUrlData`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSyncUrlData {
-    /// `FileDigest` (SHA-1).
-    pub file_digest: [u8; 20],
-    /// `MUUrl`: where Microsoft Update serves the file, when it does.
-    pub mu_url: Option<String>,
-    /// `UssUrl` (unused; WS2025 writes it empty, which decodes as `None`).
-    pub uss_url: Option<String>,
-}
-
-/// `GetUpdateDataResponse` / `ServerUpdateData`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetUpdateDataResponse {
-    /// `updates` (may hold fewer than asked: re-request the rest).
-    pub updates: Vec<ServerSyncUpdateData>,
-    /// `fileUrls`.
-    pub file_urls: Vec<ServerSyncUrlData>,
-}
-
-impl SoapBody for GetUpdateDataResponse {
-    const NAME: &'static str = "GetUpdateDataResponse";
-    const NS: &'static str = NS;
-    fn write_children(&self, w: &mut XmlWriter) {
-        w.start("GetUpdateDataResult");
-        write_array(w, "updates", &self.updates, |w, u| {
-            w.start("ServerSyncUpdateData");
-            write_identity(w, "Id", &u.id);
-            if let UpdateBlob::Plain(x) = &u.blob {
-                w.leaf("XmlUpdateBlob", x);
-            }
-            if let Some(d) = &u.file_digests {
-                write_array(w, "FileDigestList", d, |w, h| {
-                    w.leaf("base64Binary", &format_base64(h));
-                });
-            }
-            if let UpdateBlob::Compressed(b) = &u.blob {
-                w.leaf("XmlUpdateBlobCompressed", b);
-            }
-            w.end();
-        });
-        write_array(w, "fileUrls", &self.file_urls, |w, f| {
-            w.start("ServerSyncUrlData");
-            w.leaf("FileDigest", &format_base64(&f.file_digest));
-            w.opt_leaf("MUUrl", f.mu_url.as_deref());
-            w.start("UssUrl");
-            if let Some(u) = &f.uss_url {
-                w.text(u);
-            }
-            w.end();
-            w.end();
-        });
-        w.end();
-    }
-    fn read(el: &Element) -> Result<Self, WireError> {
-        let r = el.req("GetUpdateDataResult")?;
-        let updates = read_array(r, "updates", "ServerSyncUpdateData", |u| {
-            let blob = match (u.child("XmlUpdateBlob"), u.child("XmlUpdateBlobCompressed")) {
-                (Some(p), None) => UpdateBlob::Plain(p.text()),
-                (None, Some(c)) => UpdateBlob::Compressed(c.text()),
-                _ => {
-                    return Err(WireError::bad(
-                        "ServerSyncUpdateData",
-                        "needs exactly one of XmlUpdateBlob / XmlUpdateBlobCompressed",
-                    ))
-                }
-            };
-            Ok(ServerSyncUpdateData {
-                id: read_identity(u.req("Id")?)?,
-                blob,
-                file_digests: read_opt_array(u, "FileDigestList", "base64Binary", |d| {
-                    parse_sha1("FileDigestList", &d.text())
-                })?,
-            })
-        })?;
-        let file_urls = read_array(r, "fileUrls", "ServerSyncUrlData", |f| {
-            Ok(ServerSyncUrlData {
-                file_digest: parse_sha1("FileDigest", &f.req_text("FileDigest")?)?,
-                mu_url: non_empty(f.child_text("MUUrl")),
-                uss_url: non_empty(f.child_text("UssUrl")),
-            })
-        })?;
-        Ok(Self { updates, file_urls })
-    }
-}
-
-/// `DownloadFiles` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownloadFiles {
-    /// `cookie`.
-    pub cookie: Cookie,
-    /// `fileDigestList`: 1..=100 SHA-1 digests.
-    pub file_digests: Vec<[u8; 20]>,
-}
-
-impl SoapBody for DownloadFiles {
-    const NAME: &'static str = "DownloadFiles";
-    const NS: &'static str = NS;
-    fn write_children(&self, w: &mut XmlWriter) {
-        self.cookie.write(w, "cookie");
-        write_array(w, "fileDigestList", &self.file_digests, |w, h| {
-            w.leaf("base64Binary", &format_base64(h));
-        });
-    }
-    fn read(el: &Element) -> Result<Self, WireError> {
-        Ok(Self {
-            cookie: Cookie::read(el.req("cookie")?)?,
-            file_digests: read_array(el, "fileDigestList", "base64Binary", |d| {
-                parse_sha1("fileDigestList", &d.text())
-            })?,
-        })
-    }
-}
-
-impl Operation for DownloadFiles {
-    const ACTION: &'static str = action::DOWNLOAD_FILES;
-    type Response = DownloadFilesResponse;
-}
-
-/// `DownloadFilesResponse` (empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DownloadFilesResponse;
-
-impl SoapBody for DownloadFilesResponse {
-    const NAME: &'static str = "DownloadFilesResponse";
-    const NS: &'static str = NS;
-    fn write_children(&self, _w: &mut XmlWriter) {}
-    fn read(_el: &Element) -> Result<Self, WireError> {
-        Ok(Self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::round_trip;
@@ -528,6 +386,31 @@ mod tests {
         round_trip(&resp);
         let s = encode(&resp);
         assert!(s.contains("<GetConfigDataResult><CatalogOnlySync>false</CatalogOnlySync><LazySync>true</LazySync><ServerHostsPsfFiles>false</ServerHostsPsfFiles><MaxNumberOfComputerIdsInRequest>0</MaxNumberOfComputerIdsInRequest><MaxNumberOfDriverSetsPerRequest>0</MaxNumberOfDriverSetsPerRequest><MaxNumberOfPnpHardwareIdsInRequest>0</MaxNumberOfPnpHardwareIdsInRequest><MaxNumberOfUpdatesPerRequest>100</MaxNumberOfUpdatesPerRequest><NewConfigAnchor>9438,2026-10-04 16:33:26.668</NewConfigAnchor><ProtocolVersion>1.20</ProtocolVersion><LanguageUpdateList /><MaxUpdatesPerRequestInGetUpdateDecryptionData>100</MaxUpdatesPerRequestInGetUpdateDecryptionData></GetConfigDataResult>"));
+    }
+
+    #[test]
+    fn filter_constructors_set_delta_with_the_anchor() {
+        let p = uuid!("8c3fcc84-7410-4a95-8b89-a166a0190486");
+        let f = ServerSyncFilter::updates(None, &[p], &[p], &[]);
+        assert!(!f.get_config && f.languages.is_none());
+        assert!(!f.categories.as_ref().unwrap()[0].delta);
+        let f = ServerSyncFilter::updates(
+            Some("1,2026-10-04 16:33:26.668".into()),
+            &[p],
+            &[p],
+            &[1033],
+        );
+        assert!(f.categories.as_ref().unwrap()[0].delta);
+        assert!(f.classifications.as_ref().unwrap()[0].delta);
+        assert_eq!(
+            f.languages.as_ref().unwrap()[0],
+            LanguageAndDelta {
+                id: 1033,
+                delta: true
+            }
+        );
+        let c = ServerSyncFilter::config(None);
+        assert!(c.get_config && c.categories.is_none() && c.anchor.is_none());
     }
 
     #[test]
@@ -575,60 +458,5 @@ mod tests {
                 100,
             )],
         });
-    }
-
-    #[test]
-    fn update_data_round_trips_both_blob_forms() {
-        let k = RevisionKey::new(uuid!("266f6222-c89d-43f2-9f8a-69340271e677"), 200);
-        round_trip(&GetUpdateData {
-            cookie: cookie(),
-            update_ids: vec![k],
-        });
-        let big = format!("<upd:Update>{}</upd:Update>", "x".repeat(6000));
-        let resp = GetUpdateDataResponse {
-            updates: vec![
-                ServerSyncUpdateData {
-                    id: k,
-                    blob: UpdateBlob::from_xml(&big).unwrap(),
-                    file_digests: Some(vec![[7u8; 20]]),
-                },
-                ServerSyncUpdateData {
-                    id: RevisionKey::new(uuid!("ccb78947-6453-4ecc-9de8-bc0305c98f2d"), 200),
-                    blob: UpdateBlob::from_xml("<upd:Update a=\"&amp;\"/>").unwrap(),
-                    file_digests: None,
-                },
-            ],
-            file_urls: vec![ServerSyncUrlData {
-                file_digest: [7u8; 20],
-                mu_url: Some("http://download.windowsupdate.com/c/x.exe".into()),
-                uss_url: None,
-            }],
-        };
-        let back = round_trip(&resp);
-        assert_eq!(back.updates[0].blob.xml().unwrap(), big);
-        let s = encode(&resp);
-        assert!(s.contains("</Id><FileDigestList><base64Binary>BwcHBwcHBwcHBwcHBwcHBwcHBwc=</base64Binary></FileDigestList><XmlUpdateBlobCompressed>TVNDRg"));
-        assert!(s.contains("<XmlUpdateBlob>&lt;upd:Update a=\"&amp;amp;\"/&gt;</XmlUpdateBlob>"));
-        assert!(s.contains("<fileUrls><ServerSyncUrlData><FileDigest>BwcHBwcHBwcHBwcHBwcHBwcHBwc=</FileDigest><MUUrl>http://download.windowsupdate.com/c/x.exe</MUUrl><UssUrl /></ServerSyncUrlData></fileUrls>"));
-        let none = GetUpdateDataResponse {
-            updates: vec![],
-            file_urls: vec![],
-        };
-        assert!(encode(&none)
-            .contains("<GetUpdateDataResult><updates /><fileUrls /></GetUpdateDataResult>"));
-        round_trip(&none);
-    }
-
-    #[test]
-    fn download_files_round_trips() {
-        round_trip(&DownloadFiles {
-            cookie: cookie(),
-            file_digests: vec![[1u8; 20], [2u8; 20]],
-        });
-        round_trip(&DownloadFilesResponse);
-        let s = encode(&DownloadFilesResponse);
-        assert!(s.contains(
-            "<DownloadFilesResponse xmlns=\"http://www.microsoft.com/SoftwareDistribution\" />"
-        ));
     }
 }

@@ -12,16 +12,22 @@
 //! | file | operations |
 //! |---|---|
 //! | [`auth`] | GetAuthConfig, GetAuthorizationCookie (DssAuth namespace), GetCookie |
-//! | [`metadata`] | GetConfigData, GetRevisionIdList, GetUpdateData, DownloadFiles |
+//! | [`metadata`] | GetConfigData, GetRevisionIdList |
+//! | [`update_data`] | GetUpdateData, DownloadFiles |
+//! | [`dispatch`] | [`SssRequest`]: decode whichever request arrived (upstream side) |
 //! | [`deployments`] | GetDeployments (replica approvals) |
 
 pub mod auth;
 pub mod deployments;
+pub mod dispatch;
 pub mod metadata;
+pub mod update_data;
 
 pub use auth::*;
 pub use deployments::*;
+pub use dispatch::SssRequest;
 pub use metadata::*;
+pub use update_data::*;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
