@@ -9,12 +9,14 @@
 //! | [`wire`] | MS-WSUSSS and MS-WUSP types, the SOAP codec, update XML; no I/O |
 //! | [`store`] | the metadata store (sled); the only module that names sled |
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
+//! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting, from the store |
 //! | [`http`] | the client-facing listeners and request routing |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
 pub mod cli;
+pub mod client_service;
 pub mod config;
 pub mod content;
 pub mod http;
