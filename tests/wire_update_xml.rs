@@ -79,6 +79,7 @@ fn leaf_with_a_file_and_plain_category_clause() {
             vec![uuid!("be4048db-157c-4532-9582-7f05099590c9")],
             vec![uuid!("59653007-e2e9-4f71-8525-2ff588527978")],
             vec![uuid!("0aac58ee-82a0-4452-a7fa-19f68398f1fa")],
+            vec![DEFENDER],
         ]
     );
     assert_eq!(r.files.len(), 1);
@@ -111,7 +112,12 @@ fn bundle_with_categories_as_prerequisites() {
     let r = &p.record;
     assert_eq!(r.classification, Some(DEFINITION_UPDATES));
     assert_eq!(r.products, vec![DEFENDER]);
-    assert!(r.prerequisites.is_empty());
+    // Category clauses stay prerequisites (clients report categories installed).
+    assert!(r
+        .prerequisites
+        .iter()
+        .flatten()
+        .all(|id| *id == DEFINITION_UPDATES || *id == DEFENDER));
     assert_eq!(r.bundled.len(), 4);
     assert_eq!(
         p.bundled_revisions[0],
@@ -182,7 +188,11 @@ fn synthetic_document_covers_every_field() {
         r.products,
         vec![uuid!("55555555-5555-4555-8555-555555555555")]
     );
-    assert_eq!(r.prerequisites.len(), 2);
+    assert_eq!(
+        r.prerequisites.len(),
+        4,
+        "two real clauses + two category clauses"
+    );
     assert_eq!(r.prerequisites[1].len(), 2);
     assert_eq!(
         r.supersedes,

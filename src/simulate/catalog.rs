@@ -84,8 +84,6 @@ pub(crate) struct Detail {
     /// Extra applicability rules (makes big blobs).
     pub extra_rules: u32,
     pub msrc_severity: Option<&'static str>,
-    pub bulletin: Option<String>,
-    pub more_info_url: Option<String>,
     pub explicitly_deployable: bool,
     pub display_order: u32,
     pub os_build: u32,
@@ -131,6 +129,18 @@ impl Description {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimRevision {
     /// The indexed fields: exactly what a correct parser of [`Catalog::xml`] must return.
+    /// The contract, field by field: `title` = the `en` LocalizedProperties title; `kb` =
+    /// `Properties/KBArticleID`; `prerequisites` = every clause of `Relationships/Prerequisites`
+    /// in document order, `AtLeastOne IsCategory="true"` clauses included (a bare
+    /// `UpdateIdentity` is a clause of one); `classification`/`products` are filled for software
+    /// and driver updates only, from the IsCategory clauses (a GUID of
+    /// [`super::categories::CLASSIFICATIONS`] is the classification, the others are products),
+    /// and are empty for categories and detectoids; `bundled` = every `UpdateIdentity` under
+    /// `BundledUpdates` (ids only); `supersedes` = `SupersededUpdates`; `eula_id` =
+    /// `Properties/@EulaID`; `expired` = `PublicationState="Expired"`; `creation_date` = the
+    /// `CreationDate` text; `files` in `Files` order with `upstream_url: None` (the MU URL is
+    /// not in the update XML; see [`PayloadFile::mu_url`]); `category_type` from
+    /// `CategoryInformation/@CategoryType`.
     pub record: UpdateRecord,
     /// Change number at which this revision was published.
     pub change: u64,

@@ -6,7 +6,7 @@
 //! product family "Windows": real WS2025 captures (`CaddyGlow/wsus-rs`
 //! `docs/fixtures/wsus-m0-wsusss/docs/56309036-…-r101.xml`, `6964aab4-…-r100.xml`). Windows 10 /
 //! Windows 11 / Defender: several WSUS admin scripts and the same inventory agree. "Microsoft Server
-//! Operating System-24H2" (Windows Server 2025): one third-party source only **[unverified]**.
+//! Operating System-24H2" (Windows Server 2025): one third-party source only **(unverified)**.
 //! Office family and products have no checked GUID here: they are derived from the seed.
 
 use uuid::{uuid, Uuid};
@@ -19,7 +19,7 @@ pub const FAMILY_WINDOWS: Uuid = uuid!("6964aab4-c5b5-43bd-a17d-ffb4346a8e1d");
 pub const PRODUCT_WINDOWS_10: Uuid = uuid!("a3c2375d-0c8a-42f9-bce0-28333e198407");
 /// `Windows 11` (Product).
 pub const PRODUCT_WINDOWS_11: Uuid = uuid!("72e7624a-5b00-45d2-b92f-e561c0a6a160");
-/// `Microsoft Server Operating System-24H2` (Windows Server 2025) **[one source]**.
+/// `Microsoft Server Operating System-24H2` (Windows Server 2025) **(one source)**.
 pub const PRODUCT_SERVER_2025: Uuid = uuid!("b256987d-4693-4c87-955d-dbb9341205eb");
 /// `Microsoft Defender Antivirus` (Product).
 pub const PRODUCT_DEFENDER: Uuid = uuid!("8c3fcc84-7410-4a95-8b89-a166a0190486");

@@ -44,6 +44,12 @@ pub(crate) struct GenState {
     pub products: Vec<Product>,
     /// Per (product index, arch): the deepest detectoid a leaf for it requires.
     pub targets: BTreeMap<(usize, &'static str), Uuid>,
+    /// Per product id: its base detectoid (NT 10 or Office) and its "is installed" detectoid.
+    pub product_detectoids: BTreeMap<Uuid, (Uuid, Uuid)>,
+    /// Processor architecture detectoids.
+    pub arch_detectoids: BTreeMap<&'static str, Uuid>,
+    /// The extra detectoids, in creation order.
+    pub extra_detectoids: Vec<Uuid>,
     /// Supersedence lines: the newest update of each line.
     pub lines: BTreeMap<String, Uuid>,
     pub next_kb: u32,
@@ -83,8 +89,6 @@ pub(crate) fn detail(handler: Handler) -> Detail {
         bundled_revisions: Vec::new(),
         extra_rules: 0,
         msrc_severity: None,
-        bulletin: None,
-        more_info_url: None,
         explicitly_deployable: false,
         display_order: 0,
         os_build: 0,
@@ -352,6 +356,7 @@ impl Catalog {
             let id = self.detectoid(format!("{arch}-based processor"), vec![], 1 + i as u32);
             arch_ids.insert(arch, id);
         }
+        self.state.arch_detectoids = arch_ids.clone();
         let office = self.detectoid("Microsoft Office Click-to-Run installed".into(), vec![], 4);
         let mut all = vec![nt10, office];
         let products = self.state.products.clone();
@@ -362,6 +367,7 @@ impl Catalog {
                 nt10
             };
             let b = self.detectoid(format!("{} is installed", p.name), vec![vec![base]], 5);
+            self.state.product_detectoids.insert(p.id, (base, b));
             all.push(b);
             for arch in p.archs {
                 let a = arch_ids[arch];
@@ -384,6 +390,7 @@ impl Catalog {
                 vec![vec![a, b]]
             };
             let id = self.detectoid(format!("Applicability detectoid {}", i + 1), prereq, 7);
+            self.state.extra_detectoids.push(id);
             all.push(id);
         }
     }

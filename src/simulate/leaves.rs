@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::catalog::{Catalog, Description, Handler, SimRevision};
 use super::categories as cats;
 use super::generate::{
-    creation_date, detail, modified, year_month, LeafSpec, Product, ProductKind, LANGUAGES,
+    creation_date, detail, year_month, LeafSpec, Product, ProductKind, LANGUAGES,
 };
 use super::payload::FileId;
 use crate::model::{RevisionKey, UpdateKind, UpdateRecord};
@@ -18,7 +18,7 @@ impl Catalog {
         name: String,
         large: bool,
         patching: bool,
-        folder: &str,
+        folder: &'static str,
     ) -> FileId {
         let o = &self.options;
         let size = if large {
@@ -27,15 +27,8 @@ impl Catalog {
             self.rng
                 .range(o.min_file_size.min(o.max_file_size), o.max_file_size)
         };
-        let change = self.change + 1;
-        self.payloads.add(
-            name,
-            size,
-            modified(change),
-            patching.then(|| "SelfContained".to_string()),
-            folder,
-            &year_month(change),
-        )
+        self.payloads
+            .add(name, size, patching, folder, self.change + 1)
     }
 
     /// Turns a spec into a revision (revision number 200) with the descriptive details drawn from
@@ -67,13 +60,7 @@ impl Catalog {
         d.explicitly_deployable = s.explicitly_deployable;
         if s.classification == cats::SECURITY_UPDATES {
             d.msrc_severity = Some(*self.rng.pick(&["Critical", "Important", "Moderate", "Low"]));
-            d.bulletin =
-                s.kb.as_ref()
-                    .map(|kb| format!("MS26-{}", &kb[kb.len() - 3..]));
         }
-        d.more_info_url =
-            s.kb.as_ref()
-                .map(|kb| format!("https://support.microsoft.com/help/{kb}"));
         let p = &self.state.products[s.product_index];
         d.os_build = p.build;
         d.arch = s.arch;

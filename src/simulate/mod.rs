@@ -9,8 +9,10 @@
 //! demand ([`Payloads::read_range`]) with real SHA-1/SHA-256. Mutations stamp a change counter;
 //! [`Catalog::offered`] says what a client must be offered.
 //!
-//! Files: `catalog.rs` (types, accessors), `generate.rs`, `mutate.rs`, `xml.rs`, `payload.rs`,
-//! `oracle.rs`, `categories.rs`, `rng.rs`.
+//! Files: `catalog.rs` (types, accessors, change log), `generate.rs` (entry point, categories,
+//! detectoids), `leaves.rs` (update kinds), `approvals.rs` (groups, approvals), `mutate.rs`,
+//! `xml.rs` (`upd:Update` rendering), `payload.rs`, `oracle.rs`, `categories.rs` (well-known
+//! GUIDs), `rng.rs`; tests in `tests/`.
 
 mod approvals;
 mod catalog;

@@ -8,7 +8,7 @@
 //! 2. Conflicting approvals of one update: the deeper group wins; at equal depth Install beats
 //!    Uninstall; then a deadline beats none and an earlier deadline beats a later one (PLAN §1.5,
 //!    approval conflicts). Block and Scan (detect only) rank after Uninstall at equal depth
-//!    **[unverified]**; a winning Block or Scan means "not offered" (ms822912 Block overrides;
+//!    **(unverified)**; a winning Block or Scan means "not offered" (ms822912 Block overrides;
 //!    PreDeploymentCheck = don't offer, WUSP §2.2.2.2.4).
 //! 3. Declined (hidden) updates are never offered (MS-WSUSSS §3.1.1 Revision table "Hidden";
 //!    INV §12.19: 0 of 3,982 declined delivered). Expired updates are not offered (their newest
@@ -151,6 +151,53 @@ impl Catalog {
                         deadline,
                     });
                 }
+            }
+        }
+        out
+    }
+
+    /// The products updates are published for: (category id, title).
+    pub fn products(&self) -> Vec<(Uuid, &'static str)> {
+        self.state.products.iter().map(|p| (p.id, p.name)).collect()
+    }
+
+    /// The non-leaf updates a machine running `products` on `arch` (`x86`, `x64`, `arm64`)
+    /// evaluates as installed: every category (their rule is `True`), the architecture and
+    /// product detectoids, the (product, arch) detectoids that exist, and about half of the
+    /// extra detectoids whose prerequisites it meets (chosen from their ids, deterministically).
+    /// Feed it to [`Catalog::offers`] as `installed_non_leaf`.
+    pub fn machine_installed(&self, products: &[Uuid], arch: &str) -> HashSet<Uuid> {
+        let mut out: HashSet<Uuid> = self
+            .latest_revisions()
+            .filter(|r| r.record.kind == crate::model::UpdateKind::Category)
+            .map(|r| r.record.key.update_id)
+            .collect();
+        out.extend(self.state.arch_detectoids.get(arch).copied());
+        for (pi, p) in self.state.products.iter().enumerate() {
+            if !products.contains(&p.id) {
+                continue;
+            }
+            if let Some((base, b)) = self.state.product_detectoids.get(&p.id) {
+                out.extend([*base, *b]);
+            }
+            if let Some(c) = self
+                .state
+                .targets
+                .iter()
+                .find_map(|((i, a), id)| (*i == pi && *a == arch).then_some(*id))
+            {
+                out.insert(c);
+            }
+        }
+        for id in &self.state.extra_detectoids {
+            let met = self.latest(id).is_some_and(|r| {
+                r.record
+                    .prerequisites
+                    .iter()
+                    .all(|cl| cl.iter().any(|u| out.contains(u)))
+            });
+            if met && id.as_bytes()[15] % 2 == 0 {
+                out.insert(*id);
             }
         }
         out

@@ -17,6 +17,7 @@ use rand::{RngCore, SeedableRng};
 use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
 
+use super::generate::{modified, year_month};
 use super::rng::{mix, GOLDEN};
 use crate::model::FileRecord;
 
@@ -35,12 +36,12 @@ pub struct PayloadFile {
     pub sha1: [u8; 20],
     /// SHA-256 of the bytes (`AdditionalDigest Algorithm="SHA256"`).
     pub sha256: [u8; 32],
-    /// `Modified` attribute, as written in the XML.
-    pub modified: String,
-    /// `PatchingType`, when declared.
-    pub patching_type: Option<String>,
-    /// Where Microsoft Update would host it (`MUUrl` in GetUpdateData's `fileUrls`).
-    pub mu_url: String,
+    /// Declared `PatchingType="SelfContained"`.
+    pub self_contained: bool,
+    /// MU URL folder (`secu`, `updt`, `defu`, ...).
+    folder: &'static str,
+    /// Change number of its publication (dates derive from it).
+    published: u64,
 }
 
 impl PayloadFile {
@@ -52,8 +53,37 @@ impl PayloadFile {
             sha1: self.sha1,
             sha256: Some(self.sha256),
             upstream_url: None,
-            patching_type: self.patching_type.clone(),
+            patching_type: self.patching_type().map(str::to_string),
         }
+    }
+
+    /// `PatchingType`, when declared.
+    pub fn patching_type(&self) -> Option<&'static str> {
+        self.self_contained.then_some("SelfContained")
+    }
+
+    /// `Modified` attribute, as written in the XML.
+    pub fn modified(&self) -> String {
+        modified(self.published)
+    }
+
+    /// Where Microsoft Update would host it (`MUUrl` in GetUpdateData's `fileUrls`):
+    /// `http://download.windowsupdate.com/c/msdownload/update/software/<folder>/<yyyy>/<mm>/
+    /// <name lower>_<sha1 lower>.<ext>` (EXPRESS; wsus-protocol.md §4.2).
+    pub fn mu_url(&self) -> String {
+        let (stem, ext) = match self.name.rsplit_once('.') {
+            Some((s, e)) => (
+                s.to_ascii_lowercase(),
+                format!(".{}", e.to_ascii_lowercase()),
+            ),
+            None => (self.name.to_ascii_lowercase(), String::new()),
+        };
+        format!(
+            "http://download.windowsupdate.com/c/msdownload/update/software/{}/{}/{stem}_{}{ext}",
+            self.folder,
+            year_month(self.published),
+            hex::encode(self.sha1)
+        )
     }
 }
 
@@ -134,22 +164,21 @@ impl Payloads {
         }
     }
 
-    /// Declares a new file of `size` bytes, hashing its bytes now. `mu_folder` is the MU URL's
-    /// classification folder (`secu`, `updt`, `defu`, `uprl`...), `year_month` e.g. `2026/10`.
+    /// Declares a new file of `size` bytes published at change number `published`, hashing
+    /// its bytes now. `folder` is the MU URL's classification folder.
     pub(crate) fn add(
         &mut self,
         name: String,
         size: u64,
-        modified: String,
-        patching_type: Option<String>,
-        mu_folder: &str,
-        year_month: &str,
+        self_contained: bool,
+        folder: &'static str,
+        published: u64,
     ) -> FileId {
         let index = self.files.len() as u32;
         let key = file_key(self.seed, index);
         let mut sha1 = Sha1::new();
         let mut sha256 = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024.min(size.max(1) as usize)];
+        let mut buf = vec![0u8; (BLOCK as usize).min(size.max(1) as usize)];
         let mut offset = 0u64;
         while offset < size {
             let n = (size - offset).min(buf.len() as u64) as usize;
@@ -160,26 +189,15 @@ impl Payloads {
         }
         let sha1: [u8; 20] = sha1.finalize().into();
         let sha256: [u8; 32] = sha256.finalize().into();
-        let (stem, ext) = match name.rsplit_once('.') {
-            Some((s, e)) => (
-                s.to_ascii_lowercase(),
-                format!(".{}", e.to_ascii_lowercase()),
-            ),
-            None => (name.to_ascii_lowercase(), String::new()),
-        };
-        let mu_url = format!(
-            "http://download.windowsupdate.com/c/msdownload/update/software/{mu_folder}/{year_month}/{stem}_{}{ext}",
-            hex::encode(sha1)
-        );
         let id = FileId(index);
         self.files.push(PayloadFile {
             name,
             size,
             sha1,
             sha256,
-            modified,
-            patching_type,
-            mu_url,
+            self_contained,
+            folder,
+            published,
         });
         // Distinct indices give distinct streams; a SHA-1 collision between them would be news.
         self.by_sha1.entry(sha1).or_insert(id);
@@ -292,22 +310,8 @@ mod tests {
 
     fn sample() -> Payloads {
         let mut p = Payloads::new(42);
-        p.add(
-            "a.cab".into(),
-            100_003,
-            "2026-01-01T00:00:00Z".into(),
-            None,
-            "secu",
-            "2026/01",
-        );
-        p.add(
-            "b.msu".into(),
-            0,
-            "2026-01-01T00:00:00Z".into(),
-            None,
-            "secu",
-            "2026/01",
-        );
+        p.add("a.cab".into(), 100_003, false, "secu", 1);
+        p.add("b.msu".into(), 0, false, "secu", 1);
         p
     }
 
@@ -347,7 +351,7 @@ mod tests {
     fn different_files_and_seeds_give_different_bytes() {
         let p = sample();
         let mut q = Payloads::new(43);
-        q.add("a.cab".into(), 100_003, "x".into(), None, "secu", "2026/01");
+        q.add("a.cab".into(), 100_003, false, "secu", 1);
         assert_ne!(
             p.get(FileId(0)).unwrap().sha1,
             q.get(FileId(0)).unwrap().sha1

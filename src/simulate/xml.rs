@@ -4,7 +4,7 @@
 //! namespaces declared on the root, `UpdateIdentity`, `Properties`, `LocalizedPropertiesCollection`,
 //! `Relationships` (Prerequisites, SupersededUpdates, BundledUpdates), `ApplicabilityRules`,
 //! `Files`, `HandlerSpecificData`. Where no source settles a detail (e.g. `MsrcSeverity` as an
-//! attribute, the WindowsPatch handler data) the choice is marked **[unverified]**.
+//! attribute, the WindowsPatch handler data) the choice is marked **(unverified)**.
 
 use base64::Engine as _;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
@@ -98,7 +98,13 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
     }
     x.start("upd:Update", &root);
 
-    let id = r.key.update_id.to_string();
+    // Real category documents write their own identity in upper case (fixtures 56309036-…-r101,
+    // 6964aab4-…-r100); everything else is lower case. Parsers must accept both.
+    let id = if r.kind == UpdateKind::Category {
+        r.key.update_id.to_string().to_uppercase()
+    } else {
+        r.key.update_id.to_string()
+    };
     let revno = r.key.revision.to_string();
     x.empty(
         "upd:UpdateIdentity",
@@ -173,8 +179,12 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
             &[("RebootBehavior", "CanRequestReboot")],
         );
     }
-    if let Some(b) = &d.bulletin {
-        x.text_elem("upd:SecurityBulletinID", b);
+    // Security updates name a bulletin (derived from the KB) beside their MSRC severity.
+    if let (Some(_), Some(kb)) = (d.msrc_severity, &r.kb) {
+        x.text_elem(
+            "upd:SecurityBulletinID",
+            &format!("MS26-{}", &kb[kb.len().saturating_sub(3)..]),
+        );
     }
     if let Some(kb) = &r.kb {
         x.text_elem("upd:KBArticleID", kb);
@@ -188,6 +198,9 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
     x.start("upd:LocalizedPropertiesCollection", &[]);
     let description = d.description.text(&r.title);
     let langs = &LANGUAGES[..(d.languages as usize).min(LANGUAGES.len())];
+    let more_info =
+        r.kb.as_ref()
+            .map(|kb| format!("https://support.microsoft.com/help/{kb}"));
     for lang in std::iter::once("en").chain(langs.iter().copied()) {
         x.start("upd:LocalizedProperties", &[]);
         x.text_elem("upd:Language", lang);
@@ -195,7 +208,7 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
         if let Some(text) = &description {
             x.text_elem("upd:Description", text);
         }
-        if let Some(u) = &d.more_info_url {
+        if let Some(u) = &more_info {
             x.text_elem("upd:MoreInfoUrl", u);
         }
         x.end("upd:LocalizedProperties");
@@ -267,14 +280,15 @@ pub(crate) fn render(rev: &SimRevision, payloads: &Payloads) -> String {
         for f in rev.files.iter().filter_map(|f| payloads.get(*f)) {
             let sha1 = b64.encode(f.sha1);
             let size = f.size.to_string();
+            let modified = f.modified();
             let mut attrs: Vec<(&str, &str)> = vec![
                 ("Digest", &sha1),
                 ("DigestAlgorithm", "SHA1"),
                 ("FileName", &f.name),
                 ("Size", &size),
-                ("Modified", &f.modified),
+                ("Modified", &modified),
             ];
-            if let Some(p) = &f.patching_type {
+            if let Some(p) = f.patching_type() {
                 attrs.push(("PatchingType", p));
             }
             x.start("upd:File", &attrs);
@@ -444,9 +458,9 @@ fn applicability(x: &mut X, rev: &SimRevision) {
 fn handler_data(x: &mut X, rev: &SimRevision) {
     let d = &rev.detail;
     let r = &rev.record;
-    let Some((prefix, _)) = handler_ns(d.handler) else {
+    if handler_ns(d.handler).is_none() {
         return;
-    };
+    }
     let ty = match d.handler {
         Handler::Category(_) => "cat:Category",
         Handler::Cbs => "cbs:Cbs",
@@ -455,7 +469,6 @@ fn handler_data(x: &mut X, rev: &SimRevision) {
         Handler::Driver => "drv:WindowsDriver",
         _ => "osi:OSInstallerMetadata",
     };
-    let _ = prefix;
     x.start(
         "upd:HandlerSpecificData",
         &[("xsi:type", ty), ("xmlns:xsi", NS_XSI)],

@@ -9,9 +9,10 @@
 //! clauses of category ids. So a prerequisite clause counts as categories when it is marked
 //! `IsCategory="true"` or when every id in it is known to be a category (the caller's lookup,
 //! normally the store after the GetConfig pass; [`well_known_classification`] as fallback).
-//! Category clauses are removed from [`UpdateRecord::prerequisites`]; their ids become the
-//! classification (type `UpdateClassification`) and products (type `Product`, or any unknown
-//! id in an `IsCategory` clause).
+//! Category clauses stay in [`UpdateRecord::prerequisites`] (clients report categories as
+//! installed non-leaf updates, so the layered SyncUpdates walk needs them); their ids also
+//! become the classification (type `UpdateClassification`) and products (type `Product`, or
+//! any unknown id in an `IsCategory` clause).
 //!
 //! **Fragments** (WUSP §3.1.1.1, checked against what a WS2025 server sent a real client):
 //! namespace declarations are dropped; elements of `BaseApplicabilityRules`,
@@ -199,10 +200,9 @@ pub fn parse_update_with(
                     continue;
                 }
                 if marked || ids.iter().all(|i| lookup(*i).is_some()) {
-                    categories.extend(ids);
-                } else {
-                    prerequisites.push(ids);
+                    categories.extend(ids.iter().copied());
                 }
+                prerequisites.push(ids);
             }
         }
         if let Some(b) = upd(rel, "BundledUpdates") {

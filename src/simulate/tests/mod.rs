@@ -1,5 +1,9 @@
 //! Tests of the simulated catalog: determinism, XML well-formedness and agreement with the
-//! records, payload digests, the layered prerequisite graph, mutations and the oracle.
+//! records, payload digests, the layered prerequisite graph and mutations. The oracle's tests
+//! are in `oracle.rs`, measurements (ignored or print-only) in `measure.rs`.
+
+mod measure;
+mod oracle;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
@@ -413,201 +417,6 @@ fn mutations_are_stamped_and_visible_as_changes() {
     );
 }
 
-/// A catalog with no approvals, plus one plain update and one bundle to approve by hand.
-fn oracle_fixture() -> (Catalog, Uuid, Uuid, HashSet<Uuid>) {
-    let mut c = small();
-    let ids: Vec<Uuid> = c.deployments().map(|d| d.update.update_id).collect();
-    for g in c.groups().iter().map(|g| g.id).collect::<Vec<_>>() {
-        for id in &ids {
-            c.unapprove(*id, g);
-        }
-    }
-    assert_eq!(c.deployments().count(), 0);
-    let ok = |r: &&SimRevision| !c.is_declined(&r.record.key.update_id) && !r.record.expired;
-    let plain = c
-        .of_kind(UpdateKind::Software)
-        .filter(ok)
-        .find(|r| r.handler() == Handler::Cbs && r.detail.explicitly_deployable)
-        .unwrap()
-        .record
-        .key
-        .update_id;
-    let bundle = c
-        .of_kind(UpdateKind::Software)
-        .filter(ok)
-        .find(|r| r.handler() == Handler::Bundle)
-        .unwrap()
-        .record
-        .key
-        .update_id;
-    let everything: HashSet<Uuid> = c.category_and_detectoid_ids().into_iter().collect();
-    (c, plain, bundle, everything)
-}
-
-#[test]
-fn oracle_resolves_conflicts_as_wsus_does() {
-    let (mut c, u, _, all) = oracle_fixture();
-    let key = c.latest(&u).unwrap().record.key;
-    let g = |c: &Catalog, n: &str| c.group_named(n).unwrap().id;
-    let (ws, pilot, finance) = (g(&c, "Workstations"), g(&c, "Pilot"), g(&c, "Finance"));
-    let none = HashSet::new();
-    assert!(c.offered(&[pilot], &all).is_empty());
-
-    c.approve(u, groups::ALL_COMPUTERS, ApprovalAction::Install, None)
-        .unwrap();
-    assert!(c
-        .offered(&[groups::UNASSIGNED_COMPUTERS], &all)
-        .contains(&key));
-    assert!(
-        c.offered(&[], &all).contains(&key),
-        "All Computers always applies"
-    );
-    assert!(c.offered(&[pilot], &none).is_empty(), "prerequisites unmet");
-
-    // Deeper group wins.
-    c.approve(u, finance, ApprovalAction::Uninstall, None)
-        .unwrap();
-    assert_eq!(
-        c.offers(&[finance], &all)[&key].action,
-        OfferAction::Uninstall
-    );
-    assert_eq!(c.offers(&[pilot], &all)[&key].action, OfferAction::Install);
-    c.approve(u, ws, ApprovalAction::Install, None).unwrap();
-    assert_eq!(
-        c.offers(&[finance], &all)[&key].action,
-        OfferAction::Uninstall
-    );
-
-    // Same depth: Install beats Uninstall.
-    c.approve(u, pilot, ApprovalAction::Install, None).unwrap();
-    assert_eq!(
-        c.offers(&[pilot, finance], &all)[&key].action,
-        OfferAction::Install
-    );
-
-    // Same depth and action: the earlier deadline wins; a deadline beats none.
-    let t = Catalog::time_of(10_000);
-    c.approve(
-        u,
-        finance,
-        ApprovalAction::Install,
-        Some(t + time::Duration::days(3)),
-    )
-    .unwrap();
-    assert_eq!(
-        c.offers(&[pilot, finance], &all)[&key].deadline,
-        Some(t + time::Duration::days(3))
-    );
-    c.approve(u, pilot, ApprovalAction::Install, Some(t))
-        .unwrap();
-    assert_eq!(c.offers(&[pilot, finance], &all)[&key].deadline, Some(t));
-
-    // Block on a deeper group hides it there only.
-    c.approve(u, pilot, ApprovalAction::Block, None).unwrap();
-    assert!(!c.offered(&[pilot], &all).contains(&key));
-    assert!(c.offered(&[ws], &all).contains(&key));
-
-    // Declined: never offered.
-    c.decline(u).unwrap();
-    assert!(!c.offered(&[ws], &all).contains(&key));
-}
-
-#[test]
-fn oracle_offers_bundled_children_with_their_bundle() {
-    let (mut c, _, b, all) = oracle_fixture();
-    let bundle = c.latest(&b).unwrap().record.clone();
-    c.approve(b, groups::ALL_COMPUTERS, ApprovalAction::Install, None)
-        .unwrap();
-    let offers = c.offers(&[], &all);
-    assert_eq!(offers[&bundle.key].action, OfferAction::Install);
-    for child in &bundle.bundled {
-        let ck = c.latest(child).unwrap().record.key;
-        assert_eq!(offers[&ck].action, OfferAction::Bundle);
-    }
-    assert_eq!(offers.len(), 1 + bundle.bundled.len());
-    // Declining the bundle declines its children.
-    c.decline(b).unwrap();
-    assert!(bundle.bundled.iter().all(|u| c.is_declined(u)));
-    assert!(c.offered(&[], &all).is_empty());
-}
-
-#[test]
-fn oracle_on_the_generated_approvals_differs_between_groups() {
-    let c = small();
-    let all: HashSet<Uuid> = c.category_and_detectoid_ids().into_iter().collect();
-    let g = |n: &str| c.group_named(n).unwrap().id;
-    let pilot = c.offered(&[g("Pilot")], &all);
-    let finance = c.offered(&[g("Finance")], &all);
-    let servers = c.offered(&[g("Servers")], &all);
-    assert!(!pilot.is_empty() && !finance.is_empty() && !servers.is_empty());
-    assert_ne!(pilot, finance);
-    assert_ne!(pilot, servers);
-    for k in pilot.iter().chain(&finance) {
-        assert!(!c.is_declined(&k.update_id));
-        assert!(!c.revision(k).unwrap().record.expired);
-    }
-}
-
-#[test]
-fn generating_ten_thousand_updates_is_measured() {
-    let t = std::time::Instant::now();
-    let c = Catalog::generate(10_000, 1);
-    let gen = t.elapsed();
-    let t = std::time::Instant::now();
-    let bytes: usize = c
-        .revisions()
-        .map(|r| c.xml(&r.record.key).unwrap().len())
-        .sum();
-    let render = t.elapsed();
-    eprintln!(
-        "10,000 updates: {} revisions, {} files, {} deployments; generate {:?}, render all XML ({} MB) {:?}",
-        c.revision_count(),
-        c.payloads().len(),
-        c.deployments().count(),
-        gen,
-        bytes / 1_000_000,
-        render
-    );
-    assert!(c.update_count() >= 10_000);
-}
-
-#[test]
-#[ignore = "prints samples for eyeballing"]
-fn dump_samples() {
-    let c = Catalog::generate(300, 5);
-    for h in [
-        Handler::Bundle,
-        Handler::Driver,
-        Handler::OsInstaller,
-        Handler::Detectoid,
-        Handler::Category(CategoryType::Product),
-    ] {
-        let r = c.latest_revisions().find(|r| r.handler() == h).unwrap();
-        println!("{}\n", c.xml(&r.record.key).unwrap());
-    }
-}
-
-#[test]
-#[ignore = "measures payload fill vs hashing"]
-fn measure_fill() {
-    let mut p = Payloads::new(1);
-    let t = std::time::Instant::now();
-    p.add(
-        "x.cab".into(),
-        100 << 20,
-        "m".into(),
-        None,
-        "secu",
-        "2026/01",
-    );
-    eprintln!("add (fill+hash) 100 MiB: {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    let mut r = p.reader(FileId(0)).unwrap();
-    let mut buf = vec![0u8; 1 << 16];
-    while r.read(&mut buf).unwrap() > 0 {}
-    eprintln!("fill only 100 MiB: {:?}", t.elapsed());
-}
-
 #[test]
 fn large_uup_files_are_streamed_and_hashed_without_holding_them() {
     let mut o = GenOptions::new(300, 3);
@@ -636,7 +445,9 @@ fn large_uup_files_are_streamed_and_hashed_without_holding_them() {
         assert_eq!(<[u8; 20]>::from(s1.finalize()), f.sha1);
         assert_eq!(<[u8; 32]>::from(s256.finalize()), f.sha256);
         assert_eq!(p.by_sha1(&f.sha1), Some(id));
-        assert!(f.mu_url.ends_with(&format!("_{}.wim", hex::encode(f.sha1))));
+        assert!(f
+            .mu_url()
+            .ends_with(&format!("_{}.wim", hex::encode(f.sha1))));
     }
 }
 
@@ -645,17 +456,4 @@ fn anchors_follow_the_change_counter() {
     assert_eq!(Catalog::windows_anchor(0), "1,2026-01-01 00:00:00.000");
     assert_eq!(Catalog::windows_anchor(61), "1,2026-01-01 01:01:00.000");
     assert!(Catalog::time_of(5) < Catalog::time_of(6));
-}
-
-#[test]
-#[ignore = "measures a 100,000-update catalog (run with /usr/bin/time -v for peak RSS)"]
-fn measure_hundred_thousand() {
-    let t = std::time::Instant::now();
-    let c = Catalog::generate(100_000, 1);
-    eprintln!(
-        "100,000 updates: {} revisions, {} files; generate {:?}",
-        c.revision_count(),
-        c.payloads().len(),
-        t.elapsed()
-    );
 }
