@@ -183,6 +183,8 @@ pub struct ScanResult {
     pub calls: usize,
     /// Out-of-scope ids received.
     pub out_of_scope: Vec<i32>,
+    /// Latency of each SyncUpdates call.
+    pub latencies: Vec<std::time::Duration>,
 }
 
 impl ScanResult {
@@ -377,8 +379,9 @@ impl Agent {
         }
         loop {
             r.calls += 1;
-            assert!(r.calls < 500, "scan does not converge");
+            assert!(r.calls < 5000, "scan does not converge");
             let first = installed_ids.is_empty() && other_ids.is_empty();
+            let started = std::time::Instant::now();
             let info = self
                 .sync(
                     (!first).then(|| installed_ids.clone()),
@@ -386,6 +389,7 @@ impl Agent {
                 )
                 .await
                 .unwrap();
+            r.latencies.push(started.elapsed());
             self.cookie = Some(info.new_cookie.clone());
             for gone in &info.out_of_scope {
                 r.received.remove(gone);
@@ -405,6 +409,7 @@ impl Agent {
                 if !u.is_leaf
                     && u.deployment.action == DeploymentAction::Evaluate
                     && installs(is_cat, &key.update_id)
+                    && installed_ids.len() < wusp::MAX_INSTALLED_NON_LEAF
                 {
                     r.installed.insert(key.update_id);
                     installed_ids.push(u.id);
