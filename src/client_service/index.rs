@@ -378,3 +378,162 @@ impl ScanIndex {
                     .any(|p| self.entries[*p as usize].offerable && self.satisfied(*p, installed)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Deployment, TargetGroup, UpdateRecord};
+    use crate::store::NewRevision;
+
+    fn rev(n: u128, kind: UpdateKind, prereqs: Vec<Vec<Uuid>>, bundled: Vec<Uuid>) -> NewRevision {
+        let key = RevisionKey::new(Uuid::from_u128(n), 1);
+        NewRevision {
+            record: UpdateRecord {
+                key,
+                kind,
+                category_type: None,
+                title: format!("u{n}"),
+                kb: None,
+                classification: None,
+                products: vec![],
+                prerequisites: prereqs,
+                bundled,
+                supersedes: vec![],
+                eula_id: None,
+                files: vec![],
+                expired: false,
+                creation_date: None,
+            },
+            xml: format!(
+                "<upd:Update xmlns:upd=\"http://schemas.microsoft.com/msus/2002/12/Update\"><upd:UpdateIdentity UpdateID=\"{}\" RevisionNumber=\"1\"/></upd:Update>",
+                key.update_id
+            ),
+        }
+    }
+
+    fn dep(
+        n: u128,
+        u: u128,
+        group: Uuid,
+        action: ApprovalAction,
+        deadline_day: Option<i64>,
+    ) -> Deployment {
+        let t = time::macros::datetime!(2026-11-01 00:00 UTC);
+        Deployment {
+            id: Uuid::from_u128(1000 + n),
+            update: RevisionKey::new(Uuid::from_u128(u), 1),
+            group,
+            action,
+            deadline: deadline_day.map(|d| t + time::Duration::days(d)),
+            last_change: t,
+            admin_name: "t".into(),
+            is_assigned: true,
+            download_priority: 1,
+        }
+    }
+
+    #[test]
+    fn conflicts_resolve_deeper_then_install_then_earlier_deadline_and_bundles_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let det = Uuid::from_u128(1);
+        s.commit_batch(
+            &[
+                rev(1, UpdateKind::Detectoid, vec![], vec![]),
+                rev(
+                    2,
+                    UpdateKind::Software,
+                    vec![vec![det]],
+                    vec![Uuid::from_u128(5)],
+                ),
+                rev(3, UpdateKind::Software, vec![], vec![]),
+                rev(4, UpdateKind::Software, vec![], vec![]),
+                rev(5, UpdateKind::Software, vec![], vec![]),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        let ws = Uuid::from_u128(0xa1);
+        let pilot = Uuid::from_u128(0xa2);
+        let other = Uuid::from_u128(0xa3);
+        s.add_group(&TargetGroup {
+            id: ws,
+            name: "WS".into(),
+            parent: None,
+        })
+        .unwrap();
+        s.add_group(&TargetGroup {
+            id: pilot,
+            name: "Pilot".into(),
+            parent: Some(ws),
+        })
+        .unwrap();
+        s.add_group(&TargetGroup {
+            id: other,
+            name: "Other".into(),
+            parent: None,
+        })
+        .unwrap();
+        // 2: Install on All Computers, Uninstall on Pilot (deeper) → Uninstall.
+        s.set_deployment(&dep(
+            1,
+            2,
+            groups::ALL_COMPUTERS,
+            ApprovalAction::Install,
+            None,
+        ))
+        .unwrap();
+        s.set_deployment(&dep(2, 2, pilot, ApprovalAction::Uninstall, None))
+            .unwrap();
+        // 3: same depth (WS, Other): Uninstall vs Install → Install.
+        s.set_deployment(&dep(3, 3, ws, ApprovalAction::Uninstall, None))
+            .unwrap();
+        s.set_deployment(&dep(4, 3, other, ApprovalAction::Install, Some(9)))
+            .unwrap();
+        // 4: same depth, both Install: earlier deadline wins; then Block on Pilot hides it.
+        s.set_deployment(&dep(5, 4, ws, ApprovalAction::Install, Some(5)))
+            .unwrap();
+        s.set_deployment(&dep(6, 4, other, ApprovalAction::Install, Some(2)))
+            .unwrap();
+        let idx = ScanIndex::build(&s).unwrap();
+        let e = |u: u128| idx.by_update[&Uuid::from_u128(u)];
+        assert!(!idx.entries[e(1) as usize].is_leaf);
+        assert!(idx.entries[e(3) as usize].is_leaf);
+
+        let m = idx.effective_groups(&[pilot, other]);
+        assert_eq!(m.len(), 4);
+        let a = idx.approved(&m);
+        assert_eq!(a.by_entry[&e(2)].action, DeploymentAction::Uninstall);
+        assert_eq!(a.by_entry[&e(3)].action, DeploymentAction::Install);
+        assert_eq!(
+            a.by_entry[&e(4)].deadline,
+            Some(time::macros::datetime!(2026-11-03 00:00 UTC))
+        );
+        // The bundled child of 2 rides along with 2's deadline, only once 2 is offered.
+        let child = &a.by_entry[&e(5)];
+        assert_eq!(child.action, DeploymentAction::Bundle);
+        let mut installed = vec![false; idx.entries.len()];
+        assert!(!idx.offered(e(5), child, &installed));
+        assert!(!idx.offered(e(2), &a.by_entry[&e(2)], &installed));
+        installed[e(1) as usize] = true;
+        assert!(idx.offered(e(2), &a.by_entry[&e(2)], &installed));
+        assert!(idx.offered(e(5), child, &installed));
+
+        s.set_deployment(&dep(7, 4, pilot, ApprovalAction::Block, None))
+            .unwrap();
+        let idx = ScanIndex::build(&s).unwrap();
+        assert!(!idx
+            .approved(&idx.effective_groups(&[pilot]))
+            .by_entry
+            .contains_key(&e(4)));
+        // A decline removes the update's approvals and makes it unofferable.
+        s.decline(&Uuid::from_u128(3)).unwrap();
+        let idx = ScanIndex::build(&s).unwrap();
+        assert!(!idx.entries[e(3) as usize].offerable);
+        assert!(!idx
+            .approved(&idx.effective_groups(&[other]))
+            .by_entry
+            .contains_key(&e(3)));
+    }
+}
