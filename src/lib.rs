@@ -11,6 +11,8 @@
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
 //! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting, from the store |
 //! | [`http`] | the client-facing listeners and request routing |
+//! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
+//! | [`server`] | the running server `serve` builds: state, router, shutdown |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
@@ -20,7 +22,9 @@ pub mod client_service;
 pub mod config;
 pub mod content;
 pub mod http;
+pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod sync;

@@ -29,6 +29,49 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration and exit.
     CheckConfig,
+    /// Run the server (content cache and client endpoints) until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// Flags of `serve`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Client listener address (`server.listen`), e.g. 0.0.0.0:8530.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory (`server.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Upstream WSUS or wsus-edge base URL (`upstream.url`).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+}
+
+/// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
+fn serve(
+    mut config: crate::config::Config,
+    args: ServeArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    if let Some(l) = args.listen {
+        config.server.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.server.data_dir = d;
+    }
+    if let Some(u) = args.upstream {
+        anyhow::ensure!(
+            u.starts_with("http://") || u.starts_with("https://"),
+            "--upstream: expected an http:// or https:// URL, got {u:?}"
+        );
+        config.upstream.url = Some(u.trim_end_matches('/').to_string());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(crate::server::run(config))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 impl Cli {
@@ -52,5 +95,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("{config:#?}");
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve(config, args),
     }
 }

@@ -1,1 +1,240 @@
-//! Client-facing HTTP listeners (8530 plain, 8531 TLS) and request routing.
+//! Client-facing HTTP: the plain HTTP/1.1 listener (keep-alive, graceful shutdown) and request
+//! routing. Routing is case-insensitive on the path: `/Content/...` goes to the payload cache,
+//! `/selfupdate/...` to the self-update proxy, SOAP endpoints to the [`SoapService`] registered
+//! for their lower-case path, anything else is a 404. It owns no protocol logic itself.
+//!
+//! Adding a SOAP service is one line where the router is built (see [`crate::server`]):
+//! `router.soap("/ClientWebService/client.asmx", Arc::new(MyService))`.
+
+pub mod body;
+mod fastpath;
+mod selfupdate;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use body::Body;
+pub use selfupdate::SelfUpdateProxy;
+
+use crate::content::ContentCache;
+use crate::metrics;
+
+/// A SOAP request as handed to a service: the body is complete and within
+/// `server.max_request_body`.
+#[derive(Debug, Clone)]
+pub struct SoapRequest {
+    /// The request path as received.
+    pub path: String,
+    /// The `SOAPAction` header (quotes removed), if any.
+    pub soap_action: Option<String>,
+    /// All request headers (Host, Content-Type, cookies, ...).
+    pub headers: HeaderMap,
+    /// The request body.
+    pub body: Bytes,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// The future a [`SoapService`] returns.
+pub type SoapFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>;
+
+/// A SOAP endpoint (ClientWebService, SimpleAuth, Reporting, ServerSync, DssAuth). Services
+/// never fail: every error becomes a response (a `soap:Fault` with the right status).
+pub trait SoapService: Send + Sync + 'static {
+    /// A short name for logs and metrics (`client`, `simpleauth`, `reporting`, ...).
+    fn name(&self) -> &'static str;
+    /// Answers one POST.
+    fn call(&self, req: SoapRequest) -> SoapFuture;
+}
+
+/// Routes requests to the content cache, the self-update proxy and the SOAP services.
+pub struct Router {
+    content: ContentCache,
+    selfupdate: Option<SelfUpdateProxy>,
+    soap: HashMap<String, Arc<dyn SoapService>>,
+    max_request_body: u64,
+}
+
+impl Router {
+    /// A router serving `/Content/` from `content`; SOAP bodies are limited to
+    /// `max_request_body` bytes (413 past it).
+    pub fn new(content: ContentCache, max_request_body: u64) -> Self {
+        Self {
+            content,
+            selfupdate: None,
+            soap: HashMap::new(),
+            max_request_body,
+        }
+    }
+
+    /// Serves `/selfupdate/...` through `proxy`.
+    pub fn selfupdate(mut self, proxy: Option<SelfUpdateProxy>) -> Self {
+        self.selfupdate = proxy;
+        self
+    }
+
+    /// Registers a SOAP service at `path` (matched case-insensitively).
+    pub fn soap(mut self, path: &str, service: Arc<dyn SoapService>) -> Self {
+        self.add_soap(path, service);
+        self
+    }
+
+    /// Registers a SOAP service at `path` in place.
+    pub fn add_soap(&mut self, path: &str, service: Arc<dyn SoapService>) {
+        self.soap.insert(path.to_ascii_lowercase(), service);
+    }
+
+    /// Answers one request.
+    pub async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let lower = path.to_ascii_lowercase();
+        let method = req.method().clone();
+        let (service, resp) = if lower.starts_with("/content/") {
+            let r = self.content.handle(&method, &path, req.headers()).await;
+            ("content", r)
+        } else if lower.starts_with("/selfupdate/") {
+            let r = match &self.selfupdate {
+                Some(p) => p.handle(&method, &path, req.headers()).await,
+                None => body::text(StatusCode::NOT_FOUND, "no upstream for self-update"),
+            };
+            ("selfupdate", r)
+        } else if let Some(svc) = self.soap.get(&lower).cloned() {
+            (
+                svc.name(),
+                self.call_soap(svc, req, path.clone(), peer).await,
+            )
+        } else {
+            ("none", body::text(StatusCode::NOT_FOUND, "not found"))
+        };
+        metrics::http_request(service, resp.status().as_u16());
+        tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), service, "request");
+        resp
+    }
+
+    async fn call_soap(
+        &self,
+        svc: Arc<dyn SoapService>,
+        req: Request<Incoming>,
+        path: String,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        if req.method() != Method::POST {
+            let mut r = body::text(StatusCode::METHOD_NOT_ALLOWED, "SOAP endpoints take POST");
+            r.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            return r;
+        }
+        let (parts, incoming) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_request_body) {
+            return body::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        let limit = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
+        let bytes = match http_body_util::Limited::new(incoming, limit)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return body::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+                }
+                return body::text(StatusCode::BAD_REQUEST, "could not read request body");
+            }
+        };
+        let soap_action = parts
+            .headers
+            .get("soapaction")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().trim_matches('"').to_string());
+        svc.call(SoapRequest {
+            path,
+            soap_action,
+            headers: parts.headers,
+            body: bytes,
+            peer,
+        })
+        .await
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` turns true; then stops accepting, lets
+/// in-flight requests finish (up to 10 s) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let mut stop = shutdown.clone();
+                conns.spawn(async move {
+                    let r2 = router.clone();
+                    let svc = hyper::service::service_fn(move |req| {
+                        let router = r2.clone();
+                        async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
+                    });
+                    // Hits go out with sendfile until a request needs hyper.
+                    let fast = tokio::select! {
+                        r = fastpath::run(stream, &router) => r,
+                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => None,
+                    };
+                    let Some(stream) = fast else { return };
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .max_buf_size(64 * 1024)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                tracing::debug!(%peer, error = %e, "connection ended with error");
+                            }
+                        }
+                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+}

@@ -1,15 +1,17 @@
-//! Target groups, deployments (approvals), declined (hidden) updates and accepted EULAs.
+//! Deployments (approvals) with their change log, declined (hidden) updates, accepted EULAs,
+//! and the replica-mode application of a GetDeployments answer. Groups: `target_groups.rs`.
 //!
 //! Replica mode replaces all of it from upstream's GetDeployments in one transaction
 //! ([`Store::apply_upstream_deployments`]); autonomous mode edits it one item at a time.
 //! All Computers and Unassigned Computers always exist and cannot be removed.
 
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::computers::Computer;
 use super::schema::{self, dec, enc};
+use super::target_groups::{drop_groups, is_builtin};
 use super::{abort, Store, StoreError, SyncState, Tx, TxResult};
 use crate::model::{groups, Deployment, TargetGroup};
 
@@ -30,91 +32,68 @@ pub struct UpstreamDeployments {
     pub accepted_eulas: Vec<Uuid>,
 }
 
-fn is_builtin(id: &Uuid) -> bool {
-    *id == groups::ALL_COMPUTERS || *id == groups::UNASSIGNED_COMPUTERS
+/// Deployment changes after a change number (for the upstream side's GetDeployments).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentChanges {
+    /// Deployments added or changed since, as they are now.
+    pub changed: Vec<Deployment>,
+    /// Deployments removed since (and not re-added).
+    pub dead: Vec<Uuid>,
+    /// The current change number: pass it next time.
+    pub seq: u64,
+}
+
+/// Every deployment write inside a transaction goes through this, so that it is logged in
+/// `dep_log` under a fresh change number (built anew on each transaction attempt).
+pub(super) struct DepLog {
+    next: Cell<u64>,
+}
+
+impl DepLog {
+    pub(super) fn start(tx: &Tx<'_>) -> TxResult<DepLog> {
+        let last = match tx.get_raw(schema::META, schema::META_DEP_SEQ)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| abort(schema::corrupt("meta", "dep_seq")))?,
+            ),
+            None => 0,
+        };
+        Ok(DepLog {
+            next: Cell::new(last + 1),
+        })
+    }
+
+    fn log(&self, tx: &Tx<'_>, id: &Uuid, put: bool) -> TxResult<()> {
+        let n = self.next.get();
+        let mut v = [0u8; 17];
+        v[..16].copy_from_slice(id.as_bytes());
+        v[16] = put as u8;
+        tx.put_raw(schema::DEP_LOG, &n.to_be_bytes(), &v)?;
+        self.next.set(n + 1);
+        Ok(())
+    }
+
+    pub(super) fn put(&self, tx: &Tx<'_>, d: &Deployment) -> TxResult<()> {
+        tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+        self.log(tx, &d.id, true)
+    }
+
+    pub(super) fn del(&self, tx: &Tx<'_>, id: &Uuid) -> TxResult<bool> {
+        let existed = tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+        if existed {
+            self.log(tx, id, false)?;
+        }
+        Ok(existed)
+    }
+
+    pub(super) fn finish(&self, tx: &Tx<'_>) -> TxResult<()> {
+        let last = self.next.get() - 1;
+        tx.put_raw(schema::META, schema::META_DEP_SEQ, &last.to_be_bytes())
+    }
 }
 
 impl Store {
-    /// Every target group (All Computers and Unassigned Computers included), in id order.
-    pub fn groups(&self) -> Result<Vec<TargetGroup>, StoreError> {
-        self.tree(schema::GROUPS)
-            .iter()
-            .values()
-            .map(|v| dec("groups", &v?))
-            .collect()
-    }
-
-    /// One group by id.
-    pub fn group(&self, id: &Uuid) -> Result<Option<TargetGroup>, StoreError> {
-        match self.tree(schema::GROUPS).get(id.as_bytes())? {
-            Some(v) => Ok(Some(dec("groups", &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// One group by name (ASCII case-insensitive, as WSUS compares them).
-    pub fn group_by_name(&self, name: &str) -> Result<Option<TargetGroup>, StoreError> {
-        Ok(self
-            .groups()?
-            .into_iter()
-            .find(|g| g.name.eq_ignore_ascii_case(name)))
-    }
-
-    /// Adds a group (autonomous mode). Its parent must exist (`None` means All Computers);
-    /// the id and the name must be new.
-    pub fn add_group(&self, group: &TargetGroup) -> Result<TargetGroup, StoreError> {
-        let mut g = group.clone();
-        g.parent = Some(g.parent.unwrap_or(groups::ALL_COMPUTERS));
-        let _w = self.writer();
-        if self.group(&g.id)?.is_some() {
-            return Err(StoreError::Invalid(format!("group {} exists", g.id)));
-        }
-        if self.group_by_name(&g.name)?.is_some() {
-            return Err(StoreError::Invalid(format!(
-                "group name {:?} exists",
-                g.name
-            )));
-        }
-        let parent = g.parent.unwrap_or(groups::ALL_COMPUTERS);
-        if self.group(&parent)?.is_none() {
-            return Err(StoreError::NotFound(format!("parent group {parent}")));
-        }
-        self.tree(schema::GROUPS)
-            .insert(g.id.as_bytes(), enc(&g)?)?;
-        Ok(g)
-    }
-
-    /// Removes a group, its descendant groups, their deployments and computers' assignments
-    /// to them, in one transaction. Built-in groups are refused. Returns the removed ids.
-    pub fn remove_group(&self, id: &Uuid) -> Result<Vec<Uuid>, StoreError> {
-        if is_builtin(id) {
-            return Err(StoreError::Invalid(
-                "built-in groups cannot be removed".into(),
-            ));
-        }
-        let _w = self.writer();
-        let all = self.groups()?;
-        if !all.iter().any(|g| g.id == *id) {
-            return Err(StoreError::NotFound(format!("group {id}")));
-        }
-        let mut doomed: BTreeSet<Uuid> = BTreeSet::from([*id]);
-        loop {
-            let before = doomed.len();
-            for g in &all {
-                if g.parent.is_some_and(|p| doomed.contains(&p)) {
-                    doomed.insert(g.id);
-                }
-            }
-            if doomed.len() == before {
-                break;
-            }
-        }
-        let deployments = self.deployments()?;
-        let computers = self.computers()?;
-        self.txn(|tx| drop_groups(tx, &doomed, &deployments, &computers))?;
-        Ok(doomed.into_iter().collect())
-    }
-
     /// Every deployment (approval).
     pub fn deployments(&self) -> Result<Vec<Deployment>, StoreError> {
         self.tree(schema::DEPLOYMENTS)
@@ -137,7 +116,7 @@ impl Store {
     /// update for the same group, and un-declines the update, in one transaction.
     /// The group must exist.
     pub fn set_deployment(&self, d: &Deployment) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         if self.group(&d.group)?.is_none() {
             return Err(StoreError::NotFound(format!("group {}", d.group)));
         }
@@ -148,22 +127,64 @@ impl Store {
             .map(|o| o.id)
             .collect();
         self.txn(|tx| {
+            let log = DepLog::start(tx)?;
             for id in &same {
-                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+                log.del(tx, id)?;
             }
-            tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            log.put(tx, d)?;
             tx.remove(schema::DECLINED, d.update.update_id.as_bytes())?;
-            Ok(())
+            log.finish(tx)
         })
     }
 
     /// Removes one deployment; false when unknown.
     pub fn remove_deployment(&self, id: &Uuid) -> Result<bool, StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         Ok(self
             .tree(schema::DEPLOYMENTS)
             .remove(id.as_bytes())?
             .is_some())
+    }
+
+    /// The current deployment change number (0 before any deployment change).
+    pub fn deployment_seq(&self) -> Result<u64, StoreError> {
+        match self.tree(schema::META).get(schema::META_DEP_SEQ)? {
+            Some(v) => Ok(u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| schema::corrupt("meta", "dep_seq"))?,
+            )),
+            None => Ok(0),
+        }
+    }
+
+    /// What changed in deployments after change number `since` (0 = everything): changed
+    /// ones as they are now, removed ones by id, and the current number. The upstream side
+    /// answers GetDeployments from this (its deployment anchor carries the number).
+    pub fn deployment_changes_since(&self, since: u64) -> Result<DeploymentChanges, StoreError> {
+        let _w = self.writer();
+        let mut last: BTreeMap<Uuid, bool> = BTreeMap::new();
+        for kv in self
+            .tree(schema::DEP_LOG)
+            .range((since + 1).to_be_bytes()..)
+        {
+            let (_, v) = kv?;
+            if v.len() != 17 {
+                return Err(schema::corrupt("dep_log", "entry length"));
+            }
+            last.insert(schema::parse_uuid("dep_log", &v[..16])?, v[16] == 1);
+        }
+        let mut out = DeploymentChanges {
+            seq: self.deployment_seq()?,
+            ..Default::default()
+        };
+        for id in last.keys() {
+            match self.tree(schema::DEPLOYMENTS).get(id.as_bytes())? {
+                Some(v) => out.changed.push(dec("deployments", &v)?),
+                None => out.dead.push(*id),
+            }
+        }
+        Ok(out)
     }
 
     /// Declined (hidden) update ids.
@@ -181,23 +202,25 @@ impl Store {
     /// Declines an update (autonomous mode): marks it hidden and removes all its deployments,
     /// in one transaction (WSUS: "decline removes all approvals").
     pub fn decline(&self, update_id: &Uuid) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let ids: Vec<Uuid> = self
             .deployments_of(update_id)?
             .iter()
             .map(|d| d.id)
             .collect();
         self.txn(|tx| {
+            let log = DepLog::start(tx)?;
             for id in &ids {
-                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+                log.del(tx, id)?;
             }
-            tx.put_raw(schema::DECLINED, update_id.as_bytes(), &[])
+            tx.put_raw(schema::DECLINED, update_id.as_bytes(), &[])?;
+            log.finish(tx)
         })
     }
 
     /// Un-declines an update.
     pub fn undecline(&self, update_id: &Uuid) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         self.tree(schema::DECLINED).remove(update_id.as_bytes())?;
         Ok(())
     }
@@ -214,7 +237,7 @@ impl Store {
 
     /// Accepts a EULA (autonomous mode).
     pub fn accept_eula(&self, eula_id: &Uuid) -> Result<(), StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         self.tree(schema::EULAS).insert(eula_id.as_bytes(), &[])?;
         Ok(())
     }
@@ -236,7 +259,7 @@ impl Store {
         }
         let keep: BTreeSet<Uuid> = incoming.iter().map(|g| g.id).collect();
         let state = state.map(enc).transpose()?;
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let doomed: BTreeSet<Uuid> = self
             .groups()?
             .into_iter()
@@ -248,22 +271,30 @@ impl Store {
         let declined = self.declined_updates()?;
         let eulas = self.accepted_eulas()?;
         let listed: BTreeSet<Uuid> = up.deployments.iter().map(|d| d.id).collect();
+        let current: BTreeMap<Uuid, &Deployment> = deployments.iter().map(|d| (d.id, d)).collect();
         self.txn(|tx| {
-            drop_groups(tx, &doomed, &deployments, &computers)?;
+            let log = DepLog::start(tx)?;
+            drop_groups(tx, &log, &doomed, &deployments, &computers)?;
             for g in &incoming {
                 tx.put(schema::GROUPS, g.id.as_bytes(), g)?;
             }
             if up.replace_all_deployments {
                 for d in deployments.iter().filter(|d| !listed.contains(&d.id)) {
-                    tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+                    log.del(tx, &d.id)?;
                 }
             }
             for id in &up.dead_deployments {
-                tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+                log.del(tx, id)?;
             }
-            for d in &up.deployments {
-                tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            // Unchanged deployments are not rewritten (nor logged as changed).
+            for d in up
+                .deployments
+                .iter()
+                .filter(|d| current.get(&d.id) != Some(d))
+            {
+                log.put(tx, d)?;
             }
+            log.finish(tx)?;
             replace_set(tx, schema::DECLINED, &declined, &up.hidden_updates)?;
             replace_set(tx, schema::EULAS, &eulas, &up.accepted_eulas)?;
             if let Some(s) = &state {
@@ -294,30 +325,178 @@ pub(super) fn replace_set(tx: &Tx<'_>, i: usize, old: &[Uuid], new: &[Uuid]) -> 
     Ok(())
 }
 
-/// Removes groups `doomed`, the deployments targeting them and computers' assignments to them.
-fn drop_groups(
-    tx: &Tx<'_>,
-    doomed: &BTreeSet<Uuid>,
-    deployments: &[Deployment],
-    computers: &[Computer],
-) -> TxResult<()> {
-    if doomed.iter().any(is_builtin) {
-        return Err(abort(StoreError::Invalid(
-            "built-in groups cannot be removed".into(),
-        )));
-    }
-    for id in doomed {
-        tx.remove(schema::GROUPS, id.as_bytes())?;
-    }
-    for d in deployments.iter().filter(|d| doomed.contains(&d.group)) {
-        tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
-    }
-    for c in computers {
-        if c.groups.iter().any(|g| doomed.contains(g)) {
-            let mut c = c.clone();
-            c.groups.retain(|g| !doomed.contains(g));
-            tx.put(schema::COMPUTERS, c.id.as_bytes(), &c)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApprovalAction, RevisionKey};
+    use crate::store::testutil::{store, uid};
+    use time::OffsetDateTime;
+
+    fn group(n: u128, parent: Option<Uuid>) -> TargetGroup {
+        TargetGroup {
+            id: Uuid::from_u128(0x6000 + n),
+            name: format!("G{n}"),
+            parent,
         }
     }
-    Ok(())
+
+    fn dep(n: u128, update: u128, group: Uuid, action: ApprovalAction) -> Deployment {
+        Deployment {
+            id: Uuid::from_u128(0xd000 + n),
+            update: RevisionKey::new(uid(update), 1),
+            group,
+            action,
+            deadline: None,
+            last_change: OffsetDateTime::UNIX_EPOCH,
+            admin_name: "WUS Server".into(),
+            is_assigned: true,
+            download_priority: 1,
+        }
+    }
+
+    #[test]
+    fn approve_replaces_same_group_and_decline_removes_approvals() {
+        let (_d, s) = store();
+        let g = groups::UNASSIGNED_COMPUTERS;
+        s.set_deployment(&dep(1, 1, g, ApprovalAction::Install))
+            .unwrap();
+        s.set_deployment(&dep(2, 1, g, ApprovalAction::Uninstall))
+            .unwrap();
+        s.set_deployment(&dep(3, 1, groups::ALL_COMPUTERS, ApprovalAction::Install))
+            .unwrap();
+        let d = s.deployments_of(&uid(1)).unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().any(|d| d.id == Uuid::from_u128(0xd002)));
+        assert!(matches!(
+            s.set_deployment(&dep(4, 1, Uuid::from_u128(5), ApprovalAction::Install)),
+            Err(StoreError::NotFound(_))
+        ));
+
+        s.decline(&uid(1)).unwrap();
+        assert!(s.is_declined(&uid(1)).unwrap());
+        assert!(s.deployments_of(&uid(1)).unwrap().is_empty());
+        // Approving again un-declines.
+        s.set_deployment(&dep(5, 1, g, ApprovalAction::Install))
+            .unwrap();
+        assert!(!s.is_declined(&uid(1)).unwrap());
+        assert!(s.remove_deployment(&Uuid::from_u128(0xd005)).unwrap());
+        assert!(!s.remove_deployment(&Uuid::from_u128(0xd005)).unwrap());
+
+        s.accept_eula(&uid(50)).unwrap();
+        assert!(s.is_eula_accepted(&uid(50)).unwrap());
+        assert_eq!(s.accepted_eulas().unwrap(), vec![uid(50)]);
+    }
+
+    #[test]
+    fn deployment_log_reports_changed_and_dead_since_a_number() {
+        let (_d, s) = store();
+        assert_eq!(s.deployment_seq().unwrap(), 0);
+        let g = groups::UNASSIGNED_COMPUTERS;
+        s.set_deployment(&dep(1, 1, g, ApprovalAction::Install))
+            .unwrap();
+        s.set_deployment(&dep(2, 2, g, ApprovalAction::Install))
+            .unwrap();
+        let all = s.deployment_changes_since(0).unwrap();
+        assert_eq!(all.changed.len(), 2);
+        assert!(all.dead.is_empty());
+        let n = all.seq;
+        assert_eq!(n, 2);
+
+        s.set_deployment(&dep(3, 1, g, ApprovalAction::Uninstall))
+            .unwrap(); // replaces 1
+        s.decline(&uid(2)).unwrap(); // removes 2
+        let ch = s.deployment_changes_since(n).unwrap();
+        assert_eq!(ch.changed, vec![dep(3, 1, g, ApprovalAction::Uninstall)]);
+        let mut dead = ch.dead.clone();
+        dead.sort();
+        assert_eq!(dead, vec![Uuid::from_u128(0xd001), Uuid::from_u128(0xd002)]);
+        assert_eq!(s.deployment_changes_since(ch.seq).unwrap().changed.len(), 0);
+
+        // Re-applying identical upstream deployments logs nothing.
+        let up = UpstreamDeployments {
+            groups: s.groups().unwrap(),
+            deployments: s.deployments().unwrap(),
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&up, None).unwrap();
+        assert_eq!(s.deployment_seq().unwrap(), ch.seq);
+        assert!(!s.remove_deployment(&Uuid::from_u128(0xd001)).unwrap());
+        assert_eq!(s.deployment_seq().unwrap(), ch.seq);
+    }
+
+    #[test]
+    fn upstream_deployments_mirror_upstream_in_one_step() {
+        let (_d, s) = store();
+        let local = s.add_group(&group(1, None)).unwrap();
+        s.set_deployment(&dep(9, 9, local.id, ApprovalAction::Install))
+            .unwrap();
+        s.decline(&uid(70)).unwrap();
+        s.accept_eula(&uid(80)).unwrap();
+        let up_all = TargetGroup {
+            id: groups::ALL_COMPUTERS,
+            name: "All Computers".into(),
+            parent: Some(Uuid::nil()),
+        };
+        let g2 = group(2, Some(groups::ALL_COMPUTERS));
+        let first = UpstreamDeployments {
+            groups: vec![up_all.clone(), g2.clone()],
+            deployments: vec![
+                dep(1, 1, g2.id, ApprovalAction::Install),
+                dep(2, 2, g2.id, ApprovalAction::Install),
+            ],
+            hidden_updates: vec![uid(71)],
+            accepted_eulas: vec![uid(81)],
+            ..Default::default()
+        };
+        let st = SyncState {
+            deployment_anchor: Some("D1".into()),
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&first, Some(&st)).unwrap();
+        assert!(
+            s.group(&local.id).unwrap().is_none(),
+            "absent upstream → removed"
+        );
+        assert!(s.group(&groups::UNASSIGNED_COMPUTERS).unwrap().is_some());
+        assert_eq!(
+            s.group(&groups::ALL_COMPUTERS).unwrap().unwrap().parent,
+            None
+        );
+        let mut ids: Vec<Uuid> = s.deployments().unwrap().iter().map(|d| d.id).collect();
+        ids.sort();
+        assert_eq!(ids, vec![Uuid::from_u128(0xd001), Uuid::from_u128(0xd002)]);
+        assert_eq!(s.declined_updates().unwrap(), vec![uid(71)]);
+        assert_eq!(s.accepted_eulas().unwrap(), vec![uid(81)]);
+        assert_eq!(
+            s.sync_state().unwrap().deployment_anchor.as_deref(),
+            Some("D1")
+        );
+
+        // Delta: one changed, one dead.
+        let mut changed = dep(1, 1, g2.id, ApprovalAction::Uninstall);
+        changed.deadline = Some(OffsetDateTime::UNIX_EPOCH);
+        let second = UpstreamDeployments {
+            groups: vec![up_all, g2],
+            deployments: vec![changed.clone()],
+            dead_deployments: vec![Uuid::from_u128(0xd002)],
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&second, None).unwrap();
+        assert_eq!(s.deployments().unwrap(), vec![changed]);
+        assert!(s.declined_updates().unwrap().is_empty());
+        assert_eq!(
+            s.sync_state().unwrap().deployment_anchor.as_deref(),
+            Some("D1")
+        );
+
+        // Full replacement drops what is not listed.
+        let third = UpstreamDeployments {
+            groups: vec![],
+            replace_all_deployments: true,
+            ..Default::default()
+        };
+        s.apply_upstream_deployments(&third, None).unwrap();
+        assert!(s.deployments().unwrap().is_empty());
+        assert_eq!(s.groups().unwrap().len(), 2);
+    }
 }

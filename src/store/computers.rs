@@ -259,3 +259,102 @@ impl Store {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::{store, uid};
+
+    fn ev(inst: u128, update: u128, event_id: u32, t: i64) -> ReportedEvent {
+        ReportedEvent {
+            instance_id: Uuid::from_u128(inst),
+            update: Some(RevisionKey::new(uid(update), 1)),
+            event_id,
+            hresult: if event_id == 182 { -2145124329 } else { 0 },
+            time_unix: t,
+            misc: vec![],
+        }
+    }
+
+    fn pc(id: &str) -> Computer {
+        Computer {
+            id: id.into(),
+            name: format!("{id}.branch.example"),
+            registered_unix: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn computers_round_trip_and_groups_must_exist() {
+        let (_d, s) = store();
+        s.upsert_computer(&pc("b")).unwrap();
+        s.upsert_computer(&pc("a")).unwrap();
+        assert_eq!(s.computers().unwrap().len(), 2);
+        assert_eq!(s.computer("a").unwrap().unwrap().name, "a.branch.example");
+        s.set_computer_groups("a", &[crate::model::groups::UNASSIGNED_COMPUTERS])
+            .unwrap();
+        assert!(matches!(
+            s.set_computer_groups("a", &[Uuid::from_u128(3)]),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.record_computer_sync("zz", 5),
+            Err(StoreError::NotFound(_))
+        ));
+        s.record_computer_sync("a", 500).unwrap();
+        let a = s.computer("a").unwrap().unwrap();
+        assert_eq!(a.last_sync_unix, Some(500));
+        assert_eq!(a.groups, vec![crate::model::groups::UNASSIGNED_COMPUTERS]);
+    }
+
+    #[test]
+    fn events_dedupe_keep_unknown_ids_and_derive_counts() {
+        let (_d, s) = store();
+        s.upsert_computer(&pc("c")).unwrap();
+        s.upsert_computer(&pc("other")).unwrap();
+        let batch = vec![
+            ev(1, 1, 147, 10), // needed
+            ev(2, 1, 183, 20), // then installed
+            ev(3, 2, 147, 10),
+            ev(4, 2, 182, 30), // failed
+            ev(5, 3, 147, 10), // needed
+            ev(6, 4, 9999, 5), // unknown id: kept, no status
+        ];
+        assert_eq!(s.add_events("c", &batch, 1000).unwrap(), 6);
+        assert_eq!(s.add_events("c", &batch[..2], 1001).unwrap(), 0, "re-sent");
+        s.add_events("other", &[ev(7, 1, 182, 1)], 1).unwrap();
+        let got = s.events("c").unwrap();
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0].event_id, 9999, "time order");
+        assert_eq!(
+            s.computer("c").unwrap().unwrap().last_report_unix,
+            Some(1001)
+        );
+        let c = s.status_counts("c").unwrap();
+        assert_eq!((c.needed, c.installed, c.failed), (1, 1, 1));
+
+        // Event 156 status lists.
+        let mut status = ev(8, 0, 156, 40);
+        status.update = None;
+        status.misc = vec![format!("U={},{}", uid(5), uid(6)), format!("V={}", uid(3))];
+        s.add_events("c", &[status], 1002).unwrap();
+        let st = s.update_statuses("c").unwrap();
+        assert_eq!(st.get(&uid(3)), Some(&EventStatus::Installed));
+        assert_eq!(st.get(&uid(5)), Some(&EventStatus::Needed));
+        let c = s.status_counts("c").unwrap();
+        assert_eq!((c.needed, c.installed, c.failed), (2, 2, 1));
+
+        assert!(matches!(
+            s.add_events("ghost", &batch, 1),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(s.events("ghost").unwrap().is_empty());
+
+        assert_eq!(s.prune_events(10).unwrap(), 2); // t=5 on c, t=1 on other
+        assert!(s.remove_computer("c").unwrap());
+        assert!(s.events("c").unwrap().is_empty());
+        assert!(!s.remove_computer("c").unwrap());
+        assert!(s.events("other").unwrap().is_empty());
+    }
+}

@@ -1,17 +1,78 @@
-//! The metadata store over sled: the content index, the object index, and (later) updates,
-//! revisions, groups, approvals, anchors and computers. The only module that names sled.
+//! The metadata store over sled: the content and object indexes, update revisions (records +
+//! compressed XML, local revision ids), sync state and anchors, target groups, deployments,
+//! declines, EULAs, computers and their events. The only module that names sled.
 //!
-//! # Layout on disk
-//! `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (the sled database).
+//! # Layout
+//! On disk: `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (sled).
+//! Trees and key encodings: [`schema`](self) (`schema.rs`). Code by concern: `objects.rs`
+//! (content + object index), `updates.rs` (revisions, `commit_batch`), `sync_state.rs`,
+//! `target_groups.rs`, `approvals.rs` (deployments, declines, EULAs), `computers.rs` (computers, events),
+//! `snapshot.rs` (export/import).
 //!
-//! # Invariants
-//! - One process (one [`Store`]) owns a directory at a time: [`Store::open`] takes
-//!   `flock(LOCK_EX|LOCK_NB)` on `store.lock`; any other open gets [`StoreError::Locked`].
-//! - `put_expected_files` applies its whole slice atomically (one sled batch).
-//! - `touch_object` never moves `last_access_unix` backwards and never resurrects a removed
-//!   object (compare-and-swap).
-//! - Durability: writes are durable after [`Store::flush`] (sled also flushes in the background
-//!   every 500 ms). After a crash the store holds a prefix of the committed operations.
+//! # API at a glance (all methods on [`Store`], all synchronous)
+//! - lifecycle: `open(dir)`, `flush()`, `server_id()`, `revision_epoch()`,
+//!   `bump_revision_epoch()`, `catalog_generation()` (cache invalidation)
+//! - content cache: `put_expected_files`, `expected_file`, `expected_files`,
+//!   `remove_expected_files`, `put_object`, `get_object`,
+//!   `touch_object`, `remove_object`, `objects`
+//! - revisions: `commit_batch(&[NewRevision], &[FileRecord], Option<&SyncState>) -> Vec<u32>`,
+//!   `remove_revisions`, `revision`, `revision_xml`, `revision_by_local_id`,
+//!   `revision_key_by_local_id`, `local_id`, `latest_revision`, `latest_revisions`,
+//!   `revisions_of`, `revision_keys`, `revision_keys_since`, `revision_count`,
+//!   `missing_revisions`, `next_local_id`, `removed_since`
+//! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
+//!   `set_setting`, `settings`
+//! - approvals: `groups`, `group`, `group_by_name`, `add_group`, `remove_group`,
+//!   `deployments`, `deployments_of`, `set_deployment`, `remove_deployment`,
+//!   `declined_updates`, `is_declined`, `decline`, `undecline`, `accepted_eulas`,
+//!   `is_eula_accepted`, `accept_eula`, `apply_upstream_deployments(&UpstreamDeployments, ..)`,
+//!   `deployment_seq`, `deployment_changes_since(seq)` (upstream side: changed + dead)
+//! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
+//!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
+//!   `update_statuses`, `status_counts`
+//! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
+//!
+//! # Invariants (what is atomic with what)
+//! - **One owner.** One process (one [`Store`] value and its clones) owns a directory:
+//!   [`Store::open`] takes `flock(LOCK_EX|LOCK_NB)` on `store.lock`; any other open, from
+//!   this process or another, gets [`StoreError::Locked`] with the holder's pid.
+//! - **One transaction per logical change.** Every write that touches more than one key goes
+//!   through one sled transaction over all metadata trees, and metadata writers are serialized
+//!   by a mutex (so the scans some of them do first cannot go stale). In particular:
+//!   - `commit_batch`: the batch's revision records, their XML, local ids and reverse map, the
+//!     latest index, the content index entries of their files, the id counter and (when given)
+//!     the new [`SyncState`] with its anchors become visible together or not at all. A sync
+//!     passes a phase's anchor only with the phase's last batch, so no anchor is ever visible
+//!     without all of its records, and no batch is ever partly visible.
+//!   - `remove_revisions`: records, XML, reverse map, tombstones and latest fallback together.
+//!   - `apply_upstream_deployments`: groups, deployments, declines, EULAs, computers'
+//!     assignments to removed groups and (when given) the deployment anchor together.
+//!   - `apply_snapshot`: the whole import together (all or nothing).
+//!   - `remove_group` (subtree + deployments + assignments), `decline` (+ removing approvals),
+//!     `set_deployment` (+ replacing the same group's approval, un-declining), `add_events`
+//!     (+ `last_report_unix`), `remove_computer` (+ events).
+//! - **Local revision ids** (MS-WUSP `UpdateInfo/ID`) come from one counter starting at 1:
+//!   assigned at a revision's first insert, kept when it is re-inserted, never reused after a
+//!   removal (a removal's tombstone also takes a number). So `next_local_id()` is a high-water
+//!   mark: ids ≥ a mark were assigned after it (incremental export). The epoch changes only by
+//!   `bump_revision_epoch` (for `ServerChanged`), which a rebuild of the id space must call.
+//! - **Latest index** = the highest stored revision number per UpdateID, always.
+//! - **Deployment log.** Every deployment put/removal is logged under a change number in the
+//!   same transaction, so `deployment_changes_since(n)` is exact (changed + dead).
+//! - **Built-in groups** All Computers (root) and Unassigned Computers (its child) always exist.
+//! - **Deployments** name a `RevisionKey` but may refer to a revision not stored (arrived
+//!   before it, or expired): consumers match on `update_id` and use the latest revision.
+//! - **Not transactional** (single-key, independent): the object index (`touch_object` is a
+//!   compare-and-swap that never moves time backwards and never resurrects a removed object),
+//!   cookies, settings, `set_sync_state`, `upsert_computer`, `prune_events`.
+//! - **Durability.** A returned write is durable after [`Store::flush`]; sled also flushes every
+//!   500 ms. After a crash (kill -9) the store shows a prefix of the committed transactions,
+//!   never part of one (tests/store_crash.rs checks this with SIGKILL in a loop).
+//!
+//! # Cost
+//! sled transactions here are serialized (writer mutex + sled's own lock); a 100-revision
+//! `commit_batch` is one transaction of ~500 writes. Scans (`latest_revisions`, `snapshot`,
+//! `computers`) read everything: call them from `spawn_blocking` in async code.
 
 mod approvals;
 mod computers;
@@ -21,11 +82,13 @@ mod objects;
 mod schema;
 mod snapshot;
 mod sync_state;
+mod target_groups;
 #[cfg(test)]
 mod testutil;
 mod updates;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -34,7 +97,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 use uuid::Uuid;
 
-pub use approvals::UpstreamDeployments;
+pub use approvals::{DeploymentChanges, UpstreamDeployments};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
@@ -44,6 +107,10 @@ pub use sync_state::{SyncOutcome, SyncState};
 pub use updates::{NewRevision, StoredRevision};
 
 use crate::model::{groups, TargetGroup};
+
+/// sled's page cache budget (its default, 1 GiB, would blow the 256 MiB RSS target of a
+/// 100,000-update sync; sled's cache is a soft limit).
+const CACHE_BYTES: u64 = 64 << 20;
 
 /// The metadata store. Cheap to clone (an `Arc` inside); `Send + Sync`; every method is
 /// synchronous (async callers use small ops directly and `spawn_blocking` for big scans).
@@ -62,7 +129,19 @@ struct Inner {
     meta: Vec<sled::Tree>,
     /// Serializes metadata writers that read outside their transaction (scans) before writing.
     write: Mutex<()>,
+    /// Bumped after every write that may change the catalog or approvals (in-memory).
+    generation: AtomicU64,
     _lock: lock::DirLock,
+}
+
+impl Drop for Inner {
+    /// The last clone going away flushes, so a clean shutdown loses nothing even without an
+    /// explicit [`Store::flush`] (sled's own background flush covers the rest).
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "store: final flush failed");
+        }
+    }
 }
 
 /// Result type inside a transaction closure.
@@ -110,6 +189,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let objects = db.open_tree(schema::OBJECTS)?;
         let kv = db.open_tree(schema::KV)?;
@@ -124,6 +204,7 @@ impl Store {
                 kv,
                 meta,
                 write: Mutex::new(()),
+                generation: AtomicU64::new(1),
                 _lock: lock,
             }),
         };
@@ -202,11 +283,40 @@ impl Store {
         self.inner.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The writer lock for a write to revisions, groups, approvals, declines or EULAs: bumps
+    /// [`Store::catalog_generation`] when released (after the write is visible).
+    fn catalog_writer(&self) -> CatalogGuard<'_> {
+        CatalogGuard {
+            _lock: self.writer(),
+            generation: &self.inner.generation,
+        }
+    }
+
+    /// A number that changes after every write to revisions, groups, deployments, declines or
+    /// EULAs (not computers, events, sync state or the content cache). Readers that cache the
+    /// catalog (the client service) read it BEFORE loading and reload when it differs.
+    /// In-memory: restarts from 1 with the process.
+    pub fn catalog_generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
     /// Runs `f` as ONE sled transaction over every metadata tree. `f` may run more than once
     /// (conflict retries): it must have no side effects outside the transaction.
     fn txn<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> Result<A, StoreError> {
         let trees: Vec<&sled::Tree> = self.inner.meta.iter().collect();
         Ok(trees.as_slice().transaction(|view| f(&Tx(view)))?)
+    }
+}
+
+/// Holds the writer lock; bumps the catalog generation on drop (after the lock's write).
+struct CatalogGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for CatalogGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -273,6 +383,69 @@ mod tests {
             Err(e) => println!("ERROR {e}"),
             Ok(_) => println!("OPENED"),
         }
+    }
+
+    #[test]
+    fn dropping_the_last_clone_persists_without_explicit_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let st = SyncState {
+                sync_anchor: Some("only anchor".into()),
+                ..Default::default()
+            };
+            // An empty batch still commits its anchor (a sync with nothing new).
+            s.commit_batch(&[], &[], Some(&st)).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.sync_state().unwrap().sync_anchor.as_deref(),
+            Some("only anchor")
+        );
+        assert_eq!(s.revision_count(), 0);
+    }
+
+    #[test]
+    fn store_is_send_sync_clone() {
+        fn assert<T: Send + Sync + Clone + 'static>() {}
+        assert::<Store>();
+    }
+
+    #[test]
+    fn server_id_and_epoch_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, epoch) = {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.revision_epoch().unwrap(), 1);
+            assert_eq!(s.bump_revision_epoch().unwrap(), 2);
+            (s.server_id().unwrap(), s.revision_epoch().unwrap())
+        };
+        assert!(!id.is_nil());
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.server_id().unwrap(), id);
+        assert_eq!(s.revision_epoch().unwrap(), epoch);
+        assert_eq!(s.groups().unwrap().len(), 2);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Store::open(other.path()).unwrap().server_id().unwrap(), id);
+    }
+
+    #[test]
+    fn catalog_generation_moves_on_catalog_writes_only() {
+        let (_d, s) = testutil::store();
+        let g0 = s.catalog_generation();
+        s.commit_batch(&[testutil::revision(1, 1)], &[], None)
+            .unwrap();
+        let g1 = s.catalog_generation();
+        assert!(g1 > g0);
+        s.upsert_computer(&Computer {
+            id: "c".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        s.set_cookie("x", Some(b"y")).unwrap();
+        assert_eq!(s.catalog_generation(), g1);
+        s.decline(&testutil::uid(1)).unwrap();
+        assert!(s.catalog_generation() > g1);
     }
 
     #[test]

@@ -42,6 +42,25 @@ impl Store {
         }
     }
 
+    /// Every declared file (for prefetch planning, cleanup and stats), in SHA-1 order.
+    pub fn expected_files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        self.tree(schema::CONTENT)
+            .iter()
+            .values()
+            .map(|v| dec("content", &v?))
+            .collect()
+    }
+
+    /// Forgets declared files (cleanup, after their revisions are gone), atomically.
+    pub fn remove_expected_files(&self, sha1s: &[[u8; 20]]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for s in sha1s {
+            batch.remove(&s[..]);
+        }
+        self.tree(schema::CONTENT).apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Records (overwrites) what the cache holds for `sha1`.
     pub fn put_object(&self, sha1: &[u8; 20], meta: &ObjectMeta) -> Result<(), StoreError> {
         self.inner.objects.insert(sha1, enc(meta)?)?;
@@ -134,8 +153,12 @@ mod tests {
         let mut changed = file(1);
         changed.size = 9;
         s.put_expected_files(&[changed.clone()]).unwrap();
-        assert_eq!(s.expected_file(&[1; 20]).unwrap(), Some(changed));
+        assert_eq!(s.expected_file(&[1; 20]).unwrap(), Some(changed.clone()));
         assert_eq!(s.expected_file(&[3; 20]).unwrap(), None);
+        assert_eq!(s.expected_files().unwrap(), vec![changed, file(2)]);
+        s.remove_expected_files(&[[2; 20], [9; 20]]).unwrap();
+        assert_eq!(s.expected_file(&[2; 20]).unwrap(), None);
+        assert_eq!(s.expected_files().unwrap().len(), 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `objects` | SHA-1 (20) | [`ObjectMeta`](super::ObjectMeta) JSON (content cache; outside transactions) |
 //! | `content` | SHA-1 (20) | [`FileRecord`](crate::model::FileRecord) JSON |
-//! | `revisions` | UpdateID (16) ‖ revision (u32 BE) | `RevisionRow` JSON (local id + record) |
+//! | `revisions` | UpdateID (16) ‖ revision (u32 BE) | local id (u32 BE) ‖ [`UpdateRecord`](crate::model::UpdateRecord) JSON |
 //! | `xml` | same as `revisions` | the full update XML, deflate-compressed |
 //! | `latest` | UpdateID (16) | newest stored revision number (u32 BE) |
 //! | `local_ids` | local revision id (u32 BE) | revision key (20) |
@@ -18,12 +18,13 @@
 //! | `eulas` | EULA id (16) | empty |
 //! | `computers` | computer id (UTF-8) | [`Computer`](super::Computer) JSON |
 //! | `events` | computer id ‖ 0x00 ‖ time (i64, sign-flipped BE) ‖ instance id (16) | [`ReportedEvent`](super::ReportedEvent) JSON |
+//! | `dep_log` | change number (u64 BE) | deployment id (16) ‖ 1 = put / 0 = removed |
 //! | `kv` | UTF-8 key | bytes (small settings) |
 //!
 //! Values are JSON (serde_json): self-describing, debuggable, fast enough. Keys are fixed-width
 //! big-endian so that sled's byte order is the natural order.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,7 +37,7 @@ use crate::model::RevisionKey;
 pub const OBJECTS: &str = "objects";
 
 /// The metadata trees, in the order of [`Tx`](super::Tx)'s view (indices below).
-pub const META_TREES: [&str; 14] = [
+pub const META_TREES: [&str; 15] = [
     "content",
     "revisions",
     "xml",
@@ -51,6 +52,7 @@ pub const META_TREES: [&str; 14] = [
     "eulas",
     "computers",
     "events",
+    "dep_log",
 ];
 /// Index of `content` in [`META_TREES`].
 pub const CONTENT: usize = 0;
@@ -80,6 +82,8 @@ pub const EULAS: usize = 11;
 pub const COMPUTERS: usize = 12;
 /// Index of `events`.
 pub const EVENTS: usize = 13;
+/// Index of `dep_log`.
+pub const DEP_LOG: usize = 14;
 /// Small settings (outside the transactional set; single-key writes).
 pub const KV: &str = "kv";
 
@@ -89,6 +93,8 @@ pub const META_SERVER_ID: &[u8] = b"server_id";
 pub const META_EPOCH: &[u8] = b"epoch";
 /// `meta` key: the next local revision id to hand out (u32 BE).
 pub const META_NEXT_LOCAL_ID: &[u8] = b"next_local_id";
+/// `meta` key: the last deployment change number used (u64 BE).
+pub const META_DEP_SEQ: &[u8] = b"dep_seq";
 /// `sync` key: the [`SyncState`](super::SyncState).
 pub const SYNC_STATE: &[u8] = b"state";
 /// `sync` key prefix for cookie blobs.
@@ -175,18 +181,43 @@ pub fn event_key(computer: &str, time_unix: i64, instance: &Uuid) -> Vec<u8> {
     k
 }
 
-/// Deflate-compresses update XML.
-pub fn compress(xml: &str) -> Result<Vec<u8>, StoreError> {
-    let mut e = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(xml.len() / 4),
-        flate2::Compression::default(),
-    );
-    e.write_all(xml.as_bytes())
-        .and_then(|_| e.finish())
-        .map_err(|e| StoreError::Encode(e.to_string()))
+/// A reusable deflate compressor: miniz allocates and zeroes ~300 KB of state per encoder,
+/// which dominated batch commits when made per revision.
+pub struct Compressor(flate2::Compress);
+
+impl Compressor {
+    /// A compressor at the default level (raw deflate, no zlib header).
+    pub fn new() -> Self {
+        Compressor(flate2::Compress::new(flate2::Compression::default(), false))
+    }
+
+    /// Deflate-compresses update XML.
+    pub fn compress(&mut self, xml: &str) -> Result<Vec<u8>, StoreError> {
+        let c = &mut self.0;
+        c.reset();
+        let input = xml.as_bytes();
+        let mut out = Vec::with_capacity(xml.len() / 4 + 64);
+        loop {
+            let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
+            let rest = input.get(consumed..).unwrap_or_default();
+            let status = c
+                .compress_vec(rest, &mut out, flate2::FlushCompress::Finish)
+                .map_err(|e| StoreError::Encode(e.to_string()))?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(out);
+            }
+            out.reserve(out.capacity().max(64));
+        }
+    }
 }
 
-/// Inverse of [`compress`].
+impl Default for Compressor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Inverse of [`Compressor::compress`].
 pub fn decompress(bytes: &[u8]) -> Result<String, StoreError> {
     let mut s = String::new();
     flate2::read::DeflateDecoder::new(bytes)
@@ -221,9 +252,15 @@ mod tests {
     #[test]
     fn xml_compression_round_trips() {
         let xml = "<Update>".to_string() + &"<File/>".repeat(500) + "</Update>";
-        let c = compress(&xml).unwrap();
+        let c = Compressor::new().compress(&xml).unwrap();
         assert!(c.len() < xml.len() / 10);
         assert_eq!(decompress(&c).unwrap(), xml);
+        // Reuse across inputs, including one far bigger than the first output buffer guess.
+        let mut z = Compressor::new();
+        let big: String = (0..20_000).map(|i| format!("<F n=\"{i}\"/>")).collect();
+        for x in [xml.as_str(), "", big.as_str(), "<a/>"] {
+            assert_eq!(decompress(&z.compress(x).unwrap()).unwrap(), x);
+        }
         assert!(decompress(b"not deflate at all \xff\xfe").is_err());
     }
 }

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::approvals::{replace_set, DepLog};
 use super::schema::{self, dec, enc};
 use super::updates::{insert_in_tx, prepare, remove_in_tx};
-use super::{approvals::replace_set, Store, StoreError, SyncState};
+use super::{Store, StoreError, SyncState};
 use crate::model::{groups, Deployment, FileRecord, RevisionKey, TargetGroup, UpdateRecord};
 
 /// Version of the [`MetadataSnapshot`] layout.
@@ -81,7 +82,7 @@ impl Store {
         let mut revisions = Vec::new();
         for kv in self.tree(schema::REVISIONS).iter() {
             let (k, v) = kv?;
-            let row: super::StoredRevision = dec("revisions", &v)?;
+            let row = super::updates::decode_row(&v)?;
             if since.is_some_and(|s| row.local_id < s) {
                 continue;
             }
@@ -157,7 +158,7 @@ impl Store {
             .map(|f| Ok((f.sha1, enc(f)?)))
             .collect::<Result<BTreeMap<_, _>, StoreError>>()?;
         let state = state.map(enc).transpose()?;
-        let _w = self.writer();
+        let _w = self.catalog_writer();
 
         // Final revision set → doomed keys and the latest index of every touched update.
         let existing: BTreeSet<RevisionKey> = self.revision_keys()?.into_iter().collect();
@@ -215,6 +216,7 @@ impl Store {
             })
             .collect();
         let old_deployments = self.deployments()?;
+        let new_ids: BTreeSet<Uuid> = snap.deployments.iter().map(|d| d.id).collect();
         let computers = self.computers()?;
         let old_declined = self.declined_updates()?;
         let old_eulas = self.accepted_eulas()?;
@@ -242,12 +244,18 @@ impl Store {
                 c.groups.retain(|g| !gone_groups.contains(g));
                 tx.put(schema::COMPUTERS, c.id.as_bytes(), &c)?;
             }
-            for d in &old_deployments {
-                tx.remove(schema::DEPLOYMENTS, d.id.as_bytes())?;
+            let log = DepLog::start(tx)?;
+            for d in old_deployments.iter().filter(|d| !new_ids.contains(&d.id)) {
+                log.del(tx, &d.id)?;
             }
-            for d in &snap.deployments {
-                tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+            for d in snap
+                .deployments
+                .iter()
+                .filter(|d| !old_deployments.contains(d))
+            {
+                log.put(tx, d)?;
             }
+            log.finish(tx)?;
             replace_set(tx, schema::DECLINED, &old_declined, &snap.declined)?;
             replace_set(tx, schema::EULAS, &old_eulas, &snap.accepted_eulas)?;
             if let Some(s) = &state {
@@ -262,5 +270,124 @@ impl Store {
             "snapshot applied"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ApprovalAction;
+    use crate::store::testutil::{revision, store, uid};
+    use time::OffsetDateTime;
+
+    fn seed(s: &Store) {
+        s.commit_batch(&[revision(1, 1), revision(1, 2), revision(2, 1)], &[], None)
+            .unwrap();
+        let g = s
+            .add_group(&TargetGroup {
+                id: Uuid::from_u128(0x77),
+                name: "Kiosks".into(),
+                parent: None,
+            })
+            .unwrap();
+        s.set_deployment(&Deployment {
+            id: Uuid::from_u128(0xd1),
+            update: revision(1, 2).record.key,
+            group: g.id,
+            action: ApprovalAction::Install,
+            deadline: None,
+            last_change: OffsetDateTime::UNIX_EPOCH,
+            admin_name: "admin".into(),
+            is_assigned: true,
+            download_priority: 1,
+        })
+        .unwrap();
+        s.decline(&uid(2)).unwrap();
+        s.accept_eula(&uid(9)).unwrap();
+    }
+
+    #[test]
+    fn full_snapshot_round_trips_through_json_into_another_store() {
+        let (_a, a) = store();
+        seed(&a);
+        let snap = a.snapshot().unwrap();
+        assert_eq!(snap.revisions.len(), 3);
+        assert_eq!(snap.files.len(), 3);
+        let json = serde_json::to_vec(&snap).unwrap();
+        let snap: MetadataSnapshot = serde_json::from_slice(&json).unwrap();
+
+        let (_b, b) = store();
+        b.commit_batch(&[revision(5, 1)], &[], None).unwrap(); // replaced away
+        b.apply_snapshot(&snap, ApplyMode::Replace, None).unwrap();
+        assert_eq!(b.revision_keys().unwrap(), a.revision_keys().unwrap());
+        for k in a.revision_keys().unwrap() {
+            assert_eq!(b.revision_xml(&k).unwrap(), a.revision_xml(&k).unwrap());
+        }
+        assert_eq!(
+            b.latest_revision(&uid(1))
+                .unwrap()
+                .unwrap()
+                .record
+                .key
+                .revision,
+            2
+        );
+        assert_eq!(b.latest_revision(&uid(5)).unwrap(), None);
+        assert!(b
+            .expected_file(&revision(5, 1).record.files[0].sha1)
+            .unwrap()
+            .is_none());
+        assert_eq!(b.groups().unwrap(), a.groups().unwrap());
+        assert_eq!(b.deployments().unwrap(), a.deployments().unwrap());
+        assert_eq!(b.declined_updates().unwrap(), vec![uid(2)]);
+        assert_eq!(b.accepted_eulas().unwrap(), vec![uid(9)]);
+        // b's own id counter: the replaced revision's id 1 is not reused.
+        assert!(b
+            .revisions_of(&uid(1))
+            .unwrap()
+            .iter()
+            .all(|r| r.local_id > 1));
+    }
+
+    #[test]
+    fn incremental_snapshot_carries_only_the_delta() {
+        let (_a, a) = store();
+        seed(&a);
+        let (_b, b) = store();
+        let full = a.snapshot().unwrap();
+        b.apply_snapshot(&full, ApplyMode::Replace, None).unwrap();
+
+        a.commit_batch(&[revision(3, 1)], &[], None).unwrap();
+        a.remove_revisions(&[revision(1, 2).record.key]).unwrap();
+        let inc = a.snapshot_since(full.high_water).unwrap();
+        assert_eq!(inc.since, Some(full.high_water));
+        assert_eq!(inc.revisions.len(), 1);
+        assert_eq!(inc.revisions[0].record.key, revision(3, 1).record.key);
+        assert_eq!(inc.removed, vec![revision(1, 2).record.key]);
+        assert_eq!(inc.files.len(), 1);
+
+        b.apply_snapshot(&inc, ApplyMode::Merge, None).unwrap();
+        assert_eq!(b.revision_keys().unwrap(), a.revision_keys().unwrap());
+        assert_eq!(
+            b.latest_revision(&uid(1))
+                .unwrap()
+                .unwrap()
+                .record
+                .key
+                .revision,
+            1
+        );
+        // Merge never drops content index entries.
+        assert!(b
+            .expected_file(&revision(1, 2).record.files[0].sha1)
+            .unwrap()
+            .is_some());
+
+        let mut bad = inc.clone();
+        bad.format = 99;
+        assert!(matches!(
+            b.apply_snapshot(&bad, ApplyMode::Merge, None),
+            Err(StoreError::Invalid(_))
+        ));
     }
 }

@@ -121,3 +121,58 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::store;
+
+    #[test]
+    fn state_cookies_and_settings_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.sync_state().unwrap(), SyncState::default());
+            let mut st = SyncState {
+                config_anchor: Some("c".into()),
+                sync_anchor: Some("1234,2026-11-25 12:00:00.000".into()),
+                deployment_anchor: Some("d".into()),
+                max_updates_per_request: Some(100),
+                last_sync: Some(SyncOutcome {
+                    success: true,
+                    revisions_added: 5,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            s.set_sync_state(&st).unwrap();
+            st.reset_anchors();
+            assert_eq!(st.sync_anchor, None);
+            assert!(st.last_sync.is_some());
+            s.set_cookie("server", Some(b"opaque")).unwrap();
+            s.set_setting("subscription", Some(b"{}")).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let st = s.sync_state().unwrap();
+        assert_eq!(st.max_updates_per_request, Some(100));
+        assert_eq!(st.last_sync.unwrap().revisions_added, 5);
+        assert_eq!(s.cookie("server").unwrap().as_deref(), Some(&b"opaque"[..]));
+        assert_eq!(s.cookie("auth").unwrap(), None);
+        s.set_cookie("server", None).unwrap();
+        assert_eq!(s.cookie("server").unwrap(), None);
+        assert_eq!(
+            s.settings().unwrap(),
+            vec![("subscription".to_string(), b"{}".to_vec())]
+        );
+        s.set_setting("subscription", None).unwrap();
+        assert_eq!(s.setting("subscription").unwrap(), None);
+    }
+
+    #[test]
+    fn cookies_do_not_clobber_the_state() {
+        let (_d, s) = store();
+        s.set_cookie("state", Some(b"x")).unwrap();
+        assert_eq!(s.sync_state().unwrap(), SyncState::default());
+    }
+}

@@ -29,22 +29,47 @@ pub struct StoredRevision {
     pub record: UpdateRecord,
 }
 
-/// One revision prepared outside the transaction (compression is not retried).
+/// One revision prepared outside the transaction (encoding and compression are not retried).
 pub(super) struct Prepared<'a> {
     key: [u8; 20],
     record: &'a UpdateRecord,
+    /// The record's JSON (the row minus its local id prefix).
+    json: Vec<u8>,
     xml: Vec<u8>,
+}
+
+/// A `revisions` row: local id (u32 BE) ‖ record JSON; the id is readable without parsing.
+fn encode_row(local_id: u32, json: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + json.len());
+    v.extend_from_slice(&local_id.to_be_bytes());
+    v.extend_from_slice(json);
+    v
+}
+
+/// The local id of a `revisions` row.
+fn row_local_id(row: &[u8]) -> Result<u32, StoreError> {
+    schema::parse_u32("revisions", row.get(..4).unwrap_or_default())
+}
+
+/// Decodes a `revisions` row.
+pub(super) fn decode_row(row: &[u8]) -> Result<StoredRevision, StoreError> {
+    Ok(StoredRevision {
+        local_id: row_local_id(row)?,
+        record: dec("revisions", row.get(4..).unwrap_or_default())?,
+    })
 }
 
 /// Compresses the XML of each revision.
 pub(super) fn prepare<'a>(
     revs: impl Iterator<Item = (&'a UpdateRecord, &'a str)>,
 ) -> Result<Vec<Prepared<'a>>, StoreError> {
+    let mut z = schema::Compressor::new();
     revs.map(|(record, xml)| {
         Ok(Prepared {
             key: rev_key(&record.key),
             record,
-            xml: schema::compress(xml)?,
+            json: enc(record)?,
+            xml: z.compress(xml)?,
         })
     })
     .collect()
@@ -56,9 +81,9 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
     let mut next = next_local_id(tx)?;
     let mut ids = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let existing: Option<StoredRevision> = tx.get(schema::REVISIONS, &p.key)?;
+        let existing = tx.get_raw(schema::REVISIONS, &p.key)?;
         let local_id = match existing {
-            Some(row) => row.local_id,
+            Some(row) => row_local_id(&row).map_err(abort)?,
             None => {
                 let id = next;
                 next = next.checked_add(1).ok_or_else(|| {
@@ -67,11 +92,7 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
                 id
             }
         };
-        let row = StoredRevision {
-            local_id,
-            record: p.record.clone(),
-        };
-        tx.put(schema::REVISIONS, &p.key, &row)?;
+        tx.put_raw(schema::REVISIONS, &p.key, &encode_row(local_id, &p.json))?;
         tx.put_raw(schema::XML, &p.key, &p.xml)?;
         tx.put_raw(schema::LOCAL_IDS, &local_id.to_be_bytes(), &p.key)?;
         let uid = p.record.key.update_id;
@@ -122,7 +143,7 @@ impl Store {
         }
         let state = state.map(enc).transpose()?;
 
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         let ids = self.txn(|tx| {
             let ids = insert_in_tx(tx, &prepared)?;
             for (sha1, v) in &content {
@@ -142,11 +163,12 @@ impl Store {
     }
 
     /// Removes revisions (e.g. expired upstream) in one transaction: record, XML, local id map;
-    /// the latest index falls back to the newest remaining revision. Their local ids are
-    /// tombstoned (see [`Store::removed_since`]) and never reused. The content index and
+    /// the latest index falls back to the newest remaining revision. Each removal is
+    /// tombstoned under a fresh number from the id counter (see [`Store::removed_since`]);
+    /// local ids are never reused. The content index and
     /// deployments are left alone (cleanup's business). Returns how many existed.
     pub fn remove_revisions(&self, keys: &[RevisionKey]) -> Result<usize, StoreError> {
-        let _w = self.writer();
+        let _w = self.catalog_writer();
         // New latest per touched update, computed from a scan under the writer lock.
         let doomed: std::collections::BTreeSet<RevisionKey> = keys.iter().copied().collect();
         let mut latest: BTreeMap<Uuid, Option<u32>> = BTreeMap::new();
@@ -173,7 +195,7 @@ impl Store {
     /// The stored revision, if any.
     pub fn revision(&self, key: &RevisionKey) -> Result<Option<StoredRevision>, StoreError> {
         match self.tree(schema::REVISIONS).get(rev_key(key))? {
-            Some(v) => Ok(Some(dec("revisions", &v)?)),
+            Some(v) => Ok(Some(decode_row(&v)?)),
             None => Ok(None),
         }
     }
@@ -210,7 +232,10 @@ impl Store {
 
     /// The local revision id of a stored revision.
     pub fn local_id(&self, key: &RevisionKey) -> Result<Option<u32>, StoreError> {
-        Ok(self.revision(key)?.map(|r| r.local_id))
+        match self.tree(schema::REVISIONS).get(rev_key(key))? {
+            Some(v) => Ok(Some(row_local_id(&v)?)),
+            None => Ok(None),
+        }
     }
 
     /// The newest stored revision of an update.
@@ -230,7 +255,7 @@ impl Store {
         let mut out: Vec<StoredRevision> = Vec::new();
         for kv in self.tree(schema::REVISIONS).iter() {
             let (_, v) = kv?;
-            let row: StoredRevision = dec("revisions", &v)?;
+            let row = decode_row(&v)?;
             match out.last_mut() {
                 // Keys sort by (UpdateID, revision): a same-update successor is newer.
                 Some(last) if last.record.key.update_id == row.record.key.update_id => *last = row,
@@ -244,7 +269,7 @@ impl Store {
     pub fn revisions_of(&self, update_id: &Uuid) -> Result<Vec<StoredRevision>, StoreError> {
         self.tree(schema::REVISIONS)
             .scan_prefix(update_id.as_bytes())
-            .map(|kv| dec("revisions", &kv?.1))
+            .map(|kv| decode_row(&kv?.1))
             .collect()
     }
 
@@ -254,6 +279,21 @@ impl Store {
             .iter()
             .keys()
             .map(|k| schema::parse_rev_key("revisions", &k?))
+            .collect()
+    }
+
+    /// Revisions first inserted at or after the high-water mark `since`, with their local ids,
+    /// in local id order (the upstream side's GetRevisionIdList delta; cheap: no records read).
+    pub fn revision_keys_since(&self, since: u32) -> Result<Vec<(u32, RevisionKey)>, StoreError> {
+        self.tree(schema::LOCAL_IDS)
+            .range(since.to_be_bytes()..)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    schema::parse_u32("local_ids", &k)?,
+                    schema::parse_rev_key("local_ids", &v)?,
+                ))
+            })
             .collect()
     }
 
@@ -283,7 +323,8 @@ impl Store {
         }
     }
 
-    /// Revisions removed since the high-water mark `since` (by their former local id).
+    /// Revisions removed after the high-water mark `since` was taken (each removal takes a
+    /// number from the local id counter).
     pub fn removed_since(&self, since: u32) -> Result<Vec<RevisionKey>, StoreError> {
         self.tree(schema::REMOVED)
             .range(since.to_be_bytes()..)
@@ -308,17 +349,29 @@ pub(super) fn remove_in_tx(
     latest: &BTreeMap<Uuid, Option<u32>>,
 ) -> TxResult<usize> {
     let mut n = 0;
+    let mut next = next_local_id(tx)?;
     for k in doomed {
         let key = rev_key(k);
-        let Some(row) = tx.get::<StoredRevision>(schema::REVISIONS, &key)? else {
+        let Some(row) = tx.get_raw(schema::REVISIONS, &key)? else {
             continue;
         };
+        let local_id = row_local_id(&row).map_err(abort)?;
         n += 1;
         tx.remove(schema::REVISIONS, &key)?;
         tx.remove(schema::XML, &key)?;
-        tx.remove(schema::LOCAL_IDS, &row.local_id.to_be_bytes())?;
-        tx.put_raw(schema::REMOVED, &row.local_id.to_be_bytes(), &key)?;
+        tx.remove(schema::LOCAL_IDS, &local_id.to_be_bytes())?;
+        // The tombstone takes a number from the id counter, so it sorts after any earlier
+        // high-water mark (removed_since).
+        tx.put_raw(schema::REMOVED, &next.to_be_bytes(), &key)?;
+        next = next
+            .checked_add(1)
+            .ok_or_else(|| abort(StoreError::Invalid("local revision ids exhausted".into())))?;
     }
+    tx.put_raw(
+        schema::META,
+        schema::META_NEXT_LOCAL_ID,
+        &next.to_be_bytes(),
+    )?;
     for (uid, rev) in latest {
         match rev {
             Some(r) => tx.put_raw(schema::LATEST, uid.as_bytes(), &r.to_be_bytes())?,
@@ -428,19 +481,31 @@ mod tests {
         assert_eq!(s.latest_revision(&uid(2)).unwrap(), None);
         assert_eq!(s.revision_xml(&k12).unwrap(), None);
         assert_eq!(s.revision_by_local_id(2).unwrap(), None);
-        assert_eq!(s.removed_since(mark).unwrap(), Vec::<RevisionKey>::new());
-        assert_eq!(s.removed_since(1).unwrap(), vec![k12, k21]);
+        assert_eq!(s.removed_since(mark).unwrap(), vec![k12, k21]);
+        assert_eq!(
+            s.revision_keys_since(1).unwrap(),
+            vec![(1, revision(1, 1).record.key)]
+        );
+        assert_eq!(
+            s.removed_since(mark + 2).unwrap(),
+            Vec::<RevisionKey>::new()
+        );
         assert_eq!(
             s.missing_revisions(&[k12, revision(1, 1).record.key])
                 .unwrap(),
             vec![k12]
         );
+        assert_eq!(
+            s.next_local_id().unwrap(),
+            6,
+            "two tombstones numbered 4 and 5"
+        );
         // Coming back, it gets a fresh id.
         assert_eq!(
             s.commit_batch(&[revision(1, 2)], &[], None).unwrap(),
-            vec![4]
+            vec![6]
         );
-        assert_eq!(s.latest_revision(&uid(1)).unwrap().unwrap().local_id, 4);
+        assert_eq!(s.latest_revision(&uid(1)).unwrap().unwrap().local_id, 6);
         assert_eq!(s.revision_count(), 2);
     }
 

@@ -1,0 +1,493 @@
+//! The content cache against its peers, in one run (issue 3 "Benchmarks"); prints a table of
+//! numbers and ratios. Run with `benches/run.sh` (installs Debian's nginx when missing), or
+//! `cargo bench --bench content`. `WSUS_EDGE_BENCH_QUICK=1` shrinks the objects for a dry run.
+//!
+//! - verify: wsus-edge SHA-1+SHA-256 (one pass, two threads) and SHA-256 alone vs
+//!   `openssl dgst -sha256` and `sha256sum` on the same warm file;
+//! - cold miss (1 and 20 concurrent clients) through wsus-edge vs nginx `slice 1m` +
+//!   `proxy_cache_lock on`, both in front of the same nginx origin, and vs fetching directly;
+//! - hits: one big object and many 64 KiB objects, wsus-edge vs nginx `sendfile on`;
+//! - peak RSS (VmHWM) of wsus-edge serving a 4 GiB object cold and warm.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha1::{Digest, Sha1};
+
+const MIB: u64 = 1 << 20;
+
+struct Report(Mutex<Vec<String>>);
+
+impl Report {
+    fn line(&self, s: String) {
+        println!("{s}");
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("WSUS_EDGE_BENCH_QUICK").is_some();
+    let (big, huge, small_n) = if quick {
+        (64 * MIB, 256 * MIB, 50)
+    } else {
+        (1024 * MIB, 4096 * MIB, 200)
+    };
+    let base = std::env::var_os("WSUS_EDGE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("wsus-edge-bench")
+        .tempdir_in(base)
+        .unwrap();
+    let origin = work.path().join("origin");
+    let rep = Report(Mutex::new(Vec::new()));
+    rep.line(format!(
+        "wsus-edge content bench ({}), big={} MiB huge={} MiB small={}x64KiB, cpus={}",
+        if quick { "quick" } else { "full" },
+        big / MIB,
+        huge / MIB,
+        small_n,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    ));
+
+    eprintln!("generating objects...");
+    let big_path = make_object(&origin, big, 1, "cab");
+    let big2_path = make_object(&origin, big, 2, "esd");
+    let huge_path = make_object(&origin, huge, 3, "wim");
+    let smalls: Vec<String> = (0..small_n)
+        .map(|i| make_object(&origin, 64 * 1024, 100 + i, "exe"))
+        .collect();
+    let big_file = origin.join(big_path.trim_start_matches('/'));
+
+    // ---- verify throughput ----
+    verify_bench(&rep, &big_file, big);
+
+    let Some(nginx) = find_nginx() else {
+        rep.line("nginx not found: run benches/run.sh (installs Debian's nginx); peer comparisons skipped".into());
+        return;
+    };
+    let origin_port = free_port();
+    let proxy_port = free_port();
+    let ngx_dir = work.path().join("nginx");
+    let _nginx = start_nginx(&nginx, &ngx_dir, &origin, origin_port, proxy_port);
+    let origin_addr: SocketAddr = format!("127.0.0.1:{origin_port}").parse().unwrap();
+    let proxy_addr: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
+    wait_port(origin_addr);
+    wait_port(proxy_addr);
+    let upstream = format!("http://{origin_addr}");
+
+    // ---- cold miss, one client ----
+    warm_page_cache(&big_file);
+    let direct = time(|| get_all(origin_addr, &big_path));
+    let edge = Edge::start(work.path().join("edge1"), &upstream);
+    let edge_cold = time(|| get_all(edge.addr, &big_path));
+    let ngx_cold = time(|| get_all(proxy_addr, &big_path));
+    rep.line(format!(
+        "cold miss {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice {:.2}s ({})",
+        big / MIB,
+        direct,
+        rate(big, direct),
+        edge_cold,
+        rate(big, edge_cold),
+        ngx_cold,
+        rate(big, ngx_cold)
+    ));
+    rep.line(format!("  ratio cold miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
+        ngx_cold / edge_cold, (edge_cold / direct - 1.0) * 100.0));
+
+    // ---- 20 concurrent cold misses of another object ----
+    let direct20 = time(|| parallel(20, |_| get_all(origin_addr, &big2_path)));
+    let edge20 = time(|| parallel(20, |_| get_all(edge.addr, &big2_path)));
+    let ngx20 = time(|| parallel(20, |_| get_all(proxy_addr, &big2_path)));
+    let total20 = 20 * big;
+    rep.line(format!("20 concurrent cold misses of {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice+lock {:.2}s ({})",
+        big / MIB, direct20, rate(total20, direct20), edge20, rate(total20, edge20), ngx20, rate(total20, ngx20)));
+    rep.line(format!("  ratio 20-miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
+        ngx20 / edge20, (edge20 / direct20 - 1.0) * 100.0));
+
+    // ---- hits: big object ----
+    let best = |addr: SocketAddr, p: &str| {
+        (0..3)
+            .map(|_| time(|| get_all(addr, p)))
+            .fold(f64::MAX, f64::min)
+    };
+    let edge_hit = best(edge.addr, &big_path);
+    let ngx_hit = best(origin_addr, &big_path);
+    rep.line(format!(
+        "hit {} MiB (best of 3): wsus-edge {} vs nginx sendfile {} => {:.2}x",
+        big / MIB,
+        rate(big, edge_hit),
+        rate(big, ngx_hit),
+        ngx_hit / edge_hit
+    ));
+
+    // ---- hits: many 64 KiB objects over keep-alive, 8 connections ----
+    parallel(1, |_| {
+        let mut c = Conn::new(edge.addr);
+        for p in &smalls {
+            c.get(p);
+        }
+        0
+    });
+    let rounds = if quick { 5 } else { 20 };
+    let small_run = |addr: SocketAddr| {
+        time(|| {
+            parallel(8, |i| {
+                let mut c = Conn::new(addr);
+                let mut n = 0;
+                for r in 0..rounds {
+                    for k in 0..smalls.len() {
+                        n += c.get(&smalls[(k + i * 7 + r) % smalls.len()]);
+                    }
+                }
+                n
+            })
+        })
+    };
+    let reqs = (8 * rounds * smalls.len()) as f64;
+    let edge_small = small_run(edge.addr);
+    let ngx_small = small_run(origin_addr);
+    rep.line(format!("hit 64 KiB x {} requests, 8 keep-alive connections: wsus-edge {:.0} req/s ({}) vs nginx sendfile {:.0} req/s ({}) => {:.2}x",
+        reqs, reqs / edge_small, rate(reqs as u64 * 65536, edge_small), reqs / ngx_small, rate(reqs as u64 * 65536, ngx_small), ngx_small / edge_small));
+    drop(edge);
+
+    // ---- peak RSS serving the huge object cold, then warm after a restart ----
+    let dir = work.path().join("edge-rss");
+    let edge = Edge::start(dir.clone(), &upstream);
+    let t = time(|| get_all(edge.addr, &huge_path));
+    let cold = edge.vm_hwm_kib();
+    drop(edge);
+    let edge = Edge::start(dir, &upstream);
+    let t2 = time(|| get_all(edge.addr, &huge_path));
+    let warm = edge.vm_hwm_kib();
+    rep.line(format!("peak RSS (VmHWM) serving {} MiB: cold {:.1} MiB ({:.2}s), warm {:.1} MiB ({:.2}s); target < 64 MiB",
+        huge / MIB, cold as f64 / 1024.0, t, warm as f64 / 1024.0, t2));
+    drop(edge);
+
+    println!("\n==== summary ====");
+    for l in rep.0.lock().unwrap().iter() {
+        println!("{l}");
+    }
+}
+
+fn rate(bytes: u64, secs: f64) -> String {
+    format!("{:.0} MB/s", bytes as f64 / secs / 1e6)
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn parallel(n: usize, f: impl Fn(usize) -> u64 + Sync) -> u64 {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let f = &f;
+                s.spawn(move || f(i))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+/// Writes a pseudo-random object under `origin/Content/XX/<SHA1>.<ext>`; returns its URL path.
+fn make_object(origin: &Path, size: u64, seed: u64, ext: &str) -> String {
+    let tmp = origin.join(format!("tmp-{seed}"));
+    std::fs::create_dir_all(origin).unwrap();
+    let mut f = std::io::BufWriter::with_capacity(4 << 20, std::fs::File::create(&tmp).unwrap());
+    let mut h = Sha1::new();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for w in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(MIB) as usize;
+        f.write_all(&buf[..n]).unwrap();
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+    let hex = hex::encode_upper(h.finalize());
+    let rel = format!("Content/{}/{}.{}", &hex[38..], hex, ext);
+    std::fs::create_dir_all(origin.join(&rel).parent().unwrap()).unwrap();
+    std::fs::rename(&tmp, origin.join(&rel)).unwrap();
+    format!("/{rel}")
+}
+
+fn warm_page_cache(p: &Path) {
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut b = vec![0u8; 4 << 20];
+    while f.read(&mut b).unwrap() > 0 {}
+}
+
+fn verify_bench(rep: &Report, file: &Path, size: u64) {
+    warm_page_cache(file);
+    let ours = (0..2)
+        .map(|_| time(|| wsus_edge::content::verify::hash_file(file).unwrap()))
+        .fold(f64::MAX, f64::min);
+    let sha256_only = (0..2)
+        .map(|_| {
+            time(|| {
+                let mut f = std::fs::File::open(file).unwrap();
+                let mut h = sha2::Sha256::new();
+                let mut b = vec![0u8; MIB as usize];
+                loop {
+                    let n = f.read(&mut b).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&b[..n]);
+                }
+                h.finalize()
+            })
+        })
+        .fold(f64::MAX, f64::min);
+    let ext = |cmd: &str, args: &[&str]| -> Option<f64> {
+        let t = Instant::now();
+        let ok = Command::new(cmd)
+            .args(args)
+            .arg(file)
+            .stdout(Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| t.elapsed().as_secs_f64())
+    };
+    let openssl = (0..2)
+        .filter_map(|_| ext("openssl", &["dgst", "-sha256"]))
+        .fold(f64::MAX, f64::min);
+    let coreutils = (0..2)
+        .filter_map(|_| ext("sha256sum", &[]))
+        .fold(f64::MAX, f64::min);
+    rep.line(format!("verify {} MiB (warm): wsus-edge SHA-1+SHA-256 {}, wsus-edge SHA-256 alone {}, openssl dgst -sha256 {}, sha256sum {}",
+        size / MIB, rate(size, ours), rate(size, sha256_only), rate(size, openssl), rate(size, coreutils)));
+    rep.line(format!("  ratio SHA-256 alone / openssl = {:.2}x; SHA-1+SHA-256 / openssl SHA-256 = {:.2}x; vs sha256sum = {:.2}x",
+        openssl / sha256_only, openssl / ours, coreutils / ours));
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(a: SocketAddr) {
+    for _ in 0..200 {
+        if TcpStream::connect(a).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{a} never came up");
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(bin: &Path, dir: &Path, origin: &Path, origin_port: u16, proxy_port: u16) -> Killed {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::create_dir_all(dir.join("cache")).unwrap();
+    let user = if unsafe_is_root() { "user root;\n" } else { "" };
+    let conf = format!(
+        r#"{user}worker_processes auto;
+daemon off;
+master_process on;
+error_log {d}/logs/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/ptemp;
+    fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+    default_type application/octet-stream;
+    proxy_cache_path {d}/cache levels=1:2 keys_zone=content:50m max_size=40g inactive=1h use_temp_path=off;
+    server {{
+        listen 127.0.0.1:{origin_port};
+        root {o};
+    }}
+    server {{
+        listen 127.0.0.1:{proxy_port};
+        location /Content/ {{
+            slice 1m;
+            proxy_cache content;
+            proxy_cache_key $uri$slice_range;
+            proxy_set_header Range $slice_range;
+            proxy_cache_valid 200 206 1h;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 600s;
+            proxy_cache_lock_age 600s;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://127.0.0.1:{origin_port};
+        }}
+    }}
+}}
+"#,
+        d = dir.display(),
+        o = origin.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new(bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    Killed(child)
+}
+
+fn unsafe_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+struct Edge {
+    child: Killed,
+    addr: SocketAddr,
+}
+
+impl Edge {
+    fn start(dir: PathBuf, upstream: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+            .args([
+                "--log",
+                "warn,wsus_edge::server=info",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                upstream,
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wsus-edge");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let l = lines.next().expect("wsus-edge exited").unwrap();
+            if let Some(rest) = l.split("listening on http://").nth(1) {
+                let a: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                break a.parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                eprintln!("  [edge] {l}");
+            }
+        });
+        Edge {
+            child: Killed(child),
+            addr,
+        }
+    }
+
+    fn vm_hwm_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap()
+    }
+}
+
+/// A minimal keep-alive HTTP/1.1 client that discards bodies (so the client is not the
+/// bottleneck of either server).
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(a: SocketAddr) -> Self {
+        let s = TcpStream::connect(a).unwrap();
+        s.set_nodelay(true).unwrap();
+        Self {
+            s,
+            buf: vec![0u8; 1 << 20],
+        }
+    }
+
+    fn get(&mut self, path: &str) -> u64 {
+        write!(self.s, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+        let mut have = 0;
+        let head_end = loop {
+            let n = self.s.read(&mut self.buf[have..]).unwrap();
+            assert!(n > 0, "connection closed");
+            have += n;
+            if let Some(i) = self.buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        assert!(
+            head.starts_with("http/1.1 200") || head.starts_with("http/1.1 206"),
+            "{head}"
+        );
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        let len: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("content-length");
+        let mut got = (have - head_end) as u64;
+        while got < len {
+            let n = self.s.read(&mut self.buf).unwrap();
+            assert!(n > 0, "body cut at {got} of {len}");
+            got += n as u64;
+        }
+        assert_eq!(got, len, "pipelined bytes unexpected");
+        len
+    }
+}
+
+fn get_all(a: SocketAddr, path: &str) -> u64 {
+    Conn::new(a).get(path)
+}

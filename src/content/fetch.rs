@@ -1,0 +1,239 @@
+//! Upstream fetches: one streaming reqwest GET of `<content_base>/Content/XX/<SHA1>.<ext>` per
+//! object, written to the temp file and hashed (SHA-1 + SHA-256) by a sink thread as bytes
+//! arrive, progress published to readers. A dropped connection is resumed with
+//! `Range: bytes=<held>-` (bounded retries with exponential backoff); every chunk first takes
+//! tokens from the shared [`Bandwidth`] bucket. Verification and publishing are the cache's.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::bandwidth::Bandwidth;
+use super::inflight::{FetchError, Inflight};
+use super::verify::{Digests, DualHasher};
+use crate::config::UpstreamConfig;
+
+/// Attempts after the first one, for one object, counted since the last attempt that made
+/// progress.
+pub const MAX_RETRIES: u32 = 5;
+
+/// The upstream content source, shared by all fetches.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    base: String,
+    bandwidth: Option<Arc<Bandwidth>>,
+    backoff: Duration,
+}
+
+impl Upstream {
+    /// Builds the client from `[upstream]`; `Ok(None)` when no upstream is configured.
+    pub fn from_config(cfg: &UpstreamConfig) -> Result<Option<Self>, FetchError> {
+        let Some(base) = cfg.content_base() else {
+            return Ok(None);
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| FetchError::Io(format!("{}: {e}", ca.display())))?;
+            for c in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| FetchError::Io(format!("{}: {e}", ca.display())))?
+            {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let client = b.build().map_err(|e| FetchError::Io(e.to_string()))?;
+        Ok(Some(Self {
+            client,
+            base,
+            bandwidth: cfg.max_bandwidth.map(|r| Arc::new(Bandwidth::new(r))),
+            backoff: Duration::from_millis(100),
+        }))
+    }
+
+    /// The shared bandwidth bucket, if capped.
+    pub fn bandwidth(&self) -> Option<&Arc<Bandwidth>> {
+        self.bandwidth.as_ref()
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        (self.backoff * 2u32.saturating_pow(failures.saturating_sub(1))).min(Duration::from_secs(3))
+    }
+
+    /// Downloads `inf.key` into `inf.file` from offset 0, returning the digests of what was
+    /// written. `expected_size` (from metadata) is enforced when known.
+    pub async fn download(
+        &self,
+        inf: Arc<Inflight>,
+        expected_size: Option<u64>,
+    ) -> Result<Digests, FetchError> {
+        let url = format!("{}/{}", self.base, inf.key.url_path());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let sink_inf = inf.clone();
+        let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
+            let mut h = DualHasher::new();
+            let mut off = 0u64;
+            while let Some(b) = rx.blocking_recv() {
+                sink_inf
+                    .file
+                    .write_all_at(&b, off)
+                    .map_err(|e| FetchError::Io(e.to_string()))?;
+                off += b.len() as u64;
+                h.update(b);
+                sink_inf.progress.send_modify(|p| p.written = off);
+            }
+            h.finish()
+                .ok_or_else(|| FetchError::Io("hash helper thread failed".into()))
+        });
+
+        let result = self.receive(&url, &inf, expected_size, &tx).await;
+        drop(tx);
+        let digests = sink.await.map_err(|e| FetchError::Io(e.to_string()))?;
+        result?;
+        digests
+    }
+
+    async fn receive(
+        &self,
+        url: &str,
+        inf: &Inflight,
+        expected_size: Option<u64>,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<(), FetchError> {
+        let mut received = 0u64;
+        let mut size = expected_size;
+        let mut failures = 0u32;
+        loop {
+            let attempt = self.attempt(url, received, &mut size, inf, tx).await;
+            let (got, err) = match attempt {
+                Ok(got) => (got, None),
+                Err((got, e)) => (got, Some(e)),
+            };
+            received += got;
+            let err = match err {
+                None if size.map_or(true, |s| received == s) => return Ok(()),
+                None => FetchError::Transfer(format!("connection closed at {received} bytes")),
+                Some(e) => e,
+            };
+            if matches!(err, FetchError::Status(_) | FetchError::Io(_)) && got == 0 {
+                return Err(err);
+            }
+            if got > 0 {
+                failures = 0;
+            }
+            failures += 1;
+            if failures > MAX_RETRIES {
+                return Err(err);
+            }
+            let wait = self.backoff(failures);
+            tracing::warn!(url, received, error = %err, retry_in = ?wait, "upstream fetch interrupted; resuming");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One GET (ranged when resuming). Returns the bytes received, with the error if it failed.
+    async fn attempt(
+        &self,
+        url: &str,
+        received: u64,
+        size: &mut Option<u64>,
+        inf: &Inflight,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<u64, (u64, FetchError)> {
+        let mut req = self.client.get(url).header("accept-encoding", "identity");
+        if received > 0 {
+            req = req.header("range", format!("bytes={received}-"));
+        }
+        let resp = req.send().await.map_err(|e| (0, classify(e)))?;
+        let status = resp.status().as_u16();
+        let mut skip = 0u64;
+        match (received, status) {
+            (0, 200) => {
+                if let Some(cl) = resp.content_length() {
+                    match *size {
+                        Some(s) if s != cl => {
+                            return Err((
+                                0,
+                                FetchError::Transfer(format!(
+                                    "upstream length {cl} differs from the declared {s}"
+                                )),
+                            ))
+                        }
+                        Some(_) => {}
+                        None => {
+                            *size = Some(cl);
+                            inf.progress.send_modify(|p| p.size = Some(cl));
+                        }
+                    }
+                }
+            }
+            (_, 206) => {
+                let start = resp
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(received) {
+                    return Err((
+                        0,
+                        FetchError::Transfer("bad Content-Range on resume".into()),
+                    ));
+                }
+            }
+            (r, 200) if r > 0 => skip = received,
+            (_, s) if s >= 500 => {
+                return Err((0, FetchError::Transfer(format!("upstream answered {s}"))))
+            }
+            (_, s) => return Err((0, FetchError::Status(s))),
+        }
+        let mut got = 0u64;
+        let mut stream = resp.bytes_stream();
+        while let Some(item) = stream.next().await {
+            let mut chunk = item.map_err(|e| (got, classify(e)))?;
+            if skip > 0 {
+                let n = skip.min(chunk.len() as u64);
+                skip -= n;
+                let _ = chunk.split_to(n as usize);
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
+            if let Some(s) = *size {
+                if received + got + chunk.len() as u64 > s {
+                    return Err((
+                        got,
+                        FetchError::Transfer("upstream sent more than declared".into()),
+                    ));
+                }
+            }
+            if let Some(bw) = &self.bandwidth {
+                bw.take(chunk.len()).await;
+            }
+            let n = chunk.len() as u64;
+            crate::metrics::add_content_bytes_upstream(n);
+            if tx.send(chunk).await.is_err() {
+                return Err((got, FetchError::Io("temp file writer stopped".into())));
+            }
+            got += n;
+        }
+        Ok(got)
+    }
+}
+
+fn classify(e: reqwest::Error) -> FetchError {
+    if e.is_connect() {
+        FetchError::Unreachable(e.to_string())
+    } else if e.is_timeout() {
+        FetchError::Timeout(e.to_string())
+    } else {
+        FetchError::Transfer(e.to_string())
+    }
+}

@@ -1,0 +1,271 @@
+//! Objects being downloaded: their shared progress (a `watch` channel) and the readers that
+//! serve byte ranges of them while the single upstream fetch is still running (coalescing).
+//! The hold-back rule of [`super`] is enforced here, in [`InflightReader`].
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::key::ContentKey;
+
+/// Largest chunk a reader hands to the connection at once.
+const CHUNK: u64 = 256 * 1024;
+
+/// Why a download ended without an object (cloneable: every waiter gets a copy).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// No upstream is configured.
+    #[error("no upstream configured")]
+    NoUpstream,
+    /// Upstream answered with this status.
+    #[error("upstream answered {0}")]
+    Status(u16),
+    /// Upstream could not be reached (connect error) after retries.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// Upstream timed out after retries.
+    #[error("upstream timed out: {0}")]
+    Timeout(String),
+    /// The transfer kept failing mid-object after retries, or upstream broke the protocol.
+    #[error("upstream transfer failed: {0}")]
+    Transfer(String),
+    /// The bytes did not match the declared digests; nothing was kept.
+    #[error("verification failed: {0}")]
+    Mismatch(String),
+    /// Local disk error.
+    #[error("local I/O error: {0}")]
+    Io(String),
+}
+
+impl FetchError {
+    /// The status a client gets when the failure is known before its response started.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            FetchError::NoUpstream | FetchError::Status(404) | FetchError::Status(410) => {
+                S::NOT_FOUND
+            }
+            FetchError::Timeout(_) => S::GATEWAY_TIMEOUT,
+            FetchError::Io(_) => S::INTERNAL_SERVER_ERROR,
+            _ => S::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Where a download stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Bytes are arriving.
+    Running,
+    /// Verified and published under its final name.
+    Done,
+    /// Ended without an object.
+    Failed(FetchError),
+}
+
+/// Progress of one download, published to every reader.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Total size, once known (from metadata or upstream's `Content-Length`).
+    pub size: Option<u64>,
+    /// Bytes written to the temp file so far (a prefix of the object).
+    pub written: u64,
+    /// Where it stands.
+    pub state: State,
+}
+
+/// One object being downloaded.
+#[derive(Debug)]
+pub struct Inflight {
+    /// The object.
+    pub key: ContentKey,
+    /// The temp file, shared by the writer and all readers (positional reads; the handle stays
+    /// valid after the rename into the store).
+    pub file: Arc<File>,
+    /// Progress, updated by the writer.
+    pub progress: watch::Sender<Progress>,
+    /// When the download started.
+    pub started: SystemTime,
+}
+
+impl Inflight {
+    /// A new download with nothing written.
+    pub fn new(key: ContentKey, file: File, size: Option<u64>) -> Self {
+        let (progress, _) = watch::channel(Progress {
+            size,
+            written: 0,
+            state: State::Running,
+        });
+        Self {
+            key,
+            file: Arc::new(file),
+            progress,
+            started: SystemTime::now(),
+        }
+    }
+
+    /// Waits until the size is known (or the download ended); returns the progress then.
+    pub async fn wait_size(&self) -> Progress {
+        let mut rx = self.progress.subscribe();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            if p.size.is_some() || p.state != State::Running {
+                return p;
+            }
+            if rx.changed().await.is_err() {
+                return self.progress.borrow().clone();
+            }
+        }
+    }
+
+    /// Marks the download ended.
+    pub fn finish(&self, state: State) {
+        self.progress.send_modify(|p| {
+            if state == State::Done {
+                p.size = Some(p.written);
+            }
+            p.state = state;
+        });
+    }
+}
+
+/// Streams bytes `start..=end` of an in-flight object as they arrive.
+///
+/// Hold-back rule: while the object is not yet verified, a response whose range reaches the
+/// object's last byte is held one byte short; that byte is only sent once the object is
+/// verified and published. On failure the stream ends with an error, so the connection is
+/// aborted and the client never sees a complete response.
+pub struct InflightReader {
+    inf: Arc<Inflight>,
+    rx: watch::Receiver<Progress>,
+    pos: u64,
+    end: u64,
+}
+
+impl InflightReader {
+    /// A reader of `start..=end` (inclusive). The object's size must be known.
+    pub fn new(inf: Arc<Inflight>, start: u64, end: u64) -> Self {
+        let rx = inf.progress.subscribe();
+        Self {
+            inf,
+            rx,
+            pos: start,
+            end,
+        }
+    }
+
+    /// The next chunk; `Ok(None)` when the range is complete.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if self.pos > self.end {
+            return Ok(None);
+        }
+        loop {
+            let p = self.rx.borrow_and_update().clone();
+            let limit = match &p.state {
+                State::Failed(e) => return Err(io::Error::other(e.clone())),
+                State::Done => self.end + 1,
+                State::Running => {
+                    let mut l = p.written.min(self.end + 1);
+                    if p.size == Some(self.end + 1) {
+                        l = l.min(self.end);
+                    }
+                    l
+                }
+            };
+            if self.pos < limit {
+                let len = (limit - self.pos).min(CHUNK) as usize;
+                let file = self.inf.file.clone();
+                let off = self.pos;
+                let buf = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+                    let mut b = BytesMut::zeroed(len);
+                    file.read_exact_at(&mut b, off)?;
+                    Ok(b.freeze())
+                })
+                .await
+                .map_err(io::Error::other)??;
+                self.pos += buf.len() as u64;
+                return Ok(Some(buf));
+            }
+            if self.rx.changed().await.is_err() {
+                // The writer vanished without a verdict: never finish this response.
+                return Err(io::Error::other("download abandoned"));
+            }
+        }
+    }
+
+    /// Turns the reader into a stream of chunks.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
+        futures_util::stream::unfold(self, |mut r| async move {
+            match r.next_chunk().await {
+                Ok(Some(b)) => Some((Ok(b), r)),
+                Ok(None) => None,
+                Err(e) => {
+                    r.pos = r.end + 1;
+                    Some((Err(e), r))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn setup(data: &[u8]) -> Arc<Inflight> {
+        let t = tempfile::tempfile().unwrap();
+        let key = ContentKey::new([1; 20], "cab").unwrap();
+        Arc::new(Inflight::new(key, t, Some(data.len() as u64)))
+    }
+
+    fn write(inf: &Inflight, data: &[u8], upto: usize) {
+        let mut f = inf.file.as_ref();
+        f.write_all(&data[inf.progress.borrow().written as usize..upto])
+            .unwrap();
+        inf.progress.send_modify(|p| p.written = upto as u64);
+    }
+
+    #[tokio::test]
+    async fn middle_range_served_before_verify_last_byte_held() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let inf = setup(&data);
+        write(&inf, &data, 100);
+        // A range not reaching the end is complete while still running.
+        let mut r = InflightReader::new(inf.clone(), 10, 19);
+        assert_eq!(&r.next_chunk().await.unwrap().unwrap()[..], &data[10..20]);
+        assert!(r.next_chunk().await.unwrap().is_none());
+        // The full body gets everything but the last byte, then waits for the verdict.
+        let mut full = InflightReader::new(inf.clone(), 0, 99);
+        assert_eq!(full.next_chunk().await.unwrap().unwrap().len(), 99);
+        let waiting =
+            tokio::spawn(async move { full.next_chunk().await.map(|b| b.map(|b| b.to_vec())) });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        inf.finish(State::Done);
+        assert_eq!(waiting.await.unwrap().unwrap().unwrap(), vec![99]);
+    }
+
+    #[tokio::test]
+    async fn failure_aborts_waiting_reader() {
+        let data = vec![7u8; 50];
+        let inf = setup(&data);
+        write(&inf, &data, 50);
+        let mut full = InflightReader::new(inf.clone(), 0, 49);
+        assert_eq!(full.next_chunk().await.unwrap().unwrap().len(), 49);
+        inf.finish(State::Failed(FetchError::Mismatch("sha1".into())));
+        assert!(full.next_chunk().await.is_err());
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(FetchError::Status(404).status(), 404);
+        assert_eq!(FetchError::Unreachable("x".into()).status(), 502);
+        assert_eq!(FetchError::Timeout("x".into()).status(), 504);
+    }
+}

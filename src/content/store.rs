@@ -1,0 +1,164 @@
+//! The content folder on disk and the only code that writes into it: `XX/<SHA1HEX>.<ext>` for
+//! complete, verified objects, `.partial/<SHA1HEX>.<ext>.part` for downloads in progress.
+//! Publishing is temp file → fsync → rename → fsync of the folder, so after a crash a name
+//! under `XX/` is always complete and verified; start-up removes leftover temp files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::key::ContentKey;
+
+/// Name of the folder holding downloads in progress.
+pub const PARTIAL_DIR: &str = ".partial";
+
+/// The content folder (`<data_dir>/content`).
+#[derive(Debug, Clone)]
+pub struct ContentDir {
+    root: PathBuf,
+}
+
+impl ContentDir {
+    /// Opens (creating) the folder and its temp folder.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        fs::create_dir_all(root.join(PARTIAL_DIR))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a complete object lives.
+    pub fn final_path(&self, key: &ContentKey) -> PathBuf {
+        self.root.join(key.rel_path())
+    }
+
+    /// Where an object being downloaded is written.
+    pub fn temp_path(&self, key: &ContentKey) -> PathBuf {
+        self.root
+            .join(PARTIAL_DIR)
+            .join(format!("{}.part", key.file_name()))
+    }
+
+    /// Opens a complete object for reading, `None` when it is not in the store.
+    pub fn open_final(&self, key: &ContentKey) -> io::Result<Option<File>> {
+        match File::open(self.final_path(key)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates (truncating) the temp file of `key`, readable and writable.
+    pub fn create_temp(&self, key: &ContentKey) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.temp_path(key))
+    }
+
+    /// Publishes a verified temp file: fsync it, rename it to its final name, fsync the folder.
+    pub fn commit(&self, key: &ContentKey, file: &File) -> io::Result<PathBuf> {
+        file.sync_all()?;
+        let dest = self.final_path(key);
+        let folder = self.root.join(key.folder());
+        fs::create_dir_all(&folder)?;
+        fs::rename(self.temp_path(key), &dest)?;
+        File::open(&folder)?.sync_all()?;
+        Ok(dest)
+    }
+
+    /// Deletes the temp file of `key` (a failed or refused download).
+    pub fn discard(&self, key: &ContentKey) {
+        if let Err(e) = fs::remove_file(self.temp_path(key)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(key = %key, error = %e, "could not delete temp file");
+            }
+        }
+    }
+
+    /// Deletes a complete object (eviction). Open readers keep their file handle.
+    pub fn remove(&self, key: &ContentKey) -> io::Result<()> {
+        match fs::remove_file(self.final_path(key)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Start-up: removes every leftover temp file (a crash mid-download). Returns how many.
+    /// They are not resumed: the next request fetches the object again, and nothing partial
+    /// was ever reachable under a final name.
+    pub fn remove_leftovers(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(self.root.join(PARTIAL_DIR))? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every complete object on disk with its size (files whose name is not a key are skipped).
+    pub fn scan(&self) -> io::Result<Vec<(ContentKey, u64)>> {
+        let mut out = Vec::new();
+        for d in fs::read_dir(&self.root)? {
+            let d = d?;
+            let folder = d.file_name();
+            let Some(folder) = folder.to_str() else {
+                continue;
+            };
+            if folder.len() != 2 || !d.file_type()?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(d.path())? {
+                let f = f?;
+                let name = f.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if let Ok(key) = ContentKey::parse_path(&format!("/Content/{folder}/{name}")) {
+                    out.push((key, f.metadata()?.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn commit_publishes_and_leftovers_go() {
+        let t = tempfile::tempdir().unwrap();
+        let d = ContentDir::open(t.path()).unwrap();
+        let key = ContentKey::new([0xab; 20], "cab").unwrap();
+        assert!(d.open_final(&key).unwrap().is_none());
+        let mut f = d.create_temp(&key).unwrap();
+        f.write_all(b"hello").unwrap();
+        let p = d.commit(&key, &f).unwrap();
+        assert_eq!(
+            p,
+            t.path().join("AB").join(format!("{}.cab", "AB".repeat(20)))
+        );
+        assert!(d.open_final(&key).unwrap().is_some());
+        assert!(!d.temp_path(&key).exists());
+        assert_eq!(d.scan().unwrap(), vec![(key.clone(), 5)]);
+
+        let other = ContentKey::new([0x01; 20], "exe").unwrap();
+        d.create_temp(&other).unwrap();
+        assert_eq!(d.remove_leftovers().unwrap(), 1);
+        assert!(!d.temp_path(&other).exists());
+        d.remove(&key).unwrap();
+        d.remove(&key).unwrap();
+        assert!(d.scan().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,256 @@
+//! Payload digests: SHA-1 and SHA-256 computed in one pass over the bytes (SHA-1 on a helper
+//! thread, SHA-256 on the caller's, so one core's speed is not the limit), and the check of a
+//! finished object against what metadata declares or, failing that, the SHA-1 in its name.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use bytes::{Bytes, BytesMut};
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+
+/// The digests and length of a byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    /// SHA-1.
+    pub sha1: [u8; 20],
+    /// SHA-256.
+    pub sha256: [u8; 32],
+    /// Bytes hashed.
+    pub size: u64,
+}
+
+/// What an object must hash to: from the content index when metadata declares the file, else
+/// just the SHA-1 of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// The SHA-1 (always known: it is the name).
+    pub sha1: [u8; 20],
+    /// The declared SHA-256, when metadata has one.
+    pub sha256: Option<[u8; 32]>,
+    /// The declared size, when metadata has one.
+    pub size: Option<u64>,
+}
+
+/// A finished object that does not match what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} mismatch: expected {expected}, got {actual}")]
+pub struct Mismatch {
+    /// `sha1`, `sha256` or `size`.
+    pub what: &'static str,
+    /// Expected value (hex or decimal).
+    pub expected: String,
+    /// Actual value.
+    pub actual: String,
+}
+
+impl Expected {
+    /// Checks `d` against every known expectation (size, SHA-1, SHA-256).
+    pub fn check(&self, d: &Digests) -> Result<(), Mismatch> {
+        if let Some(size) = self.size {
+            if size != d.size {
+                return Err(Mismatch {
+                    what: "size",
+                    expected: size.to_string(),
+                    actual: d.size.to_string(),
+                });
+            }
+        }
+        if self.sha1 != d.sha1 {
+            return Err(Mismatch {
+                what: "sha1",
+                expected: hex::encode(self.sha1),
+                actual: hex::encode(d.sha1),
+            });
+        }
+        if let Some(s) = self.sha256 {
+            if s != d.sha256 {
+                return Err(Mismatch {
+                    what: "sha256",
+                    expected: hex::encode(s),
+                    actual: hex::encode(d.sha256),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SHA-1 + SHA-256 in one pass: each chunk is handed (by reference count, not copied) to a
+/// SHA-1 thread while SHA-256 runs on the caller's thread.
+pub struct DualHasher {
+    sha256: Sha256,
+    size: u64,
+    tx: Option<mpsc::SyncSender<Bytes>>,
+    sha1: Option<thread::JoinHandle<[u8; 20]>>,
+}
+
+impl Default for DualHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DualHasher {
+    /// Starts the helper thread.
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Bytes>(32);
+        let sha1 = thread::Builder::new()
+            .name("sha1".into())
+            .spawn(move || {
+                let mut h = Sha1::new();
+                for b in rx {
+                    h.update(&b);
+                }
+                h.finalize().into()
+            })
+            .ok();
+        Self {
+            sha256: Sha256::new(),
+            size: 0,
+            tx: sha1.as_ref().map(|_| tx),
+            sha1,
+        }
+    }
+
+    /// Hashes the next chunk.
+    pub fn update(&mut self, b: Bytes) {
+        self.size += b.len() as u64;
+        if let Some(tx) = &self.tx {
+            if tx.send(b.clone()).is_err() {
+                self.tx = None;
+            }
+        }
+        self.sha256.update(&b);
+    }
+
+    /// Finishes both digests. `None` only if the helper thread could not run (then the object
+    /// must be treated as unverified).
+    pub fn finish(mut self) -> Option<Digests> {
+        let sha256: [u8; 32] = self.sha256.finalize_reset().into();
+        let alive = self.tx.take().is_some();
+        let sha1 = self.sha1.take()?.join().ok()?;
+        alive.then_some(Digests {
+            sha1,
+            sha256,
+            size: self.size,
+        })
+    }
+}
+
+/// Hashes a whole reader (1 MiB reads) with [`DualHasher`].
+pub fn hash_reader(mut r: impl Read) -> std::io::Result<Digests> {
+    let mut h = DualHasher::new();
+    loop {
+        let mut buf = BytesMut::zeroed(1 << 20);
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = r.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        if filled == 0 {
+            break;
+        }
+        h.update(buf.freeze());
+    }
+    h.finish()
+        .ok_or_else(|| std::io::Error::other("hash helper thread failed"))
+}
+
+/// Hashes a file.
+pub fn hash_file(path: &Path) -> std::io::Result<Digests> {
+    hash_reader(std::fs::File::open(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        let d = hash_reader(&b"abc"[..]).unwrap();
+        assert_eq!(
+            hex::encode(d.sha1),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex::encode(d.sha256),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.size, 3);
+        let e = hash_reader(&b""[..]).unwrap();
+        assert_eq!(
+            hex::encode(e.sha1),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
+    }
+
+    #[test]
+    fn chunking_does_not_matter() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = hash_reader(&data[..]).unwrap();
+        let mut h = DualHasher::new();
+        for c in data.chunks(12_345) {
+            h.update(Bytes::copy_from_slice(c));
+        }
+        assert_eq!(h.finish().unwrap(), whole);
+        assert_eq!(whole.sha1, <[u8; 20]>::from(Sha1::digest(&data)));
+        assert_eq!(whole.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn check_reports_each_mismatch() {
+        let d = hash_reader(&b"abc"[..]).unwrap();
+        let ok = Expected {
+            sha1: d.sha1,
+            sha256: Some(d.sha256),
+            size: Some(3),
+        };
+        assert_eq!(ok.check(&d), Ok(()));
+        assert_eq!(
+            Expected {
+                sha256: None,
+                size: None,
+                ..ok
+            }
+            .check(&d),
+            Ok(())
+        );
+        assert_eq!(
+            Expected {
+                size: Some(4),
+                ..ok
+            }
+            .check(&d)
+            .unwrap_err()
+            .what,
+            "size"
+        );
+        assert_eq!(
+            Expected {
+                sha1: [0; 20],
+                ..ok
+            }
+            .check(&d)
+            .unwrap_err()
+            .what,
+            "sha1"
+        );
+        assert_eq!(
+            Expected {
+                sha256: Some([0; 32]),
+                ..ok
+            }
+            .check(&d)
+            .unwrap_err()
+            .what,
+            "sha256"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The running server that `wsus-edge serve` builds: opens the metadata store and the content
+//! cache, binds `server.listen`, routes requests ([`crate::http::Router`]) and shuts down
+//! gracefully on SIGTERM or Ctrl-C (stop accepting, finish requests, flush the store).
+//!
+//! Other parts of the server plug in here: SOAP services in [`build_router`] (one line
+//! each), background tasks (sync, admin API) from [`Server::state`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::content::{ContentCache, ContentError};
+use crate::http::{self, Router, SelfUpdateProxy};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The metadata store could not be opened (e.g. another process holds it).
+    #[error("metadata store: {0}")]
+    Store(#[from] StoreError),
+    /// The content cache could not be opened.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Everything a request handler or background task may need.
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Config,
+    /// The metadata store.
+    pub store: Store,
+    /// The payload cache.
+    pub content: ContentCache,
+}
+
+/// Builds the request router. SOAP services are registered here, one line each, e.g.
+/// `.soap("/ClientWebService/client.asmx", Arc::new(client_service))`.
+pub fn build_router(state: &AppState) -> Router {
+    let selfupdate = state
+        .config
+        .upstream
+        .url
+        .as_ref()
+        .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
+    Router::new(state.content.clone(), state.config.server.max_request_body).selfupdate(selfupdate)
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    router: Arc<Router>,
+}
+
+impl Server {
+    /// Opens the store and the cache under `server.data_dir` and binds `server.listen`
+    /// (port 0 picks a free port; see [`Server::local_addr`]).
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| ContentError::Io {
+            path: config.server.data_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.store_dir())?;
+        let content = ContentCache::open(
+            &config.content_dir(),
+            Arc::new(store.clone()),
+            &config.upstream,
+            config.content.max_size,
+        )
+        .await?;
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let state = AppState {
+            config,
+            store,
+            content,
+        };
+        let router = Arc::new(build_router(&state));
+        Ok(Self {
+            listener,
+            state: Arc::new(state),
+            router,
+        })
+    }
+
+    /// Registers a SOAP service before the server runs (embedders and tests; the server's
+    /// own services are registered in [`build_router`]).
+    pub fn soap(mut self, path: &str, service: Arc<dyn http::SoapService>) -> Self {
+        if let Some(r) = Arc::get_mut(&mut self.router) {
+            r.add_soap(path, service);
+        }
+        self
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.server.listen)
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains connections and flushes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let addr = self.local_addr();
+        tracing::info!("listening on http://{addr}");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let serving = tokio::spawn(http::serve(self.listener, self.router, rx));
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+        let _ = serving.await;
+        self.state.store.flush()?;
+        Ok(())
+    }
+}
+
+/// Runs the server with `config` until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let server = Server::bind(config).await?;
+    server.run_until(shutdown_signal()).await
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
