@@ -19,6 +19,7 @@
 //! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
 
 pub mod cookie;
+pub mod http;
 pub mod index;
 mod ops;
 mod scan;

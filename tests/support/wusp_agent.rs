@@ -243,9 +243,14 @@ pub fn identity_of(core: &str) -> (RevisionKey, bool) {
 impl Agent {
     /// A new agent with a random client id.
     pub fn new(base: &str) -> Self {
+        Self::with_client(base, reqwest::Client::builder().build().unwrap())
+    }
+
+    /// A new agent using `http` (e.g. trusting a test certificate).
+    pub fn with_client(base: &str, http: reqwest::Client) -> Self {
         Self {
             base: base.to_string(),
-            http: reqwest::Client::builder().build().unwrap(),
+            http,
             client_id: Uuid::new_v4().to_string(),
             cookie: None,
             last_change: None,
