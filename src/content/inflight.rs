@@ -66,6 +66,8 @@ impl FetchError {
 pub enum State {
     /// Bytes are arriving.
     Running,
+    /// All bytes arrived and match the expected digests; being made durable and published.
+    Verified,
     /// Verified and published under its final name.
     Done,
     /// Ended without an object.
@@ -130,7 +132,7 @@ impl Inflight {
     /// Marks the download ended.
     pub fn finish(&self, state: State) {
         self.progress.send_modify(|p| {
-            if state == State::Done {
+            if matches!(state, State::Done | State::Verified) {
                 p.size = Some(p.written);
             }
             p.state = state;
@@ -172,7 +174,7 @@ impl InflightReader {
             let p = self.rx.borrow_and_update().clone();
             let limit = match &p.state {
                 State::Failed(e) => return Err(io::Error::other(e.clone())),
-                State::Done => self.end + 1,
+                State::Done | State::Verified => self.end + 1,
                 State::Running => {
                     let mut l = p.written.min(self.end + 1);
                     if p.size == Some(self.end + 1) {
