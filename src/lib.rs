@@ -9,6 +9,7 @@
 //! | [`wire`] | MS-WSUSSS and MS-WUSP types, the SOAP codec, update XML; no I/O |
 //! | [`store`] | the metadata store (sled); the only module that names sled |
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
+//! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting, from the store |
 //! | [`http`] | the client-facing listeners and request routing |
 //! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
 //! | [`server`] | the running server `serve` builds: state, router, shutdown |
@@ -17,7 +18,9 @@
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
+pub mod admin;
 pub mod cli;
+pub mod client_service;
 pub mod config;
 pub mod content;
 pub mod http;
