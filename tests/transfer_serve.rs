@@ -76,3 +76,80 @@ async fn imported_payloads_are_cache_hits_without_upstream() {
     assert_eq!(metrics::content_requests("miss"), misses, "no miss");
     edge.shutdown().await;
 }
+
+/// Starts an admin listener on 127.0.0.1:0 over the store of `data` (held, as a running
+/// server holds it). Returns its URL and the shutdown sender.
+async fn admin_over(
+    data: &std::path::Path,
+    store: Store,
+) -> (String, tokio::sync::watch::Sender<bool>) {
+    use wsus_edge::admin::{AdminServer, AdminState, Token};
+    let mut config = wsus_edge::config::Config::default();
+    config.server.data_dir = data.to_path_buf();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let state = AdminState::new(config, store, Token::new(ADMIN_TOKEN, "test").unwrap());
+    let s = AdminServer::bind("127.0.0.1:0".parse().unwrap(), std::sync::Arc::new(state))
+        .await
+        .unwrap();
+    let url = format!("http://{}", s.local_addr());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(s.run(rx));
+    (url, tx)
+}
+
+const ADMIN_TOKEN: &str = "transfer-test-token-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_import_through_the_admin_api_of_running_servers() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    seed_catalog(&src, 60, 1);
+    let client = reqwest::Client::new();
+    let (src_url, _s1) = admin_over(&src, Store::open(&store_dir(&src)).unwrap()).await;
+    let dst_store = Store::open(&store_dir(&dst)).unwrap();
+    let (dst_url, _s2) = admin_over(&dst, dst_store.clone()).await;
+
+    // Offline use of a held data dir is refused; the API is the way in.
+    let pkg = t.path().join("pkg");
+    let r = client
+        .post(format!("{src_url}/api/export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"out": pkg, "volume_size": "256KiB"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["anchor"].as_str().unwrap().starts_with("wse1."), "{v}");
+
+    let bad = client
+        .post(format!("{dst_url}/api/import"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"path": t.path().join("pkg.002")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let e: serde_json::Value = bad.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("first volume"), "{e}");
+
+    let r = client
+        .post(format!("{dst_url}/api/import"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"path": t.path().join("pkg.001")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["published"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(content_listing(&src), content_listing(&dst));
+    assert!(dst_store.revision_count() > 0);
+    let unauth = client
+        .post(format!("{dst_url}/api/import"))
+        .json(&serde_json::json!({"path": t.path().join("pkg.001")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+}

@@ -25,6 +25,7 @@
 //! | `GET /api/sync`, `POST /api/sync` | `sync status`, `sync` |
 //! | `GET /api/content`, `POST /api/content/verify` (NDJSON progress), `POST /api/content/prefetch` | `content ...` |
 //! | `POST /api/cleanup?dry_run=1` | `cleanup` |
+//! | `POST /api/export`, `POST /api/import` | `export`, `import` ([`transfer`]) |
 //! | `GET /api/status` | `status` |
 
 pub mod api;
@@ -34,6 +35,7 @@ mod content_cache;
 pub mod ops;
 pub mod page;
 mod query;
+pub mod transfer;
 pub mod types;
 
 use std::convert::Infallible;
@@ -458,6 +460,14 @@ async fn dispatch(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Ad
             let dry = q.flag("dry_run");
             answer(ops::cleanup(&state, dry).await)
         }
+        (&Method::POST, "/api/export") => match body_json(req).await {
+            Ok(b) => answer(transfer::export(&state, b).await),
+            Err(e) => error(&e),
+        },
+        (&Method::POST, "/api/import") => match body_json(req).await {
+            Ok(b) => answer(transfer::import(&state, b).await),
+            Err(e) => error(&e),
+        },
         _ => error(&ApiError::not_found(format!("no endpoint {method} {path}"))),
     }
 }
