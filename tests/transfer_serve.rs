@@ -153,3 +153,66 @@ async fn export_and_import_through_the_admin_api_of_running_servers() {
         .unwrap();
     assert_eq!(unauth.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_online_mode_goes_through_the_admin_api() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    seed_catalog(&src, 40, 1);
+    let (src_url, _s1) = admin_over(&src, Store::open(&store_dir(&src)).unwrap()).await;
+    let (dst_url, _s2) = admin_over(&dst, Store::open(&store_dir(&dst)).unwrap()).await;
+    let w = t.path().to_path_buf();
+    let bin = env!("CARGO_BIN_EXE_wsus-edge");
+    let run = move |args: Vec<String>| {
+        std::process::Command::new(bin)
+            .args(&args)
+            .current_dir(&w)
+            .env("WSUS_EDGE_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    };
+    let r2 = run.clone();
+    let (e, held) = tokio::task::spawn_blocking(move || {
+        let held = r2(vec![
+            "export".into(),
+            "--out".into(),
+            "p".into(),
+            "--data-dir".into(),
+            src.display().to_string(),
+        ]);
+        let e = r2(vec![
+            "--admin".into(),
+            src_url,
+            "export".into(),
+            "--out".into(),
+            "pkg".into(),
+        ]);
+        (e, held)
+    })
+    .await
+    .unwrap();
+    assert!(!held.status.success());
+    assert!(String::from_utf8_lossy(&held.stderr).contains("use --online"));
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    let out = String::from_utf8_lossy(&e.stdout).into_owned();
+    assert!(
+        out.lines().last().unwrap().starts_with("anchor: wse1."),
+        "{out}"
+    );
+    let i = tokio::task::spawn_blocking(move || {
+        run(vec![
+            "--admin".into(),
+            dst_url,
+            "import".into(),
+            "pkg".into(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(i.status.success(), "{}", String::from_utf8_lossy(&i.stderr));
+    assert!(String::from_utf8_lossy(&i.stdout).contains("payloads published: "));
+    assert_eq!(
+        content_listing(&t.path().join("src")),
+        content_listing(&dst)
+    );
+}

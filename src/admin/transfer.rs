@@ -11,7 +11,7 @@ use super::{AdminState, ApiError, ApiResult};
 use crate::transfer::{self, keys, Anchor, ExportOptions, ImportOptions, TransferError};
 
 /// Body of `POST /api/export` (the `export` flags).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExportRequest {
     /// Package directory or volume base name, on the server's disk.
     pub out: PathBuf,
@@ -27,7 +27,7 @@ pub struct ExportRequest {
 }
 
 /// Answer of `POST /api/export`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExportJson {
     /// The new anchor.
     pub anchor: String,
@@ -48,7 +48,7 @@ pub struct ExportJson {
 }
 
 /// Body of `POST /api/import`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ImportRequest {
     /// Package directory or first volume, on the server's disk.
     pub path: PathBuf,
@@ -58,7 +58,7 @@ pub struct ImportRequest {
 }
 
 /// Answer of `POST /api/import`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ImportJson {
     /// The package's anchor.
     pub anchor: String,

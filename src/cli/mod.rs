@@ -192,8 +192,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve(config, args),
         Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
         Command::Demo(args) => simulate::demo(config, args),
-        Command::Export(a) => transfer::export(config, a),
-        Command::Import(a) => transfer::import(config, a),
+        Command::Export(a) => transfer::export(config, a, admin.as_deref()),
+        Command::Import(a) => transfer::import(config, a, admin.as_deref()),
         Command::VerifyPackage(a) => transfer::verify(a),
         Command::Keygen(a) => transfer::keygen(a),
     }

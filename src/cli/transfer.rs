@@ -1,10 +1,15 @@
-//! The `export`, `import`, `verify-package` and `keygen` verbs (issue 6), offline on a data
-//! dir that no server holds.
+//! The `export`, `import`, `verify-package` and `keygen` verbs (issue 6): offline on a data
+//! dir that no server holds, or with `--online` (or `--admin URL`) through the running
+//! server's admin API, which then reads and writes the package on its own disk.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use reqwest::Method;
+
+use super::admin_client::{self, AdminClient};
+use crate::admin::transfer::{ExportJson, ExportRequest, ImportJson, ImportRequest};
 
 use crate::config::Config;
 use crate::transfer::{self, keys, Anchor, ExportOptions, ImportOptions};
@@ -31,8 +36,11 @@ pub struct ExportArgs {
     #[arg(long, value_name = "K.key")]
     pub sign: Option<PathBuf>,
     /// Data directory (`server.data_dir`); must not be held by a running server.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "online")]
     pub data_dir: Option<PathBuf>,
+    /// Go through the running server's admin API (also implied by `--admin URL`).
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// Flags of `import`.
@@ -44,8 +52,11 @@ pub struct ImportArgs {
     #[arg(long, value_name = "K.pub")]
     pub trust: Vec<PathBuf>,
     /// Data directory (`server.data_dir`); must not be held by a running server.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "online")]
     pub data_dir: Option<PathBuf>,
+    /// Go through the running server's admin API (also implied by `--admin URL`).
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// Flags of `verify-package`.
@@ -79,8 +90,69 @@ fn trust(paths: &[PathBuf]) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> 
         .collect::<Result<_, _>>()?)
 }
 
+/// An absolute form of a path given on this command line (the server's cwd differs).
+fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(p)?)
+}
+
+/// Runs `export` over the admin API.
+fn export_online(config: &Config, a: ExportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
+    let c = AdminClient::new(config, admin)?;
+    let body = ExportRequest {
+        out: absolute(&a.out)?,
+        since: a.since,
+        approved_only: a.approved_only,
+        volume_size: a.volume_size,
+        sign: a.sign.as_deref().map(absolute).transpose()?,
+    };
+    let r: ExportJson = c.call(Method::POST, "/api/export", &[], Some(&body))?;
+    for o in &r.outputs {
+        println!("wrote: {o}");
+    }
+    println!("revisions: {}", r.revisions);
+    println!("payloads: {} ({} bytes)", r.payloads, r.payload_bytes);
+    if r.not_cached > 0 {
+        println!(
+            "left out: {} declared payloads not in the cache",
+            r.not_cached
+        );
+    }
+    println!("signer: {}", r.signer);
+    println!("anchor: {}", r.anchor);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `import` over the admin API.
+fn import_online(config: &Config, a: ImportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
+    let c = AdminClient::new(config, admin)?;
+    let body = ImportRequest {
+        path: absolute(&a.path)?,
+        trust: a
+            .trust
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<Result<_, _>>()?,
+    };
+    let r: ImportJson = c.call(Method::POST, "/api/import", &[], Some(&body))?;
+    println!("signer: {}", r.signer);
+    println!("revisions: {}", r.revisions);
+    println!(
+        "files: {} copied, {} already verified, {} payloads already in the cache",
+        r.copied, r.resumed, r.already_present
+    );
+    println!("payloads published: {}", r.published);
+    if let Some(b) = &r.base_anchor {
+        println!("base anchor: {b}");
+    }
+    println!("anchor: {}", r.anchor);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `export`.
-pub fn export(mut config: Config, a: ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn export(mut config: Config, a: ExportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
+    if a.online || admin.is_some() {
+        return admin_client::run_verb(|| export_online(&config, a, admin));
+    }
     data_dir(&mut config, a.data_dir);
     let since = a.since.as_deref().map(str::parse::<Anchor>).transpose()?;
     let volume_size = a
@@ -127,7 +199,10 @@ pub fn export(mut config: Config, a: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `import`.
-pub fn import(mut config: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
+pub fn import(mut config: Config, a: ImportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
+    if a.online || admin.is_some() {
+        return admin_client::run_verb(|| import_online(&config, a, admin));
+    }
     data_dir(&mut config, a.data_dir);
     let opts = ImportOptions {
         trust: trust(&a.trust)?,
