@@ -327,6 +327,10 @@ struct TestServer {
 
 impl TestServer {
     fn start(replica: bool) -> TestServer {
+        Self::start_with(replica, true)
+    }
+
+    fn start_with(replica: bool, with_sync: bool) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.data_dir = dir.path().to_path_buf();
@@ -403,7 +407,7 @@ impl TestServer {
             store.clone(),
             Token::new(TOKEN, "test").unwrap(),
         );
-        state.sync = Some(handle);
+        state.sync = with_sync.then_some(handle);
         state.content = Some(Arc::new(FakeContent {
             store: store.clone(),
             dir: config.content_dir(),
@@ -1372,4 +1376,16 @@ fn status_page_screenshot_in_headless_chromium() {
         &png,
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-status.png"),
     );
+}
+
+#[test]
+fn sync_on_an_autonomous_server_says_why_not() {
+    let s = TestServer::start_with(false, false);
+    let o = s.cli(&["sync"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("no upstream configured"), "{e}");
+    let st = json(&s.cli(&["sync", "status", "--json"]));
+    assert_eq!(st["available"], false);
 }
