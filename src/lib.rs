@@ -28,4 +28,5 @@ pub mod simulate;
 pub mod store;
 pub mod sync;
 pub mod units;
+pub mod upstream;
 pub mod wire;

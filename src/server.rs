@@ -46,7 +46,7 @@ pub struct AppState {
     pub store: Store,
     /// The payload cache.
     pub content: ContentCache,
-    /// The sync runner's control handle (replica mode), for the admin API.
+    /// The sync runner's control handle (`Some` when `upstream.url` is set).
     pub sync: Option<crate::sync::SyncHandle>,
 }
 
@@ -59,7 +59,9 @@ pub fn build_router(state: &AppState) -> Router {
         .url
         .as_ref()
         .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
-    Router::new(state.content.clone(), state.config.server.max_request_body).selfupdate(selfupdate)
+    let router = Router::new(state.content.clone(), state.config.server.max_request_body)
+        .selfupdate(selfupdate);
+    crate::upstream::service::register(router, state)
 }
 
 /// A bound, not yet running server.
@@ -67,6 +69,8 @@ pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
     router: Arc<Router>,
+    /// The sync runner's side, started by [`Server::run_until`].
+    sync_runner: Option<(crate::sync::SyncReporter, tokio::sync::mpsc::Receiver<()>)>,
     admin: Option<crate::admin::AdminServer>,
 }
 
@@ -90,17 +94,24 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let (sync, sync_runner) = if config.upstream.url.is_some() {
+            let (h, r, rx) = crate::sync::handle::channel();
+            (Some(h), Some((r, rx)))
+        } else {
+            (None, None)
+        };
         let state = AppState {
             config,
             store,
             content,
-            sync: None,
+            sync,
         };
         let router = Arc::new(build_router(&state));
         Ok(Self {
             listener,
             state: Arc::new(state),
             router,
+            sync_runner,
             admin: None,
         })
     }
@@ -155,10 +166,24 @@ impl Server {
         tracing::info!("listening on http://{addr}");
         let (tx, rx) = tokio::sync::watch::channel(false);
         let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
-        let serving = tokio::spawn(http::serve(self.listener, self.router, rx));
+        let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
+        let runner = self.sync_runner.map(|(reporter, trigger)| {
+            crate::sync::spawn_runner(crate::sync::RunnerContext {
+                config: self.state.config.clone(),
+                store: self.state.store.clone(),
+                reporter,
+                trigger,
+                prefetcher: Some(Arc::new(self.state.content.clone())),
+                shutdown: rx,
+            })
+        });
         shutdown.await;
         tracing::info!("shutting down");
         let _ = tx.send(true);
+        if let Some(r) = runner {
+            r.abort();
+            let _ = r.await;
+        }
         let _ = serving.await;
         if let Some(a) = admin {
             let _ = a.await;

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod simulate;
+
 /// The top-level command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -90,6 +92,10 @@ exit 0 when it succeeded, 1 with the reason when it failed. `sync status` shows 
     },
     /// Run the server (content cache and client endpoints) until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Serve a generated WSUS catalog as an upstream (the normal server, autonomous mode).
+    SimulateUpstream(simulate::SimulateArgs),
+    /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
+    Demo(simulate::DemoArgs),
 }
 
 /// Flags of `serve`; each overrides the config file.
@@ -175,5 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Status { json } => admin_client::run_verb(|| status::run(&client()?, json)),
         Command::Serve(args) => serve(config, args),
+        Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
+        Command::Demo(args) => simulate::demo(config, args),
     }
 }
