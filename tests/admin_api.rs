@@ -248,6 +248,20 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
             })
             .unwrap();
     }
+    // Upstream-style "not approved" for one group: not an approval.
+    store
+        .set_deployment(&Deployment {
+            id: Uuid::new_v4(),
+            update: RevisionKey::new(uid(1), 201),
+            group: groups::UNASSIGNED_COMPUTERS,
+            action: ApprovalAction::Block,
+            deadline: None,
+            last_change: time::OffsetDateTime::now_utc(),
+            admin_name: "test".into(),
+            is_assigned: true,
+            download_priority: 1,
+        })
+        .unwrap();
     store.decline(&uid(4)).unwrap();
 
     let pc = |id: &str, name: &str, groups: Vec<Uuid>| Computer {
@@ -596,6 +610,18 @@ fn updates_list_json_shape_and_filters() {
         serde_json::json!([{"group": "Pilot", "group_id": id_of(PILOT), "action": "install", "deadline": null}])
     );
 
+    assert_eq!(
+        u1["other_deployments"],
+        serde_json::json!([{"group": "Unassigned Computers", "group_id": groups::UNASSIGNED_COMPUTERS.to_string(), "action": "block", "deadline": null}])
+    );
+    for u in all.as_array().unwrap() {
+        for a in u["approvals"].as_array().unwrap() {
+            assert!(
+                a["action"] == "install" || a["action"] == "uninstall",
+                "{a}"
+            );
+        }
+    }
     let q = |args: &[&str]| {
         let mut a = vec!["updates", "list", "--json"];
         a.extend_from_slice(args);

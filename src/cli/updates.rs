@@ -83,6 +83,7 @@ fn approvals_cell(u: &UpdateJson) -> String {
     let v: Vec<String> = u
         .approvals
         .iter()
+        .chain(&u.other_deployments)
         .map(|a| format!("{}:{}", a.group, a.action))
         .collect();
     if v.is_empty() {
