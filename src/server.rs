@@ -119,16 +119,24 @@ impl Server {
     /// Binds the admin API on `[admin] listen` (creating the token file when missing); it
     /// runs and stops with the server. Call after the state is complete (sync handle set).
     pub async fn with_admin(mut self) -> Result<Self, ServerError> {
+        let addr = self.state.config.admin.listen;
+        self.start_admin_on(addr).await?;
+        Ok(self)
+    }
+
+    /// Like [`Server::with_admin`] on `addr` (port 0 picks one); on error the server is kept,
+    /// so a caller may retry elsewhere. Returns the bound address.
+    pub async fn start_admin_on(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
         let st = &self.state;
         let token = crate::admin::Token::load_or_create(&st.config)
             .map_err(crate::admin::AdminError::from)?;
         let mut admin = crate::admin::AdminState::new(st.config.clone(), st.store.clone(), token);
         admin.content = Some(Arc::new(st.content.clone()));
         admin.sync = st.sync.clone();
-        let server =
-            crate::admin::AdminServer::bind(st.config.admin.listen, Arc::new(admin)).await?;
+        let server = crate::admin::AdminServer::bind(addr, Arc::new(admin)).await?;
+        let local = server.local_addr();
         self.admin = Some(server);
-        Ok(self)
+        Ok(local)
     }
 
     /// The admin API's bound address, when [`Server::with_admin`] was called.
