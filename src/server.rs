@@ -28,6 +28,9 @@ pub enum ServerError {
     /// The admin API could not start (token file, listener).
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] http::tls::TlsError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -59,14 +62,41 @@ pub fn build_router(state: &AppState) -> Router {
         .url
         .as_ref()
         .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
-    let router = Router::new(state.content.clone(), state.config.server.max_request_body)
+    let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
         .selfupdate(selfupdate);
+    if let Some(client) = client_service(state) {
+        for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {
+            router = router.soap(path, svc);
+        }
+    }
     crate::upstream::service::register(router, state)
+}
+
+/// The MS-WUSP client service over the state's store (cookie key kept in the data dir).
+fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientService>> {
+    use crate::client_service::{ClientService, CookieKey, Options};
+    let key_path = state.config.server.data_dir.join("cookie.key");
+    let key = CookieKey::load_or_create(&key_path).unwrap_or_else(|e| {
+        tracing::warn!(path = %key_path.display(), error = %e, "cookie key not persisted; using a random one");
+        CookieKey::random()
+    });
+    let opts = Options {
+        advertised_url: state.config.server.advertised_url.clone(),
+        ..Options::default()
+    };
+    match ClientService::new(state.store.clone(), key, opts) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::error!(error = %e, "client service disabled: store error");
+            None
+        }
+    }
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     state: Arc<AppState>,
     router: Arc<Router>,
     /// The sync runner's side, started by [`Server::run_until`].
@@ -94,6 +124,20 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let tls = match (
+            config.server.tls_listen,
+            &config.server.tls_cert,
+            &config.server.tls_key,
+        ) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let acceptor = http::tls::acceptor(cert, key)?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some((l, acceptor))
+            }
+            _ => None,
+        };
         let (sync, sync_runner) = if config.upstream.url.is_some() {
             let (h, r, rx) = crate::sync::handle::channel();
             (Some(h), Some((r, rx)))
@@ -109,6 +153,7 @@ impl Server {
         let router = Arc::new(build_router(&state));
         Ok(Self {
             listener,
+            tls,
             state: Arc::new(state),
             router,
             sync_runner,
@@ -160,6 +205,11 @@ impl Server {
             .unwrap_or(self.state.config.server.listen)
     }
 
+    /// The bound HTTPS address, when TLS is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// The shared state.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
@@ -173,6 +223,17 @@ impl Server {
         let addr = self.local_addr();
         tracing::info!("listening on http://{addr}");
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let tls_serving = self.tls.map(|(l, acceptor)| {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!("listening on https://{a}");
+            }
+            tokio::spawn(http::tls::serve_tls(
+                l,
+                acceptor,
+                self.router.clone(),
+                rx.clone(),
+            ))
+        });
         let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
         let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
         let runner = self.sync_runner.map(|(reporter, trigger)| {
@@ -195,6 +256,9 @@ impl Server {
         let _ = serving.await;
         if let Some(a) = admin {
             let _ = a.await;
+        }
+        if let Some(t) = tls_serving {
+            let _ = t.await;
         }
         self.state.store.flush()?;
         Ok(())

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod simulate;
+pub mod transfer;
 
 /// The top-level command line.
 #[derive(Debug, Parser)]
@@ -96,6 +97,14 @@ exit 0 when it succeeded, 1 with the reason when it failed. `sync status` shows 
     SimulateUpstream(simulate::SimulateArgs),
     /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
     Demo(simulate::DemoArgs),
+    /// Write a verifiable update package (offline, on --data-dir).
+    Export(transfer::ExportArgs),
+    /// Verify and import a package (a directory or its first volume).
+    Import(transfer::ImportArgs),
+    /// Check a package's signature and every file's digest without importing it.
+    VerifyPackage(transfer::VerifyArgs),
+    /// Make a signing key pair: K.key (mode 0600) and K.pub.
+    Keygen(transfer::KeygenArgs),
 }
 
 /// Flags of `serve`; each overrides the config file.
@@ -183,5 +192,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve(config, args),
         Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
         Command::Demo(args) => simulate::demo(config, args),
+        Command::Export(a) => transfer::export(config, a),
+        Command::Import(a) => transfer::import(config, a),
+        Command::VerifyPackage(a) => transfer::verify(a),
+        Command::Keygen(a) => transfer::keygen(a),
     }
 }
