@@ -266,8 +266,14 @@ impl Server {
 }
 
 /// Runs the server with `config` until SIGTERM or Ctrl-C.
+/// The admin API is secondary to serving clients: when it cannot start (port taken, token
+/// file unreadable) the error is logged and the server runs without it.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let server = Server::bind(config).await?.with_admin().await?;
+    let mut server = Server::bind(config).await?;
+    let admin = server.state().config.admin.listen;
+    if let Err(e) = server.start_admin_on(admin).await {
+        tracing::error!(error = %e, "admin API not started: admin verbs, /metrics and the status page are unavailable until a restart");
+    }
     server.run_until(shutdown_signal()).await
 }
 
