@@ -366,19 +366,27 @@ async fn kill_9_in_the_middle_of_get_update_data() {
     }
 
     // Restart: the sync resumes and ends equal to an uninterrupted one.
-    let mut child = spawn();
-    let done = async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if proxy.calls("GetDeployments") > 0 {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), done)
-        .await
-        .expect("resumed sync finished");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+        .args(["--config", conf.to_str().unwrap(), "--log", "info", "serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let finished = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("sync finished"))
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), finished)
+            .await
+            .expect("resumed sync finished in time")
+            .unwrap(),
+        "the restarted server logged a finished sync"
+    );
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
