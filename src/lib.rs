@@ -9,14 +9,18 @@
 //! | [`wire`] | MS-WSUSSS and MS-WUSP types, the SOAP codec, update XML; no I/O |
 //! | [`store`] | the metadata store (sled); the only module that names sled |
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
+//! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting, from the store |
 //! | [`http`] | the client-facing listeners and request routing |
 //! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
 //! | [`server`] | the running server `serve` builds: state, router, shutdown |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
+//! | [`transfer`] | export/import of signed update packages for disconnected networks |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
+pub mod admin;
 pub mod cli;
+pub mod client_service;
 pub mod config;
 pub mod content;
 pub mod http;
@@ -26,6 +30,7 @@ pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod units;
 pub mod upstream;
 pub mod wire;

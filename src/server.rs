@@ -25,6 +25,12 @@ pub enum ServerError {
     /// The content cache could not be opened.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// The admin API could not start (token file, listener).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] http::tls::TlsError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -56,18 +62,46 @@ pub fn build_router(state: &AppState) -> Router {
         .url
         .as_ref()
         .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
-    let router = Router::new(state.content.clone(), state.config.server.max_request_body)
+    let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
         .selfupdate(selfupdate);
+    if let Some(client) = client_service(state) {
+        for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {
+            router = router.soap(path, svc);
+        }
+    }
     crate::upstream::service::register(router, state)
+}
+
+/// The MS-WUSP client service over the state's store (cookie key kept in the data dir).
+fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientService>> {
+    use crate::client_service::{ClientService, CookieKey, Options};
+    let key_path = state.config.server.data_dir.join("cookie.key");
+    let key = CookieKey::load_or_create(&key_path).unwrap_or_else(|e| {
+        tracing::warn!(path = %key_path.display(), error = %e, "cookie key not persisted; using a random one");
+        CookieKey::random()
+    });
+    let opts = Options {
+        advertised_url: state.config.server.advertised_url.clone(),
+        ..Options::default()
+    };
+    match ClientService::new(state.store.clone(), key, opts) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::error!(error = %e, "client service disabled: store error");
+            None
+        }
+    }
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     state: Arc<AppState>,
     router: Arc<Router>,
     /// The sync runner's side, started by [`Server::run_until`].
     sync_runner: Option<(crate::sync::SyncReporter, tokio::sync::mpsc::Receiver<()>)>,
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl Server {
@@ -90,6 +124,20 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let tls = match (
+            config.server.tls_listen,
+            &config.server.tls_cert,
+            &config.server.tls_key,
+        ) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let acceptor = http::tls::acceptor(cert, key)?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some((l, acceptor))
+            }
+            _ => None,
+        };
         let (sync, sync_runner) = if config.upstream.url.is_some() {
             let (h, r, rx) = crate::sync::handle::channel();
             (Some(h), Some((r, rx)))
@@ -105,10 +153,32 @@ impl Server {
         let router = Arc::new(build_router(&state));
         Ok(Self {
             listener,
+            tls,
             state: Arc::new(state),
             router,
             sync_runner,
+            admin: None,
         })
+    }
+
+    /// Binds the admin API on `[admin] listen` (creating the token file when missing); it
+    /// runs and stops with the server. Call after the state is complete (sync handle set).
+    pub async fn with_admin(mut self) -> Result<Self, ServerError> {
+        let st = &self.state;
+        let token = crate::admin::Token::load_or_create(&st.config)
+            .map_err(crate::admin::AdminError::from)?;
+        let mut admin = crate::admin::AdminState::new(st.config.clone(), st.store.clone(), token);
+        admin.content = Some(Arc::new(st.content.clone()));
+        admin.sync = st.sync.clone();
+        let server =
+            crate::admin::AdminServer::bind(st.config.admin.listen, Arc::new(admin)).await?;
+        self.admin = Some(server);
+        Ok(self)
+    }
+
+    /// The admin API's bound address, when [`Server::with_admin`] was called.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
     }
 
     /// Registers a SOAP service before the server runs (embedders and tests; the server's
@@ -127,6 +197,11 @@ impl Server {
             .unwrap_or(self.state.config.server.listen)
     }
 
+    /// The bound HTTPS address, when TLS is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// The shared state.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
@@ -140,6 +215,18 @@ impl Server {
         let addr = self.local_addr();
         tracing::info!("listening on http://{addr}");
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let tls_serving = self.tls.map(|(l, acceptor)| {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!("listening on https://{a}");
+            }
+            tokio::spawn(http::tls::serve_tls(
+                l,
+                acceptor,
+                self.router.clone(),
+                rx.clone(),
+            ))
+        });
+        let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
         let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
         let runner = self.sync_runner.map(|(reporter, trigger)| {
             crate::sync::spawn_runner(crate::sync::RunnerContext {
@@ -159,6 +246,12 @@ impl Server {
             let _ = r.await;
         }
         let _ = serving.await;
+        if let Some(a) = admin {
+            let _ = a.await;
+        }
+        if let Some(t) = tls_serving {
+            let _ = t.await;
+        }
         self.state.store.flush()?;
         Ok(())
     }
@@ -166,7 +259,7 @@ impl Server {
 
 /// Runs the server with `config` until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let server = Server::bind(config).await?;
+    let server = Server::bind(config).await?.with_admin().await?;
     server.run_until(shutdown_signal()).await
 }
 

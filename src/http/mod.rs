@@ -9,6 +9,7 @@
 pub mod body;
 mod fastpath;
 mod selfupdate;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;

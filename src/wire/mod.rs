@@ -20,6 +20,7 @@ pub mod soap;
 pub mod sss;
 pub mod update_xml;
 pub mod values;
+pub mod wusp;
 pub mod xml;
 
 pub use anchor::Anchor;

@@ -1,0 +1,85 @@
+//! Plugs the client service into the HTTP router: one [`SoapEndpoint`] per MS-WUSP path,
+//! answering on the blocking pool (the scan reads the store and builds XML).
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Response, StatusCode};
+
+use super::{ClientService, Endpoint, Request};
+use crate::http::{body, Body, SoapFuture, SoapRequest, SoapService};
+use crate::wire::wusp;
+
+/// One MS-WUSP endpoint of a shared [`ClientService`].
+pub struct SoapEndpoint {
+    svc: Arc<ClientService>,
+    endpoint: Endpoint,
+}
+
+impl SoapEndpoint {
+    /// The endpoint `endpoint` of `svc`.
+    pub fn new(svc: Arc<ClientService>, endpoint: Endpoint) -> Self {
+        Self { svc, endpoint }
+    }
+
+    /// `(path, service)` for the three endpoints, ready for `Router::soap`.
+    pub fn all(svc: &Arc<ClientService>) -> [(&'static str, Arc<dyn SoapService>); 3] {
+        let mk = |e| Arc::new(SoapEndpoint::new(svc.clone(), e)) as Arc<dyn SoapService>;
+        [
+            (wusp::SIMPLE_AUTH_PATH, mk(Endpoint::SimpleAuth)),
+            (wusp::CLIENT_PATH, mk(Endpoint::Client)),
+            (wusp::REPORTING_PATH, mk(Endpoint::Reporting)),
+        ]
+    }
+}
+
+impl SoapService for SoapEndpoint {
+    fn name(&self) -> &'static str {
+        match self.endpoint {
+            Endpoint::SimpleAuth => "simpleauth",
+            Endpoint::Client => "client",
+            Endpoint::Reporting => "reporting",
+        }
+    }
+
+    fn call(&self, req: SoapRequest) -> SoapFuture {
+        let svc = self.svc.clone();
+        let endpoint = self.endpoint;
+        Box::pin(async move {
+            let host = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let tls = req.headers.get(crate::http::tls::TLS_MARK_HEADER).is_some();
+            let joined = tokio::task::spawn_blocking(move || {
+                svc.handle(&Request {
+                    endpoint,
+                    soap_action: req.soap_action.as_deref(),
+                    host: host.as_deref(),
+                    tls,
+                    body: &req.body,
+                })
+            })
+            .await;
+            match joined {
+                Ok(reply) => {
+                    let mut r: Response<Body> = Response::new(body::full(reply.body));
+                    *r.status_mut() = StatusCode::from_u16(reply.status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let ct = if reply.status == 400 {
+                        "text/plain; charset=utf-8"
+                    } else {
+                        "text/xml; charset=utf-8"
+                    };
+                    r.headers_mut()
+                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    r
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "client service task failed");
+                    body::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,539 @@
+//! The in-memory scan index the client service answers SyncUpdates from, built from one store
+//! snapshot: the newest revision of every update with its core fragment, the prerequisite graph
+//! (as update indices), leaf flags, declined/expired state, the group tree and each group's
+//! deployments; the per-group-set winning approvals are memoised. Rebuilt when the store's
+//! [`fingerprint`] changes.
+//!
+//! Approval rules (wsus-protocol.md §7.1, PLAN §1.5): a computer is in All Computers, its
+//! groups and their ancestors; among the deployments of one update in those groups the deepest
+//! group wins, then Install before Uninstall (before Block, Scan), then a deadline before none
+//! and the earlier deadline. A winning Block or Scan means not offered. An offered bundle
+//! brings its bundled updates with action Bundle and its deadline.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::{groups, ApprovalAction, FileRecord, RevisionKey, UpdateKind};
+use crate::store::{Store, StoreError};
+use crate::wire::update_xml::core_fragment;
+use crate::wire::wusp::DeploymentAction;
+
+/// Marks a prerequisite naming an update the store does not hold (never satisfied).
+pub const UNKNOWN: u32 = u32::MAX;
+
+/// One update (its newest revision).
+#[derive(Debug)]
+pub struct Entry {
+    /// Local revision id (MS-WUSP `UpdateInfo/ID`).
+    pub local_id: u32,
+    /// Identity.
+    pub key: RevisionKey,
+    /// Kind.
+    pub kind: UpdateKind,
+    /// Prerequisite clauses as entry indices ([`UNKNOWN`] for absent updates).
+    pub prereqs: Vec<Vec<u32>>,
+    /// Bundled updates as entry indices.
+    pub bundled: Vec<u32>,
+    /// No other update names this one as a prerequisite or category.
+    pub is_leaf: bool,
+    /// Not declined and not expired.
+    pub offerable: bool,
+    /// The core fragment.
+    pub core: Arc<str>,
+    /// Files declared by this revision.
+    pub files: Vec<FileRecord>,
+}
+
+/// How one update is deployed to one group set.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    /// Client-protocol action.
+    pub action: DeploymentAction,
+    /// Deadline.
+    pub deadline: Option<OffsetDateTime>,
+    /// Client-protocol deployment id.
+    pub deployment_id: i32,
+    /// When the approval last changed.
+    pub last_change: OffsetDateTime,
+    /// For Bundle: the offering parents (entry indices, in update-id order).
+    pub parents: Vec<u32>,
+}
+
+/// The winning approvals for one group set.
+#[derive(Debug, Default)]
+pub struct Approved {
+    /// Entry index → deployment, in local-id order.
+    pub by_entry: BTreeMap<u32, Chosen>,
+    /// Newest approval change among them (unix seconds).
+    pub watermark: i64,
+}
+
+/// The scan index.
+#[derive(Debug)]
+pub struct ScanIndex {
+    /// The store fingerprint this index was built from.
+    pub fingerprint: u64,
+    /// Revision-id epoch.
+    pub epoch: u32,
+    /// Entries in local-id order.
+    pub entries: Vec<Entry>,
+    /// Local id → entry index (newest revisions only).
+    pub by_local: HashMap<u32, u32>,
+    /// Update id → entry index.
+    pub by_update: HashMap<Uuid, u32>,
+    /// Categories and detectoids, in local-id order.
+    pub non_leaf_kinds: Vec<u32>,
+    /// File SHA-1 → record.
+    pub files: HashMap<[u8; 20], FileRecord>,
+    group_parent: HashMap<Uuid, Option<Uuid>>,
+    group_by_name: HashMap<String, Uuid>,
+    /// Group → (entry, deployment) pairs.
+    deployments: HashMap<Uuid, Vec<(u32, crate::model::Deployment)>>,
+    approved: Mutex<HashMap<Vec<Uuid>, Arc<Approved>>>,
+}
+
+/// A cheap digest of everything the index depends on: revision ids, epoch, groups,
+/// deployments and declines.
+pub fn fingerprint(store: &Store) -> Result<u64, StoreError> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    store.next_local_id()?.hash(&mut h);
+    store.revision_epoch()?.hash(&mut h);
+    store.removed_since(0)?.len().hash(&mut h);
+    for g in store.groups()? {
+        (g.id, g.parent, g.name).hash(&mut h);
+    }
+    for d in store.deployments()? {
+        (
+            d.id,
+            d.update,
+            d.group,
+            d.action.code(),
+            d.deadline,
+            d.last_change,
+        )
+            .hash(&mut h);
+    }
+    store.declined_updates()?.hash(&mut h);
+    Ok(h.finish())
+}
+
+/// A client-protocol deployment id from a deployment GUID (positive, stable).
+pub fn deployment_id(id: &Uuid) -> i32 {
+    let b = id.as_bytes();
+    (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x3fff_ffff) as i32 + 1
+}
+
+fn rank(a: ApprovalAction) -> u8 {
+    match a {
+        ApprovalAction::Install => 0,
+        ApprovalAction::Uninstall => 1,
+        ApprovalAction::Block => 2,
+        ApprovalAction::Scan => 3,
+    }
+}
+
+impl ScanIndex {
+    /// Builds the index from the store (a full read; call from a blocking thread).
+    pub fn build(store: &Store) -> Result<ScanIndex, StoreError> {
+        let fp = fingerprint(store)?;
+        let epoch = store.revision_epoch()?;
+        let mut latest = store.latest_revisions()?;
+        latest.sort_by_key(|r| r.local_id);
+        let declined: HashSet<Uuid> = store.declined_updates()?.into_iter().collect();
+        let by_update: HashMap<Uuid, u32> = latest
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.record.key.update_id, i as u32))
+            .collect();
+        let mut referenced: HashSet<Uuid> = HashSet::new();
+        for r in &latest {
+            referenced.extend(r.record.prerequisite_ids());
+            referenced.extend(r.record.category_ids());
+        }
+        let idx = |u: &Uuid| by_update.get(u).copied().unwrap_or(UNKNOWN);
+        let mut entries = Vec::with_capacity(latest.len());
+        let mut files = HashMap::new();
+        for r in latest {
+            let rec = r.record;
+            let core: Arc<str> = match store.revision_xml(&rec.key)? {
+                Some(xml) => match core_fragment(&xml) {
+                    Ok(c) => c.into(),
+                    Err(e) => {
+                        tracing::warn!(key = %rec.key, error = %e, "core fragment failed");
+                        Arc::from("")
+                    }
+                },
+                None => Arc::from(""),
+            };
+            for f in &rec.files {
+                files.insert(f.sha1, f.clone());
+            }
+            entries.push(Entry {
+                local_id: r.local_id,
+                key: rec.key,
+                kind: rec.kind,
+                prereqs: rec
+                    .prerequisites
+                    .iter()
+                    .map(|c| c.iter().map(idx).collect())
+                    .collect(),
+                bundled: rec
+                    .bundled
+                    .iter()
+                    .map(idx)
+                    .filter(|i| *i != UNKNOWN)
+                    .collect(),
+                is_leaf: !referenced.contains(&rec.key.update_id),
+                offerable: !rec.expired && !declined.contains(&rec.key.update_id),
+                core,
+                files: rec.files,
+            });
+        }
+        let non_leaf_kinds = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.kind, UpdateKind::Category | UpdateKind::Detectoid))
+            .map(|(i, _)| i as u32)
+            .collect();
+        let by_local = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.local_id, i as u32))
+            .collect();
+        let groups = store.groups()?;
+        let group_parent = groups.iter().map(|g| (g.id, g.parent)).collect();
+        let group_by_name = groups
+            .iter()
+            .map(|g| (g.name.to_ascii_lowercase(), g.id))
+            .collect();
+        let mut deployments: HashMap<Uuid, Vec<(u32, crate::model::Deployment)>> = HashMap::new();
+        for d in store.deployments()? {
+            if let Some(i) = by_update.get(&d.update.update_id) {
+                deployments.entry(d.group).or_default().push((*i, d));
+            }
+        }
+        Ok(ScanIndex {
+            fingerprint: fp,
+            epoch,
+            entries,
+            by_local,
+            by_update,
+            non_leaf_kinds,
+            files,
+            group_parent,
+            group_by_name,
+            deployments,
+            approved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A group id by name (ASCII case-insensitive).
+    pub fn group_named(&self, name: &str) -> Option<Uuid> {
+        self.group_by_name
+            .get(&name.trim().to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Depth below All Computers.
+    fn depth(&self, g: &Uuid) -> usize {
+        let mut d = 0;
+        let mut cur = *g;
+        while let Some(Some(p)) = self.group_parent.get(&cur) {
+            d += 1;
+            cur = *p;
+            if d > self.group_parent.len() {
+                break;
+            }
+        }
+        d
+    }
+
+    /// `assigned` groups, their ancestors and All Computers, sorted.
+    pub fn effective_groups(&self, assigned: &[Uuid]) -> Vec<Uuid> {
+        let mut out = vec![groups::ALL_COMPUTERS];
+        for g in assigned {
+            let mut cur = Some(*g);
+            let mut steps = 0;
+            while let Some(id) = cur {
+                if !self.group_parent.contains_key(&id) || out.contains(&id) && id != *g {
+                    break;
+                }
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+                cur = self.group_parent.get(&id).copied().flatten();
+                steps += 1;
+                if steps > self.group_parent.len() {
+                    break;
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The winning approvals for a group set (from [`ScanIndex::effective_groups`]), memoised.
+    pub fn approved(&self, member_of: &[Uuid]) -> Arc<Approved> {
+        let mut cache = self.approved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = cache.get(member_of) {
+            return a.clone();
+        }
+        let a = Arc::new(self.compute_approved(member_of));
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(member_of.to_vec(), a.clone());
+        a
+    }
+
+    fn compute_approved(&self, member_of: &[Uuid]) -> Approved {
+        type Key = (
+            std::cmp::Reverse<usize>,
+            u8,
+            bool,
+            Option<OffsetDateTime>,
+            Uuid,
+        );
+        let mut best: HashMap<u32, (Key, &crate::model::Deployment)> = HashMap::new();
+        for g in member_of {
+            let depth = self.depth(g);
+            for (i, d) in self.deployments.get(g).into_iter().flatten() {
+                let k: Key = (
+                    std::cmp::Reverse(depth),
+                    rank(d.action),
+                    d.deadline.is_none(),
+                    d.deadline,
+                    d.id,
+                );
+                match best.get(i) {
+                    Some((old, _)) if *old <= k => {}
+                    _ => {
+                        best.insert(*i, (k, d));
+                    }
+                }
+            }
+        }
+        let mut out = Approved::default();
+        let mut parents: Vec<(Uuid, u32, Chosen)> = Vec::new();
+        for (i, (_, d)) in &best {
+            let action = match d.action {
+                ApprovalAction::Install => DeploymentAction::Install,
+                ApprovalAction::Uninstall => DeploymentAction::Uninstall,
+                ApprovalAction::Block | ApprovalAction::Scan => continue,
+            };
+            let c = Chosen {
+                action,
+                deadline: d.deadline,
+                deployment_id: deployment_id(&d.id),
+                last_change: d.last_change,
+                parents: Vec::new(),
+            };
+            out.watermark = out.watermark.max(d.last_change.unix_timestamp());
+            parents.push((self.entries[*i as usize].key.update_id, *i, c.clone()));
+            out.by_entry.insert(*i, c);
+        }
+        parents.sort_by_key(|p| p.0);
+        for (_, pi, pc) in &parents {
+            for child in &self.entries[*pi as usize].bundled {
+                match out.by_entry.get_mut(child) {
+                    Some(c) if c.action == DeploymentAction::Bundle => c.parents.push(*pi),
+                    Some(_) => {}
+                    None => {
+                        out.by_entry.insert(
+                            *child,
+                            Chosen {
+                                action: DeploymentAction::Bundle,
+                                parents: vec![*pi],
+                                ..pc.clone()
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether every prerequisite clause of entry `i` names an installed entry.
+    pub fn satisfied(&self, i: u32, installed: &[bool]) -> bool {
+        self.entries[i as usize].prereqs.iter().all(|clause| {
+            clause
+                .iter()
+                .any(|p| *p != UNKNOWN && installed.get(*p as usize).copied().unwrap_or(false))
+        })
+    }
+
+    /// Whether approved entry `i` is offered given `installed`: offerable, prerequisites met
+    /// and, for Bundle, some parent offered.
+    pub fn offered(&self, i: u32, c: &Chosen, installed: &[bool]) -> bool {
+        self.entries[i as usize].offerable
+            && self.satisfied(i, installed)
+            && (c.action != DeploymentAction::Bundle
+                || c.parents
+                    .iter()
+                    .any(|p| self.entries[*p as usize].offerable && self.satisfied(*p, installed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Deployment, TargetGroup, UpdateRecord};
+    use crate::store::NewRevision;
+
+    fn rev(n: u128, kind: UpdateKind, prereqs: Vec<Vec<Uuid>>, bundled: Vec<Uuid>) -> NewRevision {
+        let key = RevisionKey::new(Uuid::from_u128(n), 1);
+        NewRevision {
+            record: UpdateRecord {
+                key,
+                kind,
+                category_type: None,
+                title: format!("u{n}"),
+                kb: None,
+                classification: None,
+                products: vec![],
+                prerequisites: prereqs,
+                bundled,
+                supersedes: vec![],
+                eula_id: None,
+                files: vec![],
+                expired: false,
+                creation_date: None,
+            },
+            xml: format!(
+                "<upd:Update xmlns:upd=\"http://schemas.microsoft.com/msus/2002/12/Update\"><upd:UpdateIdentity UpdateID=\"{}\" RevisionNumber=\"1\"/></upd:Update>",
+                key.update_id
+            ),
+        }
+    }
+
+    fn dep(
+        n: u128,
+        u: u128,
+        group: Uuid,
+        action: ApprovalAction,
+        deadline_day: Option<i64>,
+    ) -> Deployment {
+        let t = time::macros::datetime!(2026-11-01 00:00 UTC);
+        Deployment {
+            id: Uuid::from_u128(1000 + n),
+            update: RevisionKey::new(Uuid::from_u128(u), 1),
+            group,
+            action,
+            deadline: deadline_day.map(|d| t + time::Duration::days(d)),
+            last_change: t,
+            admin_name: "t".into(),
+            is_assigned: true,
+            download_priority: 1,
+        }
+    }
+
+    #[test]
+    fn conflicts_resolve_deeper_then_install_then_earlier_deadline_and_bundles_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let det = Uuid::from_u128(1);
+        s.commit_batch(
+            &[
+                rev(1, UpdateKind::Detectoid, vec![], vec![]),
+                rev(
+                    2,
+                    UpdateKind::Software,
+                    vec![vec![det]],
+                    vec![Uuid::from_u128(5)],
+                ),
+                rev(3, UpdateKind::Software, vec![], vec![]),
+                rev(4, UpdateKind::Software, vec![], vec![]),
+                rev(5, UpdateKind::Software, vec![], vec![]),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        let ws = Uuid::from_u128(0xa1);
+        let pilot = Uuid::from_u128(0xa2);
+        let other = Uuid::from_u128(0xa3);
+        s.add_group(&TargetGroup {
+            id: ws,
+            name: "WS".into(),
+            parent: None,
+        })
+        .unwrap();
+        s.add_group(&TargetGroup {
+            id: pilot,
+            name: "Pilot".into(),
+            parent: Some(ws),
+        })
+        .unwrap();
+        s.add_group(&TargetGroup {
+            id: other,
+            name: "Other".into(),
+            parent: None,
+        })
+        .unwrap();
+        // 2: Install on All Computers, Uninstall on Pilot (deeper) → Uninstall.
+        s.set_deployment(&dep(
+            1,
+            2,
+            groups::ALL_COMPUTERS,
+            ApprovalAction::Install,
+            None,
+        ))
+        .unwrap();
+        s.set_deployment(&dep(2, 2, pilot, ApprovalAction::Uninstall, None))
+            .unwrap();
+        // 3: same depth (WS, Other): Uninstall vs Install → Install.
+        s.set_deployment(&dep(3, 3, ws, ApprovalAction::Uninstall, None))
+            .unwrap();
+        s.set_deployment(&dep(4, 3, other, ApprovalAction::Install, Some(9)))
+            .unwrap();
+        // 4: same depth, both Install: earlier deadline wins; then Block on Pilot hides it.
+        s.set_deployment(&dep(5, 4, ws, ApprovalAction::Install, Some(5)))
+            .unwrap();
+        s.set_deployment(&dep(6, 4, other, ApprovalAction::Install, Some(2)))
+            .unwrap();
+        let idx = ScanIndex::build(&s).unwrap();
+        let e = |u: u128| idx.by_update[&Uuid::from_u128(u)];
+        assert!(!idx.entries[e(1) as usize].is_leaf);
+        assert!(idx.entries[e(3) as usize].is_leaf);
+
+        let m = idx.effective_groups(&[pilot, other]);
+        assert_eq!(m.len(), 4);
+        let a = idx.approved(&m);
+        assert_eq!(a.by_entry[&e(2)].action, DeploymentAction::Uninstall);
+        assert_eq!(a.by_entry[&e(3)].action, DeploymentAction::Install);
+        assert_eq!(
+            a.by_entry[&e(4)].deadline,
+            Some(time::macros::datetime!(2026-11-03 00:00 UTC))
+        );
+        // The bundled child of 2 rides along with 2's deadline, only once 2 is offered.
+        let child = &a.by_entry[&e(5)];
+        assert_eq!(child.action, DeploymentAction::Bundle);
+        let mut installed = vec![false; idx.entries.len()];
+        assert!(!idx.offered(e(5), child, &installed));
+        assert!(!idx.offered(e(2), &a.by_entry[&e(2)], &installed));
+        installed[e(1) as usize] = true;
+        assert!(idx.offered(e(2), &a.by_entry[&e(2)], &installed));
+        assert!(idx.offered(e(5), child, &installed));
+
+        s.set_deployment(&dep(7, 4, pilot, ApprovalAction::Block, None))
+            .unwrap();
+        let idx = ScanIndex::build(&s).unwrap();
+        assert!(!idx
+            .approved(&idx.effective_groups(&[pilot]))
+            .by_entry
+            .contains_key(&e(4)));
+        // A decline removes the update's approvals and makes it unofferable.
+        s.decline(&Uuid::from_u128(3)).unwrap();
+        let idx = ScanIndex::build(&s).unwrap();
+        assert!(!idx.entries[e(3) as usize].offerable);
+        assert!(!idx
+            .approved(&idx.effective_groups(&[other]))
+            .by_entry
+            .contains_key(&e(3)));
+    }
+}

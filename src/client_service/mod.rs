@@ -1,0 +1,344 @@
+//! The MS-WUSP services Windows Update Agent talks to: SimpleAuth
+//! (`/SimpleAuthWebService/SimpleAuth.asmx`), the client web service
+//! (`/ClientWebService/client.asmx`) and reporting
+//! (`/ReportingWebService/ReportingWebService.asmx`), answered from the store.
+//!
+//! [`ClientService::handle`] is transport-free: it takes the endpoint, the SOAPAction, the Host
+//! and the body, and returns a status and a SOAP body; the HTTP layer (or a test) wraps it.
+//! Bad input never panics: malformed XML or a non-SOAP body → HTTP 400; an unknown operation,
+//! a SOAPAction that does not match the body, bad parameters → a `soap:Client` fault
+//! (`InvalidParameters`); a forged cookie → `InvalidCookie`, an expired one → `CookieExpired`,
+//! one from before a revision-id epoch change → `ServerChanged`; a store failure →
+//! `InternalServerError`. Each bad request is logged once (warn).
+//!
+//! | file | owns |
+//! |---|---|
+//! | [`cookie`] | HMAC-signed authorization and session cookies |
+//! | [`index`] | the in-memory scan index and approval resolution |
+//! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
+//! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
+
+pub mod cookie;
+pub mod http;
+pub mod index;
+mod ops;
+mod scan;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+pub use cookie::{Claims, CookieError, CookieKey, CookieKind};
+pub use index::ScanIndex;
+
+use crate::store::{Store, StoreError};
+use crate::wire::soap::{self, ErrorCode, Fault, SoapBody};
+use crate::wire::wusp::{self, Cookie};
+use crate::wire::xml::Limits;
+use crate::wire::WireError;
+
+/// Which client-facing endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/SimpleAuthWebService/SimpleAuth.asmx`.
+    SimpleAuth,
+    /// `/ClientWebService/client.asmx`.
+    Client,
+    /// `/ReportingWebService/ReportingWebService.asmx`.
+    Reporting,
+}
+
+impl Endpoint {
+    /// The endpoint for a request path (case-insensitive), if it is one of ours.
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        let p = path.to_ascii_lowercase();
+        if p == wusp::SIMPLE_AUTH_PATH.to_ascii_lowercase() {
+            Some(Self::SimpleAuth)
+        } else if p == wusp::CLIENT_PATH.to_ascii_lowercase() {
+            Some(Self::Client)
+        } else if p == wusp::REPORTING_PATH.to_ascii_lowercase()
+            || p == "/reportingwebservice/webservice.asmx"
+        {
+            Some(Self::Reporting)
+        } else {
+            None
+        }
+    }
+
+    fn namespace(self) -> &'static str {
+        match self {
+            Self::SimpleAuth => wusp::SIMPLE_AUTH_NS,
+            Self::Client => wusp::CLIENT_NS,
+            Self::Reporting => wusp::REPORTING_NS,
+        }
+    }
+}
+
+/// One request, transport-free.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The SOAPAction header without quotes, if sent.
+    pub soap_action: Option<&'a str>,
+    /// The Host header, if sent (for content URLs when no advertised URL is configured).
+    pub host: Option<&'a str>,
+    /// Whether the request came over TLS.
+    pub tls: bool,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// The answer: an HTTP status and a body (`text/xml; charset=utf-8`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub body: String,
+}
+
+impl Reply {
+    fn ok<T: SoapBody>(b: &T) -> Self {
+        Self {
+            status: 200,
+            body: soap::encode(b),
+        }
+    }
+    fn fault(f: &Fault) -> Self {
+        Self {
+            status: 500,
+            body: f.to_envelope(),
+        }
+    }
+}
+
+/// Options of the client service.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Base URL for `/Content/` (e.g. `http://edge:8530`); `None` = from the request's Host.
+    pub advertised_url: Option<String>,
+    /// Session cookie lifetime (WS2025: one hour).
+    pub cookie_ttl: Duration,
+    /// Authorization cookie lifetime.
+    pub auth_cookie_ttl: Duration,
+    /// SyncUpdates page size.
+    pub page_size: usize,
+    /// How often the store is checked for changes (the index is rebuilt when it changed).
+    pub refresh_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            advertised_url: None,
+            cookie_ttl: Duration::from_secs(3600),
+            auth_cookie_ttl: Duration::from_secs(3600),
+            page_size: wusp::PAGE_SIZE,
+            refresh_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// An error inside an operation, turned into a fault by [`ClientService::handle`].
+#[derive(Debug)]
+pub(crate) enum OpError {
+    Fault(ErrorCode, String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<WireError> for OpError {
+    fn from(e: WireError) -> Self {
+        Self::Fault(ErrorCode::InvalidParameters, e.to_string())
+    }
+}
+
+impl From<CookieError> for OpError {
+    fn from(e: CookieError) -> Self {
+        let code = match e {
+            CookieError::Invalid => ErrorCode::InvalidCookie,
+            CookieError::Expired => ErrorCode::CookieExpired,
+            CookieError::EpochChanged => ErrorCode::ServerChanged,
+        };
+        Self::Fault(code, e.to_string())
+    }
+}
+
+struct Cached {
+    index: Arc<ScanIndex>,
+    checked: Instant,
+}
+
+/// The three client-facing SOAP services over one store.
+pub struct ClientService {
+    store: Store,
+    key: CookieKey,
+    opts: Options,
+    server_id: uuid::Uuid,
+    config_change: OffsetDateTime,
+    index: Mutex<Option<Cached>>,
+    limits: Limits,
+}
+
+impl ClientService {
+    /// A service over `store`, signing cookies with `key`.
+    pub fn new(store: Store, key: CookieKey, opts: Options) -> Result<Self, StoreError> {
+        let server_id = store.server_id()?;
+        let now = OffsetDateTime::now_utc();
+        Ok(Self {
+            store,
+            key,
+            opts,
+            server_id,
+            config_change: now.replace_nanosecond(0).unwrap_or(now),
+            index: Mutex::new(None),
+            limits: Limits {
+                max_depth: 32,
+                max_elements: 200_000,
+                max_text: 1 << 20,
+                max_input: 16 << 20,
+            },
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Forgets the scan index so the next request rebuilds it (call after changing approvals,
+    /// declines or revisions when an immediate effect is wanted).
+    pub fn invalidate(&self) {
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The current scan index: rebuilt when absent or when the store changed (checked at most
+    /// every `refresh_every`). Blocking (store reads).
+    pub fn index(&self) -> Result<Arc<ScanIndex>, StoreError> {
+        let mut g = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = g.as_mut() {
+            if c.checked.elapsed() < self.opts.refresh_every {
+                return Ok(c.index.clone());
+            }
+            if index::fingerprint(&self.store)? == c.index.fingerprint {
+                c.checked = Instant::now();
+                return Ok(c.index.clone());
+            }
+        }
+        let started = Instant::now();
+        let idx = Arc::new(ScanIndex::build(&self.store)?);
+        tracing::info!(
+            updates = idx.entries.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "client scan index built"
+        );
+        *g = Some(Cached {
+            index: idx.clone(),
+            checked: Instant::now(),
+        });
+        Ok(idx)
+    }
+
+    /// Answers one request (blocking: call from `spawn_blocking` in async code).
+    pub fn handle(&self, req: &Request<'_>) -> Reply {
+        let env = match soap::parse_envelope_with(req.body, &self.limits) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(endpoint = ?req.endpoint, error = %e, "malformed SOAP request");
+                return Reply {
+                    status: 400,
+                    body: format!("malformed SOAP request: {e}"),
+                };
+            }
+        };
+        let (ns, name) = env.operation();
+        let action = match wusp::action_for(ns, name) {
+            Some(a) if ns == req.endpoint.namespace() => a,
+            _ => {
+                tracing::warn!(endpoint = ?req.endpoint, op = name, "unknown SOAP operation");
+                let act = req.soap_action.unwrap_or("");
+                return Reply::fault(&Fault::new(
+                    ErrorCode::InvalidParameters,
+                    format!("unknown operation {name}"),
+                    act,
+                ));
+            }
+        };
+        if let Some(sa) = req.soap_action {
+            if !sa.is_empty() && sa != action {
+                tracing::warn!(
+                    soap_action = sa,
+                    op = name,
+                    "SOAPAction does not match the body"
+                );
+                return Reply::fault(&Fault::new(ErrorCode::InvalidParameters, "SOAPAction", sa));
+            }
+        }
+        let r = match name {
+            "GetConfig" => self.get_config(&env),
+            "GetAuthorizationCookie" => self.get_authorization_cookie(&env),
+            "GetCookie" => self.get_cookie(&env),
+            "RegisterComputer" => self.register_computer(&env),
+            "SyncUpdates" => self.sync_updates(&env),
+            "RefreshCache" => self.refresh_cache(&env),
+            "GetExtendedUpdateInfo" => self.get_extended_update_info(&env, req),
+            "GetFileLocations" => self.get_file_locations(&env, req),
+            "ReportEventBatch" => self.report_event_batch(&env),
+            _ => Err(OpError::Fault(ErrorCode::InvalidParameters, name.into())),
+        };
+        match r {
+            Ok(reply) => reply,
+            Err(OpError::Fault(code, msg)) => {
+                tracing::warn!(op = name, code = %code, msg, "client request refused");
+                Reply::fault(&Fault::new(code, msg, action))
+            }
+            Err(OpError::Store(e)) => {
+                tracing::error!(op = name, error = %e, "store error answering client");
+                Reply::fault(&Fault::new(ErrorCode::InternalServerError, "", action))
+            }
+        }
+    }
+
+    fn now_unix() -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    /// Opens a session cookie.
+    pub(crate) fn session(&self, c: &Cookie) -> Result<Claims, OpError> {
+        let data = c.encrypted_data.as_deref().ok_or(OpError::Fault(
+            ErrorCode::InvalidCookie,
+            "no cookie data".into(),
+        ))?;
+        let epoch = self.store.revision_epoch()?;
+        Ok(self.key.open(
+            data,
+            CookieKind::Session,
+            self.server_id,
+            Some(epoch),
+            Self::now_unix(),
+        )?)
+    }
+
+    /// Seals a session cookie for `claims` (kind, server, epoch, times filled in here).
+    pub(crate) fn issue_session(&self, mut claims: Claims) -> Result<Cookie, OpError> {
+        let now = Self::now_unix();
+        claims.kind = CookieKind::Session;
+        claims.server_id = self.server_id;
+        claims.epoch = self.store.revision_epoch()?;
+        claims.issued = now;
+        claims.expires = now + self.opts.cookie_ttl.as_secs() as i64;
+        let exp = OffsetDateTime::from_unix_timestamp(claims.expires)
+            .map_err(|_| OpError::Fault(ErrorCode::InternalServerError, "time".into()))?;
+        Ok(Cookie {
+            expiration: exp,
+            encrypted_data: Some(self.key.seal(&claims)),
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! GetConfig, SimpleAuth GetAuthorizationCookie, GetCookie, RegisterComputer and
+//! ReportEventBatch.
+
+use time::OffsetDateTime;
+
+use super::{Claims, ClientService, CookieKind, OpError, Reply};
+use crate::store::{Computer, ReportedEvent};
+use crate::wire::soap::{Envelope, ErrorCode};
+use crate::wire::wusp::{self, AuthPlugInInfo, AuthorizationCookie, Config};
+
+impl ClientService {
+    pub(super) fn get_config(&self, env: &Envelope) -> Result<Reply, OpError> {
+        let _req: wusp::GetConfig = env.decode()?;
+        let props = [
+            (
+                "MaxExtendedUpdatesPerRequest",
+                wusp::MAX_EXTENDED_UPDATES_PER_REQUEST.to_string(),
+            ),
+            ("PackageServerShare", String::new()),
+            ("ProtocolVersion", wusp::PROTOCOL_VERSION.to_string()),
+            ("IsInventoryRequired", "0".to_string()),
+            ("ClientReportingLevel", "2".to_string()),
+        ];
+        Ok(Reply::ok(&wusp::GetConfigResponse {
+            result: Config {
+                last_change: self.config_change,
+                is_registration_required: true,
+                auth_info: vec![AuthPlugInInfo {
+                    plugin_id: wusp::PLUGIN_ID.into(),
+                    service_url: wusp::SIMPLE_AUTH_SERVICE_URL.into(),
+                    parameter: String::new(),
+                }],
+                allowed_event_ids: None,
+                properties: props.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+            },
+        }))
+    }
+
+    pub(super) fn get_authorization_cookie(&self, env: &Envelope) -> Result<Reply, OpError> {
+        let req: wusp::GetAuthorizationCookie = env.decode()?;
+        let id = req.client_id.trim();
+        if id.is_empty() || id.len() > super::cookie::MAX_CLIENT_ID {
+            return Err(OpError::Fault(
+                ErrorCode::InvalidParameters,
+                "clientId".into(),
+            ));
+        }
+        let now = Self::now_unix();
+        let claims = Claims {
+            kind: CookieKind::Authorization,
+            server_id: self.server_id,
+            epoch: self.store.revision_epoch()?,
+            issued: now,
+            expires: now + self.opts.auth_cookie_ttl.as_secs() as i64,
+            watermark: 0,
+            client_id: id.to_string(),
+            target_groups: req.target_group_name.clone().unwrap_or_default(),
+        };
+        // The spec says the server SHOULD keep the client and its requested group.
+        let requested = split_groups(&claims.target_groups);
+        let mut c = self.store.computer(id)?.unwrap_or_else(|| Computer {
+            id: id.to_string(),
+            registered_unix: now,
+            ..Computer::default()
+        });
+        if !req.dns_name.is_empty() {
+            c.name = req.dns_name.chars().take(255).collect();
+        }
+        c.requested_groups = requested;
+        self.store.upsert_computer(&c)?;
+        Ok(Reply::ok(&wusp::GetAuthorizationCookieResponse {
+            result: AuthorizationCookie {
+                plugin_id: wusp::PLUGIN_ID.into(),
+                cookie_data: self.key.seal(&claims),
+            },
+        }))
+    }
+
+    pub(super) fn get_cookie(&self, env: &Envelope) -> Result<Reply, OpError> {
+        let req: wusp::GetCookie = env.decode()?;
+        let auth = req
+            .auth_cookies
+            .iter()
+            .find(|a| a.plugin_id.eq_ignore_ascii_case(wusp::PLUGIN_ID))
+            .ok_or(OpError::Fault(
+                ErrorCode::InvalidAuthorizationCookie,
+                "no SimpleTargeting cookie".into(),
+            ))?;
+        // The authorization cookie is not tied to the revision epoch: a client that got
+        // ServerChanged re-authenticates with whatever it holds.
+        let claims = self.key.open(
+            &auth.cookie_data,
+            CookieKind::Authorization,
+            self.server_id,
+            None,
+            Self::now_unix(),
+        );
+        let claims = match claims {
+            Ok(c) => c,
+            Err(super::CookieError::Expired) => {
+                return Err(OpError::Fault(
+                    ErrorCode::CookieExpired,
+                    "authCookies".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(OpError::Fault(
+                    ErrorCode::InvalidAuthorizationCookie,
+                    "authCookies".into(),
+                ))
+            }
+        };
+        let cookie = self.issue_session(Claims {
+            watermark: 0,
+            ..claims
+        })?;
+        Ok(Reply::ok(&wusp::GetCookieResponse { result: cookie }))
+    }
+
+    pub(super) fn register_computer(&self, env: &Envelope) -> Result<Reply, OpError> {
+        let req: wusp::RegisterComputer = env.decode()?;
+        let claims = self.session(&req.cookie)?;
+        let now = Self::now_unix();
+        let info = &req.computer_info;
+        let mut c = self
+            .store
+            .computer(&claims.client_id)?
+            .unwrap_or_else(|| Computer {
+                id: claims.client_id.clone(),
+                registered_unix: now,
+                ..Computer::default()
+            });
+        if !info.dns_name.is_empty() {
+            c.name = info.dns_name.chars().take(255).collect();
+        }
+        c.os_version = info.os_version();
+        c.client_version = info.client_version_string();
+        c.requested_groups = split_groups(&claims.target_groups);
+        self.store.upsert_computer(&c)?;
+        tracing::debug!(client = %c.id, name = %c.name, "computer registered");
+        Ok(Reply::ok(&wusp::RegisterComputerResponse))
+    }
+
+    pub(super) fn report_event_batch(&self, env: &Envelope) -> Result<Reply, OpError> {
+        let req: wusp::ReportEventBatch = env.decode()?;
+        let claims = self.session(&req.cookie)?;
+        let events: Vec<ReportedEvent> = req
+            .events
+            .iter()
+            .map(|e| ReportedEvent {
+                instance_id: e.instance_id,
+                update: (!e.update.update_id.is_nil()).then_some(e.update),
+                event_id: u32::try_from(e.event_id).unwrap_or(0),
+                hresult: e.hresult,
+                time_unix: e.time_at_target.unix_timestamp(),
+                misc: e.misc_data.iter().take(256).cloned().collect(),
+            })
+            .collect();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if self.store.computer(&claims.client_id)?.is_none() {
+            self.store.upsert_computer(&Computer {
+                id: claims.client_id.clone(),
+                registered_unix: now,
+                ..Computer::default()
+            })?;
+        }
+        let new = self.store.add_events(&claims.client_id, &events, now)?;
+        tracing::debug!(client = %claims.client_id, events = events.len(), new, "events stored");
+        Ok(Reply::ok(&wusp::ReportEventBatchResponse { result: true }))
+    }
+}
+
+/// Splits a client-side target group string (`A;B`) into names.
+pub(crate) fn split_groups(s: &str) -> Vec<String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
