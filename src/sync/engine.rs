@@ -92,6 +92,9 @@ pub struct Syncer {
     summary: SyncSummary,
 }
 
+/// Setting holding the known category types (JSON map id → type).
+const CATEGORIES_SETTING: &str = "sync/categories";
+
 fn sync_url() -> &'static str {
     sss::SERVER_SYNC_PATH
 }
@@ -215,6 +218,7 @@ impl Syncer {
         let mut related = Vec::new();
         self.fetch(&list.new_revisions, max, Some(&state), &mut related)
             .await?;
+        self.save_categories()?;
 
         // Software pass.
         let (products, classes) = self.subscription()?;
@@ -282,9 +286,22 @@ impl Syncer {
         self.summary.anchor = sync_anchor;
         self.summary.updates = {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.latest_revisions().map(|v| v.len() as u64))
-                .await
-                .map_err(|e| SyncError::Protocol(format!("count task: {e}")))??
+            // Distinct update ids from the keys alone (no record decoding).
+            tokio::task::spawn_blocking(move || {
+                store.revision_keys().map(|keys| {
+                    let mut n = 0u64;
+                    let mut last = None;
+                    for k in keys {
+                        if last != Some(k.update_id) {
+                            n += 1;
+                            last = Some(k.update_id);
+                        }
+                    }
+                    n
+                })
+            })
+            .await
+            .map_err(|e| SyncError::Protocol(format!("count task: {e}")))??
         };
         let outcome = SyncOutcome {
             started_unix: started.unix_timestamp(),
@@ -391,11 +408,27 @@ impl Syncer {
         if !self.categories.is_empty() {
             return Ok(());
         }
+        // The map is kept in a setting so a sync does not decode the whole store to find the
+        // few hundred categories; a store without it is scanned once.
+        if let Some(v) = self.store.setting(CATEGORIES_SETTING)? {
+            if let Ok(m) = serde_json::from_slice::<HashMap<Uuid, CategoryType>>(&v) {
+                self.categories = m;
+                return Ok(());
+            }
+        }
         for r in self.store.latest_revisions()? {
             if let (UpdateKind::Category, Some(t)) = (r.record.kind, r.record.category_type) {
                 self.categories.insert(r.record.key.update_id, t);
             }
         }
+        self.save_categories()
+    }
+
+    /// Persists the category map (after the config pass).
+    pub(super) fn save_categories(&self) -> Result<(), SyncError> {
+        let v = serde_json::to_vec(&self.categories)
+            .map_err(|e| SyncError::Protocol(format!("category map: {e}")))?;
+        self.store.set_setting(CATEGORIES_SETTING, Some(&v))?;
         Ok(())
     }
 
