@@ -164,16 +164,24 @@ impl Server {
     /// Binds the admin API on `[admin] listen` (creating the token file when missing); it
     /// runs and stops with the server. Call after the state is complete (sync handle set).
     pub async fn with_admin(mut self) -> Result<Self, ServerError> {
+        let addr = self.state.config.admin.listen;
+        self.start_admin_on(addr).await?;
+        Ok(self)
+    }
+
+    /// Like [`Server::with_admin`] on `addr` (port 0 picks one); on error the server is kept,
+    /// so a caller may retry elsewhere. Returns the bound address.
+    pub async fn start_admin_on(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
         let st = &self.state;
         let token = crate::admin::Token::load_or_create(&st.config)
             .map_err(crate::admin::AdminError::from)?;
         let mut admin = crate::admin::AdminState::new(st.config.clone(), st.store.clone(), token);
         admin.content = Some(Arc::new(st.content.clone()));
         admin.sync = st.sync.clone();
-        let server =
-            crate::admin::AdminServer::bind(st.config.admin.listen, Arc::new(admin)).await?;
+        let server = crate::admin::AdminServer::bind(addr, Arc::new(admin)).await?;
+        let local = server.local_addr();
         self.admin = Some(server);
-        Ok(self)
+        Ok(local)
     }
 
     /// The admin API's bound address, when [`Server::with_admin`] was called.
@@ -258,8 +266,14 @@ impl Server {
 }
 
 /// Runs the server with `config` until SIGTERM or Ctrl-C.
+/// The admin API is secondary to serving clients: when it cannot start (port taken, token
+/// file unreadable) the error is logged and the server runs without it.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let server = Server::bind(config).await?.with_admin().await?;
+    let mut server = Server::bind(config).await?;
+    let admin = server.state().config.admin.listen;
+    if let Err(e) = server.start_admin_on(admin).await {
+        tracing::error!(error = %e, "admin API not started: admin verbs, /metrics and the status page are unavailable until a restart");
+    }
     server.run_until(shutdown_signal()).await
 }
 

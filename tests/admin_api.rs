@@ -248,6 +248,20 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
             })
             .unwrap();
     }
+    // Upstream-style "not approved" for one group: not an approval.
+    store
+        .set_deployment(&Deployment {
+            id: Uuid::new_v4(),
+            update: RevisionKey::new(uid(1), 201),
+            group: groups::UNASSIGNED_COMPUTERS,
+            action: ApprovalAction::Block,
+            deadline: None,
+            last_change: time::OffsetDateTime::now_utc(),
+            admin_name: "test".into(),
+            is_assigned: true,
+            download_priority: 1,
+        })
+        .unwrap();
     store.decline(&uid(4)).unwrap();
 
     let pc = |id: &str, name: &str, groups: Vec<Uuid>| Computer {
@@ -327,6 +341,10 @@ struct TestServer {
 
 impl TestServer {
     fn start(replica: bool) -> TestServer {
+        Self::start_with(replica, true)
+    }
+
+    fn start_with(replica: bool, with_sync: bool) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.data_dir = dir.path().to_path_buf();
@@ -403,7 +421,7 @@ impl TestServer {
             store.clone(),
             Token::new(TOKEN, "test").unwrap(),
         );
-        state.sync = Some(handle);
+        state.sync = with_sync.then_some(handle);
         state.content = Some(Arc::new(FakeContent {
             store: store.clone(),
             dir: config.content_dir(),
@@ -592,6 +610,18 @@ fn updates_list_json_shape_and_filters() {
         serde_json::json!([{"group": "Pilot", "group_id": id_of(PILOT), "action": "install", "deadline": null}])
     );
 
+    assert_eq!(
+        u1["other_deployments"],
+        serde_json::json!([{"group": "Unassigned Computers", "group_id": groups::UNASSIGNED_COMPUTERS.to_string(), "action": "block", "deadline": null}])
+    );
+    for u in all.as_array().unwrap() {
+        for a in u["approvals"].as_array().unwrap() {
+            assert!(
+                a["action"] == "install" || a["action"] == "uninstall",
+                "{a}"
+            );
+        }
+    }
     let q = |args: &[&str]| {
         let mut a = vec!["updates", "list", "--json"];
         a.extend_from_slice(args);
@@ -1372,4 +1402,16 @@ fn status_page_screenshot_in_headless_chromium() {
         &png,
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-status.png"),
     );
+}
+
+#[test]
+fn sync_on_an_autonomous_server_says_why_not() {
+    let s = TestServer::start_with(false, false);
+    let o = s.cli(&["sync"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("no upstream configured"), "{e}");
+    let st = json(&s.cli(&["sync", "status", "--json"]));
+    assert_eq!(st["available"], false);
 }

@@ -291,7 +291,14 @@ async fn three_instance_chain_with_content_through_the_middle() {
     let bytes = body.bytes().await.unwrap();
     assert_eq!(bytes.len() as u64, f.size);
     assert_eq!(<[u8; 20]>::from(Sha1::digest(&bytes)), f.sha1);
+    // A publishes (fsync + rename) just after releasing the last byte: give it a moment.
     let in_a = a.state().config.content_dir().join(&f.content_path()[8..]);
+    for _ in 0..100 {
+        if in_a.is_file() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(in_a.is_file(), "A cached {}", in_a.display());
     b.stop().await.unwrap();
     a.stop().await.unwrap();
@@ -307,18 +314,25 @@ async fn kill_9_in_the_middle_of_get_update_data() {
     proxy.inject("GetUpdateData", 12, Inject::Hold);
     let data = dir.path().join("edge");
     let conf = dir.path().join("edge.toml");
+    // The child's admin API (to learn when the resumed sync has finished) on a free port.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     std::fs::write(
         &conf,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[upstream]\nurl = \"{}\"\n[sync]\ninterval = \"24h\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[upstream]\nurl = \"{}\"\n[sync]\ninterval = \"24h\"\n[admin]\nlisten = \"{}\"\n",
             data.display(),
-            proxy.url()
+            proxy.url(),
+            admin
         ),
     )
     .unwrap();
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
             .args(["--config", conf.to_str().unwrap(), "--log", "warn", "serve"])
+            .env("WSUS_EDGE_TOKEN", "kill9-test-token")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -366,27 +380,28 @@ async fn kill_9_in_the_middle_of_get_update_data() {
     }
 
     // Restart: the sync resumes and ends equal to an uninterrupted one.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
-        .args(["--config", conf.to_str().unwrap(), "--log", "info", "serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let finished = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("sync finished"))
-    });
-    assert!(
-        tokio::time::timeout(Duration::from_secs(600), finished)
-            .await
-            .expect("resumed sync finished in time")
-            .unwrap(),
-        "the restarted server logged a finished sync"
-    );
+    let mut child = spawn();
+    let done = async {
+        let http = reqwest::Client::new();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let status = http
+                .get(format!("http://{admin}/api/sync"))
+                .bearer_auth("kill9-test-token")
+                .send()
+                .await;
+            let Ok(r) = status else { continue };
+            let Ok(v) = r.json::<serde_json::Value>().await else {
+                continue;
+            };
+            if v["last_result"] == "ok" {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), done)
+        .await
+        .expect("resumed sync finished");
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

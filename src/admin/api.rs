@@ -519,3 +519,28 @@ pub fn sync_trigger(state: &AdminState) -> ApiResult<SyncJson> {
     }
     Ok(SyncJson::from_status(before, true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines() {
+        let t = parse_deadline("2026-12-01T18:00:00Z").unwrap();
+        assert_eq!(t.unix_timestamp(), 1_796_148_000);
+        let d = parse_deadline("2026-12-01").unwrap();
+        assert_eq!(d.unix_timestamp(), 1_796_083_200);
+        let off = parse_deadline("2026-12-01T19:00:00+01:00").unwrap();
+        assert_eq!(off.unix_timestamp(), t.unix_timestamp());
+        assert_eq!(parse_deadline("tomorrow").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn subscribed_matches_guid_or_title() {
+        let id = Uuid::from_u128(7);
+        assert!(subscribed(&[], &id, "Windows 11"), "empty = all");
+        assert!(subscribed(&[id.to_string()], &id, "x"));
+        assert!(subscribed(&["windows 11".into()], &id, "Windows 11"));
+        assert!(!subscribed(&["Windows 10".into()], &id, "Windows 11"));
+    }
+}

@@ -133,25 +133,26 @@ impl View {
     pub fn update_json(&self, r: &StoredRevision) -> UpdateJson {
         let rec = &r.record;
         let id = rec.key.update_id;
-        let mut approvals: Vec<ApprovalJson> = self
-            .approvals
-            .get(&id)
-            .map(|v| {
-                v.iter()
-                    .map(|d| ApprovalJson {
-                        group: self
-                            .groups
-                            .get(&d.group)
-                            .cloned()
-                            .unwrap_or_else(|| d.group.to_string()),
-                        group_id: d.group.to_string(),
-                        action: action_name(d.action).to_string(),
-                        deadline: d.deadline.and_then(rfc3339),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut approvals: Vec<ApprovalJson> = Vec::new();
+        let mut other: Vec<ApprovalJson> = Vec::new();
+        for d in self.approvals.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
+            let j = ApprovalJson {
+                group: self
+                    .groups
+                    .get(&d.group)
+                    .cloned()
+                    .unwrap_or_else(|| d.group.to_string()),
+                group_id: d.group.to_string(),
+                action: action_name(d.action).to_string(),
+                deadline: d.deadline.and_then(rfc3339),
+            };
+            match d.action {
+                ApprovalAction::Install | ApprovalAction::Uninstall => approvals.push(j),
+                ApprovalAction::Scan | ApprovalAction::Block => other.push(j),
+            }
+        }
         approvals.sort_by(|a, b| a.group.cmp(&b.group));
+        other.sort_by(|a, b| a.group.cmp(&b.group));
         UpdateJson {
             id: id.to_string(),
             revision: rec.key.revision,
@@ -164,6 +165,7 @@ impl View {
             declined: self.declined.contains(&id),
             expired: rec.expired,
             approvals,
+            other_deployments: other,
             size: rec.files.iter().map(|f| f.size).sum(),
         }
     }

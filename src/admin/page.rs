@@ -55,9 +55,14 @@ th{background:#eee}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .grid{display:flex;flex-wrap:wrap;gap:1rem}.card{background:#fff;border:1px solid #ddd;border-radius:.4rem;padding:.8rem 1.2rem;min-width:11rem}\
 .card b{display:block;font-size:1.3rem}form{margin-top:1rem}input{padding:.3rem;min-width:24rem}";
 
-fn page(title: &str, body: &str) -> String {
+fn page(title: &str, body: &str, auto_refresh: bool) -> String {
+    let refresh = if auto_refresh {
+        "<meta http-equiv=\"refresh\" content=\"60\">"
+    } else {
+        ""
+    };
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{refresh}\
 <title>{}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n",
         esc(title)
     )
@@ -76,7 +81,7 @@ pub fn login_form(status: StatusCode, message: Option<&str>) -> Response<AdminBo
     with_type(
         status,
         "text/html; charset=utf-8",
-        full(page("wsus-edge admin: log in", &body)),
+        full(page("wsus-edge admin: log in", &body, false)),
     )
 }
 
@@ -272,7 +277,7 @@ fn render(s: &StatusJson, x: &Extra) -> String {
     b.push_str(
         "<form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>",
     );
-    page("wsus-edge status", &b)
+    page("wsus-edge status", &b, true)
 }
 
 /// `GET /`: the status page.

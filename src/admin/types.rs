@@ -11,7 +11,7 @@ pub struct ApprovalJson {
     pub group: String,
     /// Target group GUID.
     pub group_id: String,
-    /// `install` | `uninstall` (also `scan` | `block` when upstream sends them).
+    /// `install` | `uninstall` (`scan` | `block` in `other_deployments`).
     pub action: String,
     /// RFC 3339 deadline, or null.
     pub deadline: Option<String>,
@@ -40,8 +40,12 @@ pub struct UpdateJson {
     pub declined: bool,
     /// Expired upstream.
     pub expired: bool,
-    /// Approvals.
+    /// Approvals: `install` and `uninstall` deployments only.
     pub approvals: Vec<ApprovalJson>,
+    /// Other deployments from upstream (`scan` = detection only, `block` = not approved for
+    /// that group), same shape.
+    #[serde(default)]
+    pub other_deployments: Vec<ApprovalJson>,
     /// Total payload size declared, bytes.
     pub size: u64,
 }

@@ -13,6 +13,7 @@ use crate::admin::types::{CategoryJson, SubscriptionJson};
 #[derive(Debug, Subcommand)]
 pub enum CategoryCmd {
     /// List them, with whether sync downloads their updates.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     List {
         /// JSON array instead of a table.
         #[arg(long)]
@@ -26,6 +27,7 @@ pub enum SubscriptionCmd {
     /// Choose what sync downloads. Each flag may repeat; a list not given stays as it is;
     /// `all` subscribes to every product (or classification).
     #[command(arg_required_else_help = true)]
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Set {
         /// Product title or GUID (repeat for more).
         #[arg(long = "product", value_name = "P")]
@@ -35,6 +37,7 @@ pub enum SubscriptionCmd {
         classifications: Vec<String>,
     },
     /// Show the subscription.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Show {
         /// JSON instead of text.
         #[arg(long)]

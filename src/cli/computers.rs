@@ -11,6 +11,7 @@ use crate::admin::types::{ComputerDetailJson, ComputerJson};
 #[derive(Debug, Subcommand)]
 pub enum ComputersCmd {
     /// List client computers with their update counts.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     List {
         /// Only computers in this group (name or GUID).
         #[arg(long, value_name = "G")]
@@ -20,6 +21,7 @@ pub enum ComputersCmd {
         json: bool,
     },
     /// Show one computer (DNS name or client id): last sync, last report, per-update status.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Show {
         /// DNS name (or short host name) or client id.
         name: String,

@@ -13,18 +13,21 @@ use crate::admin::types::{ContentStatusJson, PrefetchJson, VerifyProgressJson};
 #[derive(Debug, Subcommand)]
 pub enum ContentCmd {
     /// Bytes stored, hit ratio, bytes saved on the uplink.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Status {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Re-hash the whole store; quarantine bad files (exit 1 when any was found).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Verify {
         /// Print the final report as JSON (no progress bar).
         #[arg(long)]
         json: bool,
     },
     /// Download the content of approved updates now.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Prefetch {
         /// JSON instead of text.
         #[arg(long)]

@@ -12,12 +12,14 @@ use crate::admin::types::{ChangedJson, GroupJson, NewGroupRequest};
 #[derive(Debug, Subcommand)]
 pub enum GroupsCmd {
     /// List target groups.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     List {
         /// JSON array `[{id, name, parent}]` instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Add a target group (autonomous mode; a replica takes groups from upstream).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Add {
         /// Group name.
         name: String,
@@ -29,6 +31,7 @@ pub enum GroupsCmd {
         json: bool,
     },
     /// Remove a target group, its subgroups and their approvals (autonomous mode).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Remove {
         /// Group name or GUID.
         group: String,

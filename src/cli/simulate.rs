@@ -98,10 +98,25 @@ pub fn demo(config: Config, args: DemoArgs) -> anyhow::Result<std::process::Exit
         cfg.server.data_dir = root.join("replica");
         cfg.upstream.url = Some(sim.url());
         cfg.upstream.content_url = None;
-        let replica = RunningServer::start(cfg)
+        let admin_want = cfg.admin.listen;
+        let token_file = crate::admin::auth::token_path(&cfg);
+        let mut server = crate::server::Server::bind(cfg)
             .await
             .with_context(|| format!("starting the replica on {}", args.listen))?;
+        // The admin API for the CLI verbs; elsewhere when its usual port is taken.
+        let admin = match server.start_admin_on(admin_want).await {
+            Ok(a) => a,
+            Err(_) => server
+                .start_admin_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .context("starting the admin API")?,
+        };
+        let replica = RunningServer::run(server);
         println!("replica at {} is syncing...", replica.url());
+        println!(
+            "admin API at http://{admin} (try: WSUS_EDGE_TOKEN=$(cat {}) wsus-edge --admin http://{admin} updates list)",
+            token_file.display()
+        );
         let mut h = replica
             .state()
             .sync

@@ -26,6 +26,7 @@ pub struct SyncArgs {
 #[derive(Debug, Subcommand)]
 pub enum SyncCmd {
     /// Is a sync running? Last result, anchor, counts.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Status {
         /// JSON instead of text.
         #[arg(long)]

@@ -14,6 +14,7 @@ use crate::admin::types::{ApproveRequest, ChangedJson, IdsRequest, UpdateDetailJ
 pub enum UpdatesCmd {
     /// List software and driver updates (latest revisions).
     #[command(group(ArgGroup::new("state").args(["approved", "unapproved", "declined"])))]
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     List {
         /// Only approved updates.
         #[arg(long)]
@@ -38,6 +39,7 @@ pub enum UpdatesCmd {
         json: bool,
     },
     /// Show one update (GUID or KB number) with its files and approvals.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Show {
         /// Update GUID or KB number.
         id: String,
@@ -46,8 +48,10 @@ pub enum UpdatesCmd {
         json: bool,
     },
     /// Approve updates for a target group (autonomous mode; a replica takes approvals from upstream).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Approve(ApproveArgs),
     /// Decline updates: hide them and remove their approvals (autonomous mode).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Decline {
         /// Update GUIDs or KB numbers.
         #[arg(required = true)]
@@ -79,6 +83,7 @@ fn approvals_cell(u: &UpdateJson) -> String {
     let v: Vec<String> = u
         .approvals
         .iter()
+        .chain(&u.other_deployments)
         .map(|a| format!("{}:{}", a.group, a.action))
         .collect();
     if v.is_empty() {

@@ -116,10 +116,14 @@ pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
             .format(&time::format_description::well_known::Rfc3339)
             .ok();
     });
+    let mut opts = SyncOptions::from_config(&ctx.config.sync);
+    // `wsus-edge subscription set` (stored by the admin API) overrides `[sync] products/classifications`.
+    let sub = crate::admin::api::subscription(&ctx.store, &ctx.config);
+    (opts.products, opts.classifications) = (sub.products, sub.classifications);
     let mut syncer = Syncer::new(
         ctx.store.clone(),
         client.clone(),
-        SyncOptions::from_config(&ctx.config.sync),
+        opts,
         Some(ctx.reporter.clone()),
     );
     let r = syncer.run().await;

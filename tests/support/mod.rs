@@ -199,7 +199,10 @@ fn handle(
         .get("range")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    *st.gets.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+    // Only payload requests count: a replica's sync runner POSTs SOAP to the same upstream.
+    if req.method() != hyper::Method::POST {
+        *st.gets.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+    }
     st.ranges
         .lock()
         .unwrap()
