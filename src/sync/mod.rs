@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`handle`] | [`SyncHandle`] (admin API: trigger, status) and [`SyncReporter`] (runner) |
 //! | [`client`] | SOAP over HTTP(S) to the upstream, retries with exponential backoff |
-//! | [`engine`] | one sync, in the spec's order, each batch committed with its anchors |
+//! | [`engine`] | one sync, in the spec's order, each batch committed with its anchors (`fetch.rs`: GetUpdateData batches, related revisions) |
 //! | [`runner`] | the schedule (start-up, interval with jitter, triggers) and content prefetch |
 
 pub mod client;
