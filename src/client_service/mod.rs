@@ -17,6 +17,7 @@
 //! | [`index`] | the in-memory scan index and approval resolution |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
 //! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
+//! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
 pub mod cookie;
 pub mod http;
