@@ -14,9 +14,11 @@
 //! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
 //! | [`server`] | the running server `serve` builds: state, router, shutdown |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
+//! | [`transfer`] | export/import of signed update packages for disconnected networks |
 //! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
+pub mod admin;
 pub mod cli;
 pub mod client_service;
 pub mod config;
@@ -28,5 +30,7 @@ pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod units;
+pub mod upstream;
 pub mod wire;

@@ -17,7 +17,7 @@ static SYNC_LAST_SUCCESS: AtomicU64 = AtomicU64::new(0);
 /// f64 bits.
 static SYNC_DURATION: AtomicU64 = AtomicU64::new(0);
 static CLIENTS_SEEN: AtomicU64 = AtomicU64::new(0);
-static HTTP: Mutex<BTreeMap<(String, u16), u64>> = Mutex::new(BTreeMap::new());
+static HTTP: Mutex<BTreeMap<String, BTreeMap<u16, u64>>> = Mutex::new(BTreeMap::new());
 
 /// Counts one payload request: `hit`, `miss`, `coalesced` or `error` (others are ignored).
 pub fn content_request(result: &str) {
@@ -53,6 +53,15 @@ pub fn add_content_bytes_upstream(n: u64) {
     BYTES_UPSTREAM.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Payload bytes counted for `source` (`cache` or `upstream`).
+pub fn content_bytes(source: &str) -> u64 {
+    match source {
+        "cache" => BYTES_CACHE.load(Ordering::Relaxed),
+        "upstream" => BYTES_UPSTREAM.load(Ordering::Relaxed),
+        _ => 0,
+    }
+}
+
 /// Counts one downloaded object that failed verification.
 pub fn hash_mismatch() {
     HASH_MISMATCHES.fetch_add(1, Ordering::Relaxed);
@@ -69,7 +78,12 @@ pub fn http_request(service: &str, status: u16) {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    *g.entry((service.to_string(), status)).or_insert(0) += 1;
+    match g.get_mut(service) {
+        Some(m) => *m.entry(status).or_insert(0) += 1,
+        None => {
+            g.insert(service.to_string(), BTreeMap::from([(status, 1)]));
+        }
+    }
 }
 
 /// Records a successful sync: its end time (unix seconds) and duration.
@@ -129,7 +143,10 @@ pub fn render() -> String {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        for ((svc, st), n) in g.iter() {
+        for (svc, st, n) in g
+            .iter()
+            .flat_map(|(s, m)| m.iter().map(move |(st, n)| (s, st, n)))
+        {
             let svc = svc.replace(['\\', '"', '\n'], "_");
             let _ = writeln!(
                 s,

@@ -25,6 +25,9 @@ pub enum ServerError {
     /// The content cache could not be opened.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// The admin API could not start (token file, listener).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] http::tls::TlsError),
@@ -46,6 +49,8 @@ pub struct AppState {
     pub store: Store,
     /// The payload cache.
     pub content: ContentCache,
+    /// The sync runner's control handle (`Some` when `upstream.url` is set).
+    pub sync: Option<crate::sync::SyncHandle>,
 }
 
 /// Builds the request router. SOAP services are registered here, one line each, e.g.
@@ -64,7 +69,7 @@ pub fn build_router(state: &AppState) -> Router {
             router = router.soap(path, svc);
         }
     }
-    router
+    crate::upstream::service::register(router, state)
 }
 
 /// The MS-WUSP client service over the state's store (cookie key kept in the data dir).
@@ -94,6 +99,9 @@ pub struct Server {
     tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     state: Arc<AppState>,
     router: Arc<Router>,
+    /// The sync runner's side, started by [`Server::run_until`].
+    sync_runner: Option<(crate::sync::SyncReporter, tokio::sync::mpsc::Receiver<()>)>,
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl Server {
@@ -130,10 +138,17 @@ impl Server {
             }
             _ => None,
         };
+        let (sync, sync_runner) = if config.upstream.url.is_some() {
+            let (h, r, rx) = crate::sync::handle::channel();
+            (Some(h), Some((r, rx)))
+        } else {
+            (None, None)
+        };
         let state = AppState {
             config,
             store,
             content,
+            sync,
         };
         let router = Arc::new(build_router(&state));
         Ok(Self {
@@ -141,7 +156,29 @@ impl Server {
             tls,
             state: Arc::new(state),
             router,
+            sync_runner,
+            admin: None,
         })
+    }
+
+    /// Binds the admin API on `[admin] listen` (creating the token file when missing); it
+    /// runs and stops with the server. Call after the state is complete (sync handle set).
+    pub async fn with_admin(mut self) -> Result<Self, ServerError> {
+        let st = &self.state;
+        let token = crate::admin::Token::load_or_create(&st.config)
+            .map_err(crate::admin::AdminError::from)?;
+        let mut admin = crate::admin::AdminState::new(st.config.clone(), st.store.clone(), token);
+        admin.content = Some(Arc::new(st.content.clone()));
+        admin.sync = st.sync.clone();
+        let server =
+            crate::admin::AdminServer::bind(st.config.admin.listen, Arc::new(admin)).await?;
+        self.admin = Some(server);
+        Ok(self)
+    }
+
+    /// The admin API's bound address, when [`Server::with_admin`] was called.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
     }
 
     /// Registers a SOAP service before the server runs (embedders and tests; the server's
@@ -189,11 +226,29 @@ impl Server {
                 rx.clone(),
             ))
         });
-        let serving = tokio::spawn(http::serve(self.listener, self.router, rx));
+        let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
+        let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
+        let runner = self.sync_runner.map(|(reporter, trigger)| {
+            crate::sync::spawn_runner(crate::sync::RunnerContext {
+                config: self.state.config.clone(),
+                store: self.state.store.clone(),
+                reporter,
+                trigger,
+                prefetcher: Some(Arc::new(self.state.content.clone())),
+                shutdown: rx,
+            })
+        });
         shutdown.await;
         tracing::info!("shutting down");
         let _ = tx.send(true);
+        if let Some(r) = runner {
+            r.abort();
+            let _ = r.await;
+        }
         let _ = serving.await;
+        if let Some(a) = admin {
+            let _ = a.await;
+        }
         if let Some(t) = tls_serving {
             let _ = t.await;
         }
@@ -204,7 +259,7 @@ impl Server {
 
 /// Runs the server with `config` until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<(), ServerError> {
-    let server = Server::bind(config).await?;
+    let server = Server::bind(config).await?.with_admin().await?;
     server.run_until(shutdown_signal()).await
 }
 

@@ -1,9 +1,22 @@
 //! The `wsus-edge` command line: one clap definition, one file per verb group.
 //! Errors here are `anyhow`; expected failures print one line and exit non-zero.
 
+pub mod admin_client;
+pub mod catalog;
+pub mod cleanup;
+pub mod computers;
+pub mod content;
+pub mod groups;
+pub mod status;
+pub mod sync;
+pub mod updates;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+mod simulate;
+pub mod transfer;
 
 /// The top-level command line.
 #[derive(Debug, Parser)]
@@ -19,6 +32,10 @@ pub struct Cli {
     /// Log filter, e.g. `info`, `wsus_edge=debug` (env RUST_LOG also works).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Admin API of the running server for the admin verbs (default: `[admin] listen`),
+    /// e.g. http://127.0.0.1:8590. The token comes from WSUS_EDGE_TOKEN or `[admin] token_file`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub admin: Option<String>,
     /// The verb.
     #[command(subcommand)]
     pub command: Command,
@@ -29,8 +46,65 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration and exit.
     CheckConfig,
+    /// Updates: list, show, approve, decline.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Updates(updates::UpdatesCmd),
+    /// Computer target groups: list, add, remove.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Groups(groups::GroupsCmd),
+    /// Client computers: list, show.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Computers(computers::ComputersCmd),
+    /// Update classifications known to this server.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Classifications(catalog::CategoryCmd),
+    /// Products known to this server.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Products(catalog::CategoryCmd),
+    /// What sync downloads: products and classifications.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Subscription(catalog::SubscriptionCmd),
+    /// Sync from upstream now and follow its progress, or `sync status`.
+    #[command(
+        long_about = "Sync from upstream now and follow its progress (phase, done/total) to its end; \
+exit 0 when it succeeded, 1 with the reason when it failed. `sync status` shows the last result.",
+        after_long_help = admin_client::EXIT_CODES
+    )]
+    Sync(sync::SyncArgs),
+    /// The payload cache: status, verify, prefetch.
+    #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
+    Content(content::ContentCmd),
+    /// Remove declined, expired and superseded updates no longer needed, and their content.
+    #[command(after_long_help = admin_client::EXIT_CODES)]
+    Cleanup {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One screen: is the server healthy? (exit 1 when it reports problems)
+    #[command(after_long_help = admin_client::EXIT_CODES)]
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the server (content cache and client endpoints) until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Serve a generated WSUS catalog as an upstream (the normal server, autonomous mode).
+    SimulateUpstream(simulate::SimulateArgs),
+    /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
+    Demo(simulate::DemoArgs),
+    /// Write a verifiable update package (offline, on --data-dir).
+    Export(transfer::ExportArgs),
+    /// Verify and import a package (a directory or its first volume).
+    Import(transfer::ImportArgs),
+    /// Check a package's signature and every file's digest without importing it.
+    VerifyPackage(transfer::VerifyArgs),
+    /// Make a signing key pair: K.key (mode 0600) and K.pub.
+    Keygen(transfer::KeygenArgs),
 }
 
 /// Flags of `serve`; each overrides the config file.
@@ -90,11 +164,37 @@ impl Cli {
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = crate::config::Config::load(cli.config_path().as_deref())?;
+    let admin = cli.admin.clone();
+    let client = || admin_client::AdminClient::new(&config, admin.as_deref());
     match cli.command {
         Command::CheckConfig => {
             println!("{config:#?}");
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Updates(c) => admin_client::run_verb(|| updates::run(&client()?, c)),
+        Command::Groups(c) => admin_client::run_verb(|| groups::run(&client()?, c)),
+        Command::Computers(c) => admin_client::run_verb(|| computers::run(&client()?, c)),
+        Command::Classifications(c) => {
+            admin_client::run_verb(|| catalog::run_categories(&client()?, false, c))
+        }
+        Command::Products(c) => {
+            admin_client::run_verb(|| catalog::run_categories(&client()?, true, c))
+        }
+        Command::Subscription(c) => {
+            admin_client::run_verb(|| catalog::run_subscription(&client()?, c))
+        }
+        Command::Sync(a) => admin_client::run_verb(|| sync::run(&client()?, a)),
+        Command::Content(c) => admin_client::run_verb(|| content::run(&client()?, c)),
+        Command::Cleanup { dry_run, json } => {
+            admin_client::run_verb(|| cleanup::run(&client()?, dry_run, json))
+        }
+        Command::Status { json } => admin_client::run_verb(|| status::run(&client()?, json)),
         Command::Serve(args) => serve(config, args),
+        Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
+        Command::Demo(args) => simulate::demo(config, args),
+        Command::Export(a) => transfer::export(config, a),
+        Command::Import(a) => transfer::import(config, a),
+        Command::VerifyPackage(a) => transfer::verify(a),
+        Command::Keygen(a) => transfer::keygen(a),
     }
 }

@@ -15,6 +15,10 @@ use super::key::ContentKey;
 
 /// Largest chunk a reader hands to the connection at once.
 const CHUNK: u64 = 256 * 1024;
+/// Smallest read while the download is still running and the range needs more.
+const MIN_BATCH: u64 = 64 * 1024;
+/// Longest wait for a batch to fill.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Why a download ended without an object (cloneable: every waiter gets a copy).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +66,8 @@ impl FetchError {
 pub enum State {
     /// Bytes are arriving.
     Running,
+    /// All bytes arrived and match the expected digests; being made durable and published.
+    Verified,
     /// Verified and published under its final name.
     Done,
     /// Ended without an object.
@@ -126,7 +132,7 @@ impl Inflight {
     /// Marks the download ended.
     pub fn finish(&self, state: State) {
         self.progress.send_modify(|p| {
-            if state == State::Done {
+            if matches!(state, State::Done | State::Verified) {
                 p.size = Some(p.written);
             }
             p.state = state;
@@ -168,7 +174,7 @@ impl InflightReader {
             let p = self.rx.borrow_and_update().clone();
             let limit = match &p.state {
                 State::Failed(e) => return Err(io::Error::other(e.clone())),
-                State::Done => self.end + 1,
+                State::Done | State::Verified => self.end + 1,
                 State::Running => {
                     let mut l = p.written.min(self.end + 1);
                     if p.size == Some(self.end + 1) {
@@ -177,7 +183,18 @@ impl InflightReader {
                     l
                 }
             };
-            if self.pos < limit {
+            // Batch small increments while more is coming (for at most 5 ms), so many
+            // readers of a fast download do not each wake for every network chunk.
+            let more_coming = p.state == State::Running && limit <= self.end;
+            let mut ready = self.pos < limit && (limit - self.pos >= MIN_BATCH || !more_coming);
+            if self.pos < limit && !ready {
+                match tokio::time::timeout(BATCH_WAIT, self.rx.changed()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return Err(io::Error::other("download abandoned")),
+                    Err(_) => ready = true,
+                }
+            }
+            if ready {
                 let len = (limit - self.pos).min(CHUNK) as usize;
                 let file = self.inf.file.clone();
                 let off = self.pos;

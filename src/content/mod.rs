@@ -102,13 +102,27 @@ struct Inner {
     max_size: Option<u64>,
     total: AtomicU64,
     /// In-process access order, to break ties between objects touched in the same second.
-    recency: Mutex<HashMap<[u8; 20], u64>>,
+    recency: Mutex<HashMap<[u8; 20], Recency>>,
     clock: AtomicU64,
     evicting: Mutex<()>,
 }
 
+/// How often (seconds) a hit writes its last access to the index.
+const TOUCH_EVERY_SECS: i64 = 60;
+
 /// `(start, len)` of a response body.
 type Span = (u64, u64);
+
+/// In-process access record of one object.
+#[derive(Debug, Clone, Copy, Default)]
+struct Recency {
+    /// Access order in this process.
+    seq: u64,
+    /// Last access (unix seconds), exact.
+    seen: i64,
+    /// Last access written to the index.
+    written: i64,
+}
 
 enum Lookup {
     Hit(File),
@@ -208,6 +222,9 @@ impl ContentCache {
             }
             Ok(Lookup::Fetching(inf, started)) => {
                 metrics::content_request(if started { "miss" } else { "coalesced" });
+                if !started {
+                    self.touch(&key.sha1);
+                }
                 let p = inf.wait_size().await;
                 let size = match (&p.state, p.size) {
                     (State::Failed(e), _) => {
@@ -302,8 +319,23 @@ impl ContentCache {
 
     fn touch(&self, sha1: &[u8; 20]) {
         let n = self.inner.clock.fetch_add(1, Ordering::Relaxed) + 1;
-        lock(&self.inner.recency).insert(*sha1, n);
-        if let Err(e) = self.inner.index.touch_object(sha1, now_unix()) {
+        let now = now_unix();
+        let stale = {
+            let mut r = lock(&self.inner.recency);
+            let e = r.entry(*sha1).or_default();
+            let stale = now - e.written >= TOUCH_EVERY_SECS;
+            e.seq = n;
+            e.seen = now;
+            if stale {
+                e.written = now;
+            }
+            stale
+        };
+        // The persistent last access only needs minute precision; in-process order is exact.
+        if !stale {
+            return;
+        }
+        if let Err(e) = self.inner.index.touch_object(sha1, now) {
             tracing::debug!(error = %e, "could not record last access");
         }
     }
@@ -318,7 +350,7 @@ impl ContentCache {
                     match rx.borrow_and_update().state.clone() {
                         State::Done => return Ok(()),
                         State::Failed(e) => return Err(e),
-                        State::Running => {}
+                        State::Running | State::Verified => {}
                     }
                     if rx.changed().await.is_err() {
                         return Err(FetchError::Io("download abandoned".into()));
@@ -370,7 +402,14 @@ impl ContentCache {
         let res = upstream.download(inf.clone(), expected.size).await;
         let outcome = match res {
             Ok(d) => match expected.check(&d) {
-                Ok(()) => self.publish(&inf, &d).await.map(|_| d.size),
+                Ok(()) => {
+                    // Readers may finish now: the bytes are known good; durability follows.
+                    // Recency is recorded first, so a hit that follows the last byte is newer.
+                    let verified_at = now_unix();
+                    self.touch(&key.sha1);
+                    inf.finish(State::Verified);
+                    self.publish(&inf, &d, verified_at).await.map(|_| d.size)
+                }
                 Err(m) => {
                     metrics::hash_mismatch();
                     tracing::error!(key = %key, mismatch = %m, "downloaded object does not match its digests; discarded");
@@ -403,13 +442,18 @@ impl ContentCache {
         }
     }
 
-    async fn publish(&self, inf: &Arc<Inflight>, d: &verify::Digests) -> Result<(), FetchError> {
+    async fn publish(
+        &self,
+        inf: &Arc<Inflight>,
+        d: &verify::Digests,
+        now: i64,
+    ) -> Result<(), FetchError> {
         let (dir, inf2) = (self.inner.dir.clone(), inf.clone());
         tokio::task::spawn_blocking(move || dir.commit(&inf2.key, &inf2.file))
             .await
             .map_err(|e| FetchError::Io(e.to_string()))?
             .map_err(|e| FetchError::Io(e.to_string()))?;
-        let now = now_unix();
+
         let entry = ObjectEntry {
             ext: inf.key.ext.clone(),
             size: d.size,
@@ -417,11 +461,23 @@ impl ContentCache {
             stored_unix: now,
             last_access_unix: now,
         };
-        self.touch(&inf.key.sha1);
         self.inner
             .index
             .put_object(&inf.key.sha1, &entry)
             .map_err(|e| FetchError::Io(e.to_string()))
+    }
+
+    /// Notes that an object left the folder by another path (the admin's `content verify`
+    /// quarantine or `cleanup`, which removed the file and its index entry): adjusts the size
+    /// total and forgets its recency.
+    pub fn forget(&self, sha1: &[u8; 20], size: u64) {
+        lock(&self.inner.recency).remove(sha1);
+        let _ = self
+            .inner
+            .total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(size))
+            });
     }
 
     /// Evicts least recently used, unpinned objects while the store is over `max_size`.
@@ -451,8 +507,10 @@ impl ContentCache {
                 Candidate {
                     sha1,
                     size: e.size,
-                    last_access: e.last_access_unix,
-                    seq: recency.get(&sha1).copied().unwrap_or(0),
+                    last_access: e
+                        .last_access_unix
+                        .max(recency.get(&sha1).map(|r| r.seen).unwrap_or(0)),
+                    seq: recency.get(&sha1).map(|r| r.seq).unwrap_or(0),
                 }
             })
             .collect();

@@ -82,6 +82,40 @@ pub async fn sendfile(
     Ok(sent)
 }
 
+/// Writes a response head with `MSG_MORE`, so the kernel sends it in the same segments as the
+/// `sendfile` body that follows (no lone small packet per response).
+pub async fn write_head_more(socket: &tokio::net::TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    while !buf.is_empty() {
+        socket.writable().await?;
+        let r = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: `buf` is a valid, initialised slice for the whole call and `fd` is the
+            // socket borrowed from `socket`, open for the call's duration.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match r {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The strong ETag of an object: its SHA-1 in lower-case hex, quoted.
 pub fn etag(key: &ContentKey) -> String {
     format!("\"{}\"", hex::encode(key.sha1))

@@ -96,7 +96,7 @@ impl Default for DualHasher {
 impl DualHasher {
     /// Starts the helper thread.
     pub fn new() -> Self {
-        let (tx, rx) = mpsc::sync_channel::<Bytes>(32);
+        let (tx, rx) = mpsc::sync_channel::<Bytes>(8);
         let sha1 = thread::Builder::new()
             .name("sha1".into())
             .spawn(move || {

@@ -128,7 +128,13 @@ pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<P
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if stream.write_all(&out).await.is_err() {
+        let body_follows = hit.span.is_some() && req.method == Method::GET;
+        let written = if body_follows {
+            serve::write_head_more(&stream, &out).await
+        } else {
+            stream.write_all(&out).await
+        };
+        if written.is_err() {
             return None;
         }
         metrics::http_request("content", status.as_u16());

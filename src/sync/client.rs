@@ -1,0 +1,150 @@
+//! The SOAP client a downstream uses to talk to its upstream: one POST per operation over
+//! reqwest (rustls; `upstream.ca_file` adds a private CA), SOAP 1.1 out, typed responses in.
+//! Network failures, dropped connections and 502/503/504 are retried with exponential
+//! backoff; a SOAP fault is returned as [`SyncError::Fault`] at once (except `ServerBusy`,
+//! which is retried like a network error).
+
+use std::time::Duration;
+
+use crate::config::UpstreamConfig;
+use crate::wire::soap::{decode, encode, soap_action_header, FaultReaction, Operation};
+use crate::wire::{SoapBody, WireError};
+
+use super::SyncError;
+
+/// Retries after the first attempt.
+pub const DEFAULT_RETRIES: u32 = 6;
+
+/// A SOAP client bound to one upstream base URL.
+#[derive(Debug, Clone)]
+pub struct SoapClient {
+    http: reqwest::Client,
+    base: String,
+    retries: u32,
+    backoff: Duration,
+}
+
+impl SoapClient {
+    /// A client for `[upstream]` (`url` required).
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, SyncError> {
+        let base = cfg
+            .url
+            .as_deref()
+            .ok_or_else(|| SyncError::Config("upstream.url is not set".into()))?
+            .trim_end_matches('/')
+            .to_string();
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| SyncError::Config(format!("{}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| SyncError::Config(format!("{}: {e}", ca.display())))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| SyncError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base,
+            retries: DEFAULT_RETRIES,
+            backoff: Duration::from_millis(200),
+        })
+    }
+
+    /// Changes the retry policy (tests use short backoffs).
+    pub fn with_retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// The upstream base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Resolves a service path (absolute `/x.asmx`, relative `x.asmx`, or a full URL).
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.base, path.trim_start_matches('/'))
+        }
+    }
+
+    fn delay(&self, failures: u32) -> Duration {
+        let d = self.backoff * 2u32.saturating_pow(failures.saturating_sub(1));
+        d.min(Duration::from_secs(10))
+    }
+
+    /// Calls `op` at `url`; retries transient failures.
+    pub async fn call<O: Operation>(&self, url: &str, op: &O) -> Result<O::Response, SyncError> {
+        let body = encode(op);
+        let mut failures = 0u32;
+        loop {
+            match self.once::<O>(url, &body).await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_transient() && failures < self.retries => {
+                    failures += 1;
+                    let wait = self.delay(failures);
+                    tracing::warn!(op = O::NAME, error = %e, attempt = failures, ?wait, "upstream call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn once<O: Operation>(&self, url: &str, body: &str) -> Result<O::Response, SyncError> {
+        let resp = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("SOAPAction", soap_action_header(O::ACTION))
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| SyncError::Network(format!("{url}: {e}")))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| SyncError::Network(format!("{url}: reading answer: {e}")))?;
+        if status.is_success() || status.as_u16() == 500 {
+            match decode::<O::Response>(&bytes) {
+                Ok(r) if status.is_success() => return Ok(r),
+                Ok(_) => {}
+                Err(WireError::Fault(f)) => return Err(SyncError::Fault(f)),
+                Err(e) if status.is_success() => {
+                    return Err(SyncError::Wire {
+                        op: <O::Response as SoapBody>::NAME,
+                        source: e,
+                    })
+                }
+                Err(_) => {}
+            }
+        }
+        Err(SyncError::Http {
+            status: status.as_u16(),
+            url: url.to_string(),
+        })
+    }
+}
+
+impl SyncError {
+    /// Worth retrying: network errors, gateway errors, `ServerBusy`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Http { status, .. } => matches!(status, 502..=504),
+            Self::Fault(f) => f.error_code.dss_reaction() == FaultReaction::BackOff,
+            _ => false,
+        }
+    }
+}

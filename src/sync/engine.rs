@@ -1,0 +1,616 @@
+//! One replica sync, in the order MS-WSUSSS §3.2.4 requires:
+//! GetAuthConfig → GetAuthorizationCookie → GetCookie (1.20) → GetConfigData →
+//! GetRevisionIdList config pass → GetUpdateData → GetRevisionIdList software pass (the
+//! subscribed products and classifications, all when none are configured; `Delta=true` with
+//! the previous anchor) → GetUpdateData → related revisions → GetDeployments.
+//!
+//! # Consistency
+//! Every GetUpdateData answer is committed as ONE store transaction. A pass's anchor is written
+//! only with the last batch of that pass (or alone when the pass brought nothing), so after a
+//! crash the store shows the previous complete state plus whole batches, and the next sync asks
+//! again from the old anchor and fetches only what is still missing. Approvals and the
+//! deployment anchor are applied together in one transaction.
+//!
+//! # Recovery
+//! An expired cookie (checked locally, or `InvalidCookie` from upstream) → authorize again and
+//! go on; `ServerChanged` → forget the anchors and start over (once); any other fault → stop,
+//! with the code and message logged. Network errors are retried by [`SoapClient`].
+//! Expired revisions (`PublicationState="Expired"`) are not stored and remove the update's
+//! stored revisions; superseded ones are kept.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{SoapClient, SyncError, SyncReporter};
+use crate::model::{CategoryType, RevisionKey, UpdateKind};
+use crate::store::{NewRevision, Store, SyncOutcome, SyncState, UpstreamDeployments};
+use crate::wire::soap::FaultReaction;
+use crate::wire::sss::{
+    self, AuthorizationCookie, Cookie, GetAuthConfig, GetAuthorizationCookie, GetConfigData,
+    GetCookie, GetDeployments, GetRevisionIdList, GetUpdateData, ServerSyncFilter,
+};
+use crate::wire::update_xml::parse_update_with;
+
+/// What to subscribe to (from `[sync]`).
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Product GUIDs or titles; empty = every product the upstream has.
+    pub products: Vec<String>,
+    /// Classification GUIDs or titles; empty = all.
+    pub classifications: Vec<String>,
+    /// Language short names; empty = all.
+    pub languages: Vec<String>,
+}
+
+impl SyncOptions {
+    /// From the `[sync]` table.
+    pub fn from_config(c: &crate::config::SyncConfig) -> Self {
+        Self {
+            products: c.products.clone(),
+            classifications: c.classifications.clone(),
+            languages: c.languages.clone(),
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    /// Revisions fetched and stored.
+    pub fetched: u64,
+    /// Revisions removed (expired upstream).
+    pub removed: u64,
+    /// Deployments after the sync.
+    pub deployments: u64,
+    /// Updates (latest revisions) in the store after the sync.
+    pub updates: u64,
+    /// The new sync anchor.
+    pub anchor: String,
+    /// GetUpdateData calls made.
+    pub update_data_calls: u64,
+}
+
+struct Session {
+    auth: AuthorizationCookie,
+    cookie: Cookie,
+}
+
+/// Runs syncs against one upstream into one store.
+pub struct Syncer {
+    store: Store,
+    client: SoapClient,
+    opts: SyncOptions,
+    reporter: Option<SyncReporter>,
+    session: Option<Session>,
+    /// Known category types (from the store and this sync), for the update-XML parser.
+    categories: HashMap<Uuid, CategoryType>,
+    summary: SyncSummary,
+}
+
+fn sync_url() -> &'static str {
+    sss::SERVER_SYNC_PATH
+}
+
+impl Syncer {
+    /// A syncer; `reporter` receives progress.
+    pub fn new(
+        store: Store,
+        client: SoapClient,
+        opts: SyncOptions,
+        reporter: Option<SyncReporter>,
+    ) -> Self {
+        Self {
+            store,
+            client,
+            opts,
+            reporter,
+            session: None,
+            categories: HashMap::new(),
+            summary: SyncSummary::default(),
+        }
+    }
+
+    fn progress(&self, phase: &str, done: u64, total: u64) {
+        if let Some(r) = &self.reporter {
+            r.update(|s| {
+                s.phase = Some(phase.to_string());
+                s.done = done;
+                s.total = total;
+            });
+        }
+    }
+
+    /// Runs one complete sync. The outcome (success or the error) is recorded in the store's
+    /// sync state either way.
+    pub async fn run(&mut self) -> Result<SyncSummary, SyncError> {
+        let started = OffsetDateTime::now_utc();
+        let t = Instant::now();
+        self.summary = SyncSummary::default();
+        let mut result = self.run_inner(started).await;
+        if let Err(SyncError::Fault(f)) = &result {
+            if f.error_code.dss_reaction() == FaultReaction::ResetAnchors {
+                tracing::warn!("upstream says ServerChanged: forgetting anchors and starting over");
+                let mut st = self.store.sync_state()?;
+                st.reset_anchors();
+                self.store.set_sync_state(&st)?;
+                self.session = None;
+                result = self.run_inner(started).await;
+            }
+        }
+        match &result {
+            Ok(s) => tracing::info!(
+                fetched = s.fetched,
+                removed = s.removed,
+                updates = s.updates,
+                deployments = s.deployments,
+                secs = t.elapsed().as_secs_f64(),
+                "sync finished"
+            ),
+            Err(e) => {
+                if let SyncError::Fault(f) = e {
+                    tracing::error!(code = %f.error_code, message = %f.message, method = %f.method, "sync stopped by an upstream fault");
+                } else {
+                    tracing::error!(error = %e, "sync failed");
+                }
+                let mut st = self.store.sync_state()?;
+                st.last_sync = Some(SyncOutcome {
+                    started_unix: started.unix_timestamp(),
+                    finished_unix: OffsetDateTime::now_utc().unix_timestamp(),
+                    success: false,
+                    message: e.to_string(),
+                    revisions_added: self.summary.fetched,
+                    revisions_removed: self.summary.removed,
+                    deployments: 0,
+                });
+                self.store.set_sync_state(&st)?;
+            }
+        }
+        result
+    }
+
+    async fn run_inner(&mut self, started: OffsetDateTime) -> Result<SyncSummary, SyncError> {
+        self.progress("auth", 0, 0);
+        self.authorize().await?;
+        let mut state = self.store.sync_state()?;
+
+        self.progress("config", 0, 0);
+        let cfg = self
+            .op(|c| GetConfigData {
+                cookie: c.clone(),
+                config_anchor: state.config_anchor.clone(),
+            })
+            .await?;
+        let max = usize::try_from(cfg.max_updates_per_request)
+            .ok()
+            .filter(|m| *m > 0)
+            .unwrap_or(100);
+        state.max_updates_per_request = Some(max as u32);
+        if !cfg.languages.is_empty() {
+            state.languages = cfg
+                .languages
+                .iter()
+                .filter(|l| l.enabled)
+                .map(|l| l.short.clone())
+                .collect();
+        }
+        if cfg.new_config_anchor.is_some() {
+            state.config_anchor = cfg.new_config_anchor.clone();
+        }
+        self.load_categories()?;
+
+        // Config pass: categories, classifications, detectoids.
+        self.progress("revisions", 0, 0);
+        let list = self
+            .op(|c| GetRevisionIdList {
+                cookie: c.clone(),
+                filter: ServerSyncFilter::config(state.categories_anchor.clone()),
+            })
+            .await?;
+        state.categories_anchor = Some(list.anchor.clone());
+        let mut related = Vec::new();
+        self.fetch(&list.new_revisions, max, Some(&state), &mut related)
+            .await?;
+
+        // Software pass.
+        let (products, classes) = self.subscription()?;
+        let langs = self.language_ids(&cfg.languages);
+        let list = self
+            .op(|c| GetRevisionIdList {
+                cookie: c.clone(),
+                filter: ServerSyncFilter::updates(
+                    state.sync_anchor.clone(),
+                    &products,
+                    &classes,
+                    &langs,
+                ),
+            })
+            .await?;
+        let sync_anchor = list.anchor.clone();
+        let mut related = Vec::new();
+        self.fetch(&list.new_revisions, max, None, &mut related)
+            .await?;
+        state.sync_anchor = Some(sync_anchor.clone());
+        // Related revisions the new updates need and the store lacks.
+        let needed = self.missing_related(related).await?;
+        let mut more = Vec::new();
+        self.fetch(&needed, max, Some(&state), &mut more).await?;
+
+        // Replica approvals.
+        self.progress("deployments", 0, 0);
+        let dep = self
+            .op(|c| GetDeployments {
+                cookie: c.clone(),
+                deployment_anchor: state.deployment_anchor.clone(),
+                sync_anchor: sync_anchor.clone(),
+            })
+            .await?;
+        let mut deployments = Vec::with_capacity(dep.deployments.len());
+        for d in &dep.deployments {
+            match d.to_model() {
+                Ok(m) => deployments.push(m),
+                Err(e) => {
+                    tracing::warn!(deployment = %d.deployment_guid, error = %e, "skipping deployment")
+                }
+            }
+        }
+        let up = UpstreamDeployments {
+            groups: dep.groups.iter().map(|g| g.to_model()).collect(),
+            deployments,
+            dead_deployments: dep.dead_deployments.clone(),
+            replace_all_deployments: state.deployment_anchor.is_none(),
+            hidden_updates: dep.hidden_updates.clone(),
+            accepted_eulas: dep.accepted_eulas.clone(),
+        };
+        state.deployment_anchor = Some(dep.anchor.clone());
+        let total_deployments = {
+            // Count after applying: the delta may add and remove.
+            let store = self.store.clone();
+            let outcome_state = state.clone();
+            tokio::task::spawn_blocking(move || -> Result<u64, SyncError> {
+                store.apply_upstream_deployments(&up, Some(&outcome_state))?;
+                Ok(store.deployments()?.len() as u64)
+            })
+            .await
+            .map_err(|e| SyncError::Protocol(format!("deployment task: {e}")))??
+        };
+        self.summary.deployments = total_deployments;
+        self.summary.anchor = sync_anchor;
+        self.summary.updates = {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.latest_revisions().map(|v| v.len() as u64))
+                .await
+                .map_err(|e| SyncError::Protocol(format!("count task: {e}")))??
+        };
+        let outcome = SyncOutcome {
+            started_unix: started.unix_timestamp(),
+            finished_unix: OffsetDateTime::now_utc().unix_timestamp(),
+            success: true,
+            message: "ok".into(),
+            revisions_added: self.summary.fetched,
+            revisions_removed: self.summary.removed,
+            deployments: total_deployments,
+        };
+        state.last_sync = Some(outcome.clone());
+        state.last_success = Some(outcome);
+        self.store.set_sync_state(&state)?;
+        Ok(self.summary.clone())
+    }
+
+    /// GetAuthConfig → GetAuthorizationCookie → GetCookie.
+    async fn authorize(&mut self) -> Result<(), SyncError> {
+        let url = self.client.url(sync_url());
+        let cfg = self.client.call(&url, &GetAuthConfig).await?;
+        let plug = cfg
+            .auth_info
+            .iter()
+            .find(|p| p.plugin_id.eq_ignore_ascii_case(sss::PLUGIN_ID))
+            .or(cfg.auth_info.first())
+            .ok_or_else(|| SyncError::Protocol("GetAuthConfig lists no plug-in".into()))?;
+        let auth_url = self.client.url(&plug.service_url);
+        let id = self.store.server_id()?;
+        let simple = id.simple().to_string();
+        let auth = self
+            .client
+            .call(
+                &auth_url,
+                &GetAuthorizationCookie {
+                    account_name: format!("wsus-edge-{}.local", &simple[..12]),
+                    account_guid: id.to_string(),
+                },
+            )
+            .await?
+            .cookie;
+        let old = self.session.as_ref().map(|s| s.cookie.clone());
+        let cookie = self
+            .client
+            .call(&url, &GetCookie::new(auth.clone(), old))
+            .await?
+            .cookie;
+        self.session = Some(Session { auth, cookie });
+        Ok(())
+    }
+
+    /// Renews the cookie with the authorization cookie, or authorizes from scratch.
+    async fn renew(&mut self) -> Result<(), SyncError> {
+        if let Some(s) = &self.session {
+            let url = self.client.url(sync_url());
+            let req = GetCookie::new(s.auth.clone(), Some(s.cookie.clone()));
+            if let Ok(r) = self.client.call(&url, &req).await {
+                if let Some(s) = self.session.as_mut() {
+                    s.cookie = r.cookie;
+                }
+                return Ok(());
+            }
+        }
+        self.authorize().await
+    }
+
+    /// Calls a cookie-carrying operation on the server sync service; renews an expired cookie
+    /// (locally known or reported by upstream) and retries once.
+    async fn op<O: crate::wire::soap::Operation>(
+        &mut self,
+        make: impl Fn(&Cookie) -> O,
+    ) -> Result<O::Response, SyncError> {
+        let soon = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let stale = match &self.session {
+            Some(s) => s.cookie.is_expired(soon),
+            None => true,
+        };
+        if stale {
+            tracing::info!("cookie expired or about to: renewing");
+            self.renew().await?;
+        }
+        let url = self.client.url(sync_url());
+        for attempt in 0..2 {
+            let cookie = match &self.session {
+                Some(s) => s.cookie.clone(),
+                None => return Err(SyncError::Protocol("no session".into())),
+            };
+            match self.client.call(&url, &make(&cookie)).await {
+                Err(SyncError::Fault(f))
+                    if attempt == 0
+                        && f.error_code.dss_reaction() == FaultReaction::Reauthorize =>
+                {
+                    tracing::info!(code = %f.error_code, "upstream refused the cookie: authorizing again");
+                    self.session = None;
+                    self.authorize().await?;
+                }
+                other => return other,
+            }
+        }
+        Err(SyncError::Protocol("cookie refused twice".into()))
+    }
+
+    /// Category types known from the store.
+    fn load_categories(&mut self) -> Result<(), SyncError> {
+        if !self.categories.is_empty() {
+            return Ok(());
+        }
+        for r in self.store.latest_revisions()? {
+            if let (UpdateKind::Category, Some(t)) = (r.record.kind, r.record.category_type) {
+                self.categories.insert(r.record.key.update_id, t);
+            }
+        }
+        Ok(())
+    }
+
+    /// The filter's products and classifications: configured (GUIDs or titles) or all known.
+    fn subscription(&self) -> Result<(Vec<Uuid>, Vec<Uuid>), SyncError> {
+        let mut titles: HashMap<String, Uuid> = HashMap::new();
+        let mut products = Vec::new();
+        let mut classes = Vec::new();
+        for (id, t) in &self.categories {
+            if *t == CategoryType::UpdateClassification {
+                classes.push(*id);
+            } else {
+                products.push(*id);
+            }
+        }
+        if !self.opts.products.is_empty() || !self.opts.classifications.is_empty() {
+            for id in self.categories.keys() {
+                if let Some(r) = self.store.latest_revision(id)? {
+                    titles.insert(r.record.title.to_ascii_lowercase(), *id);
+                }
+            }
+        }
+        let resolve = |names: &[String], all: Vec<Uuid>| -> Vec<Uuid> {
+            if names.is_empty() {
+                return all;
+            }
+            let mut out = Vec::new();
+            for n in names {
+                match Uuid::parse_str(n.trim())
+                    .ok()
+                    .or_else(|| titles.get(&n.trim().to_ascii_lowercase()).copied())
+                {
+                    Some(id) => out.push(id),
+                    None => tracing::warn!(name = %n, "subscribed category not known upstream"),
+                }
+            }
+            out
+        };
+        let mut p = resolve(&self.opts.products, products);
+        let mut c = resolve(&self.opts.classifications, classes);
+        p.sort();
+        c.sort();
+        Ok((p, c))
+    }
+
+    fn language_ids(&self, upstream: &[sss::LanguageData]) -> Vec<i32> {
+        self.opts
+            .languages
+            .iter()
+            .filter_map(|l| {
+                upstream
+                    .iter()
+                    .find(|u| u.short.eq_ignore_ascii_case(l))
+                    .map(|u| u.id)
+            })
+            .collect()
+    }
+
+    /// Fetches `keys` not yet stored in batches of ≤ `max`, re-asking for what a short answer
+    /// left out; commits each answer in one transaction, the last one with `final_state`
+    /// (alone, when nothing was missing). Appends the related ids of what it stored.
+    async fn fetch(
+        &mut self,
+        keys: &[RevisionKey],
+        max: usize,
+        final_state: Option<&SyncState>,
+        related: &mut Vec<(Uuid, Option<u32>)>,
+    ) -> Result<(), SyncError> {
+        let missing = self.store.missing_revisions(keys)?;
+        let total = missing.len() as u64;
+        let mut done = 0u64;
+        self.progress("updates", 0, total);
+        let chunks: Vec<Vec<RevisionKey>> = missing.chunks(max).map(<[_]>::to_vec).collect();
+        let n_chunks = chunks.len();
+        if n_chunks == 0 {
+            if let Some(st) = final_state {
+                self.store.commit_batch(&[], &[], Some(st))?;
+            }
+            return Ok(());
+        }
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut pending = chunk;
+            while !pending.is_empty() {
+                let ids = pending.clone();
+                let resp = self
+                    .op(|c| GetUpdateData {
+                        cookie: c.clone(),
+                        update_ids: ids.clone(),
+                    })
+                    .await?;
+                self.summary.update_data_calls += 1;
+                let asked: HashSet<RevisionKey> = pending.iter().copied().collect();
+                let got: Vec<_> = resp
+                    .updates
+                    .iter()
+                    .filter(|u| asked.contains(&u.id))
+                    .collect();
+                if got.is_empty() {
+                    return Err(SyncError::Protocol(format!(
+                        "GetUpdateData returned none of the {} revisions asked",
+                        pending.len()
+                    )));
+                }
+                let rest = resp.missing_from(&pending);
+                if !rest.is_empty() {
+                    tracing::debug!(
+                        asked = pending.len(),
+                        got = got.len(),
+                        "short GetUpdateData answer; asking again for the rest"
+                    );
+                }
+                let mut batch = Vec::with_capacity(got.len());
+                let mut expired: Vec<Uuid> = Vec::new();
+                for u in got {
+                    let xml = u.blob.xml().map_err(|e| SyncError::Update {
+                        key: u.id.to_string(),
+                        source: e,
+                    })?;
+                    let cats = &self.categories;
+                    let parsed =
+                        parse_update_with(&xml, &|id| cats.get(&id).copied()).map_err(|e| {
+                            SyncError::Update {
+                                key: u.id.to_string(),
+                                source: e,
+                            }
+                        })?;
+                    let mut record = parsed.record.clone();
+                    record.key = u.id;
+                    for f in &mut record.files {
+                        if let Some(url) = resp.mu_url(&f.sha1) {
+                            f.upstream_url = Some(url.to_string());
+                        }
+                    }
+                    if record.expired {
+                        expired.push(record.key.update_id);
+                        continue;
+                    }
+                    if let (UpdateKind::Category, Some(t)) = (record.kind, record.category_type) {
+                        self.categories.insert(record.key.update_id, t);
+                    }
+                    related.extend(parsed.bundled_revisions.iter().copied());
+                    related.extend(parsed.related_ids().into_iter().map(|id| (id, None)));
+                    batch.push(NewRevision { record, xml });
+                }
+                if !expired.is_empty() {
+                    let mut doomed = Vec::new();
+                    for id in &expired {
+                        doomed.extend(
+                            self.store
+                                .revisions_of(id)?
+                                .into_iter()
+                                .map(|r| r.record.key),
+                        );
+                    }
+                    self.summary.removed += self.store.remove_revisions(&doomed)? as u64;
+                }
+                let last = i + 1 == n_chunks && rest.is_empty();
+                let st = if last { final_state } else { None };
+                let store = self.store.clone();
+                let st = st.cloned();
+                let n = batch.len() + expired.len();
+                tokio::task::spawn_blocking(move || store.commit_batch(&batch, &[], st.as_ref()))
+                    .await
+                    .map_err(|e| SyncError::Protocol(format!("commit task: {e}")))??;
+                self.summary.fetched += (n - expired.len()) as u64;
+                done += n as u64;
+                self.progress("updates", done, total);
+                pending = rest;
+            }
+        }
+        Ok(())
+    }
+
+    /// Related revisions (prerequisites, bundle members, categories, detectoids) that the store
+    /// lacks: bundle members name their revision; others are looked up in a full config list.
+    async fn missing_related(
+        &mut self,
+        related: Vec<(Uuid, Option<u32>)>,
+    ) -> Result<Vec<RevisionKey>, SyncError> {
+        let mut keys = Vec::new();
+        let mut unknown: HashSet<Uuid> = HashSet::new();
+        let mut seen = HashSet::new();
+        for (id, rev) in related {
+            if !seen.insert((id, rev)) || self.store.latest_revision(&id)?.is_some() {
+                continue;
+            }
+            match rev {
+                Some(r) => keys.push(RevisionKey::new(id, r)),
+                None => {
+                    unknown.insert(id);
+                }
+            }
+        }
+        for k in &keys {
+            unknown.remove(&k.update_id);
+        }
+        if !unknown.is_empty() {
+            let list = self
+                .op(|c| GetRevisionIdList {
+                    cookie: c.clone(),
+                    filter: ServerSyncFilter::config(None),
+                })
+                .await?;
+            for k in list.new_revisions {
+                if unknown.remove(&k.update_id) {
+                    keys.push(k);
+                }
+            }
+            if !unknown.is_empty() {
+                tracing::debug!(
+                    count = unknown.len(),
+                    "related updates not offered by upstream"
+                );
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
