@@ -87,8 +87,11 @@ fn main() {
         let mut calls = 0usize;
         let mut offered = 0usize;
         let mut rss_peak = rss0;
-        for t in tasks {
+        for (n, t) in tasks.into_iter().enumerate() {
             let (c, o, l) = t.await.unwrap();
+            if (n + 1) % 100 == 0 {
+                eprintln!("  {} scans done after {:.1}s", n + 1, started.elapsed().as_secs_f64());
+            }
             calls += c;
             offered += o;
             lat.extend(l);

@@ -17,6 +17,7 @@
 //! | [`index`] | the in-memory scan index and approval resolution |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
 //! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
+//! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
 pub mod cookie;
 pub mod http;
@@ -184,6 +185,8 @@ pub struct ClientService {
     server_id: uuid::Uuid,
     config_change: OffsetDateTime,
     index: Mutex<Option<Cached>>,
+    /// Held by the one thread checking or rebuilding the index.
+    build: Mutex<()>,
     limits: Limits,
 }
 
@@ -199,6 +202,7 @@ impl ClientService {
             server_id,
             config_change: now.replace_nanosecond(0).unwrap_or(now),
             index: Mutex::new(None),
+            build: Mutex::new(()),
             limits: Limits {
                 max_depth: 32,
                 max_elements: 200_000,
@@ -220,26 +224,50 @@ impl ClientService {
     }
 
     /// The current scan index: rebuilt when absent or when the store changed (checked at most
-    /// every `refresh_every`). Blocking (store reads).
+    /// every `refresh_every`, by one thread while the others keep answering from the current
+    /// index). Blocking (store reads).
     pub fn index(&self) -> Result<Arc<ScanIndex>, StoreError> {
-        let mut g = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = g.as_mut() {
+        let current = {
+            let g = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            g.as_ref().map(|c| {
+                (
+                    c.index.clone(),
+                    c.checked.elapsed() < self.opts.refresh_every,
+                )
+            })
+        };
+        let _build = match (&current, self.build.try_lock()) {
+            (Some((idx, true)), _) => return Ok(idx.clone()),
+            (Some((idx, false)), Err(_)) => return Ok(idx.clone()),
+            (_, Ok(b)) => b,
+            (None, Err(_)) => self.build.lock().unwrap_or_else(|p| p.into_inner()),
+        };
+        // Another thread may have finished a build while this one waited.
+        if let Some(c) = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             if c.checked.elapsed() < self.opts.refresh_every {
                 return Ok(c.index.clone());
             }
-            if index::fingerprint(&self.store)? == c.index.fingerprint {
-                c.checked = Instant::now();
-                return Ok(c.index.clone());
-            }
         }
-        let started = Instant::now();
-        let idx = Arc::new(ScanIndex::build(&self.store)?);
-        tracing::info!(
-            updates = idx.entries.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "client scan index built"
-        );
-        *g = Some(Cached {
+        let fp = index::fingerprint(&self.store)?;
+        let idx = match current {
+            Some((idx, _)) if idx.fingerprint == fp => idx,
+            _ => {
+                let started = Instant::now();
+                let idx = Arc::new(ScanIndex::build(&self.store)?);
+                tracing::info!(
+                    updates = idx.entries.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "client scan index built"
+                );
+                idx
+            }
+        };
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
             index: idx.clone(),
             checked: Instant::now(),
         });

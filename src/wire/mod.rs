@@ -7,6 +7,7 @@
 //! | [`xml`] | bounded namespace-aware XML tree reader, escaping [`xml::XmlWriter`] |
 //! | [`soap`] | SOAP 1.1/1.2 envelopes (accept both, emit 1.1), faults, [`soap::SoapBody`] |
 //! | [`sss`] | MS-WSUSSS operations: request and response types, both directions |
+//! | [`wusp`] | MS-WUSP (client protocol) operations: request and response types, both directions |
 //! | [`anchor`] | the Windows anchor `nnnn,yyyy-MM-dd HH:mm:ss.fff` |
 //! | [`blob`] | `XmlUpdateBlobCompressed`: base64 → CAB → UTF-16LE, and back |
 //! | [`update_xml`] | `upd:Update` documents → [`crate::model::UpdateRecord`], client fragments |
