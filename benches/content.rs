@@ -85,7 +85,7 @@ fn main() {
     let origin_port = free_port();
     let proxy_port = free_port();
     let ngx_dir = work.path().join("nginx");
-    let _nginx = start_nginx(&nginx, &ngx_dir, &origin, origin_port, proxy_port);
+    let nginx_proc = start_nginx(&nginx, &ngx_dir, &origin, origin_port, proxy_port);
     let origin_addr: SocketAddr = format!("127.0.0.1:{origin_port}").parse().unwrap();
     let proxy_addr: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
     wait_port(origin_addr);
@@ -172,10 +172,19 @@ fn main() {
             })
         };
         let reqs = (8 * rounds * smalls.len()) as f64;
+        let edge_pid = edge.child.0.id();
+        let ngx_pid = nginx_proc.0.id();
+        let c0 = cpu_ms(edge_pid);
         let edge_small = small_run(edge.addr);
+        let edge_cpu = cpu_ms(edge_pid) - c0;
+        let c0 = cpu_ms(ngx_pid);
         let ngx_small = small_run(origin_addr);
+        let ngx_cpu = cpu_ms(ngx_pid) - c0;
         rep.line(format!("hit 64 KiB x {} requests, 8 keep-alive connections: wsus-edge {:.0} req/s ({}) vs nginx sendfile {:.0} req/s ({}) => {:.2}x",
         reqs, reqs / edge_small, rate(reqs as u64 * 65536, edge_small), reqs / ngx_small, rate(reqs as u64 * 65536, ngx_small), ngx_small / edge_small));
+        // Server CPU per request does not depend on what else the machine runs.
+        rep.line(format!("  server CPU per 64 KiB hit: wsus-edge {:.1} us, nginx {:.1} us (both origin and proxy workers) => {:.2}x",
+            edge_cpu * 1000.0 / reqs, ngx_cpu * 1000.0 / reqs, ngx_cpu / edge_cpu));
     }
     drop(edge);
 
@@ -300,6 +309,33 @@ fn verify_bench(rep: &Report, file: &Path, size: u64) {
         size / MIB, rate(size, ours), rate(size, sha256_only), rate(size, openssl), rate(size, coreutils)));
     rep.line(format!("  ratio SHA-256 alone / openssl = {:.2}x; SHA-1+SHA-256 / openssl SHA-256 = {:.2}x; vs sha256sum = {:.2}x",
         openssl / sha256_only, openssl / ours, coreutils / ours));
+}
+
+/// CPU time (user + system, ms) of process `pid` and of its direct children (nginx workers).
+fn cpu_ms(pid: u32) -> f64 {
+    let tick = 1000.0 / 100.0; // USER_HZ
+    let mut total = 0u64;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split(' ').collect();
+        let me: u32 = e
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let ppid: u32 = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if me == pid || ppid == pid {
+            let ut: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let st: u64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            total += ut + st;
+        }
+    }
+    total as f64 * tick
 }
 
 fn find_nginx() -> Option<PathBuf> {
