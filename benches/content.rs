@@ -1,6 +1,9 @@
 //! The content cache against its peers, in one run (issue 3 "Benchmarks"); prints a table of
 //! numbers and ratios. Run with `benches/run.sh` (installs Debian's nginx when missing), or
-//! `cargo bench --bench content`. `WSUS_EDGE_BENCH_QUICK=1` shrinks the objects for a dry run.
+//! `cargo bench --bench content`. `WSUS_EDGE_BENCH_QUICK=1` shrinks the objects for a dry run;
+//! `WSUS_EDGE_BENCH_ONLY=verify,miss,hit,small,rss` runs only the named parts (for repeats on
+//! a busy machine), `WSUS_EDGE_BENCH_ROUNDS=n` sets the rounds of the 64 KiB hit run and
+//! `WSUS_EDGE_BENCH_BIN=path` serves with another wsus-edge build (A/B against a baseline).
 //!
 //! - verify: wsus-edge SHA-1+SHA-256 (one pass, two threads) and SHA-256 alone vs
 //!   `openssl dgst -sha256` and `sha256sum` on the same warm file;
@@ -44,6 +47,11 @@ fn main() {
         .tempdir_in(base)
         .unwrap();
     let origin = work.path().join("origin");
+    let only = std::env::var("WSUS_EDGE_BENCH_ONLY").ok();
+    let part = |name: &str| {
+        only.as_deref()
+            .map_or(true, |o| o.split(',').any(|p| p == name))
+    };
     let rep = Report(Mutex::new(Vec::new()));
     rep.line(format!(
         "wsus-edge content bench ({}), big={} MiB huge={} MiB small={}x64KiB, cpus={}",
@@ -58,15 +66,17 @@ fn main() {
 
     eprintln!("generating objects...");
     let big_path = make_object(&origin, big, 1, "cab");
-    let big2_path = make_object(&origin, big, 2, "esd");
-    let huge_path = make_object(&origin, huge, 3, "wim");
+    let big2_path = make_object(&origin, if part("miss") { big } else { MIB }, 2, "esd");
+    let huge_path = make_object(&origin, if part("rss") { huge } else { MIB }, 3, "wim");
     let smalls: Vec<String> = (0..small_n)
         .map(|i| make_object(&origin, 64 * 1024, 100 + i, "exe"))
         .collect();
     let big_file = origin.join(big_path.trim_start_matches('/'));
 
     // ---- verify throughput ----
-    verify_bench(&rep, &big_file, big);
+    if part("verify") {
+        verify_bench(&rep, &big_file, big);
+    }
 
     let Some(nginx) = find_nginx() else {
         rep.line("nginx not found: run benches/run.sh (installs Debian's nginx); peer comparisons skipped".into());
@@ -75,7 +85,7 @@ fn main() {
     let origin_port = free_port();
     let proxy_port = free_port();
     let ngx_dir = work.path().join("nginx");
-    let _nginx = start_nginx(&nginx, &ngx_dir, &origin, origin_port, proxy_port);
+    let nginx_proc = start_nginx(&nginx, &ngx_dir, &origin, origin_port, proxy_port);
     let origin_addr: SocketAddr = format!("127.0.0.1:{origin_port}").parse().unwrap();
     let proxy_addr: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
     wait_port(origin_addr);
@@ -84,91 +94,114 @@ fn main() {
 
     // ---- cold miss, one client ----
     warm_page_cache(&big_file);
-    let direct = time(|| get_all(origin_addr, &big_path));
     let edge = Edge::start(work.path().join("edge1"), &upstream);
-    let edge_cold = time(|| get_all(edge.addr, &big_path));
-    let ngx_cold = time(|| get_all(proxy_addr, &big_path));
-    rep.line(format!(
-        "cold miss {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice {:.2}s ({})",
-        big / MIB,
-        direct,
-        rate(big, direct),
-        edge_cold,
-        rate(big, edge_cold),
-        ngx_cold,
-        rate(big, ngx_cold)
-    ));
-    rep.line(format!("  ratio cold miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
+    if !part("miss") {
+        // The hit parts below need the object in the store.
+        get_all(edge.addr, &big_path);
+    } else {
+        let direct = time(|| get_all(origin_addr, &big_path));
+        let edge_cold = time(|| get_all(edge.addr, &big_path));
+        let ngx_cold = time(|| get_all(proxy_addr, &big_path));
+        rep.line(format!(
+            "cold miss {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice {:.2}s ({})",
+            big / MIB,
+            direct,
+            rate(big, direct),
+            edge_cold,
+            rate(big, edge_cold),
+            ngx_cold,
+            rate(big, ngx_cold)
+        ));
+        rep.line(format!("  ratio cold miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
         ngx_cold / edge_cold, (edge_cold / direct - 1.0) * 100.0));
 
-    // ---- 20 concurrent cold misses of another object ----
-    let direct20 = time(|| parallel(20, |_| get_all(origin_addr, &big2_path)));
-    let edge20 = time(|| parallel(20, |_| get_all(edge.addr, &big2_path)));
-    let ngx20 = time(|| parallel(20, |_| get_all(proxy_addr, &big2_path)));
-    let total20 = 20 * big;
-    rep.line(format!("20 concurrent cold misses of {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice+lock {:.2}s ({})",
+        // ---- 20 concurrent cold misses of another object ----
+        let direct20 = time(|| parallel(20, |_| get_all(origin_addr, &big2_path)));
+        let edge20 = time(|| parallel(20, |_| get_all(edge.addr, &big2_path)));
+        let ngx20 = time(|| parallel(20, |_| get_all(proxy_addr, &big2_path)));
+        let total20 = 20 * big;
+        rep.line(format!("20 concurrent cold misses of {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice+lock {:.2}s ({})",
         big / MIB, direct20, rate(total20, direct20), edge20, rate(total20, edge20), ngx20, rate(total20, ngx20)));
-    rep.line(format!("  ratio 20-miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
+        rep.line(format!("  ratio 20-miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
         ngx20 / edge20, (edge20 / direct20 - 1.0) * 100.0));
+    }
 
     // ---- hits: big object ----
-    let best = |addr: SocketAddr, p: &str| {
-        (0..3)
-            .map(|_| time(|| get_all(addr, p)))
-            .fold(f64::MAX, f64::min)
-    };
-    let edge_hit = best(edge.addr, &big_path);
-    let ngx_hit = best(origin_addr, &big_path);
-    rep.line(format!(
-        "hit {} MiB (best of 3): wsus-edge {} vs nginx sendfile {} => {:.2}x",
-        big / MIB,
-        rate(big, edge_hit),
-        rate(big, ngx_hit),
-        ngx_hit / edge_hit
-    ));
+    if part("hit") {
+        let best = |addr: SocketAddr, p: &str| {
+            (0..3)
+                .map(|_| time(|| get_all(addr, p)))
+                .fold(f64::MAX, f64::min)
+        };
+        let edge_hit = best(edge.addr, &big_path);
+        let ngx_hit = best(origin_addr, &big_path);
+        rep.line(format!(
+            "hit {} MiB (best of 3): wsus-edge {} vs nginx sendfile {} => {:.2}x",
+            big / MIB,
+            rate(big, edge_hit),
+            rate(big, ngx_hit),
+            ngx_hit / edge_hit
+        ));
+    }
 
     // ---- hits: many 64 KiB objects over keep-alive, 8 connections ----
-    parallel(1, |_| {
-        let mut c = Conn::new(edge.addr);
-        for p in &smalls {
-            c.get(p);
-        }
-        0
-    });
-    let rounds = if quick { 5 } else { 20 };
-    let small_run = |addr: SocketAddr| {
-        time(|| {
-            parallel(8, |i| {
-                let mut c = Conn::new(addr);
-                let mut n = 0;
-                for r in 0..rounds {
-                    for k in 0..smalls.len() {
-                        n += c.get(&smalls[(k + i * 7 + r) % smalls.len()]);
+    if part("small") {
+        parallel(1, |_| {
+            let mut c = Conn::new(edge.addr);
+            for p in &smalls {
+                c.get(p);
+            }
+            0
+        });
+        let rounds = std::env::var("WSUS_EDGE_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(if quick { 5 } else { 20 });
+        let small_run = |addr: SocketAddr| {
+            time(|| {
+                parallel(8, |i| {
+                    let mut c = Conn::new(addr);
+                    let mut n = 0;
+                    for r in 0..rounds {
+                        for k in 0..smalls.len() {
+                            n += c.get(&smalls[(k + i * 7 + r) % smalls.len()]);
+                        }
                     }
-                }
-                n
+                    n
+                })
             })
-        })
-    };
-    let reqs = (8 * rounds * smalls.len()) as f64;
-    let edge_small = small_run(edge.addr);
-    let ngx_small = small_run(origin_addr);
-    rep.line(format!("hit 64 KiB x {} requests, 8 keep-alive connections: wsus-edge {:.0} req/s ({}) vs nginx sendfile {:.0} req/s ({}) => {:.2}x",
+        };
+        let reqs = (8 * rounds * smalls.len()) as f64;
+        let edge_pid = edge.child.0.id();
+        let ngx_pid = nginx_proc.0.id();
+        let c0 = cpu_ms(edge_pid);
+        let edge_small = small_run(edge.addr);
+        let edge_cpu = cpu_ms(edge_pid) - c0;
+        let c0 = cpu_ms(ngx_pid);
+        let ngx_small = small_run(origin_addr);
+        let ngx_cpu = cpu_ms(ngx_pid) - c0;
+        rep.line(format!("hit 64 KiB x {} requests, 8 keep-alive connections: wsus-edge {:.0} req/s ({}) vs nginx sendfile {:.0} req/s ({}) => {:.2}x",
         reqs, reqs / edge_small, rate(reqs as u64 * 65536, edge_small), reqs / ngx_small, rate(reqs as u64 * 65536, ngx_small), ngx_small / edge_small));
+        // Server CPU per request does not depend on what else the machine runs.
+        rep.line(format!("  server CPU per 64 KiB hit: wsus-edge {:.1} us, nginx {:.1} us (both origin and proxy workers) => {:.2}x",
+            edge_cpu * 1000.0 / reqs, ngx_cpu * 1000.0 / reqs, ngx_cpu / edge_cpu));
+    }
     drop(edge);
 
     // ---- peak RSS serving the huge object cold, then warm after a restart ----
-    let dir = work.path().join("edge-rss");
-    let edge = Edge::start(dir.clone(), &upstream);
-    let t = time(|| get_all(edge.addr, &huge_path));
-    let cold = edge.vm_hwm_kib();
-    drop(edge);
-    let edge = Edge::start(dir, &upstream);
-    let t2 = time(|| get_all(edge.addr, &huge_path));
-    let warm = edge.vm_hwm_kib();
-    rep.line(format!("peak RSS (VmHWM) serving {} MiB: cold {:.1} MiB ({:.2}s), warm {:.1} MiB ({:.2}s); target < 64 MiB",
+    if part("rss") {
+        let dir = work.path().join("edge-rss");
+        let edge = Edge::start(dir.clone(), &upstream);
+        let t = time(|| get_all(edge.addr, &huge_path));
+        let cold = edge.vm_hwm_kib();
+        drop(edge);
+        let edge = Edge::start(dir, &upstream);
+        let t2 = time(|| get_all(edge.addr, &huge_path));
+        let warm = edge.vm_hwm_kib();
+        rep.line(format!("peak RSS (VmHWM) serving {} MiB: cold {:.1} MiB ({:.2}s), warm {:.1} MiB ({:.2}s); target < 64 MiB",
         huge / MIB, cold as f64 / 1024.0, t, warm as f64 / 1024.0, t2));
-    drop(edge);
+        drop(edge);
+    }
 
     println!("\n==== summary ====");
     for l in rep.0.lock().unwrap().iter() {
@@ -276,6 +309,33 @@ fn verify_bench(rep: &Report, file: &Path, size: u64) {
         size / MIB, rate(size, ours), rate(size, sha256_only), rate(size, openssl), rate(size, coreutils)));
     rep.line(format!("  ratio SHA-256 alone / openssl = {:.2}x; SHA-1+SHA-256 / openssl SHA-256 = {:.2}x; vs sha256sum = {:.2}x",
         openssl / sha256_only, openssl / ours, coreutils / ours));
+}
+
+/// CPU time (user + system, ms) of process `pid` and of its direct children (nginx workers).
+fn cpu_ms(pid: u32) -> f64 {
+    let tick = 1000.0 / 100.0; // USER_HZ
+    let mut total = 0u64;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split(' ').collect();
+        let me: u32 = e
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let ppid: u32 = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if me == pid || ppid == pid {
+            let ut: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let st: u64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            total += ut + st;
+        }
+    }
+    total as f64 * tick
 }
 
 fn find_nginx() -> Option<PathBuf> {
@@ -389,7 +449,16 @@ struct Edge {
 
 impl Edge {
     fn start(dir: PathBuf, upstream: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+        // WSUS_EDGE_BENCH_BIN runs another build (e.g. the previous commit's) for an A/B.
+        let bin = std::env::var_os("WSUS_EDGE_BENCH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsus-edge")));
+        // Admin API on a free port: several servers (and other checkouts) run side by side.
+        let conf = dir.with_extension("toml");
+        std::fs::write(&conf, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&conf)
             .args([
                 "--log",
                 "warn,wsus_edge::server=info",

@@ -37,6 +37,7 @@
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
+pub mod hot;
 pub mod index;
 pub mod inflight;
 pub mod key;
@@ -99,6 +100,7 @@ struct Inner {
     upstream: Option<Upstream>,
     inflight: Mutex<HashMap<[u8; 20], Arc<Inflight>>>,
     pins: Pins,
+    hot: hot::HotSet,
     max_size: Option<u64>,
     total: AtomicU64,
     /// In-process access order, to break ties between objects touched in the same second.
@@ -170,6 +172,7 @@ impl ContentCache {
                 upstream,
                 inflight: Mutex::new(HashMap::new()),
                 pins: Pins::default(),
+                hot: hot::HotSet::default(),
                 max_size,
                 total: AtomicU64::new(total),
                 recency: Mutex::new(HashMap::new()),
@@ -291,6 +294,7 @@ impl ContentCache {
     /// For the zero-copy path: when `path` names an object complete in the store, the
     /// response head to write and the file range to send with `sendfile`. `None` for
     /// anything else (misses, errors, other methods), which then go through [`Self::handle`].
+    /// Recently hit objects stay open with their headers precomputed ([`hot`]).
     pub fn zero_copy_hit(
         &self,
         method: &Method,
@@ -301,19 +305,53 @@ impl ContentCache {
             return None;
         }
         let key = ContentKey::parse_path(path).ok()?;
-        let file = self.inner.dir.open_final(&key).ok()??;
-        let send = file.try_clone().ok()?;
-        let conds = Conditions::from_headers(headers);
-        let (resp, span) = self
-            .hit_response(&key, file, &conds, method == Method::HEAD)
-            .ok()?;
+        let object = self
+            .inner
+            .hot
+            .get_or_open(&key, || self.inner.dir.open_final(&key))
+            .ok()??;
+        let pin = self.inner.pins.pin(key.sha1);
+        self.touch(&key.sha1);
         metrics::content_request("hit");
-        let (parts, _) = resp.into_parts();
+        let conds = Conditions::from_headers(headers);
+        let plain = conds.range.is_none()
+            && conds.if_range.is_none()
+            && conds.if_match.is_none()
+            && conds.if_none_match.is_none()
+            && conds.if_modified_since.is_none();
+        if plain {
+            return Some(serve::ZeroCopyHit {
+                status: StatusCode::OK,
+                span: (method == Method::GET && object.size > 0).then_some((0, object.size)),
+                object,
+                headers: None,
+                pin,
+            });
+        }
+        let plan = range::plan(&conds, object.size, &object.etag, object.modified);
+        let m = serve::Meta {
+            key: &key,
+            size: object.size,
+            last_modified: object.modified,
+        };
+        let mut span = None;
+        let resp = serve::respond(plan, method == Method::HEAD, &m, |start, len| {
+            span = Some((start, len));
+            body::empty()
+        });
+        let mut lines = Vec::with_capacity(256);
+        for (n, v) in resp.headers() {
+            lines.extend_from_slice(n.as_str().as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(v.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
         Some(serve::ZeroCopyHit {
-            head: parts,
-            file: send,
+            status: resp.status(),
+            object,
+            headers: Some(lines),
             span,
-            pin: self.inner.pins.pin(key.sha1),
+            pin,
         })
     }
 
@@ -471,6 +509,7 @@ impl ContentCache {
     /// quarantine or `cleanup`, which removed the file and its index entry): adjusts the size
     /// total and forgets its recency.
     pub fn forget(&self, sha1: &[u8; 20], size: u64) {
+        self.inner.hot.remove(sha1);
         lock(&self.inner.recency).remove(sha1);
         let _ = self
             .inner
@@ -526,10 +565,13 @@ impl ContentCache {
             let Ok(key) = ContentKey::new(v.sha1, &ext) else {
                 continue;
             };
+            self.inner.hot.remove(&v.sha1);
             if let Err(e) = self.inner.dir.remove(&key) {
                 tracing::warn!(key = %key, error = %e, "could not evict");
                 continue;
             }
+            // Again: a hit may have reopened it between the first drop and the unlink.
+            self.inner.hot.remove(&v.sha1);
             self.inner.index.remove_object(&v.sha1)?;
             lock(&self.inner.recency).remove(&v.sha1);
             self.inner

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::evict::PinGuard;
+use super::hot::HotObject;
 use super::key::ContentKey;
 use super::mime;
 use super::range::Plan;
@@ -21,17 +22,35 @@ use crate::http::body::{self, Body};
 
 const CHUNK: u64 = 256 * 1024;
 
-/// A hit to send with `sendfile`: the response head, the file and the byte range.
+/// A hit to send with `sendfile`: the response head, the object and the byte range.
 #[derive(Debug)]
 pub struct ZeroCopyHit {
-    /// Status and headers (Content-Length already set).
-    pub head: http::response::Parts,
-    /// The object.
-    pub file: File,
+    /// Status of the answer.
+    pub status: StatusCode,
+    /// The object (open handle and precomputed headers).
+    pub object: Arc<HotObject>,
+    /// Header lines for answers other than a plain `200` (each ending in CRLF); `None` means
+    /// the object's precomputed full-answer headers.
+    pub headers: Option<Vec<u8>>,
     /// `(start, len)` of the body, `None` when the response has no body.
     pub span: Option<(u64, u64)>,
     /// Keeps the object from eviction while it is sent.
     pub pin: PinGuard,
+}
+
+impl ZeroCopyHit {
+    /// Appends the header lines (not the status line, not the final empty line) to `out`.
+    pub fn write_headers(&self, out: &mut Vec<u8>) {
+        match &self.headers {
+            Some(h) => out.extend_from_slice(h),
+            None => out.extend_from_slice(&self.object.full_headers),
+        }
+    }
+
+    /// The file to send from.
+    pub fn file(&self) -> &File {
+        &self.object.file
+    }
 }
 
 /// Sends `len` bytes of `file` from `offset` to `socket` with `sendfile(2)` (no copy through

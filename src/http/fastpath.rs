@@ -72,6 +72,8 @@ impl AsyncWrite for Prepended {
 /// the bytes already read) to hand to hyper, or `None` when the connection is finished.
 pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<Prepended> {
     let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::with_capacity(512);
+    let mut date = DateCache::default();
     loop {
         let end = loop {
             if let Some(i) = find_head_end(&buf) {
@@ -97,38 +99,31 @@ pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<P
         let hit = parse_head(&buf[..end]).and_then(|h| {
             router
                 .content
-                .zero_copy_hit(&h.method, &h.path, &h.headers)
-                .map(|hit| (h, hit))
+                .zero_copy_hit(&h.method, h.path, &h.headers)
+                .map(|hit| (h.method, h.close, hit))
         });
-        let Some((req, hit)) = hit else {
+        let Some((method, close, hit)) = hit else {
             return Some(Prepended {
                 prefix: buf,
                 inner: stream,
             });
         };
         buf.advance(end);
-        let status = hit.head.status;
-        let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {} {}\r\ndate: {}\r\n",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or(""),
-                httpdate::fmt_http_date(std::time::SystemTime::now())
-            )
-            .as_bytes(),
-        );
-        for (n, v) in hit.head.headers.iter() {
-            out.extend_from_slice(n.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        if req.close {
+        let status = hit.status;
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\ndate: ");
+        date.append_now(&mut out);
+        out.extend_from_slice(b"\r\n");
+        hit.write_headers(&mut out);
+        if close {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let body_follows = hit.span.is_some() && req.method == Method::GET;
+        let body_follows = hit.span.is_some() && method == Method::GET;
         let written = if body_follows {
             serve::write_head_more(&stream, &out).await
         } else {
@@ -138,14 +133,14 @@ pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<P
             return None;
         }
         metrics::http_request("content", status.as_u16());
-        if let (Some((start, len)), true) = (hit.span, req.method == Method::GET) {
-            if let Err((sent, e)) = serve::sendfile(&stream, &hit.file, start, len).await {
+        if let (Some((start, len)), true) = (hit.span, method == Method::GET) {
+            if let Err((sent, e)) = serve::sendfile(&stream, hit.file(), start, len).await {
                 tracing::debug!(error = %e, sent, "sendfile ended early");
                 return None;
             }
         }
         drop(hit);
-        if req.close {
+        if close {
             let _ = stream.shutdown().await;
             return None;
         }
@@ -156,17 +151,50 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// A request head the fast path may answer.
-struct Head {
+/// The `Date` header value, formatted once per second.
+#[derive(Default)]
+struct DateCache {
+    secs: u64,
+    text: String,
+}
+
+impl DateCache {
+    fn append_now(&mut self, out: &mut Vec<u8>) {
+        let now = std::time::SystemTime::now();
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.secs || self.text.is_empty() {
+            self.secs = secs;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(self.text.as_bytes());
+    }
+}
+
+/// A request head the fast path may answer. `headers` holds only the ones that shape the
+/// answer (Range and the conditionals); the others are checked and dropped.
+struct Head<'a> {
     method: Method,
-    path: String,
+    path: &'a str,
     headers: HeaderMap,
     close: bool,
 }
 
+/// Request headers the answer depends on.
+fn shapes_answer(n: &HeaderName) -> bool {
+    use http::header as h;
+    *n == h::RANGE
+        || *n == h::IF_RANGE
+        || *n == h::IF_MATCH
+        || *n == h::IF_NONE_MATCH
+        || *n == h::IF_MODIFIED_SINCE
+}
+
 /// Parses a GET/HEAD of `/Content/...` over HTTP/1.1 without a body; `None` for anything
 /// else (hyper then parses it again and answers, errors included).
-fn parse_head(b: &[u8]) -> Option<Head> {
+fn parse_head(b: &[u8]) -> Option<Head<'_>> {
     let s = std::str::from_utf8(b).ok()?;
     let mut lines = s.split("\r\n");
     let mut rl = lines.next()?.split(' ');
@@ -187,26 +215,27 @@ fn parse_head(b: &[u8]) -> Option<Head> {
         return None;
     }
     let mut headers = HeaderMap::new();
+    let mut close = false;
     for line in lines.filter(|l| !l.is_empty()) {
         let (n, v) = line.split_once(':')?;
         let n = HeaderName::from_bytes(n.as_bytes()).ok()?;
         let v = HeaderValue::from_str(v.trim()).ok()?;
-        headers.append(n, v);
+        if n == http::header::TRANSFER_ENCODING
+            || (n == http::header::CONTENT_LENGTH && v.as_bytes() != b"0")
+        {
+            return None;
+        }
+        if n == http::header::CONNECTION {
+            close |= v
+                .to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("close"));
+        } else if shapes_answer(&n) {
+            headers.append(n, v);
+        }
     }
-    if headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-    {
-        return None;
-    }
-    let close = headers.get_all(http::header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
-    });
     Some(Head {
         method,
-        path: target.to_string(),
+        path: target,
         headers,
         close,
     })
