@@ -179,11 +179,35 @@ impl Router {
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` turns true; then stops accepting, lets
 /// in-flight requests finish (up to 10 s) and returns.
-pub async fn serve(
+pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: watch::Receiver<bool>) {
+    accept_loop(listener, shutdown, "http", move |stream, peer, mut stop| {
+        let router = router.clone();
+        async move {
+            // Hits go out with sendfile until a request needs hyper.
+            let fast = tokio::select! {
+                r = fastpath::run(stream, &router) => r,
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => None,
+            };
+            if let Some(stream) = fast {
+                serve_connection(stream, router, peer, false, stop).await;
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, running `handle` for each
+/// in its own task; then stops accepting and waits up to 10 s for the connections to finish.
+/// Shared by the plain and the TLS listener.
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    router: Arc<Router>,
     mut shutdown: watch::Receiver<bool>,
-) {
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -191,43 +215,13 @@ pub async fn serve(
                 let (stream, peer) = match r {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        tracing::warn!(listener = what, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let mut stop = shutdown.clone();
-                conns.spawn(async move {
-                    let r2 = router.clone();
-                    let svc = hyper::service::service_fn(move |req| {
-                        let router = r2.clone();
-                        async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
-                    });
-                    // Hits go out with sendfile until a request needs hyper.
-                    let fast = tokio::select! {
-                        r = fastpath::run(stream, &router) => r,
-                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => None,
-                    };
-                    let Some(stream) = fast else { return };
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .max_buf_size(64 * 1024)
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => {
-                            if let Err(e) = r {
-                                tracing::debug!(%peer, error = %e, "connection ended with error");
-                            }
-                        }
-                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
-                    }
-                });
+                conns.spawn(handle(stream, peer, shutdown.clone()));
             }
             _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -238,4 +232,44 @@ pub async fn serve(
         while conns.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Runs one keep-alive HTTP/1.1 connection through the router until it ends, or until `stop`
+/// turns true (then shuts it down gracefully). `tls` says whether it arrived over TLS: the
+/// internal [`tls::TLS_MARK_HEADER`] is set then, and stripped from anything a client sends
+/// on the plain listener.
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    router: Arc<Router>,
+    peer: SocketAddr,
+    tls: bool,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let router = router.clone();
+        req.headers_mut().remove(tls::TLS_MARK_HEADER);
+        if tls {
+            req.headers_mut()
+                .insert(tls::TLS_MARK_HEADER, http::HeaderValue::from_static("1"));
+        }
+        async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, tls, error = %e, "connection ended with error");
+            }
+        }
+        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -71,63 +70,24 @@ pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Arc<Router>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            r = listener.accept() => {
-                let (stream, peer) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "TLS accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let acceptor = acceptor.clone();
-                let mut stop = shutdown.clone();
-                conns.spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                        let router = router.clone();
-                        req.headers_mut().remove(TLS_MARK_HEADER);
-                        req.headers_mut().insert(TLS_MARK_HEADER, http::HeaderValue::from_static("1"));
-                        async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(tls), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => {
-                            if let Err(e) = r {
-                                tracing::debug!(%peer, error = %e, "TLS connection ended with error");
-                            }
-                        }
-                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
-                    }
-                });
-            }
-            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    super::accept_loop(listener, shutdown, "https", move |stream, peer, stop| {
+        let router = router.clone();
+        let acceptor = acceptor.clone();
+        async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            super::serve_connection(tls, router, peer, true, stop).await;
         }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while conns.join_next().await.is_some() {}
     })
-    .await;
+    .await
 }
