@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 use wsus_edge::cli::{self, Cli};
 
 fn main() -> std::process::ExitCode {
+    wsus_edge::store::limit_malloc_arenas();
     let cli = Cli::parse();
     let filter = cli.log.clone().map(EnvFilter::new).unwrap_or_else(|| {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))

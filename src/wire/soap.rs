@@ -11,7 +11,7 @@
 use uuid::Uuid;
 
 use super::values::{format_guid, parse_guid};
-use super::xml::{parse_document, Element, Limits, XmlWriter};
+use super::xml::{parse_document, Element, Limits, Node, XmlWriter};
 use super::WireError;
 
 /// SOAP 1.1 envelope namespace.
@@ -113,7 +113,7 @@ pub fn parse_envelope(input: &[u8]) -> Result<Envelope, WireError> {
 /// Parses an envelope with explicit limits.
 pub fn parse_envelope_with(input: &[u8], limits: &Limits) -> Result<Envelope, WireError> {
     let text = std::str::from_utf8(input).map_err(|_| WireError::Xml("not UTF-8".into()))?;
-    let root = parse_document(text, limits)?;
+    let mut root = parse_document(text, limits)?;
     let version = match (root.name.as_str(), root.ns.as_deref()) {
         ("Envelope", Some(SOAP11_NS)) => SoapVersion::V11,
         ("Envelope", Some(SOAP12_NS)) => SoapVersion::V12,
@@ -125,15 +125,23 @@ pub fn parse_envelope_with(input: &[u8], limits: &Limits) -> Result<Envelope, Wi
         }
     };
     let env_ns = root.ns.clone();
-    let body = root
-        .elements()
-        .find(|e| e.name == "Body" && e.ns == env_ns)
+    // Moved out of the tree, not cloned: a 100,000-revision list would otherwise exist twice.
+    let mut body = root
+        .children
+        .drain(..)
+        .find_map(|n| match n {
+            Node::Element(e) if e.name == "Body" && e.ns == env_ns => Some(e),
+            _ => None,
+        })
         .ok_or_else(|| WireError::NotSoap("no Body".into()))?;
     let first = body
-        .elements()
-        .next()
-        .ok_or_else(|| WireError::NotSoap("empty Body".into()))?
-        .clone();
+        .children
+        .drain(..)
+        .find_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+        .ok_or_else(|| WireError::NotSoap("empty Body".into()))?;
     Ok(Envelope {
         version,
         body: first,
