@@ -11,7 +11,7 @@
 use uuid::Uuid;
 
 use super::values::{format_guid, parse_guid};
-use super::xml::{parse_document, Element, Limits, XmlWriter};
+use super::xml::{parse_document, Element, Limits, Node, XmlWriter};
 use super::WireError;
 
 /// SOAP 1.1 envelope namespace.
@@ -124,16 +124,25 @@ pub fn parse_envelope_with(input: &[u8], limits: &Limits) -> Result<Envelope, Wi
             )))
         }
     };
+    // Move the body element out of the tree (no copy of a large request).
+    let mut root = root;
     let env_ns = root.ns.clone();
-    let body = root
-        .elements()
-        .find(|e| e.name == "Body" && e.ns == env_ns)
+    let body_at = root
+        .children
+        .iter()
+        .position(|n| matches!(n, Node::Element(e) if e.name == "Body" && e.ns == env_ns))
         .ok_or_else(|| WireError::NotSoap("no Body".into()))?;
-    let first = body
-        .elements()
-        .next()
-        .ok_or_else(|| WireError::NotSoap("empty Body".into()))?
-        .clone();
+    let Node::Element(mut body) = root.children.swap_remove(body_at) else {
+        return Err(WireError::NotSoap("no Body".into()));
+    };
+    let first_at = body
+        .children
+        .iter()
+        .position(|n| matches!(n, Node::Element(_)))
+        .ok_or_else(|| WireError::NotSoap("empty Body".into()))?;
+    let Node::Element(first) = body.children.swap_remove(first_at) else {
+        return Err(WireError::NotSoap("empty Body".into()));
+    };
     Ok(Envelope {
         version,
         body: first,
@@ -154,17 +163,35 @@ pub fn encode<T: SoapBody>(body: &T) -> String {
     })
 }
 
+/// Encodes a body element `{ns}name` whose children `f` writes, in a SOAP 1.1 envelope
+/// (the same bytes [`encode`] produces), into a buffer pre-sized to `capacity` bytes: for
+/// server-side response types that borrow cached parts instead of owning them.
+pub fn encode_with(
+    name: &str,
+    ns: &str,
+    capacity: usize,
+    f: impl FnOnce(&mut XmlWriter),
+) -> String {
+    envelope_sized(capacity, |w| {
+        w.start(name).attr("xmlns", ns);
+        f(w);
+        w.end();
+    })
+}
+
 fn envelope(f: impl FnOnce(&mut XmlWriter)) -> String {
-    let mut w = XmlWriter::new();
+    envelope_sized(1024, f)
+}
+
+fn envelope_sized(capacity: usize, f: impl FnOnce(&mut XmlWriter)) -> String {
+    let mut w = XmlWriter::with_declaration(capacity);
     w.start("soap:Envelope")
         .attr("xmlns:soap", SOAP11_NS)
         .attr("xmlns:xsi", XSI_NS)
         .attr("xmlns:xsd", XSD_NS);
     w.start("soap:Body");
     f(&mut w);
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>");
-    out.push_str(&w.finish());
-    out
+    w.finish()
 }
 
 /// MS-WSUSSS / MS-WUSP `ErrorCode` values.
