@@ -1,20 +1,33 @@
 //! SyncUpdates under load: N simulated clients (default 1,000), each doing a full scan
 //! (handshake, then the layered SyncUpdates walk to the end) of a simulated catalog (default
 //! 10,000 updates), all concurrently over loopback HTTP against one `ClientService`.
-//! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan and RSS before/after.
+//! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server CPU per scan and the
+//! server's RSS before/peak/after.
 //!
-//! `cargo bench --bench client_scan` (env: WSUS_EDGE_BENCH_CLIENTS, WSUS_EDGE_BENCH_UPDATES).
-//! Server and clients share the process (and the 2 cores): the numbers are a lower bound.
+//! `cargo bench --bench client_scan` (env: WSUS_EDGE_BENCH_CLIENTS, WSUS_EDGE_BENCH_UPDATES,
+//! WSUS_EDGE_BENCH_INPROC=1 to run the clients inside the server process,
+//! WSUS_EDGE_BENCH_STORE=/some/dir to keep the seeded store between runs).
+//!
+//! The load generator is deliberately light so that it measures the server: the handshake uses
+//! the scripted test agent, but the SyncUpdates walk builds its request bodies as strings and
+//! scans each response for the few fields it needs (ids, action, leaf flag, update id, the new
+//! cookie, truncation) instead of parsing it into trees. By default the clients run in a child
+//! process (this binary re-executed), so the server's CPU time and RSS are its own; both still
+//! share the machine's cores, so scans/s is a lower bound.
 
 #[path = "../tests/support/wusp_agent.rs"]
 mod agent;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsus_edge::client_service::{ClientService, CookieKey, Options};
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::Store;
+use wsus_edge::wire::soap;
+use wsus_edge::wire::wusp;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -36,20 +49,259 @@ fn rss_mib() -> f64 {
         / 1024.0
 }
 
-fn main() {
-    let clients = env_usize("WSUS_EDGE_BENCH_CLIENTS", 1000);
-    let updates = env_usize("WSUS_EDGE_BENCH_UPDATES", 10_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// User + system CPU seconds of this process.
+fn cpu_s() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// What the clients measured.
+#[derive(Debug, Default)]
+struct ClientStats {
+    calls: usize,
+    offered: usize,
+    elapsed: f64,
+    /// SyncUpdates latencies in microseconds, sorted.
+    lat_us: Vec<u64>,
+    cpu: f64,
+}
+
+impl ClientStats {
+    fn pct(&self, p: f64) -> f64 {
+        if self.lat_us.is_empty() {
+            return 0.0;
+        }
+        self.lat_us[((self.lat_us.len() as f64 * p) as usize).min(self.lat_us.len() - 1)] as f64
+            / 1e3
+    }
+}
+
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let a = s.find(open)? + open.len();
+    let b = s[a..].find(close)? + a;
+    Some(&s[a..b])
+}
+
+const TAIL: &str = "<SkipSoftwareSync>false</SkipSoftwareSync><NeedTwoGroupOutOfScopeUpdates>true</NeedTwoGroupOutOfScopeUpdates><AlsoPerformRegularSync>false</AlsoPerformRegularSync></parameters></SyncUpdates></soap:Body></soap:Envelope>";
+
+fn push_ints(out: &mut String, name: &str, v: &[i32]) {
+    use std::fmt::Write;
+    if v.is_empty() {
+        let _ = write!(out, "<{name} />");
+        return;
+    }
+    let _ = write!(out, "<{name}>");
+    for i in v {
+        let _ = write!(out, "<int>{i}</int>");
+    }
+    let _ = write!(out, "</{name}>");
+}
+
+/// The agent's SyncUpdates walk (same decisions as `Agent::scan`), with string-built requests
+/// and scanned responses. Returns (calls, offered, latencies in µs).
+async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
+    let first = soap::encode(&wusp::SyncUpdates {
+        cookie: a.cookie.clone().expect("cookie"),
+        parameters: Default::default(),
+    });
+    let (head, rest) = first.split_once("<cookie>").expect("cookie element");
+    let head = head.to_string();
+    let mut cookie = rest
+        .split_once("</cookie>")
+        .expect("cookie end")
+        .0
+        .to_string();
+    // id → (action is Install/Uninstall/Bundle)
+    let mut received: HashMap<i32, bool> = HashMap::new();
+    let mut installed_ids: Vec<i32> = Vec::new();
+    let mut other_ids: Vec<i32> = Vec::new();
+    let mut lat = Vec::new();
+    let mut calls = 0usize;
+    loop {
+        calls += 1;
+        assert!(calls < 5000, "scan does not converge");
+        let body = if calls == 1 {
+            first.clone()
+        } else {
+            let mut b = String::with_capacity(
+                head.len() + cookie.len() + 400 + 16 * (installed_ids.len() + other_ids.len()),
+            );
+            b.push_str(&head);
+            b.push_str("<cookie>");
+            b.push_str(&cookie);
+            b.push_str("</cookie><parameters><ExpressQuery>false</ExpressQuery>");
+            push_ints(&mut b, "InstalledNonLeafUpdateIDs", &installed_ids);
+            push_ints(&mut b, "OtherCachedUpdateIDs", &other_ids);
+            b.push_str(TAIL);
+            b
+        };
+        let started = Instant::now();
+        let (status, text) = a
+            .post_raw(wusp::CLIENT_PATH, wusp::action::SYNC_UPDATES, body)
+            .await;
+        lat.push(started.elapsed().as_micros() as u64);
+        assert_eq!(status, 200, "{text}");
+        cookie = between(&text, "<NewCookie>", "</NewCookie>")
+            .expect("NewCookie")
+            .to_string();
+        if let Some(oos) = between(&text, "<OutOfScopeRevisionIDs>", "</OutOfScopeRevisionIDs>") {
+            for gone in oos.split("<int>").filter_map(|x| {
+                x.split_once("</int>")
+                    .and_then(|(n, _)| n.parse::<i32>().ok())
+            }) {
+                received.remove(&gone);
+                installed_ids.retain(|i| *i != gone);
+                other_ids.retain(|i| *i != gone);
+            }
+        }
+        let new = between(&text, "<NewUpdates>", "</NewUpdates>").unwrap_or("");
+        let mut non_leaf = false;
+        for u in new.split("<UpdateInfo>").skip(1) {
+            let id: i32 = between(u, "<ID>", "</ID>")
+                .and_then(|x| x.parse().ok())
+                .expect("UpdateInfo/ID");
+            let action = between(u, "<Action>", "</Action>").expect("Action");
+            let is_leaf = between(u, "<IsLeaf>", "</IsLeaf>") == Some("true");
+            let xml = between(u, "<Xml>", "</Xml>").unwrap_or("");
+            let uid = between(xml, "UpdateID=\"", "\"").expect("UpdateID");
+            let first_byte = u8::from_str_radix(&uid[..2], 16).expect("hex");
+            let is_cat = xml.contains("UpdateType=\"Category\"");
+            received.insert(id, matches!(action, "Install" | "Uninstall" | "Bundle"));
+            if !is_leaf {
+                non_leaf = true;
+            }
+            if !is_leaf
+                && action == "Evaluate"
+                && (is_cat || first_byte % 4 != 0)
+                && installed_ids.len() < wusp::MAX_INSTALLED_NON_LEAF
+            {
+                installed_ids.push(id);
+            } else {
+                other_ids.push(id);
+            }
+        }
+        let truncated = text.contains("<Truncated>true</Truncated>");
+        if !truncated && !non_leaf {
+            break;
+        }
+    }
+    (calls, received.values().filter(|o| **o).count(), lat)
+}
+
+async fn run_clients(base: String, clients: usize) -> ClientStats {
+    let groups = [
+        "Pilot",
+        "Workstations",
+        "Finance",
+        "Servers",
+        "Unassigned Computers",
+    ];
+    let cpu0 = cpu_s();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut a = agent::Agent::new(&base);
+            a.handshake(Some(groups[i % groups.len()])).await;
+            light_scan(&a).await
+        }));
+    }
+    let mut st = ClientStats::default();
+    for (n, t) in tasks.into_iter().enumerate() {
+        let (c, o, l) = t.await.expect("client task");
+        if (n + 1) % 100 == 0 {
+            eprintln!(
+                "  {} scans done after {:.1}s",
+                n + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        st.calls += c;
+        st.offered += o;
+        st.lat_us.extend(l);
+    }
+    st.elapsed = started.elapsed().as_secs_f64();
+    st.cpu = cpu_s() - cpu0;
+    st.lat_us.sort_unstable();
+    st
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        .expect("runtime")
+}
+
+/// Child role: run the clients against `base`, print one RESULT line.
+fn client_main(base: String, clients: usize) {
+    let st = runtime().block_on(run_clients(base, clients));
+    println!(
+        "RESULT {} {} {} {} {} {} {}",
+        st.calls,
+        st.offered,
+        st.elapsed,
+        st.pct(0.5),
+        st.pct(0.99),
+        st.pct(1.0),
+        st.cpu
+    );
+}
+
+fn parse_result(out: &str) -> ClientStats {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .expect("client RESULT line");
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    ClientStats {
+        calls: f[0] as usize,
+        offered: f[1] as usize,
+        elapsed: f[2],
+        // p50, p99, max kept as three samples in ms·1000.
+        lat_us: vec![
+            (f[3] * 1e3) as u64,
+            (f[4] * 1e3) as u64,
+            (f[5] * 1e3) as u64,
+        ],
+        cpu: f[6],
+    }
+}
+
+fn main() {
+    let clients = env_usize("WSUS_EDGE_BENCH_CLIENTS", 1000);
+    if let Ok(base) = std::env::var("WSUS_EDGE_BENCH_BASE") {
+        return client_main(base, clients);
+    }
+    let updates = env_usize("WSUS_EDGE_BENCH_UPDATES", 10_000);
+    let inproc = std::env::var("WSUS_EDGE_BENCH_INPROC").is_ok_and(|v| v == "1");
+    runtime().block_on(async move {
+        // WSUS_EDGE_BENCH_STORE=dir keeps the seeded store there for the next run (seeding
+        // 10,000 updates takes a minute or more).
+        let tmp = tempfile::tempdir().unwrap();
+        let kept = std::env::var("WSUS_EDGE_BENCH_STORE")
+            .ok()
+            .map(|d| std::path::PathBuf::from(format!("{d}-{updates}")));
+        let path = kept.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+        let marker = path.join("seeded");
+        let store = Store::open(&path).unwrap();
         let t = Instant::now();
         let cat = Arc::new(Catalog::generate(updates, 42));
-        agent::seed(&store, &cat);
+        if !marker.exists() {
+            agent::seed(&store, &cat);
+            if kept.is_some() {
+                std::fs::write(&marker, b"1").unwrap();
+            }
+        }
         println!(
             "catalog: {} updates, {} revisions, seeded in {:.1}s",
             cat.update_count(),
@@ -66,55 +318,78 @@ fn main() {
             idx.entries.len(),
             t.elapsed().as_secs_f64()
         );
+        drop(idx);
         let server = agent::start(svc, cat.clone()).await;
         let rss0 = rss_mib();
-        let groups = ["Pilot", "Workstations", "Finance", "Servers", "Unassigned Computers"];
-        let sem = Arc::new(tokio::sync::Semaphore::new(clients));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for i in 0..clients {
-            let base = server.base.clone();
-            let sem = sem.clone();
-            tasks.push(tokio::spawn(async move {
-                let _p = sem.acquire().await.unwrap();
-                let mut a = agent::Agent::new(&base);
-                a.handshake(Some(groups[i % groups.len()])).await;
-                let s = a.scan(None).await;
-                (s.calls, s.offered().len(), s.latencies)
-            }));
-        }
-        let mut lat: Vec<Duration> = Vec::new();
-        let mut calls = 0usize;
-        let mut offered = 0usize;
-        let mut rss_peak = rss0;
-        for (n, t) in tasks.into_iter().enumerate() {
-            let (c, o, l) = t.await.unwrap();
-            if (n + 1) % 100 == 0 {
-                eprintln!("  {} scans done after {:.1}s", n + 1, started.elapsed().as_secs_f64());
-            }
-            calls += c;
-            offered += o;
-            lat.extend(l);
-            rss_peak = rss_peak.max(rss_mib());
-        }
-        let el = started.elapsed().as_secs_f64();
-        lat.sort();
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0f64;
+                while !done.load(Ordering::Relaxed) {
+                    peak = peak.max(rss_mib());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                peak
+            })
+        };
+        let cpu0 = cpu_s();
+        let st = if inproc {
+            run_clients(server.base.clone(), clients).await
+        } else {
+            let exe = std::env::current_exe().unwrap();
+            let child = std::process::Command::new(exe)
+                .env("WSUS_EDGE_BENCH_BASE", &server.base)
+                .env("WSUS_EDGE_BENCH_CLIENTS", clients.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(out.status.success(), "client process failed");
+            parse_result(&String::from_utf8_lossy(&out.stdout))
+        };
+        let proc_cpu = cpu_s() - cpu0;
+        done.store(true, Ordering::Relaxed);
+        let rss_peak = sampler.join().unwrap().max(rss0);
+        let el = st.elapsed;
         println!(
-            "{clients} clients: {:.1} full scans/s ({el:.1}s), {:.0} SyncUpdates/s, {:.1} calls/scan, {:.1} offered/scan",
+            "{clients} clients ({}): {:.1} full scans/s ({el:.1}s), {:.0} SyncUpdates/s, {:.1} calls/scan, {:.1} offered/scan",
+            if inproc { "in-process" } else { "separate client process" },
             clients as f64 / el,
-            calls as f64 / el,
-            calls as f64 / clients as f64,
-            offered as f64 / clients as f64
+            st.calls as f64 / el,
+            st.calls as f64 / clients as f64,
+            st.offered as f64 / clients as f64
         );
+        let (p50, p99, max) = if inproc {
+            (st.pct(0.5), st.pct(0.99), st.pct(1.0))
+        } else {
+            (
+                st.lat_us[0] as f64 / 1e3,
+                st.lat_us[1] as f64 / 1e3,
+                st.lat_us[2] as f64 / 1e3,
+            )
+        };
+        println!("SyncUpdates latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+        if inproc {
+            println!(
+                "CPU: {:.1} ms per scan (server and clients together, handshake included)",
+                proc_cpu * 1e3 / clients as f64
+            );
+        } else {
+            println!(
+                "CPU: server {:.2} ms per scan (handshake included; {:.0} µs per call), load generator {:.2} ms per scan; server {:.0}% of one core",
+                proc_cpu * 1e3 / clients as f64,
+                proc_cpu * 1e6 / (st.calls + 4 * clients) as f64,
+                st.cpu * 1e3 / clients as f64,
+                100.0 * proc_cpu / el
+            );
+        }
         println!(
-            "SyncUpdates latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            lat[lat.len() - 1].as_secs_f64() * 1e3
-        );
-        println!(
-            "RSS: {rss0:.0} MiB before the scans, {rss_peak:.0} MiB peak, {:.0} MiB after",
+            "server RSS: {rss0:.0} MiB before the scans, {rss_peak:.0} MiB peak, {:.0} MiB after",
             rss_mib()
         );
     });

@@ -21,6 +21,7 @@ use crate::model::{groups, ApprovalAction, FileRecord, RevisionKey, UpdateKind};
 use crate::store::{Store, StoreError};
 use crate::wire::update_xml::core_fragment;
 use crate::wire::wusp::DeploymentAction;
+use crate::wire::xml::Escaped;
 
 /// Marks a prerequisite naming an update the store does not hold (never satisfied).
 pub const UNKNOWN: u32 = u32::MAX;
@@ -42,8 +43,8 @@ pub struct Entry {
     pub is_leaf: bool,
     /// Not declined and not expired.
     pub offerable: bool,
-    /// The core fragment.
-    pub core: Arc<str>,
+    /// The core fragment, XML-escaped once here for `UpdateInfo/Xml`.
+    pub core: Escaped,
     /// Files declared by this revision.
     pub files: Vec<FileRecord>,
 }
@@ -159,15 +160,15 @@ impl ScanIndex {
         let mut files = HashMap::new();
         for r in latest {
             let rec = r.record;
-            let core: Arc<str> = match store.revision_xml(&rec.key)? {
+            let core = match store.revision_xml(&rec.key)? {
                 Some(xml) => match core_fragment(&xml) {
-                    Ok(c) => c.into(),
+                    Ok(c) => Escaped::new(&c),
                     Err(e) => {
                         tracing::warn!(key = %rec.key, error = %e, "core fragment failed");
-                        Arc::from("")
+                        Escaped::default()
                     }
                 },
-                None => Arc::from(""),
+                None => Escaped::default(),
             };
             for f in &rec.files {
                 files.insert(f.sha1, f.clone());

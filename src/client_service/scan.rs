@@ -22,7 +22,7 @@ use crate::wire::soap::{Envelope, ErrorCode};
 use crate::wire::update_xml::{core_fragment, extended_fragment, localized_fragment};
 use crate::wire::wusp::{
     self, Deployment, DeploymentAction, ExtendedUpdateInfo, FileLocation, RefreshCacheResult,
-    SyncInfo, UpdateInfo,
+    SyncInfo, UpdateInfoOut,
 };
 
 impl ClientService {
@@ -124,55 +124,82 @@ impl ClientService {
             .chain(p.other_cached.as_deref().unwrap_or(&[]))
             .copied()
             .collect();
-        let mut needed: Vec<(u32, Option<&Chosen>)> = Vec::new();
-        for &i in &idx.non_leaf_kinds {
-            if idx.entries[i as usize].offerable && idx.satisfied(i, &installed) {
-                needed.push((i, None));
+        // The needed set, in order: offerable categories/detectoids with their prerequisites
+        // met (Evaluate), then the other approved updates that are offered, by entry (= local
+        // id). Decided per entry so that the page can stop at `page_size + 1` new updates and
+        // the cached ids are looked up one by one, instead of walking the whole catalog.
+        let is_non_leaf_kind = |i: u32| {
+            matches!(
+                idx.entries[i as usize].kind,
+                UpdateKind::Category | UpdateKind::Detectoid
+            )
+        };
+        let needed_as = |i: u32| -> Option<Option<&Chosen>> {
+            if is_non_leaf_kind(i) {
+                (idx.entries[i as usize].offerable && idx.satisfied(i, &installed)).then_some(None)
+            } else {
+                approved
+                    .by_entry
+                    .get(&i)
+                    .filter(|c| idx.offered(i, c, &installed))
+                    .map(Some)
             }
-        }
-        for (&i, c) in &approved.by_entry {
-            let kind = idx.entries[i as usize].kind;
-            if matches!(kind, UpdateKind::Category | UpdateKind::Detectoid) {
-                continue;
-            }
-            if idx.offered(i, c, &installed) {
-                needed.push((i, Some(c)));
-            }
-        }
+        };
         let info = |i: u32, c: Option<&Chosen>, xml: bool| {
             let e = &idx.entries[i as usize];
-            UpdateInfo {
+            UpdateInfoOut {
                 id: e.local_id as i32,
                 deployment: c.map_or_else(|| self.evaluate(e.local_id), Self::deployment),
                 is_leaf: e.is_leaf,
-                xml: if xml {
-                    e.core.to_string()
-                } else {
-                    String::new()
-                },
+                xml: xml.then_some(&e.core),
             }
         };
         let mut new_updates = Vec::new();
         let mut remaining = 0usize;
-        let mut changed = Vec::new();
-        let mut needed_ids = HashSet::with_capacity(needed.len());
-        for (i, c) in &needed {
-            let local = idx.entries[*i as usize].local_id as i32;
-            needed_ids.insert(local);
-            if !cached.contains(&local) {
+        let candidates = idx.non_leaf_kinds.iter().copied().chain(
+            approved
+                .by_entry
+                .keys()
+                .copied()
+                .filter(|i| !is_non_leaf_kind(*i)),
+        );
+        for i in candidates {
+            if cached.contains(&(idx.entries[i as usize].local_id as i32)) {
+                continue;
+            }
+            if let Some(c) = needed_as(i) {
                 if new_updates.len() < self.opts.page_size {
-                    new_updates.push(info(*i, *c, true));
+                    new_updates.push(info(i, c, true));
                 } else {
                     remaining += 1;
-                }
-            } else if let Some(ch) = c {
-                if claims.watermark > 0 && ch.last_change.unix_timestamp() > claims.watermark {
-                    changed.push(info(*i, *c, false));
+                    break;
                 }
             }
         }
-        let mut out_of_scope: Vec<i32> = cached.difference(&needed_ids).copied().collect();
+        // Cached ids: still needed (maybe changed) or out of scope.
+        let mut changed_at: Vec<(u32, &Chosen)> = Vec::new();
+        let mut out_of_scope: Vec<i32> = Vec::new();
+        for &id in &cached {
+            let needed = u32::try_from(id)
+                .ok()
+                .and_then(|l| idx.by_local.get(&l))
+                .and_then(|&i| needed_as(i).map(|c| (i, c)));
+            match needed {
+                Some((i, Some(ch))) => {
+                    if claims.watermark > 0 && ch.last_change.unix_timestamp() > claims.watermark {
+                        changed_at.push((i, ch));
+                    }
+                }
+                Some((_, None)) => {}
+                None => out_of_scope.push(id),
+            }
+        }
         out_of_scope.sort_unstable();
+        changed_at.sort_unstable_by_key(|(i, _)| *i);
+        let changed: Vec<UpdateInfoOut<'_>> = changed_at
+            .into_iter()
+            .map(|(i, c)| info(i, Some(c), false))
+            .collect();
         let truncated = remaining > 0;
         if !truncated {
             if let Err(e) = self.store.record_computer_sync(
@@ -182,16 +209,18 @@ impl ClientService {
                 tracing::debug!(error = %e, "could not record the sync time");
             }
         }
-        Ok(Reply::ok(&wusp::SyncUpdatesResponse {
-            result: SyncInfo {
+        Ok(Reply {
+            status: 200,
+            body: wusp::SyncUpdatesReply {
                 new_updates,
                 out_of_scope,
                 changed_updates: changed,
                 truncated,
                 new_cookie,
                 driver_sync_not_needed: false,
-            },
-        }))
+            }
+            .encode(),
+        })
     }
 
     pub(super) fn refresh_cache(&self, env: &Envelope) -> Result<Reply, OpError> {

@@ -124,6 +124,7 @@ pub fn parse_envelope_with(input: &[u8], limits: &Limits) -> Result<Envelope, Wi
             )))
         }
     };
+    let mut root = root;
     let env_ns = root.ns.clone();
     // Moved out of the tree, not cloned: a 100,000-revision list would otherwise exist twice.
     let mut body = root
@@ -162,17 +163,35 @@ pub fn encode<T: SoapBody>(body: &T) -> String {
     })
 }
 
+/// Encodes a body element `{ns}name` whose children `f` writes, in a SOAP 1.1 envelope
+/// (the same bytes [`encode`] produces), into a buffer pre-sized to `capacity` bytes: for
+/// server-side response types that borrow cached parts instead of owning them.
+pub fn encode_with(
+    name: &str,
+    ns: &str,
+    capacity: usize,
+    f: impl FnOnce(&mut XmlWriter),
+) -> String {
+    envelope_sized(capacity, |w| {
+        w.start(name).attr("xmlns", ns);
+        f(w);
+        w.end();
+    })
+}
+
 fn envelope(f: impl FnOnce(&mut XmlWriter)) -> String {
-    let mut w = XmlWriter::new();
+    envelope_sized(1024, f)
+}
+
+fn envelope_sized(capacity: usize, f: impl FnOnce(&mut XmlWriter)) -> String {
+    let mut w = XmlWriter::with_declaration(capacity);
     w.start("soap:Envelope")
         .attr("xmlns:soap", SOAP11_NS)
         .attr("xmlns:xsi", XSI_NS)
         .attr("xmlns:xsd", XSD_NS);
     w.start("soap:Body");
     f(&mut w);
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>");
-    out.push_str(&w.finish());
-    out
+    w.finish()
 }
 
 /// MS-WSUSSS / MS-WUSP `ErrorCode` values.

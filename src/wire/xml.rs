@@ -288,6 +288,34 @@ fn push_text(stack: &mut [Element], s: &str, limits: &Limits) -> Result<(), Wire
     Ok(())
 }
 
+/// Text escaped once by [`Escaped::new`], to be written many times with
+/// [`XmlWriter::leaf_escaped`] (e.g. a cached update fragment): the only way to put
+/// pre-escaped text into a writer, so nothing unescaped can slip through.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Escaped(Arc<str>);
+
+impl Escaped {
+    /// Escapes `text` as element content.
+    pub fn new(text: &str) -> Self {
+        Self(escape_text(text).into())
+    }
+
+    /// The escaped text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Length of the escaped text in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Builds XML text. Every value goes through escaping; names are the caller's constants.
 #[derive(Debug, Default)]
 pub struct XmlWriter {
@@ -300,6 +328,30 @@ impl XmlWriter {
     /// An empty writer.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty writer with room for `bytes` of output.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: String::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// A writer with room for `bytes` of output that starts with the XML declaration
+    /// (`<?xml version="1.0" encoding="utf-8"?>`).
+    pub fn with_declaration(bytes: usize) -> Self {
+        let mut w = Self::with_capacity(bytes);
+        w.buf.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>");
+        w
+    }
+
+    /// `<name>n</name>` for an integer (formatted straight into the buffer).
+    pub fn leaf_int(&mut self, name: &str, n: i64) -> &mut Self {
+        use std::fmt::Write;
+        self.open_leaf(name);
+        let _ = write!(self.buf, "{n}");
+        self.close_leaf(name)
     }
 
     /// Starts `<name` (attributes may follow with [`XmlWriter::attr`]).
@@ -349,10 +401,32 @@ impl XmlWriter {
 
     /// `<name>text</name>`.
     pub fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
-        self.start(name);
-        self.close_tag();
+        self.open_leaf(name);
         escape_into(&mut self.buf, text, false);
-        self.end_full()
+        self.close_leaf(name)
+    }
+
+    /// `<name>text</name>` with text escaped beforehand by [`Escaped::new`].
+    pub fn leaf_escaped(&mut self, name: &str, text: &Escaped) -> &mut Self {
+        self.open_leaf(name);
+        self.buf.push_str(text.as_str());
+        self.close_leaf(name)
+    }
+
+    /// `<name>` for a leaf (not pushed on the open stack: its end tag follows at once).
+    fn open_leaf(&mut self, name: &str) {
+        self.close_tag();
+        debug_assert!(is_xml_name(name), "bad element name {name}");
+        self.buf.push('<');
+        self.buf.push_str(name);
+        self.buf.push('>');
+    }
+
+    fn close_leaf(&mut self, name: &str) -> &mut Self {
+        self.buf.push_str("</");
+        self.buf.push_str(name);
+        self.buf.push('>');
+        self
     }
 
     /// `<name>text</name>` when `Some`, nothing when `None`.
@@ -383,11 +457,6 @@ impl XmlWriter {
         self.buf
     }
 
-    fn end_full(&mut self) -> &mut Self {
-        self.close_tag();
-        self.end()
-    }
-
     fn close_tag(&mut self) {
         if self.in_tag {
             self.buf.push('>');
@@ -404,23 +473,49 @@ fn is_xml_name(name: &str) -> bool {
 }
 
 /// Escapes `s` into `out`; characters XML 1.0 cannot carry become U+FFFD.
+///
+/// Works on bytes and copies the runs between special characters in one go: every special
+/// character is ASCII except U+FFFE / U+FFFF (UTF-8 `EF BF BE` / `EF BF BF`), so a run never
+/// splits a character.
 fn escape_into(out: &mut String, s: &str, attr: bool) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attr => out.push_str("&quot;"),
-            '\'' if attr => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' if attr => {
-                out.push_str(&format!("&#x{:X};", c as u32));
+    let b = s.as_bytes();
+    out.reserve(b.len());
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let rep: Option<&str> = match c {
+            b'&' => Some("&amp;"),
+            b'<' => Some("&lt;"),
+            b'>' => Some("&gt;"),
+            b'"' if attr => Some("&quot;"),
+            b'\'' if attr => Some("&apos;"),
+            b'\t' if attr => Some("&#x9;"),
+            b'\n' if attr => Some("&#xA;"),
+            b'\r' if attr => Some("&#xD;"),
+            b'\r' => Some("&#xD;"),
+            b'\t' | b'\n' => None,
+            c if c < 0x20 => Some("\u{fffd}"),
+            0xEF if i + 2 < b.len()
+                && b[i + 1] == 0xBF
+                && (b[i + 2] == 0xBE || b[i + 2] == 0xBF) =>
+            {
+                out.push_str(&s[run..i]);
+                out.push('\u{fffd}');
+                i += 3;
+                run = i;
+                continue;
             }
-            '\r' => out.push_str("&#xD;"),
-            '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
+            _ => None,
+        };
+        if let Some(r) = rep {
+            out.push_str(&s[run..i]);
+            out.push_str(r);
+            run = i + 1;
         }
+        i += 1;
     }
+    out.push_str(&s[run..]);
 }
 
 /// Escapes text content (exposed for callers that build element-free strings, e.g. tests).

@@ -92,7 +92,7 @@ pub mod action {
 pub(crate) fn write_ints(w: &mut XmlWriter, name: &str, v: &[i32]) {
     w.start(name);
     for i in v {
-        w.leaf("int", &i.to_string());
+        w.leaf_int("int", (*i).into());
     }
     w.end();
 }

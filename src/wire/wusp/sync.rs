@@ -18,7 +18,7 @@ use crate::wire::sss::read_array;
 use crate::wire::values::{
     format_bool, format_datetime, parse_bool, parse_datetime, parse_guid, parse_i32,
 };
-use crate::wire::xml::{Element, XmlWriter};
+use crate::wire::xml::{Element, Escaped, XmlWriter};
 use crate::wire::WireError;
 
 /// `DeploymentAction` as the client protocol spells it.
@@ -116,19 +116,16 @@ pub fn parse_date(s: &str) -> Result<Date, WireError> {
 impl Deployment {
     pub(crate) fn write(&self, w: &mut XmlWriter) {
         w.start("Deployment");
-        w.leaf("ID", &self.id.to_string());
+        w.leaf_int("ID", self.id.into());
         w.leaf("Action", self.action.as_str());
         if let Some(d) = self.deadline {
             w.leaf("Deadline", &format_datetime(d));
         }
         w.leaf("IsAssigned", format_bool(self.is_assigned));
         w.leaf("LastChangeTime", &format_date(self.last_change));
-        w.leaf("AutoSelect", &self.auto_select.to_string());
-        w.leaf("AutoDownload", &self.auto_download.to_string());
-        w.leaf(
-            "SupersedenceBehavior",
-            &self.supersedence_behavior.to_string(),
-        );
+        w.leaf_int("AutoSelect", self.auto_select.into());
+        w.leaf_int("AutoDownload", self.auto_download.into());
+        w.leaf_int("SupersedenceBehavior", self.supersedence_behavior.into());
         w.end();
     }
 
@@ -168,7 +165,7 @@ pub struct UpdateInfo {
 impl UpdateInfo {
     fn write(&self, w: &mut XmlWriter) {
         w.start("UpdateInfo");
-        w.leaf("ID", &self.id.to_string());
+        w.leaf_int("ID", self.id.into());
         self.deployment.write(w);
         w.leaf("IsLeaf", format_bool(self.is_leaf));
         w.leaf("Xml", &self.xml);
@@ -292,31 +289,139 @@ pub struct SyncUpdatesResponse {
     pub result: SyncInfo,
 }
 
+/// An `UpdateInfo` as the server writes it: the core fragment escaped once beforehand (cached
+/// by the scan index) instead of per response. Written exactly like [`UpdateInfo`].
+#[derive(Debug, Clone)]
+pub struct UpdateInfoOut<'a> {
+    /// `ID`.
+    pub id: i32,
+    /// `Deployment`.
+    pub deployment: Deployment,
+    /// `IsLeaf`.
+    pub is_leaf: bool,
+    /// `Xml` (`None` = empty, as in `ChangedUpdates`).
+    pub xml: Option<&'a Escaped>,
+}
+
+impl UpdateInfoOut<'_> {
+    fn write(&self, w: &mut XmlWriter) {
+        w.start("UpdateInfo");
+        w.leaf_int("ID", self.id.into());
+        self.deployment.write(w);
+        w.leaf("IsLeaf", format_bool(self.is_leaf));
+        match self.xml {
+            Some(x) => w.leaf_escaped("Xml", x),
+            None => w.leaf("Xml", ""),
+        };
+        w.end();
+    }
+
+    fn size_hint(&self) -> usize {
+        400 + self.xml.map_or(0, Escaped::len)
+    }
+}
+
+/// `SyncUpdatesResponse` as the server writes it, borrowing the cached core fragments; encodes
+/// to the same bytes as [`SyncUpdatesResponse`] with the same content.
+#[derive(Debug, Clone)]
+pub struct SyncUpdatesReply<'a> {
+    /// `NewUpdates`.
+    pub new_updates: Vec<UpdateInfoOut<'a>>,
+    /// `OutOfScopeRevisionIDs` (written only when non-empty).
+    pub out_of_scope: Vec<i32>,
+    /// `ChangedUpdates` (written only when non-empty).
+    pub changed_updates: Vec<UpdateInfoOut<'a>>,
+    /// `Truncated`.
+    pub truncated: bool,
+    /// `NewCookie`.
+    pub new_cookie: Cookie,
+    /// `DriverSyncNotNeeded`.
+    pub driver_sync_not_needed: bool,
+}
+
+impl SyncUpdatesReply<'_> {
+    /// The SOAP envelope, written into one buffer sized up front.
+    pub fn encode(&self) -> String {
+        let size = 1024
+            + 24 * self.out_of_scope.len()
+            + self
+                .new_updates
+                .iter()
+                .chain(&self.changed_updates)
+                .map(UpdateInfoOut::size_hint)
+                .sum::<usize>();
+        crate::wire::soap::encode_with(
+            SyncUpdatesResponse::NAME,
+            SyncUpdatesResponse::NS,
+            size,
+            |w| {
+                write_sync_info(
+                    w,
+                    SyncInfoParts {
+                        new_updates: &self.new_updates,
+                        out_of_scope: &self.out_of_scope,
+                        changed_updates: &self.changed_updates,
+                        truncated: self.truncated,
+                        new_cookie: &self.new_cookie,
+                        driver_sync_not_needed: self.driver_sync_not_needed,
+                    },
+                    UpdateInfoOut::write,
+                )
+            },
+        )
+    }
+}
+
+struct SyncInfoParts<'a, U> {
+    new_updates: &'a [U],
+    out_of_scope: &'a [i32],
+    changed_updates: &'a [U],
+    truncated: bool,
+    new_cookie: &'a Cookie,
+    driver_sync_not_needed: bool,
+}
+
+/// `SyncUpdatesResult`, shared by [`SyncUpdatesResponse`] and [`SyncUpdatesReply`].
+fn write_sync_info<U>(w: &mut XmlWriter, r: SyncInfoParts<'_, U>, write: fn(&U, &mut XmlWriter)) {
+    w.start("SyncUpdatesResult");
+    w.start("NewUpdates");
+    for u in r.new_updates {
+        write(u, w);
+    }
+    w.end();
+    if !r.out_of_scope.is_empty() {
+        write_ints(w, "OutOfScopeRevisionIDs", r.out_of_scope);
+    }
+    if !r.changed_updates.is_empty() {
+        w.start("ChangedUpdates");
+        for u in r.changed_updates {
+            write(u, w);
+        }
+        w.end();
+    }
+    w.leaf("Truncated", format_bool(r.truncated));
+    r.new_cookie.write(w, "NewCookie");
+    w.leaf("DriverSyncNotNeeded", format_bool(r.driver_sync_not_needed));
+    w.end();
+}
+
 impl SoapBody for SyncUpdatesResponse {
     const NAME: &'static str = "SyncUpdatesResponse";
     const NS: &'static str = CLIENT_NS;
     fn write_children(&self, w: &mut XmlWriter) {
         let r = &self.result;
-        w.start("SyncUpdatesResult");
-        w.start("NewUpdates");
-        for u in &r.new_updates {
-            u.write(w);
-        }
-        w.end();
-        if !r.out_of_scope.is_empty() {
-            write_ints(w, "OutOfScopeRevisionIDs", &r.out_of_scope);
-        }
-        if !r.changed_updates.is_empty() {
-            w.start("ChangedUpdates");
-            for u in &r.changed_updates {
-                u.write(w);
-            }
-            w.end();
-        }
-        w.leaf("Truncated", format_bool(r.truncated));
-        r.new_cookie.write(w, "NewCookie");
-        w.leaf("DriverSyncNotNeeded", format_bool(r.driver_sync_not_needed));
-        w.end();
+        write_sync_info(
+            w,
+            SyncInfoParts {
+                new_updates: &r.new_updates,
+                out_of_scope: &r.out_of_scope,
+                changed_updates: &r.changed_updates,
+                truncated: r.truncated,
+                new_cookie: &r.new_cookie,
+                driver_sync_not_needed: r.driver_sync_not_needed,
+            },
+            UpdateInfo::write,
+        );
     }
     fn read(el: &Element) -> Result<Self, WireError> {
         let r = el.req("SyncUpdatesResult")?;
