@@ -124,7 +124,6 @@ pub fn parse_envelope_with(input: &[u8], limits: &Limits) -> Result<Envelope, Wi
             )))
         }
     };
-    let mut root = root;
     let env_ns = root.ns.clone();
     // Moved out of the tree, not cloned: a 100,000-revision list would otherwise exist twice.
     let mut body = root
