@@ -328,31 +328,9 @@ pub(super) fn replace_set(tx: &Tx<'_>, i: usize, old: &[Uuid], new: &[Uuid]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ApprovalAction, RevisionKey};
-    use crate::store::testutil::{store, uid};
+    use crate::model::ApprovalAction;
+    use crate::store::testutil::{dep, group, store, uid};
     use time::OffsetDateTime;
-
-    fn group(n: u128, parent: Option<Uuid>) -> TargetGroup {
-        TargetGroup {
-            id: Uuid::from_u128(0x6000 + n),
-            name: format!("G{n}"),
-            parent,
-        }
-    }
-
-    fn dep(n: u128, update: u128, group: Uuid, action: ApprovalAction) -> Deployment {
-        Deployment {
-            id: Uuid::from_u128(0xd000 + n),
-            update: RevisionKey::new(uid(update), 1),
-            group,
-            action,
-            deadline: None,
-            last_change: OffsetDateTime::UNIX_EPOCH,
-            admin_name: "WUS Server".into(),
-            is_assigned: true,
-            download_priority: 1,
-        }
-    }
 
     #[test]
     fn approve_replaces_same_group_and_decline_removes_approvals() {

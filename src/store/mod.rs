@@ -187,7 +187,18 @@ impl Store {
     /// On first open it makes the server id, epoch 1 and the built-in groups.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let lock = lock::DirLock::acquire(dir)?;
+        // A lock can stay held for a moment after its owner let go: a child being spawned by
+        // another thread shares the lock's open file description until its exec. Retry
+        // briefly; a lock really held by another process still fails.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let lock = loop {
+            match lock::DirLock::acquire(dir) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                r => break r?,
+            }
+        };
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))

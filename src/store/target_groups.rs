@@ -135,31 +135,8 @@ pub(super) fn drop_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ApprovalAction, RevisionKey};
-    use crate::store::testutil::{store, uid};
-    use time::OffsetDateTime;
-
-    fn group(n: u128, parent: Option<Uuid>) -> TargetGroup {
-        TargetGroup {
-            id: Uuid::from_u128(0x6000 + n),
-            name: format!("G{n}"),
-            parent,
-        }
-    }
-
-    fn dep(n: u128, update: u128, group: Uuid, action: ApprovalAction) -> Deployment {
-        Deployment {
-            id: Uuid::from_u128(0xd000 + n),
-            update: RevisionKey::new(uid(update), 1),
-            group,
-            action,
-            deadline: None,
-            last_change: OffsetDateTime::UNIX_EPOCH,
-            admin_name: "WUS Server".into(),
-            is_assigned: true,
-            download_priority: 1,
-        }
-    }
+    use crate::model::ApprovalAction;
+    use crate::store::testutil::{dep, group, store};
 
     #[test]
     fn builtin_groups_exist_and_cannot_be_removed() {

@@ -3,7 +3,9 @@
 use uuid::Uuid;
 
 use super::{NewRevision, Store};
-use crate::model::{FileRecord, RevisionKey, UpdateKind, UpdateRecord};
+use crate::model::{
+    ApprovalAction, Deployment, FileRecord, RevisionKey, TargetGroup, UpdateKind, UpdateRecord,
+};
 
 /// A fresh store in a temp dir (keep the dir alive as long as the store).
 pub fn store() -> (tempfile::TempDir, Store) {
@@ -52,5 +54,29 @@ pub fn revision(n: u128, rev: u32) -> NewRevision {
             uid(n),
             "<Properties UpdateType=\"Software\"/>".repeat(5)
         ),
+    }
+}
+
+/// A target group `G<n>` with a deterministic id.
+pub fn group(n: u128, parent: Option<Uuid>) -> TargetGroup {
+    TargetGroup {
+        id: Uuid::from_u128(0x6000 + n),
+        name: format!("G{n}"),
+        parent,
+    }
+}
+
+/// A deployment of revision 1 of update `uid(update)` to `group`.
+pub fn dep(n: u128, update: u128, group: Uuid, action: ApprovalAction) -> Deployment {
+    Deployment {
+        id: Uuid::from_u128(0xd000 + n),
+        update: RevisionKey::new(uid(update), 1),
+        group,
+        action,
+        deadline: None,
+        last_change: time::OffsetDateTime::UNIX_EPOCH,
+        admin_name: "WUS Server".into(),
+        is_assigned: true,
+        download_priority: 1,
     }
 }
