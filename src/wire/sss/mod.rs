@@ -224,6 +224,15 @@ pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|t| !t.is_empty())
 }
 
+/// A cookie with fixed values, shared by the operation tests.
+#[cfg(test)]
+pub(crate) fn test_cookie() -> Cookie {
+    Cookie {
+        expiration: time::macros::datetime!(2026-10-04 20:33:26.65455 UTC),
+        encrypted_data: Some(vec![0xAB; 16]),
+    }
+}
+
 /// Implements [`SoapBody`] and [`Operation`] boilerplate checks shared by the tests.
 #[cfg(test)]
 pub(crate) fn round_trip<T>(v: &T) -> T

@@ -210,18 +210,10 @@ impl SoapBody for DownloadFilesResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::super::round_trip;
+    use super::super::{round_trip, test_cookie as cookie};
     use super::*;
     use crate::wire::soap::encode;
-    use time::macros::datetime;
     use uuid::uuid;
-
-    fn cookie() -> Cookie {
-        Cookie {
-            expiration: datetime!(2026-10-04 20:33:26.65455 UTC),
-            encrypted_data: Some(vec![0xAB; 16]),
-        }
-    }
 
     #[test]
     fn update_data_round_trips_both_blob_forms() {
