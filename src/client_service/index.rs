@@ -1,7 +1,9 @@
 //! The in-memory scan index the client service answers SyncUpdates from, built from one store
 //! snapshot: the newest revision of every update with its core fragment, the prerequisite graph
 //! (as update indices), leaf flags, declined/expired state, the group tree and each group's
-//! deployments; the per-group-set winning approvals are memoised. Rebuilt when the store's
+//! deployments; the per-group-set winning approvals are memoised, and so is, per group set, the
+//! needed set for each distinct list of installed non-leaf updates (a fleet walks through the
+//! same few states, so most SyncUpdates calls find theirs computed). Rebuilt when the store's
 //! [`fingerprint`] changes.
 //!
 //! Approval rules (wsus-protocol.md §7.1, PLAN §1.5): a computer is in All Computers, its
@@ -71,6 +73,59 @@ pub struct Approved {
     pub by_entry: BTreeMap<u32, Chosen>,
     /// Newest approval change among them (unix seconds).
     pub watermark: i64,
+    /// Installed non-leaf entries (sorted) → the needed set, a few recent ones.
+    needed: Mutex<HashMap<Vec<u32>, Arc<EntrySet>>>,
+}
+
+/// How many installed-set states are memoised per group set.
+const NEEDED_MEMO: usize = 32;
+
+/// A set of entry indices (a bitset over the index's entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySet {
+    words: Vec<u64>,
+}
+
+impl EntrySet {
+    /// An empty set able to hold entries `0..n`.
+    pub fn new(n: usize) -> Self {
+        EntrySet {
+            words: vec![0; n.div_ceil(64)],
+        }
+    }
+
+    /// Adds entry `i` (ignored when out of range).
+    pub fn insert(&mut self, i: u32) {
+        if let Some(w) = self.words.get_mut(i as usize / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    /// Whether entry `i` is in the set.
+    pub fn contains(&self, i: u32) -> bool {
+        self.words
+            .get(i as usize / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Members that are also in `mask` (or, with `outside`, not in `mask`), ascending.
+    pub fn iter_masked<'a>(
+        &'a self,
+        mask: &'a EntrySet,
+        outside: bool,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.words.iter().enumerate().flat_map(move |(wi, w)| {
+            let m = mask.words.get(wi).copied().unwrap_or(0);
+            let mut bits = w & if outside { !m } else { m };
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    wi as u32 * 64 + b
+                })
+            })
+        })
+    }
 }
 
 /// The scan index.
@@ -82,12 +137,15 @@ pub struct ScanIndex {
     pub epoch: u32,
     /// Entries in local-id order.
     pub entries: Vec<Entry>,
-    /// Local id → entry index (newest revisions only).
-    pub by_local: HashMap<u32, u32>,
+    /// Local id → entry index + 1 (0: not a newest revision), dense: local ids are small
+    /// sequential numbers, and every SyncUpdates call looks up a thousand of them.
+    by_local: Vec<u32>,
     /// Update id → entry index.
     pub by_update: HashMap<Uuid, u32>,
     /// Categories and detectoids, in local-id order.
     pub non_leaf_kinds: Vec<u32>,
+    /// The same, as a set.
+    pub non_leaf_set: EntrySet,
     /// File SHA-1 → record.
     pub files: HashMap<[u8; 20], FileRecord>,
     group_parent: HashMap<Uuid, Option<Uuid>>,
@@ -194,17 +252,21 @@ impl ScanIndex {
                 files: rec.files,
             });
         }
-        let non_leaf_kinds = entries
+        let non_leaf_kinds: Vec<u32> = entries
             .iter()
             .enumerate()
             .filter(|(_, e)| matches!(e.kind, UpdateKind::Category | UpdateKind::Detectoid))
             .map(|(i, _)| i as u32)
             .collect();
-        let by_local = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.local_id, i as u32))
-            .collect();
+        let mut non_leaf_set = EntrySet::new(entries.len());
+        for i in &non_leaf_kinds {
+            non_leaf_set.insert(*i);
+        }
+        let top = entries.iter().map(|e| e.local_id).max().unwrap_or(0) as usize;
+        let mut by_local = vec![0u32; if entries.is_empty() { 0 } else { top + 1 }];
+        for (i, e) in entries.iter().enumerate() {
+            by_local[e.local_id as usize] = i as u32 + 1;
+        }
         let groups = store.groups()?;
         let group_parent = groups.iter().map(|g| (g.id, g.parent)).collect();
         let group_by_name = groups
@@ -224,12 +286,19 @@ impl ScanIndex {
             by_local,
             by_update,
             non_leaf_kinds,
+            non_leaf_set,
             files,
             group_parent,
             group_by_name,
             deployments,
             approved: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The entry of a client-protocol revision id, when it names a newest revision.
+    pub fn entry_of(&self, revision_id: i32) -> Option<u32> {
+        let l = usize::try_from(revision_id).ok()?;
+        self.by_local.get(l).and_then(|e| e.checked_sub(1))
     }
 
     /// A group id by name (ASCII case-insensitive).
@@ -359,6 +428,40 @@ impl ScanIndex {
         out
     }
 
+    /// The needed set of a computer with the winning approvals `approved` that reports the
+    /// non-leaf entries `installed` (sorted, deduplicated) installed: offerable categories and
+    /// detectoids whose prerequisites are met, and the approved updates that are
+    /// [offered](ScanIndex::offered). Memoised per `approved`.
+    pub fn needed(&self, approved: &Approved, installed: &[u32]) -> Arc<EntrySet> {
+        let mut memo = approved.needed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = memo.get(installed) {
+            return set.clone();
+        }
+        let mut have = vec![false; self.entries.len()];
+        for i in installed {
+            if let Some(h) = have.get_mut(*i as usize) {
+                *h = true;
+            }
+        }
+        let mut set = EntrySet::new(self.entries.len());
+        for &i in &self.non_leaf_kinds {
+            if self.entries[i as usize].offerable && self.satisfied(i, &have) {
+                set.insert(i);
+            }
+        }
+        for (&i, c) in &approved.by_entry {
+            if !self.non_leaf_set.contains(i) && self.offered(i, c, &have) {
+                set.insert(i);
+            }
+        }
+        let set = Arc::new(set);
+        if memo.len() >= NEEDED_MEMO {
+            memo.clear();
+        }
+        memo.insert(installed.to_vec(), set.clone());
+        set
+    }
+
     /// Whether every prerequisite clause of entry `i` names an installed entry.
     pub fn satisfied(&self, i: u32, installed: &[bool]) -> bool {
         self.entries[i as usize].prereqs.iter().all(|clause| {
@@ -431,6 +534,25 @@ mod tests {
             is_assigned: true,
             download_priority: 1,
         }
+    }
+
+    #[test]
+    fn entry_sets_iterate_in_order_inside_and_outside_a_mask() {
+        let mut s = EntrySet::new(200);
+        let mut mask = EntrySet::new(200);
+        for i in [0, 3, 63, 64, 130, 199] {
+            s.insert(i);
+        }
+        s.insert(500); // out of range: ignored
+        for i in [3, 64, 150] {
+            mask.insert(i);
+        }
+        assert!(s.contains(63) && !s.contains(62) && !s.contains(500));
+        assert_eq!(s.iter_masked(&mask, false).collect::<Vec<_>>(), [3, 64]);
+        assert_eq!(
+            s.iter_masked(&mask, true).collect::<Vec<_>>(),
+            [0, 63, 130, 199]
+        );
     }
 
     #[test]
@@ -520,6 +642,24 @@ mod tests {
         installed[e(1) as usize] = true;
         assert!(idx.offered(e(2), &a.by_entry[&e(2)], &installed));
         assert!(idx.offered(e(5), child, &installed));
+        // The needed set: the detectoid alone first; with it installed, 2 (Uninstall), its
+        // bundled 5, 3 and 4; the memoised answer is the same set.
+        let before = idx.needed(&a, &[]);
+        let mut free = vec![e(3), e(4)];
+        free.sort_unstable();
+        assert_eq!(
+            before
+                .iter_masked(&idx.non_leaf_set, true)
+                .collect::<Vec<_>>(),
+            free,
+            "3 and 4 have no prerequisites"
+        );
+        assert!(before.contains(e(1)) && !before.contains(e(2)) && !before.contains(e(5)));
+        let after = idx.needed(&a, &[e(1)]);
+        for u in [1, 2, 3, 4, 5] {
+            assert!(after.contains(e(u)), "update {u} needed");
+        }
+        assert!(Arc::ptr_eq(&after, &idx.needed(&a, &[e(1)])));
 
         s.set_deployment(&dep(7, 4, pilot, ApprovalAction::Block, None))
             .unwrap();

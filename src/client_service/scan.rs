@@ -75,8 +75,7 @@ impl ClientService {
         }
     }
 
-    pub(super) fn sync_updates(&self, env: &Envelope) -> Result<Reply, OpError> {
-        let req: wusp::SyncUpdates = env.decode()?;
+    pub(super) fn sync_updates(&self, req: wusp::SyncUpdates) -> Result<Reply, OpError> {
         let claims = self.session(&req.cookie)?;
         let p = &req.parameters;
         let installed_ids = p.installed_non_leaf.as_deref().unwrap_or(&[]);
@@ -113,36 +112,40 @@ impl ClientService {
                 },
             }));
         }
-        let mut installed = vec![false; idx.entries.len()];
-        for id in installed_ids {
-            if let Some(i) = u32::try_from(*id).ok().and_then(|l| idx.by_local.get(&l)) {
-                installed[*i as usize] = true;
-            }
-        }
-        let cached: HashSet<i32> = installed_ids
+        // The needed set depends only on the group set and the installed non-leaf entries, so
+        // it is looked up (memoised in the index); this call then only walks the set's members
+        // and the client's cached ids, never the whole catalog.
+        let mut installed: Vec<u32> = installed_ids
+            .iter()
+            .filter_map(|id| idx.entry_of(*id))
+            .collect();
+        installed.sort_unstable();
+        installed.dedup();
+        let needed = idx.needed(&approved, &installed);
+        let mut cached_ids: Vec<i32> = installed_ids
             .iter()
             .chain(p.other_cached.as_deref().unwrap_or(&[]))
             .copied()
             .collect();
-        // The needed set, in order: offerable categories/detectoids with their prerequisites
-        // met (Evaluate), then the other approved updates that are offered, by entry (= local
-        // id). Decided per entry so that the page can stop at `page_size + 1` new updates and
-        // the cached ids are looked up one by one, instead of walking the whole catalog.
-        let is_non_leaf_kind = |i: u32| {
-            matches!(
-                idx.entries[i as usize].kind,
-                UpdateKind::Category | UpdateKind::Detectoid
-            )
-        };
-        let needed_as = |i: u32| -> Option<Option<&Chosen>> {
-            if is_non_leaf_kind(i) {
-                (idx.entries[i as usize].offerable && idx.satisfied(i, &installed)).then_some(None)
+        cached_ids.sort_unstable();
+        cached_ids.dedup();
+        let mut cached = super::index::EntrySet::new(idx.entries.len());
+        let cached_entries: Vec<(i32, Option<u32>)> = cached_ids
+            .iter()
+            .map(|&id| {
+                let e = idx.entry_of(id);
+                if let Some(i) = e {
+                    cached.insert(i);
+                }
+                (id, e)
+            })
+            .collect();
+        // Categories and detectoids are evaluated; the rest carry their winning approval.
+        let chosen = |i: u32| -> Option<&Chosen> {
+            if idx.non_leaf_set.contains(i) {
+                None
             } else {
-                approved
-                    .by_entry
-                    .get(&i)
-                    .filter(|c| idx.offered(i, c, &installed))
-                    .map(Some)
+                approved.by_entry.get(&i)
             }
         };
         let info = |i: u32, c: Option<&Chosen>, xml: bool| {
@@ -154,43 +157,37 @@ impl ClientService {
                 xml: xml.then_some(&e.core),
             }
         };
+        // New updates: non-leaf kinds first, then the others, each in local-id order.
         let mut new_updates = Vec::new();
         let mut remaining = 0usize;
-        let candidates = idx.non_leaf_kinds.iter().copied().chain(
-            approved
-                .by_entry
-                .keys()
-                .copied()
-                .filter(|i| !is_non_leaf_kind(*i)),
-        );
+        let candidates = needed
+            .iter_masked(&idx.non_leaf_set, false)
+            .chain(needed.iter_masked(&idx.non_leaf_set, true))
+            .filter(|i| !cached.contains(*i));
         for i in candidates {
-            if cached.contains(&(idx.entries[i as usize].local_id as i32)) {
-                continue;
-            }
-            if let Some(c) = needed_as(i) {
-                if new_updates.len() < self.opts.page_size {
-                    new_updates.push(info(i, c, true));
-                } else {
-                    remaining += 1;
-                    break;
-                }
+            if new_updates.len() < self.opts.page_size {
+                new_updates.push(info(i, chosen(i), true));
+            } else {
+                remaining += 1;
+                break;
             }
         }
         // Cached ids: still needed (maybe changed) or out of scope.
         let mut changed_at: Vec<(u32, &Chosen)> = Vec::new();
         let mut out_of_scope: Vec<i32> = Vec::new();
-        for &id in &cached {
-            let needed = u32::try_from(id)
-                .ok()
-                .and_then(|l| idx.by_local.get(&l))
-                .and_then(|&i| needed_as(i).map(|c| (i, c)));
-            match needed {
-                Some((i, Some(ch))) => {
-                    if claims.watermark > 0 && ch.last_change.unix_timestamp() > claims.watermark {
-                        changed_at.push((i, ch));
+        // Only a cookie older than the newest approval change can hold changed updates (the
+        // usual call, mid-walk, carries the current watermark and skips the lookups).
+        let may_have_changed = claims.watermark > 0 && claims.watermark < approved.watermark;
+        for &(id, e) in &cached_entries {
+            match e.filter(|i| needed.contains(*i)) {
+                Some(i) if may_have_changed => {
+                    if let Some(ch) = chosen(i) {
+                        if ch.last_change.unix_timestamp() > claims.watermark {
+                            changed_at.push((i, ch));
+                        }
                     }
                 }
-                Some((_, None)) => {}
+                Some(_) => {}
                 None => out_of_scope.push(id),
             }
         }
