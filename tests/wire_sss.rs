@@ -24,7 +24,7 @@ fn fixture(name: &str) -> Vec<u8> {
 /// Element structure of a document: `(depth, namespace, local name)` in document order.
 fn shape(xml: &[u8]) -> Vec<(usize, Option<String>, String)> {
     fn walk(e: &Element, d: usize, out: &mut Vec<(usize, Option<String>, String)>) {
-        out.push((d, e.ns.as_deref().map(str::to_string), e.name.clone()));
+        out.push((d, e.ns.as_deref().map(str::to_string), e.name.to_string()));
         for c in e.elements() {
             walk(c, d + 1, out);
         }

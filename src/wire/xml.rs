@@ -61,13 +61,56 @@ pub enum Node {
     Text(String),
 }
 
+/// An element's local name, shared between the elements of one document that have it (a
+/// request with a thousand `<int>` children holds one copy of "int").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(Arc::from(s))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
 /// One element, with its namespace resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Namespace URI, `None` when unqualified (shared between elements of one document).
     pub ns: Option<Arc<str>>,
     /// Local name (no prefix).
-    pub name: String,
+    pub name: Name,
     /// Attributes in document order, namespace declarations included.
     pub attrs: Vec<Attr>,
     /// Children in document order.
@@ -96,7 +139,7 @@ impl Element {
     /// The first child element with this local name, or [`WireError::Missing`].
     pub fn req(&self, name: &str) -> Result<&Element, WireError> {
         self.child(name).ok_or_else(|| WireError::Missing {
-            parent: self.name.clone(),
+            parent: self.name.to_string(),
             name: name.to_string(),
         })
     }
@@ -110,6 +153,15 @@ impl Element {
             }
         }
         out
+    }
+
+    /// The element's text, borrowed when it is a single run (the usual leaf), else joined.
+    pub fn text_ref(&self) -> std::borrow::Cow<'_, str> {
+        match self.children.as_slice() {
+            [] => std::borrow::Cow::Borrowed(""),
+            [Node::Text(t)] => std::borrow::Cow::Borrowed(t),
+            _ => std::borrow::Cow::Owned(self.text()),
+        }
     }
 
     /// Text of the named child, `None` when the child is absent.
@@ -161,6 +213,8 @@ pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError
     let mut root: Option<Element> = None;
     let mut count = 0usize;
     let mut namespaces: Vec<Arc<str>> = Vec::new();
+    // A document uses few distinct names: a short list searched linearly beats hashing.
+    let mut names: Vec<Name> = Vec::new();
     loop {
         let (res, ev) = reader
             .read_resolved_event()
@@ -192,9 +246,20 @@ pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError
                         )))
                     }
                 };
-                let name = std::str::from_utf8(e.local_name().as_ref())
-                    .map_err(|_| WireError::Xml("element name is not UTF-8".into()))?
-                    .to_string();
+                let local = e.local_name();
+                let name = match names.iter().find(|n| n.as_bytes() == local.as_ref()) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = Name::from(
+                            std::str::from_utf8(local.as_ref())
+                                .map_err(|_| WireError::Xml("element name is not UTF-8".into()))?,
+                        );
+                        if names.len() < 64 {
+                            names.push(n.clone());
+                        }
+                        n
+                    }
+                };
                 let mut attrs = Vec::new();
                 for a in e.attributes().with_checks(true) {
                     let a = a.map_err(|e| WireError::Xml(e.to_string()))?;
@@ -283,6 +348,10 @@ fn push_text(stack: &mut [Element], s: &str, limits: &Limits) -> Result<(), Wire
         if s.len() > limits.max_text {
             return Err(WireError::Limit("text too long"));
         }
+        if parent.children.capacity() == 0 {
+            // Most text is a leaf's only child: no room for more until it is needed.
+            parent.children.reserve_exact(1);
+        }
         parent.children.push(Node::Text(s.to_string()));
     }
     Ok(())
@@ -320,7 +389,8 @@ impl Escaped {
 #[derive(Debug, Default)]
 pub struct XmlWriter {
     buf: String,
-    open: Vec<String>,
+    /// Open elements: where each one's name sits in `buf` (copied from there by `end`).
+    open: Vec<std::ops::Range<usize>>,
     in_tag: bool,
 }
 
@@ -359,8 +429,9 @@ impl XmlWriter {
         self.close_tag();
         debug_assert!(is_xml_name(name), "bad element name {name}");
         self.buf.push('<');
+        let at = self.buf.len();
         self.buf.push_str(name);
-        self.open.push(name.to_string());
+        self.open.push(at..self.buf.len());
         self.in_tag = true;
         self
     }
@@ -392,7 +463,17 @@ impl XmlWriter {
                 self.in_tag = false;
             } else {
                 self.buf.push_str("</");
-                self.buf.push_str(&name);
+                // Copied through a stack buffer (names are short; MSRV has no
+                // `String::extend_from_within`).
+                let mut tmp = [0u8; 64];
+                let n = name.len();
+                if n <= tmp.len() {
+                    tmp[..n].copy_from_slice(&self.buf.as_bytes()[name]);
+                    self.buf.push_str(std::str::from_utf8(&tmp[..n]).unwrap_or_default());
+                } else {
+                    let owned = self.buf[name].to_string();
+                    self.buf.push_str(&owned);
+                }
                 self.buf.push('>');
             }
         }

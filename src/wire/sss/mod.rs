@@ -210,7 +210,7 @@ pub(crate) fn write_guids(w: &mut XmlWriter, name: &str, ids: &[Uuid]) {
 
 /// Reads `<guid>` items.
 pub(crate) fn read_guids(parent: &Element, name: &str) -> Result<Vec<Uuid>, WireError> {
-    read_array(parent, name, "guid", |e| parse_guid("guid", &e.text()))
+    read_array(parent, name, "guid", |e| parse_guid("guid", &e.text_ref()))
 }
 
 /// A SHA-1 digest from base64.

@@ -480,7 +480,7 @@ impl SoapBody for GetFileLocations {
         Ok(Self {
             cookie: Cookie::read(el.req("cookie")?)?,
             file_digests: read_array(el, "fileDigests", "base64Binary", |e| {
-                crate::wire::values::parse_base64("base64Binary", &e.text())
+                crate::wire::values::parse_base64("base64Binary", &e.text_ref())
             })?,
         })
     }

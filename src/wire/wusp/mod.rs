@@ -99,7 +99,7 @@ pub(crate) fn write_ints(w: &mut XmlWriter, name: &str, v: &[i32]) {
 
 /// Reads an `ArrayOfInt` that may be absent.
 pub(crate) fn read_opt_ints(parent: &Element, name: &str) -> Result<Option<Vec<i32>>, WireError> {
-    super::sss::read_opt_array(parent, name, "int", |e| parse_i32("int", &e.text()))
+    super::sss::read_opt_array(parent, name, "int", |e| parse_i32("int", &e.text_ref()))
 }
 
 /// Writes `<name><string>..</string>...</name>`.
