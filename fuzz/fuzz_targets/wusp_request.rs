@@ -1,7 +1,8 @@
 //! Fuzzes what the client service does with an untrusted request body before touching the
 //! store: the SOAP envelope parser (with the service's limits), dispatch on the body element,
 //! the typed decoding of every MS-WUSP request, and cookie verification of whatever cookie
-//! bytes the request carries. Must never panic, whatever the input.
+//! bytes the request carries; and that the streaming SyncUpdates decoder never disagrees with
+//! the general one. Must never panic, whatever the input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +25,15 @@ fuzz_target!(|data: &[u8]| {
         max_text: 1 << 20,
         max_input: 16 << 20,
     };
-    let Ok(env) = soap::parse_envelope_with(data, &limits) else {
+    // The streaming SyncUpdates decoder may decline anything, but whatever it accepts the
+    // general decoder must decode to the same request.
+    let fast = wusp::sync_stream::decode_sync_updates(data, &limits);
+    let general = soap::parse_envelope_with(data, &limits);
+    if let Some(f) = &fast {
+        let g = general.as_ref().ok().and_then(|e| e.decode::<wusp::SyncUpdates>().ok());
+        assert_eq!(Some(f), g.as_ref(), "streaming SyncUpdates decoder disagrees");
+    }
+    let Ok(env) = general else {
         return;
     };
     let (ns, name) = env.operation();

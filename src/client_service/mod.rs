@@ -276,6 +276,14 @@ impl ClientService {
 
     /// Answers one request (blocking: call from `spawn_blocking` in async code).
     pub fn handle(&self, req: &Request<'_>) -> Reply {
+        // The hot request skips the tree when it has the plain shape (see `sync_stream`);
+        // anything else, including every error, goes the general way below.
+        if req.endpoint == Endpoint::Client && req.soap_action == Some(wusp::action::SYNC_UPDATES) {
+            if let Some(r) = wusp::sync_stream::decode_sync_updates(req.body, &self.limits) {
+                let answer = self.sync_updates(r);
+                return Self::reply("SyncUpdates", wusp::action::SYNC_UPDATES, answer);
+            }
+        }
         let env = match soap::parse_envelope_with(req.body, &self.limits) {
             Ok(e) => e,
             Err(e) => {
@@ -314,13 +322,21 @@ impl ClientService {
             "GetAuthorizationCookie" => self.get_authorization_cookie(&env),
             "GetCookie" => self.get_cookie(&env),
             "RegisterComputer" => self.register_computer(&env),
-            "SyncUpdates" => self.sync_updates(&env),
+            "SyncUpdates" => env
+                .decode()
+                .map_err(OpError::from)
+                .and_then(|r| self.sync_updates(r)),
             "RefreshCache" => self.refresh_cache(&env),
             "GetExtendedUpdateInfo" => self.get_extended_update_info(&env, req),
             "GetFileLocations" => self.get_file_locations(&env, req),
             "ReportEventBatch" => self.report_event_batch(&env),
             _ => Err(OpError::Fault(ErrorCode::InvalidParameters, name.into())),
         };
+        Self::reply(name, action, r)
+    }
+
+    /// The reply to operation `name`, or its fault.
+    fn reply(name: &str, action: &str, r: Result<Reply, OpError>) -> Reply {
         match r {
             Ok(reply) => reply,
             Err(OpError::Fault(code, msg)) => {

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`client`] | GetConfig, GetCookie, RegisterComputer, RefreshCache, GetFileLocations |
 //! | [`sync`] | SyncUpdates, GetExtendedUpdateInfo, `UpdateInfo`, `Deployment` |
+//! | [`sync_stream`] | SyncUpdates requests decoded without a tree (the hot path) |
 //! | [`auth`] | SimpleAuth GetAuthorizationCookie |
 //! | [`reporting`] | ReportEventBatch |
 
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod client;
 pub mod reporting;
 pub mod sync;
+pub mod sync_stream;
 
 pub use auth::*;
 pub use client::*;

@@ -1,0 +1,409 @@
+//! A second decoder for the hottest request, `SyncUpdates`, that reads the envelope as a
+//! stream of XML events instead of building a tree. An agent's scan sends ~35 of them, each
+//! carrying every revision id it has cached (hundreds of `<int>` elements): as a tree, that is
+//! two allocations per id; streamed, the ids go straight into the result.
+//!
+//! It is a shortcut, never a second opinion: [`decode_sync_updates`] answers only for the plain
+//! shape of the request and returns `None` for anything else (a limit reached, a leaf holding an
+//! element, a missing field, a value that does not parse, malformed XML, a different
+//! operation). The caller then takes the general path (`parse_envelope` + [`SoapBody::read`]),
+//! which produces the error or fault. Whenever it answers, the answer equals the general
+//! path's; tests and the fuzz target check that on the same inputs.
+//!
+//! [`SoapBody::read`]: crate::wire::soap::SoapBody::read
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+use uuid::Uuid;
+
+use super::{SyncUpdateParameters, SyncUpdates, CLIENT_NS};
+use crate::wire::soap::{SOAP11_NS, SOAP12_NS};
+use crate::wire::sss::Cookie;
+use crate::wire::values::{parse_base64, parse_bool, parse_datetime, parse_guid, parse_i32};
+use crate::wire::xml::Limits;
+
+/// Where the reader is: one frame per open element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    Envelope,
+    Body,
+    Op,
+    Cookie,
+    Params,
+    /// A text-only field; its text collects in the shared buffer.
+    Leaf(Field),
+    /// `InstalledNonLeafUpdateIDs` (true) or `OtherCachedUpdateIDs` (false).
+    Ints(bool),
+    /// One `<int>` of the list above.
+    Int(bool),
+    Filter,
+    Category,
+    /// Anything the general decoder ignores: read (so the XML is still checked), not used.
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Expiration,
+    EncryptedData,
+    ExpressQuery,
+    SkipSoftwareSync,
+    CategoryId,
+}
+
+#[derive(Default)]
+struct Found {
+    expiration: Option<String>,
+    encrypted: Option<String>,
+    express: Option<String>,
+    skip: Option<String>,
+    installed: Option<Vec<i32>>,
+    other: Option<Vec<i32>>,
+    system_spec: bool,
+    filter_seen: bool,
+    filter: Vec<Uuid>,
+    category_id: Option<String>,
+}
+
+/// Decodes a `SyncUpdates` request envelope without building a tree; `None` when the input is
+/// not the plain shape this decoder covers (see the module doc: the caller then uses the
+/// general decoder, which gives the same answer or the right error).
+pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates> {
+    if input.len() > limits.max_input {
+        return None;
+    }
+    let text = std::str::from_utf8(input).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = NsReader::from_str(text);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+
+    let mut stack: Vec<Frame> = Vec::with_capacity(16);
+    let mut env_ns: Option<&'static str> = None;
+    let (mut root_done, mut body_seen, mut op_seen) = (false, false, false);
+    let (mut cookie_seen, mut params_seen) = (false, false);
+    let mut elements = 0usize;
+    let mut buf = String::new();
+    let mut total_text = 0usize;
+    let mut f = Found::default();
+
+    loop {
+        let (res, ev) = reader.read_resolved_event().ok()?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                elements += 1;
+                if root_done || elements > limits.max_elements || stack.len() >= limits.max_depth {
+                    return None;
+                }
+                let ns = match res {
+                    ResolveResult::Bound(ns) => Some(std::str::from_utf8(ns.into_inner()).ok()?),
+                    ResolveResult::Unbound => None,
+                    ResolveResult::Unknown(_) => return None,
+                };
+                for a in e.attributes().with_checks(true) {
+                    let a = a.ok()?;
+                    std::str::from_utf8(a.key.as_ref()).ok()?;
+                    if a.unescape_value().ok()?.len() > limits.max_text {
+                        return None;
+                    }
+                }
+                let local = e.local_name();
+                let name = std::str::from_utf8(local.into_inner()).ok()?;
+                let frame = match stack.last().copied() {
+                    None => match (name, ns) {
+                        ("Envelope", Some(SOAP11_NS)) => {
+                            env_ns = Some(SOAP11_NS);
+                            Frame::Envelope
+                        }
+                        ("Envelope", Some(SOAP12_NS)) => {
+                            env_ns = Some(SOAP12_NS);
+                            Frame::Envelope
+                        }
+                        _ => return None,
+                    },
+                    Some(Frame::Envelope) if name == "Body" && ns == env_ns && !body_seen => {
+                        body_seen = true;
+                        Frame::Body
+                    }
+                    Some(Frame::Body) if !op_seen => {
+                        op_seen = true;
+                        if name != "SyncUpdates" || ns != Some(CLIENT_NS) {
+                            return None;
+                        }
+                        Frame::Op
+                    }
+                    Some(Frame::Op) => match name {
+                        "cookie" if !cookie_seen => {
+                            cookie_seen = true;
+                            Frame::Cookie
+                        }
+                        "parameters" if !params_seen => {
+                            params_seen = true;
+                            Frame::Params
+                        }
+                        _ => Frame::Ignored,
+                    },
+                    Some(Frame::Cookie) => match name {
+                        "Expiration" if f.expiration.is_none() => Frame::Leaf(Field::Expiration),
+                        "EncryptedData" if f.encrypted.is_none() => {
+                            Frame::Leaf(Field::EncryptedData)
+                        }
+                        _ => Frame::Ignored,
+                    },
+                    Some(Frame::Params) => match name {
+                        "ExpressQuery" if f.express.is_none() => Frame::Leaf(Field::ExpressQuery),
+                        "SkipSoftwareSync" if f.skip.is_none() => {
+                            Frame::Leaf(Field::SkipSoftwareSync)
+                        }
+                        "InstalledNonLeafUpdateIDs" if f.installed.is_none() => {
+                            f.installed = Some(Vec::new());
+                            Frame::Ints(true)
+                        }
+                        "OtherCachedUpdateIDs" if f.other.is_none() => {
+                            f.other = Some(Vec::new());
+                            Frame::Ints(false)
+                        }
+                        "FilterCategoryIds" if !f.filter_seen => {
+                            f.filter_seen = true;
+                            Frame::Filter
+                        }
+                        "SystemSpec" => {
+                            f.system_spec = true;
+                            Frame::Ignored
+                        }
+                        _ => Frame::Ignored,
+                    },
+                    Some(Frame::Ints(which)) if name == "int" => Frame::Int(which),
+                    Some(Frame::Filter) if name == "CategoryIdentifier" => {
+                        f.category_id = None;
+                        Frame::Category
+                    }
+                    Some(Frame::Category) if name == "Id" && f.category_id.is_none() => {
+                        Frame::Leaf(Field::CategoryId)
+                    }
+                    // An element inside a text field: the general decoder's rules apply.
+                    Some(Frame::Leaf(_) | Frame::Int(_)) => return None,
+                    Some(_) => Frame::Ignored,
+                };
+                if matches!(frame, Frame::Leaf(_) | Frame::Int(_)) {
+                    buf.clear();
+                }
+                stack.push(frame);
+                if empty {
+                    close(&mut stack, &mut f, &buf)?;
+                    root_done = stack.is_empty();
+                }
+            }
+            Event::End(_) => {
+                if stack.is_empty() {
+                    return None;
+                }
+                close(&mut stack, &mut f, &buf)?;
+                root_done = stack.is_empty();
+            }
+            Event::Text(t) => {
+                let s = t.unescape().ok()?;
+                on_text(&stack, &mut buf, &s, &mut total_text, limits)?;
+            }
+            Event::CData(c) => {
+                let raw = c.into_inner();
+                let s = std::str::from_utf8(&raw).ok()?;
+                on_text(&stack, &mut buf, s, &mut total_text, limits)?;
+            }
+            Event::Eof => break,
+            Event::DocType(_) => return None,
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+        }
+    }
+    if !root_done || !body_seen || !op_seen || !cookie_seen || !params_seen {
+        return None;
+    }
+    let cookie = Cookie {
+        expiration: parse_datetime("Expiration", f.expiration.as_deref()?).ok()?,
+        encrypted_data: match &f.encrypted {
+            Some(t) => Some(parse_base64("EncryptedData", t).ok()?),
+            None => None,
+        },
+    };
+    let opt_bool = |v: &Option<String>| match v {
+        Some(t) => parse_bool("bool", t).ok().map(Some),
+        None => Some(None),
+    };
+    Some(SyncUpdates {
+        cookie,
+        parameters: SyncUpdateParameters {
+            express_query: opt_bool(&f.express)?.unwrap_or(false),
+            installed_non_leaf: f.installed,
+            other_cached: f.other,
+            system_spec: f.system_spec,
+            skip_software_sync: opt_bool(&f.skip)?.unwrap_or(false),
+            filter_category_ids: f.filter,
+        },
+    })
+}
+
+/// Text inside the current element: kept for text fields, checked against the limits and
+/// otherwise dropped (the general decoder ignores text between elements too). All the text of
+/// the document together stays under `max_text`, which is stricter than the general reader's
+/// per-run rule (so a request this decoder accepts is never one the general path refuses).
+fn on_text(
+    stack: &[Frame],
+    buf: &mut String,
+    s: &str,
+    total: &mut usize,
+    limits: &Limits,
+) -> Option<()> {
+    *total += s.len();
+    if *total > limits.max_text {
+        return None;
+    }
+    match stack.last() {
+        None if !s.trim().is_empty() => None,
+        Some(Frame::Leaf(_) | Frame::Int(_)) => {
+            buf.push_str(s);
+            Some(())
+        }
+        _ => Some(()),
+    }
+}
+
+/// Closes the innermost element, storing what it held.
+fn close(stack: &mut Vec<Frame>, f: &mut Found, buf: &str) -> Option<()> {
+    match stack.pop()? {
+        Frame::Leaf(Field::Expiration) => f.expiration = Some(buf.to_string()),
+        Frame::Leaf(Field::EncryptedData) => f.encrypted = Some(buf.to_string()),
+        Frame::Leaf(Field::ExpressQuery) => f.express = Some(buf.to_string()),
+        Frame::Leaf(Field::SkipSoftwareSync) => f.skip = Some(buf.to_string()),
+        Frame::Leaf(Field::CategoryId) => f.category_id = Some(buf.to_string()),
+        Frame::Int(which) => {
+            let n = parse_i32("int", buf).ok()?;
+            let list = if which {
+                &mut f.installed
+            } else {
+                &mut f.other
+            };
+            list.as_mut()?.push(n);
+        }
+        Frame::Category => {
+            let id = parse_guid("Id", f.category_id.as_deref()?).ok()?;
+            f.filter.push(id);
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::soap::{self, parse_envelope_with};
+
+    fn general(input: &str) -> Option<SyncUpdates> {
+        parse_envelope_with(input.as_bytes(), &Limits::default())
+            .ok()?
+            .decode::<SyncUpdates>()
+            .ok()
+    }
+
+    fn fast(input: &str) -> Option<SyncUpdates> {
+        decode_sync_updates(input.as_bytes(), &Limits::default())
+    }
+
+    fn request(installed: Option<Vec<i32>>, other: Option<Vec<i32>>) -> SyncUpdates {
+        SyncUpdates {
+            cookie: Cookie {
+                expiration: time::macros::datetime!(2026-11-25 10:00 UTC),
+                encrypted_data: Some(vec![1, 2, 3, 250]),
+            },
+            parameters: SyncUpdateParameters {
+                express_query: false,
+                installed_non_leaf: installed,
+                other_cached: other,
+                system_spec: false,
+                skip_software_sync: false,
+                filter_category_ids: vec![Uuid::from_u128(7)],
+            },
+        }
+    }
+
+    #[test]
+    fn plain_requests_decode_exactly_as_the_general_path() {
+        for r in [
+            request(None, None),
+            request(Some(vec![]), Some(vec![])),
+            request(Some(vec![1, 2, 3]), Some((10..900).collect())),
+        ] {
+            let x = soap::encode(&r);
+            assert_eq!(fast(&x).as_ref(), Some(&r), "{x}");
+            assert_eq!(general(&x), Some(r));
+        }
+    }
+
+    #[test]
+    fn a_captured_native_request_takes_the_fast_path() {
+        let x = include_str!("../../../tests/fixtures/wusp/sync_updates.native_first.request.xml");
+        let g = general(x).expect("the capture decodes");
+        assert_eq!(fast(x), Some(g));
+    }
+
+    #[test]
+    fn unusual_shapes_fall_back_and_never_disagree() {
+        let base = soap::encode(&request(Some(vec![5, 6]), Some(vec![7])));
+        let cases = [
+            // Whitespace, comments, CDATA, entities and a prefixed body: still plain.
+            base.replace("<int>5</int>", "<int> 5 </int><!-- c -->"),
+            base.replace("<int>6</int>", "<int><![CDATA[6]]></int>"),
+            base.replace("<ExpressQuery>false", "<ExpressQuery>&#102;alse"),
+            // Shapes the general path handles its own way: fall back.
+            base.replace("<int>5</int>", "<int>5<b/></int>"),
+            base.replace("<int>5</int>", "<int>five</int>"),
+            base.replace("<Expiration>", "<Expiration><x/>"),
+            base.replace("SyncUpdates xmlns", "GetCookie xmlns"),
+            base.replace("<cookie>", "<cookie><Expiration>bad</Expiration>"),
+            base.replace("<parameters>", "<parameters a=\"1\" a=\"2\">"),
+            base.replace("</soap:Envelope>", "</soap:Envelope><x/>"),
+            base.replace("</soap:Envelope>", ""),
+            base.replace("<int>5</int>", "<q:int>5</q:int>"),
+            format!("<!DOCTYPE x>{base}"),
+            // Duplicates: the first occurrence counts in both decoders.
+            base.replace(
+                "<InstalledNonLeafUpdateIDs>",
+                "<InstalledNonLeafUpdateIDs><int>9</int></InstalledNonLeafUpdateIDs><InstalledNonLeafUpdateIDs>",
+            ),
+            base.replace("<cookie>", "<cookie><Expiration>2030-01-01T00:00:00Z</Expiration>"),
+            base.replace("<parameters>", "<parameters><SystemSpec><int>1</int></SystemSpec>"),
+            base.replace("<int>7</int>", "<int>7</int><long>8</long>"),
+        ];
+        let mut fast_hits = 0;
+        for c in &cases {
+            let (f, g) = (fast(c), general(c));
+            if let Some(f) = f {
+                fast_hits += 1;
+                assert_eq!(Some(f), g, "fast path disagrees on {c}");
+            }
+        }
+        assert!(
+            fast_hits >= 6,
+            "plain variants should stay on the fast path"
+        );
+        assert!(fast(&cases[3]).is_none() && fast(&cases[4]).is_none());
+        assert_eq!(
+            fast(&cases[13]).unwrap().parameters.installed_non_leaf,
+            Some(vec![9])
+        );
+    }
+
+    #[test]
+    fn limits_send_requests_to_the_general_path() {
+        let x = soap::encode(&request(Some((0..50).collect()), None));
+        let tight = Limits {
+            max_elements: 20,
+            ..Limits::default()
+        };
+        assert!(decode_sync_updates(x.as_bytes(), &tight).is_none());
+        assert!(decode_sync_updates(&x.as_bytes()[..x.len() / 2], &Limits::default()).is_none());
+        assert!(decode_sync_updates(b"\xff\xfe", &Limits::default()).is_none());
+    }
+}
