@@ -121,9 +121,7 @@ impl Server {
         )
         .await?;
         let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let tls = match (
             config.server.tls_listen,
             &config.server.tls_cert,
@@ -131,9 +129,7 @@ impl Server {
         ) {
             (Some(addr), Some(cert), Some(key)) => {
                 let acceptor = http::tls::acceptor(cert, key)?;
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Bind { addr, source })?;
+                let l = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
                 Some((l, acceptor))
             }
             _ => None,

@@ -177,6 +177,23 @@ impl Router {
     }
 }
 
+/// Accept backlog of the client listeners: after Patch Tuesday a whole site's agents connect
+/// at once; the kernel caps it at `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a client listener with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` uses 1024,
+/// which a burst of a thousand connecting agents overflows: the kernel then resets some).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves HTTP/1.1 on `listener` until `shutdown` turns true; then stops accepting, lets
 /// in-flight requests finish (up to 10 s) and returns.
 pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: watch::Receiver<bool>) {
