@@ -1,6 +1,7 @@
 //! SyncUpdates under load: N simulated clients (default 1,000), each doing a full scan
 //! (handshake, then the layered SyncUpdates walk to the end) of a simulated catalog (default
-//! 10,000 updates), all concurrently over loopback HTTP against one `ClientService`.
+//! 10,000 updates), all concurrently over loopback HTTP against one `ClientService` behind the
+//! production router and HTTP loop (what `wsus-edge serve` runs).
 //! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server CPU per scan and the
 //! server's RSS before/peak/after.
 //!
@@ -19,11 +20,17 @@
 mod agent;
 
 use std::collections::HashMap;
+
+use memchr::memmem;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wsus_edge::client_service::{ClientService, CookieKey, Options};
+use wsus_edge::client_service::http::SoapEndpoint;
+use wsus_edge::client_service::{ClientService, CookieKey, Endpoint, Options, Request};
+use wsus_edge::config::UpstreamConfig;
+use wsus_edge::content::ContentCache;
+use wsus_edge::http::Router;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::Store;
 use wsus_edge::wire::soap;
@@ -79,10 +86,19 @@ impl ClientStats {
     }
 }
 
+/// The text between the first `open` and the next `close` (SIMD substring search: the load
+/// generator must stay light next to the server it measures).
 fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let a = s.find(open)? + open.len();
-    let b = s[a..].find(close)? + a;
-    Some(&s[a..b])
+    let a = memmem::find(s.as_bytes(), open.as_bytes())? + open.len();
+    let b = memmem::find(&s.as_bytes()[a..], close.as_bytes())? + a;
+    s.get(a..b)
+}
+
+/// Like [`between`], searching for `open` from the end (for the fields after the updates).
+fn between_last<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let a = memmem::rfind(s.as_bytes(), open.as_bytes())? + open.len();
+    let b = memmem::find(&s.as_bytes()[a..], close.as_bytes())? + a;
+    s.get(a..b)
 }
 
 const TAIL: &str = "<SkipSoftwareSync>false</SkipSoftwareSync><NeedTwoGroupOutOfScopeUpdates>true</NeedTwoGroupOutOfScopeUpdates><AlsoPerformRegularSync>false</AlsoPerformRegularSync></parameters></SyncUpdates></soap:Body></soap:Envelope>";
@@ -94,15 +110,106 @@ fn push_ints(out: &mut String, name: &str, v: &[i32]) {
         return;
     }
     let _ = write!(out, "<{name}>");
-    for i in v {
-        let _ = write!(out, "<int>{i}</int>");
+    let mut digits = [0u8; 12];
+    for &i in v {
+        out.push_str("<int>");
+        // Formatted by hand: `write!` per id was a visible share of the client's time.
+        let mut n = i.unsigned_abs();
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if i < 0 {
+            out.push('-');
+        }
+        out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+        out.push_str("</int>");
     }
     let _ = write!(out, "</{name}>");
 }
 
 /// The agent's SyncUpdates walk (same decisions as `Agent::scan`), with string-built requests
-/// and scanned responses. Returns (calls, offered, latencies in µs).
+/// and scanned responses, over HTTP. Returns (calls, offered, latencies in µs).
 async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
+    // One raw keep-alive HTTP/1.1 connection per client: a general-purpose HTTP client costs
+    // more CPU per request than the server spends answering it.
+    let addr = a.base.trim_start_matches("http://").to_string();
+    let conn = Arc::new(tokio::sync::Mutex::new(RawConn::connect(&addr).await));
+    let mut send = |body: String| {
+        let conn = conn.clone();
+        async move { conn.lock().await.post(wusp::CLIENT_PATH, &body).await }
+    };
+    walk(a, &mut send).await
+}
+
+/// A minimal HTTP/1.1 client for one keep-alive connection: POSTs a SOAP body, reads the
+/// response by `Content-Length` (what the server sends for SOAP answers).
+struct RawConn {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    host: String,
+    action: String,
+}
+
+impl RawConn {
+    async fn connect(addr: &str) -> Self {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        RawConn {
+            stream: tokio::io::BufReader::with_capacity(256 * 1024, s),
+            host: addr.to_string(),
+            action: soap::soap_action_header(wusp::action::SYNC_UPDATES),
+        }
+    }
+
+    async fn post(&mut self, path: &str, body: &str) -> (u16, String) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: {}\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            self.action,
+            body.len()
+        );
+        let w = self.stream.get_mut();
+        w.write_all(head.as_bytes()).await.expect("write head");
+        w.write_all(body.as_bytes()).await.expect("write body");
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status code");
+        let mut len = None;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let mut buf = vec![0u8; len.expect("Content-Length (never chunked)")];
+        self.stream.read_exact(&mut buf).await.expect("body");
+        (status, String::from_utf8(buf).expect("UTF-8"))
+    }
+}
+
+/// The walk itself; `send` posts one SyncUpdates body and returns (status, response body).
+async fn walk<F, Fut>(a: &agent::Agent, send: &mut F) -> (usize, usize, Vec<u64>)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = (u16, String)>,
+{
     let first = soap::encode(&wusp::SyncUpdates {
         cookie: a.cookie.clone().expect("cookie"),
         parameters: Default::default(),
@@ -139,15 +246,15 @@ async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
             b
         };
         let started = Instant::now();
-        let (status, text) = a
-            .post_raw(wusp::CLIENT_PATH, wusp::action::SYNC_UPDATES, body)
-            .await;
+        let (status, text) = send(body).await;
         lat.push(started.elapsed().as_micros() as u64);
         assert_eq!(status, 200, "{text}");
-        cookie = between(&text, "<NewCookie>", "</NewCookie>")
+        cookie = between_last(&text, "<NewCookie>", "</NewCookie>")
             .expect("NewCookie")
             .to_string();
-        if let Some(oos) = between(&text, "<OutOfScopeRevisionIDs>", "</OutOfScopeRevisionIDs>") {
+        if let Some(oos) =
+            between_last(&text, "<OutOfScopeRevisionIDs>", "</OutOfScopeRevisionIDs>")
+        {
             for gone in oos.split("<int>").filter_map(|x| {
                 x.split_once("</int>")
                     .and_then(|(n, _)| n.parse::<i32>().ok())
@@ -159,7 +266,9 @@ async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
         }
         let new = between(&text, "<NewUpdates>", "</NewUpdates>").unwrap_or("");
         let mut non_leaf = false;
-        for u in new.split("<UpdateInfo>").skip(1) {
+        let starts: Vec<usize> = memmem::find_iter(new.as_bytes(), "<UpdateInfo>").collect();
+        for (k, &at) in starts.iter().enumerate() {
+            let u = &new[at..starts.get(k + 1).copied().unwrap_or(new.len())];
             let id: i32 = between(u, "<ID>", "</ID>")
                 .and_then(|x| x.parse().ok())
                 .expect("UpdateInfo/ID");
@@ -168,14 +277,14 @@ async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
             let xml = between(u, "<Xml>", "</Xml>").unwrap_or("");
             let uid = between(xml, "UpdateID=\"", "\"").expect("UpdateID");
             let first_byte = u8::from_str_radix(&uid[..2], 16).expect("hex");
-            let is_cat = xml.contains("UpdateType=\"Category\"");
+            let is_cat = || memmem::find(xml.as_bytes(), b"UpdateType=\"Category\"").is_some();
             received.insert(id, matches!(action, "Install" | "Uninstall" | "Bundle"));
             if !is_leaf {
                 non_leaf = true;
             }
             if !is_leaf
                 && action == "Evaluate"
-                && (is_cat || first_byte % 4 != 0)
+                && (first_byte % 4 != 0 || is_cat())
                 && installed_ids.len() < wusp::MAX_INSTALLED_NON_LEAF
             {
                 installed_ids.push(id);
@@ -183,7 +292,7 @@ async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
                 other_ids.push(id);
             }
         }
-        let truncated = text.contains("<Truncated>true</Truncated>");
+        let truncated = between_last(&text, "<Truncated>", "</Truncated>") == Some("true");
         if !truncated && !non_leaf {
             break;
         }
@@ -228,6 +337,69 @@ async fn run_clients(base: String, clients: usize) -> ClientStats {
     st.cpu = cpu_s() - cpu0;
     st.lat_us.sort_unstable();
     st
+}
+
+/// Server CPU per SyncUpdates call without HTTP or contention: one client handshakes over HTTP,
+/// then walks `rounds` full scans calling `ClientService::handle` directly on this thread,
+/// timing only `handle` with the thread's CPU clock. Returns (calls, µs per call).
+async fn replay(svc: &ClientService, base: &str, rounds: usize) -> (usize, f64) {
+    let mut a = agent::Agent::new(base);
+    a.handshake(Some("Workstations")).await;
+    let mut cpu = 0f64;
+    let mut calls = 0usize;
+    for _ in 0..rounds {
+        let mut send = |body: String| {
+            let t = thread_cpu_s();
+            let r = svc.handle(&Request {
+                endpoint: Endpoint::Client,
+                soap_action: Some(wusp::action::SYNC_UPDATES),
+                host: Some("bench"),
+                tls: false,
+                body: body.as_bytes(),
+            });
+            cpu += thread_cpu_s() - t;
+            calls += 1;
+            std::future::ready((r.status, r.body))
+        };
+        walk(&a, &mut send).await;
+    }
+    (calls, cpu * 1e6 / calls.max(1) as f64)
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu_s() -> f64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes into the zeroed struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Serves `svc` the way `wsus-edge serve` does (the production router and HTTP loop, content
+/// cache without upstream in `dir`), on a loopback port; returns its base URL.
+async fn serve_production(
+    svc: &Arc<ClientService>,
+    store: &Store,
+    dir: &std::path::Path,
+) -> String {
+    let content = ContentCache::open(
+        &dir.join("content"),
+        Arc::new(store.clone()),
+        &UpstreamConfig::default(),
+        None,
+    )
+    .await
+    .expect("content cache");
+    let mut router = Router::new(content, 4 << 20);
+    for (path, ep) in SoapEndpoint::all(svc) {
+        router = router.soap(path, ep);
+    }
+    let listener = wsus_edge::http::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Kept alive for the process: the server runs until the bench exits.
+    std::mem::forget(stop_tx);
+    tokio::spawn(wsus_edge::http::serve(listener, Arc::new(router), stop_rx));
+    format!("http://{addr}")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -319,7 +491,11 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         drop(idx);
-        let server = agent::start(svc, cat.clone()).await;
+        let base = serve_production(&svc, &store, tmp.path()).await;
+        let (calls, us) = replay(&svc, &base, 20).await;
+        println!(
+            "one thread, no HTTP: {us:.0} µs of server CPU per SyncUpdates call ({calls} calls, 20 full scans)"
+        );
         let rss0 = rss_mib();
         let done = Arc::new(AtomicBool::new(false));
         let sampler = {
@@ -335,11 +511,11 @@ fn main() {
         };
         let cpu0 = cpu_s();
         let st = if inproc {
-            run_clients(server.base.clone(), clients).await
+            run_clients(base.clone(), clients).await
         } else {
             let exe = std::env::current_exe().unwrap();
             let child = std::process::Command::new(exe)
-                .env("WSUS_EDGE_BENCH_BASE", &server.base)
+                .env("WSUS_EDGE_BENCH_BASE", &base)
                 .env("WSUS_EDGE_BENCH_CLIENTS", clients.to_string())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::inherit())

@@ -209,7 +209,8 @@ impl ScanResult {
 pub struct Agent {
     /// Server base URL.
     pub base: String,
-    http: reqwest::Client,
+    /// The HTTP client (keep-alive pool).
+    pub http: reqwest::Client,
     /// The client id.
     pub client_id: String,
     /// Session cookie.
