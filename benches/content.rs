@@ -1,7 +1,7 @@
 //! The content cache against its peers, in one run (issue 3 "Benchmarks"); prints a table of
 //! numbers and ratios. Run with `benches/run.sh` (installs Debian's nginx when missing), or
 //! `cargo bench --bench content`. `WSUS_EDGE_BENCH_QUICK=1` shrinks the objects for a dry run;
-//! `WSUS_EDGE_BENCH_ONLY=verify,miss,hit,small,rss` runs only the named parts (for repeats on
+//! `WSUS_EDGE_BENCH_ONLY=verify,miss,link,hit,small,rss` runs only the named parts (for repeats on
 //! a busy machine), `WSUS_EDGE_BENCH_ROUNDS=n` sets the rounds of the 64 KiB hit run and
 //! `WSUS_EDGE_BENCH_BIN=path` serves with another wsus-edge build (A/B against a baseline).
 //!
@@ -9,6 +9,8 @@
 //!   `openssl dgst -sha256` and `sha256sum` on the same warm file;
 //! - cold miss (1 and 20 concurrent clients) through wsus-edge vs nginx `slice 1m` +
 //!   `proxy_cache_lock on`, both in front of the same nginx origin, and vs fetching directly;
+//! - cold miss over an emulated upstream link (nginx `limit_rate` at 1 and 10 Gbit/s) vs
+//!   fetching directly over the same link: the time-to-last-byte cost of verifying in line;
 //! - hits: one big object and many 64 KiB objects, wsus-edge vs nginx `sendfile on`;
 //! - peak RSS (VmHWM) of wsus-edge serving a 4 GiB object cold and warm.
 
@@ -84,8 +86,16 @@ fn main() {
     };
     let origin_port = free_port();
     let proxy_port = free_port();
+    let link_ports: Vec<u16> = LINKS.iter().map(|_| free_port()).collect();
     let ngx_dir = work.path().join("nginx");
-    let nginx_proc = start_nginx(&nginx, &ngx_dir, &origin, origin_port, proxy_port);
+    let nginx_proc = start_nginx(
+        &nginx,
+        &ngx_dir,
+        &origin,
+        origin_port,
+        proxy_port,
+        &link_ports,
+    );
     let origin_addr: SocketAddr = format!("127.0.0.1:{origin_port}").parse().unwrap();
     let proxy_addr: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
     wait_port(origin_addr);
@@ -124,6 +134,29 @@ fn main() {
         big / MIB, direct20, rate(total20, direct20), edge20, rate(total20, edge20), ngx20, rate(total20, ngx20)));
         rep.line(format!("  ratio 20-miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
         ngx20 / edge20, (edge20 / direct20 - 1.0) * 100.0));
+    }
+
+    // ---- cold miss over an emulated upstream link ----
+    if part("link") {
+        for ((name, _), port) in LINKS.iter().zip(&link_ports) {
+            let link: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            wait_port(link);
+            let edge = Edge::start(
+                work.path().join(format!("edge-link-{port}")),
+                &format!("http://{link}"),
+            );
+            let direct = time(|| get_all(link, &big_path));
+            let cold = time(|| get_all(edge.addr, &big_path));
+            rep.line(format!(
+                "cold miss {} MiB over a {name} upstream link: direct {:.2}s ({}), wsus-edge {:.2}s ({}); time to last byte vs direct = {:+.1}%",
+                big / MIB,
+                direct,
+                rate(big, direct),
+                cold,
+                rate(big, cold),
+                (cold / direct - 1.0) * 100.0
+            ));
+        }
     }
 
     // ---- hits: big object ----
@@ -371,10 +404,32 @@ impl Drop for Killed {
     }
 }
 
-fn start_nginx(bin: &Path, dir: &Path, origin: &Path, origin_port: u16, proxy_port: u16) -> Killed {
+/// Upstream links the "miss over a link" part emulates (nginx `limit_rate`, bytes/s, per
+/// connection): 1 Gbit/s and 10 Gbit/s. A branch office's upstream is a WAN link; loopback
+/// without a cap is faster than one core can hash, which the plain miss parts show.
+const LINKS: [(&str, u64); 2] = [("1 Gbit/s", 125_000_000), ("10 Gbit/s", 1_250_000_000)];
+
+fn start_nginx(
+    bin: &Path,
+    dir: &Path,
+    origin: &Path,
+    origin_port: u16,
+    proxy_port: u16,
+    link_ports: &[u16],
+) -> Killed {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::create_dir_all(dir.join("cache")).unwrap();
     let user = if unsafe_is_root() { "user root;\n" } else { "" };
+    let links: String = LINKS
+        .iter()
+        .zip(link_ports)
+        .map(|((_, rate), port)| {
+            format!(
+                "    server {{\n        listen 127.0.0.1:{port};\n        root {};\n        limit_rate {rate};\n    }}\n",
+                origin.display()
+            )
+        })
+        .collect();
     let conf = format!(
         r#"{user}worker_processes auto;
 daemon off;
@@ -412,7 +467,7 @@ http {{
             proxy_pass http://127.0.0.1:{origin_port};
         }}
     }}
-}}
+{links}}}
 "#,
         d = dir.display(),
         o = origin.display()
