@@ -469,7 +469,8 @@ impl XmlWriter {
                 let n = name.len();
                 if n <= tmp.len() {
                     tmp[..n].copy_from_slice(&self.buf.as_bytes()[name]);
-                    self.buf.push_str(std::str::from_utf8(&tmp[..n]).unwrap_or_default());
+                    self.buf
+                        .push_str(std::str::from_utf8(&tmp[..n]).unwrap_or_default());
                 } else {
                     let owned = self.buf[name].to_string();
                     self.buf.push_str(&owned);
