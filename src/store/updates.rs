@@ -83,7 +83,11 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
     for p in prepared {
         let existing = tx.get_raw(schema::REVISIONS, &p.key)?;
         let local_id = match existing {
-            Some(row) => row_local_id(&row).map_err(abort)?,
+            Some(row) => {
+                // Re-inserted: a cached wire form may describe the old XML.
+                tx.remove(schema::WIRE_BLOBS, &p.key)?;
+                row_local_id(&row).map_err(abort)?
+            }
             None => {
                 let id = next;
                 next = next.checked_add(1).ok_or_else(|| {
@@ -359,6 +363,7 @@ pub(super) fn remove_in_tx(
         n += 1;
         tx.remove(schema::REVISIONS, &key)?;
         tx.remove(schema::XML, &key)?;
+        tx.remove(schema::WIRE_BLOBS, &key)?;
         tx.remove(schema::LOCAL_IDS, &local_id.to_be_bytes())?;
         // The tombstone takes a number from the id counter, so it sorts after any earlier
         // high-water mark (removed_since).

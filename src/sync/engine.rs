@@ -92,6 +92,27 @@ pub struct Syncer {
     summary: SyncSummary,
 }
 
+/// Logs the process's resident and peak memory at a phase boundary (Linux `/proc`; nothing
+/// elsewhere), so a sync's memory profile can be read from its log.
+fn log_memory(phase: &str) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    tracing::debug!(
+        phase,
+        rss_mib = kib("VmRSS:") / 1024,
+        peak_mib = kib("VmHWM:") / 1024,
+        "sync memory"
+    );
+}
+
 /// Setting holding the known category types (JSON map id → type).
 const CATEGORIES_SETTING: &str = "sync/categories";
 
@@ -119,6 +140,9 @@ impl Syncer {
     }
 
     fn progress(&self, phase: &str, done: u64, total: u64) {
+        if done == 0 {
+            log_memory(phase);
+        }
         if let Some(r) = &self.reporter {
             r.update(|s| {
                 s.phase = Some(phase.to_string());
@@ -253,6 +277,7 @@ impl Syncer {
                 sync_anchor: sync_anchor.clone(),
             })
             .await?;
+        log_memory("deployments decoded");
         let mut deployments = Vec::with_capacity(dep.deployments.len());
         for d in &dep.deployments {
             match d.to_model() {
@@ -277,11 +302,12 @@ impl Syncer {
             let outcome_state = state.clone();
             tokio::task::spawn_blocking(move || -> Result<u64, SyncError> {
                 store.apply_upstream_deployments(&up, Some(&outcome_state))?;
-                Ok(store.deployments()?.len() as u64)
+                Ok(store.deployment_count()? as u64)
             })
             .await
             .map_err(|e| SyncError::Protocol(format!("deployment task: {e}")))??
         };
+        log_memory("deployments applied");
         self.summary.deployments = total_deployments;
         self.summary.anchor = sync_anchor;
         self.summary.updates = {
