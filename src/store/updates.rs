@@ -253,6 +253,13 @@ impl Store {
         }
     }
 
+    /// Whether any revision of the update is stored (an index lookup; decodes nothing).
+    pub fn has_update(&self, update_id: &Uuid) -> Result<bool, StoreError> {
+        Ok(self
+            .tree(schema::LATEST)
+            .contains_key(update_id.as_bytes())?)
+    }
+
     /// The newest revision of every stored update, in UpdateID byte order (one sequential
     /// scan; use `spawn_blocking` from async code).
     pub fn latest_revisions(&self) -> Result<Vec<StoredRevision>, StoreError> {

@@ -270,16 +270,20 @@ impl Syncer {
 
         // Replica approvals.
         self.progress("deployments", 0, 0);
+        // Streamed: a first sync's answer holds every approval upstream has.
         let dep = self
-            .op(|c| GetDeployments {
-                cookie: c.clone(),
-                deployment_anchor: state.deployment_anchor.clone(),
-                sync_anchor: sync_anchor.clone(),
-            })
+            .op_with(
+                |c| GetDeployments {
+                    cookie: c.clone(),
+                    deployment_anchor: state.deployment_anchor.clone(),
+                    sync_anchor: sync_anchor.clone(),
+                },
+                sss::decode_deployments_response,
+            )
             .await?;
         log_memory("deployments decoded");
         let mut deployments = Vec::with_capacity(dep.deployments.len());
-        for d in &dep.deployments {
+        for d in dep.deployments {
             match d.to_model() {
                 Ok(m) => deployments.push(m),
                 Err(e) => {
@@ -290,12 +294,12 @@ impl Syncer {
         let up = UpstreamDeployments {
             groups: dep.groups.iter().map(|g| g.to_model()).collect(),
             deployments,
-            dead_deployments: dep.dead_deployments.clone(),
+            dead_deployments: dep.dead_deployments,
             replace_all_deployments: state.deployment_anchor.is_none(),
-            hidden_updates: dep.hidden_updates.clone(),
-            accepted_eulas: dep.accepted_eulas.clone(),
+            hidden_updates: dep.hidden_updates,
+            accepted_eulas: dep.accepted_eulas,
         };
-        state.deployment_anchor = Some(dep.anchor.clone());
+        state.deployment_anchor = Some(dep.anchor);
         let total_deployments = {
             // Count after applying: the delta may add and remove.
             let store = self.store.clone();
@@ -399,6 +403,16 @@ impl Syncer {
         &mut self,
         make: impl Fn(&Cookie) -> O,
     ) -> Result<O::Response, SyncError> {
+        self.op_with(make, crate::wire::soap::decode::<O::Response>)
+            .await
+    }
+
+    /// [`Syncer::op`] with the answer decoded by `decoder`.
+    async fn op_with<O: crate::wire::soap::Operation>(
+        &mut self,
+        make: impl Fn(&Cookie) -> O,
+        decoder: super::client::Decoder<O::Response>,
+    ) -> Result<O::Response, SyncError> {
         let soon = OffsetDateTime::now_utc() + time::Duration::seconds(30);
         let stale = match &self.session {
             Some(s) => s.cookie.is_expired(soon),
@@ -414,7 +428,7 @@ impl Syncer {
                 Some(s) => s.cookie.clone(),
                 None => return Err(SyncError::Protocol("no session".into())),
             };
-            match self.client.call(&url, &make(&cookie)).await {
+            match self.client.call_with(&url, &make(&cookie), decoder).await {
                 Err(SyncError::Fault(f))
                     if attempt == 0
                         && f.error_code.dss_reaction() == FaultReaction::Reauthorize =>

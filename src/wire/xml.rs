@@ -261,16 +261,24 @@ impl TreeBuilder {
     }
 }
 
-/// Reads the subtree whose start event (`Start` or `Empty`) the caller just got from
-/// `reader`, up to and including its end, as one [`Element`] (limits apply to the subtree).
-pub fn read_subtree(
-    reader: &mut NsReader<&[u8]>,
+/// Starts materializing the subtree whose start event (`Start` or `Empty`) the caller just
+/// got from a reader; finish it with [`read_subtree`] (limits apply to the subtree).
+pub fn start_subtree(
     res: ResolveResult<'_>,
     start: Event<'_>,
     limits: &Limits,
-) -> Result<Element, WireError> {
+) -> Result<TreeBuilder, WireError> {
     let mut tree = TreeBuilder::new(*limits);
     tree.event(res, start)?;
+    Ok(tree)
+}
+
+/// Reads the rest of a subtree begun by [`start_subtree`], up to and including its end,
+/// and returns it as one [`Element`].
+pub fn read_subtree(
+    reader: &mut NsReader<&[u8]>,
+    mut tree: TreeBuilder,
+) -> Result<Element, WireError> {
     while !tree.is_complete() {
         let (res, ev) = reader
             .read_resolved_event()
