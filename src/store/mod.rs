@@ -18,7 +18,7 @@
 //! - revisions: `commit_batch(&[NewRevision], &[FileRecord], Option<&SyncState>) -> Vec<u32>`,
 //!   `compressed_blob`, `put_compressed_blob` (upstream side's wire-form cache, `blob_cache.rs`),
 //!   `remove_revisions`, `revision`, `revision_xml`, `revision_by_local_id`,
-//!   `revision_key_by_local_id`, `local_id`, `has_update`, `latest_revision`, `latest_revisions`,
+//!   `revision_key_by_local_id`, `local_id`, `has_update`, `update_count`, `latest_revision`, `latest_revisions`,
 //!   `revisions_of`, `revision_keys`, `revision_keys_since`, `revision_count`,
 //!   `missing_revisions`, `next_local_id`, `removed_since`
 //! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
@@ -110,7 +110,7 @@ pub use approvals::{DeploymentChanges, UpstreamDeployments};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
-pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS};
+pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
 pub use sync_state::{SyncOutcome, SyncState};

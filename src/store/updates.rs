@@ -253,6 +253,16 @@ impl Store {
         }
     }
 
+    /// Number of stored updates (distinct UpdateIDs: keys of the latest index).
+    pub fn update_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for k in self.tree(schema::LATEST).iter().keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Whether any revision of the update is stored (an index lookup; decodes nothing).
     pub fn has_update(&self, update_id: &Uuid) -> Result<bool, StoreError> {
         Ok(self

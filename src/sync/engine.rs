@@ -233,10 +233,13 @@ impl Syncer {
         // Config pass: categories, classifications, detectoids.
         self.progress("revisions", 0, 0);
         let list = self
-            .op(|c| GetRevisionIdList {
-                cookie: c.clone(),
-                filter: ServerSyncFilter::config(state.categories_anchor.clone()),
-            })
+            .op_with(
+                |c| GetRevisionIdList {
+                    cookie: c.clone(),
+                    filter: ServerSyncFilter::config(state.categories_anchor.clone()),
+                },
+                sss::decode_revision_id_list_response,
+            )
             .await?;
         state.categories_anchor = Some(list.anchor.clone());
         let mut related = Vec::new();
@@ -248,15 +251,18 @@ impl Syncer {
         let (products, classes) = self.subscription()?;
         let langs = self.language_ids(&cfg.languages);
         let list = self
-            .op(|c| GetRevisionIdList {
-                cookie: c.clone(),
-                filter: ServerSyncFilter::updates(
-                    state.sync_anchor.clone(),
-                    &products,
-                    &classes,
-                    &langs,
-                ),
-            })
+            .op_with(
+                |c| GetRevisionIdList {
+                    cookie: c.clone(),
+                    filter: ServerSyncFilter::updates(
+                        state.sync_anchor.clone(),
+                        &products,
+                        &classes,
+                        &langs,
+                    ),
+                },
+                sss::decode_revision_id_list_response,
+            )
             .await?;
         let sync_anchor = list.anchor.clone();
         let mut related = Vec::new();
@@ -316,22 +322,10 @@ impl Syncer {
         self.summary.anchor = sync_anchor;
         self.summary.updates = {
             let store = self.store.clone();
-            // Distinct update ids from the keys alone (no record decoding).
-            tokio::task::spawn_blocking(move || {
-                store.revision_keys().map(|keys| {
-                    let mut n = 0u64;
-                    let mut last = None;
-                    for k in keys {
-                        if last != Some(k.update_id) {
-                            n += 1;
-                            last = Some(k.update_id);
-                        }
-                    }
-                    n
-                })
-            })
-            .await
-            .map_err(|e| SyncError::Protocol(format!("count task: {e}")))??
+            // One key per update in the latest index (no record read or decoded).
+            tokio::task::spawn_blocking(move || store.update_count())
+                .await
+                .map_err(|e| SyncError::Protocol(format!("count task: {e}")))?? as u64
         };
         let outcome = SyncOutcome {
             started_unix: started.unix_timestamp(),

@@ -9,15 +9,25 @@ use super::Syncer;
 use crate::model::{CategoryType, RevisionKey, UpdateKind};
 use crate::store::{NewRevision, Store, SyncState};
 use crate::sync::SyncError;
-use crate::wire::sss::{GetRevisionIdList, GetUpdateData, GetUpdateDataResponse, ServerSyncFilter};
+use crate::wire::sss::{
+    self, GetRevisionIdList, GetUpdateData, GetUpdateDataResponse, ServerSyncFilter,
+};
 use crate::wire::update_xml::parse_update_with;
 
-/// What processing one GetUpdateData answer did (merged into the syncer in order).
-struct BatchDone {
-    /// Related ids of the stored revisions (prerequisites, bundle members, categories).
+/// One answer, parsed (stage 1): what to store and what it taught.
+struct Parsed {
+    /// Revisions to store.
+    batch: Vec<NewRevision>,
+    /// Updates whose revision came back expired (their stored revisions go).
+    expired: Vec<Uuid>,
+    /// Related ids of the revisions to store (prerequisites, bundle members, categories).
     related: Vec<(Uuid, Option<u32>)>,
-    /// Category types learned from this batch.
+    /// Category types learned from this answer.
     categories: Vec<(Uuid, CategoryType)>,
+}
+
+/// One answer, committed (stage 2).
+struct Committed {
     /// Revisions stored.
     fetched: u64,
     /// Revisions removed (expired).
@@ -26,23 +36,18 @@ struct BatchDone {
     handled: u64,
 }
 
-/// Parses one answer's updates and commits them in ONE transaction (with `state` when it is
-/// the phase's last): runs on the blocking pool while the next answer is on its way.
-fn process_batch(
-    store: Store,
+/// Stage 1: decodes and parses one answer's update documents with the category types known
+/// so far (and those of earlier updates in the same answer).
+fn parse_batch(
     resp: GetUpdateDataResponse,
     mut categories: HashMap<Uuid, CategoryType>,
-    state: Option<SyncState>,
-) -> Result<BatchDone, SyncError> {
-    let mut done = BatchDone {
+) -> Result<Parsed, SyncError> {
+    let mut out = Parsed {
+        batch: Vec::with_capacity(resp.updates.len()),
+        expired: Vec::new(),
         related: Vec::new(),
         categories: Vec::new(),
-        fetched: 0,
-        removed: 0,
-        handled: 0,
     };
-    let mut batch = Vec::with_capacity(resp.updates.len());
-    let mut expired: Vec<Uuid> = Vec::new();
     for u in &resp.updates {
         let xml = u.blob.xml().map_err(|e| SyncError::Update {
             key: u.id.to_string(),
@@ -63,42 +68,69 @@ fn process_batch(
             }
         }
         if record.expired {
-            expired.push(record.key.update_id);
+            out.expired.push(record.key.update_id);
             continue;
         }
         if let (UpdateKind::Category, Some(t)) = (record.kind, record.category_type) {
             categories.insert(record.key.update_id, t);
-            done.categories.push((record.key.update_id, t));
+            out.categories.push((record.key.update_id, t));
         }
-        done.related
-            .extend(parsed.bundled_revisions.iter().copied());
-        done.related
+        out.related.extend(parsed.bundled_revisions.iter().copied());
+        out.related
             .extend(parsed.related_ids().into_iter().map(|id| (id, None)));
-        batch.push(NewRevision { record, xml });
+        out.batch.push(NewRevision { record, xml });
     }
-    if !expired.is_empty() {
-        let mut doomed = Vec::new();
-        for id in &expired {
-            doomed.extend(store.revisions_of(id)?.into_iter().map(|r| r.record.key));
-        }
-        done.removed = store.remove_revisions(&doomed)? as u64;
-    }
-    store.commit_batch(&batch, &[], state.as_ref())?;
-    done.fetched = batch.len() as u64;
-    done.handled = (batch.len() + expired.len()) as u64;
-    Ok(done)
+    Ok(out)
 }
 
-type Pending = tokio::task::JoinHandle<Result<BatchDone, SyncError>>;
+/// Stage 2: removes the expired updates' revisions and commits the batch in ONE transaction
+/// (with `state` when it is the phase's last).
+fn commit_parsed(
+    store: Store,
+    parsed: Parsed,
+    state: Option<SyncState>,
+) -> Result<Committed, SyncError> {
+    let mut removed = 0;
+    if !parsed.expired.is_empty() {
+        let mut doomed = Vec::new();
+        for id in &parsed.expired {
+            doomed.extend(store.revisions_of(id)?.into_iter().map(|r| r.record.key));
+        }
+        removed = store.remove_revisions(&doomed)? as u64;
+    }
+    store.commit_batch(&parsed.batch, &[], state.as_ref())?;
+    Ok(Committed {
+        fetched: parsed.batch.len() as u64,
+        removed,
+        handled: (parsed.batch.len() + parsed.expired.len()) as u64,
+    })
+}
+
+type Task<T> = tokio::task::JoinHandle<Result<T, SyncError>>;
+
+async fn join<T>(h: Task<T>) -> Result<T, SyncError> {
+    h.await
+        .map_err(|e| SyncError::Protocol(format!("batch task: {e}")))?
+}
+
+/// The batches in flight: at most one being parsed and one being committed, while the main
+/// task waits for the next answer.
+#[derive(Default)]
+struct Pipeline {
+    parsing: Option<Task<Parsed>>,
+    committing: Option<Task<Committed>>,
+    /// Revisions handled so far (for progress).
+    done: u64,
+}
 
 impl Syncer {
     /// Fetches `keys` not yet stored in batches of ≤ `max`, re-asking for what a short answer
     /// left out; commits each answer in one transaction, the last one with `final_state`
     /// (alone, when nothing was missing). Appends the related ids of what it stored.
     ///
-    /// Pipelined: an answer is parsed and committed on the blocking pool while the next one
-    /// is requested; answers are still committed one at a time and in order, each parsed
-    /// with the categories of the ones before.
+    /// Pipelined on the blocking pool: while answer n+1 is requested, answer n is parsed
+    /// and answer n−1 committed. Answers are still committed one at a time, in order, each
+    /// parsed with the category types of the ones before it.
     pub(super) async fn fetch(
         &mut self,
         keys: &[RevisionKey],
@@ -108,88 +140,135 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let missing = self.store.missing_revisions(keys)?;
         let total = missing.len() as u64;
-        let mut done = 0u64;
         self.progress("updates", 0, total);
         let chunks: Vec<Vec<RevisionKey>> = missing.chunks(max).map(<[_]>::to_vec).collect();
-        let n_chunks = chunks.len();
-        if n_chunks == 0 {
+        if chunks.is_empty() {
             if let Some(st) = final_state {
                 self.store.commit_batch(&[], &[], Some(st))?;
             }
             return Ok(());
         }
-        let mut inflight: Option<Pending> = None;
-        let result = async {
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                let mut pending = chunk;
-                while !pending.is_empty() {
-                    let ids = pending.clone();
-                    let mut resp = self
-                        .op(|c| GetUpdateData {
-                            cookie: c.clone(),
-                            update_ids: ids.clone(),
-                        })
-                        .await?;
-                    self.summary.update_data_calls += 1;
-                    let asked: HashSet<RevisionKey> = pending.iter().copied().collect();
-                    resp.updates.retain(|u| asked.contains(&u.id));
-                    if resp.updates.is_empty() {
-                        return Err(SyncError::Protocol(format!(
-                            "GetUpdateData returned none of the {} revisions asked",
-                            pending.len()
-                        )));
-                    }
-                    let rest = resp.missing_from(&pending);
-                    if !rest.is_empty() {
-                        tracing::debug!(
-                            asked = pending.len(),
-                            got = resp.updates.len(),
-                            "short GetUpdateData answer; asking again for the rest"
-                        );
-                    }
-                    // The previous answer first: its categories parse this one.
-                    if let Some(h) = inflight.take() {
-                        done += self.merge(h, related).await?;
-                        self.progress("updates", done, total);
-                    }
-                    let last = i + 1 == n_chunks && rest.is_empty();
-                    let st = if last { final_state.cloned() } else { None };
-                    let store = self.store.clone();
-                    let cats = self.categories.clone();
-                    inflight = Some(tokio::task::spawn_blocking(move || {
-                        process_batch(store, resp, cats, st)
-                    }));
-                    pending = rest;
-                }
-            }
-            Ok(())
-        }
-        .await;
-        // Even after an error, let a batch already being committed finish (it is whole).
-        if let Some(h) = inflight.take() {
-            let merged = self.merge(h, related).await;
-            if result.is_ok() {
-                done += merged?;
-                self.progress("updates", done, total);
+        let mut pipe = Pipeline::default();
+        let result = self.fetch_all(chunks, &mut pipe, related, total).await;
+        let result = match result {
+            // The last answer: parsed, then committed with the phase's state.
+            Ok(()) => self.drain(&mut pipe, final_state, related, total).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // Let a batch already being committed finish (it is whole either way).
+            if let Some(h) = pipe.committing.take() {
+                let _ = h.await;
             }
         }
         result
     }
 
-    /// Waits for a processed batch and takes in its results; returns how many it handled.
-    async fn merge(
+    /// Requests every chunk (and what short answers left out), feeding the pipeline.
+    async fn fetch_all(
         &mut self,
-        h: Pending,
+        chunks: Vec<Vec<RevisionKey>>,
+        pipe: &mut Pipeline,
         related: &mut Vec<(Uuid, Option<u32>)>,
-    ) -> Result<u64, SyncError> {
-        let b = h
-            .await
-            .map_err(|e| SyncError::Protocol(format!("commit task: {e}")))??;
-        self.categories.extend(b.categories);
-        related.extend(b.related);
-        self.summary.fetched += b.fetched;
-        self.summary.removed += b.removed;
-        Ok(b.handled)
+        total: u64,
+    ) -> Result<(), SyncError> {
+        for chunk in chunks {
+            let mut pending = chunk;
+            while !pending.is_empty() {
+                let ids = pending.clone();
+                let mut resp = self
+                    .op(|c| GetUpdateData {
+                        cookie: c.clone(),
+                        update_ids: ids.clone(),
+                    })
+                    .await?;
+                self.summary.update_data_calls += 1;
+                let asked: HashSet<RevisionKey> = pending.iter().copied().collect();
+                resp.updates.retain(|u| asked.contains(&u.id));
+                if resp.updates.is_empty() {
+                    return Err(SyncError::Protocol(format!(
+                        "GetUpdateData returned none of the {} revisions asked",
+                        pending.len()
+                    )));
+                }
+                let rest = resp.missing_from(&pending);
+                if !rest.is_empty() {
+                    tracing::debug!(
+                        asked = pending.len(),
+                        got = resp.updates.len(),
+                        "short GetUpdateData answer; asking again for the rest"
+                    );
+                }
+                // The previous answer's parse first: its categories parse this one, and it
+                // goes to the commit stage (not the phase's last: this answer follows it).
+                let previous = self.take_parsed(pipe, related).await?;
+                let cats = self.categories.clone();
+                pipe.parsing = Some(tokio::task::spawn_blocking(move || parse_batch(resp, cats)));
+                if let Some(parsed) = previous {
+                    self.commit(pipe, parsed, None, total).await?;
+                }
+                pending = rest;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the answer being parsed, if any, and takes in what it taught.
+    async fn take_parsed(
+        &mut self,
+        pipe: &mut Pipeline,
+        related: &mut Vec<(Uuid, Option<u32>)>,
+    ) -> Result<Option<Parsed>, SyncError> {
+        let Some(h) = pipe.parsing.take() else {
+            return Ok(None);
+        };
+        let mut parsed = join(h).await?;
+        self.categories.extend(parsed.categories.drain(..));
+        related.append(&mut parsed.related);
+        Ok(Some(parsed))
+    }
+
+    /// Waits for the commit in flight, then starts committing `parsed`.
+    async fn commit(
+        &mut self,
+        pipe: &mut Pipeline,
+        parsed: Parsed,
+        state: Option<SyncState>,
+        total: u64,
+    ) -> Result<(), SyncError> {
+        self.finish_commit(pipe, total).await?;
+        let store = self.store.clone();
+        pipe.committing = Some(tokio::task::spawn_blocking(move || {
+            commit_parsed(store, parsed, state)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and counts it.
+    async fn finish_commit(&mut self, pipe: &mut Pipeline, total: u64) -> Result<(), SyncError> {
+        if let Some(h) = pipe.committing.take() {
+            let c = join(h).await?;
+            self.summary.fetched += c.fetched;
+            self.summary.removed += c.removed;
+            pipe.done += c.handled;
+            self.progress("updates", pipe.done, total);
+        }
+        Ok(())
+    }
+
+    /// Commits the last answer with the phase's state and waits for everything.
+    async fn drain(
+        &mut self,
+        pipe: &mut Pipeline,
+        final_state: Option<&SyncState>,
+        related: &mut Vec<(Uuid, Option<u32>)>,
+        total: u64,
+    ) -> Result<(), SyncError> {
+        if let Some(parsed) = self.take_parsed(pipe, related).await? {
+            self.commit(pipe, parsed, final_state.cloned(), total)
+                .await?;
+        }
+        self.finish_commit(pipe, total).await
     }
 
     /// Related revisions (prerequisites, bundle members, categories, detectoids) that the store
@@ -217,10 +296,13 @@ impl Syncer {
         }
         if !unknown.is_empty() {
             let list = self
-                .op(|c| GetRevisionIdList {
-                    cookie: c.clone(),
-                    filter: ServerSyncFilter::config(None),
-                })
+                .op_with(
+                    |c| GetRevisionIdList {
+                        cookie: c.clone(),
+                        filter: ServerSyncFilter::config(None),
+                    },
+                    sss::decode_revision_id_list_response,
+                )
                 .await?;
             for k in list.new_revisions {
                 if unknown.remove(&k.update_id) {

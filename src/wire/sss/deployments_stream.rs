@@ -1,9 +1,10 @@
-//! Streaming decode of a `GetDeploymentsResponse` envelope: a replica's first sync gets every
-//! approval upstream has in one answer (tens of thousands of `ServerSyncDeployment`s, ~500
-//! bytes each on the wire), and a full element tree of it costs several KB per deployment.
-//! This reader walks the envelope with quick-xml and materializes ONE item at a time (a
-//! group, a deployment, a GUID) as a small [`Element`], decoded by the same functions as
-//! the tree path ([`GetDeploymentsResponse::read`]), so both accept exactly the same items.
+//! Streaming decode of the two answers that grow with the catalog: `GetDeploymentsResponse`
+//! (a replica's first sync gets every approval upstream has: tens of thousands of
+//! `ServerSyncDeployment`s, ~500 bytes each on the wire) and `GetRevisionIdListResponse`
+//! (every revision id). A full element tree of those costs several KB per item. This reader
+//! walks the envelope with quick-xml and materializes ONE item at a time (a group, a
+//! deployment, a GUID, an identity) as a small [`Element`], decoded by the same functions as
+//! the tree path (`SoapBody::read`), so both accept exactly the same items.
 //!
 //! Anything but a well-formed `{soap}Envelope/Body/{ns}GetDeploymentsResponse` (a fault, an
 //! unexpected operation, a missing `GetDeploymentsResult`) is handed to the tree decoder
@@ -14,7 +15,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 
 use super::deployments::{read_deployment, read_group};
-use super::{GetDeploymentsResponse, NS};
+use super::{read_identity, GetDeploymentsResponse, GetRevisionIdListResponse, NS};
 use crate::wire::soap::{decode, SOAP11_NS, SOAP12_NS};
 use crate::wire::values::parse_guid;
 use crate::wire::xml::{read_subtree, reader_for, start_subtree, Element, Limits};
@@ -23,42 +24,105 @@ use crate::wire::WireError;
 /// Largest answer accepted by the streaming decoder (memory is the body plus one item).
 pub const MAX_STREAMED_INPUT: usize = 512 << 20;
 
-/// The arrays of `GetDeploymentsResult`, with their item element names.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Array {
-    Groups,
-    Deployments,
-    Dead,
-    Hidden,
-    Eulas,
+/// The arrays of `GetDeploymentsResult` (array element, item element), in the order of
+/// the `on_item` index.
+const DEPLOYMENT_ARRAYS: [(&str, &str); 5] = [
+    ("Groups", "ServerSyncTargetGroup"),
+    ("Deployments", "ServerSyncDeployment"),
+    ("DeadDeployments", "guid"),
+    ("HiddenUpdates", "guid"),
+    ("AcceptedEulas", "guid"),
+];
+
+/// Decodes a `GetDeploymentsResponse` envelope item by item (see the module doc); the same
+/// result and errors as `soap::decode::<GetDeploymentsResponse>`, in bounded extra memory.
+pub fn decode_deployments_response(input: &[u8]) -> Result<GetDeploymentsResponse, WireError> {
+    let mut out = GetDeploymentsResponse {
+        anchor: String::new(),
+        groups: Vec::new(),
+        deployments: Vec::new(),
+        dead_deployments: Vec::new(),
+        hidden_updates: Vec::new(),
+        accepted_eulas: Vec::new(),
+    };
+    let shape = Shape {
+        response: "GetDeploymentsResponse",
+        result: "GetDeploymentsResult",
+        fields: &["Anchor"],
+        arrays: &DEPLOYMENT_ARRAYS,
+    };
+    let found = stream_result(
+        input,
+        &shape,
+        |_, el| {
+            out.anchor = el.text();
+            Ok(())
+        },
+        |array, el| {
+            match array {
+                0 => out.groups.push(read_group(&el)?),
+                1 => out.deployments.push(read_deployment(&el)?),
+                2 => out.dead_deployments.push(guid(&el)?),
+                3 => out.hidden_updates.push(guid(&el)?),
+                _ => out.accepted_eulas.push(guid(&el)?),
+            }
+            Ok(())
+        },
+    )?;
+    if found {
+        Ok(out)
+    } else {
+        decode(input)
+    }
 }
 
-impl Array {
-    const ALL: [Array; 5] = [
-        Array::Groups,
-        Array::Deployments,
-        Array::Dead,
-        Array::Hidden,
-        Array::Eulas,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Array::Groups => "Groups",
-            Array::Deployments => "Deployments",
-            Array::Dead => "DeadDeployments",
-            Array::Hidden => "HiddenUpdates",
-            Array::Eulas => "AcceptedEulas",
-        }
+/// Decodes a `GetRevisionIdListResponse` envelope identity by identity (a first sync's list
+/// names every revision upstream has: ~300,000 elements for 100,000 updates); the same
+/// result and errors as `soap::decode::<GetRevisionIdListResponse>`.
+pub fn decode_revision_id_list_response(
+    input: &[u8],
+) -> Result<GetRevisionIdListResponse, WireError> {
+    let mut out = GetRevisionIdListResponse {
+        anchor: String::new(),
+        new_revisions: Vec::new(),
+    };
+    let shape = Shape {
+        response: "GetRevisionIdListResponse",
+        result: "GetRevisionIdListResult",
+        fields: &["Anchor"],
+        arrays: &[("NewRevisions", "UpdateIdentity")],
+    };
+    let found = stream_result(
+        input,
+        &shape,
+        |_, el| {
+            out.anchor = el.text();
+            Ok(())
+        },
+        |_, el| {
+            out.new_revisions.push(read_identity(&el)?);
+            Ok(())
+        },
+    )?;
+    if found {
+        Ok(out)
+    } else {
+        decode(input)
     }
+}
 
-    fn item(self) -> &'static str {
-        match self {
-            Array::Groups => "ServerSyncTargetGroup",
-            Array::Deployments => "ServerSyncDeployment",
-            _ => "guid",
-        }
-    }
+/// What a streamed answer looks like: `{soap}Envelope/{soap}Body/{NS}response/result/…`
+/// whose children are fields (materialized whole, first occurrence) or arrays (first
+/// occurrence; their items materialized one at a time).
+pub(crate) struct Shape<'a> {
+    /// The body element (namespace [`NS`]).
+    pub response: &'a str,
+    /// Its result element (first occurrence, any namespace, as `Element::req` finds it).
+    pub result: &'a str,
+    /// Field children, by index for `on_field`.
+    pub fields: &'a [&'a str],
+    /// (array, item) children, by index for `on_item`.
+    pub arrays: &'a [(&'a str, &'a str)],
 }
 
 /// Where the walker is: the open elements it cares about (deeper ones are materialized).
@@ -68,43 +132,31 @@ enum Open {
     Body,
     Response,
     Result,
-    Array(Array),
+    Array(usize),
     /// An element the decoder does not read (its content is skipped).
     Other,
 }
 
-/// Decodes a `GetDeploymentsResponse` envelope item by item (see the module doc); the same
-/// result and errors as `soap::decode::<GetDeploymentsResponse>`, in bounded extra memory.
-pub fn decode_deployments_response(input: &[u8]) -> Result<GetDeploymentsResponse, WireError> {
+/// Walks an answer of `shape`, calling `on_field(index, element)` and `on_item(array index,
+/// element)`. `Ok(false)` = not that shape (a fault, another operation, no result element):
+/// the caller decodes it with the tree decoder for the usual typed error.
+pub(crate) fn stream_result(
+    input: &[u8],
+    shape: &Shape<'_>,
+    mut on_field: impl FnMut(usize, Element) -> Result<(), WireError>,
+    mut on_item: impl FnMut(usize, Element) -> Result<(), WireError>,
+) -> Result<bool, WireError> {
     if input.len() > MAX_STREAMED_INPUT {
         return Err(WireError::Limit("input too large"));
     }
     let text = std::str::from_utf8(input).map_err(|_| WireError::Xml("not UTF-8".into()))?;
-    match walk(text)? {
-        Some(r) => Ok(r),
-        None => decode(input),
-    }
-}
-
-/// The walk; `None` = not the expected shape (the caller falls back to the tree decoder).
-fn walk(text: &str) -> Result<Option<GetDeploymentsResponse>, WireError> {
     let limits = Limits::default();
     let mut reader = reader_for(text);
     let mut open: Vec<Open> = Vec::new();
     let mut env_ns: Option<&'static str> = None;
-    let mut seen_body = false;
-    let mut seen_body_child = false;
-    let mut seen_result = false;
-    let mut seen_anchor = false;
-    let mut seen_arrays: Vec<Array> = Vec::new();
-    let mut out = GetDeploymentsResponse {
-        anchor: String::new(),
-        groups: Vec::new(),
-        deployments: Vec::new(),
-        dead_deployments: Vec::new(),
-        hidden_updates: Vec::new(),
-        accepted_eulas: Vec::new(),
-    };
+    let (mut seen_body, mut seen_body_child, mut seen_result) = (false, false, false);
+    let mut seen_fields = vec![false; shape.fields.len()];
+    let mut seen_arrays = vec![false; shape.arrays.len()];
     loop {
         let (res, ev) = reader
             .read_resolved_event()
@@ -126,16 +178,15 @@ fn walk(text: &str) -> Result<Option<GetDeploymentsResponse>, WireError> {
         };
         let local = e.local_name();
         let name = local.as_ref();
-        let parent = open.last().copied();
-        let next = match parent {
+        let next = match open.last().copied() {
             None => {
-                if !open.is_empty() || env_ns.is_some() || name != b"Envelope" {
-                    return Ok(None);
+                if env_ns.is_some() || name != b"Envelope" {
+                    return Ok(false);
                 }
                 env_ns = match ns {
                     Some(n) if n == SOAP11_NS.as_bytes() => Some(SOAP11_NS),
                     Some(n) if n == SOAP12_NS.as_bytes() => Some(SOAP12_NS),
-                    _ => return Ok(None),
+                    _ => return Ok(false),
                 };
                 Open::Envelope
             }
@@ -151,46 +202,38 @@ fn walk(text: &str) -> Result<Option<GetDeploymentsResponse>, WireError> {
             Some(Open::Body) => {
                 if seen_body_child {
                     Open::Other
-                } else if name == b"GetDeploymentsResponse" && ns == Some(NS.as_bytes()) {
+                } else if name == shape.response.as_bytes() && ns == Some(NS.as_bytes()) {
                     seen_body_child = true;
                     Open::Response
                 } else {
                     // A fault or another operation: the tree decoder says which.
-                    return Ok(None);
+                    return Ok(false);
                 }
             }
-            Some(Open::Response) if name == b"GetDeploymentsResult" && !seen_result => {
+            Some(Open::Response) if name == shape.result.as_bytes() && !seen_result => {
                 seen_result = true;
                 Open::Result
             }
             Some(Open::Result) => {
-                if name == b"Anchor" && !seen_anchor {
-                    seen_anchor = true;
-                    let tree = start_subtree(res, ev, &limits)?;
-                    out.anchor = read_subtree(&mut reader, tree)?.text();
-                    continue;
-                }
-                match Array::ALL
-                    .iter()
-                    .find(|a| a.name().as_bytes() == name && !seen_arrays.contains(a))
-                {
-                    Some(a) => {
-                        seen_arrays.push(*a);
-                        Open::Array(*a)
+                if let Some(i) = shape.fields.iter().position(|f| f.as_bytes() == name) {
+                    if !seen_fields[i] {
+                        seen_fields[i] = true;
+                        let tree = start_subtree(res, ev, &limits)?;
+                        on_field(i, read_subtree(&mut reader, tree)?)?;
+                        continue;
                     }
-                    None => Open::Other,
+                }
+                match shape.arrays.iter().position(|(a, _)| a.as_bytes() == name) {
+                    Some(i) if !seen_arrays[i] => {
+                        seen_arrays[i] = true;
+                        Open::Array(i)
+                    }
+                    _ => Open::Other,
                 }
             }
-            Some(Open::Array(a)) if name == a.item().as_bytes() => {
+            Some(Open::Array(i)) if name == shape.arrays[i].1.as_bytes() => {
                 let tree = start_subtree(res, ev, &limits)?;
-                let el: Element = read_subtree(&mut reader, tree)?;
-                match a {
-                    Array::Groups => out.groups.push(read_group(&el)?),
-                    Array::Deployments => out.deployments.push(read_deployment(&el)?),
-                    Array::Dead => out.dead_deployments.push(guid(&el)?),
-                    Array::Hidden => out.hidden_updates.push(guid(&el)?),
-                    Array::Eulas => out.accepted_eulas.push(guid(&el)?),
-                }
+                on_item(i, read_subtree(&mut reader, tree)?)?;
                 continue;
             }
             Some(_) => Open::Other,
@@ -205,7 +248,7 @@ fn walk(text: &str) -> Result<Option<GetDeploymentsResponse>, WireError> {
     if !open.is_empty() {
         return Err(WireError::Xml("document ends inside an element".into()));
     }
-    Ok(seen_result.then_some(out))
+    Ok(seen_result)
 }
 
 fn guid(e: &Element) -> Result<uuid::Uuid, WireError> {
@@ -256,6 +299,36 @@ mod tests {
             assert_eq!(decode_deployments_response(env.as_bytes()).unwrap(), r);
             assert_eq!(decode::<GetDeploymentsResponse>(env.as_bytes()).unwrap(), r);
         }
+        for n in [0u128, 1, 700] {
+            let r = GetRevisionIdListResponse {
+                anchor: "5,2026-11-25 18:00:00.000".into(),
+                new_revisions: (0..n)
+                    .map(|i| RevisionKey::new(Uuid::from_u128(0x77 + i), i as u32))
+                    .collect(),
+            };
+            let env = encode(&r);
+            assert_eq!(decode_revision_id_list_response(env.as_bytes()).unwrap(), r);
+            assert_eq!(
+                decode::<GetRevisionIdListResponse>(env.as_bytes()).unwrap(),
+                r
+            );
+        }
+        let fault = crate::wire::soap::Fault::new(
+            crate::wire::ErrorCode::InvalidParameters,
+            "filter",
+            crate::wire::sss::action::GET_REVISION_ID_LIST,
+        )
+        .to_envelope();
+        assert!(matches!(
+            decode_revision_id_list_response(fault.as_bytes()),
+            Err(WireError::Fault(_))
+        ));
+        let bad = encode(&GetRevisionIdListResponse {
+            anchor: "a".into(),
+            new_revisions: vec![RevisionKey::new(Uuid::from_u128(1), 2)],
+        })
+        .replace("<RevisionNumber>2<", "<RevisionNumber>-2<");
+        assert!(decode_revision_id_list_response(bad.as_bytes()).is_err());
     }
 
     #[test]
