@@ -510,4 +510,58 @@ mod tests {
         );
         assert!(ch.dead.contains(&Uuid::from_u128(0xd000 + 60)));
     }
+
+    const CRASH_CHILD_ENV: &str = "WSUS_EDGE_STAGED_CRASH_CHILD";
+
+    /// Runs in the child process only (re-executed test binary): stages a new set and dies
+    /// without unwinding (no destructor, no flush on drop), as a kill -9 before the flip.
+    #[test]
+    fn staged_crash_child() {
+        let Ok(dir) = std::env::var(CRASH_CHILD_ENV) else {
+            return;
+        };
+        let s = Store::open(std::path::Path::new(&dir)).unwrap();
+        let _w = s.writer();
+        s.stage_deployments(&answers()[0], &BTreeSet::new(), 2)
+            .unwrap();
+        std::process::abort();
+    }
+
+    #[test]
+    fn a_process_dying_after_staging_leaves_the_old_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let ups = answers();
+        let (before, seq0) = {
+            let s = Store::open(dir.path()).unwrap();
+            s.apply_upstream_deployments_with(&ups[2], Some(&state("old")), usize::MAX, CHUNK)
+                .unwrap();
+            s.flush().unwrap();
+            (view(&s), s.deployment_seq().unwrap())
+        };
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::staged::tests::staged_crash_child"])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env(CRASH_CHILD_ENV, dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child must die: {out:?}");
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(view(&s), before);
+        assert_eq!(s.deployment_seq().unwrap(), seq0);
+        assert_eq!(
+            s.sync_state().unwrap().deployment_anchor.as_deref(),
+            Some("old")
+        );
+        assert!(s.deployment_changes_since(seq0).unwrap().changed.is_empty());
+        s.apply_upstream_deployments_with(&ups[0], Some(&state("new")), 0, 5)
+            .unwrap();
+        let want: Vec<String> = sorted(
+            ups[0]
+                .deployments
+                .iter()
+                .map(|d| d.id.to_string())
+                .collect(),
+        );
+        assert_eq!(view(&s)[0], want);
+    }
 }
