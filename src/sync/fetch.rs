@@ -156,10 +156,9 @@ impl Syncer {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            // Let a batch already being committed finish (it is whole either way).
-            if let Some(h) = pipe.committing.take() {
-                let _ = h.await;
-            }
+            // Let a batch already being committed finish (it is whole either way) and count
+            // it; the first error is the one reported.
+            let _ = self.finish_commit(&mut pipe, total).await;
         }
         result
     }
