@@ -74,6 +74,8 @@ fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Optio
     while let Some(left) = end.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok(l) if l.contains(needle) => return Some(l),
+            // The replica's per-phase memory profile (debug lines of the sync engine).
+            Ok(l) if l.contains("sync memory") => println!("  {}", l.trim()),
             Ok(_) => {}
             Err(_) => return None,
         }
@@ -115,7 +117,13 @@ fn run(n: usize, dir: &Path) -> String {
     )
     .unwrap();
     let t = Instant::now();
-    let (mut rep, rep_rx) = spawn(&["--config", conf.to_str().unwrap(), "--log", "info", "serve"]);
+    let (mut rep, rep_rx) = spawn(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--log",
+        "info,wsus_edge::sync=debug",
+        "serve",
+    ]);
     let done = wait_for(&rep_rx, "sync finished", Duration::from_secs(3600));
     let wall = t.elapsed().as_secs_f64();
     let rss = peak_rss_kib(rep.id());

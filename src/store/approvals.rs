@@ -44,43 +44,62 @@ pub struct DeploymentChanges {
 }
 
 /// Every deployment write inside a transaction goes through this, so that it is logged in
-/// `dep_log` under a fresh change number (built anew on each transaction attempt).
+/// `dep_log` under a fresh change number (built anew on each transaction attempt), and lands
+/// in the live deployment tree.
 pub(super) struct DepLog {
     next: Cell<u64>,
+    /// The live deployment tree (index into the transaction's view).
+    tree: usize,
+}
+
+/// The last committed deployment change number, read inside a transaction.
+pub(super) fn dep_seq_in_tx(tx: &Tx<'_>) -> TxResult<u64> {
+    match tx.get_raw(schema::META, schema::META_DEP_SEQ)? {
+        Some(v) => parse_seq(&v).map_err(abort),
+        None => Ok(0),
+    }
+}
+
+/// A `meta/dep_seq` value.
+pub(super) fn parse_seq(v: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        v.try_into()
+            .map_err(|_| schema::corrupt("meta", "dep_seq"))?,
+    ))
+}
+
+/// A `dep_log` entry: deployment id ‖ 1 = put / 0 = removed.
+pub(super) fn log_entry(id: &Uuid, put: bool) -> [u8; 17] {
+    let mut v = [0u8; 17];
+    v[..16].copy_from_slice(id.as_bytes());
+    v[16] = put as u8;
+    v
 }
 
 impl DepLog {
     pub(super) fn start(tx: &Tx<'_>) -> TxResult<DepLog> {
-        let last = match tx.get_raw(schema::META, schema::META_DEP_SEQ)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| abort(schema::corrupt("meta", "dep_seq")))?,
-            ),
-            None => 0,
-        };
+        let last = dep_seq_in_tx(tx)?;
+        let live = tx.get_raw(schema::META, schema::META_DEP_LIVE)?;
         Ok(DepLog {
             next: Cell::new(last + 1),
+            tree: schema::dep_tree(live.as_deref()),
         })
     }
 
     fn log(&self, tx: &Tx<'_>, id: &Uuid, put: bool) -> TxResult<()> {
         let n = self.next.get();
-        let mut v = [0u8; 17];
-        v[..16].copy_from_slice(id.as_bytes());
-        v[16] = put as u8;
-        tx.put_raw(schema::DEP_LOG, &n.to_be_bytes(), &v)?;
+        tx.put_raw(schema::DEP_LOG, &n.to_be_bytes(), &log_entry(id, put))?;
         self.next.set(n + 1);
         Ok(())
     }
 
     pub(super) fn put(&self, tx: &Tx<'_>, d: &Deployment) -> TxResult<()> {
-        tx.put(schema::DEPLOYMENTS, d.id.as_bytes(), d)?;
+        tx.put(self.tree, d.id.as_bytes(), d)?;
         self.log(tx, &d.id, true)
     }
 
     pub(super) fn del(&self, tx: &Tx<'_>, id: &Uuid) -> TxResult<bool> {
-        let existed = tx.remove(schema::DEPLOYMENTS, id.as_bytes())?;
+        let existed = tx.remove(self.tree, id.as_bytes())?;
         if existed {
             self.log(tx, id, false)?;
         }
@@ -93,10 +112,21 @@ impl DepLog {
     }
 }
 
+/// Above this many deployment writes (puts, removals, and with a full replacement every
+/// stored deployment), [`Store::apply_upstream_deployments`] stages the new set in chunks
+/// instead of writing it in one transaction.
+pub(super) const STAGE_ABOVE: usize = 2000;
+
 impl Store {
+    /// The live deployment tree (see `meta/dep_live`).
+    pub(super) fn live_deployments(&self) -> Result<&sled::Tree, StoreError> {
+        let live = self.tree(schema::META).get(schema::META_DEP_LIVE)?;
+        Ok(self.tree(schema::dep_tree(live.as_deref())))
+    }
+
     /// Every deployment (approval).
     pub fn deployments(&self) -> Result<Vec<Deployment>, StoreError> {
-        self.tree(schema::DEPLOYMENTS)
+        self.live_deployments()?
             .iter()
             .values()
             .map(|v| dec("deployments", &v?))
@@ -137,23 +167,33 @@ impl Store {
         })
     }
 
-    /// Removes one deployment; false when unknown.
+    /// Number of deployments (counts keys; decodes nothing).
+    pub fn deployment_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for k in self.live_deployments()?.iter().keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Removes one deployment (logged like every deployment change); false when unknown.
     pub fn remove_deployment(&self, id: &Uuid) -> Result<bool, StoreError> {
         let _w = self.catalog_writer();
-        Ok(self
-            .tree(schema::DEPLOYMENTS)
-            .remove(id.as_bytes())?
-            .is_some())
+        self.txn(|tx| {
+            let log = DepLog::start(tx)?;
+            let existed = log.del(tx, id)?;
+            if existed {
+                log.finish(tx)?;
+            }
+            Ok(existed)
+        })
     }
 
     /// The current deployment change number (0 before any deployment change).
     pub fn deployment_seq(&self) -> Result<u64, StoreError> {
         match self.tree(schema::META).get(schema::META_DEP_SEQ)? {
-            Some(v) => Ok(u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| schema::corrupt("meta", "dep_seq"))?,
-            )),
+            Some(v) => parse_seq(&v),
             None => Ok(0),
         }
     }
@@ -161,12 +201,21 @@ impl Store {
     /// What changed in deployments after change number `since` (0 = everything): changed
     /// ones as they are now, removed ones by id, and the current number. The upstream side
     /// answers GetDeployments from this (its deployment anchor carries the number).
+    /// Log entries above the committed number (a staged apply not made live yet, or the
+    /// leftovers of an interrupted one) are never reported.
     pub fn deployment_changes_since(&self, since: u64) -> Result<DeploymentChanges, StoreError> {
         let _w = self.writer();
+        let seq = self.deployment_seq()?;
         let mut last: BTreeMap<Uuid, bool> = BTreeMap::new();
+        if since >= seq {
+            return Ok(DeploymentChanges {
+                seq,
+                ..Default::default()
+            });
+        }
         for kv in self
             .tree(schema::DEP_LOG)
-            .range((since + 1).to_be_bytes()..)
+            .range((since + 1).to_be_bytes()..=seq.to_be_bytes())
         {
             let (_, v) = kv?;
             if v.len() != 17 {
@@ -175,11 +224,12 @@ impl Store {
             last.insert(schema::parse_uuid("dep_log", &v[..16])?, v[16] == 1);
         }
         let mut out = DeploymentChanges {
-            seq: self.deployment_seq()?,
+            seq,
             ..Default::default()
         };
+        let live = self.live_deployments()?;
         for id in last.keys() {
-            match self.tree(schema::DEPLOYMENTS).get(id.as_bytes())? {
+            match live.get(id.as_bytes())? {
                 Some(v) => out.changed.push(dec("deployments", &v)?),
                 None => out.dead.push(*id),
             }
@@ -246,10 +296,26 @@ impl Store {
     /// its deployment anchor, in ONE transaction. Groups absent upstream are removed with their
     /// deployments and computers' assignments (built-ins are kept); hidden updates and accepted
     /// EULAs become exactly upstream's lists. An upstream parent of all-zero means none.
+    ///
+    /// A big answer (more than [`STAGE_ABOVE`] deployment writes, e.g. a first sync) is
+    /// staged in chunks in the deployment tree readers do not look at and made live by one
+    /// small transaction (see `staged.rs`): readers and the change log see the old set or the
+    /// new one, never a mix, and an interruption before that transaction leaves the old one.
     pub fn apply_upstream_deployments(
         &self,
         up: &UpstreamDeployments,
         state: Option<&SyncState>,
+    ) -> Result<(), StoreError> {
+        self.apply_upstream_deployments_with(up, state, STAGE_ABOVE, super::staged::CHUNK)
+    }
+
+    /// [`Store::apply_upstream_deployments`] with explicit staging threshold and chunk size.
+    pub(super) fn apply_upstream_deployments_with(
+        &self,
+        up: &UpstreamDeployments,
+        state: Option<&SyncState>,
+        stage_above: usize,
+        chunk: usize,
     ) -> Result<(), StoreError> {
         let mut incoming: Vec<TargetGroup> = up.groups.clone();
         for g in &mut incoming {
@@ -266,18 +332,31 @@ impl Store {
             .map(|g| g.id)
             .filter(|id| !keep.contains(id) && !is_builtin(id))
             .collect();
-        let deployments = self.deployments()?;
         let computers = self.computers()?;
         let declined = self.declined_updates()?;
         let eulas = self.accepted_eulas()?;
+        let mut writes = up.deployments.len() + up.dead_deployments.len();
+        if up.replace_all_deployments || !doomed.is_empty() {
+            writes += self.deployment_count()?;
+        }
+        let rest = super::staged::Rest {
+            incoming: &incoming,
+            doomed: &doomed,
+            computers: &computers,
+            declined: (&declined, &up.hidden_updates),
+            eulas: (&eulas, &up.accepted_eulas),
+            state: state.as_deref(),
+        };
+        if writes > stage_above {
+            let staged = self.stage_deployments(up, &doomed, chunk)?;
+            return self.make_staged_live(staged, &rest);
+        }
+        let deployments = self.deployments()?;
         let listed: BTreeSet<Uuid> = up.deployments.iter().map(|d| d.id).collect();
         let current: BTreeMap<Uuid, &Deployment> = deployments.iter().map(|d| (d.id, d)).collect();
         self.txn(|tx| {
             let log = DepLog::start(tx)?;
             drop_groups(tx, &log, &doomed, &deployments, &computers)?;
-            for g in &incoming {
-                tx.put(schema::GROUPS, g.id.as_bytes(), g)?;
-            }
             if up.replace_all_deployments {
                 for d in deployments.iter().filter(|d| !listed.contains(&d.id)) {
                     log.del(tx, &d.id)?;
@@ -286,21 +365,17 @@ impl Store {
             for id in &up.dead_deployments {
                 log.del(tx, id)?;
             }
-            // Unchanged deployments are not rewritten (nor logged as changed).
+            // Unchanged deployments are not rewritten (nor logged as changed); those
+            // targeting a group removed here are dropped.
             for d in up
                 .deployments
                 .iter()
-                .filter(|d| current.get(&d.id) != Some(d))
+                .filter(|d| current.get(&d.id) != Some(d) && !doomed.contains(&d.group))
             {
                 log.put(tx, d)?;
             }
             log.finish(tx)?;
-            replace_set(tx, schema::DECLINED, &declined, &up.hidden_updates)?;
-            replace_set(tx, schema::EULAS, &eulas, &up.accepted_eulas)?;
-            if let Some(s) = &state {
-                tx.put_raw(schema::SYNC, schema::SYNC_STATE, s)?;
-            }
-            Ok(())
+            rest.write(tx)
         })
     }
 }
@@ -313,13 +388,15 @@ fn uuid_keys(tree: &sled::Tree, name: &'static str) -> Result<Vec<Uuid>, StoreEr
         .collect()
 }
 
-/// Makes GUID-set tree `i` exactly `new` (given its current content `old`).
+/// Makes GUID-set tree `i` exactly `new` (given its current content `old`); writes only the
+/// differences.
 pub(super) fn replace_set(tx: &Tx<'_>, i: usize, old: &[Uuid], new: &[Uuid]) -> TxResult<()> {
     let new_set: BTreeSet<&Uuid> = new.iter().collect();
+    let old_set: BTreeSet<&Uuid> = old.iter().collect();
     for id in old.iter().filter(|id| !new_set.contains(id)) {
         tx.remove(i, id.as_bytes())?;
     }
-    for id in new {
+    for id in new.iter().filter(|id| !old_set.contains(id)) {
         tx.put_raw(i, id.as_bytes(), &[])?;
     }
     Ok(())

@@ -6,24 +6,47 @@
 //! back: a 20,000-update sync peaked at 371 MB RSS with the default and 295 MB with
 //! `MALLOC_ARENA_MAX=2` (same binary, same data). Two arenas keep allocation fast on the
 //! few cores a branch server has.
+//!
+//! glibc also raises its mmap threshold each time a big mmapped block is freed (up to
+//! 32 MiB), after which the 2 MB answers and the big lists of a sync are carved from the
+//! arenas and their freed space is kept. A fixed threshold of [`MMAP_THRESHOLD`] keeps such
+//! blocks mmapped (returned at free): a 100,000-update sync peaked at 168 MiB instead of
+//! 212 MiB, at no measurable CPU cost.
 
 /// Arenas glibc may use when [`limit_malloc_arenas`] is called.
 pub const MALLOC_ARENAS: i32 = 2;
 
-/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`], unless the operator already chose a
-/// value with `MALLOC_ARENA_MAX`. Call once at start-up, before other threads exist.
+/// Allocations at least this big are mmapped (glibc's initial default, kept fixed).
+pub const MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] and fixes its mmap threshold at
+/// [`MMAP_THRESHOLD`], each unless the operator already chose a value (`MALLOC_ARENA_MAX`,
+/// `MALLOC_MMAP_THRESHOLD_`). Call once at start-up, before other threads exist.
 /// A no-op on other C libraries and platforms.
 pub fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
+    for (env, param, value, name) in [
+        (
+            "MALLOC_ARENA_MAX",
+            libc::M_ARENA_MAX,
+            MALLOC_ARENAS,
+            "M_ARENA_MAX",
+        ),
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            MMAP_THRESHOLD,
+            "M_MMAP_THRESHOLD",
+        ),
+    ] {
+        if std::env::var_os(env).is_some() {
+            continue;
+        }
         // SAFETY: mallopt only changes allocator parameters; it is called before the process
         // starts other threads and takes no pointers.
-        let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
+        let ok = unsafe { libc::mallopt(param, value) };
         if ok != 1 {
-            tracing::debug!("mallopt(M_ARENA_MAX) refused");
+            tracing::debug!(param = name, "mallopt refused");
         }
     }
 }

@@ -16,8 +16,9 @@
 //!   `remove_expected_files`, `put_object`, `get_object`,
 //!   `touch_object`, `remove_object`, `objects`
 //! - revisions: `commit_batch(&[NewRevision], &[FileRecord], Option<&SyncState>) -> Vec<u32>`,
+//!   `compressed_blob`, `put_compressed_blob` (upstream side's wire-form cache, `blob_cache.rs`),
 //!   `remove_revisions`, `revision`, `revision_xml`, `revision_by_local_id`,
-//!   `revision_key_by_local_id`, `local_id`, `latest_revision`, `latest_revisions`,
+//!   `revision_key_by_local_id`, `local_id`, `has_update`, `update_count`, `latest_revision`, `latest_revisions`,
 //!   `revisions_of`, `revision_keys`, `revision_keys_since`, `revision_count`,
 //!   `missing_revisions`, `next_local_id`, `removed_since`
 //! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
@@ -26,7 +27,7 @@
 //!   `deployments`, `deployments_of`, `set_deployment`, `remove_deployment`,
 //!   `declined_updates`, `is_declined`, `decline`, `undecline`, `accepted_eulas`,
 //!   `is_eula_accepted`, `accept_eula`, `apply_upstream_deployments(&UpstreamDeployments, ..)`,
-//!   `deployment_seq`, `deployment_changes_since(seq)` (upstream side: changed + dead)
+//!   `deployment_count`, `deployment_seq`, `deployment_changes_since(seq)` (changed + dead)
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
 //!   `update_statuses`, `status_counts`
@@ -46,7 +47,10 @@
 //!     without all of its records, and no batch is ever partly visible.
 //!   - `remove_revisions`: records, XML, reverse map, tombstones and latest fallback together.
 //!   - `apply_upstream_deployments`: groups, deployments, declines, EULAs, computers'
-//!     assignments to removed groups and (when given) the deployment anchor together.
+//!     assignments to removed groups and (when given) the deployment anchor together. A big
+//!     set (first sync) is staged in chunks in the second deployment tree and made live by
+//!     one small transaction that flips `meta/dep_live` (`staged.rs`): still all or nothing
+//!     for readers and for a crash.
 //!   - `apply_snapshot`: the whole import together (all or nothing).
 //!   - `remove_group` (subtree + deployments + assignments), `decline` (+ removing approvals),
 //!     `set_deployment` (+ replacing the same group's approval, un-declining), `add_events`
@@ -58,7 +62,9 @@
 //!   `bump_revision_epoch` (for `ServerChanged`), which a rebuild of the id space must call.
 //! - **Latest index** = the highest stored revision number per UpdateID, always.
 //! - **Deployment log.** Every deployment put/removal is logged under a change number in the
-//!   same transaction, so `deployment_changes_since(n)` is exact (changed + dead).
+//!   same transaction (a staged apply: in the transaction that makes it live, which moves
+//!   `meta/dep_seq` over the staged entries), so `deployment_changes_since(n)` is exact
+//!   (changed + dead) and never reports entries above `dep_seq`.
 //! - **Built-in groups** All Computers (root) and Unassigned Computers (its child) always exist.
 //! - **Deployments** name a `RevisionKey` but may refer to a revision not stored (arrived
 //!   before it, or expired): consumers match on `update_id` and use the latest revision.
@@ -75,6 +81,7 @@
 //! `computers`) read everything: call them from `spawn_blocking` in async code.
 
 mod approvals;
+mod blob_cache;
 mod computers;
 mod error;
 mod lock;
@@ -82,6 +89,7 @@ mod malloc;
 mod objects;
 mod schema;
 mod snapshot;
+mod staged;
 mod sync_state;
 mod target_groups;
 #[cfg(test)]
@@ -102,7 +110,7 @@ pub use approvals::{DeploymentChanges, UpstreamDeployments};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
-pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS};
+pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
 pub use sync_state::{SyncOutcome, SyncState};
@@ -222,6 +230,14 @@ impl Store {
             }),
         };
         store.init()?;
+        // Change-log entries of a staged deployment apply that never became live.
+        let discarded = store.discard_uncommitted_log(store.deployment_seq()?)?;
+        if discarded > 0 {
+            tracing::info!(
+                discarded,
+                "store: discarded the log of an unfinished deployment apply"
+            );
+        }
         tracing::debug!(dir = %dir.display(), server_id = %store.server_id()?, "store opened");
         Ok(store)
     }

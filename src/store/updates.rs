@@ -83,7 +83,11 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
     for p in prepared {
         let existing = tx.get_raw(schema::REVISIONS, &p.key)?;
         let local_id = match existing {
-            Some(row) => row_local_id(&row).map_err(abort)?,
+            Some(row) => {
+                // Re-inserted: a cached wire form may describe the old XML.
+                tx.remove(schema::WIRE_BLOBS, &p.key)?;
+                row_local_id(&row).map_err(abort)?
+            }
             None => {
                 let id = next;
                 next = next.checked_add(1).ok_or_else(|| {
@@ -249,6 +253,23 @@ impl Store {
         }
     }
 
+    /// Number of stored updates (distinct UpdateIDs: keys of the latest index).
+    pub fn update_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for k in self.tree(schema::LATEST).iter().keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether any revision of the update is stored (an index lookup; decodes nothing).
+    pub fn has_update(&self, update_id: &Uuid) -> Result<bool, StoreError> {
+        Ok(self
+            .tree(schema::LATEST)
+            .contains_key(update_id.as_bytes())?)
+    }
+
     /// The newest revision of every stored update, in UpdateID byte order (one sequential
     /// scan; use `spawn_blocking` from async code).
     pub fn latest_revisions(&self) -> Result<Vec<StoredRevision>, StoreError> {
@@ -359,6 +380,7 @@ pub(super) fn remove_in_tx(
         n += 1;
         tx.remove(schema::REVISIONS, &key)?;
         tx.remove(schema::XML, &key)?;
+        tx.remove(schema::WIRE_BLOBS, &key)?;
         tx.remove(schema::LOCAL_IDS, &local_id.to_be_bytes())?;
         // The tombstone takes a number from the id counter, so it sorts after any earlier
         // high-water mark (removed_since).

@@ -12,6 +12,9 @@ use crate::wire::{SoapBody, WireError};
 
 use super::SyncError;
 
+/// Decodes an answer envelope into `T` (a fault → [`WireError::Fault`]).
+pub type Decoder<T> = fn(&[u8]) -> Result<T, WireError>;
+
 /// Retries after the first attempt.
 pub const DEFAULT_RETRIES: u32 = 6;
 
@@ -85,10 +88,22 @@ impl SoapClient {
 
     /// Calls `op` at `url`; retries transient failures.
     pub async fn call<O: Operation>(&self, url: &str, op: &O) -> Result<O::Response, SyncError> {
+        self.call_with(url, op, decode::<O::Response>).await
+    }
+
+    /// Like [`SoapClient::call`], with the answer decoded by `decoder` (e.g. a streaming
+    /// decoder for a big answer); it must turn a fault into [`WireError::Fault`] as
+    /// [`decode`] does.
+    pub async fn call_with<O: Operation>(
+        &self,
+        url: &str,
+        op: &O,
+        decoder: Decoder<O::Response>,
+    ) -> Result<O::Response, SyncError> {
         let body = encode(op);
         let mut failures = 0u32;
         loop {
-            match self.once::<O>(url, &body).await {
+            match self.once::<O>(url, &body, decoder).await {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_transient() && failures < self.retries => {
                     failures += 1;
@@ -101,7 +116,12 @@ impl SoapClient {
         }
     }
 
-    async fn once<O: Operation>(&self, url: &str, body: &str) -> Result<O::Response, SyncError> {
+    async fn once<O: Operation>(
+        &self,
+        url: &str,
+        body: &str,
+        decoder: Decoder<O::Response>,
+    ) -> Result<O::Response, SyncError> {
         let resp = self
             .http
             .post(url)
@@ -117,7 +137,7 @@ impl SoapClient {
             .await
             .map_err(|e| SyncError::Network(format!("{url}: reading answer: {e}")))?;
         if status.is_success() || status.as_u16() == 500 {
-            match decode::<O::Response>(&bytes) {
+            match decoder(&bytes) {
                 Ok(r) if status.is_success() => return Ok(r),
                 Ok(_) => {}
                 Err(WireError::Fault(f)) => return Err(SyncError::Fault(f)),

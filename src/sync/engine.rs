@@ -92,6 +92,27 @@ pub struct Syncer {
     summary: SyncSummary,
 }
 
+/// Logs the process's resident and peak memory at a phase boundary (Linux `/proc`; nothing
+/// elsewhere), so a sync's memory profile can be read from its log.
+fn log_memory(phase: &str) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    tracing::debug!(
+        phase,
+        rss_mib = kib("VmRSS:") / 1024,
+        peak_mib = kib("VmHWM:") / 1024,
+        "sync memory"
+    );
+}
+
 /// Setting holding the known category types (JSON map id → type).
 const CATEGORIES_SETTING: &str = "sync/categories";
 
@@ -119,6 +140,9 @@ impl Syncer {
     }
 
     fn progress(&self, phase: &str, done: u64, total: u64) {
+        if done == 0 {
+            log_memory(phase);
+        }
         if let Some(r) = &self.reporter {
             r.update(|s| {
                 s.phase = Some(phase.to_string());
@@ -209,10 +233,13 @@ impl Syncer {
         // Config pass: categories, classifications, detectoids.
         self.progress("revisions", 0, 0);
         let list = self
-            .op(|c| GetRevisionIdList {
-                cookie: c.clone(),
-                filter: ServerSyncFilter::config(state.categories_anchor.clone()),
-            })
+            .op_with(
+                |c| GetRevisionIdList {
+                    cookie: c.clone(),
+                    filter: ServerSyncFilter::config(state.categories_anchor.clone()),
+                },
+                sss::decode_revision_id_list_response,
+            )
             .await?;
         state.categories_anchor = Some(list.anchor.clone());
         let mut related = Vec::new();
@@ -224,15 +251,18 @@ impl Syncer {
         let (products, classes) = self.subscription()?;
         let langs = self.language_ids(&cfg.languages);
         let list = self
-            .op(|c| GetRevisionIdList {
-                cookie: c.clone(),
-                filter: ServerSyncFilter::updates(
-                    state.sync_anchor.clone(),
-                    &products,
-                    &classes,
-                    &langs,
-                ),
-            })
+            .op_with(
+                |c| GetRevisionIdList {
+                    cookie: c.clone(),
+                    filter: ServerSyncFilter::updates(
+                        state.sync_anchor.clone(),
+                        &products,
+                        &classes,
+                        &langs,
+                    ),
+                },
+                sss::decode_revision_id_list_response,
+            )
             .await?;
         let sync_anchor = list.anchor.clone();
         let mut related = Vec::new();
@@ -246,15 +276,20 @@ impl Syncer {
 
         // Replica approvals.
         self.progress("deployments", 0, 0);
+        // Streamed: a first sync's answer holds every approval upstream has.
         let dep = self
-            .op(|c| GetDeployments {
-                cookie: c.clone(),
-                deployment_anchor: state.deployment_anchor.clone(),
-                sync_anchor: sync_anchor.clone(),
-            })
+            .op_with(
+                |c| GetDeployments {
+                    cookie: c.clone(),
+                    deployment_anchor: state.deployment_anchor.clone(),
+                    sync_anchor: sync_anchor.clone(),
+                },
+                sss::decode_deployments_response,
+            )
             .await?;
+        log_memory("deployments decoded");
         let mut deployments = Vec::with_capacity(dep.deployments.len());
-        for d in &dep.deployments {
+        for d in dep.deployments {
             match d.to_model() {
                 Ok(m) => deployments.push(m),
                 Err(e) => {
@@ -265,43 +300,32 @@ impl Syncer {
         let up = UpstreamDeployments {
             groups: dep.groups.iter().map(|g| g.to_model()).collect(),
             deployments,
-            dead_deployments: dep.dead_deployments.clone(),
+            dead_deployments: dep.dead_deployments,
             replace_all_deployments: state.deployment_anchor.is_none(),
-            hidden_updates: dep.hidden_updates.clone(),
-            accepted_eulas: dep.accepted_eulas.clone(),
+            hidden_updates: dep.hidden_updates,
+            accepted_eulas: dep.accepted_eulas,
         };
-        state.deployment_anchor = Some(dep.anchor.clone());
+        state.deployment_anchor = Some(dep.anchor);
         let total_deployments = {
             // Count after applying: the delta may add and remove.
             let store = self.store.clone();
             let outcome_state = state.clone();
             tokio::task::spawn_blocking(move || -> Result<u64, SyncError> {
                 store.apply_upstream_deployments(&up, Some(&outcome_state))?;
-                Ok(store.deployments()?.len() as u64)
+                Ok(store.deployment_count()? as u64)
             })
             .await
             .map_err(|e| SyncError::Protocol(format!("deployment task: {e}")))??
         };
+        log_memory("deployments applied");
         self.summary.deployments = total_deployments;
         self.summary.anchor = sync_anchor;
         self.summary.updates = {
             let store = self.store.clone();
-            // Distinct update ids from the keys alone (no record decoding).
-            tokio::task::spawn_blocking(move || {
-                store.revision_keys().map(|keys| {
-                    let mut n = 0u64;
-                    let mut last = None;
-                    for k in keys {
-                        if last != Some(k.update_id) {
-                            n += 1;
-                            last = Some(k.update_id);
-                        }
-                    }
-                    n
-                })
-            })
-            .await
-            .map_err(|e| SyncError::Protocol(format!("count task: {e}")))??
+            // One key per update in the latest index (no record read or decoded).
+            tokio::task::spawn_blocking(move || store.update_count())
+                .await
+                .map_err(|e| SyncError::Protocol(format!("count task: {e}")))?? as u64
         };
         let outcome = SyncOutcome {
             started_unix: started.unix_timestamp(),
@@ -373,6 +397,16 @@ impl Syncer {
         &mut self,
         make: impl Fn(&Cookie) -> O,
     ) -> Result<O::Response, SyncError> {
+        self.op_with(make, crate::wire::soap::decode::<O::Response>)
+            .await
+    }
+
+    /// [`Syncer::op`] with the answer decoded by `decoder`.
+    async fn op_with<O: crate::wire::soap::Operation>(
+        &mut self,
+        make: impl Fn(&Cookie) -> O,
+        decoder: super::client::Decoder<O::Response>,
+    ) -> Result<O::Response, SyncError> {
         let soon = OffsetDateTime::now_utc() + time::Duration::seconds(30);
         let stale = match &self.session {
             Some(s) => s.cookie.is_expired(soon),
@@ -388,7 +422,7 @@ impl Syncer {
                 Some(s) => s.cookie.clone(),
                 None => return Err(SyncError::Protocol("no session".into())),
             };
-            match self.client.call(&url, &make(&cookie)).await {
+            match self.client.call_with(&url, &make(&cookie), decoder).await {
                 Err(SyncError::Fault(f))
                     if attempt == 0
                         && f.error_code.dss_reaction() == FaultReaction::Reauthorize =>

@@ -1,21 +1,136 @@
 //! GetUpdateData batches (re-asking for what a short answer left out, one transaction per
 //! answer, expired revisions removing their update) and the related-revisions step.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
 use super::Syncer;
-use crate::model::{RevisionKey, UpdateKind};
-use crate::store::{NewRevision, SyncState};
+use crate::model::{CategoryType, RevisionKey, UpdateKind};
+use crate::store::{NewRevision, Store, SyncState};
 use crate::sync::SyncError;
-use crate::wire::sss::{GetRevisionIdList, GetUpdateData, ServerSyncFilter};
+use crate::wire::sss::{
+    self, GetRevisionIdList, GetUpdateData, GetUpdateDataResponse, ServerSyncFilter,
+};
 use crate::wire::update_xml::parse_update_with;
+
+/// One answer, parsed (stage 1): what to store and what it taught.
+struct Parsed {
+    /// Revisions to store.
+    batch: Vec<NewRevision>,
+    /// Updates whose revision came back expired (their stored revisions go).
+    expired: Vec<Uuid>,
+    /// Related ids of the revisions to store (prerequisites, bundle members, categories).
+    related: Vec<(Uuid, Option<u32>)>,
+    /// Category types learned from this answer.
+    categories: Vec<(Uuid, CategoryType)>,
+}
+
+/// One answer, committed (stage 2).
+struct Committed {
+    /// Revisions stored.
+    fetched: u64,
+    /// Revisions removed (expired).
+    removed: u64,
+    /// Revisions handled (stored or expired).
+    handled: u64,
+}
+
+/// Stage 1: decodes and parses one answer's update documents with the category types known
+/// so far (and those of earlier updates in the same answer).
+fn parse_batch(
+    resp: GetUpdateDataResponse,
+    mut categories: HashMap<Uuid, CategoryType>,
+) -> Result<Parsed, SyncError> {
+    let mut out = Parsed {
+        batch: Vec::with_capacity(resp.updates.len()),
+        expired: Vec::new(),
+        related: Vec::new(),
+        categories: Vec::new(),
+    };
+    for u in &resp.updates {
+        let xml = u.blob.xml().map_err(|e| SyncError::Update {
+            key: u.id.to_string(),
+            source: e,
+        })?;
+        let cats = &categories;
+        let parsed = parse_update_with(&xml, &|id| cats.get(&id).copied()).map_err(|e| {
+            SyncError::Update {
+                key: u.id.to_string(),
+                source: e,
+            }
+        })?;
+        let mut record = parsed.record.clone();
+        record.key = u.id;
+        for f in &mut record.files {
+            if let Some(url) = resp.mu_url(&f.sha1) {
+                f.upstream_url = Some(url.to_string());
+            }
+        }
+        if record.expired {
+            out.expired.push(record.key.update_id);
+            continue;
+        }
+        if let (UpdateKind::Category, Some(t)) = (record.kind, record.category_type) {
+            categories.insert(record.key.update_id, t);
+            out.categories.push((record.key.update_id, t));
+        }
+        out.related.extend(parsed.bundled_revisions.iter().copied());
+        out.related
+            .extend(parsed.related_ids().into_iter().map(|id| (id, None)));
+        out.batch.push(NewRevision { record, xml });
+    }
+    Ok(out)
+}
+
+/// Stage 2: removes the expired updates' revisions and commits the batch in ONE transaction
+/// (with `state` when it is the phase's last).
+fn commit_parsed(
+    store: Store,
+    parsed: Parsed,
+    state: Option<SyncState>,
+) -> Result<Committed, SyncError> {
+    let mut removed = 0;
+    if !parsed.expired.is_empty() {
+        let mut doomed = Vec::new();
+        for id in &parsed.expired {
+            doomed.extend(store.revisions_of(id)?.into_iter().map(|r| r.record.key));
+        }
+        removed = store.remove_revisions(&doomed)? as u64;
+    }
+    store.commit_batch(&parsed.batch, &[], state.as_ref())?;
+    Ok(Committed {
+        fetched: parsed.batch.len() as u64,
+        removed,
+        handled: (parsed.batch.len() + parsed.expired.len()) as u64,
+    })
+}
+
+type Task<T> = tokio::task::JoinHandle<Result<T, SyncError>>;
+
+async fn join<T>(h: Task<T>) -> Result<T, SyncError> {
+    h.await
+        .map_err(|e| SyncError::Protocol(format!("batch task: {e}")))?
+}
+
+/// The batches in flight: at most one being parsed and one being committed, while the main
+/// task waits for the next answer.
+#[derive(Default)]
+struct Pipeline {
+    parsing: Option<Task<Parsed>>,
+    committing: Option<Task<Committed>>,
+    /// Revisions handled so far (for progress).
+    done: u64,
+}
 
 impl Syncer {
     /// Fetches `keys` not yet stored in batches of ≤ `max`, re-asking for what a short answer
     /// left out; commits each answer in one transaction, the last one with `final_state`
     /// (alone, when nothing was missing). Appends the related ids of what it stored.
+    ///
+    /// Pipelined on the blocking pool: while answer n+1 is requested, answer n is parsed
+    /// and answer n−1 committed. Answers are still committed one at a time, in order, each
+    /// parsed with the category types of the ones before it.
     pub(super) async fn fetch(
         &mut self,
         keys: &[RevisionKey],
@@ -25,21 +140,42 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let missing = self.store.missing_revisions(keys)?;
         let total = missing.len() as u64;
-        let mut done = 0u64;
         self.progress("updates", 0, total);
         let chunks: Vec<Vec<RevisionKey>> = missing.chunks(max).map(<[_]>::to_vec).collect();
-        let n_chunks = chunks.len();
-        if n_chunks == 0 {
+        if chunks.is_empty() {
             if let Some(st) = final_state {
                 self.store.commit_batch(&[], &[], Some(st))?;
             }
             return Ok(());
         }
-        for (i, chunk) in chunks.into_iter().enumerate() {
+        let mut pipe = Pipeline::default();
+        let result = self.fetch_all(chunks, &mut pipe, related, total).await;
+        let result = match result {
+            // The last answer: parsed, then committed with the phase's state.
+            Ok(()) => self.drain(&mut pipe, final_state, related, total).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // Let a batch already being committed finish (it is whole either way) and count
+            // it; the first error is the one reported.
+            let _ = self.finish_commit(&mut pipe, total).await;
+        }
+        result
+    }
+
+    /// Requests every chunk (and what short answers left out), feeding the pipeline.
+    async fn fetch_all(
+        &mut self,
+        chunks: Vec<Vec<RevisionKey>>,
+        pipe: &mut Pipeline,
+        related: &mut Vec<(Uuid, Option<u32>)>,
+        total: u64,
+    ) -> Result<(), SyncError> {
+        for chunk in chunks {
             let mut pending = chunk;
             while !pending.is_empty() {
                 let ids = pending.clone();
-                let resp = self
+                let mut resp = self
                     .op(|c| GetUpdateData {
                         cookie: c.clone(),
                         update_ids: ids.clone(),
@@ -47,12 +183,8 @@ impl Syncer {
                     .await?;
                 self.summary.update_data_calls += 1;
                 let asked: HashSet<RevisionKey> = pending.iter().copied().collect();
-                let got: Vec<_> = resp
-                    .updates
-                    .iter()
-                    .filter(|u| asked.contains(&u.id))
-                    .collect();
-                if got.is_empty() {
+                resp.updates.retain(|u| asked.contains(&u.id));
+                if resp.updates.is_empty() {
                     return Err(SyncError::Protocol(format!(
                         "GetUpdateData returned none of the {} revisions asked",
                         pending.len()
@@ -62,70 +194,80 @@ impl Syncer {
                 if !rest.is_empty() {
                     tracing::debug!(
                         asked = pending.len(),
-                        got = got.len(),
+                        got = resp.updates.len(),
                         "short GetUpdateData answer; asking again for the rest"
                     );
                 }
-                let mut batch = Vec::with_capacity(got.len());
-                let mut expired: Vec<Uuid> = Vec::new();
-                for u in got {
-                    let xml = u.blob.xml().map_err(|e| SyncError::Update {
-                        key: u.id.to_string(),
-                        source: e,
-                    })?;
-                    let cats = &self.categories;
-                    let parsed =
-                        parse_update_with(&xml, &|id| cats.get(&id).copied()).map_err(|e| {
-                            SyncError::Update {
-                                key: u.id.to_string(),
-                                source: e,
-                            }
-                        })?;
-                    let mut record = parsed.record.clone();
-                    record.key = u.id;
-                    for f in &mut record.files {
-                        if let Some(url) = resp.mu_url(&f.sha1) {
-                            f.upstream_url = Some(url.to_string());
-                        }
-                    }
-                    if record.expired {
-                        expired.push(record.key.update_id);
-                        continue;
-                    }
-                    if let (UpdateKind::Category, Some(t)) = (record.kind, record.category_type) {
-                        self.categories.insert(record.key.update_id, t);
-                    }
-                    related.extend(parsed.bundled_revisions.iter().copied());
-                    related.extend(parsed.related_ids().into_iter().map(|id| (id, None)));
-                    batch.push(NewRevision { record, xml });
+                // The previous answer's parse first: its categories parse this one, and it
+                // goes to the commit stage (not the phase's last: this answer follows it).
+                let previous = self.take_parsed(pipe, related).await?;
+                let cats = self.categories.clone();
+                pipe.parsing = Some(tokio::task::spawn_blocking(move || parse_batch(resp, cats)));
+                if let Some(parsed) = previous {
+                    self.commit(pipe, parsed, None, total).await?;
                 }
-                if !expired.is_empty() {
-                    let mut doomed = Vec::new();
-                    for id in &expired {
-                        doomed.extend(
-                            self.store
-                                .revisions_of(id)?
-                                .into_iter()
-                                .map(|r| r.record.key),
-                        );
-                    }
-                    self.summary.removed += self.store.remove_revisions(&doomed)? as u64;
-                }
-                let last = i + 1 == n_chunks && rest.is_empty();
-                let st = if last { final_state } else { None };
-                let store = self.store.clone();
-                let st = st.cloned();
-                let n = batch.len() + expired.len();
-                tokio::task::spawn_blocking(move || store.commit_batch(&batch, &[], st.as_ref()))
-                    .await
-                    .map_err(|e| SyncError::Protocol(format!("commit task: {e}")))??;
-                self.summary.fetched += (n - expired.len()) as u64;
-                done += n as u64;
-                self.progress("updates", done, total);
                 pending = rest;
             }
         }
         Ok(())
+    }
+
+    /// Waits for the answer being parsed, if any, and takes in what it taught.
+    async fn take_parsed(
+        &mut self,
+        pipe: &mut Pipeline,
+        related: &mut Vec<(Uuid, Option<u32>)>,
+    ) -> Result<Option<Parsed>, SyncError> {
+        let Some(h) = pipe.parsing.take() else {
+            return Ok(None);
+        };
+        let mut parsed = join(h).await?;
+        self.categories.extend(parsed.categories.drain(..));
+        related.append(&mut parsed.related);
+        Ok(Some(parsed))
+    }
+
+    /// Waits for the commit in flight, then starts committing `parsed`.
+    async fn commit(
+        &mut self,
+        pipe: &mut Pipeline,
+        parsed: Parsed,
+        state: Option<SyncState>,
+        total: u64,
+    ) -> Result<(), SyncError> {
+        self.finish_commit(pipe, total).await?;
+        let store = self.store.clone();
+        pipe.committing = Some(tokio::task::spawn_blocking(move || {
+            commit_parsed(store, parsed, state)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and counts it.
+    async fn finish_commit(&mut self, pipe: &mut Pipeline, total: u64) -> Result<(), SyncError> {
+        if let Some(h) = pipe.committing.take() {
+            let c = join(h).await?;
+            self.summary.fetched += c.fetched;
+            self.summary.removed += c.removed;
+            pipe.done += c.handled;
+            self.progress("updates", pipe.done, total);
+        }
+        Ok(())
+    }
+
+    /// Commits the last answer with the phase's state and waits for everything.
+    async fn drain(
+        &mut self,
+        pipe: &mut Pipeline,
+        final_state: Option<&SyncState>,
+        related: &mut Vec<(Uuid, Option<u32>)>,
+        total: u64,
+    ) -> Result<(), SyncError> {
+        if let Some(parsed) = self.take_parsed(pipe, related).await? {
+            self.commit(pipe, parsed, final_state.cloned(), total)
+                .await?;
+        }
+        self.finish_commit(pipe, total).await
     }
 
     /// Related revisions (prerequisites, bundle members, categories, detectoids) that the store
@@ -138,7 +280,7 @@ impl Syncer {
         let mut unknown: HashSet<Uuid> = HashSet::new();
         let mut seen = HashSet::new();
         for (id, rev) in related {
-            if !seen.insert((id, rev)) || self.store.latest_revision(&id)?.is_some() {
+            if !seen.insert((id, rev)) || self.store.has_update(&id)? {
                 continue;
             }
             match rev {
@@ -153,10 +295,13 @@ impl Syncer {
         }
         if !unknown.is_empty() {
             let list = self
-                .op(|c| GetRevisionIdList {
-                    cookie: c.clone(),
-                    filter: ServerSyncFilter::config(None),
-                })
+                .op_with(
+                    |c| GetRevisionIdList {
+                        cookie: c.clone(),
+                        filter: ServerSyncFilter::config(None),
+                    },
+                    sss::decode_revision_id_list_response,
+                )
                 .await?;
             for k in list.new_revisions {
                 if unknown.remove(&k.update_id) {

@@ -136,11 +136,25 @@ impl UpstreamService {
         let mut seen_files = std::collections::HashSet::new();
         let mut bytes = 0usize;
         for key in &r.update_ids {
-            let (Some(row), Some(xml)) = (store.revision(key)?, store.revision_xml(key)?) else {
+            let unknown = || {
                 tracing::info!(%key, "GetUpdateData: unknown revision");
-                return Err(OpError::new(ErrorCode::InternalServerError, ""));
+                OpError::new(ErrorCode::InternalServerError, "")
             };
-            let blob = UpdateBlob::from_xml(&xml)?;
+            let row = store.revision(key)?.ok_or_else(unknown)?;
+            let blob = match store.compressed_blob(key)? {
+                Some(b64) => UpdateBlob::Compressed(b64),
+                None => {
+                    let xml = store.revision_xml(key)?.ok_or_else(unknown)?;
+                    let blob = UpdateBlob::from_xml(&xml)?;
+                    if let UpdateBlob::Compressed(b64) = &blob {
+                        // Building it is the costly part of an answer: keep it.
+                        if let Err(e) = store.put_compressed_blob(key, &xml, b64) {
+                            tracing::debug!(%key, error = %e, "GetUpdateData: blob not cached");
+                        }
+                    }
+                    blob
+                }
+            };
             let size = match &blob {
                 UpdateBlob::Plain(s) | UpdateBlob::Compressed(s) => s.len(),
             } + 64 * row.record.files.len()

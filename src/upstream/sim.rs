@@ -21,8 +21,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::model::RevisionKey;
 use crate::simulate::Catalog;
 use crate::store::{NewRevision, Store, StoreError, UpstreamDeployments};
+use crate::wire::blob::UpdateBlob;
 
 /// A catalog shared between the payload source and whoever mutates it (tests).
 pub type SharedCatalog = Arc<std::sync::RwLock<Catalog>>;
@@ -43,7 +45,8 @@ pub struct LoadStats {
 
 /// Loads every revision of `cat` (with its XML) and its approvals into `store`. Revisions go
 /// in catalog key order in batches of [`LOAD_BATCH`]; revisions already stored are skipped
-/// (a restart over the same data dir is cheap). Approvals replace the store's.
+/// (a restart over the same data dir is cheap). Approvals replace the store's. The new
+/// revisions' compressed wire forms are cached ([`cache_compressed_blobs`]).
 pub fn load_catalog(store: &Store, cat: &Catalog) -> Result<LoadStats, StoreError> {
     let keys: Vec<_> = cat.revisions().map(|r| r.record.key).collect();
     let missing = store.missing_revisions(&keys)?;
@@ -61,6 +64,7 @@ pub fn load_catalog(store: &Store, cat: &Catalog) -> Result<LoadStats, StoreErro
         store.commit_batch(&batch, &[], None)?;
     }
     sync_approvals(store, cat)?;
+    let cached = cache_compressed_blobs(store, cat, &missing)?;
     let stats = LoadStats {
         revisions: keys.len(),
         deployments: cat.deployments().count(),
@@ -71,9 +75,58 @@ pub fn load_catalog(store: &Store, cat: &Catalog) -> Result<LoadStats, StoreErro
         new = missing.len(),
         deployments = stats.deployments,
         declined = stats.declined,
+        blobs_cached = cached,
         "catalog loaded"
     );
     Ok(stats)
+}
+
+/// Builds the compressed wire form (UTF-16, MSZIP cabinet, base64) of every revision that
+/// travels compressed and is not cached yet, on all cores, and caches it in the store: the
+/// upstream side then serves GetUpdateData without compressing (the form it would build on
+/// the fly; only the cabinet's file time says when). Returns how many were cached.
+pub fn cache_compressed_blobs(
+    store: &Store,
+    cat: &Catalog,
+    keys: &[RevisionKey],
+) -> Result<usize, StoreError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let per = keys.len().div_ceil(threads).max(1);
+    let results: Vec<Result<usize, StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = keys
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || -> Result<usize, StoreError> {
+                    let mut n = 0;
+                    for k in part {
+                        if store.compressed_blob(k)?.is_some() {
+                            continue;
+                        }
+                        let Some(xml) = cat.xml(k) else { continue };
+                        match UpdateBlob::from_xml(&xml) {
+                            Ok(UpdateBlob::Compressed(b64)) => {
+                                n += usize::from(store.put_compressed_blob(k, &xml, &b64)?);
+                            }
+                            Ok(UpdateBlob::Plain(_)) => {}
+                            Err(e) => tracing::warn!(key = %k, error = %e, "blob not cached"),
+                        }
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(StoreError::Invalid("blob cache thread".into())))
+            })
+            .collect()
+    });
+    results.into_iter().sum()
 }
 
 /// Makes the store's groups, approvals, declines and accepted EULAs exactly the catalog's
@@ -232,5 +285,32 @@ mod tests {
         want.sort();
         assert_eq!(d, want);
         assert_eq!(load_new_revisions(&store, &cat).unwrap(), 0);
+    }
+
+    #[test]
+    fn cached_blobs_are_the_forms_built_on_the_fly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cat = Catalog::generate(300, 7);
+        load_catalog(&store, &cat).unwrap();
+        let (mut compressed, mut plain) = (0, 0);
+        for r in cat.revisions() {
+            let k = r.record.key;
+            let fresh = UpdateBlob::from_xml(&cat.xml(&k).unwrap()).unwrap();
+            match (fresh, store.compressed_blob(&k).unwrap()) {
+                // The same form (the cabinet's file time aside: it is when it was built).
+                (UpdateBlob::Compressed(b), Some(c)) => {
+                    assert_eq!(b.len(), c.len());
+                    assert_eq!(
+                        UpdateBlob::Compressed(c).xml().unwrap(),
+                        cat.xml(&k).unwrap()
+                    );
+                    compressed += 1;
+                }
+                (UpdateBlob::Plain(_), None) => plain += 1,
+                (f, c) => panic!("{k}: built {f:?}, cached {c:?}"),
+            }
+        }
+        assert!(compressed > 10 && plain > 10, "{compressed} / {plain}");
     }
 }

@@ -351,6 +351,23 @@ fn update_data_limits_compression_and_urls() {
         assert_eq!(u.file_digests.as_ref().map(Vec::len), Some(1));
     }
     assert_eq!(r.file_urls.len(), 100);
+    // The first answer cached the compressed forms; the second is served from the cache,
+    // byte for byte the same envelope.
+    let req = encode(&GetUpdateData {
+        cookie: c.clone(),
+        update_ids: keys[..100].to_vec(),
+    });
+    let cached = (1..=100u128)
+        .filter(|n| {
+            svc.store()
+                .compressed_blob(&RevisionKey::new(Uuid::from_u128(0x1000 + n), 100))
+                .unwrap()
+                .is_some()
+        })
+        .count();
+    assert_eq!(cached, 50, "the big (compressed) half");
+    let again = svc.handle_blocking(req.as_bytes(), Some("h:1"));
+    assert_eq!(again.body, encode(&r));
     assert!(r.file_urls[0]
         .mu_url
         .as_deref()

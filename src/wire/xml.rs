@@ -205,113 +205,204 @@ pub fn parse_document(input: &str, limits: &Limits) -> Result<Element, WireError
     if input.len() > limits.max_input {
         return Err(WireError::Limit("input too large"));
     }
-    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
-    let mut reader = NsReader::from_str(input);
-    reader.config_mut().trim_text(false);
-    reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut count = 0usize;
-    let mut namespaces: Vec<Arc<str>> = Vec::new();
-    // A document uses few distinct names: a short list searched linearly beats hashing.
-    let mut names: Vec<Name> = Vec::new();
+    let mut reader = reader_for(input);
+    let mut tree = TreeBuilder::new(*limits);
     loop {
         let (res, ev) = reader
             .read_resolved_event()
             .map_err(|e| WireError::Xml(e.to_string()))?;
+        if matches!(ev, Event::Eof) {
+            break;
+        }
+        if tree.root.is_some() && matches!(ev, Event::Start(_) | Event::Empty(_)) {
+            return Err(WireError::Xml("content after the root element".into()));
+        }
+        tree.event(res, ev)?;
+    }
+    tree.finish()
+}
+
+/// A namespace-aware reader over `input` (BOM skipped), configured as every reader here is.
+pub fn reader_for(input: &str) -> NsReader<&[u8]> {
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let mut reader = NsReader::from_str(input);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+    reader
+}
+
+/// Builds one element tree from reader events, enforcing [`Limits`]: the whole document
+/// ([`parse_document`]) or one subtree at a time (streaming decoders that materialize a
+/// big list item by item, see [`read_subtree`]).
+pub struct TreeBuilder {
+    limits: Limits,
+    stack: Vec<Element>,
+    root: Option<Element>,
+    count: usize,
+    namespaces: Vec<Arc<str>>,
+    /// Element names seen so far (a document uses few: searched linearly, shared).
+    names: Vec<Name>,
+}
+
+impl TreeBuilder {
+    /// An empty builder.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            stack: Vec::new(),
+            root: None,
+            count: 0,
+            namespaces: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// True once the root element is complete.
+    pub fn is_complete(&self) -> bool {
+        self.root.is_some()
+    }
+
+    /// Feeds one event.
+    pub fn event(&mut self, res: ResolveResult<'_>, ev: Event<'_>) -> Result<(), WireError> {
+        let limits = self.limits;
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
-                if root.is_some() {
-                    return Err(WireError::Xml("content after the root element".into()));
-                }
-                count += 1;
-                if count > limits.max_elements {
+                self.count += 1;
+                if self.count > limits.max_elements {
                     return Err(WireError::Limit("too many elements"));
                 }
-                if stack.len() >= limits.max_depth {
+                if self.stack.len() >= limits.max_depth {
                     return Err(WireError::Limit("nesting too deep"));
                 }
-                let ns = match res {
-                    ResolveResult::Bound(ns) => {
-                        let uri = std::str::from_utf8(ns.as_ref())
-                            .map_err(|_| WireError::Xml("namespace is not UTF-8".into()))?;
-                        Some(intern(&mut namespaces, uri))
-                    }
-                    ResolveResult::Unbound => None,
-                    ResolveResult::Unknown(p) => {
-                        return Err(WireError::Xml(format!(
-                            "undeclared prefix {}",
-                            String::from_utf8_lossy(&p)
-                        )))
-                    }
-                };
-                let local = e.local_name();
-                let name = match names.iter().find(|n| n.as_bytes() == local.as_ref()) {
-                    Some(n) => n.clone(),
-                    None => {
-                        let n = Name::from(
-                            std::str::from_utf8(local.as_ref())
-                                .map_err(|_| WireError::Xml("element name is not UTF-8".into()))?,
-                        );
-                        if names.len() < 64 {
-                            names.push(n.clone());
-                        }
-                        n
-                    }
-                };
-                let mut attrs = Vec::new();
-                for a in e.attributes().with_checks(true) {
-                    let a = a.map_err(|e| WireError::Xml(e.to_string()))?;
-                    let qname = std::str::from_utf8(a.key.as_ref())
-                        .map_err(|_| WireError::Xml("attribute name is not UTF-8".into()))?
-                        .to_string();
-                    let value = a
-                        .unescape_value()
-                        .map_err(|e| WireError::Xml(e.to_string()))?
-                        .into_owned();
-                    if value.len() > limits.max_text {
-                        return Err(WireError::Limit("attribute too long"));
-                    }
-                    attrs.push(Attr { qname, value });
-                }
-                let el = Element {
-                    ns,
-                    name,
-                    attrs,
-                    children: Vec::new(),
-                };
+                let el = element_of(e, res, &mut self.namespaces, &mut self.names, &limits)?;
                 if empty {
-                    attach(&mut stack, &mut root, el);
+                    attach(&mut self.stack, &mut self.root, el);
                 } else {
-                    stack.push(el);
+                    self.stack.push(el);
                 }
             }
             Event::End(_) => {
-                let el = stack
+                let el = self
+                    .stack
                     .pop()
                     .ok_or_else(|| WireError::Xml("unbalanced end tag".into()))?;
-                attach(&mut stack, &mut root, el);
+                attach(&mut self.stack, &mut self.root, el);
             }
             Event::Text(t) => {
                 let s = t.unescape().map_err(|e| WireError::Xml(e.to_string()))?;
-                push_text(&mut stack, &s, limits)?;
+                push_text(&mut self.stack, &s, &limits)?;
             }
             Event::CData(c) => {
                 let raw = c.into_inner();
                 let s = std::str::from_utf8(&raw)
                     .map_err(|_| WireError::Xml("CDATA is not UTF-8".into()))?;
-                push_text(&mut stack, s, limits)?;
+                push_text(&mut self.stack, s, &limits)?;
             }
-            Event::Eof => break,
+            Event::Eof => {}
             Event::DocType(_) => return Err(WireError::Xml("DTDs are not accepted".into())),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
         }
+        Ok(())
     }
-    if !stack.is_empty() {
-        return Err(WireError::Xml("document ends inside an element".into()));
+
+    /// The root element, or an error when the input ended inside one or had none.
+    pub fn finish(self) -> Result<Element, WireError> {
+        if !self.stack.is_empty() {
+            return Err(WireError::Xml("document ends inside an element".into()));
+        }
+        self.root
+            .ok_or_else(|| WireError::Xml("no root element".into()))
     }
-    root.ok_or_else(|| WireError::Xml("no root element".into()))
+}
+
+/// Starts materializing the subtree whose start event (`Start` or `Empty`) the caller just
+/// got from a reader; finish it with [`read_subtree`] (limits apply to the subtree).
+pub fn start_subtree(
+    res: ResolveResult<'_>,
+    start: Event<'_>,
+    limits: &Limits,
+) -> Result<TreeBuilder, WireError> {
+    let mut tree = TreeBuilder::new(*limits);
+    tree.event(res, start)?;
+    Ok(tree)
+}
+
+/// Reads the rest of a subtree begun by [`start_subtree`], up to and including its end,
+/// and returns it as one [`Element`].
+pub fn read_subtree(
+    reader: &mut NsReader<&[u8]>,
+    mut tree: TreeBuilder,
+) -> Result<Element, WireError> {
+    while !tree.is_complete() {
+        let (res, ev) = reader
+            .read_resolved_event()
+            .map_err(|e| WireError::Xml(e.to_string()))?;
+        if matches!(ev, Event::Eof) {
+            return Err(WireError::Xml("document ends inside an element".into()));
+        }
+        tree.event(res, ev)?;
+    }
+    tree.finish()
+}
+
+/// The [`Element`] (no children yet) of a start tag.
+fn element_of(
+    e: &quick_xml::events::BytesStart<'_>,
+    res: ResolveResult<'_>,
+    namespaces: &mut Vec<Arc<str>>,
+    names: &mut Vec<Name>,
+    limits: &Limits,
+) -> Result<Element, WireError> {
+    let ns = match res {
+        ResolveResult::Bound(ns) => {
+            let uri = std::str::from_utf8(ns.as_ref())
+                .map_err(|_| WireError::Xml("namespace is not UTF-8".into()))?;
+            Some(intern(namespaces, uri))
+        }
+        ResolveResult::Unbound => None,
+        ResolveResult::Unknown(p) => {
+            return Err(WireError::Xml(format!(
+                "undeclared prefix {}",
+                String::from_utf8_lossy(&p)
+            )))
+        }
+    };
+    let local = e.local_name();
+    let name = match names.iter().find(|n| n.as_bytes() == local.as_ref()) {
+        Some(n) => n.clone(),
+        None => {
+            let n = Name::from(
+                std::str::from_utf8(local.as_ref())
+                    .map_err(|_| WireError::Xml("element name is not UTF-8".into()))?,
+            );
+            if names.len() < 64 {
+                names.push(n.clone());
+            }
+            n
+        }
+    };
+    let mut attrs = Vec::new();
+    for a in e.attributes().with_checks(true) {
+        let a = a.map_err(|e| WireError::Xml(e.to_string()))?;
+        let qname = std::str::from_utf8(a.key.as_ref())
+            .map_err(|_| WireError::Xml("attribute name is not UTF-8".into()))?
+            .to_string();
+        let value = a
+            .unescape_value()
+            .map_err(|e| WireError::Xml(e.to_string()))?
+            .into_owned();
+        if value.len() > limits.max_text {
+            return Err(WireError::Limit("attribute too long"));
+        }
+        attrs.push(Attr { qname, value });
+    }
+    Ok(Element {
+        ns,
+        name,
+        attrs,
+        children: Vec::new(),
+    })
 }
 
 fn intern(cache: &mut Vec<Arc<str>>, uri: &str) -> Arc<str> {

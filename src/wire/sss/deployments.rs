@@ -199,48 +199,52 @@ impl SoapBody for GetDeploymentsResponse {
     }
     fn read(el: &Element) -> Result<Self, WireError> {
         let r = el.req("GetDeploymentsResult")?;
-        let groups = read_array(r, "Groups", "ServerSyncTargetGroup", |g| {
-            let parent = g
-                .child_text("ParentGroupId")
-                .map(|t| parse_guid("ParentGroupId", &t))
-                .transpose()?
-                .filter(|p| !p.is_nil());
-            Ok(ServerSyncTargetGroup {
-                id: parse_guid("TargetGroupID", &g.req_text("TargetGroupID")?)?,
-                parent,
-                name: g.child_text("Name").unwrap_or_default(),
-                is_builtin: g
-                    .child_text("IsBuiltin")
-                    .map_or(Ok(false), |t| parse_bool("IsBuiltin", &t))?,
-            })
-        })?;
-        let deployments = read_array(r, "Deployments", "ServerSyncDeployment", |d| {
-            let prio = parse_i32("DownloadPriority", &d.req_text("DownloadPriority")?)?;
-            Ok(ServerSyncDeployment {
-                update: RevisionKey::new(
-                    parse_guid("UpdateId", &d.req_text("UpdateId")?)?,
-                    parse_u32("RevisionNumber", &d.req_text("RevisionNumber")?)?,
-                ),
-                action: parse_i32("Action", &d.req_text("Action")?)?,
-                admin_name: d.child_text("AdminName"),
-                deadline: parse_deadline(&d.req_text("Deadline")?)?,
-                is_assigned: parse_bool("IsAssigned", &d.req_text("IsAssigned")?)?,
-                go_live_time: parse_datetime("GoLiveTime", &d.req_text("GoLiveTime")?)?,
-                deployment_guid: parse_guid("DeploymentGuid", &d.req_text("DeploymentGuid")?)?,
-                target_group_id: parse_guid("TargetGroupId", &d.req_text("TargetGroupId")?)?,
-                download_priority: u8::try_from(prio)
-                    .map_err(|_| WireError::bad("DownloadPriority", &prio.to_string()))?,
-            })
-        })?;
         Ok(Self {
             anchor: r.child_text("Anchor").unwrap_or_default(),
-            groups,
-            deployments,
+            groups: read_array(r, "Groups", "ServerSyncTargetGroup", read_group)?,
+            deployments: read_array(r, "Deployments", "ServerSyncDeployment", read_deployment)?,
             dead_deployments: read_guids(r, "DeadDeployments")?,
             hidden_updates: read_guids(r, "HiddenUpdates")?,
             accepted_eulas: read_guids(r, "AcceptedEulas")?,
         })
     }
+}
+
+/// One `ServerSyncTargetGroup`.
+pub(super) fn read_group(g: &Element) -> Result<ServerSyncTargetGroup, WireError> {
+    let parent = g
+        .child_text("ParentGroupId")
+        .map(|t| parse_guid("ParentGroupId", &t))
+        .transpose()?
+        .filter(|p| !p.is_nil());
+    Ok(ServerSyncTargetGroup {
+        id: parse_guid("TargetGroupID", &g.req_text("TargetGroupID")?)?,
+        parent,
+        name: g.child_text("Name").unwrap_or_default(),
+        is_builtin: g
+            .child_text("IsBuiltin")
+            .map_or(Ok(false), |t| parse_bool("IsBuiltin", &t))?,
+    })
+}
+
+/// One `ServerSyncDeployment`.
+pub(super) fn read_deployment(d: &Element) -> Result<ServerSyncDeployment, WireError> {
+    let prio = parse_i32("DownloadPriority", &d.req_text("DownloadPriority")?)?;
+    Ok(ServerSyncDeployment {
+        update: RevisionKey::new(
+            parse_guid("UpdateId", &d.req_text("UpdateId")?)?,
+            parse_u32("RevisionNumber", &d.req_text("RevisionNumber")?)?,
+        ),
+        action: parse_i32("Action", &d.req_text("Action")?)?,
+        admin_name: d.child_text("AdminName"),
+        deadline: parse_deadline(&d.req_text("Deadline")?)?,
+        is_assigned: parse_bool("IsAssigned", &d.req_text("IsAssigned")?)?,
+        go_live_time: parse_datetime("GoLiveTime", &d.req_text("GoLiveTime")?)?,
+        deployment_guid: parse_guid("DeploymentGuid", &d.req_text("DeploymentGuid")?)?,
+        target_group_id: parse_guid("TargetGroupId", &d.req_text("TargetGroupId")?)?,
+        download_priority: u8::try_from(prio)
+            .map_err(|_| WireError::bad("DownloadPriority", &prio.to_string()))?,
+    })
 }
 
 #[cfg(test)]

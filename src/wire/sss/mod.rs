@@ -16,15 +16,18 @@
 //! | [`update_data`] | GetUpdateData, DownloadFiles |
 //! | [`dispatch`] | [`SssRequest`]: decode whichever request arrived (upstream side) |
 //! | [`deployments`] | GetDeployments (replica approvals) |
+//! | [`deployments_stream`] | the GetDeployments and GetRevisionIdList answers decoded item by item (big first syncs) |
 
 pub mod auth;
 pub mod deployments;
+pub mod deployments_stream;
 pub mod dispatch;
 pub mod metadata;
 pub mod update_data;
 
 pub use auth::*;
 pub use deployments::*;
+pub use deployments_stream::{decode_deployments_response, decode_revision_id_list_response};
 pub use dispatch::SssRequest;
 pub use metadata::*;
 pub use update_data::*;
