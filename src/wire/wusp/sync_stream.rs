@@ -97,90 +97,90 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
                 if root_done || elements > limits.max_elements || stack.len() >= limits.max_depth {
                     return None;
                 }
-                let ns = match res {
-                    ResolveResult::Bound(ns) => Some(std::str::from_utf8(ns.into_inner()).ok()?),
+                // Names and namespaces are compared as bytes: the input is already valid UTF-8.
+                let ns: Option<&[u8]> = match res {
+                    ResolveResult::Bound(ns) => Some(ns.into_inner()),
                     ResolveResult::Unbound => None,
                     ResolveResult::Unknown(_) => return None,
                 };
                 for a in e.attributes().with_checks(true) {
-                    let a = a.ok()?;
-                    std::str::from_utf8(a.key.as_ref()).ok()?;
-                    if a.unescape_value().ok()?.len() > limits.max_text {
+                    if a.ok()?.unescape_value().ok()?.len() > limits.max_text {
                         return None;
                     }
                 }
                 let local = e.local_name();
-                let name = std::str::from_utf8(local.into_inner()).ok()?;
+                let name: &[u8] = local.into_inner();
+                let is_ns = |want: &str| ns == Some(want.as_bytes());
                 let frame = match stack.last().copied() {
-                    None => match (name, ns) {
-                        ("Envelope", Some(SOAP11_NS)) => {
-                            env_ns = Some(SOAP11_NS);
-                            Frame::Envelope
-                        }
-                        ("Envelope", Some(SOAP12_NS)) => {
-                            env_ns = Some(SOAP12_NS);
-                            Frame::Envelope
-                        }
-                        _ => return None,
-                    },
-                    Some(Frame::Envelope) if name == "Body" && ns == env_ns && !body_seen => {
+                    None if name == b"Envelope" && is_ns(SOAP11_NS) => {
+                        env_ns = Some(SOAP11_NS);
+                        Frame::Envelope
+                    }
+                    None if name == b"Envelope" && is_ns(SOAP12_NS) => {
+                        env_ns = Some(SOAP12_NS);
+                        Frame::Envelope
+                    }
+                    None => return None,
+                    Some(Frame::Envelope)
+                        if name == b"Body" && env_ns.is_some_and(is_ns) && !body_seen =>
+                    {
                         body_seen = true;
                         Frame::Body
                     }
                     Some(Frame::Body) if !op_seen => {
                         op_seen = true;
-                        if name != "SyncUpdates" || ns != Some(CLIENT_NS) {
+                        if name != b"SyncUpdates" || !is_ns(CLIENT_NS) {
                             return None;
                         }
                         Frame::Op
                     }
                     Some(Frame::Op) => match name {
-                        "cookie" if !cookie_seen => {
+                        b"cookie" if !cookie_seen => {
                             cookie_seen = true;
                             Frame::Cookie
                         }
-                        "parameters" if !params_seen => {
+                        b"parameters" if !params_seen => {
                             params_seen = true;
                             Frame::Params
                         }
                         _ => Frame::Ignored,
                     },
                     Some(Frame::Cookie) => match name {
-                        "Expiration" if f.expiration.is_none() => Frame::Leaf(Field::Expiration),
-                        "EncryptedData" if f.encrypted.is_none() => {
+                        b"Expiration" if f.expiration.is_none() => Frame::Leaf(Field::Expiration),
+                        b"EncryptedData" if f.encrypted.is_none() => {
                             Frame::Leaf(Field::EncryptedData)
                         }
                         _ => Frame::Ignored,
                     },
                     Some(Frame::Params) => match name {
-                        "ExpressQuery" if f.express.is_none() => Frame::Leaf(Field::ExpressQuery),
-                        "SkipSoftwareSync" if f.skip.is_none() => {
+                        b"ExpressQuery" if f.express.is_none() => Frame::Leaf(Field::ExpressQuery),
+                        b"SkipSoftwareSync" if f.skip.is_none() => {
                             Frame::Leaf(Field::SkipSoftwareSync)
                         }
-                        "InstalledNonLeafUpdateIDs" if f.installed.is_none() => {
+                        b"InstalledNonLeafUpdateIDs" if f.installed.is_none() => {
                             f.installed = Some(Vec::new());
                             Frame::Ints(true)
                         }
-                        "OtherCachedUpdateIDs" if f.other.is_none() => {
+                        b"OtherCachedUpdateIDs" if f.other.is_none() => {
                             f.other = Some(Vec::new());
                             Frame::Ints(false)
                         }
-                        "FilterCategoryIds" if !f.filter_seen => {
+                        b"FilterCategoryIds" if !f.filter_seen => {
                             f.filter_seen = true;
                             Frame::Filter
                         }
-                        "SystemSpec" => {
+                        b"SystemSpec" => {
                             f.system_spec = true;
                             Frame::Ignored
                         }
                         _ => Frame::Ignored,
                     },
-                    Some(Frame::Ints(which)) if name == "int" => Frame::Int(which),
-                    Some(Frame::Filter) if name == "CategoryIdentifier" => {
+                    Some(Frame::Ints(which)) if name == b"int" => Frame::Int(which),
+                    Some(Frame::Filter) if name == b"CategoryIdentifier" => {
                         f.category_id = None;
                         Frame::Category
                     }
-                    Some(Frame::Category) if name == "Id" && f.category_id.is_none() => {
+                    Some(Frame::Category) if name == b"Id" && f.category_id.is_none() => {
                         Frame::Leaf(Field::CategoryId)
                     }
                     // An element inside a text field: the general decoder's rules apply.
