@@ -194,6 +194,26 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
                 if empty {
                     close(&mut stack, &mut f, &buf)?;
                     root_done = stack.is_empty();
+                } else if let Frame::Ints(which) = frame {
+                    // The list's plain `<int>n</int>` run is read straight from the input; the
+                    // reader resumes at the first byte the scan does not take (the list's end
+                    // tag, or anything unusual, which then goes through the events as usual).
+                    if stack.len() < limits.max_depth {
+                        let list = if which {
+                            &mut f.installed
+                        } else {
+                            &mut f.other
+                        };
+                        let rest: &[u8] = reader.get_ref();
+                        let taken = scan_ints(
+                            rest,
+                            list.as_mut()?,
+                            &mut elements,
+                            &mut total_text,
+                            limits,
+                        )?;
+                        *reader.get_mut() = &rest[taken..];
+                    }
                 }
             }
             Event::End(_) => {
@@ -242,6 +262,50 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
             filter_category_ids: f.filter,
         },
     })
+}
+
+/// Reads `<int>n</int>` items (whitespace between them allowed) from the start of `input`
+/// into `out`, counting elements and text against `limits`; stops before the first thing
+/// that is not such an item (the list's end tag, a comment, an attribute, an entity, …) and
+/// returns the bytes taken. `None` when a limit is exceeded.
+fn scan_ints(
+    input: &[u8],
+    out: &mut Vec<i32>,
+    elements: &mut usize,
+    total_text: &mut usize,
+    limits: &Limits,
+) -> Option<usize> {
+    const OPEN: &[u8] = b"<int>";
+    const CLOSE: &[u8] = b"</int>";
+    let mut at = 0;
+    loop {
+        let ws = input[at..]
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        let item = at + ws;
+        let Some(rest) = input[item..].strip_prefix(OPEN) else {
+            return Some(at);
+        };
+        let len = rest
+            .iter()
+            .take_while(|b| {
+                b.is_ascii_digit() || matches!(b, b'-' | b'+' | b' ' | b'\t' | b'\r' | b'\n')
+            })
+            .count();
+        if !rest[len..].starts_with(CLOSE) {
+            return Some(at);
+        }
+        // The item is taken: the whitespace before it and its text count as text.
+        let text = std::str::from_utf8(&rest[..len]).ok()?;
+        *elements += 1;
+        *total_text += ws + len;
+        if *elements > limits.max_elements || *total_text > limits.max_text {
+            return None;
+        }
+        out.push(parse_i32("int", text).ok()?);
+        at = item + OPEN.len() + len + CLOSE.len();
+    }
 }
 
 /// Text inside the current element: kept for text fields, checked against the limits and
@@ -393,6 +457,41 @@ mod tests {
             fast(&cases[13]).unwrap().parameters.installed_non_leaf,
             Some(vec![9])
         );
+    }
+
+    #[test]
+    fn int_lists_mixing_plain_and_unusual_items_decode_as_the_general_path() {
+        let base = soap::encode(&request(Some(vec![5, 6]), Some(vec![7, 8, 9])));
+        for c in [
+            base.replace("<int>8</int>", "<!-- x --><int>8</int>"),
+            base.replace("<int>8</int>", "<int a=\"1\">8</int>"),
+            base.replace("<int>8</int>", "<int>&#56;</int>"),
+            base.replace("<int>8</int>", "\n  <int> +8 </int>\n"),
+            base.replace("<int>8</int>", "<int>8</int ><int>80</int>"),
+            base.replace("<int>8</int>", "<x>1</x><int>8</int>"),
+            base.replace("<int>6</int>", "<int>6</int>junk"),
+            base.replace("<int>6</int>", "<int>99999999999</int>"),
+            base.replace("<int>6</int>", "<int>-</int>"),
+            base.replace("</OtherCachedUpdateIDs>", "</Other>"),
+        ] {
+            if let Some(f) = fast(&c) {
+                assert_eq!(Some(f), general(&c), "fast path disagrees on {c}");
+            }
+        }
+        // Items after something unusual still decode (through the events).
+        let c = base.replace("<int>8</int>", "<!-- x --><int>8</int>");
+        assert_eq!(
+            fast(&c).unwrap().parameters.other_cached,
+            Some(vec![7, 8, 9])
+        );
+        let c = base.replace("<int>8</int>", "\n  <int> +8 </int>\n");
+        assert_eq!(
+            fast(&c).unwrap().parameters.other_cached,
+            Some(vec![7, 8, 9])
+        );
+        let c = base.replace("<int>8</int>", "<int>&#56;</int>");
+        assert_eq!(fast(&c), general(&c));
+        assert!(fast(&c).is_some());
     }
 
     #[test]
