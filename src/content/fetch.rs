@@ -20,6 +20,9 @@ use crate::config::UpstreamConfig;
 /// progress.
 pub const MAX_RETRIES: u32 = 5;
 
+/// Most bytes the temp-file writer gathers from queued network chunks before one write.
+const SINK_BATCH: usize = 512 << 10;
+
 /// The upstream content source, shared by all fetches.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -74,12 +77,28 @@ impl Upstream {
         expected_size: Option<u64>,
     ) -> Result<Digests, FetchError> {
         let url = format!("{}/{}", self.base, inf.key.url_path());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let sink_inf = inf.clone();
         let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
             let mut h = DualHasher::new();
             let mut off = 0u64;
-            while let Some(b) = rx.blocking_recv() {
+            while let Some(first) = rx.blocking_recv() {
+                // When the network outruns the disk and the hashes, chunks queue up: take
+                // them together (one write, one hand-off to the SHA-256 thread, one wake-up of
+                // the readers) instead of paying those per network chunk.
+                let b = if rx.is_empty() {
+                    first
+                } else {
+                    let mut m = bytes::BytesMut::with_capacity(SINK_BATCH);
+                    m.extend_from_slice(&first);
+                    while m.len() < SINK_BATCH {
+                        match rx.try_recv() {
+                            Ok(c) => m.extend_from_slice(&c),
+                            Err(_) => break,
+                        }
+                    }
+                    m.freeze()
+                };
                 sink_inf
                     .file
                     .write_all_at(&b, off)
