@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use time::OffsetDateTime;
 
-use super::index::{Chosen, ScanIndex};
+use super::index::{Chosen, EntrySet, ScanIndex};
 use super::ops::split_groups;
 use super::{Claims, ClientService, OpError, Reply, Request};
 use crate::model::{groups, UpdateKind};
@@ -129,7 +129,7 @@ impl ClientService {
             .collect();
         cached_ids.sort_unstable();
         cached_ids.dedup();
-        let mut cached = super::index::EntrySet::new(idx.entries.len());
+        let mut cached = EntrySet::new(idx.entries.len());
         let cached_entries: Vec<(i32, Option<u32>)> = cached_ids
             .iter()
             .map(|&id| {

@@ -375,6 +375,11 @@ mod tests {
         v
     }
 
+    /// The deployment ids of an upstream answer, sorted as [`view`] lists them.
+    fn deployment_ids(up: &UpstreamDeployments) -> Vec<String> {
+        sorted(up.deployments.iter().map(|d| d.id.to_string()).collect())
+    }
+
     /// What readers see (the change numbers themselves may differ: the one-transaction path
     /// logs an id listed twice twice).
     fn view(s: &Store) -> [Vec<String>; 6] {
@@ -491,14 +496,7 @@ mod tests {
         // The next (staged) apply succeeds over the leftovers.
         s.apply_upstream_deployments_with(&ups[0], Some(&state("new")), 0, 2)
             .unwrap();
-        let want: Vec<String> = sorted(
-            ups[0]
-                .deployments
-                .iter()
-                .map(|d| d.id.to_string())
-                .collect(),
-        );
-        assert_eq!(view(&s)[0], want);
+        assert_eq!(view(&s)[0], deployment_ids(&ups[0]));
         assert_eq!(
             s.sync_state().unwrap().deployment_anchor.as_deref(),
             Some("new")
@@ -555,13 +553,6 @@ mod tests {
         assert!(s.deployment_changes_since(seq0).unwrap().changed.is_empty());
         s.apply_upstream_deployments_with(&ups[0], Some(&state("new")), 0, 5)
             .unwrap();
-        let want: Vec<String> = sorted(
-            ups[0]
-                .deployments
-                .iter()
-                .map(|d| d.id.to_string())
-                .collect(),
-        );
-        assert_eq!(view(&s)[0], want);
+        assert_eq!(view(&s)[0], deployment_ids(&ups[0]));
     }
 }
