@@ -99,6 +99,16 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2_corrupt_upstream_aborts_connection_keeps_nothing_and_refetches() {
+    // Plain requests take the sendfile path; one with a query string goes through hyper.
+    corrupt_upstream_aborts_and_refetches("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2_corrupt_upstream_aborts_the_hyper_path_too() {
+    corrupt_upstream_aborts_and_refetches("?via=hyper").await;
+}
+
+async fn corrupt_upstream_aborts_and_refetches(query: &str) {
     let up = TestUpstream::start().await;
     let data = bytes_of(300_000, 2);
     let path = up.put(&data, "exe", Behaviour::Corrupt);
@@ -106,7 +116,7 @@ async fn p2_corrupt_upstream_aborts_connection_keeps_nothing_and_refetches() {
     let before = wsus_edge::metrics::hash_mismatches();
 
     let resp = client()
-        .get(format!("{}{}", edge.url(), path))
+        .get(format!("{}{}{query}", edge.url(), path))
         .send()
         .await
         .unwrap();
@@ -135,11 +145,12 @@ async fn p2_corrupt_upstream_aborts_connection_keeps_nothing_and_refetches() {
     // Upstream repaired: the next request goes upstream again and succeeds.
     up.put(&data, "exe", Behaviour::Normal);
     let ok = client()
-        .get(format!("{}{}", edge.url(), path))
+        .get(format!("{}{}{query}", edge.url(), path))
         .send()
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    assert_not_chunked(&ok);
     assert_eq!(ok.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 2);
 }

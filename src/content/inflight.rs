@@ -165,8 +165,9 @@ impl InflightReader {
         }
     }
 
-    /// The next chunk; `Ok(None)` when the range is complete.
-    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+    /// The next span `(offset, len)` of at most `max` bytes that may be sent now, waiting for
+    /// it to arrive; `Ok(None)` when the range is complete. The span counts as sent.
+    pub async fn next_span(&mut self, max: u64) -> io::Result<Option<(u64, u64)>> {
         if self.pos > self.end {
             return Ok(None);
         }
@@ -195,24 +196,31 @@ impl InflightReader {
                 }
             }
             if ready {
-                let len = (limit - self.pos).min(CHUNK) as usize;
-                let file = self.inf.file.clone();
-                let off = self.pos;
-                let buf = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-                    let mut b = BytesMut::zeroed(len);
-                    file.read_exact_at(&mut b, off)?;
-                    Ok(b.freeze())
-                })
-                .await
-                .map_err(io::Error::other)??;
-                self.pos += buf.len() as u64;
-                return Ok(Some(buf));
+                let span = (self.pos, (limit - self.pos).min(max));
+                self.pos += span.1;
+                return Ok(Some(span));
             }
             if self.rx.changed().await.is_err() {
                 // The writer vanished without a verdict: never finish this response.
                 return Err(io::Error::other("download abandoned"));
             }
         }
+    }
+
+    /// The next chunk, copied from the temp file; `Ok(None)` when the range is complete.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        let Some((off, len)) = self.next_span(CHUNK).await? else {
+            return Ok(None);
+        };
+        let file = self.inf.file.clone();
+        let buf = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+            let mut b = BytesMut::zeroed(len as usize);
+            file.read_exact_at(&mut b, off)?;
+            Ok(b.freeze())
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Some(buf))
     }
 
     /// Turns the reader into a stream of chunks.

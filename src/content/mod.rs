@@ -58,12 +58,12 @@ use std::time::SystemTime;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::config::UpstreamConfig;
-use crate::http::body::{self, Body};
+use crate::http::body::Body;
 use crate::metrics;
 use evict::{Candidate, Pins};
 use fetch::Upstream;
 use index::{ObjectEntry, ObjectIndex};
-use inflight::{FetchError, Inflight, InflightReader, State};
+use inflight::{FetchError, Inflight, State};
 use key::ContentKey;
 use range::Conditions;
 use store::ContentDir;
@@ -111,9 +111,6 @@ struct Inner {
 
 /// How often (seconds) a hit writes its last access to the index.
 const TOUCH_EVERY_SECS: i64 = 60;
-
-/// `(start, len)` of a response body.
-type Span = (u64, u64);
 
 /// In-process access record of one object.
 #[derive(Debug, Clone, Copy, Default)]
@@ -194,10 +191,23 @@ impl ContentCache {
         self.inner.dir.root()
     }
 
-    /// Answers a payload request (`path` is the raw request path, `/Content/...`).
+    /// Answers a payload request (`path` is the raw request path, `/Content/...`) for hyper.
     pub async fn handle(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+        self.answer(method, path, headers)
+            .await
+            .map(serve::Source::into_body)
+    }
+
+    /// Answers a payload request: status, headers and where the body comes from. A miss starts
+    /// (or joins) the download and answers from the bytes as they arrive.
+    pub async fn answer(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Response<serve::Source> {
         if method != Method::GET && method != Method::HEAD {
-            let mut r = body::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+            let mut r = serve::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
             r.headers_mut().insert(
                 http::header::ALLOW,
                 http::HeaderValue::from_static("GET, HEAD"),
@@ -208,7 +218,7 @@ impl ContentCache {
             Ok(k) => k,
             Err(e) => {
                 tracing::debug!(path, error = %e, "refused content path");
-                return body::text(e.status(), &e.to_string());
+                return serve::text(e.status(), &e.to_string());
             }
         };
         let head = method == Method::HEAD;
@@ -217,11 +227,14 @@ impl ContentCache {
             Err(e) => {
                 metrics::content_request("error");
                 tracing::warn!(key = %key, error = %e, "content miss failed");
-                body::text(e.status(), &e.to_string())
+                serve::text(e.status(), &e.to_string())
             }
             Ok(Lookup::Hit(file)) => {
                 metrics::content_request("hit");
-                self.serve_hit(&key, file, &conds, head)
+                match self.hit_response(&key, file, &conds, head) {
+                    Ok(resp) => resp,
+                    Err(e) => serve::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
             }
             Ok(Lookup::Fetching(inf, started)) => {
                 metrics::content_request(if started { "miss" } else { "coalesced" });
@@ -232,7 +245,7 @@ impl ContentCache {
                 let size = match (&p.state, p.size) {
                     (State::Failed(e), _) => {
                         metrics::content_request("error");
-                        return body::text(e.status(), &e.to_string());
+                        return serve::text(e.status(), &e.to_string());
                     }
                     (_, Some(s)) => s,
                     (_, None) => p.written,
@@ -244,34 +257,23 @@ impl ContentCache {
                     size,
                     last_modified: None,
                 };
-                serve::respond(plan, head, &m, move |start, len| {
-                    body::stream(InflightReader::new(inf, start, start + len - 1).into_stream())
+                serve::respond(plan, head, &m, move |start, len| serve::Source::Inflight {
+                    inf,
+                    start,
+                    len,
                 })
             }
         }
     }
 
-    fn serve_hit(
-        &self,
-        key: &ContentKey,
-        file: File,
-        conds: &Conditions<'_>,
-        head: bool,
-    ) -> Response<Body> {
-        match self.hit_response(key, file, conds, head) {
-            Ok((resp, _)) => resp,
-            Err(e) => body::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        }
-    }
-
-    /// The response for a hit; also returns the byte range `(start, len)` its body carries.
+    /// The response for a hit.
     fn hit_response(
         &self,
         key: &ContentKey,
         file: File,
         conds: &Conditions<'_>,
         head: bool,
-    ) -> std::io::Result<(Response<Body>, Option<Span>)> {
+    ) -> std::io::Result<Response<serve::Source>> {
         let md = file.metadata()?;
         self.touch(&key.sha1);
         let etag = serve::etag(key);
@@ -283,12 +285,14 @@ impl ContentCache {
         };
         let pin = self.inner.pins.pin(key.sha1);
         let file = Arc::new(file);
-        let mut span = None;
-        let resp = serve::respond(plan, head, &m, |start, len| {
-            span = Some((start, len));
-            serve::file_body(file, start, len, pin)
-        });
-        Ok((resp, span))
+        Ok(serve::respond(plan, head, &m, |start, len| {
+            serve::Source::File {
+                file,
+                start,
+                len,
+                pin,
+            }
+        }))
     }
 
     /// For the zero-copy path: when `path` names an object complete in the store, the
@@ -337,7 +341,7 @@ impl ContentCache {
         let mut span = None;
         let resp = serve::respond(plan, method == Method::HEAD, &m, |start, len| {
             span = Some((start, len));
-            body::empty()
+            serve::Source::Empty
         });
         let mut lines = Vec::with_capacity(256);
         for (n, v) in resp.headers() {

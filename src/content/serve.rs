@@ -1,8 +1,11 @@
-//! Building content responses: status and headers from a [`range::Plan`], bodies read from a
-//! complete object (positional reads of 256 KiB on the blocking pool, so the file handle stays
-//! valid even if the object is evicted meanwhile) or from an object still in flight. Content
-//! responses always carry `Content-Length` (never chunked), `Accept-Ranges: bytes` and a
-//! strong `ETag` derived from the SHA-1, so it never changes for the object.
+//! Building content responses: status and headers from a [`range::Plan`], and a [`Source`]
+//! saying where the body comes from (a complete object, an object still in flight, a short
+//! text). The hyper path turns a source into a [`Body`] (positional reads of 256 KiB on the
+//! blocking pool, so the file handle stays valid even if the object is evicted meanwhile); the
+//! zero-copy path ([`crate::http`]) sends file bytes with `sendfile` instead, in-flight ones as
+//! soon as they are written. Content responses always carry `Content-Length` (never chunked),
+//! `Accept-Ranges: bytes` and a strong `ETag` derived from the SHA-1, so it never changes for
+//! the object.
 
 use std::fs::File;
 use std::io;
@@ -15,12 +18,74 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::evict::PinGuard;
 use super::hot::HotObject;
+use super::inflight::{Inflight, InflightReader};
 use super::key::ContentKey;
 use super::mime;
 use super::range::Plan;
 use crate::http::body::{self, Body};
 
 const CHUNK: u64 = 256 * 1024;
+
+/// Where the body of a content response comes from.
+#[derive(Debug)]
+pub enum Source {
+    /// No body.
+    Empty,
+    /// A short text (error answers).
+    Text(Bytes),
+    /// `len` bytes at `start` of a complete object; the pin keeps it from eviction until the
+    /// body is sent or dropped.
+    File {
+        /// The object.
+        file: Arc<File>,
+        /// First byte.
+        start: u64,
+        /// Length.
+        len: u64,
+        /// Eviction guard.
+        pin: PinGuard,
+    },
+    /// `len` bytes at `start` of an object still being downloaded, sent as they arrive under
+    /// the hold-back rule of [`InflightReader`].
+    Inflight {
+        /// The download.
+        inf: Arc<Inflight>,
+        /// First byte.
+        start: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
+impl Source {
+    /// The body for hyper.
+    pub fn into_body(self) -> Body {
+        match self {
+            Source::Empty => body::empty(),
+            Source::Text(b) => body::full(b),
+            Source::File {
+                file,
+                start,
+                len,
+                pin,
+            } => file_body(file, start, len, pin),
+            Source::Inflight { inf, start, len } => {
+                body::stream(InflightReader::new(inf, start, start + len - 1).into_stream())
+            }
+        }
+    }
+}
+
+/// A plain-text answer with `status` (errors).
+pub fn text(status: StatusCode, msg: &str) -> Response<Source> {
+    let mut r = Response::new(Source::Text(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
 
 /// A hit to send with `sendfile`: the response head, the object and the byte range.
 #[derive(Debug)]
@@ -54,7 +119,8 @@ impl ZeroCopyHit {
 }
 
 /// Sends `len` bytes of `file` from `offset` to `socket` with `sendfile(2)` (no copy through
-/// user space). Returns the bytes sent; on error, how many were sent before it.
+/// user space). Returns the bytes sent; on error, how many were sent before it. The caller
+/// counts them in the metrics.
 pub async fn sendfile(
     socket: &tokio::net::TcpStream,
     file: &File,
@@ -91,7 +157,6 @@ pub async fn sendfile(
             Ok(n) => {
                 sent += n;
                 offset += n;
-                crate::metrics::add_content_bytes_cache(n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -99,6 +164,26 @@ pub async fn sendfile(
         }
     }
     Ok(sent)
+}
+
+/// Sends `len` bytes at `start` of an in-flight object to `socket` with `sendfile`, each span
+/// as soon as it is written to the temp file, under the hold-back rule of [`InflightReader`].
+/// An error (the download failed, the client left) means the response is cut short.
+pub async fn sendfile_inflight(
+    socket: &tokio::net::TcpStream,
+    inf: Arc<Inflight>,
+    start: u64,
+    len: u64,
+) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let file = inf.file.clone();
+    let mut reader = InflightReader::new(inf, start, start + len - 1);
+    while let Some((off, n)) = reader.next_span(u64::MAX).await? {
+        sendfile(socket, &file, off, n).await.map_err(|(_, e)| e)?;
+    }
+    Ok(())
 }
 
 /// Writes a response head with `MSG_MORE`, so the kernel sends it in the same segments as the
@@ -150,13 +235,13 @@ pub struct Meta<'a> {
     pub last_modified: Option<SystemTime>,
 }
 
-/// The response for `plan`; `body(start, len)` makes the body of a 200/206 GET.
+/// The response for `plan`; `body(start, len)` says where the body of a 200/206 GET comes from.
 pub fn respond(
     plan: Plan,
     head: bool,
     m: &Meta<'_>,
-    body: impl FnOnce(u64, u64) -> Body,
-) -> Response<Body> {
+    body: impl FnOnce(u64, u64) -> Source,
+) -> Response<Source> {
     let tag = etag(m.key);
     let (status, range) = match plan {
         Plan::Full => (StatusCode::OK, Some((0, m.size))),
@@ -169,7 +254,7 @@ pub fn respond(
     };
     let b = match range {
         Some((start, len)) if !head && len > 0 => body(start, len),
-        _ => body::empty(),
+        _ => Source::Empty,
     };
     let mut r = Response::new(b);
     *r.status_mut() = status;
@@ -208,7 +293,7 @@ pub fn respond(
 
 /// A body of `len` bytes at `start` of a complete object. The pin keeps it from eviction
 /// until the body is finished or dropped.
-pub fn file_body(file: Arc<File>, start: u64, len: u64, pin: PinGuard) -> Body {
+fn file_body(file: Arc<File>, start: u64, len: u64, pin: PinGuard) -> Body {
     struct St {
         file: Arc<File>,
         pos: u64,
@@ -262,7 +347,7 @@ mod tests {
             last_modified: Some(SystemTime::UNIX_EPOCH),
         };
         let r = respond(Plan::Partial { start: 10, end: 19 }, false, &m, |_, _| {
-            body::empty()
+            Source::Empty
         });
         assert_eq!(r.status(), 206);
         let h = r.headers();

@@ -1,7 +1,8 @@
 //! The zero-copy path for plain TCP: reads each request head itself and, when it is a
-//! GET/HEAD of an object complete in the store, writes the head and sends the body with
-//! `sendfile` (the decision is the same [`crate::content::range`] plan the hyper path uses).
-//! Anything else hands the connection, with the bytes already read, to hyper for good.
+//! GET/HEAD of a well-formed payload name, writes the head and sends the body with `sendfile`:
+//! from the store for a hit (the decision is the same [`crate::content::range`] plan the hyper
+//! path uses), from the temp file as it is written for a miss. Anything else hands the
+//! connection, with the bytes already read, to hyper for good.
 
 use std::io;
 use std::pin::Pin;
@@ -9,12 +10,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Router;
-use crate::content::serve;
+use crate::content::key::ContentKey;
+use crate::content::serve::{self, Source, ZeroCopyHit};
 use crate::metrics;
 
 /// Largest request head read by the fast path; longer ones go to hyper (which answers 431).
@@ -96,55 +98,130 @@ pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<P
                 Ok(_) => {}
             }
         };
-        let hit = parse_head(&buf[..end]).and_then(|h| {
-            router
-                .content
-                .zero_copy_hit(&h.method, h.path, &h.headers)
-                .map(|hit| (h.method, h.close, hit))
-        });
-        let Some((method, close, hit)) = hit else {
+        let Some(h) = parse_head(&buf[..end]) else {
             return Some(Prepended {
                 prefix: buf,
                 inner: stream,
             });
         };
+        let (method, close) = (h.method.clone(), h.close);
+        let (status, body) = match router.content.zero_copy_hit(&h.method, h.path, &h.headers) {
+            Some(hit) => {
+                let status = hit.status;
+                status_line(&mut out, status, &mut date);
+                hit.write_headers(&mut out);
+                let body = match hit.span {
+                    Some((start, len)) if method == Method::GET => Send::Hit(hit, start, len),
+                    _ => Send::Nothing,
+                };
+                (status, body)
+            }
+            // A miss (or a hit the hot set could not take) of a well-formed name: the cache
+            // answers, and an in-flight body goes out with sendfile as it is written.
+            None if ContentKey::parse_path(h.path).is_ok() => {
+                let resp = router.content.answer(&h.method, h.path, &h.headers).await;
+                let (parts, source) = resp.into_parts();
+                status_line(&mut out, parts.status, &mut date);
+                for (n, v) in &parts.headers {
+                    header_line(&mut out, n.as_str().as_bytes(), v.as_bytes());
+                }
+                let text_len = match &source {
+                    Source::Text(t) => t.len(),
+                    _ => 0,
+                };
+                let bodiless = parts.status == StatusCode::NOT_MODIFIED;
+                if !parts.headers.contains_key(http::header::CONTENT_LENGTH) && !bodiless {
+                    header_line(&mut out, b"content-length", text_len.to_string().as_bytes());
+                }
+                (parts.status, Send::Source(source))
+            }
+            None => {
+                return Some(Prepended {
+                    prefix: buf,
+                    inner: stream,
+                })
+            }
+        };
         buf.advance(end);
-        let status = hit.status;
-        out.clear();
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\ndate: ");
-        date.append_now(&mut out);
-        out.extend_from_slice(b"\r\n");
-        hit.write_headers(&mut out);
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let body_follows = hit.span.is_some() && method == Method::GET;
-        let written = if body_follows {
-            serve::write_head_more(&stream, &out).await
-        } else {
-            stream.write_all(&out).await
+        let sent = match body {
+            Send::Nothing => stream.write_all(&out).await,
+            Send::Hit(hit, start, len) => {
+                let r = send_file(&stream, &out, hit.file(), start, len).await;
+                drop(hit);
+                r
+            }
+            Send::Source(Source::Empty) => stream.write_all(&out).await,
+            Send::Source(Source::Text(t)) => {
+                out.extend_from_slice(&t);
+                stream.write_all(&out).await
+            }
+            Send::Source(Source::File {
+                file, start, len, ..
+            }) => send_file(&stream, &out, &file, start, len).await,
+            Send::Source(Source::Inflight { inf, start, len }) => {
+                match serve::write_head_more(&stream, &out).await {
+                    Ok(()) => serve::sendfile_inflight(&stream, inf, start, len).await,
+                    Err(e) => Err(e),
+                }
+            }
         };
-        if written.is_err() {
+        metrics::http_request("content", status.as_u16());
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "content response ended early");
             return None;
         }
-        metrics::http_request("content", status.as_u16());
-        if let (Some((start, len)), true) = (hit.span, method == Method::GET) {
-            if let Err((sent, e)) = serve::sendfile(&stream, hit.file(), start, len).await {
-                tracing::debug!(error = %e, sent, "sendfile ended early");
-                return None;
-            }
-        }
-        drop(hit);
         if close {
             let _ = stream.shutdown().await;
             return None;
         }
     }
+}
+
+/// The body of an answer on the fast path.
+enum Send {
+    Nothing,
+    Hit(ZeroCopyHit, u64, u64),
+    Source(Source),
+}
+
+/// Writes the head with `MSG_MORE`, then `len` bytes of `file` at `start` with sendfile.
+async fn send_file(
+    stream: &TcpStream,
+    head: &[u8],
+    file: &std::fs::File,
+    start: u64,
+    len: u64,
+) -> io::Result<()> {
+    serve::write_head_more(stream, head).await?;
+    let r = serve::sendfile(stream, file, start, len).await;
+    let sent = match &r {
+        Ok(n) => *n,
+        Err((n, _)) => *n,
+    };
+    metrics::add_content_bytes_cache(sent);
+    r.map(|_| ()).map_err(|(_, e)| e)
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode, date: &mut DateCache) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    date.append_now(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
