@@ -82,30 +82,34 @@ impl Upstream {
         let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
             let mut h = DualHasher::new();
             let mut off = 0u64;
+            let mut batch: Vec<Bytes> = Vec::with_capacity(64);
             while let Some(first) = rx.blocking_recv() {
                 // When the network outruns the disk and the hashes, chunks queue up: take
-                // them together (one write, one hand-off to the SHA-256 thread, one wake-up of
-                // the readers) instead of paying those per network chunk.
-                let b = if rx.is_empty() {
-                    first
-                } else {
-                    let mut m = bytes::BytesMut::with_capacity(SINK_BATCH);
-                    m.extend_from_slice(&first);
-                    while m.len() < SINK_BATCH {
-                        match rx.try_recv() {
-                            Ok(c) => m.extend_from_slice(&c),
-                            Err(_) => break,
+                // them together (one wake-up of the readers per batch instead of one per
+                // network chunk). Readers are told before the batch is hashed, so they send
+                // while the hashes run.
+                let mut len = first.len();
+                batch.push(first);
+                while len < SINK_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => {
+                            len += c.len();
+                            batch.push(c);
                         }
+                        Err(_) => break,
                     }
-                    m.freeze()
-                };
-                sink_inf
-                    .file
-                    .write_all_at(&b, off)
-                    .map_err(|e| FetchError::Io(e.to_string()))?;
-                off += b.len() as u64;
-                h.update(b);
+                }
+                for b in &batch {
+                    sink_inf
+                        .file
+                        .write_all_at(b, off)
+                        .map_err(|e| FetchError::Io(e.to_string()))?;
+                    off += b.len() as u64;
+                }
                 sink_inf.progress.send_modify(|p| p.written = off);
+                for b in batch.drain(..) {
+                    h.update(b);
+                }
             }
             h.finish()
                 .ok_or_else(|| FetchError::Io("hash helper thread failed".into()))
