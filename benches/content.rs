@@ -2,7 +2,8 @@
 //! numbers and ratios. Run with `benches/run.sh` (installs Debian's nginx when missing), or
 //! `cargo bench --bench content`. `WSUS_EDGE_BENCH_QUICK=1` shrinks the objects for a dry run;
 //! `WSUS_EDGE_BENCH_ONLY=verify,miss,link,hit,small,rss` runs only the named parts (for repeats on
-//! a busy machine), `WSUS_EDGE_BENCH_ROUNDS=n` sets the rounds of the 64 KiB hit run and
+//! a busy machine), `WSUS_EDGE_BENCH_ROUNDS=n` sets the rounds of the 64 KiB hit run,
+//! `WSUS_EDGE_BENCH_REPEAT=n` the rounds of the cold-miss parts (default 3, median reported) and
 //! `WSUS_EDGE_BENCH_BIN=path` serves with another wsus-edge build (A/B against a baseline).
 //!
 //! - verify: wsus-edge SHA-1+SHA-256 (one pass, two threads) and SHA-256 alone vs
@@ -102,38 +103,72 @@ fn main() {
     wait_port(proxy_addr);
     let upstream = format!("http://{origin_addr}");
 
-    // ---- cold miss, one client ----
+    // ---- cold miss, one client and 20 concurrent: `reps` rounds, each on fresh objects ----
     warm_page_cache(&big_file);
     let edge = Edge::start(work.path().join("edge1"), &upstream);
     if !part("miss") {
         // The hit parts below need the object in the store.
         get_all(edge.addr, &big_path);
     } else {
-        let direct = time(|| get_all(origin_addr, &big_path));
-        let edge_cold = time(|| get_all(edge.addr, &big_path));
-        let ngx_cold = time(|| get_all(proxy_addr, &big_path));
-        rep.line(format!(
-            "cold miss {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice {:.2}s ({})",
-            big / MIB,
-            direct,
-            rate(big, direct),
-            edge_cold,
-            rate(big, edge_cold),
-            ngx_cold,
-            rate(big, ngx_cold)
-        ));
-        rep.line(format!("  ratio cold miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
-        ngx_cold / edge_cold, (edge_cold / direct - 1.0) * 100.0));
+        let reps: usize = std::env::var("WSUS_EDGE_BENCH_REPEAT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if quick { 1 } else { 3 });
+        let (mut one, mut twenty) = (Vec::new(), Vec::new());
+        for r in 0..reps {
+            // A fresh pair of objects per round: both caches see a cold miss every time.
+            let (p1, p20) = if r == 0 {
+                (big_path.clone(), big2_path.clone())
+            } else {
+                let seed = 1000 + 2 * r as u64;
+                (
+                    make_object(&origin, big, seed, "cab"),
+                    make_object(&origin, big, seed + 1, "esd"),
+                )
+            };
+            for p in [&p1, &p20] {
+                warm_page_cache(&origin.join(p.trim_start_matches('/')));
+            }
+            settle();
+            let direct = time(|| get_all(origin_addr, &p1));
+            settle();
+            let cpu0 = cpu_ms(edge.child.0.id());
+            let edge_t = time(|| get_all(edge.addr, &p1));
+            let cpu1 = cpu_ms(edge.child.0.id());
+            settle();
+            let ngx = time(|| get_all(proxy_addr, &p1));
+            rep.line(format!(
+                "cold miss {} MiB, round {}: direct {:.2}s ({}), wsus-edge {:.2}s ({}, {:.2} CPU-s), nginx slice {:.2}s ({})",
+                big / MIB, r + 1, direct, rate(big, direct), edge_t, rate(big, edge_t),
+                (cpu1 - cpu0) / 1e3, ngx, rate(big, ngx)
+            ));
+            one.push((direct, edge_t, ngx));
 
-        // ---- 20 concurrent cold misses of another object ----
-        let direct20 = time(|| parallel(20, |_| get_all(origin_addr, &big2_path)));
-        let edge20 = time(|| parallel(20, |_| get_all(edge.addr, &big2_path)));
-        let ngx20 = time(|| parallel(20, |_| get_all(proxy_addr, &big2_path)));
-        let total20 = 20 * big;
-        rep.line(format!("20 concurrent cold misses of {} MiB: direct {:.2}s ({}), wsus-edge {:.2}s ({}), nginx slice+lock {:.2}s ({})",
-        big / MIB, direct20, rate(total20, direct20), edge20, rate(total20, edge20), ngx20, rate(total20, ngx20)));
-        rep.line(format!("  ratio 20-miss throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
-        ngx20 / edge20, (edge20 / direct20 - 1.0) * 100.0));
+            settle();
+            let direct = time(|| parallel(20, |_| get_all(origin_addr, &p20)));
+            settle();
+            let cpu0 = cpu_ms(edge.child.0.id());
+            let edge_t = time(|| parallel(20, |_| get_all(edge.addr, &p20)));
+            let cpu1 = cpu_ms(edge.child.0.id());
+            settle();
+            let ngx = time(|| parallel(20, |_| get_all(proxy_addr, &p20)));
+            let total = 20 * big;
+            rep.line(format!(
+                "20 concurrent cold misses of {} MiB, round {}: direct {:.2}s ({}), wsus-edge {:.2}s ({}, {:.2} CPU-s), nginx slice+lock {:.2}s ({})",
+                big / MIB, r + 1, direct, rate(total, direct), edge_t, rate(total, edge_t),
+                (cpu1 - cpu0) / 1e3, ngx, rate(total, ngx)
+            ));
+            twenty.push((direct, edge_t, ngx));
+        }
+        for (what, runs, bytes) in [("cold miss", &one, big), ("20-miss", &twenty, 20 * big)] {
+            let med = |f: fn(&(f64, f64, f64)) -> f64| median(runs.iter().map(f).collect());
+            let (direct, edge_t, ngx) = (med(|r| r.0), med(|r| r.1), med(|r| r.2));
+            rep.line(format!(
+                "  {what}, median of {}: direct {}, wsus-edge {}, nginx {}; ratio throughput wsus-edge/nginx = {:.2}x; wsus-edge time to last byte vs direct = {:+.1}%",
+                runs.len(), rate(bytes, direct), rate(bytes, edge_t), rate(bytes, ngx),
+                ngx / edge_t, (edge_t / direct - 1.0) * 100.0
+            ));
+        }
     }
 
     // ---- cold miss over an emulated upstream link ----
@@ -145,7 +180,9 @@ fn main() {
                 work.path().join(format!("edge-link-{port}")),
                 &format!("http://{link}"),
             );
+            settle();
             let direct = time(|| get_all(link, &big_path));
+            settle();
             let cold = time(|| get_all(edge.addr, &big_path));
             rep.line(format!(
                 "cold miss {} MiB over a {name} upstream link: direct {:.2}s ({}), wsus-edge {:.2}s ({}); time to last byte vs direct = {:+.1}%",
@@ -240,6 +277,18 @@ fn main() {
     for l in rep.0.lock().unwrap().iter() {
         println!("{l}");
     }
+}
+
+/// Flushes dirty pages (the objects just generated, the previous run's cache files) so that
+/// background writeback does not land in the next timed run.
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn rate(bytes: u64, secs: f64) -> String {
@@ -396,18 +445,35 @@ fn wait_port(a: SocketAddr) {
     panic!("{a} never came up");
 }
 
+/// A child stopped on drop: SIGTERM first (nginx's master then stops its workers, which a
+/// SIGKILL would leave running), SIGKILL if it is still there after 2 s.
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // SAFETY: kill(2) with a pid we spawned and have not reaped yet; no memory involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..40 {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
 /// Upstream links the "miss over a link" part emulates (nginx `limit_rate`, bytes/s, per
-/// connection): 1 Gbit/s and 10 Gbit/s. A branch office's upstream is a WAN link; loopback
+/// connection): 1 to 10 Gbit/s. A branch office's upstream is a WAN link; loopback
 /// without a cap is faster than one core can hash, which the plain miss parts show.
-const LINKS: [(&str, u64); 2] = [("1 Gbit/s", 125_000_000), ("10 Gbit/s", 1_250_000_000)];
+const LINKS: [(&str, u64); 4] = [
+    ("1 Gbit/s", 125_000_000),
+    ("2.5 Gbit/s", 312_500_000),
+    ("5 Gbit/s", 625_000_000),
+    ("10 Gbit/s", 1_250_000_000),
+];
 
 fn start_nginx(
     bin: &Path,
