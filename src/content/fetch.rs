@@ -77,7 +77,7 @@ impl Upstream {
         expected_size: Option<u64>,
     ) -> Result<Digests, FetchError> {
         let url = format!("{}/{}", self.base, inf.key.url_path());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let sink_inf = inf.clone();
         let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
             let mut h = DualHasher::new();

@@ -99,7 +99,7 @@ impl Default for DualHasher {
 impl DualHasher {
     /// Starts the helper thread.
     pub fn new() -> Self {
-        let (tx, rx) = mpsc::sync_channel::<Bytes>(16);
+        let (tx, rx) = mpsc::sync_channel::<Bytes>(8);
         let sha256 = thread::Builder::new()
             .name("sha256".into())
             .spawn(move || {
