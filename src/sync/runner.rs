@@ -184,6 +184,22 @@ fn minute_of_day() -> u16 {
     }
 }
 
+/// Returns once `clock()` (minute of the day) is inside `window`, looking once a minute.
+async fn wait_for_window(window: &DailyWindow, clock: impl Fn() -> u16) {
+    let mut logged = false;
+    while !window.contains(clock()) {
+        if !logged {
+            tracing::info!(
+                start = window.start,
+                end = window.end,
+                "prefetch waits for content.download_window"
+            );
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
 /// Downloads the approved files, 4 at a time, waiting for the download window.
 async fn prefetch_approved(
     store: Store,
@@ -202,11 +218,8 @@ async fn prefetch_approved(
     let mut tasks = tokio::task::JoinSet::new();
     let mut failed = 0u64;
     for f in files {
-        while let Some(w) = &window {
-            if w.contains(minute_of_day()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(60)).await;
+        if let Some(w) = &window {
+            wait_for_window(w, minute_of_day).await;
         }
         let Ok(permit) = sem.clone().acquire_owned().await else {
             break;
@@ -235,4 +248,31 @@ async fn prefetch_approved(
         }
     });
     tracing::info!(done, failed, "prefetch finished");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock that starts at `start` (minute of the day) and follows tokio's (paused) time.
+    fn clock_from(start: u16, t0: tokio::time::Instant) -> impl Fn() -> u16 {
+        move || ((u64::from(start) + t0.elapsed().as_secs() / 60) % 1440) as u16
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetch_waits_for_the_download_window() {
+        let night = DailyWindow::parse("22:00-06:00").unwrap();
+        // Inside the window (past midnight): no wait at all.
+        let t0 = tokio::time::Instant::now();
+        wait_for_window(&night, clock_from(5 * 60 + 59, t0)).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        // At 21:57 it waits until 22:00, looking once a minute.
+        let t0 = tokio::time::Instant::now();
+        wait_for_window(&night, clock_from(21 * 60 + 57, t0)).await;
+        assert_eq!(t0.elapsed(), Duration::from_secs(180));
+        // At 06:00 the window has just closed: the next opening is 16 hours away.
+        let t0 = tokio::time::Instant::now();
+        wait_for_window(&night, clock_from(6 * 60, t0)).await;
+        assert_eq!(t0.elapsed(), Duration::from_secs(16 * 3600));
+    }
 }
