@@ -156,6 +156,51 @@ async fn corrupt_upstream_aborts_and_refetches(query: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
+    let up = TestUpstream::start().await;
+    let data = bytes_of(3 * MIB + 17, 31);
+    let path = up.put(&data, "esd", Behaviour::Normal);
+    // Site A serves HTTPS with a self-signed certificate; site B is its downstream.
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("a.pem"), certs.path().join("a.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let a = TestEdge::start(Some(up.url()), |c| {
+        c.server.tls_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.server.tls_cert = Some(cert.clone());
+        c.server.tls_key = Some(key.clone());
+    })
+    .await;
+    let a_https = format!("https://localhost:{}", a.tls_addr.unwrap().port());
+
+    // Without the CA file, B refuses A's certificate: a clear 502, nothing fetched.
+    let untrusting = TestEdge::start(Some(a_https.clone()), |_| {}).await;
+    let r = client()
+        .get(format!("{}{}", untrusting.url(), path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(up.gets(&path), 0);
+
+    // With `upstream.ca_file` naming A's certificate, the payload flows up the chain once
+    // (A streams its in-flight bytes over TLS, through hyper) and is verified at both sites.
+    let b = TestEdge::start(Some(a_https), |c| c.upstream.ca_file = Some(cert.clone())).await;
+    let r = client()
+        .get(format!("{}{}", b.url(), path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_not_chunked(&r);
+    assert_eq!(r.bytes().await.unwrap(), data);
+    assert_eq!(up.gets(&path), 1);
+    assert!(final_file(&a, &path).exists());
+    assert!(final_file(&b, &path).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2_declared_sha256_is_enforced_and_wrong_folder_is_404_without_upstream() {
     let up = TestUpstream::start().await;
     let data = bytes_of(100_000, 3);

@@ -338,6 +338,8 @@ where
 /// An in-process wsus-edge on 127.0.0.1:0 with its own data directory.
 pub struct TestEdge {
     pub addr: SocketAddr,
+    /// The TLS listener, when `server.tls_listen` was set.
+    pub tls_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -364,6 +366,7 @@ impl TestEdge {
         tweak(&mut c);
         let server = Server::bind(c).await.unwrap();
         let addr = server.local_addr();
+        let tls_addr = server.tls_local_addr();
         let state = server.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -376,6 +379,7 @@ impl TestEdge {
         });
         Self {
             addr,
+            tls_addr,
             state,
             dir,
             stop: Some(tx),
