@@ -174,7 +174,8 @@ async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
     .await;
     let a_https = format!("https://localhost:{}", a.tls_addr.unwrap().port());
 
-    // Without the CA file, B refuses A's certificate: a clear 502, nothing fetched.
+    // Without the CA file, B refuses A's certificate: a clear 502, nothing fetched, and no
+    // retry (a certificate does not fix itself).
     let untrusting = TestEdge::start(Some(a_https.clone()), |_| {}).await;
     let r = client()
         .get(format!("{}{}", untrusting.url(), path))
@@ -182,6 +183,8 @@ async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("TLS certificate refused"), "{why}");
     assert_eq!(up.gets(&path), 0);
 
     // With `upstream.ca_file` naming A's certificate, the payload flows up the chain once
@@ -196,8 +199,17 @@ async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
     assert_not_chunked(&r);
     assert_eq!(r.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 1);
-    assert!(final_file(&a, &path).exists());
-    assert!(final_file(&b, &path).exists());
+    // The last byte goes out once verified; publishing (fsync, rename) follows.
+    for site in [&a, &b] {
+        let f = final_file(site, &path);
+        for _ in 0..100 {
+            if f.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(std::fs::read(&f).unwrap(), data);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,7 +144,11 @@ impl Upstream {
                 None => FetchError::Transfer(format!("connection closed at {received} bytes")),
                 Some(e) => e,
             };
-            if matches!(err, FetchError::Status(_) | FetchError::Io(_)) && got == 0 {
+            if matches!(
+                err,
+                FetchError::Status(_) | FetchError::Io(_) | FetchError::Certificate(_)
+            ) && got == 0
+            {
                 return Err(err);
             }
             if got > 0 {
@@ -252,11 +256,39 @@ impl Upstream {
 }
 
 fn classify(e: reqwest::Error) -> FetchError {
-    if e.is_connect() {
+    if let Some(tls) = certificate_error(&e) {
+        FetchError::Certificate(tls.to_string())
+    } else if e.is_connect() {
         FetchError::Unreachable(e.to_string())
     } else if e.is_timeout() {
         FetchError::Timeout(e.to_string())
     } else {
         FetchError::Transfer(e.to_string())
     }
+}
+
+/// The TLS certificate error somewhere in `e`'s chain of causes, if that is why it failed.
+/// hyper wraps it in `io::Error`s, whose `source()` skips the wrapped error, so those are
+/// opened with `get_ref`.
+fn certificate_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let mut inner = c;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if let Some(
+            tls @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType),
+        ) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls);
+        }
+        cause = c.source();
+    }
+    None
 }

@@ -32,6 +32,10 @@ pub enum FetchError {
     /// Upstream could not be reached (connect error) after retries.
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
+    /// Upstream's TLS certificate was refused (not retried: it will not change by itself;
+    /// see `upstream.ca_file`).
+    #[error("upstream TLS certificate refused ({0}); upstream.ca_file names a CA to trust")]
+    Certificate(String),
     /// Upstream timed out after retries.
     #[error("upstream timed out: {0}")]
     Timeout(String),
@@ -292,5 +296,6 @@ mod tests {
         assert_eq!(FetchError::Status(404).status(), 404);
         assert_eq!(FetchError::Unreachable("x".into()).status(), 502);
         assert_eq!(FetchError::Timeout("x".into()).status(), 504);
+        assert_eq!(FetchError::Certificate("x".into()).status(), 502);
     }
 }
