@@ -26,6 +26,19 @@ fn final_file(edge: &TestEdge, path: &str) -> std::path::PathBuf {
     edge.content_dir().join(rel)
 }
 
+/// The stored file of `path`, once published: the last byte goes out on verification, and
+/// publishing (fsync, rename) follows. Waits up to 2 s.
+async fn published(edge: &TestEdge, path: &str) -> std::path::PathBuf {
+    let f = final_file(edge, path);
+    for _ in 0..100 {
+        if f.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f
+}
+
 fn partial_files(edge: &TestEdge) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(edge.content_dir().join(".partial"))
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -75,13 +88,7 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
     }
     assert_eq!(got, data);
     // Kept after verification; the second request is a hit (no new upstream GET).
-    for _ in 0..50 {
-        if final_file(&edge, &path).exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(std::fs::read(final_file(&edge, &path)).unwrap(), data);
+    assert_eq!(std::fs::read(published(&edge, &path).await).unwrap(), data);
     let again = client()
         .get(format!("{}{}", edge.url(), path))
         .send()
@@ -199,16 +206,8 @@ async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
     assert_not_chunked(&r);
     assert_eq!(r.bytes().await.unwrap(), data);
     assert_eq!(up.gets(&path), 1);
-    // The last byte goes out once verified; publishing (fsync, rename) follows.
     for site in [&a, &b] {
-        let f = final_file(site, &path);
-        for _ in 0..100 {
-            if f.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(std::fs::read(&f).unwrap(), data);
+        assert_eq!(std::fs::read(published(site, &path).await).unwrap(), data);
     }
 }
 
@@ -388,12 +387,7 @@ async fn p4_shuffled_1mib_ranges_on_a_miss_over_keepalive_connections() {
     assert_eq!(up.gets(&path), 1, "one upstream fetch for all ranges");
 
     // Hits (once published): same ETag, HEAD, conditionals, 416.
-    for _ in 0..100 {
-        if final_file(&edge, &path).exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    published(&edge, &path).await;
     let c = client();
     let r = c.head(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
