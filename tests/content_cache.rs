@@ -163,6 +163,42 @@ async fn corrupt_upstream_aborts_and_refetches(query: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_response_in_progress() {
+    let up = TestUpstream::start().await;
+    let data = bytes_of(2 * MIB + 5, 41);
+    let path = up.put(&data, "cab", Behaviour::GatedAfter(MIB));
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    let resp = client()
+        .get(format!("{}{}", edge.url(), path))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let mut got = Vec::new();
+    while got.len() < MIB {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the first MiB flows")
+            .unwrap()
+            .unwrap();
+        got.extend_from_slice(&chunk);
+    }
+    // Shutdown starts while the miss is half sent: the server waits for it.
+    let stopping = tokio::spawn(edge.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown must wait for the response"
+    );
+    up.release();
+    while let Some(c) = stream.next().await {
+        got.extend_from_slice(&c.expect("the response is finished, not cut"));
+    }
+    assert_eq!(got, data);
+    stopping.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
     let up = TestUpstream::start().await;
     let data = bytes_of(3 * MIB + 17, 31);

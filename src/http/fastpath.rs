@@ -13,6 +13,7 @@ use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::Router;
 use crate::content::key::ContentKey;
@@ -70,9 +71,15 @@ impl AsyncWrite for Prepended {
     }
 }
 
-/// Serves requests on `stream` with sendfile while they are hits; returns the stream (with
-/// the bytes already read) to hand to hyper, or `None` when the connection is finished.
-pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<Prepended> {
+/// Serves payload requests on `stream` with sendfile; returns the stream (with the bytes
+/// already read) to hand to hyper, or `None` when the connection is finished. Once `stop`
+/// turns true the response in progress is finished and the connection closed, as hyper's
+/// graceful shutdown does (the listener gives connections 10 s).
+pub(crate) async fn run(
+    mut stream: TcpStream,
+    router: &Arc<Router>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Prepended> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(512);
     let mut date = DateCache::default();
@@ -87,7 +94,11 @@ pub(crate) async fn run(mut stream: TcpStream, router: &Arc<Router>) -> Option<P
                     inner: stream,
                 });
             }
-            match stream.read_buf(&mut buf).await {
+            let read = tokio::select! {
+                r = stream.read_buf(&mut buf) => r,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            match read {
                 Ok(0) | Err(_) if buf.is_empty() => return None,
                 Ok(0) | Err(_) => {
                     return Some(Prepended {

@@ -200,11 +200,8 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: watch::
     accept_loop(listener, shutdown, "http", move |stream, peer, mut stop| {
         let router = router.clone();
         async move {
-            // Hits go out with sendfile until a request needs hyper.
-            let fast = tokio::select! {
-                r = fastpath::run(stream, &router) => r,
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => None,
-            };
+            // Payloads go out with sendfile until a request needs hyper.
+            let fast = fastpath::run(stream, &router, &mut stop).await;
             if let Some(stream) = fast {
                 serve_connection(stream, router, peer, false, stop).await;
             }
