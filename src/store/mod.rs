@@ -197,7 +197,7 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         // A lock can stay held for a moment after its owner let go: a child being spawned by
         // another thread shares the lock's open file description until its exec. Retry
-        // briefly; a lock really held by another process still fails.
+        // briefly (500 ms); a lock really held by another process still fails.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         let lock = loop {
             match lock::DirLock::acquire(dir) {
@@ -207,11 +207,25 @@ impl Store {
                 r => break r?,
             }
         };
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .flush_every_ms(Some(500))
-            .cache_capacity(CACHE_BYTES)
-            .open()?;
+        // sled takes its own flock on its files, and the same fork-to-exec window can hold it
+        // for a moment after the previous owner closed them; holding the dir lock, nobody
+        // else can really own it, so the same wait applies. Past it, it counts as locked.
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir.join("db"))
+                .flush_every_ms(Some(500))
+                .cache_capacity(CACHE_BYTES)
+                .open();
+            match opened {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked { pid: None });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r?,
+            }
+        };
         let objects = db.open_tree(schema::OBJECTS)?;
         let kv = db.open_tree(schema::KV)?;
         let meta = schema::META_TREES
@@ -381,6 +395,25 @@ mod tests {
     use super::*;
 
     const CHILD_ENV: &str = "WSUS_EDGE_STORE_LOCK_CHILD";
+
+    #[test]
+    fn sled_lock_still_held_by_someone_else_waits_then_counts_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        // Someone still has sled's files open (as a forked child does until its exec).
+        let holder = sled::open(dir.path().join("db")).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked { pid: None })
+        ));
+        // Released within the wait: the open succeeds.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(holder);
+        });
+        Store::open(dir.path()).unwrap();
+        release.join().unwrap();
+    }
 
     #[test]
     fn second_open_in_process_is_locked_and_lock_is_released_on_drop() {
