@@ -163,6 +163,58 @@ async fn corrupt_upstream_aborts_and_refetches(query: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_of_a_failed_miss_has_no_body_and_the_connection_stays_in_step() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestUpstream::start().await;
+    let data = bytes_of(70_000, 43);
+    let good = up.put(&data, "cab", Behaviour::Normal);
+    // A well-formed name upstream does not have: a 404 from the cache, with a text body.
+    let missing = format!("/Content/00/{}00.cab", "AB".repeat(19));
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, 1, "connection closed after {head:?}");
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).to_ascii_lowercase()
+    }
+    for method in ["HEAD", "GET"] {
+        s.write_all(format!("{method} {missing} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("content-length");
+        assert!(len > 0);
+        if method == "GET" {
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).await.unwrap();
+        }
+    }
+    // The next answer on the same connection starts where it should.
+    s.write_all(format!("HEAD {good} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", data.len())),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_response_in_progress() {
     let up = TestUpstream::start().await;
     let data = bytes_of(2 * MIB + 5, 41);

@@ -95,8 +95,9 @@ pub(crate) async fn run(
                 });
             }
             let read = tokio::select! {
-                r = stream.read_buf(&mut buf) => r,
+                biased;
                 _ = stop.wait_for(|s| *s) => return None,
+                r = stream.read_buf(&mut buf) => r,
             };
             match read {
                 Ok(0) | Err(_) if buf.is_empty() => return None,
@@ -115,7 +116,8 @@ pub(crate) async fn run(
                 inner: stream,
             });
         };
-        let (method, close) = (h.method.clone(), h.close);
+        // Once shutdown has begun, this answer is the connection's last.
+        let (method, close) = (h.method.clone(), h.close || *stop.borrow());
         let (status, body) = match router.content.zero_copy_hit(&h.method, h.path, &h.headers) {
             Some(hit) => {
                 let status = hit.status;
@@ -167,14 +169,19 @@ pub(crate) async fn run(
             }
             Send::Source(Source::Empty) => stream.write_all(&out).await,
             Send::Source(Source::Text(t)) => {
-                out.extend_from_slice(&t);
+                // HEAD: the length of the text, but not the text.
+                if method == Method::GET {
+                    out.extend_from_slice(&t);
+                }
                 stream.write_all(&out).await
             }
             Send::Source(Source::File {
                 file, start, len, ..
             }) => send_file(&stream, &out, &file, start, len).await,
             Send::Source(Source::Inflight { inf, start, len }) => {
-                match serve::write_head_more(&stream, &out).await {
+                // Not corked (MSG_MORE) like a hit's head: the first bytes may not have arrived
+                // yet, and a corked head would wait for the kernel's probe timer (~200 ms).
+                match stream.write_all(&out).await {
                     Ok(()) => serve::sendfile_inflight(&stream, inf, start, len).await,
                     Err(e) => Err(e),
                 }
