@@ -237,7 +237,6 @@ impl ContentCache {
                 }
             }
             Ok(Lookup::Fetching(inf, started)) => {
-                metrics::content_request(if started { "miss" } else { "coalesced" });
                 if !started {
                     self.touch(&key.sha1);
                 }
@@ -250,6 +249,7 @@ impl ContentCache {
                     (_, Some(s)) => s,
                     (_, None) => p.written,
                 };
+                metrics::content_request(if started { "miss" } else { "coalesced" });
                 let etag = serve::etag(&key);
                 let plan = range::plan(&conds, size, &etag, None);
                 let m = serve::Meta {
@@ -297,7 +297,7 @@ impl ContentCache {
 
     /// For the zero-copy path: when `path` names an object complete in the store, the
     /// response head to write and the file range to send with `sendfile`. `None` for
-    /// anything else (misses, errors, other methods), which then go through [`Self::handle`].
+    /// anything else (misses, errors, other methods), which then go through [`Self::answer`].
     /// Recently hit objects stay open with their headers precomputed ([`hot`]).
     pub fn zero_copy_hit(
         &self,
@@ -440,6 +440,10 @@ impl ContentCache {
     }
 
     async fn run_fetch(self, upstream: Upstream, inf: Arc<Inflight>, expected: Expected) {
+        let _verdict = VerdictGuard {
+            cache: self.clone(),
+            inf: inf.clone(),
+        };
         let key = inf.key.clone();
         let res = upstream.download(inf.clone(), expected.size).await;
         let outcome = match res {
@@ -584,6 +588,38 @@ impl ContentCache {
             tracing::info!(key = %key, size = v.size, "evicted (least recently used)");
         }
         Ok(())
+    }
+}
+
+/// Gives a download a verdict if its task ends without one (a panic, or the runtime shutting
+/// down): readers hold the sender side of the progress channel themselves, so they would
+/// otherwise wait forever, and later requests would join a download that no longer runs.
+struct VerdictGuard {
+    cache: ContentCache,
+    inf: Arc<Inflight>,
+}
+
+impl Drop for VerdictGuard {
+    fn drop(&mut self) {
+        if matches!(
+            self.inf.progress.borrow().state,
+            State::Done | State::Failed(_)
+        ) {
+            return;
+        }
+        let key = &self.inf.key;
+        tracing::error!(key = %key, "content download ended without a verdict; discarded");
+        let mut map = lock(&self.cache.inner.inflight);
+        self.cache.inner.dir.discard(key);
+        self.inf.finish(State::Failed(FetchError::Io(
+            "download ended without a verdict".into(),
+        )));
+        if map
+            .get(&key.sha1)
+            .is_some_and(|i| Arc::ptr_eq(i, &self.inf))
+        {
+            map.remove(&key.sha1);
+        }
     }
 }
 
