@@ -210,6 +210,7 @@ impl Store {
         // sled takes its own flock on its files, and the same fork-to-exec window can hold it
         // for a moment after the previous owner closed them; holding the dir lock, nobody
         // else can really own it, so the same wait applies. Past it, it counts as locked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         let db = loop {
             let opened = sled::Config::new()
                 .path(dir.join("db"))
