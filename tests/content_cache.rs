@@ -39,6 +39,24 @@ async fn published(edge: &TestEdge, path: &str) -> std::path::PathBuf {
     f
 }
 
+/// Reads at least `n` bytes of a body; each chunk must come within 10 s (bytes flow while
+/// upstream still holds back the rest).
+async fn first_bytes(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    n: usize,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("bytes must flow before the upstream finishes")
+            .expect("body ended early")
+            .expect("body failed");
+        got.extend_from_slice(&chunk);
+    }
+    got
+}
+
 fn partial_files(edge: &TestEdge) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(edge.content_dir().join(".partial"))
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -68,16 +86,8 @@ async fn p1_miss_streams_through_while_upstream_is_still_sending_then_hits() {
         data.len().to_string().as_str()
     );
     let mut stream = resp.bytes_stream();
-    let mut got = Vec::new();
     // The first MiB arrives while upstream is still holding back the rest: stream-through.
-    while got.len() < MIB {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("bytes must flow before the upstream finishes")
-            .unwrap()
-            .unwrap();
-        got.extend_from_slice(&chunk);
-    }
+    let mut got = first_bytes(&mut stream, MIB).await;
     assert!(
         !final_file(&edge, &path).exists(),
         "published before verification"
@@ -226,15 +236,7 @@ async fn shutdown_finishes_the_response_in_progress() {
         .await
         .unwrap();
     let mut stream = resp.bytes_stream();
-    let mut got = Vec::new();
-    while got.len() < MIB {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("the first MiB flows")
-            .unwrap()
-            .unwrap();
-        got.extend_from_slice(&chunk);
-    }
+    let mut got = first_bytes(&mut stream, MIB).await;
     // Shutdown starts while the miss is half sent: the server waits for it.
     let stopping = tokio::spawn(edge.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
