@@ -20,7 +20,7 @@ use crate::config::UpstreamConfig;
 /// progress.
 pub const MAX_RETRIES: u32 = 5;
 
-/// Most bytes the temp-file writer gathers from queued network chunks before one write.
+/// Most bytes of queued network chunks the temp-file writer writes before it tells readers.
 const SINK_BATCH: usize = 512 << 10;
 
 /// The upstream content source, shared by all fetches.
