@@ -455,16 +455,21 @@ mod tests {
         assert_eq!(ch.dead, vec![Uuid::from_u128(0xd000 + 77)]);
     }
 
+    /// Makes `ups[2]` the live set (anchor "old") in one transaction; returns its view and
+    /// the deployment sequence number then.
+    fn apply_old_set(s: &Store, ups: &[UpstreamDeployments]) -> ([Vec<String>; 6], u64) {
+        s.apply_upstream_deployments_with(&ups[2], Some(&state("old")), usize::MAX, CHUNK)
+            .unwrap();
+        (view(s), s.deployment_seq().unwrap())
+    }
+
     #[test]
     fn interrupted_staged_apply_leaves_the_old_set_and_the_next_apply_succeeds() {
         let dir = tempfile::tempdir().unwrap();
         let ups = answers();
         let (before, seq0) = {
             let s = Store::open(dir.path()).unwrap();
-            s.apply_upstream_deployments_with(&ups[2], Some(&state("old")), usize::MAX, CHUNK)
-                .unwrap();
-            let before = view(&s);
-            let seq0 = s.deployment_seq().unwrap();
+            let (before, seq0) = apply_old_set(&s, &ups);
             // Stage a different full set in small chunks, then "crash" before the flip.
             let _w = s.writer();
             let staged = s.stage_deployments(&ups[0], &BTreeSet::new(), 2).unwrap();
@@ -531,10 +536,9 @@ mod tests {
         let ups = answers();
         let (before, seq0) = {
             let s = Store::open(dir.path()).unwrap();
-            s.apply_upstream_deployments_with(&ups[2], Some(&state("old")), usize::MAX, CHUNK)
-                .unwrap();
+            let old = apply_old_set(&s, &ups);
             s.flush().unwrap();
-            (view(&s), s.deployment_seq().unwrap())
+            old
         };
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "store::staged::tests::staged_crash_child"])

@@ -264,6 +264,11 @@ mod tests {
     use time::macros::datetime;
     use uuid::Uuid;
 
+    /// A SOAP fault with `code`, as upstream answers `action` with it.
+    fn fault_envelope(code: crate::wire::ErrorCode, action: &str) -> String {
+        crate::wire::soap::Fault::new(code, "refused", action).to_envelope()
+    }
+
     fn big(n: u128) -> GetDeploymentsResponse {
         GetDeploymentsResponse {
             anchor: "17,2026-11-25 18:00:00.000".into(),
@@ -313,12 +318,10 @@ mod tests {
                 r
             );
         }
-        let fault = crate::wire::soap::Fault::new(
+        let fault = fault_envelope(
             crate::wire::ErrorCode::InvalidParameters,
-            "filter",
             crate::wire::sss::action::GET_REVISION_ID_LIST,
-        )
-        .to_envelope();
+        );
         assert!(matches!(
             decode_revision_id_list_response(fault.as_bytes()),
             Err(WireError::Fault(_))
@@ -344,12 +347,10 @@ mod tests {
 
     #[test]
     fn faults_and_bad_documents_give_the_tree_decoders_errors() {
-        let fault = crate::wire::soap::Fault::new(
+        let fault = fault_envelope(
             crate::wire::ErrorCode::InvalidCookie,
-            "cookie",
             crate::wire::sss::action::GET_DEPLOYMENTS,
-        )
-        .to_envelope();
+        );
         assert!(matches!(
             decode_deployments_response(fault.as_bytes()),
             Err(WireError::Fault(f)) if f.error_code == crate::wire::ErrorCode::InvalidCookie
