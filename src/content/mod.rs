@@ -41,6 +41,7 @@ pub mod hot;
 pub mod index;
 pub mod inflight;
 pub mod key;
+pub mod maintain;
 pub mod mime;
 pub mod range;
 pub mod serve;
