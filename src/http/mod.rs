@@ -8,7 +8,9 @@
 
 pub mod body;
 mod fastpath;
+pub mod head;
 mod selfupdate;
+mod sys;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -103,7 +105,11 @@ impl Router {
         let lower = path.to_ascii_lowercase();
         let method = req.method().clone();
         let (service, resp) = if lower.starts_with("/content/") {
-            let r = self.content.handle(&method, &path, req.headers()).await;
+            let r = self
+                .content
+                .answer(&method, &path, req.headers())
+                .await
+                .map(body::content);
             ("content", r)
         } else if lower.starts_with("/selfupdate/") {
             let r = match &self.selfupdate {
