@@ -63,6 +63,7 @@ pub fn build_router(state: &AppState) -> Router {
         .as_ref()
         .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
     let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
+        .limits(http::Limits::from_config(&state.config.server))
         .selfupdate(selfupdate);
     if let Some(client) = client_service(state) {
         for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {

@@ -15,8 +15,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::head::{self, DateCache};
+use super::listen::Conn;
 use super::{sys, Router};
 use crate::content::inflight::{Inflight, InflightReader};
 use crate::content::key::ContentKey;
@@ -82,12 +84,16 @@ impl AsyncWrite for Prepended {
 pub(crate) async fn run(
     mut stream: TcpStream,
     router: &Arc<Router>,
+    conn: &Conn,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Prepended> {
+    let limits = router.limits;
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(512);
     let mut date = DateCache::default();
     loop {
+        // Idle until a request's first byte, then the head must complete in time.
+        let mut deadline = (!buf.is_empty()).then(|| Instant::now() + limits.header_read_timeout);
         let end = loop {
             if let Some(i) = find_head_end(&buf) {
                 break i;
@@ -98,10 +104,15 @@ pub(crate) async fn run(
                     inner: stream,
                 });
             }
+            let wait = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
             let read = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return None,
                 r = stream.read_buf(&mut buf) => r,
+                _ = tokio::time::sleep_until(wait) => {
+                    tracing::debug!(partial = !buf.is_empty(), "client connection timed out waiting for a request");
+                    return None;
+                }
             };
             match read {
                 Ok(0) | Err(_) if buf.is_empty() => return None,
@@ -111,9 +122,14 @@ pub(crate) async fn run(
                         inner: stream,
                     })
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + limits.header_read_timeout);
+                    }
+                }
             }
         };
+        conn.touch();
         let Some(h) = parse_head(&buf[..end]) else {
             return Some(Prepended {
                 prefix: buf,
@@ -187,6 +203,7 @@ pub(crate) async fn run(
             let _ = stream.shutdown().await;
             return None;
         }
+        conn.touch();
     }
 }
 
