@@ -266,11 +266,18 @@ impl Server {
 /// file unreadable) the error is logged and the server runs without it.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut server = Server::bind(config).await?;
+    start_admin_or_log(&mut server).await;
+    server.run_until(shutdown_signal()).await
+}
+
+/// Starts the admin API on `[admin] listen`; when it cannot start (port taken, token file
+/// unreadable) logs why and leaves the server without it. `serve` and `simulate-upstream`
+/// both start it this way.
+pub async fn start_admin_or_log(server: &mut Server) {
     let admin = server.state().config.admin.listen;
     if let Err(e) = server.start_admin_on(admin).await {
         tracing::error!(error = %e, "admin API not started: admin verbs, /metrics and the status page are unavailable until a restart");
     }
-    server.run_until(shutdown_signal()).await
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -1,4 +1,5 @@
-//! `simulate-upstream` (a generated catalog served by a normal autonomous server) and `demo`
+//! `simulate-upstream` (a generated catalog served by a normal autonomous server, with the admin
+//! API on `[admin] listen` as `serve` runs it) and `demo`
 //! (a simulated upstream plus a replica in one process, synced, ready for a client).
 
 use std::net::SocketAddr;
@@ -63,13 +64,16 @@ pub fn simulate_upstream(
         config.server.data_dir = d;
     }
     runtime()?.block_on(async move {
-        let sim = SimUpstream::start(args.updates, args.seed, config).await?;
+        let sim = SimUpstream::start_with_admin(args.updates, args.seed, config).await?;
         println!(
             "simulated upstream: {} updates (seed {}) at {}",
             args.updates,
             args.seed,
             sim.url()
         );
+        if let Some(a) = sim.server.admin_addr() {
+            println!("admin API at http://{a}");
+        }
         crate::server::shutdown_signal().await;
         sim.stop().await?;
         Ok(std::process::ExitCode::SUCCESS)
