@@ -10,9 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use uuid::Uuid;
+use wsus_edge::app::RunningServer;
 use wsus_edge::config::Config;
 use wsus_edge::model::ApprovalAction;
-use wsus_edge::upstream::simserver::RunningServer;
 
 /// The simulated upstream process; killed when dropped (a failing test leaves nothing behind).
 struct SimProcess {

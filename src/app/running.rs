@@ -9,11 +9,11 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::sim::{self, SharedCatalog};
+use super::{AppState, Server, ServerError};
 use crate::config::Config;
-use crate::server::{AppState, Server, ServerError};
 use crate::simulate::Catalog;
 use crate::store::{Store, StoreError};
+use crate::upstream::sim::{self, SharedCatalog};
 
 /// A server running on the current runtime.
 pub struct RunningServer {
@@ -169,7 +169,7 @@ impl SimUpstream {
         .map_err(|e| SimError::Io(std::io::Error::other(e)))??;
         let mut server = server;
         if admin {
-            crate::server::start_admin_or_log(&mut server).await;
+            super::start_admin_or_log(&mut server).await;
         }
         Ok(Self {
             server: RunningServer::run(server),
