@@ -208,6 +208,7 @@ impl ClientService {
                 max_elements: 200_000,
                 max_text: 1 << 20,
                 max_input: 16 << 20,
+                ..Limits::default()
             },
         })
     }
