@@ -28,7 +28,6 @@ mod revisions;
 
 pub mod service;
 pub mod sim;
-pub mod simserver;
 
 use std::sync::{Arc, Mutex};
 
