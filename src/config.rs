@@ -241,9 +241,9 @@ struct RawFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClients {
-    max_computers: Option<String>,
-    registrations_per_minute: Option<String>,
-    max_events_per_computer: Option<String>,
+    max_computers: Option<u64>,
+    registrations_per_minute: Option<u64>,
+    max_events_per_computer: Option<u64>,
     max_event_bytes_per_computer: Option<String>,
     event_retention: Option<String>,
 }
@@ -518,13 +518,17 @@ impl Config {
                     )
                 })
         };
-        if let Some(s) = pick("clients", "max_computers", r.max_computers) {
+        if let Some(s) = pick(
+            "clients",
+            "max_computers",
+            r.max_computers.map(|n| n.to_string()),
+        ) {
             cfg.clients.max_computers = count(s, "clients.max_computers")? as usize;
         }
         if let Some(s) = pick(
             "clients",
             "registrations_per_minute",
-            r.registrations_per_minute,
+            r.registrations_per_minute.map(|n| n.to_string()),
         ) {
             let n = count(s, "clients.registrations_per_minute")?;
             cfg.clients.registrations_per_minute = u32::try_from(n).unwrap_or(u32::MAX);
@@ -532,7 +536,7 @@ impl Config {
         if let Some(s) = pick(
             "clients",
             "max_events_per_computer",
-            r.max_events_per_computer,
+            r.max_events_per_computer.map(|n| n.to_string()),
         ) {
             cfg.clients.max_events_per_computer =
                 count(s, "clients.max_events_per_computer")? as usize;
@@ -583,6 +587,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("t.toml"), |_| None)
+    }
+
+    #[test]
+    fn clients_and_import_tables() {
+        let c = parse(
+            "[clients]\nmax_computers = 7\nmax_event_bytes_per_computer = \"1MiB\"\nevent_retention = \"2d\"\n[import]\ntrusted_keys = [\"/k.pub\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.clients.max_computers, 7);
+        assert_eq!(c.clients.max_event_bytes_per_computer, 1 << 20);
+        assert_eq!(c.clients.event_retention, Duration::from_secs(2 * 86400));
+        assert_eq!(c.import.trusted_keys, vec![PathBuf::from("/k.pub")]);
+        let env = Config::from_toml("", Path::new("t.toml"), |k| {
+            (k == "WSUS_EDGE_CLIENTS_REGISTRATIONS_PER_MINUTE").then(|| "3".to_string())
+        })
+        .unwrap();
+        assert_eq!(env.clients.registrations_per_minute, 3);
+        assert!(parse("[clients]\nmax_computers = 0\n").is_err());
     }
 
     #[test]
