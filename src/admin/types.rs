@@ -36,9 +36,9 @@ pub struct UpdateJson {
     pub products: Vec<String>,
     /// Product GUIDs.
     pub product_ids: Vec<String>,
-    /// Declined (hidden).
+    /// Declined (hidden); also true when expired upstream.
     pub declined: bool,
-    /// Expired upstream.
+    /// Expired upstream (withdrawn: kept as declined, never offered to clients).
     pub expired: bool,
     /// Approvals: `install` and `uninstall` deployments only.
     pub approvals: Vec<ApprovalJson>,

@@ -15,8 +15,8 @@
 //! An expired cookie (checked locally, or `InvalidCookie` from upstream) → authorize again and
 //! go on; `ServerChanged` → forget the anchors and start over (once); any other fault → stop,
 //! with the code and message logged. Network errors are retried by [`SoapClient`].
-//! Expired revisions (`PublicationState="Expired"`) are not stored and remove the update's
-//! stored revisions; superseded ones are kept.
+//! Expired revisions (`PublicationState="Expired"`) are stored like any other: the update stays,
+//! declined, never offered to clients, and passed on to downstreams; superseded ones are kept.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -63,8 +63,8 @@ impl SyncOptions {
 pub struct SyncSummary {
     /// Revisions fetched and stored.
     pub fetched: u64,
-    /// Revisions removed (expired upstream).
-    pub removed: u64,
+    /// Of the revisions fetched, those expired upstream (kept, shown as declined).
+    pub expired: u64,
     /// Deployments after the sync.
     pub deployments: u64,
     /// Updates (latest revisions) in the store after the sync.
@@ -172,7 +172,7 @@ impl Syncer {
         match &result {
             Ok(s) => tracing::info!(
                 fetched = s.fetched,
-                removed = s.removed,
+                expired = s.expired,
                 updates = s.updates,
                 deployments = s.deployments,
                 secs = t.elapsed().as_secs_f64(),
@@ -191,7 +191,7 @@ impl Syncer {
                     success: false,
                     message: e.to_string(),
                     revisions_added: self.summary.fetched,
-                    revisions_removed: self.summary.removed,
+                    revisions_removed: 0,
                     deployments: 0,
                 });
                 self.store.set_sync_state(&st)?;
@@ -333,7 +333,7 @@ impl Syncer {
             success: true,
             message: "ok".into(),
             revisions_added: self.summary.fetched,
-            revisions_removed: self.summary.removed,
+            revisions_removed: 0,
             deployments: total_deployments,
         };
         state.last_sync = Some(outcome.clone());

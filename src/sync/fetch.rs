@@ -1,5 +1,7 @@
 //! GetUpdateData batches (re-asking for what a short answer left out, one transaction per
-//! answer, expired revisions removing their update) and the related-revisions step.
+//! answer) and the related-revisions step. Expired revisions are stored like any other (the
+//! store keeps them as declined, clients are never offered them, downstreams receive them),
+//! as WSUS keeps an update Microsoft expires.
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,8 +20,8 @@ use crate::wire::update_xml::parse_update_with;
 struct Parsed {
     /// Revisions to store.
     batch: Vec<NewRevision>,
-    /// Updates whose revision came back expired (their stored revisions go).
-    expired: Vec<Uuid>,
+    /// Revisions in `batch` that are expired upstream.
+    expired: u64,
     /// Related ids of the revisions to store (prerequisites, bundle members, categories).
     related: Vec<(Uuid, Option<u32>)>,
     /// Category types learned from this answer.
@@ -30,9 +32,9 @@ struct Parsed {
 struct Committed {
     /// Revisions stored.
     fetched: u64,
-    /// Revisions removed (expired).
-    removed: u64,
-    /// Revisions handled (stored or expired).
+    /// Of those, revisions expired upstream.
+    expired: u64,
+    /// Revisions handled.
     handled: u64,
 }
 
@@ -44,7 +46,7 @@ fn parse_batch(
 ) -> Result<Parsed, SyncError> {
     let mut out = Parsed {
         batch: Vec::with_capacity(resp.updates.len()),
-        expired: Vec::new(),
+        expired: 0,
         related: Vec::new(),
         categories: Vec::new(),
     };
@@ -68,8 +70,7 @@ fn parse_batch(
             }
         }
         if record.expired {
-            out.expired.push(record.key.update_id);
-            continue;
+            out.expired += 1;
         }
         if let (UpdateKind::Category, Some(t)) = (record.kind, record.category_type) {
             categories.insert(record.key.update_id, t);
@@ -83,26 +84,17 @@ fn parse_batch(
     Ok(out)
 }
 
-/// Stage 2: removes the expired updates' revisions and commits the batch in ONE transaction
-/// (with `state` when it is the phase's last).
+/// Stage 2: commits the batch in ONE transaction (with `state` when it is the phase's last).
 fn commit_parsed(
     store: Store,
     parsed: Parsed,
     state: Option<SyncState>,
 ) -> Result<Committed, SyncError> {
-    let mut removed = 0;
-    if !parsed.expired.is_empty() {
-        let mut doomed = Vec::new();
-        for id in &parsed.expired {
-            doomed.extend(store.revisions_of(id)?.into_iter().map(|r| r.record.key));
-        }
-        removed = store.remove_revisions(&doomed)? as u64;
-    }
     store.commit_batch(&parsed.batch, &[], state.as_ref())?;
     Ok(Committed {
         fetched: parsed.batch.len() as u64,
-        removed,
-        handled: (parsed.batch.len() + parsed.expired.len()) as u64,
+        expired: parsed.expired,
+        handled: parsed.batch.len() as u64,
     })
 }
 
@@ -248,7 +240,7 @@ impl Syncer {
         if let Some(h) = pipe.committing.take() {
             let c = join(h).await?;
             self.summary.fetched += c.fetched;
-            self.summary.removed += c.removed;
+            self.summary.expired += c.expired;
             pipe.done += c.handled;
             self.progress("updates", pipe.done, total);
         }
