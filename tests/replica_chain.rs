@@ -6,6 +6,8 @@
 
 #[path = "support/sss_oracle.rs"]
 mod sss_oracle;
+#[path = "support/sync_proxy.rs"]
+mod sync_proxy;
 #[path = "support/wusp_agent.rs"]
 mod wusp_agent;
 
@@ -156,6 +158,21 @@ impl Edge {
         );
     }
 
+    async fn metric(&self, name: &str) -> f64 {
+        let t = reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        t.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {t}"))
+    }
+
     async fn view(&self) -> View {
         Oracle::connect(&self.url()).await.view().await
     }
@@ -274,6 +291,80 @@ async fn expired_update_is_kept_declined_passed_down_and_never_offered() {
         "the expired update is not sent to the client"
     );
     drop(b);
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, item 4: a revision the upstream faults on and a document the parser rejects are
+/// isolated (the batch bisected), logged, counted, listed in `sync status --json`, retried at
+/// the next sync; the rest of the sync completes and `sync --now` exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_documents_are_isolated_reported_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 300).await;
+    let proxy = sync_proxy::SyncProxy::start(up.url()).await;
+    let (faulty, corrupt) = {
+        let cat = up.catalog.read().unwrap();
+        let non_leaf = cat.non_leaf_ids();
+        let v: Vec<(Uuid, u32)> = cat
+            .latest_revisions()
+            .filter(|r| {
+                r.record.kind == UpdateKind::Software
+                    && !r.record.expired
+                    && !non_leaf.contains(&r.record.key.update_id)
+                    && !cat.files_of(&r.record.key).is_empty()
+            })
+            .map(|r| (r.record.key.update_id, r.record.key.revision))
+            .take(2)
+            .collect();
+        (v[0], v[1])
+    };
+    proxy.fault_on(faulty.0);
+    proxy.corrupt(corrupt.0);
+    let a = Edge::start(dir.path(), "a", &proxy.url(), "").await;
+
+    let skipped = |st: &serde_json::Value| -> BTreeSet<(Uuid, u32)> {
+        st["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                assert!(!k["reason"].as_str().unwrap().is_empty(), "{k}");
+                (
+                    k["id"].as_str().unwrap().parse().unwrap(),
+                    k["revision"].as_u64().unwrap() as u32,
+                )
+            })
+            .collect()
+    };
+    let poisoned: BTreeSet<(Uuid, u32)> = [faulty, corrupt].into();
+    let st = a.json(&["sync", "status", "--json"]).await;
+    assert_eq!(st["last_result"], "ok", "{st}");
+    assert_eq!(skipped(&st), poisoned, "{st}");
+    assert!(a.metric("wsus_edge_sync_skipped_total").await >= 2.0);
+    let log = a.log_text();
+    for (id, _) in &poisoned {
+        assert!(log.contains(&id.to_string()), "{id} logged");
+    }
+    // Everything else arrived.
+    let vu = Oracle::connect(&up.url()).await.view().await;
+    let va = a.view().await;
+    let want: BTreeSet<(Uuid, u32)> = vu.revisions.difference(&poisoned).copied().collect();
+    assert_eq!(va.revisions, want);
+
+    // Still poisoned: the next sync asks again, skips again, and still exits 0.
+    a.sync_now().await;
+    let st = a.json(&["sync", "status", "--json"]).await;
+    assert_eq!(skipped(&st), poisoned, "{st}");
+    assert!(a.metric("wsus_edge_sync_skipped_total").await >= 4.0);
+
+    // Healed: they arrive although the anchor is already past them.
+    proxy.heal();
+    a.sync_now().await;
+    let st = a.json(&["sync", "status", "--json"]).await;
+    assert_eq!(skipped(&st), BTreeSet::new(), "{st}");
+    let va = a.view().await;
+    assert_same("healed", &vu, &va);
     drop(a);
     up.stop().await.unwrap();
 }

@@ -489,6 +489,15 @@ pub fn sync_status(state: &AdminState) -> SyncJson {
             let mut j = SyncJson::default();
             if let Ok(st) = state.store.sync_state() {
                 j.anchor = st.sync_anchor;
+                j.skipped = st
+                    .skipped
+                    .into_iter()
+                    .map(|k| crate::admin::types::SkippedJson {
+                        id: k.id.to_string(),
+                        revision: k.revision,
+                        reason: k.reason,
+                    })
+                    .collect();
                 if let Some(o) = st.last_sync {
                     j.last_result = Some(if o.success {
                         "ok".into()
