@@ -758,7 +758,7 @@ fn approve_and_decline_in_autonomous_mode() {
         "decline removes approvals"
     );
     let d = json(&s.cli(&["updates", "list", "--declined", "--json"]));
-    assert_eq!(ids(&d), id_set(&[2, 3, 4]));
+    assert_eq!(ids(&d), id_set(&[2, 3, 4, 5]));
 
     let o = s.cli(&["updates", "approve", &id_of(1), "--group", "No Such Group"]);
     assert_eq!(o.status.code(), Some(1));
