@@ -14,16 +14,16 @@
 //! | file | owns |
 //! |---|---|
 //! | [`cookie`] | HMAC-signed authorization and session cookies |
-//! | [`index`] | the in-memory scan index and approval resolution |
+//! | [`scan_index`] | the in-memory scan index and approval resolution |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
 //! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
 //! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
 pub mod cookie;
 pub mod http;
-pub mod index;
 mod ops;
 mod scan;
+pub mod scan_index;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 pub use cookie::{Claims, CookieError, CookieKey, CookieKind};
-pub use index::ScanIndex;
+pub use scan_index::ScanIndex;
 
 use crate::store::{Store, StoreError};
 use crate::wire::soap::{self, ErrorCode, Fault, SoapBody};
@@ -253,7 +253,7 @@ impl ClientService {
                 return Ok(c.index.clone());
             }
         }
-        let fp = index::fingerprint(&self.store)?;
+        let fp = scan_index::fingerprint(&self.store)?;
         let idx = match current {
             Some((idx, _)) if idx.fingerprint == fp => idx,
             _ => {
@@ -279,7 +279,8 @@ impl ClientService {
         // The hot request skips the tree when it has the plain shape (see `sync_stream`);
         // anything else, including every error, goes the general way below.
         if req.endpoint == Endpoint::Client && req.soap_action == Some(wusp::action::SYNC_UPDATES) {
-            if let Some(r) = wusp::sync_stream::decode_sync_updates(req.body, &self.limits) {
+            if let Some(r) = wusp::sync_updates_stream::decode_sync_updates(req.body, &self.limits)
+            {
                 let answer = self.sync_updates(r);
                 return Self::reply("SyncUpdates", wusp::action::SYNC_UPDATES, answer);
             }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{SoapClient, SyncOptions, SyncReporter, Syncer};
+use super::{SyncOptions, SyncReporter, Syncer, UpstreamClient};
 use crate::config::{Config, ContentMode};
 use crate::model::{ApprovalAction, FileRecord};
 use crate::store::Store;
@@ -55,7 +55,7 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 async fn run(mut ctx: RunnerContext) {
-    let client = match SoapClient::new(&ctx.config.upstream) {
+    let client = match UpstreamClient::new(&ctx.config.upstream) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "sync runner cannot start");
@@ -104,7 +104,7 @@ async fn run(mut ctx: RunnerContext) {
 }
 
 /// Runs one sync with status reporting; true on success.
-pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
+pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
     let t = Instant::now();
     let started = OffsetDateTime::now_utc();
     ctx.reporter.update(|s| {

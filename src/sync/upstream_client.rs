@@ -20,14 +20,14 @@ pub const DEFAULT_RETRIES: u32 = 6;
 
 /// A SOAP client bound to one upstream base URL.
 #[derive(Debug, Clone)]
-pub struct SoapClient {
+pub struct UpstreamClient {
     http: reqwest::Client,
     base: String,
     retries: u32,
     backoff: Duration,
 }
 
-impl SoapClient {
+impl UpstreamClient {
     /// A client for `[upstream]` (`url` required).
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, SyncError> {
         let base = cfg
@@ -91,7 +91,7 @@ impl SoapClient {
         self.call_with(url, op, decode::<O::Response>).await
     }
 
-    /// Like [`SoapClient::call`], with the answer decoded by `decoder` (e.g. a streaming
+    /// Like [`UpstreamClient::call`], with the answer decoded by `decoder` (e.g. a streaming
     /// decoder for a big answer); it must turn a fault into [`WireError::Fault`] as
     /// [`decode`] does.
     pub async fn call_with<O: Operation>(
