@@ -5,7 +5,6 @@
 //! background download through a [`Prefetcher`] (the content cache), only inside
 //! `content.download_window`; the upstream bandwidth cap is the cache's own.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::{SyncOptions, SyncReporter, Syncer, UpstreamClient};
 use crate::config::{Config, ContentMode};
-use crate::model::{ApprovalAction, FileRecord};
+use crate::model::FileRecord;
 use crate::store::Store;
 use crate::units::DailyWindow;
 
@@ -150,26 +149,6 @@ pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
     r.is_ok()
 }
 
-/// Files of the updates approved for Install (not declined), deduplicated by SHA-1.
-pub fn approved_files(store: &Store) -> Result<Vec<FileRecord>, crate::store::StoreError> {
-    let mut out: BTreeMap<[u8; 20], FileRecord> = BTreeMap::new();
-    for d in store.deployments()? {
-        if d.action != ApprovalAction::Install || store.is_declined(&d.update.update_id)? {
-            continue;
-        }
-        let rev = match store.revision(&d.update)? {
-            Some(r) => Some(r),
-            None => store.latest_revision(&d.update.update_id)?,
-        };
-        if let Some(r) = rev {
-            for f in r.record.files {
-                out.entry(f.sha1).or_insert(f);
-            }
-        }
-    }
-    Ok(out.into_values().collect())
-}
-
 /// Local wall-clock minute of the day (libc `localtime_r`; UTC if that fails).
 fn minute_of_day() -> u16 {
     let now = OffsetDateTime::now_utc();
@@ -207,7 +186,7 @@ async fn prefetch_approved(
     window: Option<DailyWindow>,
     reporter: SyncReporter,
 ) {
-    let files = match tokio::task::spawn_blocking(move || approved_files(&store)).await {
+    let files = match tokio::task::spawn_blocking(move || store.approved_files()).await {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return tracing::warn!(error = %e, "prefetch: cannot list approved files"),
         Err(e) => return tracing::warn!(error = %e, "prefetch task failed"),
