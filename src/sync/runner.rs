@@ -142,6 +142,7 @@ pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
                 s.updates = sum.updates;
                 s.fetched = sum.fetched;
                 s.approvals = sum.deployments;
+                s.skipped = sum.skipped.clone();
             }
             Err(e) => s.last_result = Some(format!("error: {e}")),
         }
