@@ -93,6 +93,66 @@ impl UpstreamConfig {
             .or(self.url.as_ref())
             .map(|u| u.trim_end_matches('/').to_string())
     }
+
+    /// The one HTTP client every request to the upstream goes through (content fetch, sync,
+    /// the self-update proxy): connect timeout 10 s, a stall (read) timeout of 60 s, the
+    /// `wsus-edge/<version>` user agent, the system roots plus `ca_file` when set, and
+    /// reqwest's redirect policy (follow up to 10). Callers that need a bound on a whole
+    /// exchange (sync: 300 s) set it per request.
+    pub fn http_client(&self) -> Result<reqwest::Client, HttpClientError> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+            .read_timeout(UPSTREAM_READ_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::limited(10));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| HttpClientError::CaFile {
+                path: ca.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                HttpClientError::CaPem {
+                    path: ca.clone(),
+                    source,
+                }
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        b.build().map_err(HttpClientError::Build)
+    }
+}
+
+/// `User-Agent` of every request to the upstream.
+pub const USER_AGENT: &str = concat!("wsus-edge/", env!("CARGO_PKG_VERSION"));
+/// Connect timeout of [`UpstreamConfig::http_client`].
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of an upstream answer ([`UpstreamConfig::http_client`]).
+pub const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why [`UpstreamConfig::http_client`] could not build the client.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    /// `upstream.ca_file` could not be read.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// `upstream.ca_file` holds no usable PEM certificate.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaPem {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: reqwest::Error,
+    },
+    /// reqwest refused the settings (e.g. no TLS backend).
+    #[error("HTTP client: {0}")]
+    Build(reqwest::Error),
 }
 
 /// `[content]`: the payload cache.

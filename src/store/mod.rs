@@ -23,6 +23,8 @@
 //!   `missing_revisions`, `next_local_id`, `removed_since`
 //! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
 //!   `set_setting`, `settings`
+//! - approved content: `approved_files` (also on a snapshot; `approved_files.rs` is the one
+//!   definition of the files of approved updates)
 //! - approvals: `groups`, `group`, `group_by_name`, `add_group`, `remove_group`,
 //!   `deployments`, `deployments_of`, `set_deployment`, `remove_deployment`,
 //!   `declined_updates`, `is_declined`, `decline`, `undecline`, `accepted_eulas`,
@@ -81,6 +83,7 @@
 //! `computers`) read everything: call them from `spawn_blocking` in async code.
 
 mod approvals;
+mod approved_files;
 mod blob_cache;
 mod computers;
 mod error;
