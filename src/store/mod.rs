@@ -197,7 +197,7 @@ impl Store {
     /// flock/pid); a dir already held by another process → [`StoreError::Locked`].
     /// On first open it makes the server id, epoch 1 and the built-in groups.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         // A lock can stay held for a moment after its owner let go: a child being spawned by
         // another thread shares the lock's open file description until its exec. Retry
         // briefly (500 ms); a lock really held by another process still fails.
@@ -376,6 +376,19 @@ fn bump_epoch(tx: &Tx<'_>) -> TxResult<u32> {
     let next = cur.wrapping_add(1).max(1);
     tx.put_raw(schema::META, schema::META_EPOCH, &next.to_be_bytes())?;
     Ok(next)
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (created so, not changed after:
+/// no window in which another user could open it). An existing folder is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// All Computers (root) and Unassigned Computers (its child): always present.
