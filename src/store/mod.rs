@@ -33,6 +33,9 @@
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
 //!   `update_statuses`, `status_counts`
+//! - compliance (`compliance.rs`): `derive_states` (the one state derivation), `computer_states`,
+//!   downstream servers/computers/states received by rollup (`downstream_*`,
+//!   `apply_downstream_status`), own rollup bookkeeping (`rollup_sent`, `set_rollup_sent`)
 //! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
 //!
 //! # Invariants (what is atomic with what)
@@ -85,6 +88,7 @@
 mod approvals;
 mod approved_files;
 mod blob_cache;
+mod compliance;
 mod computers;
 mod error;
 mod lock;
@@ -110,6 +114,11 @@ use sled::Transactional;
 use uuid::Uuid;
 
 pub use approvals::{DeploymentChanges, UpstreamDeployments};
+pub use compliance::events as compliance_events;
+pub use compliance::{
+    derive_states, DownstreamComputer, DownstreamServer, DownstreamStatus, RollupSent,
+    StatusRecord, UpdateState,
+};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
