@@ -255,7 +255,7 @@ impl Upstream {
     }
 }
 
-fn classify(e: reqwest::Error) -> FetchError {
+pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
     } else if e.is_connect() {

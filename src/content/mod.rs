@@ -44,6 +44,7 @@ pub mod key;
 pub mod mime;
 pub mod range;
 pub mod serve;
+pub mod slices;
 pub mod store;
 mod store_index;
 pub mod verify;
