@@ -351,8 +351,8 @@ async fn three_do_clients_shuffled_cold_ranges_are_answered_at_link_speed_then_v
         .await
         .expect("verdict within 2 minutes")
         .expect("verified");
-    assert_eq!(d.sha1, <[u8; 20]>::from(Sha1::digest(&data[..])));
-    assert_eq!(d.size, SIZE);
+    assert_eq!(d.sha1(), <[u8; 20]>::from(Sha1::digest(&data[..])));
+    assert_eq!(d.size(), SIZE);
     let mut on_disk = vec![0u8; SIZE as usize];
     std::os::unix::fs::FileExt::read_exact_at(fetch.file().as_ref(), &mut on_disk, 0).unwrap();
     assert!(on_disk == *data, "temp file holds the object");
@@ -462,7 +462,10 @@ async fn the_last_byte_of_a_good_object_waits_for_the_verdict_and_overlapping_as
         results.push(r.await.unwrap());
     }
     let verdict = fetch.verdict().await.expect("verified");
-    assert_eq!(verdict.sha256, <[u8; 32]>::from(Sha256::digest(&data[..])));
+    assert_eq!(
+        verdict.sha256(),
+        <[u8; 32]>::from(Sha256::digest(&data[..]))
+    );
     for ((a, b), (r, state)) in asks.iter().zip(results) {
         if *b == SIZE - 1 {
             assert_eq!(state, State::Verified, "{a}-{b} ended before the verdict");

@@ -51,8 +51,8 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
 /// error logged.
 fn server_sync(mut router: Router, state: &AppState) -> Router {
     use crate::http::SoapService;
-    use crate::upstream::service::PATHS;
-    use crate::upstream::{DownloadHook, UpstreamOptions, UpstreamService};
+    use crate::server_sync::service::PATHS;
+    use crate::server_sync::{DownloadHook, ServerSyncOptions, ServerSyncService};
     let content = state.content.clone();
     let hook: DownloadHook = Arc::new(move |files| {
         let content = content.clone();
@@ -72,9 +72,9 @@ fn server_sync(mut router: Router, state: &AppState) -> Router {
             }
         });
     });
-    let svc = UpstreamService::new(
+    let svc = ServerSyncService::new(
         state.store.clone(),
-        UpstreamOptions {
+        ServerSyncOptions {
             advertised_url: state.config.server.advertised_url.clone(),
             cookie_ttl: cookie_ttl_override(),
             on_download: Some(hook),
@@ -87,7 +87,9 @@ fn server_sync(mut router: Router, state: &AppState) -> Router {
                 router.add_soap(p, svc.clone());
             }
         }
-        Err(e) => tracing::error!(error = %e, "upstream service disabled"),
+        Err(e) => {
+            tracing::error!(error = %e, "server-sync service (for downstream servers) disabled")
+        }
     }
     router
 }

@@ -11,9 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::{AppState, Server, ServerError};
 use crate::config::Config;
+use crate::simulate::upstream::{self as sim, SharedCatalog};
 use crate::simulate::Catalog;
 use crate::store::{Store, StoreError};
-use crate::upstream::sim::{self, SharedCatalog};
 
 /// A server running on the current runtime.
 pub struct RunningServer {

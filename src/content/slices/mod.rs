@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use super::bandwidth::Bandwidth;
 use super::fetch::MAX_RETRIES;
 use super::inflight::{FetchError, State};
-use super::verify::{Digests, DualHasher, Expected};
+use super::verify::{DualHasher, Expected, Verified};
 use map::{Run, SliceMap};
 
 /// Slice size: Delivery Optimization's piece size.
@@ -62,8 +62,8 @@ pub struct SliceProgress {
     pub version: u64,
     /// Running, Verified or Failed.
     pub state: State,
-    /// The digests, once verified.
-    pub digests: Option<Digests>,
+    /// The proof the object matched its digests, once verified (what publishing takes).
+    pub verified: Option<Verified>,
 }
 
 /// One object being filled out of order.
@@ -93,7 +93,7 @@ impl SliceFetch {
         let (progress, _) = watch::channel(SliceProgress {
             version: 0,
             state: State::Running,
-            digests: None,
+            verified: None,
         });
         let (asked, _) = watch::channel(0);
         let me = Arc::new(Self {
@@ -130,8 +130,8 @@ impl SliceFetch {
         self.progress.subscribe()
     }
 
-    /// Waits for the verdict: the digests of the complete, verified object, or why not.
-    pub async fn verdict(&self) -> Result<Digests, FetchError> {
+    /// Waits for the verdict: the proof that the complete object matched, or why not.
+    pub async fn verdict(&self) -> Result<Verified, FetchError> {
         let mut rx = self.progress.subscribe();
         loop {
             let p = rx.borrow_and_update().clone();
@@ -139,7 +139,7 @@ impl SliceFetch {
                 State::Failed(e) => return Err(e),
                 State::Verified | State::Done => {
                     return p
-                        .digests
+                        .verified
                         .ok_or_else(|| FetchError::Io("verified without digests".into()))
                 }
                 State::Running => {}
@@ -425,10 +425,10 @@ impl SliceFetch {
             return self.fail(FetchError::Io("hash helper thread failed".into()));
         };
         match self.expected.check(&d) {
-            Ok(()) => self.progress.send_modify(|p| {
+            Ok(v) => self.progress.send_modify(|p| {
                 if p.state == State::Running {
                     p.state = State::Verified;
-                    p.digests = Some(d);
+                    p.verified = Some(v);
                 }
             }),
             Err(m) => {

@@ -5,7 +5,7 @@
 
 use http::{HeaderValue, Response, StatusCode};
 
-use super::{SoapReply, UpstreamService};
+use super::{ServerSyncService, SoapReply};
 use crate::http::{body, SoapFuture, SoapRequest, SoapService};
 use crate::wire::sss;
 
@@ -16,7 +16,7 @@ pub const PATHS: [&str; 3] = [
     "//DssAuthWebService/DssAuthWebService.asmx",
 ];
 
-impl SoapService for UpstreamService {
+impl SoapService for ServerSyncService {
     fn name(&self) -> &'static str {
         "serversync"
     }
