@@ -13,7 +13,9 @@
 //!    `XX/` is therefore always complete and verified, and hits are served from there only.
 //! 2. **One upstream fetch per object.** Concurrent requests for an object being downloaded
 //!    join the running download ([`inflight`]); its bytes are readable as soon as they are
-//!    written.
+//!    written. A ranged miss of a file whose size metadata declares is filled by slices
+//!    instead ([`slices`]): asked ranges first, the rest in the background, each byte asked
+//!    from upstream once.
 //! 3. **Ranges from an object still in flight.** A range that does not reach the object's last
 //!    byte is answered from the unverified bytes as soon as they have arrived: Windows (WUA,
 //!    Delivery Optimization, BITS) verifies each file's SHA-256 itself after assembling it, so
@@ -225,7 +227,7 @@ impl ContentCache {
         };
         let head = method == Method::HEAD;
         let conds = Conditions::from_headers(headers);
-        match self.lookup(&key) {
+        match self.lookup(&key, conds.range.is_some()) {
             Err(e) => {
                 metrics::content_request("error");
                 tracing::warn!(key = %key, error = %e, "content miss failed");
@@ -386,7 +388,7 @@ impl ContentCache {
 
     /// Makes sure an object is in the store, downloading it if needed (prefetch for sync).
     pub async fn ensure(&self, key: &ContentKey) -> Result<(), FetchError> {
-        match self.lookup(key)? {
+        match self.lookup(key, false)? {
             Lookup::Hit(_) => Ok(()),
             Lookup::Fetching(inf, _) => {
                 let mut rx = inf.progress.subscribe();
@@ -404,7 +406,10 @@ impl ContentCache {
         }
     }
 
-    fn lookup(&self, key: &ContentKey) -> Result<Lookup, FetchError> {
+    /// A hit, or the download of `key` (joined, or started now). A `ranged` request starts a
+    /// slice fetch ([`slices`]) when metadata declares a size above one slice; anything else
+    /// starts the sequential fetch.
+    fn lookup(&self, key: &ContentKey, ranged: bool) -> Result<Lookup, FetchError> {
         let io = |e: std::io::Error| FetchError::Io(e.to_string());
         if let Some(f) = self.inner.dir.open_final(key).map_err(io)? {
             return Ok(Lookup::Hit(f));
@@ -432,9 +437,18 @@ impl ContentCache {
         };
         let file = self.inner.dir.create_temp(key).map_err(io)?;
         let inf = Arc::new(Inflight::new(key.clone(), file, expected.size));
+        if let Some(size) = expected.size.filter(|s| ranged && *s > slices::SLICE) {
+            let sf = slices::SliceFetch::start(
+                upstream.slice_source(key),
+                inf.file.clone(),
+                size,
+                expected,
+            );
+            let _ = inf.slices.set(sf);
+        }
         map.insert(key.sha1, inf.clone());
         drop(map);
-        tracing::info!(key = %key, "content miss: fetching from upstream");
+        tracing::info!(key = %key, slices = inf.slices.get().is_some(), "content miss: fetching from upstream");
         let me = self.clone();
         let job = inf.clone();
         tokio::spawn(async move { me.run_fetch(upstream, job, expected).await });
@@ -447,26 +461,42 @@ impl ContentCache {
             inf: inf.clone(),
         };
         let key = inf.key.clone();
-        let res = upstream.download(inf.clone(), expected.size).await;
-        let outcome = match res {
-            Ok(d) => match expected.check(&d) {
-                Ok(proof) => {
-                    // Readers may finish now: the bytes are known good; durability follows.
-                    // Recency is recorded first, so a hit that follows the last byte is newer.
-                    let verified_at = now_unix();
-                    self.touch(&key.sha1);
-                    inf.finish(State::Verified);
-                    self.publish(&inf, proof, verified_at)
-                        .await
-                        .map(|_| proof.size())
+        let res = match inf.slices.get() {
+            Some(sf) => {
+                let r = sf.verdict().await;
+                if let Ok(v) = &r {
+                    let n = v.size();
+                    inf.progress.send_modify(|p| p.written = n);
                 }
-                Err(m) => {
-                    metrics::hash_mismatch();
-                    tracing::error!(key = %key, mismatch = %m, "downloaded object does not match its digests; discarded");
-                    Err(FetchError::Mismatch(m.to_string()))
-                }
+                r.map_err(|e| match e {
+                    FetchError::Mismatch(m) => Mismatched::Yes(m),
+                    e => Mismatched::No(e),
+                })
+            }
+            None => match upstream.download(inf.clone(), expected.size).await {
+                Ok(d) => expected
+                    .check(&d)
+                    .map_err(|m| Mismatched::Yes(m.to_string())),
+                Err(e) => Err(Mismatched::No(e)),
             },
-            Err(e) => Err(e),
+        };
+        let outcome = match res {
+            Ok(proof) => {
+                // Readers may finish now: the bytes are known good; durability follows.
+                // Recency is recorded first, so a hit that follows the last byte is newer.
+                let verified_at = now_unix();
+                self.touch(&key.sha1);
+                inf.finish(State::Verified);
+                self.publish(&inf, proof, verified_at)
+                    .await
+                    .map(|_| proof.size())
+            }
+            Err(Mismatched::Yes(m)) => {
+                metrics::hash_mismatch();
+                tracing::error!(key = %key, mismatch = %m, "downloaded object does not match its digests; discarded");
+                Err(FetchError::Mismatch(m))
+            }
+            Err(Mismatched::No(e)) => Err(e),
         };
         let stored = {
             let mut map = lock(&self.inner.inflight);
@@ -593,6 +623,12 @@ impl ContentCache {
         }
         Ok(())
     }
+}
+
+/// Why a download has no proof: its bytes did not match, or it failed before the end.
+enum Mismatched {
+    Yes(String),
+    No(FetchError),
 }
 
 /// Gives a download a verdict if its task ends without one (a panic, or the runtime shutting

@@ -88,7 +88,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SliceFetch {
     /// Starts filling `file` with the `size` bytes of the object at `src.url`: the background
     /// fill and the hasher start now; [`Self::ask`] puts ranges first. Needs a tokio runtime.
-    pub fn start(src: SliceSource, file: File, size: u64, expected: Expected) -> Arc<Self> {
+    pub fn start(src: SliceSource, file: Arc<File>, size: u64, expected: Expected) -> Arc<Self> {
         let map = SliceMap::new(size, src.slice);
         let (progress, _) = watch::channel(SliceProgress {
             version: 0,
@@ -98,7 +98,7 @@ impl SliceFetch {
         let (asked, _) = watch::channel(0);
         let me = Arc::new(Self {
             src,
-            file: Arc::new(file),
+            file,
             expected,
             map: Mutex::new(map),
             progress,
@@ -165,9 +165,10 @@ impl SliceFetch {
         }
     }
 
-    /// A reader of bytes `start..=end` (inclusive), asking them first.
+    /// A reader of bytes `start..=end` (inclusive). It asks its bytes first, a window of
+    /// [`MAX_RUN`] slices at a time (a full-object reader does not claim the whole object at
+    /// once).
     pub fn reader(self: &Arc<Self>, start: u64, end: u64) -> SliceReader {
-        self.ask(start, end);
         SliceReader {
             fetch: self.clone(),
             rx: self.progress.subscribe(),
@@ -439,6 +440,16 @@ impl SliceFetch {
     }
 }
 
+impl std::fmt::Debug for SliceFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SliceFetch")
+            .field("url", &self.src.url)
+            .field("size", &self.size())
+            .field("upstream_bytes", &self.upstream_bytes())
+            .finish()
+    }
+}
+
 /// Counts one asked run as being fetched for as long as it lives.
 struct AskedGuard(watch::Sender<usize>);
 
@@ -489,6 +500,11 @@ impl SliceReader {
                 let span = (self.pos, (limit - self.pos).min(max));
                 self.pos += span.1;
                 return Ok(Some(span));
+            }
+            if avail <= self.end {
+                let window = self.fetch.src.slice * MAX_RUN as u64;
+                self.fetch
+                    .ask(avail, self.end.min(avail.saturating_add(window - 1)));
             }
             if self.rx.changed().await.is_err() {
                 return Err(io::Error::other("slice fetch abandoned"));
