@@ -25,7 +25,8 @@ fn replica_refusal(state: &AdminState, what: &str) -> ApiError {
 }
 
 /// `updates list`: software and driver updates (latest revisions), filtered by `status`
-/// (`approved` | `unapproved` | `declined`), `classification`, `product` (GUID or title) and
+/// (`approved` | `unapproved` | `declined` | `expired`; an update expired upstream counts as
+/// declined, as WSUS keeps it), `classification`, `product` (GUID or title) and
 /// `text` (in title, KB or id, case-insensitive).
 pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>> {
     let v = View::load(&state.store)?;
@@ -40,9 +41,9 @@ pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>>
     let text = q.get("text").map(|t| t.to_lowercase());
     let status = q.get("status");
     if let Some(s) = status {
-        if !["approved", "unapproved", "declined", "any"].contains(&s) {
+        if !["approved", "unapproved", "declined", "expired", "any"].contains(&s) {
             return Err(ApiError::bad(format!(
-                "status must be approved, unapproved or declined, got {s:?}"
+                "status must be approved, unapproved, declined or expired, got {s:?}"
             )));
         }
     }
@@ -50,11 +51,12 @@ pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>>
     for r in &v.updates {
         let rec = &r.record;
         let id = rec.key.update_id;
-        let declined = v.declined.contains(&id);
+        let declined = v.declined.contains(&id) || rec.expired;
         let keep_status = match status {
             Some("approved") => v.is_approved(&id) && !declined,
             Some("unapproved") => !v.is_approved(&id) && !declined,
             Some("declined") => declined,
+            Some("expired") => rec.expired,
             _ => true,
         };
         if !keep_status
@@ -487,6 +489,15 @@ pub fn sync_status(state: &AdminState) -> SyncJson {
             let mut j = SyncJson::default();
             if let Ok(st) = state.store.sync_state() {
                 j.anchor = st.sync_anchor;
+                j.skipped = st
+                    .skipped
+                    .into_iter()
+                    .map(|k| crate::admin::types::SkippedJson {
+                        id: k.id.to_string(),
+                        revision: k.revision,
+                        reason: k.reason,
+                    })
+                    .collect();
                 if let Some(o) = st.last_sync {
                     j.last_result = Some(if o.success {
                         "ok".into()

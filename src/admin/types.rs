@@ -36,9 +36,9 @@ pub struct UpdateJson {
     pub products: Vec<String>,
     /// Product GUIDs.
     pub product_ids: Vec<String>,
-    /// Declined (hidden).
+    /// Declined (hidden); also true when expired upstream.
     pub declined: bool,
-    /// Expired upstream.
+    /// Expired upstream (withdrawn: kept as declined, never offered to clients).
     pub expired: bool,
     /// Approvals: `install` and `uninstall` deployments only.
     pub approvals: Vec<ApprovalJson>,
@@ -359,6 +359,20 @@ pub struct SyncJson {
     pub approvals: u64,
     /// Finished syncs in this server process.
     pub runs: u64,
+    /// Revisions the last sync isolated and skipped (asked for again at the next sync).
+    #[serde(default)]
+    pub skipped: Vec<SkippedJson>,
+}
+
+/// One skipped revision in `sync status --json` (issue 14: `{"id", "revision", "reason"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedJson {
+    /// UpdateID GUID.
+    pub id: String,
+    /// RevisionNumber.
+    pub revision: u32,
+    /// Why it was skipped.
+    pub reason: String,
 }
 
 impl SyncJson {
@@ -379,6 +393,15 @@ impl SyncJson {
             fetched: s.fetched,
             approvals: s.approvals,
             runs: s.runs,
+            skipped: s
+                .skipped
+                .into_iter()
+                .map(|k| SkippedJson {
+                    id: k.id.to_string(),
+                    revision: k.revision,
+                    reason: k.reason,
+                })
+                .collect(),
         }
     }
 }

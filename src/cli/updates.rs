@@ -13,7 +13,7 @@ use crate::admin::types::{ApproveRequest, ChangedJson, IdsRequest, UpdateDetailJ
 #[derive(Debug, Subcommand)]
 pub enum UpdatesCmd {
     /// List software and driver updates (latest revisions).
-    #[command(group(ArgGroup::new("state").args(["approved", "unapproved", "declined"])))]
+    #[command(group(ArgGroup::new("state").args(["approved", "unapproved", "declined", "expired"])))]
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
     List {
         /// Only approved updates.
@@ -22,9 +22,12 @@ pub enum UpdatesCmd {
         /// Only updates neither approved nor declined.
         #[arg(long)]
         unapproved: bool,
-        /// Only declined updates.
+        /// Only declined updates (those expired upstream included).
         #[arg(long)]
         declined: bool,
+        /// Only updates expired upstream (withdrawn; kept as declined).
+        #[arg(long)]
+        expired: bool,
         /// Classification title or GUID (e.g. "Security Updates").
         #[arg(long, value_name = "C")]
         classification: Option<String>,
@@ -77,6 +80,9 @@ pub struct ApproveArgs {
 }
 
 fn approvals_cell(u: &UpdateJson) -> String {
+    if u.expired {
+        return "expired".into();
+    }
     if u.declined {
         return "declined".into();
     }
@@ -100,6 +106,7 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
             approved,
             unapproved,
             declined,
+            expired,
             classification,
             product,
             text,
@@ -112,6 +119,8 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
                 Some("unapproved")
             } else if declined {
                 Some("declined")
+            } else if expired {
+                Some("expired")
             } else {
                 None
             };

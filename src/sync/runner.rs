@@ -143,6 +143,7 @@ pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
                 s.updates = sum.updates;
                 s.fetched = sum.fetched;
                 s.approvals = sum.deployments;
+                s.skipped = sum.skipped.clone();
             }
             Err(e) => s.last_result = Some(format!("error: {e}")),
         }

@@ -137,15 +137,11 @@ impl SliceFetch {
             let p = rx.borrow_and_update().clone();
             match p.state {
                 State::Failed(e) => return Err(e),
-                State::Verified | State::Done => {
-                    return p
-                        .verified
-                        .ok_or_else(|| FetchError::Io("verified without digests".into()))
-                }
+                State::Verified | State::Done => return p.verified.ok_or(FetchError::Abandoned),
                 State::Running => {}
             }
             if rx.changed().await.is_err() {
-                return Err(FetchError::Io("slice fetch abandoned".into()));
+                return Err(FetchError::Abandoned);
             }
         }
     }
@@ -336,8 +332,7 @@ impl SliceFetch {
         let n = data.len() as u64;
         tokio::task::spawn_blocking(move || file.write_all_at(&data, off))
             .await
-            .map_err(|e| FetchError::Io(e.to_string()))?
-            .map_err(|e| FetchError::Io(e.to_string()))?;
+            .map_err(|_| FetchError::Abandoned)??;
         lock(&self.map)
             .record(off, n)
             .map_err(|e| FetchError::Transfer(e.to_string()))?;
@@ -416,14 +411,14 @@ impl SliceFetch {
             .await;
             h = match r {
                 Ok(Ok(h)) => h,
-                Ok(Err(e)) => return self.fail(FetchError::Io(e.to_string())),
-                Err(e) => return self.fail(FetchError::Io(e.to_string())),
+                Ok(Err(e)) => return self.fail(e.into()),
+                Err(_) => return self.fail(FetchError::Abandoned),
             };
             hashed += n;
         }
         let d = tokio::task::spawn_blocking(move || h.finish()).await;
         let Ok(Some(d)) = d else {
-            return self.fail(FetchError::Io("hash helper thread failed".into()));
+            return self.fail(FetchError::Abandoned);
         };
         match self.expected.check(&d) {
             Ok(v) => self.progress.send_modify(|p| {
@@ -434,7 +429,7 @@ impl SliceFetch {
             }),
             Err(m) => {
                 tracing::error!(url = %self.src.url, mismatch = %m, "object filled by slices does not match its digests");
-                self.fail(FetchError::Mismatch(m.to_string()));
+                self.fail(FetchError::Mismatch(m));
             }
         }
     }
