@@ -55,7 +55,7 @@ impl ContentCache {
         };
         let conds = Conditions::from_headers(headers);
         let head = method == Method::HEAD;
-        match self.lookup(&key) {
+        match self.lookup(&key, conds.range.is_some()) {
             Ok(Lookup::Hit(file)) => {
                 metrics::content_request("hit");
                 match self.hit_response(&key, file, &conds, head) {
@@ -84,7 +84,7 @@ impl ContentCache {
             return Answer::ZeroCopy(self.zero_copy_hit(key, object, head, headers));
         }
         let conds = Conditions::from_headers(headers);
-        match self.lookup(key) {
+        match self.lookup(key, conds.range.is_some()) {
             Ok(Lookup::Hit(file)) => match self.inner.hot.insert(key, file) {
                 Ok(object) => Answer::ZeroCopy(self.zero_copy_hit(key, object, head, headers)),
                 Err(e) => {
