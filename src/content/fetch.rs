@@ -49,6 +49,17 @@ impl Upstream {
         }))
     }
 
+    /// Where a slice fetch of `key` gets its bytes: this client, URL and bandwidth bucket.
+    pub fn slice_source(&self, key: &super::key::ContentKey) -> super::slices::SliceSource {
+        super::slices::SliceSource {
+            client: self.client.clone(),
+            url: format!("{}/{}", self.base, key.url_path()),
+            bandwidth: self.bandwidth.clone(),
+            slice: super::slices::SLICE,
+            backoff: self.backoff,
+        }
+    }
+
     /// The shared bandwidth bucket, if capped.
     pub fn bandwidth(&self) -> Option<&Arc<Bandwidth>> {
         self.bandwidth.as_ref()
@@ -243,7 +254,7 @@ impl Upstream {
     }
 }
 
-fn classify(e: reqwest::Error) -> FetchError {
+pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
     } else if e.is_connect() {

@@ -36,6 +36,9 @@
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
 //!   `update_statuses`, `status_counts`
+//! - compliance (`compliance.rs`): `derive_states` (the one state derivation), `computer_states`,
+//!   downstream servers/computers/states received by rollup (`downstream_*`,
+//!   `apply_downstream_status`), own rollup bookkeeping (`rollup_sent`, `set_rollup_sent`)
 //! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
 //!
 //! # Invariants (what is atomic with what)
@@ -88,6 +91,7 @@
 mod approvals;
 mod approved_files;
 mod blob_cache;
+mod compliance;
 mod computers;
 mod deployment_log;
 mod error;
@@ -116,6 +120,11 @@ use sled::Transactional;
 use uuid::Uuid;
 
 pub use approvals::UpstreamDeployments;
+pub use compliance::events as compliance_events;
+pub use compliance::{
+    derive_states, DownstreamComputer, DownstreamServer, DownstreamStatus, RollupSent,
+    StatusRecord, UpdateState,
+};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use deployment_log::DeploymentChanges;
 pub use error::StoreError;
@@ -205,7 +214,7 @@ impl Store {
     /// flock/pid); a dir already held by another process → [`StoreError::Locked`].
     /// On first open it makes the server id, epoch 1 and the built-in groups.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         // A lock can stay held for a moment after its owner let go: a child being spawned by
         // another thread shares the lock's open file description until its exec. Retry
         // briefly (500 ms); a lock really held by another process still fails.
@@ -380,6 +389,19 @@ fn bump_epoch(tx: &Tx<'_>) -> TxResult<u32> {
     let next = cur.wrapping_add(1).max(1);
     tx.put_raw(Tree::Meta, schema::META_EPOCH, &next.to_be_bytes())?;
     Ok(next)
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (created so, not changed after:
+/// no window in which another user could open it). An existing folder is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// All Computers (root) and Unassigned Computers (its child): always present.
