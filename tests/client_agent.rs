@@ -54,26 +54,21 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
 
     let scan = a.scan(None).await;
     assert!(scan.calls > 2, "layered walk takes several calls");
-    let want = w
-        .cat
-        .offered(&group_path(&w.cat, Some("Pilot")), &scan.installed);
+    let want = agent::want_offered(&w.cat, &group_path(&w.cat, Some("Pilot")), &scan.installed);
     let got = scan.offered();
     assert!(!want.is_empty());
     assert_eq!(got, want, "offered set differs from the oracle");
-    // Every non-leaf kind came as Evaluate; approved leaves with their action.
-    let offers = w
-        .cat
-        .offers(&group_path(&w.cat, Some("Pilot")), &scan.installed);
-    for (k, act, _) in scan.received.values() {
-        if let Some(o) = offers.get(k) {
-            let expect = match o.action {
-                wsus_edge::simulate::OfferAction::Install => DeploymentAction::Install,
-                wsus_edge::simulate::OfferAction::Uninstall => DeploymentAction::Uninstall,
-                wsus_edge::simulate::OfferAction::Bundle => DeploymentAction::Bundle,
-            };
-            assert_eq!(*act, expect, "{k}");
-        }
-    }
+    // Every delivered update with the action the independent oracle gives it.
+    assert_eq!(
+        scan.actions(),
+        agent::want_actions(
+            &w.cat,
+            &group_path(&w.cat, Some("Pilot")),
+            &scan.installed,
+            &[]
+        ),
+        "delivered actions differ from the oracle"
+    );
     // A rescan with everything cached brings nothing new.
     let again = a.scan(Some(&scan)).await;
     assert_eq!(again.calls, 1);
@@ -168,10 +163,12 @@ async fn two_groups_see_different_sets_and_a_decline_removes_an_update() {
 
     let sp = pilot.scan(None).await;
     let ss = server.scan(None).await;
-    let want_p = w
-        .cat
-        .offered(&[w.cat.group_named("Pilot").unwrap().id], &sp.installed);
-    let want_s = w.cat.offered(&[servers], &ss.installed);
+    let want_p = agent::want_offered(
+        &w.cat,
+        &[w.cat.group_named("Pilot").unwrap().id],
+        &sp.installed,
+    );
+    let want_s = agent::want_offered(&w.cat, &[servers], &ss.installed);
     assert_eq!(sp.offered(), want_p);
     assert_eq!(ss.offered(), want_s);
     assert_ne!(want_p, want_s, "groups see different approved sets");
@@ -197,9 +194,16 @@ async fn two_groups_see_different_sets_and_a_decline_removes_an_update() {
     assert!(!ss2.offered().contains(&victim));
     assert_eq!(
         sp2.offered(),
-        cat.offered(&[cat.group_named("Pilot").unwrap().id], &sp2.installed)
+        agent::want_offered(
+            &cat,
+            &[cat.group_named("Pilot").unwrap().id],
+            &sp2.installed
+        )
     );
-    assert_eq!(ss2.offered(), cat.offered(&[servers], &ss2.installed));
+    assert_eq!(
+        ss2.offered(),
+        agent::want_offered(&cat, &[servers], &ss2.installed)
+    );
     let victim_id = sp
         .received
         .iter()
@@ -218,7 +222,8 @@ async fn unassigned_computer_gets_all_computers_and_unassigned_approvals() {
     let mut a = Agent::new(&w.server.base);
     a.handshake(Some("No Such Group")).await;
     let s = a.scan(None).await;
-    let want = w.cat.offered(
+    let want = agent::want_offered(
+        &w.cat,
         &[wsus_edge::model::groups::UNASSIGNED_COMPUTERS],
         &s.installed,
     );

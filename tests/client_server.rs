@@ -81,9 +81,11 @@ async fn the_server_answers_the_agent_over_http_with_content_urls_at_itself() {
     let mut a = Agent::new(&e.http);
     a.handshake(Some("Workstations")).await;
     let s = a.scan(None).await;
-    let want = e
-        .cat
-        .offered(&group_path(&e.cat, Some("Workstations")), &s.installed);
+    let want = agent::want_offered(
+        &e.cat,
+        &group_path(&e.cat, Some("Workstations")),
+        &s.installed,
+    );
     assert_eq!(s.offered(), want);
     let ids: Vec<i32> = s
         .received
@@ -156,7 +158,8 @@ async fn the_agent_scans_over_https_and_advertised_url_wins() {
     let mut a = Agent::with_client(&https, client);
     a.handshake(None).await;
     let s = a.scan(None).await;
-    let want = e.cat.offered(
+    let want = agent::want_offered(
+        &e.cat,
         &[wsus_edge::model::groups::UNASSIGNED_COMPUTERS],
         &s.installed,
     );
