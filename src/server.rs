@@ -82,6 +82,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     });
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
+        content_port: Some(state.config.server.listen.port()),
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {
@@ -122,6 +123,11 @@ impl Server {
         .await?;
         let addr = config.server.listen;
         let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        // The bound address (port 0 picks one): content URLs name this port.
+        let mut config = config;
+        if let Ok(bound) = listener.local_addr() {
+            config.server.listen = bound;
+        }
         let tls = match (
             config.server.tls_listen,
             &config.server.tls_cert,

@@ -74,8 +74,8 @@ pub struct Chosen {
 /// The winning approvals for one group set.
 #[derive(Debug, Default)]
 pub struct Approved {
-    /// Entry index → deployment: winning Install/Uninstall approvals and, with action Bundle,
-    /// everything bundled below them at any depth.
+    /// Entry index → deployment: winning Install/Uninstall approvals (Install only for
+    /// drivers) and, with action Bundle, everything bundled below them at any depth.
     pub by_entry: BTreeMap<u32, Chosen>,
     /// Approved (winning Install) drivers, for the driver pass.
     pub drivers: Vec<u32>,
@@ -452,10 +452,14 @@ impl ScanIndex {
             };
             let e = &self.entries[*i as usize];
             if e.kind == UpdateKind::Driver {
-                if action == DeploymentAction::Install && e.offerable {
+                if action != DeploymentAction::Install {
+                    continue;
+                }
+                if e.offerable {
                     out.drivers.push(*i);
                 }
-                continue;
+            } else {
+                roots.push((e.key.update_id, *i));
             }
             out.by_entry.insert(
                 *i,
@@ -466,7 +470,6 @@ impl ScanIndex {
                     last_change: d.last_change,
                 },
             );
-            roots.push((e.key.update_id, *i));
         }
         out.drivers.sort_unstable();
         // Everything below an approved bundle, at any depth, rides along with action Bundle

@@ -126,6 +126,9 @@ impl Reply {
 pub struct Options {
     /// Base URL for `/Content/` (e.g. `http://edge:8530`); `None` = from the request's Host.
     pub advertised_url: Option<String>,
+    /// The plain-HTTP client port content URLs name for TLS clients (`None`: the scheme's
+    /// default).
+    pub content_port: Option<u16>,
     /// Session cookie lifetime (WS2025: one hour).
     pub cookie_ttl: Duration,
     /// Authorization cookie lifetime.
@@ -140,6 +143,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             advertised_url: None,
+            content_port: None,
             cookie_ttl: Duration::from_secs(3600),
             auth_cookie_ttl: Duration::from_secs(3600),
             page_size: wusp::PAGE_SIZE,

@@ -359,6 +359,11 @@ impl ClientService {
         Ok(Reply::ok(&wusp::RefreshCacheResponse { results }))
     }
 
+    /// Where content URLs point: `server.advertised_url` when set, else plain HTTP at the
+    /// Host the client used. Content is verified by hash, so WS2025 (and this server) gives
+    /// `http://` on the client (content) port to TLS clients too; a TLS request's Host names
+    /// the TLS port, which is replaced by the HTTP one. Any Host that is a legal URI authority
+    /// (RFC 3986 reg-name, IP literal, port) is used as sent, `_` included.
     fn content_base(&self, req: &Request<'_>) -> String {
         if let Some(u) = &self.opts.advertised_url {
             return u.trim_end_matches('/').to_string();
@@ -366,15 +371,19 @@ impl ClientService {
         let host = req
             .host
             .map(str::trim)
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() <= 255
-                    && h.chars().all(|c| {
-                        c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
-                    })
-            })
+            .filter(|h| !h.is_empty() && h.len() <= 255 && h.chars().all(legal_authority_char))
             .unwrap_or("localhost");
-        format!("{}://{}", if req.tls { "https" } else { "http" }, host)
+        if !req.tls {
+            return format!("http://{host}");
+        }
+        let name = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        match self.opts.content_port {
+            Some(80) | None => format!("http://{name}"),
+            Some(p) => format!("http://{name}:{p}"),
+        }
     }
 
     pub(super) fn get_extended_update_info(
@@ -476,4 +485,31 @@ impl ClientService {
             new_cookie: None,
         }))
     }
+}
+
+/// A character a URI authority may hold (RFC 3986 §3.2: unreserved, sub-delims, `%` of
+/// pct-encoding, `:` and the IP-literal brackets); `@` (userinfo) is refused.
+fn legal_authority_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.'
+                | '_'
+                | '~'
+                | '!'
+                | '$'
+                | '&'
+                | '\''
+                | '('
+                | ')'
+                | '*'
+                | '+'
+                | ','
+                | ';'
+                | '='
+                | '%'
+                | ':'
+                | '['
+                | ']'
+        )
 }

@@ -6,6 +6,7 @@
 //!   that bundle the leaves carrying the files (two levels; the real one bundles ~124 bundles
 //!   of ~308 leaves), approved for install;
 //! - a software prerequisite that is not approved, and an approved update that requires it;
+//! - an update nobody approved;
 //! - drivers with hardware ids, two approved for one device (one named by its hardware id, one
 //!   by a compatible id) and one left unapproved;
 //! - the updates spread over several products and classifications (Windows, Defender).
@@ -31,6 +32,8 @@ pub struct FieldShapes {
     pub prerequisite: RevisionKey,
     /// An approved update requiring `prerequisite`.
     pub dependent: RevisionKey,
+    /// A Windows update nobody approved (delivered as PreDeploymentCheck).
+    pub unapproved: RevisionKey,
     /// Approved driver matching [`FieldShapes::DEVICE_HW`] by hardware id.
     pub driver_hw: RevisionKey,
     /// Approved driver matching the device by a compatible id.
@@ -62,7 +65,8 @@ impl Catalog {
     ) -> LeafSpec {
         let p = &self.state.products[pi];
         let arch = p.archs[0];
-        let det = self.state.targets[&(pi, arch)];
+        // Product and classification clauses only (no detectoid): every client of the
+        // product evaluates them as met, so the tests see the shapes delivered.
         LeafSpec {
             kind,
             handler,
@@ -70,7 +74,7 @@ impl Catalog {
             kb: None,
             classification: class,
             products: vec![p.id],
-            detectoids: vec![det],
+            detectoids: Vec::new(),
             files: Vec::new(),
             supersedes: Vec::new(),
             bundled: Vec::new(),
@@ -162,6 +166,16 @@ impl Catalog {
             .insert(0, vec![prerequisite.update_id]);
         rev.detail.category_clause.insert(0, false);
         let dependent = self.publish(rev);
+        let mut s = self.field_spec(
+            win,
+            "Update for Windows nobody approved (field)".into(),
+            cats::UPDATES,
+            Handler::Cbs,
+            UpdateKind::Software,
+        );
+        s.files = vec![self.add_file("unapproved-field.cab".into(), false, false, "secu")];
+        let rev = self.build_leaf(s);
+        let unapproved = self.publish(rev);
         // Drivers for one device.
         let driver = |c: &mut Catalog, hw: &str, version: &str| {
             let mut s = c.field_spec(
@@ -200,6 +214,7 @@ impl Catalog {
             leaves,
             prerequisite,
             dependent,
+            unapproved,
             driver_hw,
             driver_compat,
             driver_unapproved,
