@@ -302,7 +302,16 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
     store
         .add_events(
             "c0ffee00-0000-0000-0000-000000000001",
-            &[ev(1, 183), ev(2, 182), ev(6, 147)],
+            // Status as WS2025 derives it: event 156's V= (installed) and U= (not installed)
+            // lists, 182 for a failure.
+            &[
+                ReportedEvent {
+                    update: None,
+                    misc: vec![format!("V={}", uid(1)), format!("U={}", uid(6))],
+                    ..ev(0, 156)
+                },
+                ev(2, 182),
+            ],
             1_795_000_200,
         )
         .unwrap();

@@ -111,8 +111,15 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
     }
     assert!(checked > 0);
 
-    // Reports: installed, failed, and an unknown event id are all stored.
+    // Reports: a 156 status list (one installed, one unapproved update not installed), a
+    // failure, and an unknown event id are all stored; status follows 156 and 182 only.
     let keys: Vec<_> = want.iter().take(2).copied().collect();
+    let unapproved = scan
+        .actions()
+        .into_iter()
+        .find(|(_, act)| *act == DeploymentAction::PreDeploymentCheck)
+        .map(|(k, _)| k)
+        .expect("an unapproved update is delivered");
     let ev = |id: i32, k: wsus_edge::model::RevisionKey| wusp::ReportingEvent {
         target_sid: a.client_id.clone(),
         sequence_number: 0,
@@ -135,7 +142,20 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
             &wusp::ReportEventBatch {
                 cookie: a.cookie.clone().unwrap(),
                 client_time: time::OffsetDateTime::now_utc(),
-                events: vec![ev(183, keys[0]), ev(182, keys[1]), ev(9999, keys[0])],
+                events: vec![
+                    wusp::ReportingEvent {
+                        misc_data: vec![
+                            format!("U={}", unapproved.update_id),
+                            format!("V={}", keys[0].update_id),
+                        ],
+                        ..ev(
+                            156,
+                            wsus_edge::model::RevisionKey::new(uuid::Uuid::nil(), 0),
+                        )
+                    },
+                    ev(182, keys[1]),
+                    ev(9999, keys[0]),
+                ],
             },
         )
         .await
@@ -145,7 +165,13 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().any(|e| e.event_id == 9999));
     let counts = w.store.status_counts(&a.client_id).unwrap();
-    assert_eq!((counts.installed, counts.failed), (1, 1));
+    assert_eq!((counts.needed, counts.installed, counts.failed), (1, 1, 1));
+    let st = w.store.update_statuses(&a.client_id).unwrap();
+    assert_eq!(
+        st.get(&unapproved.update_id),
+        Some(&wsus_edge::store::EventStatus::Needed),
+        "an unapproved update the client lists as not installed is Needed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,3 +252,111 @@ async fn a_category_limited_scan_starts_with_start_category_scan_and_gets_only_i
     let full = want_actions(&w.cat, &all(), &s.installed, &[]);
     assert!(full.len() > want.len());
 }
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/wusp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The captured native requests (tests/fixtures/wusp, see its README), replayed against the
+/// server with only the cookie placeholder swapped for a live session cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_native_requests_replay_against_the_server() {
+    let w = world(Options::default()).await;
+    let mut a = Agent::new(&w.server.base);
+    a.handshake(None).await;
+    // StartCategoryScan (no cookie): the answer WS2025 gave.
+    let (st, body) = a
+        .post_raw(
+            wusp::CLIENT_PATH,
+            wusp::action::START_CATEGORY_SCAN,
+            fixture("start_category_scan.request.xml"),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let got: wusp::StartCategoryScanResponse =
+        wsus_edge::wire::soap::decode(body.as_bytes()).unwrap();
+    let real: wusp::StartCategoryScanResponse =
+        wsus_edge::wire::soap::decode(fixture("start_category_scan.response.xml").as_bytes())
+            .unwrap();
+    assert_eq!(got, real);
+    // The driver pass with the native SystemSpec.
+    let s = a.scan(None).await;
+    let c = a.cookie.clone().unwrap();
+    let live = fixture("sync_updates.driver_pass.request.xml").replace(
+        "<EncryptedData>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA</EncryptedData>",
+        &format!(
+            "<EncryptedData>{}</EncryptedData>",
+            wsus_edge::wire::values::format_base64(c.encrypted_data.as_deref().unwrap())
+        ),
+    );
+    let installed: String = Agent::installed_ids(&s)
+        .iter()
+        .map(|i| format!("<int>{i}</int>"))
+        .collect();
+    let live = live.replace("<int>108226</int><int>108231</int>", &installed);
+    let sync = |x: String| {
+        let a = &a;
+        async move {
+            let (st, body) = a
+                .post_raw(wusp::CLIENT_PATH, wusp::action::SYNC_UPDATES, x)
+                .await;
+            assert_eq!(st, 200, "{body}");
+            wsus_edge::wire::soap::decode::<wusp::SyncUpdatesResponse>(body.as_bytes())
+                .unwrap()
+                .result
+        }
+    };
+    // As captured (filtered to the OOBE category, which holds no driver here): nothing to do.
+    let r = sync(live.clone()).await;
+    assert!(r.driver_sync_not_needed && r.new_updates.is_empty());
+    // Without the filter: the real device list's PCI device gets the approved driver that
+    // names one of its hardware ids, not the compatible-id one.
+    let start = live.find("<FilterCategoryIds>").unwrap();
+    let end = live.find("</FilterCategoryIds>").unwrap() + "</FilterCategoryIds>".len();
+    let unfiltered = format!("{}{}", &live[..start], &live[end..]);
+    let r = sync(unfiltered).await;
+    assert!(!r.driver_sync_not_needed);
+    let got: Vec<_> = r
+        .new_updates
+        .iter()
+        .map(|u| agent::identity_of(&u.xml).0)
+        .collect();
+    assert_eq!(got, vec![w.f.driver_hw]);
+    // RefreshCache for the KB2267602 tree: the top with its approval, Bundle members left out
+    // (as WS2025 did, INV §9.8); GetFileLocations for a leaf's file.
+    let mut ids = vec![w.f.definition];
+    ids.extend(w.f.leaves.iter().copied());
+    let rc = a
+        .call(
+            wusp::CLIENT_PATH,
+            &wusp::RefreshCache {
+                cookie: a.cookie.clone().unwrap(),
+                global_ids: ids,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rc.results.len(), 1);
+    assert_eq!(rc.results[0].global_id, w.f.definition);
+    assert_eq!(rc.results[0].deployment.action, DeploymentAction::Install);
+    let leaf = w.cat.revision(&w.f.leaves[0]).unwrap();
+    let digest = leaf.record.files[0].sha1;
+    let fl = a
+        .call(
+            wusp::CLIENT_PATH,
+            &wusp::GetFileLocations {
+                cookie: a.cookie.clone().unwrap(),
+                file_digests: vec![digest.to_vec()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fl.file_locations.len(), 1);
+    assert!(fl.file_locations[0]
+        .url
+        .starts_with(&format!("{}/Content/", w.server.base)));
+}

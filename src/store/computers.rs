@@ -64,14 +64,14 @@ pub enum EventStatus {
 }
 
 impl EventStatus {
-    /// The status an event id implies for its update, if any (SUSDB event ids): 147 detected,
-    /// 162/167 downloaded/started, 181 install started, 201 pending → needed; 183, 184
-    /// (reboot required), 202 → installed; 161, 182, 203 → failed. Others: none.
+    /// The status an event id implies for the update it names, if any. As WS2025 derives it
+    /// (wsus-protocol.md §3.6, INV §9.11): only 182 (install failed) sets a status from the
+    /// event id; Installed / NotInstalled come from event 156's `V=` / `U=` lists (see
+    /// [`Store::update_statuses`]). Download and progress events (147, 161, 162, 167, 181,
+    /// 183, 184, 201-203, ...) are kept but imply nothing.
     pub fn from_event_id(event_id: u32) -> Option<EventStatus> {
         match event_id {
-            147 | 162 | 167 | 181 | 201 => Some(EventStatus::Needed),
-            183 | 184 | 202 => Some(EventStatus::Installed),
-            161 | 182 | 203 => Some(EventStatus::Failed),
+            182 => Some(EventStatus::Failed),
             _ => None,
         }
     }
@@ -216,9 +216,11 @@ impl Store {
         Ok(n)
     }
 
-    /// Each update's latest status on a computer, from its events in time order: event ids
-    /// per [`EventStatus::from_event_id`], and event 156's `U=`/`V=` lists (comma- or
-    /// space-separated GUIDs) as needed/installed.
+    /// Each update's status on a computer, from its events in time order: event 156's
+    /// `U=` list (applicable, not installed: Needed) and `V=` list (installed), comma-, space-
+    /// or semicolon-separated GUIDs, and 182 (install failed). A failure stands until a later
+    /// 156 lists the update as installed (a `U=` listing does not clear it). Approval plays no
+    /// part: an unapproved update a client lists in `U=` is Needed.
     pub fn update_statuses(
         &self,
         computer_id: &str,
@@ -238,6 +240,11 @@ impl Store {
                         _ => continue,
                     };
                     for id in list.split([',', ' ', ';']).filter_map(|s| s.parse().ok()) {
+                        if status == EventStatus::Needed
+                            && out.get(&id) == Some(&EventStatus::Failed)
+                        {
+                            continue;
+                        }
                         out.insert(id, status);
                     }
                 }
@@ -314,11 +321,11 @@ mod tests {
         s.upsert_computer(&pc("c")).unwrap();
         s.upsert_computer(&pc("other")).unwrap();
         let batch = vec![
-            ev(1, 1, 147, 10), // needed
-            ev(2, 1, 183, 20), // then installed
+            ev(1, 1, 147, 10), // detected: no status from the id
+            ev(2, 1, 183, 20), // installed event: no status either (156 says it)
             ev(3, 2, 147, 10),
             ev(4, 2, 182, 30), // failed
-            ev(5, 3, 147, 10), // needed
+            ev(5, 3, 147, 10),
             ev(6, 4, 9999, 5), // unknown id: kept, no status
         ];
         assert_eq!(s.add_events("c", &batch, 1000).unwrap(), 6);
@@ -332,18 +339,32 @@ mod tests {
             Some(1001)
         );
         let c = s.status_counts("c").unwrap();
-        assert_eq!((c.needed, c.installed, c.failed), (1, 1, 1));
+        assert_eq!((c.needed, c.installed, c.failed), (0, 0, 1));
 
-        // Event 156 status lists.
+        // Event 156 status lists: U= not installed, V= installed; the failed update 2 listed
+        // in U= stays Failed.
         let mut status = ev(8, 0, 156, 40);
         status.update = None;
-        status.misc = vec![format!("U={},{}", uid(5), uid(6)), format!("V={}", uid(3))];
+        status.misc = vec![
+            format!("U={},{},{}", uid(5), uid(6), uid(2)),
+            format!("V={}", uid(3)),
+        ];
         s.add_events("c", &[status], 1002).unwrap();
         let st = s.update_statuses("c").unwrap();
         assert_eq!(st.get(&uid(3)), Some(&EventStatus::Installed));
         assert_eq!(st.get(&uid(5)), Some(&EventStatus::Needed));
+        assert_eq!(st.get(&uid(2)), Some(&EventStatus::Failed));
         let c = s.status_counts("c").unwrap();
-        assert_eq!((c.needed, c.installed, c.failed), (2, 2, 1));
+        assert_eq!((c.needed, c.installed, c.failed), (2, 1, 1));
+        // A later 156 with it installed clears the failure.
+        let mut later = ev(9, 0, 156, 50);
+        later.update = None;
+        later.misc = vec![format!("V={}", uid(2))];
+        s.add_events("c", &[later], 1003).unwrap();
+        assert_eq!(
+            s.update_statuses("c").unwrap().get(&uid(2)),
+            Some(&EventStatus::Installed)
+        );
 
         assert!(matches!(
             s.add_events("ghost", &batch, 1),
