@@ -17,6 +17,7 @@ static SYNC_LAST_SUCCESS: AtomicU64 = AtomicU64::new(0);
 /// f64 bits.
 static SYNC_DURATION: AtomicU64 = AtomicU64::new(0);
 static CLIENTS_SEEN: AtomicU64 = AtomicU64::new(0);
+static SYNC_SKIPPED: AtomicU64 = AtomicU64::new(0);
 static HTTP: Mutex<BTreeMap<String, BTreeMap<u16, u64>>> = Mutex::new(BTreeMap::new());
 
 /// Counts one payload request: `hit`, `miss`, `coalesced` or `error` (others are ignored).
@@ -90,6 +91,11 @@ pub fn http_request(service: &str, status: u16) {
 pub fn sync_succeeded(end_unix: u64, duration_secs: f64) {
     SYNC_LAST_SUCCESS.store(end_unix, Ordering::Relaxed);
     SYNC_DURATION.store(duration_secs.to_bits(), Ordering::Relaxed);
+}
+
+/// Counts revisions a sync isolated and skipped (unparsable, or faulted on by upstream).
+pub fn sync_skipped(n: u64) {
+    SYNC_SKIPPED.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Sets the number of distinct clients seen.
@@ -179,6 +185,12 @@ pub fn render() -> String {
     );
     let _ = writeln!(
         s,
+        "# HELP wsus_edge_sync_skipped_total Revisions a sync isolated and skipped (retried at the next sync)."
+    );
+    let _ = writeln!(s, "# TYPE wsus_edge_sync_skipped_total counter");
+    let _ = writeln!(s, "wsus_edge_sync_skipped_total {}", l(&SYNC_SKIPPED));
+    let _ = writeln!(
+        s,
         "# HELP wsus_edge_clients_seen Distinct client computers seen."
     );
     let _ = writeln!(s, "# TYPE wsus_edge_clients_seen gauge");
@@ -206,6 +218,7 @@ mod tests {
             "wsus_edge_http_requests_total{service=\"content\",status=\"206\"}",
             "wsus_edge_sync_last_success_timestamp_seconds ",
             "wsus_edge_sync_duration_seconds ",
+            "wsus_edge_sync_skipped_total ",
             "wsus_edge_clients_seen ",
         ] {
             assert!(t.contains(name), "{name} missing in\n{t}");

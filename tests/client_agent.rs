@@ -164,6 +164,7 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
     let stored = w.store.events(&a.client_id).unwrap();
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().any(|e| e.event_id == 9999));
+    // Status as WS2025 derives it: the 156 lists and 182 (wsus-protocol.md §3.6, INV §9.11).
     let counts = w.store.status_counts(&a.client_id).unwrap();
     assert_eq!((counts.needed, counts.installed, counts.failed), (1, 1, 1));
     let st = w.store.update_statuses(&a.client_id).unwrap();

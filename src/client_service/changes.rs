@@ -15,7 +15,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use super::index::ScanIndex;
+use super::scan_index::ScanIndex;
 
 /// Fills `index.digests` and `index.changed`.
 pub(super) fn stamp_changes(index: &mut ScanIndex, prev: Option<&ScanIndex>, floor: i64) {

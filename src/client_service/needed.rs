@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use super::index::{Approved, Chosen, EntrySet, ScanIndex, UNKNOWN};
+use super::scan_index::{Approved, Chosen, EntrySet, ScanIndex, UNKNOWN};
 use crate::wire::wusp::DeploymentAction;
 
 /// How many (scope, installed set) needed sets are kept.

@@ -17,9 +17,9 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::drivers;
-use super::index::{Approved, Chosen, EntrySet, ScanIndex};
 use super::needed::Derived;
 use super::ops::split_groups;
+use super::scan_index::{Approved, Chosen, EntrySet, ScanIndex};
 use super::{Claims, ClientService, OpError, Reply, Request};
 use crate::model::{groups, UpdateKind};
 use crate::wire::soap::{Envelope, ErrorCode};

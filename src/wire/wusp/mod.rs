@@ -11,8 +11,8 @@
 //! | file | operations |
 //! |---|---|
 //! | [`client`] | GetConfig, GetCookie, RegisterComputer, RefreshCache, GetFileLocations |
-//! | [`sync`] | SyncUpdates, GetExtendedUpdateInfo, `UpdateInfo`, `Deployment` |
-//! | [`sync_stream`] | SyncUpdates requests decoded without a tree (the hot path) |
+//! | [`sync_updates`] | SyncUpdates, GetExtendedUpdateInfo, `UpdateInfo`, `Deployment` |
+//! | [`sync_updates_stream`] | SyncUpdates requests decoded without a tree (the hot path) |
 //! | [`category_scan`] | StartCategoryScan, the driver pass's `SystemSpec` devices |
 //! | [`auth`] | SimpleAuth GetAuthorizationCookie |
 //! | [`reporting`] | ReportEventBatch |
@@ -21,14 +21,14 @@ pub mod auth;
 pub mod category_scan;
 pub mod client;
 pub mod reporting;
-pub mod sync;
-pub mod sync_stream;
+pub mod sync_updates;
+pub mod sync_updates_stream;
 
 pub use auth::*;
 pub use category_scan::*;
 pub use client::*;
 pub use reporting::*;
-pub use sync::*;
+pub use sync_updates::*;
 
 pub use super::sss::{AuthorizationCookie, Cookie};
 
