@@ -19,7 +19,9 @@
 //! | `POST /api/updates/approve` | `updates approve` |
 //! | `POST /api/updates/decline` | `updates decline` |
 //! | `GET /api/groups`, `POST /api/groups`, `POST /api/groups/remove` | `groups list/add/remove` |
-//! | `GET /api/computers?group=`, `GET /api/computers/show?name=` | `computers list/show` |
+//! | `GET /api/computers?group=&stale=&status=&include_downstream=1`, `GET /api/computers/show?name=` | `computers list/show` |
+//! | `POST /api/computers/move {name, group}`, `POST /api/computers/remove {name}` | `computers move/remove` |
+//! | `GET /api/updates/status?id=` | `updates status` |
 //! | `GET /api/classifications`, `GET /api/products` | `classifications/products list` |
 //! | `GET`/`PUT /api/subscription` | `subscription set` |
 //! | `GET /api/sync`, `POST /api/sync` | `sync status`, `sync` |
@@ -31,6 +33,7 @@
 pub mod api;
 pub mod auth;
 mod catalog;
+pub mod compliance;
 mod content_cache;
 pub mod ops;
 pub mod page;
@@ -463,10 +466,21 @@ async fn dispatch(
             Err(e) => error(&e),
         },
         (&Method::GET, "/api/computers") => {
-            blocking(&state, move |s| api::list_computers(s, &q)).await
+            blocking(&state, move |s| compliance::list_computers(s, &q)).await
         }
         (&Method::GET, "/api/computers/show") => {
-            blocking(&state, move |s| api::show_computer(s, &q)).await
+            blocking(&state, move |s| compliance::show_computer(s, &q)).await
+        }
+        (&Method::POST, "/api/computers/move") => match body_json(req).await {
+            Ok(b) => blocking(&state, move |s| compliance::move_computer(s, &b)).await,
+            Err(e) => error(&e),
+        },
+        (&Method::POST, "/api/computers/remove") => match body_json(req).await {
+            Ok(b) => blocking(&state, move |s| compliance::remove_computer(s, &b)).await,
+            Err(e) => error(&e),
+        },
+        (&Method::GET, "/api/updates/status") => {
+            blocking(&state, move |s| compliance::update_status(s, &q)).await
         }
         (&Method::GET, "/api/classifications") => {
             blocking(&state, |s| {

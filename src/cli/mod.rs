@@ -4,6 +4,7 @@
 pub mod admin_client;
 pub mod catalog;
 pub mod cleanup;
+pub mod compliance;
 pub mod computers;
 pub mod content;
 pub mod groups;
@@ -52,7 +53,7 @@ pub enum Command {
     /// Computer target groups: list, add, remove.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Groups(groups::GroupsCmd),
-    /// Client computers: list, show.
+    /// Client computers: list, show, move, remove.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Computers(computers::ComputersCmd),
     /// Update classifications known to this server.
