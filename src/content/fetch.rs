@@ -38,20 +38,9 @@ impl Upstream {
         let Some(base) = cfg.content_base() else {
             return Ok(None);
         };
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| FetchError::Client(format!("{}: {e}", ca.display())))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| FetchError::Client(format!("{}: {e}", ca.display())))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let client = b.build().map_err(|e| FetchError::Client(e.to_string()))?;
+        let client = cfg
+            .http_client()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
         Ok(Some(Self {
             client,
             base,
