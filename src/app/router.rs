@@ -42,6 +42,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     });
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
+        content_port: Some(state.config.server.listen.port()),
         clients: state.config.clients.clone(),
         ..Options::default()
     };
