@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use sss_oracle::{Oracle, View};
 use uuid::Uuid;
+use wsus_edge::app::SimUpstream;
 use wsus_edge::config::Config;
 use wsus_edge::model::UpdateKind;
-use wsus_edge::app::SimUpstream;
 
 const TOKEN: &str = "replica-chain-test-token";
 
@@ -365,6 +365,95 @@ async fn odd_documents_are_isolated_reported_and_retried() {
     assert_eq!(skipped(&st), BTreeSet::new(), "{st}");
     let va = a.view().await;
     assert_same("healed", &vu, &va);
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, item 3: a product added to the subscription brings all of its updates at the
+/// next sync (the anchor notwithstanding), and a `[sync] languages` filter is sent on every
+/// sync, not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_growth_brings_everything_new_and_languages_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 300).await;
+    let proxy = sync_proxy::SyncProxy::start(up.url()).await;
+    let oracle = Oracle::connect(&up.url()).await;
+    let vu = oracle.view().await;
+    // Two products that each hold updates the other does not.
+    let per_product: Vec<(Uuid, BTreeSet<(Uuid, u32)>)> = {
+        let mut v = Vec::new();
+        for p in &vu.products {
+            let l: BTreeSet<(Uuid, u32)> = oracle
+                .revision_ids(Some(&[*p]), Some(&vu.classifications))
+                .await
+                .into_iter()
+                .collect();
+            if !l.is_empty() {
+                v.push((*p, l));
+            }
+        }
+        v
+    };
+    let (p1, l1) = per_product[0].clone();
+    let (p2, l2) = per_product
+        .iter()
+        .find(|(_, l)| !l.is_subset(&l1))
+        .cloned()
+        .expect("a second product with other updates");
+    let a = Edge::start(
+        dir.path(),
+        "a",
+        &proxy.url(),
+        &format!("products = [\"{p1}\"]\nlanguages = [\"en\"]"),
+    )
+    .await;
+    let software = |v: &View| -> BTreeSet<(Uuid, u32)> {
+        v.revisions
+            .iter()
+            .filter(|k| v.software.contains(&k.0))
+            .copied()
+            .collect()
+    };
+    assert_eq!(software(&a.view().await), l1, "product 1 only");
+
+    // Some time passes: new revisions upstream move A's anchor on.
+    up.mutate(|c| c.add_revisions(20)).unwrap();
+    a.sync_now().await;
+
+    // Product 2 joins the subscription: everything of it arrives.
+    let o = a
+        .cli(&[
+            "subscription",
+            "set",
+            "--product",
+            &p1.to_string(),
+            "--product",
+            &p2.to_string(),
+            "--classification",
+            "all",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    a.sync_now().await;
+    let want: BTreeSet<(Uuid, u32)> = oracle
+        .revision_ids(Some(&[p1, p2]), Some(&vu.classifications))
+        .await
+        .into_iter()
+        .collect();
+    assert!(!l2.is_subset(&l1));
+    assert_eq!(software(&a.view().await), want, "products 1 and 2, whole");
+
+    // The language filter (en = LCID 1033) went with every software pass.
+    let passes: Vec<String> = proxy
+        .requests("GetRevisionIdList")
+        .into_iter()
+        .filter(|r| r.contains("<GetConfig>false</GetConfig>"))
+        .collect();
+    assert!(passes.len() >= 3, "{} software passes", passes.len());
+    for r in &passes {
+        let langs = r.split("<Languages>").nth(1).expect("a Languages filter");
+        assert!(langs.contains("<Id>1033</Id>"), "{r}");
+    }
     drop(a);
     up.stop().await.unwrap();
 }

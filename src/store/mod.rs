@@ -113,7 +113,7 @@ pub use lock::LOCK_FILE;
 pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
-pub use sync_state::{SkippedRevision, SyncOutcome, SyncState};
+pub use sync_state::{AnchorCover, SkippedRevision, SyncOutcome, SyncState};
 pub use updates::{NewRevision, StoredRevision};
 
 use crate::model::{groups, TargetGroup};

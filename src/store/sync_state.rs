@@ -34,6 +34,26 @@ pub struct SyncState {
     /// ask for them again; emptied as they arrive.
     #[serde(default)]
     pub skipped: Vec<SkippedRevision>,
+    /// Upstream's language table (LCID, short name) from the last GetConfigData that carried
+    /// one (an anchored GetConfigData may not): a `[sync] languages` filter resolves against it
+    /// on every sync.
+    #[serde(default)]
+    pub language_table: Vec<(i32, String)>,
+    /// What `sync_anchor` covers: the products, classifications (GUIDs) and languages (LCIDs)
+    /// of the software pass that wrote it. Categories added since are asked with `Delta=false`.
+    #[serde(default)]
+    pub anchor_covers: AnchorCover,
+}
+
+/// The filter a software-pass anchor was obtained with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorCover {
+    /// Product (and other non-classification) category ids.
+    pub products: Vec<uuid::Uuid>,
+    /// Classification ids.
+    pub classifications: Vec<uuid::Uuid>,
+    /// LCIDs (empty = no language filter: all).
+    pub languages: Vec<i32>,
 }
 
 /// A revision a sync could not take (issue 14: `"skipped": [{"id", "revision", "reason"}]`).
@@ -54,6 +74,7 @@ impl SyncState {
         self.categories_anchor = None;
         self.sync_anchor = None;
         self.deployment_anchor = None;
+        self.anchor_covers = AnchorCover::default();
     }
 }
 

@@ -45,6 +45,8 @@ struct State {
     faulty: Vec<String>,
     /// Documents of these updates are corrupted in GetUpdateData answers.
     corrupt: Vec<uuid::Uuid>,
+    /// (operation, request body) of every SOAP call.
+    requests: Vec<(String, String)>,
 }
 
 /// The proxy.
@@ -124,6 +126,12 @@ impl SyncProxy {
                                     rules.retain(|r| r.0 != usize::MAX);
                                     hit
                                 });
+                                if let Some(op) = &action {
+                                    st.lock().unwrap().requests.push((
+                                        op.clone(),
+                                        String::from_utf8_lossy(&body).into_owned(),
+                                    ));
+                                }
                                 let poisoned = action.as_deref() == Some("GetUpdateData") && {
                                     let text = String::from_utf8_lossy(&body).to_lowercase();
                                     st.lock().unwrap().faulty.iter().any(|f| text.contains(f))
@@ -293,6 +301,18 @@ impl SyncProxy {
         let mut s = self.state.lock().unwrap();
         s.faulty.clear();
         s.corrupt.clear();
+    }
+
+    /// The requests seen for `op`, in order.
+    pub fn requests(&self, op: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 
     /// Waits until an answer is held.
