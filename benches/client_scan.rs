@@ -356,6 +356,7 @@ async fn replay(svc: &ClientService, base: &str, rounds: usize) -> (usize, f64) 
                 host: Some("bench"),
                 tls: false,
                 body: body.as_bytes(),
+                peer: None,
             });
             cpu += thread_cpu_s() - t;
             calls += 1;

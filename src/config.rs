@@ -104,6 +104,43 @@ pub struct ContentConfig {
     pub download_window: Option<DailyWindow>,
     /// Store size above which least recently used objects are evicted; `None` = unbounded.
     pub max_size: Option<u64>,
+    /// Free space kept on the data dir's file system: no payload is written below it, so the
+    /// metadata store's own writes never meet a full disk (0 = no floor).
+    pub min_free: u64,
+}
+
+/// `[clients]`: what one client may make the server store (see the README's security notes).
+#[derive(Debug, Clone)]
+pub struct ClientsConfig {
+    /// Most computers the server keeps; registrations of new ones beyond it are refused.
+    pub max_computers: usize,
+    /// New computers one client address may register per minute.
+    pub registrations_per_minute: u32,
+    /// Most events kept per computer (the oldest are dropped first).
+    pub max_events_per_computer: usize,
+    /// Most event bytes kept per computer (the oldest are dropped first).
+    pub max_event_bytes_per_computer: u64,
+    /// Events older than this are not stored, and are pruned hourly.
+    pub event_retention: Duration,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        Self {
+            max_computers: 5000,
+            registrations_per_minute: 30,
+            max_events_per_computer: 2000,
+            max_event_bytes_per_computer: 512 << 10,
+            event_retention: Duration::from_secs(90 * 86400),
+        }
+    }
+}
+
+/// `[import]`: offline packages.
+#[derive(Debug, Clone, Default)]
+pub struct ImportConfig {
+    /// Public key files a package must be signed by (used when `import` gets no `--trust`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `[sync]`: replication from upstream.
@@ -141,6 +178,10 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
+    /// `[clients]`.
+    pub clients: ClientsConfig,
+    /// `[import]`.
+    pub import: ImportConfig,
 }
 
 impl Default for Config {
@@ -160,6 +201,7 @@ impl Default for Config {
                 mode: ContentMode::OnDemand,
                 download_window: None,
                 max_size: None,
+                min_free: 256 << 20,
             },
             sync: SyncConfig {
                 interval: Duration::from_secs(6 * 3600),
@@ -171,6 +213,8 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8590)),
                 token_file: None,
             },
+            clients: ClientsConfig::default(),
+            import: ImportConfig::default(),
         }
     }
 }
@@ -188,6 +232,26 @@ struct RawFile {
     sync: RawSync,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    clients: RawClients,
+    #[serde(default)]
+    import: RawImport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClients {
+    max_computers: Option<u64>,
+    registrations_per_minute: Option<u64>,
+    max_events_per_computer: Option<u64>,
+    max_event_bytes_per_computer: Option<String>,
+    event_retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    trusted_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +281,7 @@ struct RawContent {
     mode: Option<String>,
     download_window: Option<String>,
     max_size: Option<String>,
+    min_free: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -415,6 +480,10 @@ impl Config {
             let v = parse_size(&s.value).map_err(|e| bad(&s, "content.max_size", e.to_string()))?;
             cfg.content.max_size = (v > 0).then_some(v);
         }
+        if let Some(s) = pick("content", "min_free", r.min_free) {
+            cfg.content.min_free =
+                parse_size(&s.value).map_err(|e| bad(&s, "content.min_free", e.to_string()))?;
+        }
 
         let r = raw.sync;
         if let Some(s) = pick("sync", "interval", r.interval) {
@@ -434,6 +503,61 @@ impl Config {
             cfg.admin.listen = addr(s, "admin.listen")?;
         }
         cfg.admin.token_file = path_of("admin", "token_file", r.token_file);
+        let r = raw.clients;
+        let count = |s: Setting, key: &str| -> Result<u64, ConfigError> {
+            s.value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    bad(
+                        &s,
+                        key,
+                        format!("expected a positive number, got {:?}", s.value),
+                    )
+                })
+        };
+        if let Some(s) = pick(
+            "clients",
+            "max_computers",
+            r.max_computers.map(|n| n.to_string()),
+        ) {
+            cfg.clients.max_computers = count(s, "clients.max_computers")? as usize;
+        }
+        if let Some(s) = pick(
+            "clients",
+            "registrations_per_minute",
+            r.registrations_per_minute.map(|n| n.to_string()),
+        ) {
+            let n = count(s, "clients.registrations_per_minute")?;
+            cfg.clients.registrations_per_minute = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(s) = pick(
+            "clients",
+            "max_events_per_computer",
+            r.max_events_per_computer.map(|n| n.to_string()),
+        ) {
+            cfg.clients.max_events_per_computer =
+                count(s, "clients.max_events_per_computer")? as usize;
+        }
+        if let Some(s) = pick(
+            "clients",
+            "max_event_bytes_per_computer",
+            r.max_event_bytes_per_computer,
+        ) {
+            cfg.clients.max_event_bytes_per_computer = parse_size(&s.value)
+                .map_err(|e| bad(&s, "clients.max_event_bytes_per_computer", e.to_string()))?;
+        }
+        if let Some(s) = pick("clients", "event_retention", r.event_retention) {
+            cfg.clients.event_retention = parse_duration(&s.value)
+                .map_err(|e| bad(&s, "clients.event_retention", e.to_string()))?;
+        }
+        cfg.import.trusted_keys = list("import", "trusted_keys", raw.import.trusted_keys)
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+
         let client_ports = [Some(cfg.server.listen), cfg.server.tls_listen];
         if client_ports.contains(&Some(cfg.admin.listen)) {
             return Err(ConfigError::Value {
@@ -463,6 +587,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("t.toml"), |_| None)
+    }
+
+    #[test]
+    fn clients_and_import_tables() {
+        let c = parse(
+            "[clients]\nmax_computers = 7\nmax_event_bytes_per_computer = \"1MiB\"\nevent_retention = \"2d\"\n[import]\ntrusted_keys = [\"/k.pub\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.clients.max_computers, 7);
+        assert_eq!(c.clients.max_event_bytes_per_computer, 1 << 20);
+        assert_eq!(c.clients.event_retention, Duration::from_secs(2 * 86400));
+        assert_eq!(c.import.trusted_keys, vec![PathBuf::from("/k.pub")]);
+        let env = Config::from_toml("", Path::new("t.toml"), |k| {
+            (k == "WSUS_EDGE_CLIENTS_REGISTRATIONS_PER_MINUTE").then(|| "3".to_string())
+        })
+        .unwrap();
+        assert_eq!(env.clients.registrations_per_minute, 3);
+        assert!(parse("[clients]\nmax_computers = 0\n").is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         max_elements: 200_000,
         max_text: 1 << 20,
         max_input: 16 << 20,
+        ..Limits::default()
     };
     // The streaming SyncUpdates decoder may decline anything, but whatever it accepts the
     // general decoder must decode to the same request.

@@ -202,6 +202,11 @@ impl Server {
         });
         let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
         let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
+        let pruning = tokio::spawn(prune_events_hourly(
+            self.state.store.clone(),
+            self.state.config.clients.event_retention,
+            rx.clone(),
+        ));
         let runner = self.sync_runner.map(|(reporter, trigger)| {
             crate::sync::spawn_runner(crate::sync::RunnerContext {
                 config: self.state.config.clone(),
@@ -220,6 +225,7 @@ impl Server {
             let _ = r.await;
         }
         let _ = serving.await;
+        let _ = pruning.await;
         if let Some(a) = admin {
             let _ = a.await;
         }
@@ -228,6 +234,33 @@ impl Server {
         }
         self.state.store.flush()?;
         Ok(())
+    }
+}
+
+/// Deletes events older than `retention` at start-up and then every hour, until shutdown
+/// (the age half of the bound on stored client data; the count and size half is applied
+/// as events arrive).
+async fn prune_events_hourly(
+    store: Store,
+    retention: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let store = store.clone();
+        let before = time::OffsetDateTime::now_utc().unix_timestamp()
+            - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        match tokio::task::spawn_blocking(move || store.prune_events(before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(events = n, "pruned events past clients.event_retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "event pruning failed"),
+            Err(e) => tracing::warn!(error = %e, "event pruning task failed"),
+        }
     }
 }
 

@@ -35,6 +35,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     });
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
+        clients: state.config.clients.clone(),
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {

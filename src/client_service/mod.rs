@@ -22,6 +22,7 @@
 pub mod cookie;
 pub mod http;
 pub mod index;
+pub mod limits;
 mod ops;
 mod scan;
 
@@ -89,6 +90,8 @@ pub struct Request<'a> {
     pub tls: bool,
     /// The body.
     pub body: &'a [u8],
+    /// The client's address (registration rates are counted per address).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// The answer: an HTTP status and a body (`text/xml; charset=utf-8`).
@@ -128,6 +131,8 @@ pub struct Options {
     pub page_size: usize,
     /// How often the store is checked for changes (the index is rebuilt when it changed).
     pub refresh_every: Duration,
+    /// What one client may make the server keep (`[clients]`).
+    pub clients: crate::config::ClientsConfig,
 }
 
 impl Default for Options {
@@ -138,6 +143,7 @@ impl Default for Options {
             auth_cookie_ttl: Duration::from_secs(3600),
             page_size: wusp::PAGE_SIZE,
             refresh_every: Duration::from_secs(2),
+            clients: crate::config::ClientsConfig::default(),
         }
     }
 }
@@ -188,6 +194,7 @@ pub struct ClientService {
     /// Held by the one thread checking or rebuilding the index.
     build: Mutex<()>,
     limits: Limits,
+    registrations: limits::Registrations,
 }
 
 impl ClientService {
@@ -198,6 +205,7 @@ impl ClientService {
         Ok(Self {
             store,
             key,
+            registrations: limits::Registrations::new(opts.clients.clone()),
             opts,
             server_id,
             config_change: now.replace_nanosecond(0).unwrap_or(now),
@@ -208,6 +216,7 @@ impl ClientService {
                 max_elements: 200_000,
                 max_text: 1 << 20,
                 max_input: 16 << 20,
+                ..Limits::default()
             },
         })
     }
@@ -319,9 +328,9 @@ impl ClientService {
         }
         let r = match name {
             "GetConfig" => self.get_config(&env),
-            "GetAuthorizationCookie" => self.get_authorization_cookie(&env),
+            "GetAuthorizationCookie" => self.get_authorization_cookie(&env, req),
             "GetCookie" => self.get_cookie(&env),
-            "RegisterComputer" => self.register_computer(&env),
+            "RegisterComputer" => self.register_computer(&env, req),
             "SyncUpdates" => env
                 .decode()
                 .map_err(OpError::from)
@@ -329,7 +338,7 @@ impl ClientService {
             "RefreshCache" => self.refresh_cache(&env),
             "GetExtendedUpdateInfo" => self.get_extended_update_info(&env, req),
             "GetFileLocations" => self.get_file_locations(&env, req),
-            "ReportEventBatch" => self.report_event_batch(&env),
+            "ReportEventBatch" => self.report_event_batch(&env, req),
             _ => Err(OpError::Fault(ErrorCode::InvalidParameters, name.into())),
         };
         Self::reply(name, action, r)

@@ -43,15 +43,15 @@ impl Upstream {
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| FetchError::Io(format!("{}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca)
+                .map_err(|e| FetchError::Client(format!("{}: {e}", ca.display())))?;
             for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| FetchError::Io(format!("{}: {e}", ca.display())))?
+                .map_err(|e| FetchError::Client(format!("{}: {e}", ca.display())))?
             {
                 b = b.add_root_certificate(c);
             }
         }
-        let client = b.build().map_err(|e| FetchError::Io(e.to_string()))?;
+        let client = b.build().map_err(|e| FetchError::Client(e.to_string()))?;
         Ok(Some(Self {
             client,
             base,
@@ -100,10 +100,7 @@ impl Upstream {
                     }
                 }
                 for b in &batch {
-                    sink_inf
-                        .file
-                        .write_all_at(b, off)
-                        .map_err(|e| FetchError::Io(e.to_string()))?;
+                    sink_inf.file.write_all_at(b, off)?;
                     off += b.len() as u64;
                 }
                 sink_inf.progress.send_modify(|p| p.written = off);
@@ -111,13 +108,12 @@ impl Upstream {
                     h.update(b);
                 }
             }
-            h.finish()
-                .ok_or_else(|| FetchError::Io("hash helper thread failed".into()))
+            h.finish().ok_or(FetchError::Abandoned)
         });
 
         let result = self.receive(&url, &inf, expected_size, &tx).await;
         drop(tx);
-        let digests = sink.await.map_err(|e| FetchError::Io(e.to_string()))?;
+        let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
         result?;
         digests
     }
@@ -146,7 +142,10 @@ impl Upstream {
             };
             if matches!(
                 err,
-                FetchError::Status(_) | FetchError::Io(_) | FetchError::Certificate(_)
+                FetchError::Status(_)
+                    | FetchError::Disk(_)
+                    | FetchError::Abandoned
+                    | FetchError::Certificate(_)
             ) && got == 0
             {
                 return Err(err);
@@ -247,7 +246,7 @@ impl Upstream {
             let n = chunk.len() as u64;
             crate::metrics::add_content_bytes_upstream(n);
             if tx.send(chunk).await.is_err() {
-                return Err((got, FetchError::Io("temp file writer stopped".into())));
+                return Err((got, FetchError::Abandoned));
             }
             got += n;
         }

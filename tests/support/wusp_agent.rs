@@ -94,6 +94,7 @@ async fn route(
             host: host.as_deref(),
             tls: false,
             body: &body,
+            peer: None,
         })
     })
     .await
