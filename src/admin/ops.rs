@@ -2,7 +2,7 @@
 //! prefetch` and `cleanup`. They decide which objects to check or drop; the files themselves
 //! are only touched through [`crate::content::maintain`], downloads go through [`ContentOps`].
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use crate::config::ContentMode;
 use crate::content::index::ObjectEntry;
 use crate::content::maintain::{self, Maintenance, Verdict};
 use crate::metrics;
-use crate::model::{ApprovalAction, FileRecord, RevisionKey};
+use crate::model::{FileRecord, RevisionKey};
 use crate::store::ObjectMeta;
 
 /// `GET /healthz`: `ok` when the store answers, 503 otherwise. No token needed.
@@ -116,28 +116,9 @@ pub async fn metrics_text(state: &Arc<AdminState>) -> Response<AdminBody> {
     )
 }
 
-/// Files of updates approved for install (latest revisions), deduplicated by SHA-1.
+/// Files of the approved closure (bundle members included), as the prefetcher computes them.
 fn approved_files(state: &AdminState) -> ApiResult<Vec<FileRecord>> {
-    let mut keys: BTreeSet<RevisionKey> = BTreeSet::new();
-    for d in state.store.deployments()? {
-        if d.action == ApprovalAction::Install {
-            keys.insert(d.update);
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for k in keys {
-        let rev = match state.store.latest_revision(&k.update_id)? {
-            Some(r) => r,
-            None => continue,
-        };
-        for f in rev.record.files {
-            if seen.insert(f.sha1) {
-                out.push(f);
-            }
-        }
-    }
-    Ok(out)
+    Ok(state.store.approved_closure_files()?)
 }
 
 /// `content status`.

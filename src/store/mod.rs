@@ -81,6 +81,7 @@
 //! `computers`) read everything: call them from `spawn_blocking` in async code.
 
 mod approvals;
+mod approved;
 mod blob_cache;
 mod computers;
 mod error;

@@ -5,7 +5,6 @@
 //! background download through a [`Prefetcher`] (the content cache), only inside
 //! `content.download_window`; the upstream bandwidth cap is the cache's own.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::{SoapClient, SyncOptions, SyncReporter, Syncer};
 use crate::config::{Config, ContentMode};
-use crate::model::{ApprovalAction, FileRecord};
+use crate::model::FileRecord;
 use crate::store::Store;
 use crate::units::DailyWindow;
 
@@ -151,24 +150,9 @@ pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
     r.is_ok()
 }
 
-/// Files of the updates approved for Install (not declined), deduplicated by SHA-1.
+/// Files the prefetcher downloads: the approved closure ([`Store::approved_closure_files`]).
 pub fn approved_files(store: &Store) -> Result<Vec<FileRecord>, crate::store::StoreError> {
-    let mut out: BTreeMap<[u8; 20], FileRecord> = BTreeMap::new();
-    for d in store.deployments()? {
-        if d.action != ApprovalAction::Install || store.is_declined(&d.update.update_id)? {
-            continue;
-        }
-        let rev = match store.revision(&d.update)? {
-            Some(r) => Some(r),
-            None => store.latest_revision(&d.update.update_id)?,
-        };
-        if let Some(r) = rev {
-            for f in r.record.files {
-                out.entry(f.sha1).or_insert(f);
-            }
-        }
-    }
-    Ok(out.into_values().collect())
+    store.approved_closure_files()
 }
 
 /// Local wall-clock minute of the day (libc `localtime_r`; UTC if that fails).
