@@ -457,3 +457,152 @@ async fn subscription_growth_brings_everything_new_and_languages_hold() {
     drop(a);
     up.stop().await.unwrap();
 }
+
+/// Issue 14, the chain: simulated upstream → A → B. After a full sync, an expiry upstream, a
+/// subscription change on A and an approval change upstream, what A and B offer downstream
+/// over MS-WSUSSS is what the upstream offers (A starts subscribed to one product: until the
+/// subscription change, B equals A and A is that product's share of the upstream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_upstream_a_b_stays_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 400).await;
+    let oracle = Oracle::connect(&up.url()).await;
+    let vu = oracle.view().await;
+    let p1 = {
+        let mut best = (vu.products[0], 0);
+        for p in &vu.products {
+            let n = oracle
+                .revision_ids(Some(&[*p]), Some(&vu.classifications))
+                .await
+                .len();
+            if n > best.1 {
+                best = (*p, n);
+            }
+        }
+        best.0
+    };
+    let a = Edge::start(
+        dir.path(),
+        "a",
+        &up.url(),
+        &format!("products = [\"{p1}\"]"),
+    )
+    .await;
+    let b = Edge::start(dir.path(), "b", &a.url(), "").await;
+    let share = |v: &View| -> BTreeSet<(Uuid, u32)> {
+        v.revisions
+            .iter()
+            .filter(|k| v.software.contains(&k.0))
+            .copied()
+            .collect()
+    };
+    let p1_list: BTreeSet<(Uuid, u32)> = oracle
+        .revision_ids(Some(&[p1]), Some(&vu.classifications))
+        .await
+        .into_iter()
+        .collect();
+    // 1. Full sync.
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_eq!(share(&va), p1_list, "A holds product 1");
+    assert_same("full sync: A vs B", &va, &vb);
+
+    // 2. An approved update of product 1 expires upstream.
+    let victim = {
+        let cat = up.catalog.read().unwrap();
+        let non_leaf = cat.non_leaf_ids();
+        let found = cat
+            .latest_revisions()
+            .filter(|r| {
+                r.record.kind == UpdateKind::Software
+                    && !r.record.expired
+                    && r.record.products.contains(&p1)
+            })
+            .map(|r| r.record.key.update_id)
+            .find(|id| !non_leaf.contains(id) && cat.deployments_of(id).next().is_some());
+        found.expect("an approved leaf of product 1")
+    };
+    up.mutate(|c| c.expire(victim)).unwrap().unwrap();
+    a.sync_now().await;
+    b.sync_now().await;
+    let (va, vb) = (a.view().await, b.view().await);
+    assert!(va.expired.contains(&victim) && vb.expired.contains(&victim));
+    assert_same("expiry: A vs B", &va, &vb);
+
+    // 3. A subscribes to everything.
+    let o = a
+        .cli(&[
+            "subscription",
+            "set",
+            "--product",
+            "all",
+            "--classification",
+            "all",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    a.sync_now().await;
+    b.sync_now().await;
+    let vu = oracle.view().await;
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_same("subscription: upstream vs A", &vu, &va);
+    assert_same("subscription: upstream vs B", &vu, &vb);
+
+    // 4. Approvals change upstream: a new approval, a decline.
+    {
+        let groups: Vec<Uuid> = up
+            .catalog
+            .read()
+            .unwrap()
+            .groups()
+            .iter()
+            .map(|g| g.id)
+            .collect();
+        let (fresh, doomed) = {
+            let cat = up.catalog.read().unwrap();
+            let non_leaf = cat.non_leaf_ids();
+            let leaves: Vec<Uuid> = cat
+                .latest_revisions()
+                .filter(|r| {
+                    r.record.kind == UpdateKind::Software
+                        && !r.record.expired
+                        && !non_leaf.contains(&r.record.key.update_id)
+                        && !cat.is_declined(&r.record.key.update_id)
+                })
+                .map(|r| r.record.key.update_id)
+                .collect();
+            let fresh = *leaves
+                .iter()
+                .find(|id| cat.deployments_of(id).next().is_none())
+                .expect("an unapproved leaf");
+            let doomed = *leaves
+                .iter()
+                .find(|id| **id != fresh && cat.deployments_of(id).next().is_some())
+                .expect("an approved leaf");
+            (fresh, doomed)
+        };
+        up.mutate(|c| {
+            c.approve(
+                fresh,
+                *groups.last().unwrap(),
+                wsus_edge::model::ApprovalAction::Install,
+                None,
+            )
+            .unwrap();
+            c.decline(doomed).unwrap();
+        })
+        .unwrap();
+    }
+    a.sync_now().await;
+    b.sync_now().await;
+    let vu2 = oracle.view().await;
+    assert_ne!(
+        vu2.approvals, vu.approvals,
+        "the approvals changed upstream"
+    );
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_same("approvals: upstream vs A", &vu2, &va);
+    assert_same("approvals: upstream vs B", &vu2, &vb);
+    drop(b);
+    drop(a);
+    up.stop().await.unwrap();
+}
