@@ -92,6 +92,28 @@ impl Edge {
         format!("http://{}", self.listen)
     }
 
+    /// Kills the process, deletes its data directory (a rebuilt server), starts it again on
+    /// the same addresses and waits for its first sync.
+    async fn rebuild(&mut self, data: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::remove_dir_all(data).unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+            .args([
+                "--config",
+                self.conf.to_str().unwrap(),
+                "--log",
+                "info",
+                "serve",
+            ])
+            .env("WSUS_EDGE_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log).unwrap())
+            .spawn()
+            .unwrap();
+        self.wait_first_sync().await;
+    }
+
     async fn status(&self) -> Option<serde_json::Value> {
         let r = reqwest::Client::new()
             .get(format!("http://{}/api/sync", self.admin))
@@ -602,6 +624,83 @@ async fn chain_upstream_a_b_stays_identical() {
     let (va, vb) = (a.view().await, b.view().await);
     assert_same("approvals: upstream vs A", &vu2, &va);
     assert_same("approvals: upstream vs B", &vu2, &vb);
+    drop(b);
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, item 7: as an upstream, A relays what its upstream said (GetConfigData languages
+/// and flags, `MUUrl`), and after A's store is rebuilt B is told `ServerChanged` and ends
+/// equal to A instead of silently missing what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_upstream_a_relays_and_a_rebuild_raises_server_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 200).await;
+    let proxy = sync_proxy::SyncProxy::start(up.url()).await;
+    // The upstream's configuration, as the proxy makes it: not lazy, hosting PSF files,
+    // German enabled.
+    proxy.rewrite(
+        "GetConfigData",
+        "<LazySync>true</LazySync>",
+        "<LazySync>false</LazySync>",
+    );
+    proxy.rewrite(
+        "GetConfigData",
+        "<ServerHostsPsfFiles>false</ServerHostsPsfFiles>",
+        "<ServerHostsPsfFiles>true</ServerHostsPsfFiles>",
+    );
+    proxy.rewrite(
+        "GetConfigData",
+        "<ShortLanguage>de</ShortLanguage><LongLanguage>German</LongLanguage><Enabled>false</Enabled>",
+        "<ShortLanguage>de</ShortLanguage><LongLanguage>German</LongLanguage><Enabled>true</Enabled>",
+    );
+    let mut a = Edge::start(dir.path(), "a", &proxy.url(), "").await;
+    let b = Edge::start(dir.path(), "b", &a.url(), "").await;
+
+    let seen = Oracle::connect(&proxy.url()).await.config_data().await;
+    assert_eq!(
+        seen.text_of("LazySync").as_deref(),
+        Some("false"),
+        "the rewrite works"
+    );
+    let cfg = Oracle::connect(&a.url()).await.config_data().await;
+    for flag in ["CatalogOnlySync", "LazySync", "ServerHostsPsfFiles"] {
+        assert_eq!(cfg.text_of(flag), seen.text_of(flag), "{flag} relayed");
+    }
+    let langs = |c: &sss_oracle::El| -> BTreeSet<(String, String, String)> {
+        c.child("LanguageUpdateList")
+            .map(|l| {
+                l.all("ServerSyncLanguageData")
+                    .map(|d| {
+                        (
+                            d.text_of("LanguageID").unwrap_or_default(),
+                            d.text_of("ShortLanguage").unwrap_or_default(),
+                            d.text_of("Enabled").unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(langs(&seen).contains(&("1031".into(), "de".into(), "true".into())));
+    assert_eq!(langs(&cfg), langs(&seen), "languages relayed");
+
+    // MUUrl: what the upstream said, not A's own address.
+    let vu = Oracle::connect(&up.url()).await.view().await;
+    let va = a.view().await;
+    assert!(!vu.mu_urls.is_empty());
+    assert_eq!(va.mu_urls, vu.mu_urls, "MUUrl relayed");
+
+    // A is rebuilt (its data directory lost) while the upstream changes; B's next sync is told
+    // ServerChanged and ends equal to A.
+    up.mutate(|c| c.add_revisions(30)).unwrap();
+    a.rebuild(&dir.path().join("a")).await;
+    b.sync_now().await;
+    assert!(b.log_text().contains("ServerChanged"), "{}", b.log_text());
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_same("after A's rebuild: A vs B", &va, &vb);
+    let vu = Oracle::connect(&up.url()).await.view().await;
+    assert_same("after A's rebuild: upstream vs B", &vu, &vb);
     drop(b);
     drop(a);
     up.stop().await.unwrap();

@@ -43,6 +43,20 @@ pub struct SyncState {
     /// of the software pass that wrote it. Categories added since are asked with `Delta=false`.
     #[serde(default)]
     pub anchor_covers: AnchorCover,
+    /// The upstream's GetConfigData flags, relayed to this server's own downstreams.
+    #[serde(default)]
+    pub upstream_flags: Option<UpstreamFlags>,
+}
+
+/// GetConfigData flags learned from upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamFlags {
+    /// `CatalogOnlySync`: the upstream holds no files (clients fetch from Microsoft Update).
+    pub catalog_only_sync: bool,
+    /// `LazySync`.
+    pub lazy_sync: bool,
+    /// `ServerHostsPsfFiles`.
+    pub server_hosts_psf_files: bool,
 }
 
 /// The filter a software-pass anchor was obtained with.

@@ -237,6 +237,11 @@ impl Syncer {
             .filter(|m| *m > 0)
             .unwrap_or(100);
         state.max_updates_per_request = Some(max as u32);
+        state.upstream_flags = Some(crate::store::UpstreamFlags {
+            catalog_only_sync: cfg.catalog_only_sync,
+            lazy_sync: cfg.lazy_sync,
+            server_hosts_psf_files: cfg.server_hosts_psf_files,
+        });
         if !cfg.languages.is_empty() {
             state.languages = cfg
                 .languages

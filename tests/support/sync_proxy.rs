@@ -47,6 +47,8 @@ struct State {
     corrupt: Vec<uuid::Uuid>,
     /// (operation, request body) of every SOAP call.
     requests: Vec<(String, String)>,
+    /// (operation, from, to): text replaced in every answer to the operation.
+    rewrites: Vec<(String, String, String)>,
 }
 
 /// The proxy.
@@ -189,6 +191,13 @@ impl SyncProxy {
                                     r.updates.truncate(*n);
                                     bytes = Bytes::from(encode(&r));
                                 }
+                                let rewrites = st.lock().unwrap().rewrites.clone();
+                                for (op, from, to) in &rewrites {
+                                    if action.as_deref() == Some(op.as_str()) {
+                                        let t = String::from_utf8_lossy(&bytes).replace(from, to);
+                                        bytes = Bytes::from(t);
+                                    }
+                                }
                                 let corrupt = st.lock().unwrap().corrupt.clone();
                                 if action.as_deref() == Some("GetUpdateData")
                                     && status.is_success()
@@ -294,6 +303,15 @@ impl SyncProxy {
     /// From now on, `id`'s update document has a 3-byte SHA-1 `Digest` (MS-WSUSSS: 20).
     pub fn corrupt(&self, id: uuid::Uuid) {
         self.state.lock().unwrap().corrupt.push(id);
+    }
+
+    /// From now on, every answer to `op` has `from` replaced by `to`.
+    pub fn rewrite(&self, op: &str, from: &str, to: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rewrites
+            .push((op.into(), from.into(), to.into()));
     }
 
     /// Ends every poison.
