@@ -93,6 +93,66 @@ impl UpstreamConfig {
             .or(self.url.as_ref())
             .map(|u| u.trim_end_matches('/').to_string())
     }
+
+    /// The one HTTP client every request to the upstream goes through (content fetch, sync,
+    /// the self-update proxy): connect timeout 10 s, a stall (read) timeout of 60 s, the
+    /// `wsus-edge/<version>` user agent, the system roots plus `ca_file` when set, and
+    /// reqwest's redirect policy (follow up to 10). Callers that need a bound on a whole
+    /// exchange (sync: 300 s) set it per request.
+    pub fn http_client(&self) -> Result<reqwest::Client, HttpClientError> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+            .read_timeout(UPSTREAM_READ_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::limited(10));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| HttpClientError::CaFile {
+                path: ca.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                HttpClientError::CaPem {
+                    path: ca.clone(),
+                    source,
+                }
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        b.build().map_err(HttpClientError::Build)
+    }
+}
+
+/// `User-Agent` of every request to the upstream.
+pub const USER_AGENT: &str = concat!("wsus-edge/", env!("CARGO_PKG_VERSION"));
+/// Connect timeout of [`UpstreamConfig::http_client`].
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of an upstream answer ([`UpstreamConfig::http_client`]).
+pub const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why [`UpstreamConfig::http_client`] could not build the client.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    /// `upstream.ca_file` could not be read.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// `upstream.ca_file` holds no usable PEM certificate.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaPem {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: reqwest::Error,
+    },
+    /// reqwest refused the settings (e.g. no TLS backend).
+    #[error("HTTP client: {0}")]
+    Build(reqwest::Error),
 }
 
 /// `[content]`: the payload cache.
@@ -156,6 +216,26 @@ pub struct SyncConfig {
     pub languages: Vec<String>,
 }
 
+/// `[cleanup]`: what `cleanup` keeps.
+#[derive(Debug, Clone)]
+pub struct CleanupConfig {
+    /// An update some computer reported needed or failed within this period is kept even when
+    /// declined, expired or superseded.
+    pub keep_needed_for: Duration,
+}
+
+/// `[rollup]`: the MS-WSUSSS reporting rollup, both ways.
+#[derive(Debug, Clone)]
+pub struct RollupConfig {
+    /// Roll this server's computers up to `[upstream] url` (replica mode).
+    pub enabled: bool,
+    /// Time between scheduled rollups (a rollup also follows each successful sync).
+    pub interval: Duration,
+    /// As an upstream: ask downstream servers for computers and per-update status
+    /// (`DoDetailedRollup`).
+    pub accept_detailed: bool,
+}
+
 /// `[admin]`: the admin API listener.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -176,6 +256,10 @@ pub struct Config {
     pub content: ContentConfig,
     /// `[sync]`.
     pub sync: SyncConfig,
+    /// `[cleanup]`.
+    pub cleanup: CleanupConfig,
+    /// `[rollup]`.
+    pub rollup: RollupConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
     /// `[clients]`.
@@ -209,6 +293,14 @@ impl Default for Config {
                 classifications: Vec::new(),
                 languages: Vec::new(),
             },
+            cleanup: CleanupConfig {
+                keep_needed_for: Duration::from_secs(30 * 86400),
+            },
+            rollup: RollupConfig {
+                enabled: true,
+                interval: Duration::from_secs(3600),
+                accept_detailed: true,
+            },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8590)),
                 token_file: None,
@@ -233,9 +325,19 @@ struct RawFile {
     #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
+    cleanup: RawCleanup,
+    #[serde(default)]
+    rollup: RawRollup,
+    #[serde(default)]
     clients: RawClients,
     #[serde(default)]
     import: RawImport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCleanup {
+    keep_needed_for: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +348,14 @@ struct RawClients {
     max_events_per_computer: Option<u64>,
     max_event_bytes_per_computer: Option<String>,
     event_retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollup {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    accept_detailed: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -498,6 +608,43 @@ impl Config {
         cfg.sync.classifications = list("sync", "classifications", r.classifications);
         cfg.sync.languages = list("sync", "languages", r.languages);
 
+        let r = raw.cleanup;
+        if let Some(s) = pick("cleanup", "keep_needed_for", r.keep_needed_for) {
+            cfg.cleanup.keep_needed_for = parse_duration(&s.value)
+                .map_err(|e| bad(&s, "cleanup.keep_needed_for", e.to_string()))?;
+        }
+
+        let r = raw.rollup;
+        let boolean = |s: Setting, key: &str| -> Result<bool, ConfigError> {
+            match s.value.as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                other => Err(bad(
+                    &s,
+                    key,
+                    format!("expected true or false, got {other:?}"),
+                )),
+            }
+        };
+        if let Some(s) = pick("rollup", "enabled", r.enabled.map(|b| b.to_string())) {
+            cfg.rollup.enabled = boolean(s, "rollup.enabled")?;
+        }
+        if let Some(s) = pick("rollup", "interval", r.interval) {
+            let d =
+                parse_duration(&s.value).map_err(|e| bad(&s, "rollup.interval", e.to_string()))?;
+            if d < Duration::from_secs(60) {
+                return Err(bad(&s, "rollup.interval", "expected at least 60s".into()));
+            }
+            cfg.rollup.interval = d;
+        }
+        if let Some(s) = pick(
+            "rollup",
+            "accept_detailed",
+            r.accept_detailed.map(|b| b.to_string()),
+        ) {
+            cfg.rollup.accept_detailed = boolean(s, "rollup.accept_detailed")?;
+        }
+
         let r = raw.admin;
         if let Some(s) = pick("admin", "listen", r.listen) {
             cfg.admin.listen = addr(s, "admin.listen")?;
@@ -675,6 +822,22 @@ listen = "127.0.0.1:9000"
         })
         .unwrap();
         assert_eq!(c.upstream.url.as_deref(), Some("http://b:8530"));
+    }
+
+    #[test]
+    fn cleanup_and_rollup_keys() {
+        let c = parse("").unwrap();
+        assert_eq!(c.cleanup.keep_needed_for, Duration::from_secs(30 * 86400));
+        assert!(c.rollup.enabled && c.rollup.accept_detailed);
+        let c = parse(
+            "[cleanup]\nkeep_needed_for = \"7d\"\n[rollup]\nenabled = false\ninterval = \"2h\"\naccept_detailed = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.cleanup.keep_needed_for, Duration::from_secs(7 * 86400));
+        assert!(!c.rollup.enabled && !c.rollup.accept_detailed);
+        assert_eq!(c.rollup.interval, Duration::from_secs(7200));
+        assert!(parse("[cleanup]\nkeep_needed_for = \"soon\"\n").is_err());
+        assert!(parse("[rollup]\ninterval = \"5s\"\n").is_err());
     }
 
     #[test]

@@ -299,10 +299,14 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
         time_unix: 1_795_000_100 + n as i64,
         misc: vec![],
     };
+    // As WS2025 derives states: event 156 lists (U= not installed, V= installed), 182 failed.
+    let mut lists = ev(0, 156);
+    lists.update = None;
+    lists.misc = vec![format!("U={},{}", uid(6), uid(2)), format!("V={}", uid(1))];
     store
         .add_events(
             "c0ffee00-0000-0000-0000-000000000001",
-            &[ev(1, 183), ev(2, 182), ev(6, 147)],
+            &[lists, ev(1, 183), ev(2, 182), ev(6, 147)],
             1_795_000_200,
         )
         .unwrap();
@@ -758,7 +762,7 @@ fn approve_and_decline_in_autonomous_mode() {
         "decline removes approvals"
     );
     let d = json(&s.cli(&["updates", "list", "--declined", "--json"]));
-    assert_eq!(ids(&d), id_set(&[2, 3, 4]));
+    assert_eq!(ids(&d), id_set(&[2, 3, 4, 5]));
 
     let o = s.cli(&["updates", "approve", &id_of(1), "--group", "No Such Group"]);
     assert_eq!(o.status.code(), Some(1));

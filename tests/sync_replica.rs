@@ -2,8 +2,6 @@
 //! replicas (the real server with `upstream.url`), a fault-injecting proxy between them, and
 //! the real binary for the kill -9 test. Real HTTP on loopback, port 0 everywhere.
 
-#[path = "support/sss_oracle.rs"]
-mod sss_oracle;
 #[path = "support/sync_proxy.rs"]
 mod sync_proxy;
 
@@ -17,7 +15,7 @@ use sync_proxy::{Inject, SyncProxy};
 use uuid::Uuid;
 use wsus_edge::app::{RunningServer, SimUpstream};
 use wsus_edge::config::Config;
-use wsus_edge::model::{groups, RevisionKey};
+use wsus_edge::model::{groups, ApprovalAction, RevisionKey};
 use wsus_edge::store::Store;
 use wsus_edge::sync::{SyncHandle, SyncStatus};
 use wsus_edge::wire::soap::decode;
@@ -436,68 +434,74 @@ async fn prefetch_downloads_approved_content_after_sync() {
     let edge = RunningServer::start(c).await.unwrap();
     let st = synced(&edge, 1).await;
     assert_eq!(st.last_result.as_deref(), Some("ok"));
-    // What must be prefetched, computed from the upstream's metadata as a downstream WSUS
-    // sees it (independent MS-WSUSSS client): files of the updates approved for install, not
-    // declined, not expired, and of everything they bundle (recursively).
-    let vu = sss_oracle::Oracle::connect(&up.url()).await.view().await;
-    let mut closure: BTreeSet<Uuid> = BTreeSet::new();
-    let mut todo: Vec<Uuid> = vu
-        .approvals
-        .iter()
-        .filter(|a| a.3 == 0 && !vu.declined.contains(&a.0) && !vu.expired.contains(&a.0))
-        .map(|a| a.0)
-        .collect();
-    while let Some(id) = todo.pop() {
-        if closure.insert(id) {
-            todo.extend(vu.bundled.get(&id).into_iter().flatten().copied());
-        }
-    }
-    let want: BTreeSet<String> = closure
-        .iter()
-        .flat_map(|id| vu.files.get(id).into_iter().flatten())
-        .map(|b64| {
-            use base64::Engine;
-            hex::encode_upper(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let bundled_only: usize = closure
-        .iter()
-        .filter(|id| vu.bundled.values().any(|m| m.contains(id)))
-        .count();
-    assert!(
-        bundled_only > 0,
-        "the approved closure holds bundle members"
-    );
-    assert!(!want.is_empty());
-    let content = edge.state().config.content_dir();
-    let held = || -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for d in std::fs::read_dir(&content).into_iter().flatten().flatten() {
-            if d.file_name().len() != 2 {
+    // What must be fetched, computed from the upstream's catalog (not from the replica's
+    // store): Install approvals of updates neither declined nor expired, their approved
+    // revision's payloads, and the payloads of every bundled update, recursively, at its
+    // latest revision.
+    let (want_sha1s, member_only) = {
+        let cat = up.catalog.read().unwrap();
+        let live = |k: &RevisionKey| cat.revision(k).filter(|r| !r.record.expired);
+        let mut todo: Vec<RevisionKey> = cat
+            .deployments()
+            .filter(|d| d.action == ApprovalAction::Install)
+            .filter(|d| !cat.is_declined(&d.update.update_id))
+            .map(|d| d.update)
+            .filter(|k| live(k).is_some())
+            .collect();
+        let direct: BTreeSet<[u8; 20]> = todo
+            .iter()
+            .flat_map(|k| cat.files_of(k).into_iter().map(|f| f.sha1))
+            .collect();
+        let (mut seen, mut sha1s) = (BTreeSet::new(), BTreeSet::new());
+        while let Some(k) = todo.pop() {
+            if !seen.insert(k) {
                 continue;
             }
-            for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-                let n = f.file_name().to_string_lossy().to_string();
-                out.insert(n.split('.').next().unwrap_or_default().to_uppercase());
+            sha1s.extend(cat.files_of(&k).into_iter().map(|f| f.sha1));
+            let Some(r) = live(&k) else { continue };
+            for m in &r.record.bundled {
+                if let Some(latest) = cat.latest(m).filter(|r| !r.record.expired) {
+                    todo.push(latest.record.key);
+                }
             }
         }
-        out
+        let member_only = sha1s.difference(&direct).count();
+        (sha1s, member_only)
+    };
+    assert!(
+        member_only > 0,
+        "the catalog approves bundles whose members carry files"
+    );
+    let want = edge.store().approved_files().unwrap();
+    assert_eq!(
+        want.iter().map(|f| f.sha1).collect::<BTreeSet<_>>(),
+        want_sha1s,
+        "the replica's approved files are the catalog's"
+    );
+    let content = edge.state().config.content_dir();
+    let all_there = || {
+        want.iter()
+            .all(|f| content.join(&f.content_path()[8..]).is_file())
     };
     let t = std::time::Instant::now();
-    while held() != want {
+    while !all_there() {
         assert!(
             t.elapsed() < Duration::from_secs(300),
-            "prefetch: {} of {} held, {} not wanted",
-            held().intersection(&want).count(),
-            want.len(),
-            held().difference(&want).count()
+            "prefetch did not finish"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Only approved (Install) content was fetched: an unapproved update's file is absent.
+    let approved: BTreeSet<[u8; 20]> = want.iter().map(|f| f.sha1).collect();
+    let other = edge
+        .store()
+        .latest_revisions()
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.record.files)
+        .find(|f| !approved.contains(&f.sha1))
+        .unwrap();
+    assert!(!content.join(&other.content_path()[8..]).is_file());
     edge.stop().await.unwrap();
     up.stop().await.unwrap();
 }

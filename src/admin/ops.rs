@@ -98,6 +98,7 @@ fn refresh_and_extra(state: &AdminState) -> String {
             objects.len() as f64,
         );
     }
+    s.push_str(&super::compliance::metrics_text(&state.store));
     s
 }
 
@@ -116,9 +117,9 @@ pub async fn metrics_text(state: &Arc<AdminState>) -> Response<AdminBody> {
     )
 }
 
-/// Files of the approved closure (bundle members included), as the prefetcher computes them.
+/// Files of approved updates ([`Store::approved_files`], the one definition).
 fn approved_files(state: &AdminState) -> ApiResult<Vec<FileRecord>> {
-    Ok(state.store.approved_closure_files()?)
+    Ok(state.store.approved_files()?)
 }
 
 /// `content status`.
@@ -422,9 +423,22 @@ fn cleanup_blocking(state: &AdminState, dry_run: bool) -> ApiResult<CleanupJson>
     };
     let mut doomed_ids = HashSet::new();
     let mut doomed_keys: Vec<RevisionKey> = Vec::new();
+    let grace = state.config.cleanup.keep_needed_for;
+    let since = time::OffsetDateTime::now_utc().unix_timestamp() - grace.as_secs() as i64;
+    let recent = super::compliance::recently_needed(&state.store, since)?;
     for r in &v.updates {
         let id = r.record.key.update_id;
         if let Some(why) = cleanup_reason(&id, r.record.expired, &v, &superseded) {
+            if let Some(n) = recent.get(&id) {
+                out.kept.push(format!(
+                    "{id}  {}  ({why}, kept: needed by {} and failed on {} computer(s) within {})",
+                    r.record.title,
+                    n.needed,
+                    n.failed,
+                    super::compliance::short_duration(grace)
+                ));
+                continue;
+            }
             out.updates
                 .push(format!("{id}  {}  ({why})", r.record.title));
             doomed_ids.insert(id);

@@ -115,6 +115,10 @@ pub struct ComputerJson {
     pub installed: usize,
     /// Updates whose last attempt failed.
     pub failed: usize,
+    /// The downstream server the computer was rolled up from (its name); null for this
+    /// server's own clients.
+    #[serde(default)]
+    pub downstream_server: Option<String>,
 }
 
 /// One update's status on a computer (`computers show`).
@@ -124,8 +128,17 @@ pub struct ComputerUpdateJson {
     pub id: String,
     /// Title when known.
     pub title: Option<String>,
-    /// `needed` | `installed` | `failed`.
+    /// `installed` | `needed` | `failed` | `not_applicable` (same as `state`; kept for scripts).
     pub status: String,
+    /// `installed` | `needed` | `failed` | `not_applicable`.
+    #[serde(default)]
+    pub state: String,
+    /// RFC 3339 time the update took this state on the computer.
+    #[serde(default)]
+    pub last_change: Option<String>,
+    /// The failure's HRESULT as `0x8024XXXX`, for `failed`.
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 /// `computers show --json`.
@@ -277,6 +290,10 @@ pub struct CleanupJson {
     pub dry_run: bool,
     /// Updates (whose revisions are) removed: `id  title  (reason)`.
     pub updates: Vec<String>,
+    /// Updates that would otherwise go but are kept because computers reported them needed or
+    /// failed within `[cleanup] keep_needed_for`: `id  title  (why)`.
+    #[serde(default)]
+    pub kept: Vec<String>,
     /// Revisions removed.
     pub revisions: u64,
     /// Content files removed (no remaining update needs them).

@@ -4,6 +4,7 @@
 pub mod admin_client;
 pub mod catalog;
 pub mod cleanup;
+pub mod compliance;
 pub mod computers;
 pub mod content;
 pub mod groups;
@@ -52,7 +53,7 @@ pub enum Command {
     /// Computer target groups: list, add, remove.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Groups(groups::GroupsCmd),
-    /// Client computers: list, show.
+    /// Client computers: list, show, move, remove.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Computers(computers::ComputersCmd),
     /// Update classifications known to this server.
@@ -121,6 +122,17 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
 }
 
+/// Everything a serving process creates is private from the start (files 0600, folders
+/// 0700, whoever creates them: the store's files too), with no window in which another
+/// local user could open them.
+pub(crate) fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
 fn serve(
     mut config: crate::config::Config,
@@ -140,6 +152,7 @@ fn serve(
         );
         config.upstream.url = Some(u.trim_end_matches('/').to_string());
     }
+    private_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -50,6 +50,18 @@ pub enum UpdatesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Which computers have, need or failed an update (GUID or KB), own and rolled up.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
+    Status {
+        /// Update GUID or KB number.
+        id: String,
+        /// JSON: {"id","title","counts":{..},"computers":[..]}.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV: a header row, then one row per computer.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Approve updates for a target group (autonomous mode; a replica takes approvals from upstream).
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Approve(ApproveArgs),
@@ -157,6 +169,9 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
                 print_table(&["ID", "KB", "CLASSIFICATION", "TITLE", "APPROVALS"], &rows);
                 eprintln!("{} update(s)", list.len());
             }
+        }
+        UpdatesCmd::Status { id, json, csv } => {
+            return super::compliance::update_status(c, id, json, csv);
         }
         UpdatesCmd::Show { id, json } => {
             let u: UpdateDetailJson = c.get("/api/updates/show", &[("id", id)])?;

@@ -14,17 +14,17 @@
 //! | file | owns |
 //! |---|---|
 //! | [`cookie`] | HMAC-signed authorization and session cookies |
-//! | [`index`] | the in-memory scan index and approval resolution |
+//! | [`scan_index`] | the in-memory scan index and approval resolution |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
 //! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
 //! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
 pub mod cookie;
 pub mod http;
-pub mod index;
 pub mod limits;
 mod ops;
 mod scan;
+pub mod scan_index;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 pub use cookie::{Claims, CookieError, CookieKey, CookieKind};
-pub use index::ScanIndex;
+pub use scan_index::ScanIndex;
 
 use crate::store::{Store, StoreError};
 use crate::wire::soap::{self, ErrorCode, Fault, SoapBody};
@@ -262,7 +262,7 @@ impl ClientService {
                 return Ok(c.index.clone());
             }
         }
-        let fp = index::fingerprint(&self.store)?;
+        let fp = scan_index::fingerprint(&self.store)?;
         let idx = match current {
             Some((idx, _)) if idx.fingerprint == fp => idx,
             _ => {
@@ -285,10 +285,11 @@ impl ClientService {
 
     /// Answers one request (blocking: call from `spawn_blocking` in async code).
     pub fn handle(&self, req: &Request<'_>) -> Reply {
-        // The hot request skips the tree when it has the plain shape (see `sync_stream`);
+        // The hot request skips the tree when it has the plain shape (see `sync_updates_stream`);
         // anything else, including every error, goes the general way below.
         if req.endpoint == Endpoint::Client && req.soap_action == Some(wusp::action::SYNC_UPDATES) {
-            if let Some(r) = wusp::sync_stream::decode_sync_updates(req.body, &self.limits) {
+            if let Some(r) = wusp::sync_updates_stream::decode_sync_updates(req.body, &self.limits)
+            {
                 let answer = self.sync_updates(r);
                 return Self::reply("SyncUpdates", wusp::action::SYNC_UPDATES, answer);
             }

@@ -48,7 +48,7 @@ impl ContentCache {
         };
         let head = method == Method::HEAD;
         let conds = Conditions::from_headers(headers);
-        match self.lookup(&key) {
+        match self.lookup(&key, conds.range.is_some()) {
             Err(e) => {
                 metrics::content_request("error");
                 tracing::warn!(key = %key, error = %e, "content miss failed");

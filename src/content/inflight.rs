@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::index::IndexError;
 use super::key::ContentKey;
+use super::slices::{SliceFetch, SliceReader};
 use super::verify::Mismatch;
 
 /// Largest chunk a reader hands to the connection at once.
@@ -146,6 +147,9 @@ pub struct Inflight {
     pub progress: watch::Sender<Progress>,
     /// When the download started.
     pub started: SystemTime,
+    /// Set when the object is filled out of order by slices (a range miss); readers then
+    /// follow the slice map instead of `written`.
+    pub slices: std::sync::OnceLock<Arc<SliceFetch>>,
 }
 
 impl Inflight {
@@ -161,6 +165,7 @@ impl Inflight {
             file: Arc::new(file),
             progress,
             started: SystemTime::now(),
+            slices: std::sync::OnceLock::new(),
         }
     }
 
@@ -200,23 +205,30 @@ pub struct InflightReader {
     rx: watch::Receiver<Progress>,
     pos: u64,
     end: u64,
+    /// The slice reader, when the object is filled by slices.
+    slices: Option<SliceReader>,
 }
 
 impl InflightReader {
     /// A reader of `start..=end` (inclusive). The object's size must be known.
     pub fn new(inf: Arc<Inflight>, start: u64, end: u64) -> Self {
         let rx = inf.progress.subscribe();
+        let slices = inf.slices.get().map(|s| s.reader(start, end));
         Self {
             inf,
             rx,
             pos: start,
             end,
+            slices,
         }
     }
 
     /// The next span `(offset, len)` of at most `max` bytes that may be sent now, waiting for
     /// it to arrive; `Ok(None)` when the range is complete. The span counts as sent.
     pub async fn next_span(&mut self, max: u64) -> io::Result<Option<(u64, u64)>> {
+        if let Some(r) = &mut self.slices {
+            return r.next_span(max).await;
+        }
         if self.pos > self.end {
             return Ok(None);
         }
@@ -280,6 +292,7 @@ impl InflightReader {
                 Ok(None) => None,
                 Err(e) => {
                     r.pos = r.end + 1;
+                    r.slices = None;
                     Some((Err(e), r))
                 }
             }

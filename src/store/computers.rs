@@ -255,34 +255,27 @@ impl Store {
         Ok(self.tree(schema::COMPUTERS).len())
     }
 
-    /// Each update's latest status on a computer, from its events in time order: event ids
-    /// per [`EventStatus::from_event_id`], and event 156's `U=`/`V=` lists (comma- or
-    /// space-separated GUIDs) as needed/installed.
+    /// Each update's needed / installed / failed status on a computer, from
+    /// [`derive_states`](super::derive_states) (the one derivation; not-applicable states are
+    /// left out here).
     pub fn update_statuses(
         &self,
         computer_id: &str,
     ) -> Result<BTreeMap<Uuid, EventStatus>, StoreError> {
-        let mut out = BTreeMap::new();
-        for e in self.events(computer_id)? {
-            if let (Some(u), Some(s)) = (e.update, EventStatus::from_event_id(e.event_id)) {
-                if !u.update_id.is_nil() {
-                    out.insert(u.update_id, s);
-                }
-            }
-            if e.event_id == 156 {
-                for m in &e.misc {
-                    let (status, list) = match m.split_once('=') {
-                        Some(("U", l)) => (EventStatus::Needed, l),
-                        Some(("V", l)) => (EventStatus::Installed, l),
-                        _ => continue,
-                    };
-                    for id in list.split([',', ' ', ';']).filter_map(|s| s.parse().ok()) {
-                        out.insert(id, status);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        use super::UpdateState;
+        Ok(self
+            .computer_states(computer_id)?
+            .into_iter()
+            .filter_map(|(id, r)| {
+                let s = match r.state {
+                    UpdateState::Needed => EventStatus::Needed,
+                    UpdateState::Installed => EventStatus::Installed,
+                    UpdateState::Failed => EventStatus::Failed,
+                    UpdateState::NotApplicable | UpdateState::Unknown => return None,
+                };
+                Some((id, s))
+            })
+            .collect())
     }
 
     /// Needed / installed / failed counts of a computer (from [`Store::update_statuses`]).
@@ -370,8 +363,9 @@ mod tests {
             s.computer("c").unwrap().unwrap().last_report_unix,
             Some(1001)
         );
+        // Only 182 (install failed) sets a state outside the 156 lists.
         let c = s.status_counts("c").unwrap();
-        assert_eq!((c.needed, c.installed, c.failed), (1, 1, 1));
+        assert_eq!((c.needed, c.installed, c.failed), (0, 0, 1));
 
         // Event 156 status lists.
         let mut status = ev(8, 0, 156, 40);
@@ -381,8 +375,9 @@ mod tests {
         let st = s.update_statuses("c").unwrap();
         assert_eq!(st.get(&uid(3)), Some(&EventStatus::Installed));
         assert_eq!(st.get(&uid(5)), Some(&EventStatus::Needed));
+        // The failure of update 2 (not in the lists) left with the lists.
         let c = s.status_counts("c").unwrap();
-        assert_eq!((c.needed, c.installed, c.failed), (2, 2, 1));
+        assert_eq!((c.needed, c.installed, c.failed), (2, 1, 0));
 
         assert!(matches!(
             s.add_events("ghost", &batch, 1),

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{SoapClient, SyncOptions, SyncReporter, Syncer};
+use super::{SyncOptions, SyncReporter, Syncer, UpstreamClient};
 use crate::config::{Config, ContentMode};
 use crate::model::FileRecord;
 use crate::store::Store;
@@ -54,7 +54,7 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 async fn run(mut ctx: RunnerContext) {
-    let client = match SoapClient::new(&ctx.config.upstream) {
+    let client = match UpstreamClient::new(&ctx.config.upstream) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "sync runner cannot start");
@@ -103,7 +103,7 @@ async fn run(mut ctx: RunnerContext) {
 }
 
 /// Runs one sync with status reporting; true on success.
-pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
+pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
     let t = Instant::now();
     let started = OffsetDateTime::now_utc();
     ctx.reporter.update(|s| {
@@ -150,11 +150,6 @@ pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
     r.is_ok()
 }
 
-/// Files the prefetcher downloads: the approved closure ([`Store::approved_closure_files`]).
-pub fn approved_files(store: &Store) -> Result<Vec<FileRecord>, crate::store::StoreError> {
-    store.approved_closure_files()
-}
-
 /// Local wall-clock minute of the day (libc `localtime_r`; UTC if that fails).
 fn minute_of_day() -> u16 {
     let now = OffsetDateTime::now_utc();
@@ -192,7 +187,7 @@ async fn prefetch_approved(
     window: Option<DailyWindow>,
     reporter: SyncReporter,
 ) {
-    let files = match tokio::task::spawn_blocking(move || approved_files(&store)).await {
+    let files = match tokio::task::spawn_blocking(move || store.approved_files()).await {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return tracing::warn!(error = %e, "prefetch: cannot list approved files"),
         Err(e) => return tracing::warn!(error = %e, "prefetch task failed"),
