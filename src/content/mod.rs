@@ -55,6 +55,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
+pub use answer::Answer;
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
