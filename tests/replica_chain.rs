@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use sss_oracle::{Oracle, View};
 use uuid::Uuid;
+use wsus_edge::app::SimUpstream;
 use wsus_edge::config::Config;
 use wsus_edge::model::UpdateKind;
-use wsus_edge::app::SimUpstream;
 
 const TOKEN: &str = "replica-chain-test-token";
 
