@@ -36,6 +36,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
         clients: state.config.clients.clone(),
+        accept_detailed_rollup: state.config.rollup.accept_detailed,
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {
