@@ -762,7 +762,7 @@ fn approve_and_decline_in_autonomous_mode() {
         "decline removes approvals"
     );
     let d = json(&s.cli(&["updates", "list", "--declined", "--json"]));
-    assert_eq!(ids(&d), id_set(&[2, 3, 4]));
+    assert_eq!(ids(&d), id_set(&[2, 3, 4, 5]));
 
     let o = s.cli(&["updates", "approve", &id_of(1), "--group", "No Such Group"]);
     assert_eq!(o.status.code(), Some(1));
@@ -970,7 +970,7 @@ fn classifications_products_and_subscription() {
     assert_eq!(sj["products"], serde_json::json!([]));
     assert_eq!(sj["classifications"], serde_json::json!([id_of(SECURITY)]));
     // The sync runner reads it from the store.
-    let stored = wsus_edge::admin::api::subscription(&s.store, &Config::default());
+    let stored = s.store.subscription(&Config::default().sync);
     assert_eq!(stored.classifications, vec![id_of(SECURITY)]);
 
     let o = s.cli(&["subscription", "set", "--product", "Windows 95"]);

@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let start = Instant::now();
     let _ = soap::parse_envelope_with(&doc, &limits);
-    let _ = wusp::sync_stream::decode_sync_updates(&doc, &limits);
+    let _ = wusp::sync_updates_stream::decode_sync_updates(&doc, &limits);
     let took = start.elapsed();
     assert!(
         took <= budget(),

@@ -113,6 +113,8 @@ pub struct AdminState {
     pub token: Token,
     /// Serializes `content verify`, `prefetch` and `cleanup` (one at a time).
     pub maintenance: Arc<tokio::sync::Mutex<()>>,
+    /// Failed authentications per address (rate limit on token guessing).
+    pub failures: auth::Failures,
 }
 
 impl AdminState {
@@ -125,6 +127,7 @@ impl AdminState {
             sync: None,
             token,
             maintenance: Arc::new(tokio::sync::Mutex::new(())),
+            failures: auth::Failures::default(),
         }
     }
 
@@ -272,51 +275,43 @@ impl AdminServer {
             .unwrap_or(self.state.config.admin.listen)
     }
 
-    /// Serves until `shutdown` becomes true, then lets open requests finish.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Serves until `shutdown` becomes true, then lets open requests finish (up to 10 s),
+    /// through the server's one accept loop ([`crate::http::listen`]: caps, header and idle
+    /// timeouts of `[server]`).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         tracing::info!("admin API on http://{}", self.local_addr());
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                r = self.listener.accept() => {
-                    let (stream, peer) = match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "admin accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let state = self.state.clone();
-                    let mut stop = shutdown.clone();
-                    conns.spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(route(state, req, peer).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(std::time::Duration::from_secs(30))
-                            .serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            r = conn.as_mut() => {
-                                if let Err(e) = r {
-                                    tracing::debug!(error = %e, "admin connection ended");
-                                }
-                            }
-                            _ = stopped(&mut stop) => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
-                            }
-                        }
+        let limits = crate::http::Limits::from_config(&self.state.config.server);
+        let state = self.state;
+        crate::http::listen::accept_loop(
+            self.listener,
+            shutdown,
+            "admin",
+            limits,
+            move |stream, peer, conn, mut stop| {
+                let state = state.clone();
+                async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(route(state, req, peer).await) }
                     });
+                    let io = crate::http::listen::Tracked::new(stream, conn);
+                    let conn = limits.http1().serve_connection(TokioIo::new(io), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "admin connection ended");
+                            }
+                        }
+                        _ = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
                 }
-                _ = stopped(&mut shutdown) => break,
-            }
-            while conns.try_join_next().is_some() {}
-        }
-        while conns.join_next().await.is_some() {}
+            },
+        )
+        .await
     }
 }
 
@@ -358,6 +353,20 @@ async fn body_bytes(req: Request<Incoming>) -> ApiResult<Bytes> {
         .map_err(|e| ApiError::bad(format!("request body: {e}")))
 }
 
+/// 429 for an address that failed to authenticate too often this minute.
+fn too_many_failures() -> Response<AdminBody> {
+    let mut r = error(&ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message: format!(
+            "more than {} failed admin authentications from this address in a minute; wait",
+            auth::MAX_FAILURES_PER_MINUTE
+        ),
+    });
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
+}
+
 /// Routes one request and counts it in `wsus_edge_http_requests_total{service="admin"}`.
 async fn route(
     state: Arc<AdminState>,
@@ -366,30 +375,49 @@ async fn route(
 ) -> Response<AdminBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = dispatch(state, req).await;
+    let resp = dispatch(state, req, peer).await;
     metrics::http_request("admin", resp.status().as_u16());
     tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), "admin request");
     resp
 }
 
-async fn dispatch(state: Arc<AdminState>, req: Request<Incoming>) -> Response<AdminBody> {
+async fn dispatch(
+    state: Arc<AdminState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<AdminBody> {
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_string();
     let q = query::Query::parse(req.uri().query().unwrap_or(""));
     let now = unix_now();
+    let instant = std::time::Instant::now();
 
     // Unauthenticated: health and the login form.
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return ops::healthz(&state),
         (&Method::POST, "/login") => {
+            if state.failures.blocked(peer.ip(), instant) {
+                return too_many_failures();
+            }
             let body = body_bytes(req).await.unwrap_or_default();
-            return page::login(&state, &body, now);
+            let r = page::login(&state, &body, now);
+            if r.status() == StatusCode::UNAUTHORIZED {
+                state.failures.record(peer.ip(), instant);
+            }
+            return r;
         }
         (&Method::POST, "/logout") => return page::logout(),
         _ => {}
     }
+    let presented = req.headers().contains_key(header::AUTHORIZATION);
+    if presented && state.failures.blocked(peer.ip(), instant) {
+        return too_many_failures();
+    }
     let bearer = state.token.bearer_ok(req.headers());
     let cookie = method == Method::GET && state.token.session_ok(req.headers(), now);
+    if presented && !bearer {
+        state.failures.record(peer.ip(), instant);
+    }
     if !bearer && !cookie {
         if method == Method::GET && (path.is_empty() || path == "/login") {
             return page::login_form(StatusCode::UNAUTHORIZED, None);

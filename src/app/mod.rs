@@ -78,9 +78,11 @@ impl Server {
     /// Opens the store and the cache under `server.data_dir` and binds `server.listen`
     /// (port 0 picks a free port; see [`Server::local_addr`]).
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| ContentError::Io {
-            path: config.server.data_dir.clone(),
-            source,
+        crate::store::create_private_dir(&config.server.data_dir).map_err(|source| {
+            ContentError::Io {
+                path: config.server.data_dir.clone(),
+                source,
+            }
         })?;
         let store = Store::open(&config.store_dir())?;
         let content = ContentCache::open(
@@ -90,8 +92,14 @@ impl Server {
             config.content.max_size,
         )
         .await?;
+        content.set_min_free(config.content.min_free);
         let addr = config.server.listen;
         let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        // The bound address (port 0 picks one): content URLs name this port.
+        let mut config = config;
+        if let Ok(bound) = listener.local_addr() {
+            config.server.listen = bound;
+        }
         let tls = match (
             config.server.tls_listen,
             &config.server.tls_cert,
@@ -276,23 +284,23 @@ async fn prune_events_hourly(
     }
 }
 
-/// Runs the server with `config` until SIGTERM or Ctrl-C.
-/// The admin API is secondary to serving clients: when it cannot start (port taken, token
-/// file unreadable) the error is logged and the server runs without it.
+/// Runs the server with `config` until SIGTERM or Ctrl-C. An admin API that cannot start
+/// (port taken, token file unreadable or too short) is an error: a server that silently
+/// runs without it cannot be administered or monitored.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut server = Server::bind(config).await?;
-    start_admin_or_log(&mut server).await;
+    start_admin(&mut server).await?;
     server.run_until(shutdown_signal()).await
 }
 
-/// Starts the admin API on `[admin] listen`; when it cannot start (port taken, token file
-/// unreadable) logs why and leaves the server without it. `serve` and `simulate-upstream`
-/// both start it this way.
-pub async fn start_admin_or_log(server: &mut Server) {
+/// Starts the admin API on `[admin] listen` (warning when that is every interface).
+/// `serve` and `simulate-upstream` both start it this way.
+pub async fn start_admin(server: &mut Server) -> Result<(), ServerError> {
     let admin = server.state().config.admin.listen;
-    if let Err(e) = server.start_admin_on(admin).await {
-        tracing::error!(error = %e, "admin API not started: admin verbs, /metrics and the status page are unavailable until a restart");
+    if admin.ip().is_unspecified() {
+        tracing::warn!(%admin, "the admin API listens on every interface: anyone who can reach it may try tokens; prefer 127.0.0.1 or a management address");
     }
+    server.start_admin_on(admin).await.map(|_| ())
 }
 
 /// Completes on SIGTERM or Ctrl-C.

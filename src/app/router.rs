@@ -9,13 +9,20 @@ use crate::http::{Router, SelfUpdateProxy};
 /// Builds the request router. SOAP services are registered here, one line each, e.g.
 /// `.soap("/ClientWebService/client.asmx", Arc::new(client_service))`.
 pub fn build_router(state: &AppState) -> Router {
-    let selfupdate = state
-        .config
-        .upstream
-        .url
-        .as_ref()
-        .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
+    let selfupdate = state.config.upstream.url.as_ref().and_then(|u| {
+        match state.config.upstream.http_client() {
+            Ok(client) => Some(SelfUpdateProxy::new(
+                u.trim_end_matches('/').to_string(),
+                client,
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "self-update proxy disabled");
+                None
+            }
+        }
+    });
     let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
+        .limits(crate::http::Limits::from_config(&state.config.server))
         .selfupdate(selfupdate);
     if let Some(client) = client_service(state) {
         for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {
@@ -35,6 +42,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     });
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
+        content_port: Some(state.config.server.listen.port()),
         clients: state.config.clients.clone(),
         accept_detailed_rollup: state.config.rollup.accept_detailed,
         ..Options::default()

@@ -129,6 +129,17 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
 }
 
+/// Everything a serving process creates is private from the start (files 0600, folders
+/// 0700, whoever creates them: the store's files too), with no window in which another
+/// local user could open them.
+pub(crate) fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
 fn serve(
     mut config: crate::config::Config,
@@ -148,6 +159,7 @@ fn serve(
         );
         config.upstream.url = Some(u.trim_end_matches('/').to_string());
     }
+    private_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -38,26 +38,26 @@ impl Upstream {
         let Some(base) = cfg.content_base() else {
             return Ok(None);
         };
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| FetchError::Client(format!("{}: {e}", ca.display())))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| FetchError::Client(format!("{}: {e}", ca.display())))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let client = b.build().map_err(|e| FetchError::Client(e.to_string()))?;
+        let client = cfg
+            .http_client()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
         Ok(Some(Self {
             client,
             base,
             bandwidth: cfg.max_bandwidth.map(|r| Arc::new(Bandwidth::new(r))),
             backoff: Duration::from_millis(100),
         }))
+    }
+
+    /// Where a slice fetch of `key` gets its bytes: this client, URL and bandwidth bucket.
+    pub fn slice_source(&self, key: &super::key::ContentKey) -> super::slices::SliceSource {
+        super::slices::SliceSource {
+            client: self.client.clone(),
+            url: format!("{}/{}", self.base, key.url_path()),
+            bandwidth: self.bandwidth.clone(),
+            slice: super::slices::SLICE,
+            backoff: self.backoff,
+        }
     }
 
     /// The shared bandwidth bucket, if capped.
@@ -254,7 +254,7 @@ impl Upstream {
     }
 }
 
-fn classify(e: reqwest::Error) -> FetchError {
+pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
     } else if e.is_connect() {

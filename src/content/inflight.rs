@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::index::IndexError;
 use super::key::ContentKey;
+use super::slices::{SliceFetch, SliceReader};
 use super::verify::Mismatch;
 
 /// Largest chunk a reader hands to the connection at once.
@@ -37,6 +38,16 @@ impl Eq for SharedIo {}
 impl std::fmt::Display for SharedIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl SharedIo {
+    /// True for ENOSPC / EDQUOT (the disk or the quota is full).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(
+            self.0.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        )
     }
 }
 
@@ -71,6 +82,9 @@ pub enum FetchError {
     /// The bytes did not match the declared digests; nothing was kept.
     #[error("verification failed: {0}")]
     Mismatch(#[from] Mismatch),
+    /// Writing would take the disk below `content.min_free`; nothing was written.
+    #[error("not enough free space: {0}")]
+    LowSpace(String),
     /// The content folder could not be read or written (temp file, publish).
     #[error("local I/O error: {0}")]
     Disk(SharedIo),
@@ -101,6 +115,8 @@ impl FetchError {
                 S::NOT_FOUND
             }
             FetchError::Timeout(_) => S::GATEWAY_TIMEOUT,
+            FetchError::LowSpace(_) => S::INSUFFICIENT_STORAGE,
+            FetchError::Disk(e) if e.is_out_of_space() => S::INSUFFICIENT_STORAGE,
             FetchError::Disk(_)
             | FetchError::Index(_)
             | FetchError::Client(_)
@@ -146,6 +162,9 @@ pub struct Inflight {
     pub progress: watch::Sender<Progress>,
     /// When the download started.
     pub started: SystemTime,
+    /// Set when the object is filled out of order by slices (a range miss); readers then
+    /// follow the slice map instead of `written`.
+    pub slices: std::sync::OnceLock<Arc<SliceFetch>>,
 }
 
 impl Inflight {
@@ -161,6 +180,7 @@ impl Inflight {
             file: Arc::new(file),
             progress,
             started: SystemTime::now(),
+            slices: std::sync::OnceLock::new(),
         }
     }
 
@@ -200,23 +220,30 @@ pub struct InflightReader {
     rx: watch::Receiver<Progress>,
     pos: u64,
     end: u64,
+    /// The slice reader, when the object is filled by slices.
+    slices: Option<SliceReader>,
 }
 
 impl InflightReader {
     /// A reader of `start..=end` (inclusive). The object's size must be known.
     pub fn new(inf: Arc<Inflight>, start: u64, end: u64) -> Self {
         let rx = inf.progress.subscribe();
+        let slices = inf.slices.get().map(|s| s.reader(start, end));
         Self {
             inf,
             rx,
             pos: start,
             end,
+            slices,
         }
     }
 
     /// The next span `(offset, len)` of at most `max` bytes that may be sent now, waiting for
     /// it to arrive; `Ok(None)` when the range is complete. The span counts as sent.
     pub async fn next_span(&mut self, max: u64) -> io::Result<Option<(u64, u64)>> {
+        if let Some(r) = &mut self.slices {
+            return r.next_span(max).await;
+        }
         if self.pos > self.end {
             return Ok(None);
         }
@@ -280,6 +307,7 @@ impl InflightReader {
                 Ok(None) => None,
                 Err(e) => {
                     r.pos = r.end + 1;
+                    r.slices = None;
                     Some((Err(e), r))
                 }
             }

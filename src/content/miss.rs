@@ -10,18 +10,31 @@ use super::index::ObjectEntry;
 use super::inflight::{FetchError, State};
 use super::key::ContentKey;
 use super::lock::{Role, WritePermit};
+use super::slices;
 use super::verify::{self, Expected};
 use super::{now_unix, ContentCache, Lookup};
 use crate::metrics;
 
 impl ContentCache {
-    /// Finds `key`: a hit, or the download that fetches it (started now, or joined).
-    pub(super) fn lookup(&self, key: &ContentKey) -> Result<Lookup, FetchError> {
+    /// Finds `key`: a hit, or the download that fetches it (started now, or joined). A
+    /// `ranged` request that starts a download of a file whose size metadata declares (above
+    /// one slice) starts a slice fetch ([`super::slices`]); anything else the sequential one.
+    pub(super) fn lookup(&self, key: &ContentKey, ranged: bool) -> Result<Lookup, FetchError> {
         let start = || {
             if self.inner.upstream.is_none() {
                 return Err(FetchError::NoUpstream);
             }
             let declared = self.inner.index.expected_file(&key.sha1)?;
+            let floor = self.inner.min_free.load(Ordering::Relaxed);
+            if floor > 0 {
+                let free = super::store::free_bytes(self.inner.dir.root())?;
+                let need = declared.as_ref().map_or(0, |f| f.size);
+                if free < floor.saturating_add(need) {
+                    return Err(FetchError::LowSpace(format!(
+                        "{free} bytes free, content.min_free is {floor}"
+                    )));
+                }
+            }
             Ok(Expected {
                 sha1: key.sha1,
                 sha256: declared.as_ref().and_then(|f| f.sha256),
@@ -36,8 +49,18 @@ impl ContentCache {
                     permit.finish(Err(FetchError::NoUpstream));
                     return Err(FetchError::NoUpstream);
                 };
-                tracing::info!(key = %key, "content miss: fetching from upstream");
                 let inf = permit.inflight().clone();
+                let expected = permit.expected();
+                if let Some(size) = expected.size.filter(|s| ranged && *s > slices::SLICE) {
+                    let sf = slices::SliceFetch::start(
+                        upstream.slice_source(key),
+                        inf.file.clone(),
+                        size,
+                        expected,
+                    );
+                    let _ = inf.slices.set(sf);
+                }
+                tracing::info!(key = %key, slices = inf.slices.get().is_some(), "content miss: fetching from upstream");
                 let me = self.clone();
                 tokio::spawn(async move { me.run_fetch(upstream, permit).await });
                 Ok(Lookup::Started(inf))
@@ -49,25 +72,37 @@ impl ContentCache {
         let inf = permit.inflight().clone();
         let expected = permit.expected();
         let key = inf.key.clone();
-        let res = upstream.download(inf.clone(), expected.size).await;
-        let outcome = match res {
-            Ok(d) => match expected.check(&d) {
-                Ok(proof) => {
-                    // Readers may finish now: the bytes are known good; durability follows.
-                    // Recency is recorded first, so a hit that follows the last byte is newer.
-                    let verified_at = now_unix();
-                    self.touch(&key.sha1);
-                    inf.finish(State::Verified);
-                    self.publish(&inf, proof, verified_at)
-                        .await
-                        .map(|_| proof.size())
+        let res = match inf.slices.get() {
+            // Filled by slices: the slice fetch hashes its held prefix and checks it.
+            Some(sf) => {
+                let r = sf.verdict().await;
+                if let Ok(v) = &r {
+                    let n = v.size();
+                    inf.progress.send_modify(|p| p.written = n);
                 }
-                Err(m) => {
-                    metrics::hash_mismatch();
-                    tracing::error!(key = %key, mismatch = %m, "downloaded object does not match its digests; discarded");
-                    Err(FetchError::Mismatch(m))
-                }
+                r
+            }
+            None => match upstream.download(inf.clone(), expected.size).await {
+                Ok(d) => expected.check(&d).map_err(FetchError::Mismatch),
+                Err(e) => Err(e),
             },
+        };
+        let outcome = match res {
+            Ok(proof) => {
+                // Readers may finish now: the bytes are known good; durability follows.
+                // Recency is recorded first, so a hit that follows the last byte is newer.
+                let verified_at = now_unix();
+                self.touch(&key.sha1);
+                inf.finish(State::Verified);
+                self.publish(&inf, proof, verified_at)
+                    .await
+                    .map(|_| proof.size())
+            }
+            Err(FetchError::Mismatch(m)) => {
+                metrics::hash_mismatch();
+                tracing::error!(key = %key, mismatch = %m, "downloaded object does not match its digests; discarded");
+                Err(FetchError::Mismatch(m))
+            }
             Err(e) => Err(e),
         };
         let stored = outcome.as_ref().ok().copied();

@@ -13,7 +13,9 @@
 //!    `XX/` is therefore always complete and verified, and hits are served from there only.
 //! 2. **One upstream fetch per object.** Concurrent requests for an object being downloaded
 //!    join the running download ([`lock`], [`inflight`]); its bytes are readable as soon as
-//!    they are written.
+//!    they are written. A ranged miss of a file whose size metadata declares is filled by
+//!    slices instead ([`slices`]): asked ranges first, the rest in the background, each byte
+//!    asked from upstream once.
 //! 3. **Ranges from an object still in flight.** A range that does not reach the object's last
 //!    byte is answered from the unverified bytes as soon as they have arrived: Windows (WUA,
 //!    Delivery Optimization, BITS) verifies each file's SHA-256 itself after assembling it, so
@@ -40,6 +42,7 @@
 //! | `miss` | running the writer's download: fetch, check, publish, index, verdict |
 //! | [`fetch`] | the upstream HTTP client of a download (resume, retries, bandwidth) |
 //! | [`inflight`] | a download's progress and the readers of its bytes (hold-back rule) |
+//! | [`slices`] | a download filled out of order for ranged misses: slice map, ranged fetches, prefix hasher |
 //! | `answer`, [`serve`], [`range`], [`hot`] | the answer to a request: plan, head, body source |
 //! | `recency`, [`evict`] | last access and LRU eviction under `content.max_size` |
 //! | `reconcile` | start-up: leftover temp files, index vs folder |
@@ -52,6 +55,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
+pub use answer::Answer;
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
@@ -67,6 +71,7 @@ pub mod range;
 mod recency;
 mod reconcile;
 pub mod serve;
+pub mod slices;
 pub mod store;
 mod store_index;
 pub mod verify;
@@ -126,6 +131,8 @@ struct Inner {
     recency: Mutex<HashMap<[u8; 20], Recency>>,
     clock: AtomicU64,
     evicting: Mutex<()>,
+    /// Free space kept on the content folder's file system (`content.min_free`).
+    min_free: AtomicU64,
 }
 
 /// Where a request for an object stands.
@@ -185,10 +192,18 @@ impl ContentCache {
                 recency: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(0),
                 evicting: Mutex::new(()),
+                min_free: AtomicU64::new(0),
             }),
         };
         cache.evict_if_needed().await;
         Ok(cache)
+    }
+
+    /// Keeps `bytes` free on the content folder's file system: a miss that would go below it
+    /// is refused (507) before anything is written, so payloads never fill the disk the
+    /// metadata store writes to (`content.min_free`; 0 = no floor).
+    pub fn set_min_free(&self, bytes: u64) {
+        self.inner.min_free.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes currently held in the store.
@@ -203,7 +218,7 @@ impl ContentCache {
 
     /// Makes sure an object is in the store, downloading it if needed (prefetch for sync).
     pub async fn ensure(&self, key: &ContentKey) -> Result<(), FetchError> {
-        match self.lookup(key)? {
+        match self.lookup(key, false)? {
             Lookup::Hit(_) => Ok(()),
             Lookup::Started(inf) | Lookup::Joined(inf) => {
                 let mut rx = inf.progress.subscribe();

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::schema::{self, dec, enc};
+use super::schema::{self, dec, enc, Tree};
 use super::{Store, StoreError};
 
 /// What a downstream remembers between syncs (MS-WSUSSS §3.1.1 "Parent USS State").
@@ -79,7 +79,7 @@ pub struct SyncOutcome {
 impl Store {
     /// The stored sync state (default when never synced).
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        match self.tree(schema::SYNC).get(schema::SYNC_STATE)? {
+        match self.tree(Tree::Sync).get(schema::SYNC_STATE)? {
             Some(v) => dec("sync", &v),
             None => Ok(SyncState::default()),
         }
@@ -90,22 +90,22 @@ impl Store {
     pub fn set_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
         let v = enc(state)?;
         let _w = self.writer();
-        self.tree(schema::SYNC).insert(schema::SYNC_STATE, v)?;
+        self.tree(Tree::Sync).insert(schema::SYNC_STATE, v)?;
         Ok(())
     }
 
     /// A stored cookie blob (e.g. `"auth"`, `"server"`: upstream's opaque cookies).
     pub fn cookie(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
-        Ok(self.tree(schema::SYNC).get(key)?.map(|v| v.to_vec()))
+        Ok(self.tree(Tree::Sync).get(key)?.map(|v| v.to_vec()))
     }
 
     /// Stores (`Some`) or forgets (`None`) a cookie blob.
     pub fn set_cookie(&self, name: &str, blob: Option<&[u8]>) -> Result<(), StoreError> {
         let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
         match blob {
-            Some(b) => self.tree(schema::SYNC).insert(key, b)?,
-            None => self.tree(schema::SYNC).remove(key)?,
+            Some(b) => self.tree(Tree::Sync).insert(key, b)?,
+            None => self.tree(Tree::Sync).remove(key)?,
         };
         Ok(())
     }

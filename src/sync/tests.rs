@@ -72,7 +72,7 @@ async fn upstream(n: usize) -> Up {
 }
 
 fn syncer(addr: SocketAddr, store: &Store) -> Syncer {
-    let client = SoapClient::new(&UpstreamConfig {
+    let client = UpstreamClient::new(&UpstreamConfig {
         url: Some(format!("http://{addr}/")),
         ..Default::default()
     })

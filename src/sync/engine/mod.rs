@@ -14,7 +14,7 @@
 //! # Recovery
 //! An expired cookie (checked locally, or `InvalidCookie` from upstream) → authorize again and
 //! go on; `ServerChanged` → forget the anchors and start over (once); any other fault → stop,
-//! with the code and message logged. Network errors are retried by [`SoapClient`].
+//! with the code and message logged. Network errors are retried by [`UpstreamClient`].
 //! Expired revisions (`PublicationState="Expired"`) are stored like any other: the update stays,
 //! declined, never offered to clients, and passed on to downstreams; superseded ones are kept.
 
@@ -24,10 +24,9 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{SoapClient, SyncError, SyncReporter};
+use super::{SyncError, SyncReporter, UpstreamClient};
 
-#[path = "fetch.rs"]
-mod fetch;
+mod update_data;
 use crate::model::{CategoryType, UpdateKind};
 use crate::store::{SkippedRevision, Store, SyncOutcome, UpstreamDeployments};
 use crate::wire::soap::FaultReaction;
@@ -85,7 +84,7 @@ struct Session {
 /// Runs syncs against one upstream into one store.
 pub struct Syncer {
     store: Store,
-    client: SoapClient,
+    client: UpstreamClient,
     opts: SyncOptions,
     reporter: Option<SyncReporter>,
     session: Option<Session>,
@@ -128,7 +127,7 @@ impl Syncer {
     /// A syncer; `reporter` receives progress.
     pub fn new(
         store: Store,
-        client: SoapClient,
+        client: UpstreamClient,
         opts: SyncOptions,
         reporter: Option<SyncReporter>,
     ) -> Self {
@@ -421,7 +420,7 @@ impl Syncer {
     async fn op_with<O: crate::wire::soap::Operation>(
         &mut self,
         make: impl Fn(&Cookie) -> O,
-        decoder: super::client::Decoder<O::Response>,
+        decoder: super::upstream_client::Decoder<O::Response>,
     ) -> Result<O::Response, SyncError> {
         let soon = OffsetDateTime::now_utc() + time::Duration::seconds(30);
         let stale = match &self.session {
