@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::store::{RollupSent, Store, StoreError};
-use crate::sync::{SoapClient, SyncError};
+use crate::sync::{SyncError, UpstreamClient};
 use crate::wire::sss::rollup::*;
 
 /// Why a rollup stopped.
@@ -190,7 +190,7 @@ fn server_summary(store: &Store) -> [i32; 18] {
 
 /// One full rollup to `[upstream] url`.
 pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, RollupError> {
-    let client = SoapClient::new(&config.upstream)?;
+    let client = UpstreamClient::new(&config.upstream)?;
     let url = client.url(REPORTING_PATH);
     let mut report = RollupReport::default();
     let cfg = client
