@@ -123,7 +123,10 @@ fn guid_list(s: &str) -> impl Iterator<Item = Uuid> + '_ {
 pub fn derive_states(events: &[ReportedEvent]) -> BTreeMap<Uuid, StatusRecord> {
     let mut out: BTreeMap<Uuid, StatusRecord> = BTreeMap::new();
     let mut ordered: Vec<&ReportedEvent> = events.iter().collect();
-    ordered.sort_by_key(|e| e.time_unix);
+    // Events are stored by instance id, so ties in time come back in random order: within one
+    // second a 156 snapshot is read before the other events of that second, so a failure (182)
+    // reported in the same batch is never wiped by the list that came with it.
+    ordered.sort_by_key(|e| (e.time_unix, e.event_id != EVENT_STATUS_LISTS));
     for e in ordered {
         match e.event_id {
             EVENT_STATUS_LISTS => {
@@ -509,6 +512,18 @@ mod tests {
         e.event_id = 147;
         ev.push(e);
         assert_eq!(derive_states(&ev).len(), 2);
+    }
+
+    #[test]
+    fn a_failure_in_the_same_second_as_the_lists_survives_whatever_the_stored_order() {
+        // Events come back from the store by instance id: either order must give one answer.
+        let a = vec![failure(50, 4, 5), status_event(50, &[1], &[2])];
+        let b = vec![status_event(50, &[1], &[2]), failure(50, 4, 5)];
+        for ev in [a, b] {
+            let m = derive_states(&ev);
+            assert_eq!(state(&m, 4), Some(UpdateState::Failed));
+            assert_eq!(state(&m, 1), Some(UpdateState::Needed));
+        }
     }
 
     #[test]
