@@ -207,8 +207,15 @@ fn edge_with_record(dir: &Path, upstream: &str, object: &Path) -> super::Edge {
 fn nginx_slice(bin: &Path, dir: &Path, upstream: SocketAddr) -> (Killed, SocketAddr) {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let port = free_port();
+    // As the main nginx of the bench: workers as root when the bench runs as root (the
+    // work dir is 0700).
+    let user = if super::unsafe_is_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
     let conf = format!(
-        r#"worker_processes auto;
+        r#"{user}worker_processes auto;
 daemon off;
 error_log {d}/logs/error.log warn;
 pid {d}/nginx.pid;
