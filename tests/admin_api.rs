@@ -302,10 +302,7 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
     // As WS2025 derives states: event 156 lists (U= not installed, V= installed), 182 failed.
     let mut lists = ev(0, 156);
     lists.update = None;
-    lists.misc = vec![
-        format!("U={},{}", uid(6), uid(2)),
-        format!("V={}", uid(1)),
-    ];
+    lists.misc = vec![format!("U={},{}", uid(6), uid(2)), format!("V={}", uid(1))];
     store
         .add_events(
             "c0ffee00-0000-0000-0000-000000000001",
