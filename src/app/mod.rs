@@ -92,8 +92,14 @@ impl Server {
             config.content.max_size,
         )
         .await?;
+        content.set_min_free(config.content.min_free);
         let addr = config.server.listen;
         let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        // The bound address (port 0 picks one): content URLs name this port.
+        let mut config = config;
+        if let Ok(bound) = listener.local_addr() {
+            config.server.listen = bound;
+        }
         let tls = match (
             config.server.tls_listen,
             &config.server.tls_cert,

@@ -55,6 +55,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
+pub use answer::Answer;
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
@@ -130,6 +131,8 @@ struct Inner {
     recency: Mutex<HashMap<[u8; 20], Recency>>,
     clock: AtomicU64,
     evicting: Mutex<()>,
+    /// Free space kept on the content folder's file system (`content.min_free`).
+    min_free: AtomicU64,
 }
 
 /// Where a request for an object stands.
@@ -189,10 +192,18 @@ impl ContentCache {
                 recency: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(0),
                 evicting: Mutex::new(()),
+                min_free: AtomicU64::new(0),
             }),
         };
         cache.evict_if_needed().await;
         Ok(cache)
+    }
+
+    /// Keeps `bytes` free on the content folder's file system: a miss that would go below it
+    /// is refused (507) before anything is written, so payloads never fill the disk the
+    /// metadata store writes to (`content.min_free`; 0 = no floor).
+    pub fn set_min_free(&self, bytes: u64) {
+        self.inner.min_free.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes currently held in the store.
