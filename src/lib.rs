@@ -30,6 +30,7 @@ pub mod content;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod rollup;
 pub mod server_sync;
 pub mod simulate;
 pub mod store;

@@ -22,6 +22,7 @@
 //! | `GET /api/computers?group=&stale=&status=&include_downstream=1`, `GET /api/computers/show?name=` | `computers list/show` |
 //! | `POST /api/computers/move {name, group}`, `POST /api/computers/remove {name}` | `computers move/remove` |
 //! | `GET /api/updates/status?id=` | `updates status` |
+//! | `POST /api/rollup` | `rollup` (MS-WSUSSS reporting rollup to the upstream, now) |
 //! | `GET /api/classifications`, `GET /api/products` | `classifications/products list` |
 //! | `GET`/`PUT /api/subscription` | `subscription set` |
 //! | `GET /api/sync`, `POST /api/sync` | `sync status`, `sync` |
@@ -479,6 +480,7 @@ async fn dispatch(
         (&Method::GET, "/api/content") => blocking(&state, |s| Ok(ops::content_status(s))).await,
         (&Method::POST, "/api/content/verify") => ops::verify(state).await,
         (&Method::POST, "/api/content/prefetch") => answer(ops::prefetch(&state).await),
+        (&Method::POST, "/api/rollup") => answer(compliance::rollup_now(&state).await),
         (&Method::POST, "/api/cleanup") => {
             let dry = q.flag("dry_run");
             answer(ops::cleanup(&state, dry).await)

@@ -215,6 +215,14 @@ impl Server {
             self.state.config.clients.event_retention,
             rx.clone(),
         ));
+        let rollup = (self.state.config.upstream.url.is_some() && self.state.config.rollup.enabled)
+            .then(|| {
+                crate::rollup::spawn(
+                    self.state.config.clone(),
+                    self.state.store.clone(),
+                    rx.clone(),
+                )
+            });
         let runner = self.sync_runner.map(|(reporter, trigger)| {
             crate::sync::spawn_runner(crate::sync::RunnerContext {
                 config: self.state.config.clone(),
@@ -229,6 +237,10 @@ impl Server {
         tracing::info!("shutting down");
         let _ = tx.send(true);
         if let Some(r) = runner {
+            r.abort();
+            let _ = r.await;
+        }
+        if let Some(r) = rollup {
             r.abort();
             let _ = r.await;
         }

@@ -44,6 +44,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
         advertised_url: state.config.server.advertised_url.clone(),
         content_port: Some(state.config.server.listen.port()),
         clients: state.config.clients.clone(),
+        accept_detailed_rollup: state.config.rollup.accept_detailed,
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {

@@ -142,6 +142,9 @@ pub struct Options {
     pub refresh_every: Duration,
     /// What one client may make the server keep (`[clients]`).
     pub clients: crate::config::ClientsConfig,
+    /// As an upstream, ask downstream servers for computers and per-update status
+    /// (`DoDetailedRollup`, `[rollup] accept_detailed`).
+    pub accept_detailed_rollup: bool,
 }
 
 impl Default for Options {
@@ -154,6 +157,7 @@ impl Default for Options {
             page_size: wusp::PAGE_SIZE,
             refresh_every: Duration::from_secs(2),
             clients: crate::config::ClientsConfig::default(),
+            accept_detailed_rollup: true,
         }
     }
 }
@@ -329,6 +333,14 @@ impl ClientService {
                 };
             }
         };
+        // Reporting rollup from downstream servers shares the Reporting endpoint.
+        if req.endpoint == Endpoint::Reporting {
+            if let Some((status, body)) =
+                crate::rollup::uss::handle(&self.store, &env, self.opts.accept_detailed_rollup)
+            {
+                return Reply { status, body };
+            }
+        }
         let (ns, name) = env.operation();
         let action = match wusp::action_for(ns, name) {
             Some(a) if ns == req.endpoint.namespace() => a,

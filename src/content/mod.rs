@@ -1,8 +1,10 @@
 //! The verified streaming payload cache behind `/Content/XX/<SHA1>.<ext>`.
 //!
-//! It owns the content folder (`<data_dir>/content`), the upstream fetches that fill it and the
-//! HTTP answers for payload requests. It does not own routing ([`crate::http`]) nor the index
-//! storage ([`crate::store`], reached through [`index::ObjectIndex`]).
+//! It owns the content folder (`<data_dir>/content`) and every decision about a payload: the
+//! upstream fetches that fill it, verification, publishing, eviction, maintenance, and the
+//! answer to a payload request (status, headers, where the body comes from). It does not own
+//! the wire ([`crate::http`]: routing, bodies, heads, `sendfile`) nor the index storage
+//! ([`crate::store`], reached through [`index::ObjectIndex`]).
 //!
 //! # Rules
 //!

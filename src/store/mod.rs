@@ -133,7 +133,7 @@ pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
 pub use subscription::{Subscription, SUBSCRIPTION_SETTING};
-pub use sync_state::{SkippedRevision, SyncOutcome, SyncState};
+pub use sync_state::{AnchorCover, SkippedRevision, SyncOutcome, SyncState, UpstreamFlags};
 pub use updates::{NewRevision, StoredRevision};
 
 use crate::model::{groups, TargetGroup};
@@ -280,9 +280,11 @@ impl Store {
     /// First-open initialisation, idempotent: server id, epoch, id counter, built-in groups.
     fn init(&self) -> Result<(), StoreError> {
         let fresh_id = Uuid::new_v4();
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         self.txn(|tx| {
             if tx.get_raw(Tree::Meta, schema::META_SERVER_ID)?.is_none() {
                 tx.put_raw(Tree::Meta, schema::META_SERVER_ID, fresh_id.as_bytes())?;
+                tx.put_raw(Tree::Meta, schema::META_CREATED, &now_ms.to_be_bytes())?;
             }
             if tx.get_raw(Tree::Meta, schema::META_EPOCH)?.is_none() {
                 tx.put_raw(Tree::Meta, schema::META_EPOCH, &1u32.to_be_bytes())?;
@@ -315,6 +317,16 @@ impl Store {
             .get(schema::META_SERVER_ID)?
             .ok_or_else(|| schema::corrupt("meta", "server id missing"))?;
         schema::parse_uuid("meta", &v)
+    }
+
+    /// When this store was created (unix milliseconds); `None` for a store older than the
+    /// record. Anchors handed out before it come from an earlier store.
+    pub fn created_unix_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tree(Tree::Meta)
+            .get(schema::META_CREATED)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
     }
 
     /// The revision-id-space epoch (starts at 1). Clients' cookies embed it; when it differs

@@ -147,6 +147,8 @@ pub const ROLLUP_SENT: &str = "rollup_sent";
 pub const META_SERVER_ID: &[u8] = b"server_id";
 /// `meta` key: the revision-id-space epoch (u32 BE).
 pub const META_EPOCH: &[u8] = b"epoch";
+/// Unix milliseconds when the store was created (absent in stores older than the key).
+pub const META_CREATED: &[u8] = b"created_unix_ms";
 /// `meta` key: the next local revision id to hand out (u32 BE).
 pub const META_NEXT_LOCAL_ID: &[u8] = b"next_local_id";
 /// `meta` key: the last deployment change number used (u64 BE).

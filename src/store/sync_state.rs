@@ -34,6 +34,40 @@ pub struct SyncState {
     /// ask for them again; emptied as they arrive.
     #[serde(default)]
     pub skipped: Vec<SkippedRevision>,
+    /// Upstream's language table (LCID, short name) from the last GetConfigData that carried
+    /// one (an anchored GetConfigData may not): a `[sync] languages` filter resolves against it
+    /// on every sync.
+    #[serde(default)]
+    pub language_table: Vec<(i32, String)>,
+    /// What `sync_anchor` covers: the products, classifications (GUIDs) and languages (LCIDs)
+    /// of the software pass that wrote it. Categories added since are asked with `Delta=false`.
+    #[serde(default)]
+    pub anchor_covers: AnchorCover,
+    /// The upstream's GetConfigData flags, relayed to this server's own downstreams.
+    #[serde(default)]
+    pub upstream_flags: Option<UpstreamFlags>,
+}
+
+/// GetConfigData flags learned from upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamFlags {
+    /// `CatalogOnlySync`: the upstream holds no files (clients fetch from Microsoft Update).
+    pub catalog_only_sync: bool,
+    /// `LazySync`.
+    pub lazy_sync: bool,
+    /// `ServerHostsPsfFiles`.
+    pub server_hosts_psf_files: bool,
+}
+
+/// The filter a software-pass anchor was obtained with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorCover {
+    /// Product (and other non-classification) category ids.
+    pub products: Vec<uuid::Uuid>,
+    /// Classification ids.
+    pub classifications: Vec<uuid::Uuid>,
+    /// LCIDs (empty = no language filter: all).
+    pub languages: Vec<i32>,
 }
 
 /// A revision a sync could not take (issue 14: `"skipped": [{"id", "revision", "reason"}]`).
@@ -54,6 +88,7 @@ impl SyncState {
         self.categories_anchor = None;
         self.sync_anchor = None;
         self.deployment_anchor = None;
+        self.anchor_covers = AnchorCover::default();
     }
 }
 
