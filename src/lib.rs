@@ -1,22 +1,25 @@
 //! wsus-edge: a branch office's Windows update server.
 //!
-//! The crate is split by concern; data flows top to bottom:
+//! The crate is split by concern; every arrow points down this table (a module uses only
+//! modules below it; the graph is in `docs/design.md`, section Map):
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`], [`units`] | the TOML config, env overrides, human units |
-//! | [`model`] | domain types shared by every layer (updates, files, groups, approvals) |
-//! | [`wire`] | MS-WSUSSS and MS-WUSP types, the SOAP codec, update XML; no I/O |
-//! | [`store`] | the metadata store (sled); the only module that names sled |
-//! | [`content`] | the verified streaming payload cache under `/Content/` |
-//! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting, from the store |
-//! | [`http`] | the client-facing listeners and request routing |
-//! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
-//! | [`server`] | the running server `serve` builds: state, router, shutdown |
-//! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
-//! | [`transfer`] | export/import of signed update packages for disconnected networks |
-//! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream` |
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
+//! | [`app`] | the one place that wires the server: store, cache, services, listeners, sync runner, shutdown; the in-process runners (`RunningServer`, `SimUpstream`) |
+//! | [`admin`] | the admin API on its own listener: token, JSON handlers behind the CLI verbs, `/metrics`, status page |
+//! | [`sync`] | replica sync: pulls metadata, approvals and content from the upstream we replicate (MS-WSUSSS client side), its schedule and control handle |
+//! | [`server_sync`] | the MS-WSUSSS server side offered to downstream servers (ServerSyncWebService, DssAuthWebService) |
+//! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting for Windows clients, from the store |
+//! | [`transfer`] | export/import of signed update packages for disconnected networks |
+//! | [`simulate`] | the deterministic catalog generator behind `simulate-upstream`, its store loader and payload source |
+//! | [`http`] | the client-facing listeners, request routing, TLS, the self-update proxy |
+//! | [`content`] | the verified streaming payload cache under `/Content/` |
+//! | [`store`] | the metadata store (sled); the only module that names sled; the persisted subscription, the deployment log, the files of approved updates |
+//! | [`wire`] | MS-WSUSSS and MS-WUSP types, the SOAP codec, update XML; no I/O |
+//! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
+//! | [`config`], [`units`] | the TOML config, env overrides, human units; the upstream's one HTTP client |
+//! | [`model`] | domain types shared by every layer (updates, files, groups, approvals) |
 
 pub mod admin;
 pub mod app;

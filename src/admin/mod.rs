@@ -320,25 +320,6 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Loads (or creates) the token, binds `[admin] listen` and spawns the admin API; it stops
-/// when `shutdown` becomes true. Returns the bound address and the task.
-pub async fn spawn(
-    config: Config,
-    store: Store,
-    content: Option<Arc<dyn ContentOps>>,
-    sync: Option<SyncHandle>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdminError> {
-    let token = Token::load_or_create(&config)?;
-    let addr = config.admin.listen;
-    let mut st = AdminState::new(config, store, token);
-    st.content = content;
-    st.sync = sync;
-    let server = AdminServer::bind(addr, Arc::new(st)).await?;
-    let local = server.local_addr();
-    Ok((local, tokio::spawn(server.run(shutdown))))
-}
-
 /// Reads a JSON request body.
 async fn body_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> ApiResult<T> {
     let bytes = body_bytes(req).await?;

@@ -5,7 +5,7 @@
 //! `/selfupdate/...` to the self-update proxy, SOAP endpoints to the [`SoapService`] registered
 //! for their lower-case path, anything else is a 404. It owns no protocol logic itself.
 //!
-//! Adding a SOAP service is one line where the router is built (see [`crate::server`]):
+//! Adding a SOAP service is one line where the router is built (see [`crate::app::router`]):
 //! `router.soap("/ClientWebService/client.asmx", Arc::new(MyService))`.
 
 pub mod body;
