@@ -691,6 +691,8 @@ async fn p6_kill_9_mid_download_then_restart_serves_nothing_half_written() {
             ])
             .arg(dir.path())
             .env("NO_COLOR", "1")
+            // Any free admin port: a clash on the default one stops the server.
+            .env("WSUS_EDGE_ADMIN_LISTEN", "127.0.0.1:0")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

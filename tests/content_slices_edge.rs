@@ -238,6 +238,8 @@ async fn kill_9_mid_slice_fill_then_restart_leaves_nothing_complete_looking() {
             .args(["--upstream", &link.base(), "--data-dir"])
             .arg(dir.path())
             .env("NO_COLOR", "1")
+            // Any free admin port: a clash on the default one stops the server.
+            .env("WSUS_EDGE_ADMIN_LISTEN", "127.0.0.1:0")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
