@@ -146,7 +146,12 @@ pub fn derive_states(events: &[ReportedEvent]) -> BTreeMap<Uuid, StatusRecord> {
                         _ => {}
                     }
                 }
-                out.retain(|id, _| listed.contains_key(id));
+                // Event times are whole seconds: a failure reported in the same second as the
+                // lists is not older than them and stays.
+                out.retain(|id, r| {
+                    listed.contains_key(id)
+                        || (r.state == UpdateState::Failed && r.last_change_unix >= e.time_unix)
+                });
                 for (id, state) in listed {
                     match out.get_mut(&id) {
                         Some(r)
@@ -507,6 +512,12 @@ mod tests {
         assert_eq!(m[&uid(1)].last_change_unix, 40);
         assert_eq!(state(&m, 2), None);
         assert_eq!(m.len(), 2);
+        // A failure in the same second as the lists is not older than them: it stays,
+        // whichever order the two are read in.
+        let same = vec![failure(60, 7, 1), status_event(60, &[], &[1, 3])];
+        assert_eq!(state(&derive_states(&same), 7), Some(UpdateState::Failed));
+        let same = vec![status_event(60, &[], &[1, 3]), failure(60, 7, 1)];
+        assert_eq!(state(&derive_states(&same), 7), Some(UpdateState::Failed));
         // Other event ids (147 detected, 183 installed) change nothing.
         let mut e = failure(50, 9, 0);
         e.event_id = 147;
