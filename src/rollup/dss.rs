@@ -179,11 +179,11 @@ fn server_summary(store: &Store) -> [i32; 18] {
     if let Ok(d) = store.declined_updates() {
         s[1] = clamp(d.len());
     }
-    if let Ok(m) = crate::admin::compliance::summary(store) {
-        s[14] = clamp(m.computers);
-        s[15] = clamp(m.needing);
-        s[16] = clamp(m.failing);
-        s[17] = clamp(m.up_to_date);
+    if let Ok((computers, needing, failing, up_to_date)) = store.own_compliance_counts() {
+        s[14] = clamp(computers);
+        s[15] = clamp(needing);
+        s[16] = clamp(failing);
+        s[17] = clamp(up_to_date);
     }
     s
 }

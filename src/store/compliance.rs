@@ -273,6 +273,24 @@ fn status_key(computer: &str, update: &Uuid) -> Vec<u8> {
 }
 
 impl Store {
+    /// How this server's own computers stand: (computers, needing at least one update,
+    /// failing at least one, reported and needing nothing). What a replica tells its upstream
+    /// about itself in a rollup; computers rolled up from below are counted by their own
+    /// servers, not here.
+    pub fn own_compliance_counts(&self) -> Result<(usize, usize, usize, usize), StoreError> {
+        let (mut computers, mut needing, mut failing, mut up_to_date) = (0, 0, 0, 0);
+        for c in self.computers()? {
+            computers += 1;
+            let states = self.computer_states(&c.id)?;
+            let needs = states.values().any(|r| r.state == UpdateState::Needed);
+            let fails = states.values().any(|r| r.state == UpdateState::Failed);
+            needing += usize::from(needs);
+            failing += usize::from(fails);
+            up_to_date += usize::from(c.last_report_unix.is_some() && !needs && !fails);
+        }
+        Ok((computers, needing, failing, up_to_date))
+    }
+
     fn side(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.inner.db.open_tree(name)?)
     }
