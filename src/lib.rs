@@ -11,6 +11,7 @@
 //! | [`content`] | the verified streaming payload cache under `/Content/` |
 //! | [`client_service`] | MS-WUSP SimpleAuth, client web service and reporting, from the store |
 //! | [`http`] | the client-facing listeners and request routing |
+//! | [`logging`] | log output (text/JSON, journald priorities) and error cause chains |
 //! | [`metrics`] | the process-wide metrics registry (Prometheus text) |
 //! | [`server`] | the running server `serve` builds: state, router, shutdown |
 //! | [`sync`] | replica sync (downstream MS-WSUSSS) and its control handle |
@@ -24,6 +25,7 @@ pub mod client_service;
 pub mod config;
 pub mod content;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -3,6 +3,7 @@
 
 pub mod admin_client;
 pub mod catalog;
+pub mod check_config;
 pub mod cleanup;
 pub mod computers;
 pub mod content;
@@ -32,6 +33,10 @@ pub struct Cli {
     /// Log filter, e.g. `info`, `wsus_edge=debug` (env RUST_LOG also works).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Log format: `text` (colour only on a terminal) or `json` (one object per line);
+    /// default `[log] format`.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<crate::config::LogFormat>,
     /// Admin API of the running server for the admin verbs (default: `[admin] listen`),
     /// e.g. http://127.0.0.1:8590. The token comes from WSUS_EDGE_TOKEN or `[admin] token_file`.
     #[arg(long, global = true, value_name = "URL")]
@@ -41,11 +46,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+fn parse_log_format(s: &str) -> Result<crate::config::LogFormat, String> {
+    match s {
+        "text" => Ok(crate::config::LogFormat::Text),
+        "json" => Ok(crate::config::LogFormat::Json),
+        _ => Err(format!("expected text or json, got {s:?}")),
+    }
+}
+
 /// Every verb.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the effective configuration and exit.
-    CheckConfig,
+    /// Print the effective configuration as TOML and check that the files it names exist
+    /// (exit 1 with one line per problem).
+    CheckConfig {
+        /// JSON instead of text: the TOML and the problems.
+        #[arg(long)]
+        json: bool,
+    },
     /// Updates: list, show, approve, decline.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Updates(updates::UpdatesCmd),
@@ -97,9 +115,9 @@ exit 0 when it succeeded, 1 with the reason when it failed. `sync status` shows 
     SimulateUpstream(simulate::SimulateArgs),
     /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
     Demo(simulate::DemoArgs),
-    /// Write a verifiable update package (offline, on --data-dir).
+    /// Write a verifiable update package (through the running server; offline with --data-dir).
     Export(transfer::ExportArgs),
-    /// Verify and import a package (a directory or its first volume).
+    /// Verify and import a package (through the running server; offline with --data-dir).
     Import(transfer::ImportArgs),
     /// Check a package's signature and every file's digest without importing it.
     VerifyPackage(transfer::VerifyArgs),
@@ -125,6 +143,7 @@ pub struct ServeArgs {
 fn serve(
     mut config: crate::config::Config,
     args: ServeArgs,
+    log_format: Option<crate::config::LogFormat>,
 ) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context;
     if let Some(l) = args.listen {
@@ -132,6 +151,9 @@ fn serve(
     }
     if let Some(d) = args.data_dir {
         config.server.data_dir = d;
+    }
+    if let Some(f) = log_format {
+        config.log.format = f;
     }
     if let Some(u) = args.upstream {
         anyhow::ensure!(
@@ -163,14 +185,12 @@ impl Cli {
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let config = crate::config::Config::load(cli.config_path().as_deref())?;
+    let path = cli.config_path();
+    let config = crate::config::Config::load(path.as_deref())?;
     let admin = cli.admin.clone();
     let client = || admin_client::AdminClient::new(&config, admin.as_deref());
     match cli.command {
-        Command::CheckConfig => {
-            println!("{config:#?}");
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        Command::CheckConfig { json } => check_config::run(&config, path.as_deref(), json),
         Command::Updates(c) => admin_client::run_verb(|| updates::run(&client()?, c)),
         Command::Groups(c) => admin_client::run_verb(|| groups::run(&client()?, c)),
         Command::Computers(c) => admin_client::run_verb(|| computers::run(&client()?, c)),
@@ -189,7 +209,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             admin_client::run_verb(|| cleanup::run(&client()?, dry_run, json))
         }
         Command::Status { json } => admin_client::run_verb(|| status::run(&client()?, json)),
-        Command::Serve(args) => serve(config, args),
+        Command::Serve(args) => serve(config, args, cli.log_format),
         Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
         Command::Demo(args) => simulate::demo(config, args),
         Command::Export(a) => transfer::export(config, a, admin.as_deref()),

@@ -259,11 +259,11 @@ fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
     } else if e.is_connect() {
-        FetchError::Unreachable(e.to_string())
+        FetchError::Unreachable(crate::logging::chain(&e))
     } else if e.is_timeout() {
-        FetchError::Timeout(e.to_string())
+        FetchError::Timeout(crate::logging::chain(&e))
     } else {
-        FetchError::Transfer(e.to_string())
+        FetchError::Transfer(crate::logging::chain(&e))
     }
 }
 
