@@ -20,6 +20,7 @@
 //! | [`cli`] | the command line (anyhow lives here and in `main.rs` only) |
 
 pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod client_service;
 pub mod config;
@@ -28,11 +29,10 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod server;
+pub mod server_sync;
 pub mod simulate;
 pub mod store;
 pub mod sync;
 pub mod transfer;
 pub mod units;
-pub mod upstream;
 pub mod wire;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use sha1::Digest;
 use tokio::sync::watch;
 use uuid::Uuid;
-use wsus_edge::admin::{self, AdminServer, AdminState, ContentOps, EnsureFuture, Token};
+use wsus_edge::admin::{AdminServer, AdminState, ContentOps, EnsureFuture, Token};
 use wsus_edge::config::Config;
 use wsus_edge::model::{
     groups, ApprovalAction, CategoryType, Deployment, FileRecord, RevisionKey, TargetGroup,
@@ -105,7 +105,8 @@ fn update(
 }
 
 fn put_file(store: &Store, content_dir: &Path, f: &FileRecord, data: &[u8]) {
-    let path = admin::ops::object_path(content_dir, &f.sha1, &f.extension());
+    let path =
+        wsus_edge::content::maintain::object_path(content_dir, &f.sha1, &f.extension()).unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, data).unwrap();
     store
@@ -222,7 +223,11 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
     put_file(store, content_dir, &f2, &d2);
     let mut bad = d2.clone();
     bad[100] ^= 0xff;
-    std::fs::write(admin::ops::object_path(content_dir, &f2.sha1, "msu"), bad).unwrap();
+    std::fs::write(
+        wsus_edge::content::maintain::object_path(content_dir, &f2.sha1, "msu").unwrap(),
+        bad,
+    )
+    .unwrap();
     put_file(store, content_dir, &f3, &d3);
     upstream.lock().unwrap().insert(f6.sha1, d6);
 
@@ -1071,9 +1076,13 @@ fn content_status_verify_prefetch() {
     let bad = s.seed.f2.content_path();
     let bad_name = bad.rsplit('/').next().unwrap();
     assert!(s.dir.path().join("quarantine").join(bad_name).is_file());
-    assert!(
-        !admin::ops::object_path(&s.dir.path().join("content"), &s.seed.f2.sha1, "msu").exists()
-    );
+    assert!(!wsus_edge::content::maintain::object_path(
+        &s.dir.path().join("content"),
+        &s.seed.f2.sha1,
+        "msu"
+    )
+    .unwrap()
+    .exists());
     assert!(s.store.get_object(&s.seed.f2.sha1).unwrap().is_none());
     let after = metric(
         &s.get("/metrics", Some(TOKEN)).2,
@@ -1104,7 +1113,12 @@ fn content_status_verify_prefetch() {
 #[test]
 fn cleanup_dry_run_then_for_real() {
     let s = TestServer::start(false);
-    let f3_path = admin::ops::object_path(&s.dir.path().join("content"), &s.seed.f3.sha1, "msu");
+    let f3_path = wsus_edge::content::maintain::object_path(
+        &s.dir.path().join("content"),
+        &s.seed.f3.sha1,
+        "msu",
+    )
+    .unwrap();
     let d = json(&s.cli(&["cleanup", "--dry-run", "--json"]));
     assert_eq!(d["dry_run"], true);
     let ups = d["updates"].as_array().unwrap();

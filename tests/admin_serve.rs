@@ -13,11 +13,11 @@ use std::process::{Command, Output};
 use sha1::Digest;
 use support::{bytes_of, Behaviour, TestUpstream};
 use uuid::Uuid;
+use wsus_edge::app::Server;
 use wsus_edge::config::Config;
 use wsus_edge::model::{
     groups, ApprovalAction, Deployment, FileRecord, RevisionKey, UpdateKind, UpdateRecord,
 };
-use wsus_edge::server::Server;
 use wsus_edge::store::NewRevision;
 
 async fn cli(admin: SocketAddr, token: &str, args: &[&str]) -> Output {

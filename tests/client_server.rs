@@ -1,4 +1,4 @@
-//! The client protocol through the real server (`server::Server`): the three MS-WUSP
+//! The client protocol through the real server (`app::Server`): the three MS-WUSP
 //! endpoints registered on the router, over plain HTTP and over HTTPS (rustls, a self-signed
 //! certificate made here), content URLs pointing at this server, the router's body limit.
 
@@ -8,8 +8,8 @@ mod agent;
 use std::sync::Arc;
 
 use agent::{group_path, seed, Agent};
+use wsus_edge::app::Server;
 use wsus_edge::config::Config;
-use wsus_edge::server::Server;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::wire::wusp;
 

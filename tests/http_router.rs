@@ -40,7 +40,7 @@ async fn soap_services_plug_in_by_path_with_limited_bodies() {
     c.server.data_dir = dir.path().to_path_buf();
     c.server.max_request_body = 1000;
     c.upstream.url = Some(up.url());
-    let server = wsus_edge::server::Server::bind(c)
+    let server = wsus_edge::app::Server::bind(c)
         .await
         .unwrap()
         .soap("/ClientWebService/client.asmx", Arc::new(Echo));

@@ -1,23 +1,22 @@
 //! Handlers of the operational verbs: health, metrics, `status`, `content status/verify/
-//! prefetch` and `cleanup`. Verification and cleanup work on the store's object index and the
-//! content folder (`<data_dir>/content/XX/<SHA1>.<ext>`); downloads go through [`ContentOps`].
+//! prefetch` and `cleanup`. They decide which objects to check or drop; the files themselves
+//! are only touched through [`crate::content::maintain`], downloads go through [`ContentOps`].
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use sha1::Digest;
 use uuid::Uuid;
 
 use super::catalog::{unix_rfc3339, View};
 use super::types::*;
 use super::{full, json, with_type, AdminBody, AdminState, ApiError, ApiResult};
 use crate::config::ContentMode;
+use crate::content::index::ObjectEntry;
+use crate::content::maintain::{self, Maintenance, Verdict};
 use crate::metrics;
 use crate::model::{ApprovalAction, FileRecord, RevisionKey};
 use crate::store::ObjectMeta;
@@ -115,22 +114,6 @@ pub async fn metrics_text(state: &Arc<AdminState>) -> Response<AdminBody> {
         "text/plain; version=0.0.4; charset=utf-8",
         full(text),
     )
-}
-
-/// Where an object lives in the content folder.
-pub fn object_path(content_dir: &Path, sha1: &[u8; 20], ext: &str) -> PathBuf {
-    let hexname = hex::encode_upper(sha1);
-    let name = if ext.is_empty() {
-        hexname
-    } else {
-        format!("{hexname}.{ext}")
-    };
-    content_dir.join(format!("{:02X}", sha1[19])).join(name)
-}
-
-fn rel_name(sha1: &[u8; 20], ext: &str) -> String {
-    let p = object_path(Path::new(""), sha1, ext);
-    p.to_string_lossy().into_owned()
 }
 
 /// Files of updates approved for install (latest revisions), deduplicated by SHA-1.
@@ -284,73 +267,6 @@ pub async fn status(state: &Arc<AdminState>) -> Response<AdminBody> {
     }
 }
 
-/// SHA-1, SHA-256 and length of a file, in one pass.
-pub fn hash_file(path: &Path) -> std::io::Result<([u8; 20], [u8; 32], u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut s1 = sha1::Sha1::new();
-    let mut s256 = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf)?;
-        if r == 0 {
-            break;
-        }
-        s1.update(&buf[..r]);
-        s256.update(&buf[..r]);
-        n += r as u64;
-    }
-    Ok((s1.finalize().into(), s256.finalize().into(), n))
-}
-
-/// Why a stored object is bad, or `None` when it verifies.
-fn check_object(
-    state: &AdminState,
-    path: &Path,
-    sha1: &[u8; 20],
-    meta: &ObjectMeta,
-) -> std::io::Result<Option<String>> {
-    let (d1, d256, len) = hash_file(path)?;
-    if len != meta.size {
-        return Ok(Some(format!("size {len}, indexed {}", meta.size)));
-    }
-    if d1 != *sha1 {
-        return Ok(Some("SHA-1 differs from its name".into()));
-    }
-    if d256 != meta.sha256 {
-        return Ok(Some("SHA-256 differs from the index".into()));
-    }
-    if let Ok(Some(f)) = state.store.expected_file(sha1) {
-        if f.sha256.is_some_and(|s| s != d256) || f.size != len {
-            return Ok(Some("differs from the update's declared digests".into()));
-        }
-    }
-    Ok(None)
-}
-
-/// Moves a bad object into `<data_dir>/quarantine/` and drops it from the index.
-fn quarantine(
-    state: &AdminState,
-    path: &Path,
-    sha1: &[u8; 20],
-    meta: &ObjectMeta,
-) -> std::io::Result<()> {
-    let qdir = state.config.server.data_dir.join("quarantine");
-    std::fs::create_dir_all(&qdir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    std::fs::rename(path, qdir.join(name))?;
-    if let Err(e) = state.store.remove_object(sha1) {
-        tracing::warn!(error = %e, "could not drop a quarantined object from the index");
-    }
-    if let Some(c) = &state.content {
-        c.forget(sha1, meta.size);
-    }
-    Ok(())
-}
-
 /// The blocking body of `content verify`: re-hashes every indexed object, quarantines bad
 /// ones, drops missing ones from the index; `progress` receives each progress line.
 pub fn verify_blocking(
@@ -369,25 +285,32 @@ pub fn verify_blocking(
     p.total = objects.len() as u64;
     progress(&p);
     let dir = state.config.content_dir();
+    let qdir = state.config.server.data_dir.join("quarantine");
+    let m = Maintenance::new(&dir, &qdir, &state.store);
     let mut last = std::time::Instant::now();
     for (sha1, meta) in &objects {
-        let path = object_path(&dir, sha1, &meta.ext);
-        let name = rel_name(sha1, &meta.ext);
-        match check_object(state, &path, sha1, meta) {
-            Ok(None) => p.bytes += meta.size,
-            Ok(Some(why)) => {
+        let name = maintain::object_name(sha1, &meta.ext);
+        let entry = ObjectEntry::from(meta.clone());
+        match m.check(sha1, &entry) {
+            Ok(Verdict::Good) => p.bytes += meta.size,
+            Ok(Verdict::Bad(why)) => {
                 tracing::warn!(object = %name, %why, "content verify: bad object, quarantined");
                 metrics::hash_mismatch();
-                match quarantine(state, &path, sha1, meta) {
-                    Ok(()) => p.quarantined.push(name),
+                match m.quarantine(sha1, &meta.ext) {
+                    Ok(()) => {
+                        if let Some(c) = &state.content {
+                            c.forget(sha1, meta.size);
+                        }
+                        p.quarantined.push(name)
+                    }
                     Err(e) => {
                         p.error = Some(format!("{name}: cannot quarantine: {e}"));
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Verdict::Missing) => {
                 tracing::warn!(object = %name, "content verify: indexed object missing on disk");
-                let _ = state.store.remove_object(sha1);
+                let _ = m.forget_missing(sha1);
                 if let Some(c) = &state.content {
                     c.forget(sha1, meta.size);
                 }
@@ -558,19 +481,15 @@ fn cleanup_blocking(state: &AdminState, dry_run: bool) -> ApiResult<CleanupJson>
         return Ok(out);
     }
     let dir = state.config.content_dir();
+    let qdir = state.config.server.data_dir.join("quarantine");
+    let m = Maintenance::new(&dir, &qdir, &state.store);
     for (sha1, meta) in &files {
-        let path = object_path(&dir, sha1, &meta.ext);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(ApiError::internal(format!(
-                    "removing {}: {e}",
-                    path.display()
-                )))
-            }
-        }
-        state.store.remove_object(sha1)?;
+        m.remove(sha1, &meta.ext).map_err(|e| {
+            ApiError::internal(format!(
+                "removing {}: {e}",
+                maintain::object_name(sha1, &meta.ext)
+            ))
+        })?;
         if let Some(c) = &state.content {
             c.forget(sha1, meta.size);
         }

@@ -166,7 +166,7 @@ fn serve(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(crate::server::run(config))?;
+    rt.block_on(crate::app::run(config))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

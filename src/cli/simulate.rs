@@ -1,4 +1,5 @@
-//! `simulate-upstream` (a generated catalog served by a normal autonomous server) and `demo`
+//! `simulate-upstream` (a generated catalog served by a normal autonomous server, with the admin
+//! API on `[admin] listen` as `serve` runs it) and `demo`
 //! (a simulated upstream plus a replica in one process, synced, ready for a client).
 
 use std::net::SocketAddr;
@@ -7,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::app::{RunningServer, SimUpstream};
 use crate::config::Config;
-use crate::upstream::simserver::{RunningServer, SimUpstream};
 
 /// Flags of `simulate-upstream`.
 #[derive(Debug, clap::Args)]
@@ -63,14 +64,17 @@ pub fn simulate_upstream(
         config.server.data_dir = d;
     }
     runtime()?.block_on(async move {
-        let sim = SimUpstream::start(args.updates, args.seed, config).await?;
+        let sim = SimUpstream::start_with_admin(args.updates, args.seed, config).await?;
         println!(
             "simulated upstream: {} updates (seed {}) at {}",
             args.updates,
             args.seed,
             sim.url()
         );
-        crate::server::shutdown_signal().await;
+        if let Some(a) = sim.server.admin_addr() {
+            println!("admin API at http://{a}");
+        }
+        crate::app::shutdown_signal().await;
         sim.stop().await?;
         Ok(std::process::ExitCode::SUCCESS)
     })
@@ -100,7 +104,7 @@ pub fn demo(config: Config, args: DemoArgs) -> anyhow::Result<std::process::Exit
         cfg.upstream.content_url = None;
         let admin_want = cfg.admin.listen;
         let token_file = crate::admin::auth::token_path(&cfg);
-        let mut server = crate::server::Server::bind(cfg)
+        let mut server = crate::app::Server::bind(cfg)
             .await
             .with_context(|| format!("starting the replica on {}", args.listen))?;
         // The admin API for the CLI verbs; elsewhere when its usual port is taken.
@@ -151,7 +155,7 @@ pub fn demo(config: Config, args: DemoArgs) -> anyhow::Result<std::process::Exit
         println!("  reg add HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdate\\AU /v UseWUServer /t REG_DWORD /d 1 /f");
         println!("Server sync for another downstream: {url}/ServerSyncWebService/ServerSyncWebService.asmx");
         println!("Ctrl-C stops both servers.");
-        crate::server::shutdown_signal().await;
+        crate::app::shutdown_signal().await;
         replica.stop().await?;
         sim.stop().await?;
         Ok(std::process::ExitCode::SUCCESS)

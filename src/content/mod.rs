@@ -41,6 +41,7 @@ pub mod hot;
 pub mod index;
 pub mod inflight;
 pub mod key;
+pub mod maintain;
 pub mod mime;
 pub mod range;
 pub mod serve;
@@ -448,13 +449,15 @@ impl ContentCache {
         let res = upstream.download(inf.clone(), expected.size).await;
         let outcome = match res {
             Ok(d) => match expected.check(&d) {
-                Ok(()) => {
+                Ok(proof) => {
                     // Readers may finish now: the bytes are known good; durability follows.
                     // Recency is recorded first, so a hit that follows the last byte is newer.
                     let verified_at = now_unix();
                     self.touch(&key.sha1);
                     inf.finish(State::Verified);
-                    self.publish(&inf, &d, verified_at).await.map(|_| d.size)
+                    self.publish(&inf, proof, verified_at)
+                        .await
+                        .map(|_| proof.size())
                 }
                 Err(m) => {
                     metrics::hash_mismatch();
@@ -491,19 +494,19 @@ impl ContentCache {
     async fn publish(
         &self,
         inf: &Arc<Inflight>,
-        d: &verify::Digests,
+        proof: verify::Verified,
         now: i64,
     ) -> Result<(), FetchError> {
         let (dir, inf2) = (self.inner.dir.clone(), inf.clone());
-        tokio::task::spawn_blocking(move || dir.commit(&inf2.key, &inf2.file))
+        tokio::task::spawn_blocking(move || dir.publish(&inf2.key, &inf2.file, &proof))
             .await
             .map_err(|e| FetchError::Io(e.to_string()))?
             .map_err(|e| FetchError::Io(e.to_string()))?;
 
         let entry = ObjectEntry {
             ext: inf.key.ext.clone(),
-            size: d.size,
-            sha256: d.sha256,
+            size: proof.size(),
+            sha256: proof.sha256(),
             stored_unix: now,
             last_access_unix: now,
         };

@@ -1,13 +1,15 @@
-//! The content folder on disk and the only code that writes into it: `XX/<SHA1HEX>.<ext>` for
-//! complete, verified objects, `.partial/<SHA1HEX>.<ext>.part` for downloads in progress.
-//! Publishing is temp file → fsync → rename → fsync of the folder, so after a crash a name
-//! under `XX/` is always complete and verified; start-up removes leftover temp files.
+//! The content folder on disk and the only code that publishes into it: `XX/<SHA1HEX>.<ext>`
+//! for complete, verified objects, `.partial/<SHA1HEX>.<ext>.part` for downloads in progress.
+//! Publishing takes a [`Verified`] proof (made only by the hasher in [`super::verify`]) and is
+//! temp file → fsync → rename → fsync of the folder, so after a crash a name under `XX/` is
+//! always complete and verified; start-up removes leftover temp files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::key::ContentKey;
+use super::verify::Verified;
 
 /// Name of the folder holding downloads in progress.
 pub const PARTIAL_DIR: &str = ".partial";
@@ -63,8 +65,17 @@ impl ContentDir {
             .open(self.temp_path(key))
     }
 
-    /// Publishes a verified temp file: fsync it, rename it to its final name, fsync the folder.
-    pub fn commit(&self, key: &ContentKey, file: &File) -> io::Result<PathBuf> {
+    /// Publishes the temp file of `key` (open as `file`) that the hasher verified (`proof`):
+    /// fsync it, rename it to its final name, fsync the folder. Refused when the proof is for
+    /// another object or the file's length is not the length that was hashed.
+    pub fn publish(&self, key: &ContentKey, file: &File, proof: &Verified) -> io::Result<PathBuf> {
+        let len = file.metadata()?.len();
+        if proof.sha1() != key.sha1 || proof.size() != len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{key}: the file is not the object that was verified"),
+            ));
+        }
         file.sync_all()?;
         let dest = self.final_path(key);
         let folder = self.root.join(key.folder());
@@ -137,17 +148,36 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn commit_publishes_and_leftovers_go() {
+    fn publish_takes_a_matching_proof_and_leftovers_go() {
+        use crate::content::verify::{hash_reader, Expected};
         let t = tempfile::tempdir().unwrap();
         let d = ContentDir::open(t.path()).unwrap();
-        let key = ContentKey::new([0xab; 20], "cab").unwrap();
+        let digests = hash_reader(&b"hello"[..]).unwrap();
+        let proof = Expected {
+            sha1: digests.sha1,
+            sha256: None,
+            size: None,
+        }
+        .check(&digests)
+        .unwrap();
+        let key = ContentKey::new(digests.sha1, "cab").unwrap();
         assert!(d.open_final(&key).unwrap().is_none());
         let mut f = d.create_temp(&key).unwrap();
-        f.write_all(b"hello").unwrap();
-        let p = d.commit(&key, &f).unwrap();
+        f.write_all(b"hell").unwrap();
+        // Not the bytes that were hashed (one short), and a proof for another object: refused.
+        let short = d.publish(&key, &f, &proof).unwrap_err();
+        assert_eq!(short.kind(), io::ErrorKind::InvalidInput);
+        f.write_all(b"o").unwrap();
+        let other = ContentKey::new([0xab; 20], "cab").unwrap();
+        d.create_temp(&other).unwrap();
+        assert!(d.publish(&other, &f, &proof).is_err());
+        assert!(d.open_final(&other).unwrap().is_none());
+        d.discard(&other);
+        let p = d.publish(&key, &f, &proof).unwrap();
+        let hexname = hex::encode_upper(digests.sha1);
         assert_eq!(
             p,
-            t.path().join("AB").join(format!("{}.cab", "AB".repeat(20)))
+            t.path().join(&hexname[38..]).join(format!("{hexname}.cab"))
         );
         assert!(d.open_final(&key).unwrap().is_some());
         assert!(!d.temp_path(&key).exists());

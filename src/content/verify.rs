@@ -1,11 +1,18 @@
-//! Payload digests: SHA-1 and SHA-256 computed in one pass over the bytes (SHA-256, the slower
-//! of the two, on a helper thread; SHA-1 on the caller's, which also reads or writes the bytes,
-//! so the two threads carry about the same load and one core's speed is not the limit), and
-//! the check of a finished object against what metadata declares or, failing that, the SHA-1
-//! in its name. Both `sha1` and `sha2` 0.10 pick SHA-NI at run time (`cpufeatures`), without
-//! their `asm` features.
+//! The one payload hasher: SHA-1 and SHA-256 computed in one pass over the bytes (SHA-256, the
+//! slower of the two, on a helper thread; SHA-1 on the caller's, which also reads or writes the
+//! bytes, so the two threads carry about the same load and one core's speed is not the limit),
+//! and the check of a finished object against what metadata (or a package manifest) declares
+//! or, failing that, the SHA-1 in its name. Both `sha1` and `sha2` 0.10 pick SHA-NI at run time
+//! (`cpufeatures`), without their `asm` features.
+//!
+//! [`Digests`] can only be made here, by hashing bytes, and a [`Verified`] only by
+//! [`Expected::check`] on such digests: [`super::store::ContentDir::publish`] takes a
+//! `Verified`, so nothing reaches a final name in the content folder without having been
+//! hashed by this module and found to match. The cache's downloads, start-up reconcile,
+//! `content verify` ([`super::maintain`]) and `transfer` (export, verify, import) all hash
+//! through here.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
@@ -14,7 +21,9 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-/// The digests and length of a byte stream.
+/// The digests and length of a byte stream. Only this module makes them (by hashing).
+// Not `#[non_exhaustive]`: that would still let the rest of the crate build one.
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digests {
     /// SHA-1.
@@ -23,6 +32,46 @@ pub struct Digests {
     pub sha256: [u8; 32],
     /// Bytes hashed.
     pub size: u64,
+    /// Keeps construction inside this module.
+    _hashed: (),
+}
+
+impl Digests {
+    /// The digests of an in-memory buffer (both on the caller's thread: meant for small
+    /// buffers such as manifests and metadata files).
+    pub fn of(bytes: &[u8]) -> Digests {
+        Digests {
+            sha1: Sha1::digest(bytes).into(),
+            sha256: Sha256::digest(bytes).into(),
+            size: bytes.len() as u64,
+            _hashed: (),
+        }
+    }
+}
+
+/// Proof that some bytes were hashed here and matched an [`Expected`]: the only way to
+/// publish an object ([`super::store::ContentDir::publish`]). Made only by
+/// [`Expected::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    digests: Digests,
+}
+
+impl Verified {
+    /// The SHA-1 of the verified bytes.
+    pub fn sha1(&self) -> [u8; 20] {
+        self.digests.sha1
+    }
+
+    /// The SHA-256 of the verified bytes.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.digests.sha256
+    }
+
+    /// Their length.
+    pub fn size(&self) -> u64 {
+        self.digests.size
+    }
 }
 
 /// What an object must hash to: from the content index when metadata declares the file, else
@@ -50,8 +99,9 @@ pub struct Mismatch {
 }
 
 impl Expected {
-    /// Checks `d` against every known expectation (size, SHA-1, SHA-256).
-    pub fn check(&self, d: &Digests) -> Result<(), Mismatch> {
+    /// Checks `d` against every known expectation (size, SHA-1, SHA-256); a match is the
+    /// [`Verified`] proof that publishing needs.
+    pub fn check(&self, d: &Digests) -> Result<Verified, Mismatch> {
         if let Some(size) = self.size {
             if size != d.size {
                 return Err(Mismatch {
@@ -77,7 +127,7 @@ impl Expected {
                 });
             }
         }
-        Ok(())
+        Ok(Verified { digests: *d })
     }
 }
 
@@ -139,6 +189,7 @@ impl DualHasher {
             sha1,
             sha256,
             size: self.size,
+            _hashed: (),
         })
     }
 }
@@ -165,6 +216,31 @@ pub fn hash_reader(mut r: impl Read) -> std::io::Result<Digests> {
 /// Hashes a file.
 pub fn hash_file(path: &Path) -> std::io::Result<Digests> {
     hash_reader(std::fs::File::open(path)?)
+}
+
+/// Copies `src` to `dst` (when given) in 1 MiB chunks while hashing them; `on_bytes` sees
+/// each chunk's length. Write errors are returned as they come (callers tag them).
+pub fn copy_hashed(
+    src: &mut dyn Read,
+    mut dst: Option<&mut dyn Write>,
+    on_bytes: &mut dyn FnMut(u64),
+) -> std::io::Result<Digests> {
+    let mut h = DualHasher::new();
+    loop {
+        let mut buf = Vec::with_capacity(READ_CHUNK);
+        (&mut *src).take(READ_CHUNK as u64).read_to_end(&mut buf)?;
+        if buf.is_empty() {
+            break;
+        }
+        if let Some(d) = dst.as_mut() {
+            d.write_all(&buf)?;
+        }
+        let n = buf.len() as u64;
+        h.update(Bytes::from(buf));
+        on_bytes(n);
+    }
+    h.finish()
+        .ok_or_else(|| std::io::Error::other("hash helper thread failed"))
 }
 
 #[cfg(test)]
@@ -201,6 +277,14 @@ mod tests {
         assert_eq!(h.finish().unwrap(), whole);
         assert_eq!(whole.sha1, <[u8; 20]>::from(Sha1::digest(&data)));
         assert_eq!(whole.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+        assert_eq!(Digests::of(&data), whole);
+        let mut out = Vec::new();
+        let mut seen = 0;
+        let copied = copy_hashed(&mut &data[..], Some(&mut out), &mut |n| seen += n).unwrap();
+        assert_eq!(
+            (copied, seen, out == data),
+            (whole, data.len() as u64, true)
+        );
     }
 
     #[test]
@@ -211,15 +295,16 @@ mod tests {
             sha256: Some(d.sha256),
             size: Some(3),
         };
-        assert_eq!(ok.check(&d), Ok(()));
+        assert_eq!(ok.check(&d).map(|v| v.size()), Ok(3));
         assert_eq!(
             Expected {
                 sha256: None,
                 size: None,
                 ..ok
             }
-            .check(&d),
-            Ok(())
+            .check(&d)
+            .map(|v| v.sha1()),
+            Ok(d.sha1)
         );
         assert_eq!(
             Expected {

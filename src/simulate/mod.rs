@@ -12,7 +12,8 @@
 //! Files: `catalog.rs` (types, accessors, change log), `generate.rs` (entry point, categories,
 //! detectoids), `leaves.rs` (update kinds), `approvals.rs` (groups, approvals), `mutate.rs`,
 //! `xml.rs` (`upd:Update` rendering), `payload.rs`, `oracle.rs`, `categories.rs` (well-known
-//! GUIDs), `rng.rs`; tests in `tests/`.
+//! GUIDs), `rng.rs`; tests in `tests/`. [`upstream`] makes a catalog an upstream: it loads it
+//! into a store and serves its payload bytes (the server around it is [`crate::app::SimUpstream`]).
 
 mod approvals;
 mod catalog;
@@ -23,6 +24,7 @@ mod mutate;
 mod oracle;
 mod payload;
 mod rng;
+pub mod upstream;
 mod xml;
 
 #[cfg(test)]

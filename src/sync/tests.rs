@@ -11,11 +11,12 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::config::UpstreamConfig;
+use crate::server_sync::{ServerSyncOptions, ServerSyncService};
+use crate::simulate::upstream as sim;
 use crate::simulate::Catalog;
 use crate::store::Store;
-use crate::upstream::{sim, UpstreamOptions, UpstreamService};
 
-async fn front(svc: UpstreamService) -> SocketAddr {
+async fn front(svc: ServerSyncService) -> SocketAddr {
     let l = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -60,7 +61,7 @@ async fn upstream(n: usize) -> Up {
     let store = Store::open(dir.path()).unwrap();
     let cat = Catalog::generate(n, 11);
     sim::load_catalog(&store, &cat).unwrap();
-    let svc = UpstreamService::new(store.clone(), UpstreamOptions::default()).unwrap();
+    let svc = ServerSyncService::new(store.clone(), ServerSyncOptions::default()).unwrap();
     let addr = front(svc).await;
     Up {
         _dir: dir,

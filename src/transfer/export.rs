@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use super::hashing::{copy_hashed, Digests};
+use super::hashing::{copy_hashed, Digests, ManifestDigests};
 use super::keys::{self, KeyPair};
 use super::manifest::{self, Anchor, FileEntry, Manifest, FORMAT_NAME, FORMAT_VERSION};
 use super::metadata;

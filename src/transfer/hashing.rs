@@ -1,30 +1,22 @@
-//! One-pass SHA-1 + SHA-256 while copying, and the comparison against a manifest entry.
+//! Payload and manifest digests for packages, from the content cache's one hasher
+//! ([`crate::content::verify`]), and their comparison against a manifest entry.
 
-use std::io::{self, Read, Write};
-
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+pub use crate::content::verify::{copy_hashed, Digests};
+use crate::content::verify::{Expected, Verified};
 
 use super::manifest::FileEntry;
 use super::TransferError;
 
-/// Copy buffer size.
-pub const BUF: usize = 1 << 20;
-
-/// Size and digests of some bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digests {
-    /// Bytes seen.
-    pub size: u64,
-    /// SHA-1.
-    pub sha1: [u8; 20],
-    /// SHA-256.
-    pub sha256: [u8; 32],
+/// Comparing digests with what a package's manifest lists.
+pub trait ManifestDigests {
+    /// Compares with a manifest entry: size first, then SHA-256, then SHA-1.
+    fn check(&self, e: &FileEntry) -> Result<(), TransferError>;
+    /// A manifest entry for these digests.
+    fn entry(&self, path: String) -> FileEntry;
 }
 
-impl Digests {
-    /// Compares with a manifest entry: size first, then SHA-256, then SHA-1.
-    pub fn check(&self, e: &FileEntry) -> Result<(), TransferError> {
+impl ManifestDigests for Digests {
+    fn check(&self, e: &FileEntry) -> Result<(), TransferError> {
         if self.size != e.size {
             return Err(TransferError::SizeMismatch {
                 path: e.path.clone(),
@@ -53,17 +45,7 @@ impl Digests {
         Ok(())
     }
 
-    /// The digests of an in-memory buffer.
-    pub fn of(bytes: &[u8]) -> Digests {
-        Digests {
-            size: bytes.len() as u64,
-            sha1: Sha1::digest(bytes).into(),
-            sha256: Sha256::digest(bytes).into(),
-        }
-    }
-
-    /// A manifest entry for these digests.
-    pub fn entry(&self, path: String) -> FileEntry {
+    fn entry(&self, path: String) -> FileEntry {
         FileEntry {
             path,
             size: self.size,
@@ -73,42 +55,35 @@ impl Digests {
     }
 }
 
-/// Copies `src` to `dst` (when given) while hashing; `on_bytes` sees each chunk's length.
-pub fn copy_hashed(
-    src: &mut dyn Read,
-    mut dst: Option<&mut dyn Write>,
-    on_bytes: &mut dyn FnMut(u64),
-) -> io::Result<Digests> {
-    let mut buf = vec![0u8; BUF];
-    let mut s1 = Sha1::new();
-    let mut s256 = Sha256::new();
-    let mut size = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        if let Some(d) = dst.as_mut() {
-            d.write_all(chunk)?;
-        }
-        s1.update(chunk);
-        s256.update(chunk);
-        size += n as u64;
-        on_bytes(n as u64);
+/// The publishing proof for a payload whose digests `d` match its manifest entry `e`: what
+/// the content store needs to publish it, obtained like the cache's own downloads (the
+/// hasher's digests checked against the expected size and digests).
+pub fn prove(d: &Digests, e: &FileEntry) -> Result<Verified, TransferError> {
+    d.check(e)?;
+    let mut sha1 = [0u8; 20];
+    let mut sha256 = [0u8; 32];
+    let bad = |what: &str| TransferError::Manifest(format!("{}: bad {what}", e.path));
+    hex::decode_to_slice(&e.sha1, &mut sha1).map_err(|_| bad("SHA-1"))?;
+    hex::decode_to_slice(&e.sha256, &mut sha256).map_err(|_| bad("SHA-256"))?;
+    Expected {
+        sha1,
+        sha256: Some(sha256),
+        size: Some(e.size),
     }
-    Ok(Digests {
-        size,
-        sha1: s1.finalize().into(),
-        sha256: s256.finalize().into(),
+    .check(d)
+    .map_err(|m| TransferError::DigestMismatch {
+        path: e.path.clone(),
+        algo: m.what,
+        expected: m.expected,
+        actual: m.actual,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BUF: usize = 1 << 20;
 
     #[test]
     fn copy_hashes_match_one_shot_and_check_names_the_digest() {
@@ -121,6 +96,7 @@ mod tests {
         assert_eq!(d, Digests::of(&data));
         let e = d.entry("content/AA/x.cab".into());
         d.check(&e).unwrap();
+        assert_eq!(prove(&d, &e).unwrap().size(), data.len() as u64);
         let mut wrong = e.clone();
         wrong.sha256 = "0".repeat(64);
         let err = d.check(&wrong).unwrap_err().to_string();
@@ -128,6 +104,7 @@ mod tests {
             err.contains("SHA-256") && err.contains("content/AA/x.cab"),
             "{err}"
         );
+        assert!(prove(&d, &wrong).is_err());
         let mut short = e;
         short.size += 1;
         assert!(matches!(

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::from_io;
-use super::hashing::{copy_hashed, Digests};
+use super::hashing::{self, copy_hashed, Digests, ManifestDigests};
 use super::keys;
 use super::manifest::{Anchor, FileEntry, Manifest};
 use super::metadata;
@@ -33,6 +33,7 @@ use super::progress::Progress;
 use super::publish::ContentTarget;
 use super::verify::check_header;
 use super::TransferError;
+use crate::content::verify::Verified;
 use crate::store::{ApplyMode, MetadataSnapshot, ObjectMeta, Store};
 
 /// Setting (store key/value) holding the anchors imported, per source server.
@@ -274,7 +275,15 @@ pub fn import(
             let bytes = fs::read(st.dir.join("manifest.json"))
                 .map_err(TransferError::io(st.dir.join("manifest.json")))?;
             let old = Manifest::parse(&bytes)?;
-            commit(store, &target, &st, &old, &mut ImportReport::default())?;
+            let mut none = Proofs::new();
+            commit(
+                store,
+                &target,
+                &st,
+                &old,
+                &mut none,
+                &mut ImportReport::default(),
+            )?;
             report.rolled_forward += 1;
         } else {
             tracing::info!(dir = %st.dir.display(), "removing abandoned import staging");
@@ -294,7 +303,7 @@ pub fn import(
         .count();
     if st.journal()? == Some(Phase::Committing) {
         tracing::warn!("resuming an interrupted commit of this package");
-        commit(store, &target, &st, &m, &mut report)?;
+        commit(store, &target, &st, &m, &mut Proofs::new(), &mut report)?;
         return Ok(report);
     }
     check_base(store, &m)?;
@@ -312,6 +321,7 @@ pub fn import(
     let mut progress = Progress::new("import", m.files.len() as u64, m.total_bytes());
     let loc = pkg.location.clone();
     let mut batch = Checkpoint::new(&st.dir);
+    let mut proofs = Proofs::new();
     let walked = pkg.walk(&m, &mut |e, data| {
         let dst = st.file(&e.path);
         if e.path.starts_with("content/") && target.holds(store, e)? {
@@ -319,7 +329,10 @@ pub fn import(
         } else if fs::metadata(&dst).is_ok_and(|md| md.len() == e.size) {
             report.resumed += 1;
         } else {
-            let tmp = stage(e, data, &dst, &loc, &mut progress)?;
+            let (tmp, d) = stage(e, data, &dst, &loc, &mut progress)?;
+            if e.path.starts_with("content/") {
+                proofs.insert(e.path.clone(), hashing::prove(&d, e)?);
+            }
             batch.add(tmp, dst, e.size)?;
             report.copied += 1;
             report.bytes_copied += e.size;
@@ -337,19 +350,23 @@ pub fn import(
     flushed?;
     progress.finish();
     st.set_phase(Phase::Committing)?;
-    commit(store, &target, &st, &m, &mut report)?;
+    commit(store, &target, &st, &m, &mut proofs, &mut report)?;
     Ok(report)
 }
 
+/// Publishing proofs of the payloads staged by this run, by package path. Payloads staged by
+/// an earlier, interrupted run are hashed again when published ([`publish_all`]).
+type Proofs = BTreeMap<String, Verified>;
+
 /// Copies one file into `<dst>.tmp` while hashing; keeps it only if it matches the manifest.
-/// Returns the temp path (made durable and renamed by a [`Checkpoint`]).
+/// Returns the temp path (made durable and renamed by a [`Checkpoint`]) and the digests.
 fn stage(
     e: &FileEntry,
     data: &mut dyn std::io::Read,
     dst: &Path,
     loc: &Path,
     progress: &mut Progress,
-) -> Result<PathBuf, TransferError> {
+) -> Result<(PathBuf, Digests), TransferError> {
     if let Some(parent) = dst.parent() {
         fs::create_dir_all(parent).map_err(TransferError::io(parent))?;
     }
@@ -371,10 +388,10 @@ fn stage(
             d
         };
         d.check(e)?;
-        Ok(())
+        Ok(d)
     })();
     match r {
-        Ok(()) => Ok(tmp),
+        Ok(d) => Ok((tmp, d)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
@@ -436,6 +453,7 @@ fn commit(
     target: &ContentTarget,
     st: &Staging,
     m: &Manifest,
+    proofs: &mut Proofs,
     report: &mut ImportReport,
 ) -> Result<(), TransferError> {
     let snap = load_snapshot(st, m)?;
@@ -451,7 +469,7 @@ fn commit(
             fresh.push(e);
         }
     }
-    let (published, r) = publish_all(store, target, st, &fresh);
+    let (published, r) = publish_all(store, target, st, proofs, &fresh);
     let r = r.and_then(|()| {
         let mode = if m.base_anchor.is_some() {
             ApplyMode::Merge
@@ -506,6 +524,7 @@ fn publish_all<'a>(
     store: &Store,
     target: &ContentTarget,
     st: &Staging,
+    proofs: &Proofs,
     todo: &[&'a FileEntry],
 ) -> (Vec<&'a FileEntry>, Result<(), TransferError>) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -518,7 +537,18 @@ fn publish_all<'a>(
     // Ok(true): newly published (rolled back on failure); Ok(false): it was there already.
     let one = |e: &FileEntry| -> Result<bool, TransferError> {
         let existed = target.on_disk(e)?;
-        let (sha1, ext) = target.publish(e, &st.file(&e.path))?;
+        let staged = st.file(&e.path);
+        let proof = match proofs.get(&e.path) {
+            Some(p) => *p,
+            // Staged by an earlier run: its proof did not survive the process; hash again.
+            None => {
+                let mut f = File::open(&staged).map_err(TransferError::io(&staged))?;
+                let d =
+                    copy_hashed(&mut f, None, &mut |_| {}).map_err(TransferError::io(&staged))?;
+                hashing::prove(&d, e)?
+            }
+        };
+        let (sha1, ext) = target.publish(e, &staged, &proof)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         store.put_object(
             &sha1,

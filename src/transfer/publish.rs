@@ -1,6 +1,7 @@
 //! Where imported payloads go: the content cache's folder, through the content store's own
-//! publish path ([`ContentDir::commit`]: temp name, fsync, rename, fsync of the folder), and
-//! its object index in the metadata store, so an imported payload is a plain cache hit.
+//! publish path ([`ContentDir::publish`], which takes the hasher's [`Verified`] proof: temp
+//! name, fsync, rename, fsync of the folder), and its object index in the metadata store, so
+//! an imported payload is a plain cache hit.
 
 use std::fs::{self, File};
 use std::path::Path;
@@ -9,6 +10,7 @@ use super::manifest::FileEntry;
 use super::TransferError;
 use crate::content::key::ContentKey;
 use crate::content::store::ContentDir;
+use crate::content::verify::Verified;
 use crate::store::Store;
 
 /// The content folder an import publishes into.
@@ -56,12 +58,14 @@ impl ContentTarget {
         Ok(self.dir.final_path(&Self::key(e)?).exists())
     }
 
-    /// Publishes a verified staged file (hard-linked, or copied across file systems, to the
-    /// content store's temp name, then committed). Returns its SHA-1 and extension.
+    /// Publishes a staged file that the hasher verified (`proof`): hard-linked, or copied
+    /// across file systems, to the content store's temp name, then published. Returns its
+    /// SHA-1 and extension.
     pub fn publish(
         &self,
         e: &FileEntry,
         staged: &Path,
+        proof: &Verified,
     ) -> Result<([u8; 20], String), TransferError> {
         let key = Self::key(e)?;
         let temp = self.dir.temp_path(&key);
@@ -71,7 +75,7 @@ impl ContentTarget {
         }
         let file = File::open(&temp).map_err(TransferError::io(&temp))?;
         self.dir
-            .commit(&key, &file)
+            .publish(&key, &file, proof)
             .map_err(TransferError::io(self.dir.final_path(&key)))?;
         Ok((key.sha1, key.ext.clone()))
     }

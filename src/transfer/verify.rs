@@ -6,7 +6,7 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 
 use super::error::from_io;
-use super::hashing::{copy_hashed, Digests};
+use super::hashing::{copy_hashed, Digests, ManifestDigests};
 use super::keys;
 use super::manifest::{check_sums, Manifest, SIGNER};
 use super::package::Package;

@@ -18,8 +18,8 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use wsus_edge::app::{AppState, Server};
 use wsus_edge::config::Config;
-use wsus_edge::server::{AppState, Server};
 
 /// How the test upstream serves one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{OpError, UpstreamService};
+use super::{OpError, ServerSyncService};
 use crate::model::{RevisionKey, UpdateKind, UpdateRecord};
 use crate::store::StoredRevision;
 use crate::wire::sss::{GetRevisionIdList, GetRevisionIdListResponse, IdAndDelta};
@@ -55,7 +55,7 @@ impl Lists {
     }
 }
 
-impl UpstreamService {
+impl ServerSyncService {
     pub(super) fn get_revision_id_list(
         &self,
         r: &GetRevisionIdList,

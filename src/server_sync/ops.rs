@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::cookie::{CookieProblem, Kind};
-use super::{OpError, UpstreamService, MAX_RESPONSE_BYTES, MAX_UPDATES_PER_REQUEST};
+use super::{OpError, ServerSyncService, MAX_RESPONSE_BYTES, MAX_UPDATES_PER_REQUEST};
 use crate::wire::blob::UpdateBlob;
 use crate::wire::sss::{
     AuthorizationCookie, Cookie, DownloadFiles, DownloadFilesResponse, GetAuthorizationCookie,
@@ -25,7 +25,7 @@ const LANGUAGES: [(i32, &str, &str); 6] = [
     (1041, "ja", "Japanese"),
 ];
 
-impl UpstreamService {
+impl ServerSyncService {
     /// Checks a session cookie; returns the downstream's GUID.
     pub(super) fn check_cookie(&self, c: &Cookie) -> Result<Uuid, OpError> {
         let blob = c

@@ -1,9 +1,12 @@
-//! The running server that `wsus-edge serve` builds: opens the metadata store and the content
-//! cache, binds `server.listen`, routes requests ([`crate::http::Router`]) and shuts down
-//! gracefully on SIGTERM or Ctrl-C (stop accepting, finish requests, flush the store).
+//! The application layer: the one place that wires the server together. It opens the
+//! metadata store and the content cache, builds the protocol services from explicit parts
+//! ([`router`]: MS-WUSP for clients, MS-WSUSSS for downstream servers, `/Content/`, the
+//! self-update proxy), binds the listeners (clients, TLS, admin), starts the sync runner, and
+//! shuts down gracefully on SIGTERM or Ctrl-C (stop accepting, finish requests, flush the
+//! store). It also holds the in-process runners the CLI, the tests and the benchmarks start
+//! ([`running`]: a server, the simulated upstream).
 //!
-//! Other parts of the server plug in here: SOAP services in [`build_router`] (one line
-//! each), background tasks (sync, admin API) from [`Server::state`].
+//! Nothing below this layer sees [`AppState`]: services and tasks get the parts they use.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,8 +16,14 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::content::{ContentCache, ContentError};
-use crate::http::{self, Router, SelfUpdateProxy};
+use crate::http::{self, Router};
 use crate::store::{Store, StoreError};
+
+pub mod router;
+pub mod running;
+
+pub use router::build_router;
+pub use running::{RunningServer, SimError, SimUpstream};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +50,8 @@ pub enum ServerError {
     },
 }
 
-/// Everything a request handler or background task may need.
+/// The parts the app wires together (the app's own bag: services and tasks below this layer
+/// receive the parts they use, never this).
 pub struct AppState {
     /// The effective configuration.
     pub config: Config,
@@ -51,46 +61,6 @@ pub struct AppState {
     pub content: ContentCache,
     /// The sync runner's control handle (`Some` when `upstream.url` is set).
     pub sync: Option<crate::sync::SyncHandle>,
-}
-
-/// Builds the request router. SOAP services are registered here, one line each, e.g.
-/// `.soap("/ClientWebService/client.asmx", Arc::new(client_service))`.
-pub fn build_router(state: &AppState) -> Router {
-    let selfupdate = state
-        .config
-        .upstream
-        .url
-        .as_ref()
-        .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
-    let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
-        .selfupdate(selfupdate);
-    if let Some(client) = client_service(state) {
-        for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {
-            router = router.soap(path, svc);
-        }
-    }
-    crate::upstream::service::register(router, state)
-}
-
-/// The MS-WUSP client service over the state's store (cookie key kept in the data dir).
-fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientService>> {
-    use crate::client_service::{ClientService, CookieKey, Options};
-    let key_path = state.config.server.data_dir.join("cookie.key");
-    let key = CookieKey::load_or_create(&key_path).unwrap_or_else(|e| {
-        tracing::warn!(path = %key_path.display(), error = %e, "cookie key not persisted; using a random one");
-        CookieKey::random()
-    });
-    let opts = Options {
-        advertised_url: state.config.server.advertised_url.clone(),
-        ..Options::default()
-    };
-    match ClientService::new(state.store.clone(), key, opts) {
-        Ok(s) => Some(Arc::new(s)),
-        Err(e) => {
-            tracing::error!(error = %e, "client service disabled: store error");
-            None
-        }
-    }
 }
 
 /// A bound, not yet running server.
@@ -266,11 +236,18 @@ impl Server {
 /// file unreadable) the error is logged and the server runs without it.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut server = Server::bind(config).await?;
+    start_admin_or_log(&mut server).await;
+    server.run_until(shutdown_signal()).await
+}
+
+/// Starts the admin API on `[admin] listen`; when it cannot start (port taken, token file
+/// unreadable) logs why and leaves the server without it. `serve` and `simulate-upstream`
+/// both start it this way.
+pub async fn start_admin_or_log(server: &mut Server) {
     let admin = server.state().config.admin.listen;
     if let Err(e) = server.start_admin_on(admin).await {
         tracing::error!(error = %e, "admin API not started: admin verbs, /metrics and the status page are unavailable until a restart");
     }
-    server.run_until(shutdown_signal()).await
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -1,9 +1,11 @@
-//! The upstream side of MS-WSUSSS: answers a downstream WSUS or wsus-edge from this server's
-//! own store, so sites can chain (and so `simulate-upstream` is just `serve` over a generated
-//! store). It owns the operations (GetAuthConfig, GetAuthorizationCookie, GetCookie,
+//! The MS-WSUSSS server side this server offers to downstream servers (ServerSyncWebService
+//! and DssAuthWebService): answers a downstream WSUS or wsus-edge from this server's own
+//! store, so sites can chain (and so `simulate-upstream` is just `serve` over a generated
+//! store). The server this server pulls from is [`crate::sync`]'s business; the simulated
+//! one is [`crate::simulate`]'s. It owns the operations (GetAuthConfig, GetAuthorizationCookie, GetCookie,
 //! GetConfigData, GetRevisionIdList, GetUpdateData, GetDeployments, DownloadFiles), the
 //! cookies ([`cookie`]) and the anchors it hands out; not the HTTP plumbing (the router calls
-//! [`UpstreamService::handle`]) nor the content (`/Content/` is the cache's).
+//! [`ServerSyncService::handle`]) nor the content (`/Content/` is the cache's).
 //!
 //! # Anchors (Windows format, `nnnn,yyyy-MM-dd HH:mm:ss.fff`)
 //! - GetRevisionIdList: the counter is the store's local-revision-id high-water mark at the
@@ -27,8 +29,6 @@ mod ops;
 mod revisions;
 
 pub mod service;
-pub mod sim;
-pub mod simserver;
 
 use std::sync::{Arc, Mutex};
 
@@ -75,7 +75,7 @@ impl SoapReply {
 
 /// The MS-WSUSSS server over a [`Store`]. Cheap to clone.
 #[derive(Clone)]
-pub struct UpstreamService {
+pub struct ServerSyncService {
     inner: Arc<Inner>,
 }
 
@@ -111,21 +111,21 @@ impl OpError {
 
 impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "upstream service: store error");
+        tracing::error!(error = %e, "server-sync service: store error");
         Self::new(ErrorCode::InternalServerError, "")
     }
 }
 
 impl From<WireError> for OpError {
     fn from(e: WireError) -> Self {
-        tracing::error!(error = %e, "upstream service: encoding error");
+        tracing::error!(error = %e, "server-sync service: encoding error");
         Self::new(ErrorCode::InternalServerError, "")
     }
 }
 
 /// Knobs of the upstream service.
 #[derive(Clone, Default)]
-pub struct UpstreamOptions {
+pub struct ServerSyncOptions {
     /// `server.advertised_url`: file URLs point there; else at the request's Host.
     pub advertised_url: Option<String>,
     /// Session cookie lifetime; `None` = 240 minutes, as Windows.
@@ -134,9 +134,9 @@ pub struct UpstreamOptions {
     pub on_download: Option<DownloadHook>,
 }
 
-impl UpstreamService {
+impl ServerSyncService {
     /// The service over `store`.
-    pub fn new(store: Store, opts: UpstreamOptions) -> Result<Self, StoreError> {
+    pub fn new(store: Store, opts: ServerSyncOptions) -> Result<Self, StoreError> {
         let jar = CookieJar::for_store(&store)?;
         let started = OffsetDateTime::now_utc();
         Ok(Self {
@@ -168,7 +168,7 @@ impl UpstreamService {
         {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "upstream service task failed");
+                tracing::error!(error = %e, "server-sync service task failed");
                 SoapReply::fault(&Fault::new(ErrorCode::InternalServerError, "", ""))
             }
         }
@@ -179,7 +179,7 @@ impl UpstreamService {
         let env = match parse_envelope(body) {
             Ok(e) => e,
             Err(e) => {
-                tracing::debug!(error = %e, "upstream service: not a SOAP request");
+                tracing::debug!(error = %e, "server-sync service: not a SOAP request");
                 return SoapReply::fault(&Fault::new(ErrorCode::InvalidParameters, "request", ""));
             }
         };
@@ -190,7 +190,7 @@ impl UpstreamService {
         match result {
             Ok(body) => SoapReply::ok(body),
             Err(e) => {
-                tracing::info!(op = %name, code = %e.code, message = %e.message, "upstream fault");
+                tracing::info!(op = %name, code = %e.code, message = %e.message, "server-sync fault (to a downstream)");
                 SoapReply::fault(&Fault::new(e.code, e.message, act))
             }
         }
@@ -205,7 +205,7 @@ impl UpstreamService {
     ) -> Result<String, OpError> {
         use crate::wire::soap::encode;
         let bad = |e: WireError| {
-            tracing::debug!(error = %e, "upstream service: bad request body");
+            tracing::debug!(error = %e, "server-sync service: bad request body");
             OpError::params(name)
         };
         Ok(match (ns, name) {

@@ -60,7 +60,7 @@ fn rec(n: u128, rev: u32, kind: UpdateKind, class: Option<Uuid>) -> NewRevision 
 
 struct Fx {
     _dir: tempfile::TempDir,
-    svc: UpstreamService,
+    svc: ServerSyncService,
 }
 
 fn fixture(ttl: Option<time::Duration>) -> Fx {
@@ -76,9 +76,9 @@ fn fixture(ttl: Option<time::Duration>) -> Fx {
         batch.push(rec(0x1000 + n, 100, UpdateKind::Software, Some(class)));
     }
     store.commit_batch(&batch, &[], None).unwrap();
-    let svc = UpstreamService::new(
+    let svc = ServerSyncService::new(
         store,
-        UpstreamOptions {
+        ServerSyncOptions {
             advertised_url: Some("http://edge.example:8530/".into()),
             cookie_ttl: ttl,
             on_download: None,
@@ -89,7 +89,7 @@ fn fixture(ttl: Option<time::Duration>) -> Fx {
 }
 
 #[allow(clippy::result_large_err)]
-fn call<O: Operation>(svc: &UpstreamService, op: &O) -> Result<O::Response, Fault> {
+fn call<O: Operation>(svc: &ServerSyncService, op: &O) -> Result<O::Response, Fault> {
     let r = svc.handle_blocking(encode(op).as_bytes(), Some("h:1"));
     match decode::<O::Response>(r.body.as_bytes()) {
         Ok(v) => {
@@ -104,7 +104,7 @@ fn call<O: Operation>(svc: &UpstreamService, op: &O) -> Result<O::Response, Faul
     }
 }
 
-fn session(svc: &UpstreamService) -> Cookie {
+fn session(svc: &ServerSyncService) -> Cookie {
     let auth = call(
         svc,
         &GetAuthorizationCookie {
@@ -136,7 +136,11 @@ fn ids(c: &[Uuid]) -> Option<Vec<IdAndDelta>> {
     )
 }
 
-fn list(svc: &UpstreamService, cookie: &Cookie, f: ServerSyncFilter) -> GetRevisionIdListResponse {
+fn list(
+    svc: &ServerSyncService,
+    cookie: &Cookie,
+    f: ServerSyncFilter,
+) -> GetRevisionIdListResponse {
     call(
         svc,
         &GetRevisionIdList {
@@ -405,7 +409,7 @@ fn big_answers_are_capped() {
         })
         .collect();
     store.commit_batch(&batch, &[], None).unwrap();
-    let svc = UpstreamService::new(store, UpstreamOptions::default()).unwrap();
+    let svc = ServerSyncService::new(store, ServerSyncOptions::default()).unwrap();
     let c = session(&svc);
     let keys: Vec<RevisionKey> = batch.iter().map(|r| r.record.key).collect();
     let r = call(
@@ -504,9 +508,9 @@ fn download_files_knows_its_digests() {
     store
         .commit_batch(std::slice::from_ref(&r), &[], None)
         .unwrap();
-    let svc = UpstreamService::new(
+    let svc = ServerSyncService::new(
         store,
-        UpstreamOptions {
+        ServerSyncOptions {
             on_download: Some(Arc::new(move |f| h2.lock().unwrap().extend(f))),
             ..Default::default()
         },

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{OpError, UpstreamService};
+use super::{OpError, ServerSyncService};
 use crate::model::Deployment;
 use crate::store::Store;
 use crate::wire::sss::{
@@ -78,7 +78,7 @@ fn last(store: &Store) -> Result<u32, OpError> {
         .unwrap_or(0))
 }
 
-impl UpstreamService {
+impl ServerSyncService {
     pub(super) fn get_deployments(
         &self,
         r: &GetDeployments,

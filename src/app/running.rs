@@ -9,15 +9,16 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::sim::{self, SharedCatalog};
+use super::{AppState, Server, ServerError};
 use crate::config::Config;
-use crate::server::{AppState, Server, ServerError};
+use crate::simulate::upstream::{self as sim, SharedCatalog};
 use crate::simulate::Catalog;
 use crate::store::{Store, StoreError};
 
 /// A server running on the current runtime.
 pub struct RunningServer {
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -33,6 +34,7 @@ impl RunningServer {
     /// Starts an already bound server.
     pub fn run(server: Server) -> Self {
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run_until(async move {
@@ -40,6 +42,7 @@ impl RunningServer {
         }));
         Self {
             addr,
+            admin,
             state,
             stop: Some(tx),
             task,
@@ -54,6 +57,11 @@ impl RunningServer {
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The admin API's address, when the server runs one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// The shared state (store, content, config, sync handle).
@@ -95,6 +103,21 @@ pub enum SimError {
     Io(#[from] std::io::Error),
 }
 
+/// Generates a catalog on the blocking pool.
+async fn generate(updates: usize, seed: u64) -> Result<Catalog, SimError> {
+    let t = std::time::Instant::now();
+    let cat = tokio::task::spawn_blocking(move || Catalog::generate(updates, seed))
+        .await
+        .map_err(|e| SimError::Io(std::io::Error::other(e)))?;
+    tracing::info!(
+        updates = cat.update_count(),
+        revisions = cat.revision_count(),
+        secs = t.elapsed().as_secs_f64(),
+        "catalog generated"
+    );
+    Ok(cat)
+}
+
 /// The simulated upstream: a catalog, its payload source and the server over it.
 pub struct SimUpstream {
     /// The server (autonomous: no `upstream.url`).
@@ -108,21 +131,29 @@ impl SimUpstream {
     /// (its `upstream.url` is cleared, `upstream.content_url` set to the source) and loads the
     /// catalog into the server's store.
     pub async fn start(updates: usize, seed: u64, mut config: Config) -> Result<Self, SimError> {
-        let t = std::time::Instant::now();
-        let cat = tokio::task::spawn_blocking(move || Catalog::generate(updates, seed))
-            .await
-            .map_err(|e| SimError::Io(std::io::Error::other(e)))?;
-        tracing::info!(
-            updates = cat.update_count(),
-            revisions = cat.revision_count(),
-            secs = t.elapsed().as_secs_f64(),
-            "catalog generated"
-        );
+        let cat = generate(updates, seed).await?;
         Self::start_with(cat, &mut config).await
     }
 
     /// Like [`SimUpstream::start`] with a catalog already generated.
     pub async fn start_with(cat: Catalog, config: &mut Config) -> Result<Self, SimError> {
+        Self::launch(cat, config, false).await
+    }
+
+    /// What `simulate-upstream` runs: like [`SimUpstream::start`], plus the admin API on
+    /// `[admin] listen` with `[admin] token_file`, exactly as `serve` starts it (so every admin
+    /// verb works against the simulated upstream; when it cannot start, the error is logged
+    /// and the upstream runs without it).
+    pub async fn start_with_admin(
+        updates: usize,
+        seed: u64,
+        mut config: Config,
+    ) -> Result<Self, SimError> {
+        let cat = generate(updates, seed).await?;
+        Self::launch(cat, &mut config, true).await
+    }
+
+    async fn launch(cat: Catalog, config: &mut Config, admin: bool) -> Result<Self, SimError> {
         let catalog: SharedCatalog = Arc::new(RwLock::new(cat));
         let src = sim::spawn_payload_source(catalog.clone()).await?;
         config.upstream.url = None;
@@ -136,6 +167,10 @@ impl SimUpstream {
         })
         .await
         .map_err(|e| SimError::Io(std::io::Error::other(e)))??;
+        let mut server = server;
+        if admin {
+            super::start_admin_or_log(&mut server).await;
+        }
         Ok(Self {
             server: RunningServer::run(server),
             catalog,
