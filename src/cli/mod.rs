@@ -139,34 +139,52 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
 }
 
-/// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
-fn serve(
-    mut config: crate::config::Config,
-    args: ServeArgs,
+/// The `serve` flags and `--log-format` over a loaded configuration.
+fn apply_serve_flags(
+    config: &mut crate::config::Config,
+    args: &ServeArgs,
     log_format: Option<crate::config::LogFormat>,
-) -> anyhow::Result<std::process::ExitCode> {
-    use anyhow::Context;
+) {
     if let Some(l) = args.listen {
         config.server.listen = l;
     }
-    if let Some(d) = args.data_dir {
-        config.server.data_dir = d;
+    if let Some(d) = &args.data_dir {
+        config.server.data_dir = d.clone();
     }
     if let Some(f) = log_format {
         config.log.format = f;
     }
-    if let Some(u) = args.upstream {
+    if let Some(u) = &args.upstream {
+        config.upstream.url = Some(u.trim_end_matches('/').to_string());
+    }
+}
+
+/// Runs `serve`: applies the flags over `config` and serves until a shutdown signal; SIGHUP
+/// reads `path` again with the same flags.
+fn serve(
+    mut config: crate::config::Config,
+    path: Option<PathBuf>,
+    args: ServeArgs,
+    log_format: Option<crate::config::LogFormat>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    if let Some(u) = &args.upstream {
         anyhow::ensure!(
             u.starts_with("http://") || u.starts_with("https://"),
             "--upstream: expected an http:// or https:// URL, got {u:?}"
         );
-        config.upstream.url = Some(u.trim_end_matches('/').to_string());
     }
+    apply_serve_flags(&mut config, &args, log_format);
+    let reload: crate::app::reload::ReloadFn = Box::new(move || {
+        let mut c = crate::config::Config::load(path.as_deref())?;
+        apply_serve_flags(&mut c, &args, log_format);
+        Ok(c)
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(crate::app::run(config))?;
+    rt.block_on(crate::app::run_with_reload(config, reload))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -209,7 +227,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             admin_client::run_verb(|| cleanup::run(&client()?, dry_run, json))
         }
         Command::Status { json } => admin_client::run_verb(|| status::run(&client()?, json)),
-        Command::Serve(args) => serve(config, args, cli.log_format),
+        Command::Serve(args) => serve(config, path, args, cli.log_format),
         Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
         Command::Demo(args) => simulate::demo(config, args),
         Command::Export(a) => transfer::export(config, a, admin.as_deref()),
