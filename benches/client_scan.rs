@@ -284,7 +284,7 @@ where
             }
             if !is_leaf
                 && action == "Evaluate"
-                && (first_byte % 4 != 0 || is_cat())
+                && (!first_byte.is_multiple_of(4) || is_cat())
                 && installed_ids.len() < wusp::MAX_INSTALLED_NON_LEAF
             {
                 installed_ids.push(id);
@@ -356,6 +356,7 @@ async fn replay(svc: &ClientService, base: &str, rounds: usize) -> (usize, f64) 
                 host: Some("bench"),
                 tls: false,
                 body: body.as_bytes(),
+                peer: None,
             });
             cpu += thread_cpu_s() - t;
             calls += 1;

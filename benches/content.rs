@@ -1,7 +1,7 @@
 //! The content cache against its peers, in one run (issue 3 "Benchmarks"); prints a table of
 //! numbers and ratios. Run with `benches/run.sh` (installs Debian's nginx when missing), or
 //! `cargo bench --bench content`. `WSUS_EDGE_BENCH_QUICK=1` shrinks the objects for a dry run;
-//! `WSUS_EDGE_BENCH_ONLY=verify,miss,link,hit,small,rss` runs only the named parts (for repeats on
+//! `WSUS_EDGE_BENCH_ONLY=verify,ranges,miss,link,hit,small,rss` runs only the named parts (for repeats on
 //! a busy machine), `WSUS_EDGE_BENCH_ROUNDS=n` sets the rounds of the 64 KiB hit run,
 //! `WSUS_EDGE_BENCH_REPEAT=n` the rounds of the cold-miss parts (default 3, median reported) and
 //! `WSUS_EDGE_BENCH_BIN=path` serves with another wsus-edge build (A/B against a baseline).
@@ -13,6 +13,9 @@
 //! - cold miss over an emulated upstream link (nginx `limit_rate` at 1 and 10 Gbit/s) vs
 //!   fetching directly over the same link: the time-to-last-byte cost of verifying in line;
 //! - hits: one big object and many 64 KiB objects, wsus-edge vs nginx `sendfile on`;
+//! - ranges: a cold object asked in DO's shuffled 1 MiB pattern over an emulated 20 Mbit/s,
+//!   100 Mbit/s and 1 Gbit/s link, wsus-edge (slice fetcher) vs nginx `slice 1m` +
+//!   `proxy_cache_lock on` (`content/ranges.rs`);
 //! - peak RSS (VmHWM) of wsus-edge serving a 4 GiB object cold and warm.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,6 +26,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
+
+#[path = "content/ranges.rs"]
+mod ranges;
 
 const MIB: u64 = 1 << 20;
 
@@ -53,7 +59,7 @@ fn main() {
     let only = std::env::var("WSUS_EDGE_BENCH_ONLY").ok();
     let part = |name: &str| {
         only.as_deref()
-            .map_or(true, |o| o.split(',').any(|p| p == name))
+            .is_none_or(|o| o.split(',').any(|p| p == name))
     };
     let rep = Report(Mutex::new(Vec::new()));
     rep.line(format!(
@@ -79,6 +85,14 @@ fn main() {
     // ---- verify throughput ----
     if part("verify") {
         verify_bench(&rep, &big_file, big);
+    }
+
+    // ---- cold ranges over a thin link (issue 18) ----
+    if part("ranges") {
+        ranges::run(&rep, work.path(), find_nginx().as_deref(), big);
+    }
+    if only.as_deref() == Some("ranges") {
+        return;
     }
 
     let Some(nginx) = find_nginx() else {

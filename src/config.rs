@@ -93,6 +93,66 @@ impl UpstreamConfig {
             .or(self.url.as_ref())
             .map(|u| u.trim_end_matches('/').to_string())
     }
+
+    /// The one HTTP client every request to the upstream goes through (content fetch, sync,
+    /// the self-update proxy): connect timeout 10 s, a stall (read) timeout of 60 s, the
+    /// `wsus-edge/<version>` user agent, the system roots plus `ca_file` when set, and
+    /// reqwest's redirect policy (follow up to 10). Callers that need a bound on a whole
+    /// exchange (sync: 300 s) set it per request.
+    pub fn http_client(&self) -> Result<reqwest::Client, HttpClientError> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+            .read_timeout(UPSTREAM_READ_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::limited(10));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| HttpClientError::CaFile {
+                path: ca.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                HttpClientError::CaPem {
+                    path: ca.clone(),
+                    source,
+                }
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        b.build().map_err(HttpClientError::Build)
+    }
+}
+
+/// `User-Agent` of every request to the upstream.
+pub const USER_AGENT: &str = concat!("wsus-edge/", env!("CARGO_PKG_VERSION"));
+/// Connect timeout of [`UpstreamConfig::http_client`].
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of an upstream answer ([`UpstreamConfig::http_client`]).
+pub const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why [`UpstreamConfig::http_client`] could not build the client.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    /// `upstream.ca_file` could not be read.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// `upstream.ca_file` holds no usable PEM certificate.
+    #[error("upstream.ca_file {}: {source}", path.display())]
+    CaPem {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: reqwest::Error,
+    },
+    /// reqwest refused the settings (e.g. no TLS backend).
+    #[error("HTTP client: {0}")]
+    Build(reqwest::Error),
 }
 
 /// `[content]`: the payload cache.
@@ -104,6 +164,43 @@ pub struct ContentConfig {
     pub download_window: Option<DailyWindow>,
     /// Store size above which least recently used objects are evicted; `None` = unbounded.
     pub max_size: Option<u64>,
+    /// Free space kept on the data dir's file system: no payload is written below it, so the
+    /// metadata store's own writes never meet a full disk (0 = no floor).
+    pub min_free: u64,
+}
+
+/// `[clients]`: what one client may make the server store (see the README's security notes).
+#[derive(Debug, Clone)]
+pub struct ClientsConfig {
+    /// Most computers the server keeps; registrations of new ones beyond it are refused.
+    pub max_computers: usize,
+    /// New computers one client address may register per minute.
+    pub registrations_per_minute: u32,
+    /// Most events kept per computer (the oldest are dropped first).
+    pub max_events_per_computer: usize,
+    /// Most event bytes kept per computer (the oldest are dropped first).
+    pub max_event_bytes_per_computer: u64,
+    /// Events older than this are not stored, and are pruned hourly.
+    pub event_retention: Duration,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        Self {
+            max_computers: 5000,
+            registrations_per_minute: 30,
+            max_events_per_computer: 2000,
+            max_event_bytes_per_computer: 512 << 10,
+            event_retention: Duration::from_secs(90 * 86400),
+        }
+    }
+}
+
+/// `[import]`: offline packages.
+#[derive(Debug, Clone, Default)]
+pub struct ImportConfig {
+    /// Public key files a package must be signed by (used when `import` gets no `--trust`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `[sync]`: replication from upstream.
@@ -117,6 +214,26 @@ pub struct SyncConfig {
     pub classifications: Vec<String>,
     /// Language short names (`en`, `de`); empty = all.
     pub languages: Vec<String>,
+}
+
+/// `[cleanup]`: what `cleanup` keeps.
+#[derive(Debug, Clone)]
+pub struct CleanupConfig {
+    /// An update some computer reported needed or failed within this period is kept even when
+    /// declined, expired or superseded.
+    pub keep_needed_for: Duration,
+}
+
+/// `[rollup]`: the MS-WSUSSS reporting rollup, both ways.
+#[derive(Debug, Clone)]
+pub struct RollupConfig {
+    /// Roll this server's computers up to `[upstream] url` (replica mode).
+    pub enabled: bool,
+    /// Time between scheduled rollups (a rollup also follows each successful sync).
+    pub interval: Duration,
+    /// As an upstream: ask downstream servers for computers and per-update status
+    /// (`DoDetailedRollup`).
+    pub accept_detailed: bool,
 }
 
 /// `[admin]`: the admin API listener.
@@ -160,10 +277,18 @@ pub struct Config {
     pub content: ContentConfig,
     /// `[sync]`.
     pub sync: SyncConfig,
+    /// `[cleanup]`.
+    pub cleanup: CleanupConfig,
+    /// `[rollup]`.
+    pub rollup: RollupConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[clients]`.
+    pub clients: ClientsConfig,
+    /// `[import]`.
+    pub import: ImportConfig,
 }
 
 impl Default for Config {
@@ -183,12 +308,21 @@ impl Default for Config {
                 mode: ContentMode::OnDemand,
                 download_window: None,
                 max_size: None,
+                min_free: 256 << 20,
             },
             sync: SyncConfig {
                 interval: Duration::from_secs(6 * 3600),
                 products: Vec::new(),
                 classifications: Vec::new(),
                 languages: Vec::new(),
+            },
+            cleanup: CleanupConfig {
+                keep_needed_for: Duration::from_secs(30 * 86400),
+            },
+            rollup: RollupConfig {
+                enabled: true,
+                interval: Duration::from_secs(3600),
+                accept_detailed: true,
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8590)),
@@ -199,6 +333,8 @@ impl Default for Config {
             log: LogConfig {
                 format: LogFormat::Text,
             },
+            clients: ClientsConfig::default(),
+            import: ImportConfig::default(),
         }
     }
 }
@@ -218,6 +354,44 @@ struct RawFile {
     admin: RawAdmin,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    cleanup: RawCleanup,
+    #[serde(default)]
+    rollup: RawRollup,
+    #[serde(default)]
+    clients: RawClients,
+    #[serde(default)]
+    import: RawImport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCleanup {
+    keep_needed_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClients {
+    max_computers: Option<u64>,
+    registrations_per_minute: Option<u64>,
+    max_events_per_computer: Option<u64>,
+    max_event_bytes_per_computer: Option<String>,
+    event_retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollup {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    accept_detailed: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    trusted_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +421,7 @@ struct RawContent {
     mode: Option<String>,
     download_window: Option<String>,
     max_size: Option<String>,
+    min_free: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -455,6 +630,10 @@ impl Config {
             let v = parse_size(&s.value).map_err(|e| bad(&s, "content.max_size", e.to_string()))?;
             cfg.content.max_size = (v > 0).then_some(v);
         }
+        if let Some(s) = pick("content", "min_free", r.min_free) {
+            cfg.content.min_free =
+                parse_size(&s.value).map_err(|e| bad(&s, "content.min_free", e.to_string()))?;
+        }
 
         let r = raw.sync;
         if let Some(s) = pick("sync", "interval", r.interval) {
@@ -468,6 +647,43 @@ impl Config {
         cfg.sync.products = list("sync", "products", r.products);
         cfg.sync.classifications = list("sync", "classifications", r.classifications);
         cfg.sync.languages = list("sync", "languages", r.languages);
+
+        let r = raw.cleanup;
+        if let Some(s) = pick("cleanup", "keep_needed_for", r.keep_needed_for) {
+            cfg.cleanup.keep_needed_for = parse_duration(&s.value)
+                .map_err(|e| bad(&s, "cleanup.keep_needed_for", e.to_string()))?;
+        }
+
+        let r = raw.rollup;
+        let boolean = |s: Setting, key: &str| -> Result<bool, ConfigError> {
+            match s.value.as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                other => Err(bad(
+                    &s,
+                    key,
+                    format!("expected true or false, got {other:?}"),
+                )),
+            }
+        };
+        if let Some(s) = pick("rollup", "enabled", r.enabled.map(|b| b.to_string())) {
+            cfg.rollup.enabled = boolean(s, "rollup.enabled")?;
+        }
+        if let Some(s) = pick("rollup", "interval", r.interval) {
+            let d =
+                parse_duration(&s.value).map_err(|e| bad(&s, "rollup.interval", e.to_string()))?;
+            if d < Duration::from_secs(60) {
+                return Err(bad(&s, "rollup.interval", "expected at least 60s".into()));
+            }
+            cfg.rollup.interval = d;
+        }
+        if let Some(s) = pick(
+            "rollup",
+            "accept_detailed",
+            r.accept_detailed.map(|b| b.to_string()),
+        ) {
+            cfg.rollup.accept_detailed = boolean(s, "rollup.accept_detailed")?;
+        }
 
         let r = raw.admin;
         if let Some(s) = pick("admin", "listen", r.listen) {
@@ -505,6 +721,61 @@ impl Config {
                 }
             };
         }
+        let r = raw.clients;
+        let count = |s: Setting, key: &str| -> Result<u64, ConfigError> {
+            s.value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    bad(
+                        &s,
+                        key,
+                        format!("expected a positive number, got {:?}", s.value),
+                    )
+                })
+        };
+        if let Some(s) = pick(
+            "clients",
+            "max_computers",
+            r.max_computers.map(|n| n.to_string()),
+        ) {
+            cfg.clients.max_computers = count(s, "clients.max_computers")? as usize;
+        }
+        if let Some(s) = pick(
+            "clients",
+            "registrations_per_minute",
+            r.registrations_per_minute.map(|n| n.to_string()),
+        ) {
+            let n = count(s, "clients.registrations_per_minute")?;
+            cfg.clients.registrations_per_minute = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(s) = pick(
+            "clients",
+            "max_events_per_computer",
+            r.max_events_per_computer.map(|n| n.to_string()),
+        ) {
+            cfg.clients.max_events_per_computer =
+                count(s, "clients.max_events_per_computer")? as usize;
+        }
+        if let Some(s) = pick(
+            "clients",
+            "max_event_bytes_per_computer",
+            r.max_event_bytes_per_computer,
+        ) {
+            cfg.clients.max_event_bytes_per_computer = parse_size(&s.value)
+                .map_err(|e| bad(&s, "clients.max_event_bytes_per_computer", e.to_string()))?;
+        }
+        if let Some(s) = pick("clients", "event_retention", r.event_retention) {
+            cfg.clients.event_retention = parse_duration(&s.value)
+                .map_err(|e| bad(&s, "clients.event_retention", e.to_string()))?;
+        }
+        cfg.import.trusted_keys = list("import", "trusted_keys", raw.import.trusted_keys)
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+
         let client_ports = [Some(cfg.server.listen), cfg.server.tls_listen];
         if client_ports.contains(&Some(cfg.admin.listen)) {
             return Err(ConfigError::Value {
@@ -534,6 +805,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("t.toml"), |_| None)
+    }
+
+    #[test]
+    fn clients_and_import_tables() {
+        let c = parse(
+            "[clients]\nmax_computers = 7\nmax_event_bytes_per_computer = \"1MiB\"\nevent_retention = \"2d\"\n[import]\ntrusted_keys = [\"/k.pub\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.clients.max_computers, 7);
+        assert_eq!(c.clients.max_event_bytes_per_computer, 1 << 20);
+        assert_eq!(c.clients.event_retention, Duration::from_secs(2 * 86400));
+        assert_eq!(c.import.trusted_keys, vec![PathBuf::from("/k.pub")]);
+        let env = Config::from_toml("", Path::new("t.toml"), |k| {
+            (k == "WSUS_EDGE_CLIENTS_REGISTRATIONS_PER_MINUTE").then(|| "3".to_string())
+        })
+        .unwrap();
+        assert_eq!(env.clients.registrations_per_minute, 3);
+        assert!(parse("[clients]\nmax_computers = 0\n").is_err());
     }
 
     #[test]
@@ -633,6 +922,22 @@ listen = "127.0.0.1:9000"
         assert_eq!(c.admin.metrics_token_file, Some(PathBuf::from("/etc/m")));
         assert!(c.admin.metrics_loopback_without_token);
         assert!(parse("[log]\nformat = \"xml\"\n").is_err());
+    }
+
+    #[test]
+    fn cleanup_and_rollup_keys() {
+        let c = parse("").unwrap();
+        assert_eq!(c.cleanup.keep_needed_for, Duration::from_secs(30 * 86400));
+        assert!(c.rollup.enabled && c.rollup.accept_detailed);
+        let c = parse(
+            "[cleanup]\nkeep_needed_for = \"7d\"\n[rollup]\nenabled = false\ninterval = \"2h\"\naccept_detailed = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.cleanup.keep_needed_for, Duration::from_secs(7 * 86400));
+        assert!(!c.rollup.enabled && !c.rollup.accept_detailed);
+        assert_eq!(c.rollup.interval, Duration::from_secs(7200));
+        assert!(parse("[cleanup]\nkeep_needed_for = \"soon\"\n").is_err());
+        assert!(parse("[rollup]\ninterval = \"5s\"\n").is_err());
     }
 
     #[test]

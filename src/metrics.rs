@@ -19,6 +19,7 @@ static SYNC_LAST_SUCCESS: AtomicU64 = AtomicU64::new(0);
 /// f64 bits.
 static SYNC_DURATION: AtomicU64 = AtomicU64::new(0);
 static CLIENTS_SEEN: AtomicU64 = AtomicU64::new(0);
+static SYNC_SKIPPED: AtomicU64 = AtomicU64::new(0);
 static HTTP: Mutex<BTreeMap<String, BTreeMap<u16, u64>>> = Mutex::new(BTreeMap::new());
 
 /// Counts one payload request: `hit`, `miss`, `coalesced` or `error` (others are ignored).
@@ -173,6 +174,11 @@ pub fn sync_succeeded(end_unix: u64, duration_secs: f64) {
     SYNC_DURATION.store(duration_secs.to_bits(), Ordering::Relaxed);
 }
 
+/// Counts revisions a sync isolated and skipped (unparsable, or faulted on by upstream).
+pub fn sync_skipped(n: u64) {
+    SYNC_SKIPPED.fetch_add(n, Ordering::Relaxed);
+}
+
 /// Sets the number of distinct clients seen.
 pub fn set_clients_seen(n: u64) {
     CLIENTS_SEEN.store(n, Ordering::Relaxed);
@@ -258,6 +264,12 @@ pub fn render() -> String {
         "wsus_edge_sync_duration_seconds {}",
         f64::from_bits(l(&SYNC_DURATION))
     );
+    let _ = writeln!(
+        s,
+        "# HELP wsus_edge_sync_skipped_total Revisions a sync isolated and skipped (retried at the next sync)."
+    );
+    let _ = writeln!(s, "# TYPE wsus_edge_sync_skipped_total counter");
+    let _ = writeln!(s, "wsus_edge_sync_skipped_total {}", l(&SYNC_SKIPPED));
     let _ = writeln!(
         s,
         "# HELP wsus_edge_clients_seen Distinct client computers seen."
@@ -505,6 +517,7 @@ mod tests {
             "wsus_edge_http_requests_total{service=\"content\",status=\"206\"}",
             "wsus_edge_sync_last_success_timestamp_seconds ",
             "wsus_edge_sync_duration_seconds ",
+            "wsus_edge_sync_skipped_total ",
             "wsus_edge_clients_seen ",
         ] {
             assert!(t.contains(name), "{name} missing in\n{t}");

@@ -299,10 +299,14 @@ fn seed(store: &Store, content_dir: &Path, upstream: &Upstream) -> Seed {
         time_unix: 1_795_000_100 + n as i64,
         misc: vec![],
     };
+    // As WS2025 derives states: event 156 lists (U= not installed, V= installed), 182 failed.
+    let mut lists = ev(0, 156);
+    lists.update = None;
+    lists.misc = vec![format!("U={},{}", uid(6), uid(2)), format!("V={}", uid(1))];
     store
         .add_events(
             "c0ffee00-0000-0000-0000-000000000001",
-            &[ev(1, 183), ev(2, 182), ev(6, 147)],
+            &[lists, ev(1, 183), ev(2, 182), ev(6, 147)],
             1_795_000_200,
         )
         .unwrap();
@@ -633,8 +637,15 @@ fn updates_list_json_shape_and_filters() {
         ids(&json(&s.cli(&a)))
     };
     assert_eq!(q(&["--approved"]), id_set(&[1, 6]));
-    assert_eq!(q(&["--declined"]), id_set(&[4]));
-    assert_eq!(q(&["--unapproved"]), id_set(&[2, 3, 5]));
+    // WSUS keeps an update expired upstream as declined (issue 14): 5 is expired.
+    assert_eq!(q(&["--declined"]), id_set(&[4, 5]));
+    assert_eq!(q(&["--expired"]), id_set(&[5]));
+    assert_eq!(q(&["--unapproved"]), id_set(&[2, 3]));
+    let d = json(&s.cli(&["updates", "list", "--declined", "--json"]));
+    for u in d.as_array().unwrap() {
+        assert_eq!(u["declined"], true, "{u}");
+        assert_eq!(u["expired"], u["id"] == id_of(5), "{u}");
+    }
     assert_eq!(
         q(&["--classification", "critical updates"]),
         id_set(&[2, 3, 5])
@@ -751,7 +762,7 @@ fn approve_and_decline_in_autonomous_mode() {
         "decline removes approvals"
     );
     let d = json(&s.cli(&["updates", "list", "--declined", "--json"]));
-    assert_eq!(ids(&d), id_set(&[2, 3, 4]));
+    assert_eq!(ids(&d), id_set(&[2, 3, 4, 5]));
 
     let o = s.cli(&["updates", "approve", &id_of(1), "--group", "No Such Group"]);
     assert_eq!(o.status.code(), Some(1));

@@ -149,8 +149,10 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
     let stored = w.store.events(&a.client_id).unwrap();
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().any(|e| e.event_id == 9999));
+    // 182 fails the update; 183 alone sets nothing: WS2025 derives Installed from the
+    // event-156 lists only (wsus-protocol.md §3.6, INV §9.11).
     let counts = w.store.status_counts(&a.client_id).unwrap();
-    assert_eq!((counts.installed, counts.failed), (1, 1));
+    assert_eq!((counts.installed, counts.failed), (0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,12 @@
 //! The client-facing router: SOAP services plug in by path (any case) with a size-limited
-//! body and the SOAPAction; unknown paths are 404; `/selfupdate/` is proxied upstream.
+//! body and the SOAPAction; unknown paths are 404; `/selfupdate/` is proxied upstream,
+//! through the upstream's one HTTP client (so over HTTPS it trusts `upstream.ca_file`).
 
 mod support;
 
 use std::sync::Arc;
 
-use support::{client, TestUpstream};
+use support::{client, TestEdge, TestUpstream};
 use wsus_edge::http::{body, SoapFuture, SoapRequest, SoapService};
 
 struct Echo;
@@ -127,4 +128,48 @@ async fn soap_services_plug_in_by_path_with_limited_bodies() {
     );
     let _ = stop.send(());
     task.await.unwrap().unwrap();
+}
+
+/// The self-update proxy used to build its own HTTP client, which ignored `upstream.ca_file`:
+/// behind an HTTPS upstream with a private CA every `/selfupdate/` request was a 502. It now
+/// goes through `UpstreamConfig::http_client`, like content and sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selfupdate_over_https_trusts_the_ca_file_and_nothing_else() {
+    let up = TestUpstream::start().await;
+    up.put_at("/selfupdate/wuident.cab", b"self-update bytes over TLS");
+    // Site A serves HTTPS with a self-signed certificate and proxies to `up`.
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("a.pem"), certs.path().join("a.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let a = TestEdge::start(Some(up.url()), |c| {
+        c.server.tls_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.server.tls_cert = Some(cert.clone());
+        c.server.tls_key = Some(key.clone());
+    })
+    .await;
+    let a_https = format!("https://localhost:{}", a.tls_addr.unwrap().port());
+
+    // Without the CA file, B refuses A's certificate.
+    let untrusting = TestEdge::start(Some(a_https.clone()), |_| {}).await;
+    let r = client()
+        .get(format!("{}/selfupdate/wuident.cab", untrusting.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+
+    // With `upstream.ca_file` naming A's certificate, the bytes come through.
+    let b = TestEdge::start(Some(a_https), |c| c.upstream.ca_file = Some(cert.clone())).await;
+    let r = client()
+        .get(format!("{}/selfupdate/wuident.cab", b.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), &b"self-update bytes over TLS"[..]);
+    b.shutdown().await;
+    untrusting.shutdown().await;
+    a.shutdown().await;
 }

@@ -15,7 +15,7 @@ use sync_proxy::{Inject, SyncProxy};
 use uuid::Uuid;
 use wsus_edge::app::{RunningServer, SimUpstream};
 use wsus_edge::config::Config;
-use wsus_edge::model::{groups, RevisionKey};
+use wsus_edge::model::{groups, ApprovalAction, RevisionKey};
 use wsus_edge::store::Store;
 use wsus_edge::sync::{SyncHandle, SyncStatus};
 use wsus_edge::wire::soap::decode;
@@ -211,7 +211,8 @@ async fn faults_drops_cookie_expiry_and_short_answers() {
     let dir = tempfile::tempdir().unwrap();
     let up = sim(dir.path(), 800).await;
     let proxy = SyncProxy::start(up.url()).await;
-    // A SOAP fault stops the first sync cleanly: no anchor, a logged reason.
+    // A SOAP fault on one batch (issue 14): the batch is bisected; its halves answer, so
+    // nothing is skipped and the sync completes.
     proxy.inject(
         "GetUpdateData",
         3,
@@ -219,17 +220,30 @@ async fn faults_drops_cookie_expiry_and_short_answers() {
     );
     let edge = replica(dir.path(), "edge", &proxy.url()).await;
     let st = synced(&edge, 1).await;
+    assert_eq!(st.last_result.as_deref(), Some("ok"), "{st:?}");
+    assert!(st.skipped.is_empty(), "{st:?}");
+    assert_mirrors(up.store(), edge.store());
+    // A fault outside GetUpdateData is not about one revision: it stops the sync cleanly,
+    // with its reason, and no anchor moves.
+    proxy.inject(
+        "GetRevisionIdList",
+        1,
+        Inject::Fault(ErrorCode::InternalServerError, "boom".into()),
+    );
+    let before = edge.store().sync_state().unwrap().sync_anchor;
+    let st = resync(&edge).await;
     let msg = st.last_result.clone().unwrap();
     assert!(
         msg.contains("InternalServerError") && msg.contains("boom"),
         "{msg}"
     );
     let state = edge.store().sync_state().unwrap();
-    assert_eq!(state.sync_anchor, None);
+    assert_eq!(state.sync_anchor, before);
     assert!(!state.last_sync.unwrap().success);
 
     // Dropped connections (retried), an expired cookie (renewed) and a short answer (the
-    // rest asked again) in one sync: it still completes and mirrors upstream.
+    // rest asked again) in one sync of new revisions: it still completes and mirrors upstream.
+    up.mutate(|c| c.add_revisions(700)).unwrap();
     proxy.reset();
     proxy.inject("GetRevisionIdList", 1, Inject::Drop);
     proxy.inject("GetUpdateData", 0, Inject::Drop);
@@ -353,13 +367,7 @@ async fn kill_9_in_the_middle_of_get_update_data() {
         .iter()
         .map(|b| {
             let r: wsus_edge::wire::sss::GetUpdateDataResponse = decode(b.as_bytes()).unwrap();
-            // Expired revisions are never stored (they remove their update instead).
-            let cat = up.catalog.read().unwrap();
-            r.updates
-                .iter()
-                .map(|u| u.id)
-                .filter(|k| !cat.revision(k).unwrap().record.expired)
-                .collect()
+            r.updates.iter().map(|u| u.id).collect()
         })
         .collect();
     {
@@ -426,8 +434,50 @@ async fn prefetch_downloads_approved_content_after_sync() {
     let edge = RunningServer::start(c).await.unwrap();
     let st = synced(&edge, 1).await;
     assert_eq!(st.last_result.as_deref(), Some("ok"));
-    let want = wsus_edge::sync::runner::approved_files(edge.store()).unwrap();
-    assert!(!want.is_empty());
+    // What must be fetched, computed from the upstream's catalog (not from the replica's
+    // store): Install approvals of updates neither declined nor expired, their approved
+    // revision's payloads, and the payloads of every bundled update, recursively, at its
+    // latest revision.
+    let (want_sha1s, member_only) = {
+        let cat = up.catalog.read().unwrap();
+        let live = |k: &RevisionKey| cat.revision(k).filter(|r| !r.record.expired);
+        let mut todo: Vec<RevisionKey> = cat
+            .deployments()
+            .filter(|d| d.action == ApprovalAction::Install)
+            .filter(|d| !cat.is_declined(&d.update.update_id))
+            .map(|d| d.update)
+            .filter(|k| live(k).is_some())
+            .collect();
+        let direct: BTreeSet<[u8; 20]> = todo
+            .iter()
+            .flat_map(|k| cat.files_of(k).into_iter().map(|f| f.sha1))
+            .collect();
+        let (mut seen, mut sha1s) = (BTreeSet::new(), BTreeSet::new());
+        while let Some(k) = todo.pop() {
+            if !seen.insert(k) {
+                continue;
+            }
+            sha1s.extend(cat.files_of(&k).into_iter().map(|f| f.sha1));
+            let Some(r) = live(&k) else { continue };
+            for m in &r.record.bundled {
+                if let Some(latest) = cat.latest(m).filter(|r| !r.record.expired) {
+                    todo.push(latest.record.key);
+                }
+            }
+        }
+        let member_only = sha1s.difference(&direct).count();
+        (sha1s, member_only)
+    };
+    assert!(
+        member_only > 0,
+        "the catalog approves bundles whose members carry files"
+    );
+    let want = edge.store().approved_files().unwrap();
+    assert_eq!(
+        want.iter().map(|f| f.sha1).collect::<BTreeSet<_>>(),
+        want_sha1s,
+        "the replica's approved files are the catalog's"
+    );
     let content = edge.state().config.content_dir();
     let all_there = || {
         want.iter()

@@ -213,7 +213,14 @@ fn keygen_export_check_with_standard_tools_and_verify() {
 /// Starts an import that stalls (test hook) at `stall`, waits for it, kills it with SIGKILL.
 fn import_killed_at(w: &Path, pkg: &Path, dst: &Path, stall: &str) {
     let mut child = bin(w)
-        .args(["import", s(pkg), "--data-dir", s(dst)])
+        .args([
+            "import",
+            s(pkg),
+            "--trust",
+            "site.pub",
+            "--data-dir",
+            s(dst),
+        ])
         .env(wsus_edge::transfer::import::STALL_ENV, stall)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -233,9 +240,11 @@ fn import_killed_at(w: &Path, pkg: &Path, dst: &Path, stall: &str) {
     child.wait().unwrap();
 }
 
+/// A volume package of a seeded source, signed with `site.key` (made here).
 fn package(w: &Path) -> (PathBuf, PathBuf) {
     let src = w.join("src");
     seed_catalog(&src, 60, 1);
+    ok(&run(w, &["keygen", "--out", "site"]));
     ok(&run(
         w,
         &[
@@ -244,6 +253,8 @@ fn package(w: &Path) -> (PathBuf, PathBuf) {
             "pkg",
             "--volume-size",
             "256KiB",
+            "--sign",
+            "site.key",
             "--data-dir",
             s(&src),
         ],
@@ -265,7 +276,17 @@ fn kill_9_while_staging_changes_nothing_and_rerun_resumes() {
         before,
         "a killed import changed the server"
     );
-    let out = ok(&run(w, &["import", s(&pkg), "--data-dir", s(&dst)]));
+    let out = ok(&run(
+        w,
+        &[
+            "import",
+            s(&pkg),
+            "--trust",
+            "site.pub",
+            "--data-dir",
+            s(&dst),
+        ],
+    ));
     let resumed: usize = out
         .lines()
         .find_map(|l| {
@@ -287,7 +308,17 @@ fn kill_9_while_committing_is_rolled_forward_by_the_rerun() {
     let (src, pkg) = package(w);
     let dst = w.join("dst");
     import_killed_at(w, &pkg, &dst, "commit:3");
-    let out = ok(&run(w, &["import", s(&pkg), "--data-dir", s(&dst)]));
+    let out = ok(&run(
+        w,
+        &[
+            "import",
+            s(&pkg),
+            "--trust",
+            "site.pub",
+            "--data-dir",
+            s(&dst),
+        ],
+    ));
     assert!(out.lines().last().unwrap().starts_with("anchor: "));
     assert_eq!(content_listing(&src), content_listing(&dst));
     let (a, b) = (
@@ -315,7 +346,17 @@ fn disk_full_while_staging_changes_nothing() {
     let dst = dst.path().join("dst");
     Store::open(&store_dir(&dst)).unwrap();
     let before = fingerprint(&dst);
-    let o = run(w, &["import", s(&pkg), "--data-dir", s(&dst)]);
+    let o = run(
+        w,
+        &[
+            "import",
+            s(&pkg),
+            "--trust",
+            "site.pub",
+            "--data-dir",
+            s(&dst),
+        ],
+    );
     fails(&o, "import-staging");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("No space left"), "{err}");
@@ -324,4 +365,101 @@ fn disk_full_while_staging_changes_nothing() {
         before,
         "a failed import changed the server"
     );
+}
+
+/// Issue 15 items 5 and 6 through the binary: no trusted key (neither `--trust` nor
+/// `[import] trusted_keys`) refuses the import; the config's list is used when given; an
+/// older package is refused until `--allow-older`.
+#[test]
+fn import_needs_a_trusted_key_and_refuses_older_packages() {
+    let t = tempfile::tempdir().unwrap();
+    let w = t.path();
+    let (src, pkg) = package(w);
+    let dst = w.join("dst");
+    Store::open(&store_dir(&dst)).unwrap();
+    let before = fingerprint(&dst);
+    fails(
+        &run(w, &["import", s(&pkg), "--data-dir", s(&dst)]),
+        "no trusted keys",
+    );
+    assert_eq!(
+        fingerprint(&dst),
+        before,
+        "a refused import changed the server"
+    );
+    // `[import] trusted_keys` in the config file stands in for --trust.
+    let cfg = w.join("edge.toml");
+    std::fs::write(
+        &cfg,
+        format!("[import]\ntrusted_keys = [{:?}]\n", s(&w.join("site.pub"))),
+    )
+    .unwrap();
+    let first = ok(&run(
+        w,
+        &[
+            "--config",
+            s(&cfg),
+            "import",
+            s(&pkg),
+            "--data-dir",
+            s(&dst),
+        ],
+    ));
+    // The source moves on; its newer package is imported, then the first one again.
+    {
+        let store = Store::open(&store_dir(&src)).unwrap();
+        store
+            .commit_batch(&[extra_revision(4).0], &[], None)
+            .unwrap();
+    }
+    ok(&run(
+        w,
+        &[
+            "export",
+            "--out",
+            "newer",
+            "--sign",
+            "site.key",
+            "--data-dir",
+            s(&src),
+        ],
+    ));
+    ok(&run(
+        w,
+        &[
+            "import",
+            "newer",
+            "--trust",
+            "site.pub",
+            "--data-dir",
+            s(&dst),
+        ],
+    ));
+    let old_anchor = anchor_of(&first);
+    fails(
+        &run(
+            w,
+            &[
+                "import",
+                s(&pkg),
+                "--trust",
+                "site.pub",
+                "--data-dir",
+                s(&dst),
+            ],
+        ),
+        &format!("anchor {old_anchor} is older"),
+    );
+    ok(&run(
+        w,
+        &[
+            "import",
+            s(&pkg),
+            "--trust",
+            "site.pub",
+            "--allow-older",
+            "--data-dir",
+            s(&dst),
+        ],
+    ));
 }

@@ -11,6 +11,19 @@ use wsus_edge::transfer::{
     self, keys, Anchor, ExportOptions, ExportReport, ImportOptions, KeyPair, TransferError,
 };
 
+/// The site's signing key (fixed, so every export here is signed by the same site).
+fn site_key() -> KeyPair {
+    KeyPair {
+        signing: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+    }
+}
+
+/// The trust list of an importer that trusts the site.
+fn site() -> Vec<ed25519_dalek::VerifyingKey> {
+    vec![site_key().public()]
+}
+
+/// Exports `data`, signed by `key` or else by the site's key.
 fn export(
     data: &Path,
     out: PathBuf,
@@ -27,7 +40,7 @@ fn export(
             since,
             approved_only: false,
             volume_size: vol,
-            signing_key: key,
+            signing_key: key.or_else(|| Some(site_key())),
         },
     )
     .unwrap()
@@ -44,7 +57,10 @@ fn import(
         &content_dir(data),
         &staging_dir(data),
         pkg,
-        &ImportOptions { trust },
+        &ImportOptions {
+            trust,
+            allow_older: false,
+        },
     )
 }
 
@@ -83,7 +99,7 @@ fn full_then_incremental_round_trip_between_two_data_dirs() {
     let r = export(&src, t.path().join("full"), None, None, None);
     assert!(r.payloads > 5 && r.revisions > 100, "{r:?}");
     transfer::verify_package(&t.path().join("full"), &[]).unwrap();
-    let ir = import(&dst, &t.path().join("full"), vec![]).unwrap();
+    let ir = import(&dst, &t.path().join("full"), site()).unwrap();
     assert_eq!(ir.published, r.payloads);
     same_metadata_and_content(&src, &dst);
 
@@ -110,7 +126,7 @@ fn full_then_incremental_round_trip_between_two_data_dirs() {
     let m = std::fs::read_to_string(t.path().join("inc/manifest.json")).unwrap();
     assert!(m.contains(&format!("\"base_anchor\": \"{}\"", r.anchor)));
     let before = content_listing(&dst);
-    import(&dst, &t.path().join("inc"), vec![]).unwrap();
+    import(&dst, &t.path().join("inc"), site()).unwrap();
     same_metadata_and_content(&src, &dst);
     let after = content_listing(&dst);
     for line in before.lines() {
@@ -161,7 +177,7 @@ fn damaged_or_foreign_packages_are_refused_and_change_nothing() {
     let (src, dst) = (t.path().join("src"), t.path().join("dst"));
     seed_catalog(&src, 60, 1);
     let full = export(&src, t.path().join("full"), None, None, None);
-    import(&dst, &t.path().join("full"), vec![]).unwrap();
+    import(&dst, &t.path().join("full"), site()).unwrap();
     {
         let store = Store::open(&store_dir(&src)).unwrap();
         let (rev, bytes) = extra_revision(9);
@@ -195,7 +211,7 @@ fn damaged_or_foreign_packages_are_refused_and_change_nothing() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&p, &bytes).unwrap();
-    refused(&dst, &inc, vec![], &format!("{payload}: SHA-256"));
+    refused(&dst, &inc, site(), &format!("{payload}: SHA-256"));
     assert!(transfer::verify_package(&inc, &[])
         .unwrap_err()
         .to_string()
@@ -213,14 +229,14 @@ fn damaged_or_foreign_packages_are_refused_and_change_nothing() {
             .replacen("\"size\": 2", "\"size\": 3", 1),
     )
     .unwrap();
-    refused(&dst, &inc, vec![], "manifest.sig");
+    refused(&dst, &inc, site(), "manifest.sig");
     std::fs::write(&mp, &orig).unwrap();
 
     // A wrong signature (another key's signature over the same manifest).
     let sig_path = inc.join("manifest.sig");
     let good_sig = std::fs::read(&sig_path).unwrap();
     std::fs::write(&sig_path, KeyPair::generate().sign(&orig)).unwrap();
-    refused(&dst, &inc, vec![], "signature does not verify");
+    refused(&dst, &inc, site(), "signature does not verify");
     std::fs::write(&sig_path, &good_sig).unwrap();
 
     // Validly signed by a key that is not trusted.
@@ -241,17 +257,17 @@ fn damaged_or_foreign_packages_are_refused_and_change_nothing() {
             .unwrap();
     }
     export(&src, inc2.clone(), Some(r2.anchor), None, None);
-    refused(&dst, &inc2, vec![], &r2.anchor.to_string());
+    refused(&dst, &inc2, site(), &r2.anchor.to_string());
 
     // An incremental from another server entirely.
     let other = t.path().join("other");
     seed_catalog(&other, 20, 5);
     let of = export(&other, t.path().join("ofull"), None, None, None);
     export(&other, t.path().join("oinc"), Some(of.anchor), None, None);
-    refused(&dst, &t.path().join("oinc"), vec![], &of.anchor.to_string());
+    refused(&dst, &t.path().join("oinc"), site(), &of.anchor.to_string());
 
     // The good incremental still imports afterwards.
-    import(&dst, &inc, vec![]).unwrap();
+    import(&dst, &inc, site()).unwrap();
     let _ = keys::fingerprint(&KeyPair::generate().public());
 }
 
@@ -271,7 +287,7 @@ fn truncated_and_missing_volumes_are_refused_and_change_nothing() {
     let saved = std::fs::read(&mid).unwrap();
     std::fs::write(&mid, &saved[..saved.len() / 2]).unwrap();
     let name = mid.file_name().unwrap().to_string_lossy().into_owned();
-    refused(&dst, &first, vec![], &name);
+    refused(&dst, &first, site(), &name);
     assert!(transfer::verify_package(&first, &[])
         .unwrap_err()
         .to_string()
@@ -281,7 +297,7 @@ fn truncated_and_missing_volumes_are_refused_and_change_nothing() {
     refused(
         &dst,
         &first,
-        vec![],
+        site(),
         &format!("volume {} is missing", mid.display()),
     );
 
@@ -292,14 +308,14 @@ fn truncated_and_missing_volumes_are_refused_and_change_nothing() {
     refused(
         &dst,
         &first,
-        vec![],
+        site(),
         &last.file_name().unwrap().to_string_lossy(),
     );
 
     // Completing the set lets the import through; files verified by the refused runs are
     // kept in staging and not copied again.
     std::fs::write(&last, &last_bytes).unwrap();
-    let ir = import(&dst, &first, vec![]).unwrap();
+    let ir = import(&dst, &first, site()).unwrap();
     assert!(ir.resumed > 0, "{ir:?}");
     assert!(ir.copied > 0, "{ir:?}");
     same_metadata_and_content(&src, &dst);
@@ -320,13 +336,13 @@ fn approved_only_carries_approved_updates_what_they_need_and_categories() {
             since: None,
             approved_only: true,
             volume_size: None,
-            signing_key: None,
+            signing_key: Some(site_key()),
         },
     )
     .unwrap();
     let full = store.snapshot().unwrap();
     drop(store);
-    import(&dst, &t.path().join("pkg"), vec![]).unwrap();
+    import(&dst, &t.path().join("pkg"), site()).unwrap();
     let got = Store::open(&store_dir(&dst)).unwrap().snapshot().unwrap();
     assert!(
         got.revisions.len() < full.revisions.len(),
@@ -369,4 +385,126 @@ fn approved_only_carries_approved_updates_what_they_need_and_categories() {
         got.deployments, full.deployments,
         "approval state is complete"
     );
+}
+
+/// Issue 15 item 6: `import` with no trusted key accepted a package signed by any key.
+#[test]
+fn an_import_without_trusted_keys_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    seed_catalog(&src, 20, 2);
+    std::fs::create_dir_all(&dst).unwrap();
+    Store::open(&store_dir(&dst)).unwrap();
+    // Signed by a key nobody here knows.
+    export(
+        &src,
+        t.path().join("pkg"),
+        None,
+        None,
+        Some(KeyPair::generate()),
+    );
+    refused(&dst, &t.path().join("pkg"), vec![], "no trusted keys");
+    let e = import(&dst, &t.path().join("pkg"), vec![]).unwrap_err();
+    assert!(matches!(e, TransferError::NoTrustedKeys), "{e}");
+}
+
+/// Issue 15 item 5: an older package imported after a newer one was accepted; the decline
+/// the newer one carried was undone and the recorded anchor moved back.
+#[test]
+fn an_older_package_is_refused_unless_allowed() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    seed_catalog(&src, 40, 2);
+    let old = export(&src, t.path().join("old"), None, None, None);
+    // The source declines an update and moves on.
+    let victim = {
+        let store = Store::open(&store_dir(&src)).unwrap();
+        let snap = store.snapshot().unwrap();
+        let victim = snap
+            .revisions
+            .iter()
+            .map(|r| r.record.key.update_id)
+            .find(|id| !snap.declined.contains(id))
+            .unwrap();
+        store.decline(&victim).unwrap();
+        store
+            .commit_batch(&[extra_revision(3).0], &[], None)
+            .unwrap();
+        victim
+    };
+    let new = export(&src, t.path().join("new"), None, None, None);
+    assert!(new.anchor.high_water > old.anchor.high_water);
+    import(&dst, &t.path().join("new"), site()).unwrap();
+    let declined = |d: &Path| {
+        Store::open(&store_dir(d))
+            .unwrap()
+            .declined_updates()
+            .unwrap()
+            .contains(&victim)
+    };
+    assert!(declined(&dst));
+
+    refused(
+        &dst,
+        &t.path().join("old"),
+        site(),
+        &format!("anchor {} is older", old.anchor),
+    );
+    assert!(declined(&dst), "the decline stands");
+    let anchors =
+        transfer::import::imported_anchors(&Store::open(&store_dir(&dst)).unwrap()).unwrap();
+    assert_eq!(
+        anchors.values().next().unwrap().anchor,
+        new.anchor.to_string()
+    );
+
+    // Re-importing the same (newest) package is fine; an explicit --allow-older goes back.
+    import(&dst, &t.path().join("new"), site()).unwrap();
+    let store = Store::open(&store_dir(&dst)).unwrap();
+    transfer::import(
+        &store,
+        &content_dir(&dst),
+        &staging_dir(&dst),
+        &t.path().join("old"),
+        &ImportOptions {
+            trust: site(),
+            allow_older: true,
+        },
+    )
+    .unwrap();
+    drop(store);
+    assert!(!declined(&dst), "the older state, as asked");
+}
+
+/// Issue 15 item 7: a package whose payload was tampered with was accepted (exit 0) when
+/// the server already held everything it carried, because held payloads were not read.
+#[test]
+fn a_tampered_payload_is_refused_even_when_the_server_holds_everything() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    seed_catalog(&src, 150, 2);
+    let pkg = t.path().join("pkg");
+    let r = export(&src, pkg.clone(), None, None, None);
+    assert!(r.payloads > 0);
+    let first = import(&dst, &pkg, site()).unwrap();
+    assert_eq!(first.published, r.payloads);
+    // Every payload is held now; flip a byte of one in the package.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pkg.join("manifest.json")).unwrap()).unwrap();
+    let payload = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .find(|p| p.starts_with("content/"))
+        .unwrap();
+    let p = pkg.join(&payload);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&p, &bytes).unwrap();
+    refused(&dst, &pkg, site(), &format!("{payload}: SHA-256"));
+    // A missing one is noticed too.
+    std::fs::remove_file(&p).unwrap();
+    refused(&dst, &pkg, site(), &payload);
 }

@@ -9,7 +9,7 @@ use support::TestEdge;
 use transfer_support::*;
 use wsus_edge::metrics;
 use wsus_edge::store::Store;
-use wsus_edge::transfer::{self, ExportOptions, ImportOptions};
+use wsus_edge::transfer::{self, ExportOptions, ImportOptions, KeyPair};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_payloads_are_cache_hits_without_upstream() {
@@ -27,7 +27,9 @@ async fn imported_payloads_are_cache_hits_without_upstream() {
                 since: None,
                 approved_only: false,
                 volume_size: None,
-                signing_key: None,
+                signing_key: Some(KeyPair {
+                    signing: ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
+                }),
             },
         )
         .unwrap();
@@ -46,7 +48,10 @@ async fn imported_payloads_are_cache_hits_without_upstream() {
             &content_dir(dst.path()),
             &staging_dir(dst.path()),
             &t.path().join("pkg"),
-            &ImportOptions::default(),
+            &ImportOptions {
+                trust: vec![ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]).verifying_key()],
+                allow_older: false,
+            },
         )
         .unwrap();
     }
@@ -111,10 +116,11 @@ async fn export_and_import_through_the_admin_api_of_running_servers() {
 
     // Offline use of a held data dir is refused; the API is the way in.
     let pkg = t.path().join("pkg");
+    let (key, public, _) = transfer::keygen(&t.path().join("site")).unwrap();
     let r = client
         .post(format!("{src_url}/api/export"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"out": pkg, "volume_size": "256KiB"}))
+        .json(&serde_json::json!({"out": pkg, "volume_size": "256KiB", "sign": key}))
         .send()
         .await
         .unwrap();
@@ -125,7 +131,7 @@ async fn export_and_import_through_the_admin_api_of_running_servers() {
     let bad = client
         .post(format!("{dst_url}/api/import"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"path": t.path().join("pkg.002")}))
+        .json(&serde_json::json!({"path": t.path().join("pkg.002"), "trust": [&public]}))
         .send()
         .await
         .unwrap();
@@ -133,10 +139,26 @@ async fn export_and_import_through_the_admin_api_of_running_servers() {
     let e: serde_json::Value = bad.json().await.unwrap();
     assert!(e["error"].as_str().unwrap().contains("first volume"), "{e}");
 
-    let r = client
+    // No trust list in the request and none in the server's config: refused.
+    let untrusted = client
         .post(format!("{dst_url}/api/import"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&serde_json::json!({"path": t.path().join("pkg.001")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untrusted.status(), 400);
+    let e: serde_json::Value = untrusted.json().await.unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("no trusted keys"),
+        "{e}"
+    );
+    assert_eq!(dst_store.revision_count(), 0);
+
+    let r = client
+        .post(format!("{dst_url}/api/import"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"path": t.path().join("pkg.001"), "trust": [public]}))
         .send()
         .await
         .unwrap();
@@ -171,6 +193,7 @@ async fn cli_online_mode_goes_through_the_admin_api() {
             .output()
             .unwrap()
     };
+    transfer::keygen(&t.path().join("site")).unwrap();
     let r2 = run.clone();
     let (e, held) = tokio::task::spawn_blocking(move || {
         let held = r2(vec![
@@ -186,6 +209,8 @@ async fn cli_online_mode_goes_through_the_admin_api() {
             "export".into(),
             "--out".into(),
             "pkg".into(),
+            "--sign".into(),
+            "site.key".into(),
         ]);
         (e, held)
     })
@@ -205,6 +230,8 @@ async fn cli_online_mode_goes_through_the_admin_api() {
             dst_url,
             "import".into(),
             "pkg".into(),
+            "--trust".into(),
+            "site.pub".into(),
         ])
     })
     .await

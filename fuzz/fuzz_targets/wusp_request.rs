@@ -24,10 +24,11 @@ fuzz_target!(|data: &[u8]| {
         max_elements: 200_000,
         max_text: 1 << 20,
         max_input: 16 << 20,
+        ..Limits::default()
     };
     // The streaming SyncUpdates decoder may decline anything, but whatever it accepts the
     // general decoder must decode to the same request.
-    let fast = wusp::sync_stream::decode_sync_updates(data, &limits);
+    let fast = wusp::sync_updates_stream::decode_sync_updates(data, &limits);
     let general = soap::parse_envelope_with(data, &limits);
     if let Some(f) = &fast {
         let g = general.as_ref().ok().and_then(|e| e.decode::<wusp::SyncUpdates>().ok());

@@ -11,8 +11,8 @@ use super::catalog::{file_json, group_json, resolve_group, unix_rfc3339, View};
 use super::query::Query;
 use super::types::*;
 use super::{AdminState, ApiError, ApiResult};
-use crate::model::{ApprovalAction, CategoryType, Deployment, TargetGroup, UpdateKind};
-use crate::store::{EventStatus, Store};
+use crate::model::{ApprovalAction, CategoryType, Deployment, TargetGroup};
+use crate::store::Store;
 
 /// The store setting that holds the subscription chosen with `subscription set`.
 pub const SUBSCRIPTION_SETTING: &str = "admin.subscription";
@@ -25,7 +25,8 @@ fn replica_refusal(state: &AdminState, what: &str) -> ApiError {
 }
 
 /// `updates list`: software and driver updates (latest revisions), filtered by `status`
-/// (`approved` | `unapproved` | `declined`), `classification`, `product` (GUID or title) and
+/// (`approved` | `unapproved` | `declined` | `expired`; an update expired upstream counts as
+/// declined, as WSUS keeps it), `classification`, `product` (GUID or title) and
 /// `text` (in title, KB or id, case-insensitive).
 pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>> {
     let v = View::load(&state.store)?;
@@ -40,9 +41,9 @@ pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>>
     let text = q.get("text").map(|t| t.to_lowercase());
     let status = q.get("status");
     if let Some(s) = status {
-        if !["approved", "unapproved", "declined", "any"].contains(&s) {
+        if !["approved", "unapproved", "declined", "expired", "any"].contains(&s) {
             return Err(ApiError::bad(format!(
-                "status must be approved, unapproved or declined, got {s:?}"
+                "status must be approved, unapproved, declined or expired, got {s:?}"
             )));
         }
     }
@@ -50,11 +51,12 @@ pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>>
     for r in &v.updates {
         let rec = &r.record;
         let id = rec.key.update_id;
-        let declined = v.declined.contains(&id);
+        let declined = v.declined.contains(&id) || rec.expired;
         let keep_status = match status {
             Some("approved") => v.is_approved(&id) && !declined,
             Some("unapproved") => !v.is_approved(&id) && !declined,
             Some("declined") => declined,
+            Some("expired") => rec.expired,
             _ => true,
         };
         if !keep_status
@@ -241,7 +243,7 @@ pub fn list_groups(state: &AdminState) -> ApiResult<Vec<GroupJson>> {
         .collect())
 }
 
-fn group_names(store: &Store) -> ApiResult<BTreeMap<Uuid, String>> {
+pub(crate) fn group_names(store: &Store) -> ApiResult<BTreeMap<Uuid, String>> {
     Ok(store
         .groups()?
         .into_iter()
@@ -282,116 +284,6 @@ pub fn remove_group(state: &AdminState, req: &NewGroupRequest) -> ApiResult<Chan
     Ok(ChangedJson {
         message: format!("removed {} group(s)", removed.len()),
         ids: removed.iter().map(|i| i.to_string()).collect(),
-    })
-}
-
-fn computer_json(
-    store: &Store,
-    names: &BTreeMap<Uuid, String>,
-    c: &crate::store::Computer,
-) -> ApiResult<ComputerJson> {
-    let counts = store.status_counts(&c.id)?;
-    let groups = if c.groups.is_empty() {
-        vec![names
-            .get(&crate::model::groups::UNASSIGNED_COMPUTERS)
-            .cloned()
-            .unwrap_or_else(|| "Unassigned Computers".into())]
-    } else {
-        c.groups
-            .iter()
-            .map(|g| names.get(g).cloned().unwrap_or_else(|| g.to_string()))
-            .collect()
-    };
-    Ok(ComputerJson {
-        id: c.id.clone(),
-        name: c.name.clone(),
-        groups,
-        last_sync: c.last_sync_unix.and_then(unix_rfc3339),
-        last_report: c.last_report_unix.and_then(unix_rfc3339),
-        needed: counts.needed,
-        installed: counts.installed,
-        failed: counts.failed,
-    })
-}
-
-/// `computers list [--group G]` (G: name or GUID; All Computers lists every computer,
-/// Unassigned Computers those without an assigned group).
-pub fn list_computers(state: &AdminState, q: &Query) -> ApiResult<Vec<ComputerJson>> {
-    let names = group_names(&state.store)?;
-    let group = q
-        .get("group")
-        .map(|g| resolve_group(&names, g))
-        .transpose()?;
-    let mut out = Vec::new();
-    for c in state.store.computers()? {
-        let keep = match group {
-            None => true,
-            Some(g) if g == crate::model::groups::ALL_COMPUTERS => true,
-            Some(g) if g == crate::model::groups::UNASSIGNED_COMPUTERS => {
-                c.groups.is_empty() || c.groups.contains(&g)
-            }
-            Some(g) => c.groups.contains(&g),
-        };
-        if keep {
-            out.push(computer_json(&state.store, &names, &c)?);
-        }
-    }
-    out.sort_by_key(|a| a.name.to_lowercase());
-    Ok(out)
-}
-
-/// `computers show NAME` (DNS name, case-insensitive, or client id).
-pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJson> {
-    let arg = q.get("name").ok_or_else(|| ApiError::bad("missing name"))?;
-    let all = state.store.computers()?;
-    let c = all
-        .iter()
-        .find(|c| c.id.eq_ignore_ascii_case(arg))
-        .or_else(|| all.iter().find(|c| c.name.eq_ignore_ascii_case(arg)))
-        .or_else(|| {
-            // A short name matches a unique FQDN.
-            let m: Vec<_> = all
-                .iter()
-                .filter(|c| {
-                    c.name
-                        .split('.')
-                        .next()
-                        .is_some_and(|h| h.eq_ignore_ascii_case(arg))
-                })
-                .collect();
-            (m.len() == 1).then(|| m[0])
-        })
-        .ok_or_else(|| ApiError::not_found(format!("no computer {arg:?}")))?;
-    let names = group_names(&state.store)?;
-    let titles: BTreeMap<Uuid, String> = state
-        .store
-        .latest_revisions()?
-        .into_iter()
-        .filter(|r| matches!(r.record.kind, UpdateKind::Software | UpdateKind::Driver))
-        .map(|r| (r.record.key.update_id, r.record.title))
-        .collect();
-    let updates = state
-        .store
-        .update_statuses(&c.id)?
-        .into_iter()
-        .map(|(id, s)| ComputerUpdateJson {
-            id: id.to_string(),
-            title: titles.get(&id).cloned(),
-            status: match s {
-                EventStatus::Needed => "needed",
-                EventStatus::Installed => "installed",
-                EventStatus::Failed => "failed",
-            }
-            .into(),
-        })
-        .collect();
-    Ok(ComputerDetailJson {
-        computer: computer_json(&state.store, &names, c)?,
-        os_version: c.os_version.clone(),
-        client_version: c.client_version.clone(),
-        registered: unix_rfc3339(c.registered_unix),
-        requested_groups: c.requested_groups.clone(),
-        updates,
     })
 }
 
@@ -487,6 +379,15 @@ pub fn sync_status(state: &AdminState) -> SyncJson {
             let mut j = SyncJson::default();
             if let Ok(st) = state.store.sync_state() {
                 j.anchor = st.sync_anchor;
+                j.skipped = st
+                    .skipped
+                    .into_iter()
+                    .map(|k| crate::admin::types::SkippedJson {
+                        id: k.id.to_string(),
+                        revision: k.revision,
+                        reason: k.reason,
+                    })
+                    .collect();
                 if let Some(o) = st.last_sync {
                     j.last_result = Some(if o.success {
                         "ok".into()

@@ -60,6 +60,51 @@ pub enum TokenError {
         /// Where it came from.
         origin: String,
     },
+    /// The token is too short to resist guessing.
+    #[error("admin token from {origin} is shorter than {MIN_TOKEN_LEN} characters")]
+    TooShort {
+        /// Where it came from.
+        origin: String,
+    },
+}
+
+/// Shortest admin token accepted (the generated ones have 64 characters).
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Failed admin authentications one address may make per minute; beyond, 429.
+pub const MAX_FAILURES_PER_MINUTE: u32 = 10;
+
+/// Failed authentications per client address (fixed one-minute windows), so a token cannot
+/// be guessed at network speed.
+#[derive(Debug, Default)]
+pub struct Failures {
+    by_addr:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+impl Failures {
+    /// True when `addr` used up its failures for the current minute.
+    pub fn blocked(&self, addr: std::net::IpAddr, now: std::time::Instant) -> bool {
+        let m = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&addr).is_some_and(|(start, n)| {
+            now.duration_since(*start) < std::time::Duration::from_secs(60)
+                && *n >= MAX_FAILURES_PER_MINUTE
+        })
+    }
+
+    /// Counts one failed attempt from `addr`.
+    pub fn record(&self, addr: std::net::IpAddr, now: std::time::Instant) {
+        let mut m = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 4096 && !m.contains_key(&addr) {
+            m.retain(|_, (start, _)| {
+                now.duration_since(*start) < std::time::Duration::from_secs(60)
+            });
+        }
+        let slot = m.entry(addr).or_insert((now, 0));
+        if now.duration_since(slot.0) >= std::time::Duration::from_secs(60) {
+            *slot = (now, 0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+    }
 }
 
 /// The admin bearer token.
@@ -86,15 +131,20 @@ fn valid(t: &str) -> bool {
 }
 
 impl Token {
-    /// A token from text (trimmed); `origin` names the source in errors.
+    /// A token from text (trimmed, at least [`MIN_TOKEN_LEN`] characters); `origin` names
+    /// the source in errors.
     pub fn new(text: &str, origin: &str) -> Result<Token, TokenError> {
         let t = text.trim();
-        if valid(t) {
-            Ok(Token(t.to_string()))
-        } else {
+        if !valid(t) {
             Err(TokenError::Invalid {
                 origin: origin.to_string(),
             })
+        } else if t.len() < MIN_TOKEN_LEN {
+            Err(TokenError::TooShort {
+                origin: origin.to_string(),
+            })
+        } else {
+            Ok(Token(t.to_string()))
         }
     }
 
@@ -245,17 +295,29 @@ mod tests {
 
     #[test]
     fn bearer_and_cookie() {
-        let t = Token::new("s3cret\n", "test").unwrap();
-        assert!(t.bearer_ok(&headers(http::header::AUTHORIZATION, "Bearer s3cret")));
-        assert!(t.bearer_ok(&headers(http::header::AUTHORIZATION, "bearer  s3cret ")));
-        assert!(!t.bearer_ok(&headers(http::header::AUTHORIZATION, "Bearer s3cre")));
-        assert!(!t.bearer_ok(&headers(http::header::AUTHORIZATION, "Basic s3cret")));
+        let t = Token::new("s3cret-s3cret-s3cret\n", "test").unwrap();
+        assert!(t.bearer_ok(&headers(
+            http::header::AUTHORIZATION,
+            "Bearer s3cret-s3cret-s3cret"
+        )));
+        assert!(t.bearer_ok(&headers(
+            http::header::AUTHORIZATION,
+            "bearer  s3cret-s3cret-s3cret "
+        )));
+        assert!(!t.bearer_ok(&headers(
+            http::header::AUTHORIZATION,
+            "Bearer s3cret-s3cret-s3cre"
+        )));
+        assert!(!t.bearer_ok(&headers(
+            http::header::AUTHORIZATION,
+            "Basic s3cret-s3cret-s3cret"
+        )));
         assert!(!t.bearer_ok(&HeaderMap::new()));
         let v = t.session_value(1000);
         let h = headers(http::header::COOKIE, &format!("a=b; {SESSION_COOKIE}={v}"));
         assert!(t.session_ok(&h, 1000));
         assert!(!t.session_ok(&h, 1000 + SESSION_SECS), "expired");
-        let other = Token::new("other", "test").unwrap();
+        let other = Token::new("other-other-other", "test").unwrap();
         assert!(!other.session_ok(&h, 1000), "keyed by the token");
         let forged = headers(
             http::header::COOKIE,
@@ -267,6 +329,34 @@ mod tests {
         );
         assert!(!t.session_ok(&forged, 1000), "expiry is covered by the mac");
         assert!(Token::new("  ", "x").is_err());
+    }
+
+    #[test]
+    fn short_tokens_are_refused() {
+        assert!(matches!(
+            Token::new("x", "env"),
+            Err(TokenError::TooShort { .. })
+        ));
+        assert!(matches!(
+            Token::new("0123456789abcde", "env"),
+            Err(TokenError::TooShort { .. })
+        ));
+        assert!(Token::new("0123456789abcdef", "env").is_ok());
+    }
+
+    #[test]
+    fn failures_are_limited_per_address_and_minute() {
+        let f = Failures::default();
+        let t0 = std::time::Instant::now();
+        let a = std::net::IpAddr::from([10, 0, 0, 1]);
+        let b = std::net::IpAddr::from([10, 0, 0, 2]);
+        for _ in 0..MAX_FAILURES_PER_MINUTE {
+            assert!(!f.blocked(a, t0));
+            f.record(a, t0);
+        }
+        assert!(f.blocked(a, t0));
+        assert!(!f.blocked(b, t0), "another address is not held back");
+        assert!(!f.blocked(a, t0 + std::time::Duration::from_secs(61)));
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl View {
             classification_id: rec.classification.map(|c| c.to_string()),
             products: rec.products.iter().map(|p| self.category_name(p)).collect(),
             product_ids: rec.products.iter().map(|p| p.to_string()).collect(),
-            declined: self.declined.contains(&id),
+            // WSUS keeps an update expired upstream as declined.
+            declined: self.declined.contains(&id) || rec.expired,
             expired: rec.expired,
             approvals,
             other_deployments: other,

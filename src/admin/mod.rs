@@ -22,7 +22,9 @@
 //! | `POST /api/updates/approve` | `updates approve` |
 //! | `POST /api/updates/decline` | `updates decline` |
 //! | `GET /api/groups`, `POST /api/groups`, `POST /api/groups/remove` | `groups list/add/remove` |
-//! | `GET /api/computers?group=`, `GET /api/computers/show?name=` | `computers list/show` |
+//! | `GET /api/computers?group=&stale=&status=&include_downstream=1`, `GET /api/computers/show?name=` | `computers list/show` |
+//! | `POST /api/computers/move {name, group}`, `POST /api/computers/remove {name}` | `computers move/remove` |
+//! | `GET /api/updates/status?id=` | `updates status` |
 //! | `GET /api/classifications`, `GET /api/products` | `classifications/products list` |
 //! | `GET`/`PUT /api/subscription` | `subscription set` |
 //! | `GET /api/sync`, `POST /api/sync` | `sync status`, `sync` |
@@ -34,6 +36,7 @@
 pub mod api;
 pub mod auth;
 mod catalog;
+pub mod compliance;
 mod content_cache;
 pub mod ops;
 pub mod page;
@@ -112,6 +115,8 @@ pub struct AdminState {
     pub token: Token,
     /// Serializes `content verify`, `prefetch` and `cleanup` (one at a time).
     pub maintenance: Arc<tokio::sync::Mutex<()>>,
+    /// Failed authentications per address (rate limit on token guessing).
+    pub failures: auth::Failures,
 }
 
 impl AdminState {
@@ -124,6 +129,7 @@ impl AdminState {
             sync: None,
             token,
             maintenance: Arc::new(tokio::sync::Mutex::new(())),
+            failures: auth::Failures::default(),
         }
     }
 
@@ -357,6 +363,20 @@ async fn body_bytes(req: Request<Incoming>) -> ApiResult<Bytes> {
         .map_err(|e| ApiError::bad(format!("request body: {e}")))
 }
 
+/// 429 for an address that failed to authenticate too often this minute.
+fn too_many_failures() -> Response<AdminBody> {
+    let mut r = error(&ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message: format!(
+            "more than {} failed admin authentications from this address in a minute; wait",
+            auth::MAX_FAILURES_PER_MINUTE
+        ),
+    });
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
+}
+
 /// Routes one request and counts it in `wsus_edge_http_requests_total{service="admin"}`.
 async fn route(
     state: Arc<AdminState>,
@@ -382,13 +402,21 @@ async fn dispatch(
     let path = req.uri().path().trim_end_matches('/').to_string();
     let q = query::Query::parse(req.uri().query().unwrap_or(""));
     let now = unix_now();
+    let instant = std::time::Instant::now();
 
     // Unauthenticated: health and the login form.
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return ops::healthz(&state),
         (&Method::POST, "/login") => {
+            if state.failures.blocked(peer.ip(), instant) {
+                return too_many_failures();
+            }
             let body = body_bytes(req).await.unwrap_or_default();
-            return page::login(&state, &body, now);
+            let r = page::login(&state, &body, now);
+            if r.status() == StatusCode::UNAUTHORIZED {
+                state.failures.record(peer.ip(), instant);
+            }
+            return r;
         }
         (&Method::POST, "/logout") => return page::logout(),
         // The read-only metrics token (or, when configured, a loopback client) reads
@@ -402,8 +430,15 @@ async fn dispatch(
         }
         _ => {}
     }
+    let presented = req.headers().contains_key(header::AUTHORIZATION);
+    if presented && state.failures.blocked(peer.ip(), instant) {
+        return too_many_failures();
+    }
     let bearer = state.token.bearer_ok(req.headers());
     let cookie = method == Method::GET && state.token.session_ok(req.headers(), now);
+    if presented && !bearer {
+        state.failures.record(peer.ip(), instant);
+    }
     if !bearer && !cookie {
         if method == Method::GET && (path.is_empty() || path == "/login") {
             return page::login_form(StatusCode::UNAUTHORIZED, None);
@@ -445,10 +480,21 @@ async fn dispatch(
             Err(e) => error(&e),
         },
         (&Method::GET, "/api/computers") => {
-            blocking(&state, move |s| api::list_computers(s, &q)).await
+            blocking(&state, move |s| compliance::list_computers(s, &q)).await
         }
         (&Method::GET, "/api/computers/show") => {
-            blocking(&state, move |s| api::show_computer(s, &q)).await
+            blocking(&state, move |s| compliance::show_computer(s, &q)).await
+        }
+        (&Method::POST, "/api/computers/move") => match body_json(req).await {
+            Ok(b) => blocking(&state, move |s| compliance::move_computer(s, &b)).await,
+            Err(e) => error(&e),
+        },
+        (&Method::POST, "/api/computers/remove") => match body_json(req).await {
+            Ok(b) => blocking(&state, move |s| compliance::remove_computer(s, &b)).await,
+            Err(e) => error(&e),
+        },
+        (&Method::GET, "/api/updates/status") => {
+            blocking(&state, move |s| compliance::update_status(s, &q)).await
         }
         (&Method::GET, "/api/classifications") => {
             blocking(&state, |s| {

@@ -2,7 +2,7 @@
 //! prefetch` and `cleanup`. They decide which objects to check or drop; the files themselves
 //! are only touched through [`crate::content::maintain`], downloads go through [`ContentOps`].
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use crate::config::ContentMode;
 use crate::content::index::ObjectEntry;
 use crate::content::maintain::{self, Maintenance, Verdict};
 use crate::metrics;
-use crate::model::{ApprovalAction, FileRecord, RevisionKey};
+use crate::model::{FileRecord, RevisionKey};
 use crate::store::ObjectMeta;
 
 /// `GET /healthz`: `ok` when the store answers, 503 otherwise. No token needed.
@@ -98,6 +98,7 @@ fn refresh_and_extra(state: &AdminState) -> String {
             objects.len() as f64,
         );
     }
+    s.push_str(&super::compliance::metrics_text(&state.store));
     s
 }
 
@@ -117,28 +118,9 @@ pub async fn metrics_text(state: &Arc<AdminState>) -> Response<AdminBody> {
     )
 }
 
-/// Files of updates approved for install (latest revisions), deduplicated by SHA-1.
+/// Files of approved updates ([`Store::approved_files`], the one definition).
 fn approved_files(state: &AdminState) -> ApiResult<Vec<FileRecord>> {
-    let mut keys: BTreeSet<RevisionKey> = BTreeSet::new();
-    for d in state.store.deployments()? {
-        if d.action == ApprovalAction::Install {
-            keys.insert(d.update);
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for k in keys {
-        let rev = match state.store.latest_revision(&k.update_id)? {
-            Some(r) => r,
-            None => continue,
-        };
-        for f in rev.record.files {
-            if seen.insert(f.sha1) {
-                out.push(f);
-            }
-        }
-    }
-    Ok(out)
+    Ok(state.store.approved_files()?)
 }
 
 /// `content status`.
@@ -442,9 +424,22 @@ fn cleanup_blocking(state: &AdminState, dry_run: bool) -> ApiResult<CleanupJson>
     };
     let mut doomed_ids = HashSet::new();
     let mut doomed_keys: Vec<RevisionKey> = Vec::new();
+    let grace = state.config.cleanup.keep_needed_for;
+    let since = time::OffsetDateTime::now_utc().unix_timestamp() - grace.as_secs() as i64;
+    let recent = super::compliance::recently_needed(&state.store, since)?;
     for r in &v.updates {
         let id = r.record.key.update_id;
         if let Some(why) = cleanup_reason(&id, r.record.expired, &v, &superseded) {
+            if let Some(n) = recent.get(&id) {
+                out.kept.push(format!(
+                    "{id}  {}  ({why}, kept: needed by {} and failed on {} computer(s) within {})",
+                    r.record.title,
+                    n.needed,
+                    n.failed,
+                    super::compliance::short_duration(grace)
+                ));
+                continue;
+            }
             out.updates
                 .push(format!("{id}  {}  ({why})", r.record.title));
             doomed_ids.insert(id);

@@ -134,6 +134,8 @@ pub fn logout() -> Response<AdminBody> {
 struct Extra {
     top: Vec<(String, String, u64)>,
     failing: Vec<ComputerJson>,
+    stale: Vec<ComputerJson>,
+    summary: Option<super::compliance::Summary>,
 }
 
 fn extra(state: &AdminState) -> Extra {
@@ -158,10 +160,20 @@ fn extra(state: &AdminState) -> Extra {
         top.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
         top.truncate(10);
     }
-    let failing = super::api::list_computers(state, &Query::default())
-        .map(|v| v.into_iter().filter(|c| c.failed > 0).collect())
-        .unwrap_or_default();
-    Extra { top, failing }
+    let failing = super::compliance::list_computers(
+        state,
+        &Query::parse("status=failed&include_downstream=1"),
+    )
+    .unwrap_or_default();
+    let stale =
+        super::compliance::list_computers(state, &Query::parse("stale=7d")).unwrap_or_default();
+    let summary = super::compliance::summary(&state.store).ok();
+    Extra {
+        top,
+        failing,
+        stale,
+        summary,
+    }
 }
 
 fn render(s: &StatusJson, x: &Extra) -> String {
@@ -256,20 +268,44 @@ fn render(s: &StatusJson, x: &Extra) -> String {
         }
         b.push_str("</table>");
     }
-    b.push_str("<h2>Computers with failures</h2>");
-    if x.failing.is_empty() {
-        b.push_str("<p>None.</p>");
-    } else {
-        b.push_str("<table id=\"failing\"><tr><th>Computer</th><th>Groups</th><th>Failed</th><th>Needed</th><th>Last report</th></tr>");
-        for c in &x.failing {
+    if let Some(m) = &x.summary {
+        b.push_str("<h2>Compliance</h2><table id=\"compliance\">");
+        for (k, v) in [
+            ("Computers (this server)", m.computers),
+            (
+                "Computers (rolled up from downstream servers)",
+                m.downstream_computers,
+            ),
+            ("Downstream servers", m.downstream_servers),
+            ("Computers needing updates", m.needing),
+            ("Computers with failed updates", m.failing),
+            ("Computers up to date", m.up_to_date),
+            ("Computers not reporting for 7 days", m.stale_7d),
+        ] {
+            let _ = write!(b, "<tr><td>{}</td><td class=\"n\">{v}</td></tr>", esc(k));
+        }
+        b.push_str("</table>");
+    }
+    for (title, id, list) in [
+        ("Computers with failures", "failing", &x.failing),
+        ("Computers not reporting for 7 days", "stale", &x.stale),
+    ] {
+        let _ = write!(b, "<h2>{title}</h2>");
+        if list.is_empty() {
+            b.push_str("<p>None.</p>");
+            continue;
+        }
+        let _ = write!(b, "<table id=\"{id}\"><tr><th>Computer</th><th>Groups</th><th>Failed</th><th>Needed</th><th>Last report</th><th>Downstream server</th></tr>");
+        for c in list {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&c.name),
                 esc(&c.groups.join(", ")),
                 c.failed,
                 c.needed,
-                esc(c.last_report.as_deref().unwrap_or("never"))
+                esc(c.last_report.as_deref().unwrap_or("never")),
+                esc(c.downstream_server.as_deref().unwrap_or("-"))
             );
         }
         b.push_str("</table>");

@@ -52,9 +52,12 @@ pub struct ExportJson {
 pub struct ImportRequest {
     /// Package directory or first volume, on the server's disk.
     pub path: PathBuf,
-    /// Trusted public key files.
+    /// Trusted public key files (default: the server's `[import] trusted_keys`).
     #[serde(default)]
     pub trust: Vec<PathBuf>,
+    /// Accept a package older than the last one imported from its server.
+    #[serde(default)]
+    pub allow_older: bool,
 }
 
 /// Answer of `POST /api/import`.
@@ -153,8 +156,12 @@ pub async fn import(state: &Arc<AdminState>, req: ImportRequest) -> ApiResult<Im
     };
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
-        let trust = req
-            .trust
+        let paths = if req.trust.is_empty() {
+            &s.config.import.trusted_keys
+        } else {
+            &req.trust
+        };
+        let trust = paths
             .iter()
             .map(|p| keys::read_public(p))
             .collect::<Result<Vec<_>, _>>()
@@ -164,7 +171,10 @@ pub async fn import(state: &Arc<AdminState>, req: ImportRequest) -> ApiResult<Im
             &s.config.content_dir(),
             &s.config.server.data_dir.join("import-staging"),
             &req.path,
-            &ImportOptions { trust },
+            &ImportOptions {
+                trust,
+                allow_older: req.allow_older,
+            },
         )
         .map_err(api_err)?;
         Ok(ImportJson {

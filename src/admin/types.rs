@@ -36,9 +36,9 @@ pub struct UpdateJson {
     pub products: Vec<String>,
     /// Product GUIDs.
     pub product_ids: Vec<String>,
-    /// Declined (hidden).
+    /// Declined (hidden); also true when expired upstream.
     pub declined: bool,
-    /// Expired upstream.
+    /// Expired upstream (withdrawn: kept as declined, never offered to clients).
     pub expired: bool,
     /// Approvals: `install` and `uninstall` deployments only.
     pub approvals: Vec<ApprovalJson>,
@@ -115,6 +115,10 @@ pub struct ComputerJson {
     pub installed: usize,
     /// Updates whose last attempt failed.
     pub failed: usize,
+    /// The downstream server the computer was rolled up from (its name); null for this
+    /// server's own clients.
+    #[serde(default)]
+    pub downstream_server: Option<String>,
 }
 
 /// One update's status on a computer (`computers show`).
@@ -124,8 +128,17 @@ pub struct ComputerUpdateJson {
     pub id: String,
     /// Title when known.
     pub title: Option<String>,
-    /// `needed` | `installed` | `failed`.
+    /// `installed` | `needed` | `failed` | `not_applicable` (same as `state`; kept for scripts).
     pub status: String,
+    /// `installed` | `needed` | `failed` | `not_applicable`.
+    #[serde(default)]
+    pub state: String,
+    /// RFC 3339 time the update took this state on the computer.
+    #[serde(default)]
+    pub last_change: Option<String>,
+    /// The failure's HRESULT as `0x8024XXXX`, for `failed`.
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 /// `computers show --json`.
@@ -277,6 +290,10 @@ pub struct CleanupJson {
     pub dry_run: bool,
     /// Updates (whose revisions are) removed: `id  title  (reason)`.
     pub updates: Vec<String>,
+    /// Updates that would otherwise go but are kept because computers reported them needed or
+    /// failed within `[cleanup] keep_needed_for`: `id  title  (why)`.
+    #[serde(default)]
+    pub kept: Vec<String>,
     /// Revisions removed.
     pub revisions: u64,
     /// Content files removed (no remaining update needs them).
@@ -359,6 +376,20 @@ pub struct SyncJson {
     pub approvals: u64,
     /// Finished syncs in this server process.
     pub runs: u64,
+    /// Revisions the last sync isolated and skipped (asked for again at the next sync).
+    #[serde(default)]
+    pub skipped: Vec<SkippedJson>,
+}
+
+/// One skipped revision in `sync status --json` (issue 14: `{"id", "revision", "reason"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedJson {
+    /// UpdateID GUID.
+    pub id: String,
+    /// RevisionNumber.
+    pub revision: u32,
+    /// Why it was skipped.
+    pub reason: String,
 }
 
 impl SyncJson {
@@ -379,6 +410,15 @@ impl SyncJson {
             fetched: s.fetched,
             approvals: s.approvals,
             runs: s.runs,
+            skipped: s
+                .skipped
+                .into_iter()
+                .map(|k| SkippedJson {
+                    id: k.id.to_string(),
+                    revision: k.revision,
+                    reason: k.reason,
+                })
+                .collect(),
         }
     }
 }

@@ -97,9 +97,11 @@ impl Server {
     /// Opens the store and the cache under `server.data_dir` and binds `server.listen`
     /// (port 0 picks a free port; see [`Server::local_addr`]).
     pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| ContentError::Io {
-            path: config.server.data_dir.clone(),
-            source,
+        crate::store::create_private_dir(&config.server.data_dir).map_err(|source| {
+            ContentError::Io {
+                path: config.server.data_dir.clone(),
+                source,
+            }
         })?;
         if config.content.max_size.is_none() {
             config.content.max_size = default_max_size(&config.server.data_dir);
@@ -227,6 +229,11 @@ impl Server {
         });
         let admin = self.admin.map(|a| tokio::spawn(a.run(rx.clone())));
         let serving = tokio::spawn(http::serve(self.listener, self.router, rx.clone()));
+        let pruning = tokio::spawn(prune_events_hourly(
+            self.state.store.clone(),
+            self.state.config.clients.event_retention,
+            rx.clone(),
+        ));
         let runner = self.sync_runner.map(|(reporter, trigger)| {
             crate::sync::spawn_runner(crate::sync::RunnerContext {
                 config: self.state.config.clone(),
@@ -245,6 +252,7 @@ impl Server {
             let _ = r.await;
         }
         let _ = serving.await;
+        let _ = pruning.await;
         if let Some(a) = admin {
             let _ = a.await;
         }
@@ -256,12 +264,39 @@ impl Server {
     }
 }
 
-/// Runs the server with `config` until SIGTERM or Ctrl-C.
-/// The admin API is secondary to serving clients: when it cannot start (port taken, token
-/// file unreadable) the error is logged and the server runs without it.
+/// Deletes events older than `retention` at start-up and then every hour, until shutdown
+/// (the age half of the bound on stored client data; the count and size half is applied
+/// as events arrive).
+async fn prune_events_hourly(
+    store: Store,
+    retention: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let store = store.clone();
+        let before = time::OffsetDateTime::now_utc().unix_timestamp()
+            - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        match tokio::task::spawn_blocking(move || store.prune_events(before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(events = n, "pruned events past clients.event_retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "event pruning failed"),
+            Err(e) => tracing::warn!(error = %e, "event pruning task failed"),
+        }
+    }
+}
+
+/// Runs the server with `config` until SIGTERM or Ctrl-C. An admin API that cannot start
+/// (port taken, token file unreadable or too short) is an error: a server that silently
+/// runs without it cannot be administered or monitored.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut server = Server::bind(config).await?;
-    start_admin_or_log(&mut server).await;
+    start_admin(&mut server).await?;
     server.run_until(shutdown_signal()).await
 }
 
@@ -272,18 +307,18 @@ pub async fn run_with_reload(config: Config, reload: reload::ReloadFn) -> Result
     let running = config.clone();
     let mut server = Server::bind(config).await?;
     reload::spawn(hup, running, reload, server.cert.clone());
-    start_admin_or_log(&mut server).await;
+    start_admin(&mut server).await?;
     server.run_until(shutdown_signal()).await
 }
 
-/// Starts the admin API on `[admin] listen`; when it cannot start (port taken, token file
-/// unreadable) logs why and leaves the server without it. `serve` and `simulate-upstream`
-/// both start it this way.
-pub async fn start_admin_or_log(server: &mut Server) {
+/// Starts the admin API on `[admin] listen` (warning when that is every interface).
+/// `serve` and `simulate-upstream` both start it this way.
+pub async fn start_admin(server: &mut Server) -> Result<(), ServerError> {
     let admin = server.state().config.admin.listen;
-    if let Err(e) = server.start_admin_on(admin).await {
-        tracing::error!(error = %e, "admin API not started: admin verbs, /metrics and the status page are unavailable until a restart");
+    if admin.ip().is_unspecified() {
+        tracing::warn!(%admin, "the admin API listens on every interface: anyone who can reach it may try tokens; prefer 127.0.0.1 or a management address");
     }
+    server.start_admin_on(admin).await.map(|_| ())
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -9,12 +9,18 @@ use crate::http::{Router, SelfUpdateProxy};
 /// Builds the request router. SOAP services are registered here, one line each, e.g.
 /// `.soap("/ClientWebService/client.asmx", Arc::new(client_service))`.
 pub fn build_router(state: &AppState) -> Router {
-    let selfupdate = state
-        .config
-        .upstream
-        .url
-        .as_ref()
-        .and_then(|u| SelfUpdateProxy::new(u.trim_end_matches('/').to_string()));
+    let selfupdate = state.config.upstream.url.as_ref().and_then(|u| {
+        match state.config.upstream.http_client() {
+            Ok(client) => Some(SelfUpdateProxy::new(
+                u.trim_end_matches('/').to_string(),
+                client,
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "self-update proxy disabled");
+                None
+            }
+        }
+    });
     let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
         .selfupdate(selfupdate);
     if let Some(client) = client_service(state) {
@@ -35,6 +41,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     });
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
+        clients: state.config.clients.clone(),
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {

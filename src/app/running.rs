@@ -169,7 +169,7 @@ impl SimUpstream {
         .map_err(|e| SimError::Io(std::io::Error::other(e)))??;
         let mut server = server;
         if admin {
-            super::start_admin_or_log(&mut server).await;
+            super::start_admin(&mut server).await?;
         }
         Ok(Self {
             server: RunningServer::run(server),

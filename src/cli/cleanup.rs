@@ -23,6 +23,9 @@ pub fn run(c: &AdminClient, dry_run: bool, json: bool) -> anyhow::Result<ExitCod
     for u in &r.updates {
         println!("{u}");
     }
+    for k in &r.kept {
+        println!("keep {k}");
+    }
     println!(
         "{}{} update(s), {} revision(s), {} file(s), {} of content",
         if r.dry_run {
@@ -35,5 +38,11 @@ pub fn run(c: &AdminClient, dry_run: bool, json: bool) -> anyhow::Result<ExitCod
         r.files,
         human_bytes(r.bytes)
     );
+    if !r.kept.is_empty() {
+        println!(
+            "kept {} update(s) that computers reported needed or failed within [cleanup] keep_needed_for",
+            r.kept.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,15 @@
-//! `wsus-edge computers list|show` (Get-WsusComputer) over the admin API.
+//! `wsus-edge computers list|show|move|remove` (Get-WsusComputer, Add-WsusComputer,
+//! Remove-WsusComputer) over the admin API.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use reqwest::Method;
 
 use super::admin_client::{clip, print_json, print_table, AdminClient};
-use crate::admin::types::{ComputerDetailJson, ComputerJson};
+use super::compliance::csv;
+use crate::admin::compliance::{MoveRequest, RemoveRequest};
+use crate::admin::types::{ChangedJson, ComputerDetailJson, ComputerJson};
 
 /// `computers ...`.
 #[derive(Debug, Subcommand)]
@@ -16,20 +20,63 @@ pub enum ComputersCmd {
         /// Only computers in this group (name or GUID).
         #[arg(long, value_name = "G")]
         group: Option<String>,
-        /// JSON array instead of a table.
+        /// Only computers whose last status report is older than this (e.g. 7d), or never came.
+        #[arg(long, value_name = "AGE")]
+        stale: Option<String>,
+        /// Only computers with a failed update, a needed update, or up to date.
+        #[arg(long, value_name = "S", value_parser = ["failed", "needed", "uptodate"])]
+        status: Option<String>,
+        /// Also computers rolled up from downstream servers.
         #[arg(long)]
+        include_downstream: bool,
+        /// JSON array instead of a table.
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV: a header row, then one row per computer.
+        #[arg(long)]
+        csv: bool,
     },
-    /// Show one computer (DNS name or client id): last sync, last report, per-update status.
+    /// Show one computer (DNS name or client id): each update's state, last change and error code.
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Show {
         /// DNS name (or short host name) or client id.
         name: String,
         /// JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV of the per-update states: a header row, then one row per update.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Assign a computer to a target group on this server (server-side targeting).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
+    Move {
+        /// DNS name (or short host name) or client id.
+        name: String,
+        /// Target group name or GUID (`Unassigned Computers` clears the assignment).
+        #[arg(long, value_name = "G")]
+        group: String,
+    },
+    /// Forget a computer and its reported status (it registers again at its next contact).
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
+    Remove {
+        /// DNS name (or short host name) or client id.
+        name: String,
     },
 }
+
+/// The `computers list --csv` columns (the `--json` field names).
+const LIST_COLUMNS: [&str; 9] = [
+    "id",
+    "name",
+    "groups",
+    "last_sync",
+    "last_report",
+    "needed",
+    "failed",
+    "installed",
+    "downstream_server",
+];
 
 fn or_never(t: &Option<String>) -> String {
     t.clone().unwrap_or_else(|| "never".into())
@@ -38,11 +85,42 @@ fn or_never(t: &Option<String>) -> String {
 /// Runs `computers ...`.
 pub fn run(c: &AdminClient, cmd: ComputersCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        ComputersCmd::List { group, json } => {
-            let q: Vec<(&str, String)> = group.map(|g| ("group", g)).into_iter().collect();
+        ComputersCmd::List {
+            group,
+            stale,
+            status,
+            include_downstream,
+            json,
+            csv: csv_out,
+        } => {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            q.extend(group.map(|g| ("group", g)));
+            q.extend(stale.map(|g| ("stale", g)));
+            q.extend(status.map(|g| ("status", g)));
+            if include_downstream {
+                q.push(("include_downstream", "1".into()));
+            }
             let list: Vec<ComputerJson> = c.get("/api/computers", &q)?;
             if json {
                 print_json(&list)?;
+            } else if csv_out {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.id.clone(),
+                            x.name.clone(),
+                            x.groups.join(";"),
+                            x.last_sync.clone().unwrap_or_default(),
+                            x.last_report.clone().unwrap_or_default(),
+                            x.needed.to_string(),
+                            x.failed.to_string(),
+                            x.installed.to_string(),
+                            x.downstream_server.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", csv(&LIST_COLUMNS, &rows));
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -55,6 +133,7 @@ pub fn run(c: &AdminClient, cmd: ComputersCmd) -> anyhow::Result<ExitCode> {
                             x.needed.to_string(),
                             x.installed.to_string(),
                             x.failed.to_string(),
+                            x.downstream_server.clone().unwrap_or("-".into()),
                         ]
                     })
                     .collect();
@@ -67,15 +146,41 @@ pub fn run(c: &AdminClient, cmd: ComputersCmd) -> anyhow::Result<ExitCode> {
                         "NEEDED",
                         "INSTALLED",
                         "FAILED",
+                        "DOWNSTREAM",
                     ],
                     &rows,
                 );
             }
         }
-        ComputersCmd::Show { name, json } => {
+        ComputersCmd::Show {
+            name,
+            json,
+            csv: csv_out,
+        } => {
             let d: ComputerDetailJson = c.get("/api/computers/show", &[("name", name)])?;
             if json {
                 print_json(&d)?;
+            } else if csv_out {
+                let rows: Vec<Vec<String>> = d
+                    .updates
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.id.clone(),
+                            u.title.clone().unwrap_or_default(),
+                            u.state.clone(),
+                            u.last_change.clone().unwrap_or_default(),
+                            u.error_code.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    csv(
+                        &["id", "title", "state", "last_change", "error_code"],
+                        &rows
+                    )
+                );
             } else {
                 let x = &d.computer;
                 for (k, v) in [
@@ -87,6 +192,12 @@ pub fn run(c: &AdminClient, cmd: ComputersCmd) -> anyhow::Result<ExitCode> {
                     ("Needed", x.needed.to_string()),
                     ("Installed", x.installed.to_string()),
                     ("Failed", x.failed.to_string()),
+                    (
+                        "Downstream",
+                        x.downstream_server
+                            .clone()
+                            .unwrap_or("- (own client)".into()),
+                    ),
                     ("OS", d.os_version.clone().unwrap_or("-".into())),
                     ("Agent", d.client_version.clone().unwrap_or("-".into())),
                 ] {
@@ -99,15 +210,35 @@ pub fn run(c: &AdminClient, cmd: ComputersCmd) -> anyhow::Result<ExitCode> {
                         .iter()
                         .map(|u| {
                             vec![
-                                u.status.clone(),
+                                u.state.clone(),
+                                u.last_change.clone().unwrap_or("-".into()),
+                                u.error_code.clone().unwrap_or("-".into()),
                                 u.id.clone(),
-                                clip(u.title.as_deref().unwrap_or("?"), 60),
+                                clip(u.title.as_deref().unwrap_or("?"), 50),
                             ]
                         })
                         .collect();
-                    print_table(&["STATUS", "UPDATE", "TITLE"], &rows);
+                    print_table(&["STATE", "LAST CHANGE", "ERROR", "UPDATE", "TITLE"], &rows);
                 }
             }
+        }
+        ComputersCmd::Move { name, group } => {
+            let r: ChangedJson = c.call(
+                Method::POST,
+                "/api/computers/move",
+                &[],
+                Some(&MoveRequest { name, group }),
+            )?;
+            println!("{}", r.message);
+        }
+        ComputersCmd::Remove { name } => {
+            let r: ChangedJson = c.call(
+                Method::POST,
+                "/api/computers/remove",
+                &[],
+                Some(&RemoveRequest { name }),
+            )?;
+            println!("{}", r.message);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ pub mod admin_client;
 pub mod catalog;
 pub mod check_config;
 pub mod cleanup;
+pub mod compliance;
 pub mod computers;
 pub mod content;
 pub mod groups;
@@ -70,7 +71,7 @@ pub enum Command {
     /// Computer target groups: list, add, remove.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Groups(groups::GroupsCmd),
-    /// Client computers: list, show.
+    /// Client computers: list, show, move, remove.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Computers(computers::ComputersCmd),
     /// Update classifications known to this server.
@@ -139,6 +140,17 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
 }
 
+/// Everything a serving process creates is private from the start (files 0600, folders
+/// 0700, whoever creates them: the store's files too), with no window in which another
+/// local user could open them.
+pub(crate) fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// The `serve` flags and `--log-format` over a loaded configuration.
 fn apply_serve_flags(
     config: &mut crate::config::Config,
@@ -180,6 +192,7 @@ fn serve(
         apply_serve_flags(&mut c, &args, log_format);
         Ok(c)
     });
+    private_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

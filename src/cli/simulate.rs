@@ -57,6 +57,7 @@ pub fn simulate_upstream(
     mut config: Config,
     args: SimulateArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
+    super::private_files();
     if let Some(l) = args.listen {
         config.server.listen = l;
     }

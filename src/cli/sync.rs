@@ -64,6 +64,15 @@ fn print_status(s: &SyncJson) {
         "counts:        {} updates, {} revisions fetched, {} approvals",
         s.updates, s.fetched, s.approvals
     );
+    if !s.skipped.is_empty() {
+        println!(
+            "skipped:       {} revision(s), asked for again at the next sync",
+            s.skipped.len()
+        );
+        for k in &s.skipped {
+            println!("  {}/{}  {}", k.id, k.revision, k.reason);
+        }
+    }
 }
 
 /// Runs `sync ...`.

@@ -53,9 +53,14 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// The package directory or its first volume (OUT.001).
     pub path: PathBuf,
-    /// Accept only packages signed by this key (repeatable).
+    /// Accept only packages signed by this key (repeatable; default: `[import]
+    /// trusted_keys`; with neither, the import is refused).
     #[arg(long, value_name = "K.pub")]
     pub trust: Vec<PathBuf>,
+    /// Accept a package older than the last one imported from its server (moves this
+    /// server's state back to it).
+    #[arg(long)]
+    pub allow_older: bool,
     /// Work offline on this data directory (no server may hold it); without it the running
     /// server does the work through its admin API.
     #[arg(long, value_name = "DIR", conflicts_with = "online")]
@@ -174,6 +179,7 @@ fn import_online(config: &Config, a: ImportArgs, admin: Option<&str>) -> anyhow:
             .iter()
             .map(|p| absolute(p))
             .collect::<Result<_, _>>()?,
+        allow_older: a.allow_older,
     };
     let r: ImportJson = c.call(Method::POST, "/api/import", &[], Some(&body))?;
     print_import(&r, a.json)?;
@@ -227,8 +233,14 @@ pub fn import(mut config: Config, a: ImportArgs, admin: Option<&str>) -> anyhow:
         return admin_client::run_verb(|| import_online(&config, a, admin));
     };
     config.server.data_dir = dir;
+    let keys = if a.trust.is_empty() {
+        &config.import.trusted_keys
+    } else {
+        &a.trust
+    };
     let opts = ImportOptions {
-        trust: trust(&a.trust)?,
+        trust: trust(keys)?,
+        allow_older: a.allow_older,
     };
     let store = transfer::open_store_offline(&config.store_dir())?;
     let staging = config.server.data_dir.join("import-staging");

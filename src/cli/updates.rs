@@ -13,7 +13,7 @@ use crate::admin::types::{ApproveRequest, ChangedJson, IdsRequest, UpdateDetailJ
 #[derive(Debug, Subcommand)]
 pub enum UpdatesCmd {
     /// List software and driver updates (latest revisions).
-    #[command(group(ArgGroup::new("state").args(["approved", "unapproved", "declined"])))]
+    #[command(group(ArgGroup::new("state").args(["approved", "unapproved", "declined", "expired"])))]
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
     List {
         /// Only approved updates.
@@ -22,9 +22,12 @@ pub enum UpdatesCmd {
         /// Only updates neither approved nor declined.
         #[arg(long)]
         unapproved: bool,
-        /// Only declined updates.
+        /// Only declined updates (those expired upstream included).
         #[arg(long)]
         declined: bool,
+        /// Only updates expired upstream (withdrawn; kept as declined).
+        #[arg(long)]
+        expired: bool,
         /// Classification title or GUID (e.g. "Security Updates").
         #[arg(long, value_name = "C")]
         classification: Option<String>,
@@ -46,6 +49,18 @@ pub enum UpdatesCmd {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Which computers have, need or failed an update (GUID or KB), own and rolled up.
+    #[command(after_long_help = super::admin_client::EXIT_CODES)]
+    Status {
+        /// Update GUID or KB number.
+        id: String,
+        /// JSON: {"id","title","counts":{..},"computers":[..]}.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV: a header row, then one row per computer.
+        #[arg(long)]
+        csv: bool,
     },
     /// Approve updates for a target group (autonomous mode; a replica takes approvals from upstream).
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
@@ -83,6 +98,9 @@ pub struct ApproveArgs {
 }
 
 fn approvals_cell(u: &UpdateJson) -> String {
+    if u.expired {
+        return "expired".into();
+    }
     if u.declined {
         return "declined".into();
     }
@@ -106,6 +124,7 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
             approved,
             unapproved,
             declined,
+            expired,
             classification,
             product,
             text,
@@ -118,6 +137,8 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
                 Some("unapproved")
             } else if declined {
                 Some("declined")
+            } else if expired {
+                Some("expired")
             } else {
                 None
             };
@@ -154,6 +175,9 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
                 print_table(&["ID", "KB", "CLASSIFICATION", "TITLE", "APPROVALS"], &rows);
                 eprintln!("{} update(s)", list.len());
             }
+        }
+        UpdatesCmd::Status { id, json, csv } => {
+            return super::compliance::update_status(c, id, json, csv);
         }
         UpdatesCmd::Show { id, json } => {
             let u: UpdateDetailJson = c.get("/api/updates/show", &[("id", id)])?;

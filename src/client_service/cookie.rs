@@ -104,11 +104,21 @@ impl CookieKey {
                     std::fs::create_dir_all(dir)?;
                 }
                 let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, k.0)?;
+                // Created 0600 (not chmod-ed after writing: the key was briefly
+                // world-readable), and never through a file someone else left there.
+                let _ = std::fs::remove_file(&tmp);
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
                 #[cfg(unix)]
                 {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                {
+                    use std::io::Write;
+                    let mut f = opts.open(&tmp)?;
+                    f.write_all(&k.0)?;
+                    f.sync_all()?;
                 }
                 std::fs::rename(&tmp, path)?;
                 Ok(k)

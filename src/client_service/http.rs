@@ -58,6 +58,7 @@ impl SoapService for SoapEndpoint {
                     host: host.as_deref(),
                     tls,
                     body: &req.body,
+                    peer: Some(req.peer.ip()),
                 })
             })
             .await;

@@ -14,16 +14,17 @@
 //! | file | owns |
 //! |---|---|
 //! | [`cookie`] | HMAC-signed authorization and session cookies |
-//! | [`index`] | the in-memory scan index and approval resolution |
+//! | [`scan_index`] | the in-memory scan index and approval resolution |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
 //! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
 //! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
 pub mod cookie;
 pub mod http;
-pub mod index;
+pub mod limits;
 mod ops;
 mod scan;
+pub mod scan_index;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 pub use cookie::{Claims, CookieError, CookieKey, CookieKind};
-pub use index::ScanIndex;
+pub use scan_index::ScanIndex;
 
 use crate::store::{Store, StoreError};
 use crate::wire::soap::{self, ErrorCode, Fault, SoapBody};
@@ -89,6 +90,8 @@ pub struct Request<'a> {
     pub tls: bool,
     /// The body.
     pub body: &'a [u8],
+    /// The client's address (registration rates are counted per address).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// The answer: an HTTP status and a body (`text/xml; charset=utf-8`).
@@ -128,6 +131,8 @@ pub struct Options {
     pub page_size: usize,
     /// How often the store is checked for changes (the index is rebuilt when it changed).
     pub refresh_every: Duration,
+    /// What one client may make the server keep (`[clients]`).
+    pub clients: crate::config::ClientsConfig,
 }
 
 impl Default for Options {
@@ -138,6 +143,7 @@ impl Default for Options {
             auth_cookie_ttl: Duration::from_secs(3600),
             page_size: wusp::PAGE_SIZE,
             refresh_every: Duration::from_secs(2),
+            clients: crate::config::ClientsConfig::default(),
         }
     }
 }
@@ -188,6 +194,7 @@ pub struct ClientService {
     /// Held by the one thread checking or rebuilding the index.
     build: Mutex<()>,
     limits: Limits,
+    registrations: limits::Registrations,
 }
 
 impl ClientService {
@@ -198,6 +205,7 @@ impl ClientService {
         Ok(Self {
             store,
             key,
+            registrations: limits::Registrations::new(opts.clients.clone()),
             opts,
             server_id,
             config_change: now.replace_nanosecond(0).unwrap_or(now),
@@ -208,6 +216,7 @@ impl ClientService {
                 max_elements: 200_000,
                 max_text: 1 << 20,
                 max_input: 16 << 20,
+                ..Limits::default()
             },
         })
     }
@@ -253,7 +262,7 @@ impl ClientService {
                 return Ok(c.index.clone());
             }
         }
-        let fp = index::fingerprint(&self.store)?;
+        let fp = scan_index::fingerprint(&self.store)?;
         let idx = match current {
             Some((idx, _)) if idx.fingerprint == fp => idx,
             _ => {
@@ -276,10 +285,11 @@ impl ClientService {
 
     /// Answers one request (blocking: call from `spawn_blocking` in async code).
     pub fn handle(&self, req: &Request<'_>) -> Reply {
-        // The hot request skips the tree when it has the plain shape (see `sync_stream`);
+        // The hot request skips the tree when it has the plain shape (see `sync_updates_stream`);
         // anything else, including every error, goes the general way below.
         if req.endpoint == Endpoint::Client && req.soap_action == Some(wusp::action::SYNC_UPDATES) {
-            if let Some(r) = wusp::sync_stream::decode_sync_updates(req.body, &self.limits) {
+            if let Some(r) = wusp::sync_updates_stream::decode_sync_updates(req.body, &self.limits)
+            {
                 let answer = self.sync_updates(r);
                 return Self::reply("SyncUpdates", wusp::action::SYNC_UPDATES, answer);
             }
@@ -319,9 +329,9 @@ impl ClientService {
         }
         let r = match name {
             "GetConfig" => self.get_config(&env),
-            "GetAuthorizationCookie" => self.get_authorization_cookie(&env),
+            "GetAuthorizationCookie" => self.get_authorization_cookie(&env, req),
             "GetCookie" => self.get_cookie(&env),
-            "RegisterComputer" => self.register_computer(&env),
+            "RegisterComputer" => self.register_computer(&env, req),
             "SyncUpdates" => env
                 .decode()
                 .map_err(OpError::from)
@@ -329,7 +339,7 @@ impl ClientService {
             "RefreshCache" => self.refresh_cache(&env),
             "GetExtendedUpdateInfo" => self.get_extended_update_info(&env, req),
             "GetFileLocations" => self.get_file_locations(&env, req),
-            "ReportEventBatch" => self.report_event_batch(&env),
+            "ReportEventBatch" => self.report_event_batch(&env, req),
             _ => Err(OpError::Fault(ErrorCode::InvalidParameters, name.into())),
         };
         Self::reply(name, action, r)

@@ -3,7 +3,8 @@
 
 use time::OffsetDateTime;
 
-use super::{Claims, ClientService, CookieKind, OpError, Reply};
+use super::limits::{self, Refusal};
+use super::{Claims, ClientService, CookieKind, OpError, Reply, Request};
 use crate::store::{Computer, ReportedEvent};
 use crate::wire::soap::{Envelope, ErrorCode};
 use crate::wire::wusp::{self, AuthPlugInInfo, AuthorizationCookie, Config};
@@ -36,7 +37,11 @@ impl ClientService {
         }))
     }
 
-    pub(super) fn get_authorization_cookie(&self, env: &Envelope) -> Result<Reply, OpError> {
+    pub(super) fn get_authorization_cookie(
+        &self,
+        env: &Envelope,
+        http: &Request<'_>,
+    ) -> Result<Reply, OpError> {
         let req: wusp::GetAuthorizationCookie = env.decode()?;
         let id = req.client_id.trim();
         if id.is_empty() || id.len() > super::cookie::MAX_CLIENT_ID {
@@ -44,6 +49,10 @@ impl ClientService {
                 ErrorCode::InvalidParameters,
                 "clientId".into(),
             ));
+        }
+        if let Some(g) = &req.target_group_name {
+            limits::check_target_groups(g)
+                .map_err(|m| OpError::Fault(ErrorCode::InvalidParameters, m))?;
         }
         let now = Self::now_unix();
         let claims = Claims {
@@ -58,13 +67,19 @@ impl ClientService {
         };
         // The spec says the server SHOULD keep the client and its requested group.
         let requested = split_groups(&claims.target_groups);
-        let mut c = self.store.computer(id)?.unwrap_or_else(|| Computer {
-            id: id.to_string(),
-            registered_unix: now,
-            ..Computer::default()
-        });
+        let mut c = match self.store.computer(id)? {
+            Some(c) => c,
+            None => {
+                self.admit_new(http)?;
+                Computer {
+                    id: id.to_string(),
+                    registered_unix: now,
+                    ..Computer::default()
+                }
+            }
+        };
         if !req.dns_name.is_empty() {
-            c.name = req.dns_name.chars().take(255).collect();
+            c.name = limits::cut(&req.dns_name, limits::MAX_DNS_NAME);
         }
         c.requested_groups = requested;
         self.store.upsert_computer(&c)?;
@@ -117,47 +132,74 @@ impl ClientService {
         Ok(Reply::ok(&wusp::GetCookieResponse { result: cookie }))
     }
 
-    pub(super) fn register_computer(&self, env: &Envelope) -> Result<Reply, OpError> {
+    pub(super) fn register_computer(
+        &self,
+        env: &Envelope,
+        http: &Request<'_>,
+    ) -> Result<Reply, OpError> {
         let req: wusp::RegisterComputer = env.decode()?;
         let claims = self.session(&req.cookie)?;
         let now = Self::now_unix();
         let info = &req.computer_info;
-        let mut c = self
-            .store
-            .computer(&claims.client_id)?
-            .unwrap_or_else(|| Computer {
-                id: claims.client_id.clone(),
-                registered_unix: now,
-                ..Computer::default()
-            });
+        let mut c = match self.store.computer(&claims.client_id)? {
+            Some(c) => c,
+            None => {
+                self.admit_new(http)?;
+                Computer {
+                    id: claims.client_id.clone(),
+                    registered_unix: now,
+                    ..Computer::default()
+                }
+            }
+        };
         if !info.dns_name.is_empty() {
-            c.name = info.dns_name.chars().take(255).collect();
+            c.name = limits::cut(&info.dns_name, limits::MAX_DNS_NAME);
         }
-        c.os_version = info.os_version();
-        c.client_version = info.client_version_string();
+        c.os_version = info
+            .os_version()
+            .map(|v| limits::cut(&v, limits::MAX_VERSION));
+        c.client_version = info
+            .client_version_string()
+            .map(|v| limits::cut(&v, limits::MAX_VERSION));
         c.requested_groups = split_groups(&claims.target_groups);
         self.store.upsert_computer(&c)?;
         tracing::debug!(client = %c.id, name = %c.name, "computer registered");
         Ok(Reply::ok(&wusp::RegisterComputerResponse))
     }
 
-    pub(super) fn report_event_batch(&self, env: &Envelope) -> Result<Reply, OpError> {
+    pub(super) fn report_event_batch(
+        &self,
+        env: &Envelope,
+        http: &Request<'_>,
+    ) -> Result<Reply, OpError> {
         let req: wusp::ReportEventBatch = env.decode()?;
         let claims = self.session(&req.cookie)?;
+        if req.events.len() > limits::MAX_EVENTS_PER_BATCH {
+            return Err(OpError::Fault(
+                ErrorCode::InvalidParameters,
+                format!("more than {} events", limits::MAX_EVENTS_PER_BATCH),
+            ));
+        }
+        let lim = self.registrations.config();
+        let oldest = OffsetDateTime::now_utc().unix_timestamp()
+            - i64::try_from(lim.event_retention.as_secs()).unwrap_or(i64::MAX);
         let events: Vec<ReportedEvent> = req
             .events
             .iter()
+            // Events already past the retention are not kept (pruning would drop them).
+            .filter(|e| e.time_at_target.unix_timestamp() >= oldest)
             .map(|e| ReportedEvent {
                 instance_id: e.instance_id,
                 update: (!e.update.update_id.is_nil()).then_some(e.update),
                 event_id: u32::try_from(e.event_id).unwrap_or(0),
                 hresult: e.hresult,
                 time_unix: e.time_at_target.unix_timestamp(),
-                misc: e.misc_data.iter().take(256).cloned().collect(),
+                misc: limits::cut_misc(&e.misc_data),
             })
             .collect();
         let now = OffsetDateTime::now_utc().unix_timestamp();
         if self.store.computer(&claims.client_id)?.is_none() {
+            self.admit_new(http)?;
             self.store.upsert_computer(&Computer {
                 id: claims.client_id.clone(),
                 registered_unix: now,
@@ -165,8 +207,35 @@ impl ClientService {
             })?;
         }
         let new = self.store.add_events(&claims.client_id, &events, now)?;
-        tracing::debug!(client = %claims.client_id, events = events.len(), new, "events stored");
+        let dropped = self.store.trim_events(
+            &claims.client_id,
+            lim.max_events_per_computer,
+            lim.max_event_bytes_per_computer,
+        )?;
+        tracing::debug!(client = %claims.client_id, events = events.len(), new, dropped, "events stored");
         Ok(Reply::ok(&wusp::ReportEventBatchResponse { result: true }))
+    }
+}
+
+impl ClientService {
+    /// Admits one new computer from `http`'s address, or refuses it (`ServerBusy`: the
+    /// agent backs off and retries).
+    fn admit_new(&self, http: &Request<'_>) -> Result<(), OpError> {
+        let known = self.store.computer_count()?;
+        match self
+            .registrations
+            .admit(http.peer, known, std::time::Instant::now())
+        {
+            Ok(()) => Ok(()),
+            Err(Refusal::Full) => Err(OpError::Fault(
+                ErrorCode::ServerBusy,
+                "clients.max_computers reached".into(),
+            )),
+            Err(Refusal::TooFast) => Err(OpError::Fault(
+                ErrorCode::ServerBusy,
+                "clients.registrations_per_minute reached for this address".into(),
+            )),
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use std::collections::HashSet;
 
 use time::OffsetDateTime;
 
-use super::index::{Chosen, EntrySet, ScanIndex};
 use super::ops::split_groups;
+use super::scan_index::{Chosen, EntrySet, ScanIndex};
 use super::{Claims, ClientService, OpError, Reply, Request};
 use crate::model::{groups, UpdateKind};
 use crate::wire::soap::{Envelope, ErrorCode};

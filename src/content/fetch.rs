@@ -38,26 +38,26 @@ impl Upstream {
         let Some(base) = cfg.content_base() else {
             return Ok(None);
         };
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| FetchError::Io(format!("{}: {e}", ca.display())))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| FetchError::Io(format!("{}: {e}", ca.display())))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let client = b.build().map_err(|e| FetchError::Io(e.to_string()))?;
+        let client = cfg
+            .http_client()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
         Ok(Some(Self {
             client,
             base,
             bandwidth: cfg.max_bandwidth.map(|r| Arc::new(Bandwidth::new(r))),
             backoff: Duration::from_millis(100),
         }))
+    }
+
+    /// Where a slice fetch of `key` gets its bytes: this client, URL and bandwidth bucket.
+    pub fn slice_source(&self, key: &super::key::ContentKey) -> super::slices::SliceSource {
+        super::slices::SliceSource {
+            client: self.client.clone(),
+            url: format!("{}/{}", self.base, key.url_path()),
+            bandwidth: self.bandwidth.clone(),
+            slice: super::slices::SLICE,
+            backoff: self.backoff,
+        }
     }
 
     /// The shared bandwidth bucket, if capped.
@@ -100,10 +100,7 @@ impl Upstream {
                     }
                 }
                 for b in &batch {
-                    sink_inf
-                        .file
-                        .write_all_at(b, off)
-                        .map_err(|e| FetchError::Io(e.to_string()))?;
+                    sink_inf.file.write_all_at(b, off)?;
                     off += b.len() as u64;
                 }
                 sink_inf.progress.send_modify(|p| p.written = off);
@@ -111,13 +108,12 @@ impl Upstream {
                     h.update(b);
                 }
             }
-            h.finish()
-                .ok_or_else(|| FetchError::Io("hash helper thread failed".into()))
+            h.finish().ok_or(FetchError::Abandoned)
         });
 
         let result = self.receive(&url, &inf, expected_size, &tx).await;
         drop(tx);
-        let digests = sink.await.map_err(|e| FetchError::Io(e.to_string()))?;
+        let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
         result?;
         digests
     }
@@ -140,13 +136,16 @@ impl Upstream {
             };
             received += got;
             let err = match err {
-                None if size.map_or(true, |s| received == s) => return Ok(()),
+                None if size.is_none_or(|s| received == s) => return Ok(()),
                 None => FetchError::Transfer(format!("connection closed at {received} bytes")),
                 Some(e) => e,
             };
             if matches!(
                 err,
-                FetchError::Status(_) | FetchError::Io(_) | FetchError::Certificate(_)
+                FetchError::Status(_)
+                    | FetchError::Disk(_)
+                    | FetchError::Abandoned
+                    | FetchError::Certificate(_)
             ) && got == 0
             {
                 return Err(err);
@@ -247,7 +246,7 @@ impl Upstream {
             let n = chunk.len() as u64;
             crate::metrics::add_content_bytes_upstream(n);
             if tx.send(chunk).await.is_err() {
-                return Err((got, FetchError::Io("temp file writer stopped".into())));
+                return Err((got, FetchError::Abandoned));
             }
             got += n;
         }
@@ -255,7 +254,7 @@ impl Upstream {
     }
 }
 
-fn classify(e: reqwest::Error) -> FetchError {
+pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
     } else if e.is_connect() {

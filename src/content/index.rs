@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use crate::model::FileRecord;
 
 /// An index error (the store's error, as text).
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("index: {0}")]
 pub struct IndexError(pub String);
 

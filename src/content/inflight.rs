@@ -11,7 +11,10 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use super::index::IndexError;
 use super::key::ContentKey;
+use super::slices::{SliceFetch, SliceReader};
+use super::verify::Mismatch;
 
 /// Largest chunk a reader hands to the connection at once.
 const CHUNK: u64 = 256 * 1024;
@@ -19,6 +22,30 @@ const CHUNK: u64 = 256 * 1024;
 const MIN_BATCH: u64 = 64 * 1024;
 /// Longest wait for a batch to fill.
 const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// An I/O error shared by every waiter of a download (`io::Error` is not `Clone`); two are
+/// equal only when they are the same error.
+#[derive(Debug, Clone)]
+pub struct SharedIo(pub Arc<io::Error>);
+
+impl PartialEq for SharedIo {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for SharedIo {}
+
+impl std::fmt::Display for SharedIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<io::Error> for SharedIo {
+    fn from(e: io::Error) -> Self {
+        Self(Arc::new(e))
+    }
+}
 
 /// Why a download ended without an object (cloneable: every waiter gets a copy).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,10 +71,26 @@ pub enum FetchError {
     Transfer(String),
     /// The bytes did not match the declared digests; nothing was kept.
     #[error("verification failed: {0}")]
-    Mismatch(String),
-    /// Local disk error.
+    Mismatch(#[from] Mismatch),
+    /// The content folder could not be read or written (temp file, publish).
     #[error("local I/O error: {0}")]
-    Io(String),
+    Disk(SharedIo),
+    /// The object index in the metadata store failed.
+    #[error("local I/O error: {0}")]
+    Index(#[from] IndexError),
+    /// The upstream client could not be built (`upstream.ca_file`, TLS set-up).
+    #[error("upstream client: {0}")]
+    Client(String),
+    /// The download's writer went away without a verdict (a panic, the runtime shutting
+    /// down, the hash thread failing).
+    #[error("download ended without a verdict")]
+    Abandoned,
+}
+
+impl From<io::Error> for FetchError {
+    fn from(e: io::Error) -> Self {
+        FetchError::Disk(e.into())
+    }
 }
 
 impl FetchError {
@@ -59,7 +102,10 @@ impl FetchError {
                 S::NOT_FOUND
             }
             FetchError::Timeout(_) => S::GATEWAY_TIMEOUT,
-            FetchError::Io(_) => S::INTERNAL_SERVER_ERROR,
+            FetchError::Disk(_)
+            | FetchError::Index(_)
+            | FetchError::Client(_)
+            | FetchError::Abandoned => S::INTERNAL_SERVER_ERROR,
             _ => S::BAD_GATEWAY,
         }
     }
@@ -101,6 +147,9 @@ pub struct Inflight {
     pub progress: watch::Sender<Progress>,
     /// When the download started.
     pub started: SystemTime,
+    /// Set when the object is filled out of order by slices (a range miss); readers then
+    /// follow the slice map instead of `written`.
+    pub slices: std::sync::OnceLock<Arc<SliceFetch>>,
 }
 
 impl Inflight {
@@ -116,6 +165,7 @@ impl Inflight {
             file: Arc::new(file),
             progress,
             started: SystemTime::now(),
+            slices: std::sync::OnceLock::new(),
         }
     }
 
@@ -155,23 +205,30 @@ pub struct InflightReader {
     rx: watch::Receiver<Progress>,
     pos: u64,
     end: u64,
+    /// The slice reader, when the object is filled by slices.
+    slices: Option<SliceReader>,
 }
 
 impl InflightReader {
     /// A reader of `start..=end` (inclusive). The object's size must be known.
     pub fn new(inf: Arc<Inflight>, start: u64, end: u64) -> Self {
         let rx = inf.progress.subscribe();
+        let slices = inf.slices.get().map(|s| s.reader(start, end));
         Self {
             inf,
             rx,
             pos: start,
             end,
+            slices,
         }
     }
 
     /// The next span `(offset, len)` of at most `max` bytes that may be sent now, waiting for
     /// it to arrive; `Ok(None)` when the range is complete. The span counts as sent.
     pub async fn next_span(&mut self, max: u64) -> io::Result<Option<(u64, u64)>> {
+        if let Some(r) = &mut self.slices {
+            return r.next_span(max).await;
+        }
         if self.pos > self.end {
             return Ok(None);
         }
@@ -235,6 +292,7 @@ impl InflightReader {
                 Ok(None) => None,
                 Err(e) => {
                     r.pos = r.end + 1;
+                    r.slices = None;
                     Some((Err(e), r))
                 }
             }
@@ -287,7 +345,7 @@ mod tests {
         write(&inf, &data, 50);
         let mut full = InflightReader::new(inf.clone(), 0, 49);
         assert_eq!(full.next_chunk().await.unwrap().unwrap().len(), 49);
-        inf.finish(State::Failed(FetchError::Mismatch("sha1".into())));
+        inf.finish(State::Failed(FetchError::Abandoned));
         assert!(full.next_chunk().await.is_err());
     }
 
@@ -297,5 +355,8 @@ mod tests {
         assert_eq!(FetchError::Unreachable("x".into()).status(), 502);
         assert_eq!(FetchError::Timeout("x".into()).status(), 504);
         assert_eq!(FetchError::Certificate("x".into()).status(), 502);
+        assert_eq!(FetchError::Abandoned.status(), 500);
+        let io = FetchError::from(io::Error::other("disk"));
+        assert_eq!((io.status().as_u16(), io.clone() == io), (500, true));
     }
 }

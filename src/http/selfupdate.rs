@@ -2,8 +2,6 @@
 //! `<upstream>/selfupdate/...`: these names carry no digest, so nothing is verified or
 //! cached; status, length, type, ranges and validators pass through unchanged.
 
-use std::time::Duration;
-
 use futures_util::TryStreamExt;
 use http::{HeaderMap, Method, Response, StatusCode};
 
@@ -20,14 +18,10 @@ pub struct SelfUpdateProxy {
 }
 
 impl SelfUpdateProxy {
-    /// A proxy to `base` (no trailing slash).
-    pub fn new(base: String) -> Option<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .build()
-            .ok()?;
-        Some(Self { client, base })
+    /// A proxy to `base` (no trailing slash) through `client`
+    /// ([`crate::config::UpstreamConfig::http_client`]).
+    pub fn new(base: String, client: reqwest::Client) -> Self {
+        Self { client, base }
     }
 
     /// Answers one request for a `/selfupdate/...` path.

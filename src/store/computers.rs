@@ -216,34 +216,66 @@ impl Store {
         Ok(n)
     }
 
-    /// Each update's latest status on a computer, from its events in time order: event ids
-    /// per [`EventStatus::from_event_id`], and event 156's `U=`/`V=` lists (comma- or
-    /// space-separated GUIDs) as needed/installed.
+    /// Drops a computer's oldest events until at most `max_count` remain and their stored
+    /// size (key + value bytes) is at most `max_bytes`; returns how many were dropped. The
+    /// per-computer half of the bound on what clients can make the server store.
+    pub fn trim_events(
+        &self,
+        computer_id: &str,
+        max_count: usize,
+        max_bytes: u64,
+    ) -> Result<usize, StoreError> {
+        let t = self.tree(schema::EVENTS);
+        let _w = self.writer();
+        // Oldest first (keys sort by time).
+        let mut rows: Vec<(sled::IVec, u64)> = Vec::new();
+        let mut bytes = 0u64;
+        for kv in t.scan_prefix(schema::events_prefix(computer_id)) {
+            let (k, v) = kv?;
+            let n = (k.len() + v.len()) as u64;
+            bytes += n;
+            rows.push((k, n));
+        }
+        let mut count = rows.len();
+        let mut dropped = 0;
+        for (k, n) in &rows {
+            if count <= max_count && bytes <= max_bytes {
+                break;
+            }
+            t.remove(k)?;
+            count -= 1;
+            bytes -= n;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// How many computers the server knows.
+    pub fn computer_count(&self) -> Result<usize, StoreError> {
+        Ok(self.tree(schema::COMPUTERS).len())
+    }
+
+    /// Each update's needed / installed / failed status on a computer, from
+    /// [`derive_states`](super::derive_states) (the one derivation; not-applicable states are
+    /// left out here).
     pub fn update_statuses(
         &self,
         computer_id: &str,
     ) -> Result<BTreeMap<Uuid, EventStatus>, StoreError> {
-        let mut out = BTreeMap::new();
-        for e in self.events(computer_id)? {
-            if let (Some(u), Some(s)) = (e.update, EventStatus::from_event_id(e.event_id)) {
-                if !u.update_id.is_nil() {
-                    out.insert(u.update_id, s);
-                }
-            }
-            if e.event_id == 156 {
-                for m in &e.misc {
-                    let (status, list) = match m.split_once('=') {
-                        Some(("U", l)) => (EventStatus::Needed, l),
-                        Some(("V", l)) => (EventStatus::Installed, l),
-                        _ => continue,
-                    };
-                    for id in list.split([',', ' ', ';']).filter_map(|s| s.parse().ok()) {
-                        out.insert(id, status);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        use super::UpdateState;
+        Ok(self
+            .computer_states(computer_id)?
+            .into_iter()
+            .filter_map(|(id, r)| {
+                let s = match r.state {
+                    UpdateState::Needed => EventStatus::Needed,
+                    UpdateState::Installed => EventStatus::Installed,
+                    UpdateState::Failed => EventStatus::Failed,
+                    UpdateState::NotApplicable | UpdateState::Unknown => return None,
+                };
+                Some((id, s))
+            })
+            .collect())
     }
 
     /// Needed / installed / failed counts of a computer (from [`Store::update_statuses`]).
@@ -331,8 +363,9 @@ mod tests {
             s.computer("c").unwrap().unwrap().last_report_unix,
             Some(1001)
         );
+        // Only 182 (install failed) sets a state outside the 156 lists.
         let c = s.status_counts("c").unwrap();
-        assert_eq!((c.needed, c.installed, c.failed), (1, 1, 1));
+        assert_eq!((c.needed, c.installed, c.failed), (0, 0, 1));
 
         // Event 156 status lists.
         let mut status = ev(8, 0, 156, 40);
@@ -342,8 +375,9 @@ mod tests {
         let st = s.update_statuses("c").unwrap();
         assert_eq!(st.get(&uid(3)), Some(&EventStatus::Installed));
         assert_eq!(st.get(&uid(5)), Some(&EventStatus::Needed));
+        // The failure of update 2 (not in the lists) left with the lists.
         let c = s.status_counts("c").unwrap();
-        assert_eq!((c.needed, c.installed, c.failed), (2, 2, 1));
+        assert_eq!((c.needed, c.installed, c.failed), (2, 1, 0));
 
         assert!(matches!(
             s.add_events("ghost", &batch, 1),
@@ -356,5 +390,34 @@ mod tests {
         assert!(s.events("c").unwrap().is_empty());
         assert!(!s.remove_computer("c").unwrap());
         assert!(s.events("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn trimming_keeps_the_newest_events_within_count_and_bytes() {
+        let (_d, s) = store();
+        s.upsert_computer(&pc("c")).unwrap();
+        s.upsert_computer(&pc("d")).unwrap();
+        let batch: Vec<_> = (0..10)
+            .map(|i| ev(100 + i, 1, 147, 1000 + i as i64))
+            .collect();
+        s.add_events("c", &batch, 1).unwrap();
+        s.add_events("d", &batch, 1).unwrap();
+        assert_eq!(s.trim_events("c", 4, u64::MAX).unwrap(), 6);
+        let kept: Vec<i64> = s.events("c").unwrap().iter().map(|e| e.time_unix).collect();
+        assert_eq!(kept, vec![1006, 1007, 1008, 1009], "the newest four");
+        assert_eq!(
+            s.events("d").unwrap().len(),
+            10,
+            "another computer is untouched"
+        );
+        // By bytes: one event's size, measured from what a scan of the tree returns.
+        let one = s.events("d").unwrap()[0].clone();
+        let row = serde_json::to_vec(&one).unwrap().len() as u64;
+        let dropped = s.trim_events("d", 100, 3 * (row + 60)).unwrap();
+        let left = s.events("d").unwrap();
+        assert!((1..=3).contains(&left.len()), "{} left", left.len());
+        assert_eq!(dropped + left.len(), 10);
+        assert_eq!(left.last().unwrap().time_unix, 1009);
+        assert_eq!(s.computer_count().unwrap(), 2);
     }
 }

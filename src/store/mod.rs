@@ -24,6 +24,8 @@
 //!   `missing_revisions`, `next_local_id`, `removed_since`
 //! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
 //!   `set_setting`, `settings`
+//! - approved content: `approved_files` (also on a snapshot; `approved_files.rs` is the one
+//!   definition of the files of approved updates)
 //! - approvals: `groups`, `group`, `group_by_name`, `add_group`, `remove_group`,
 //!   `deployments`, `deployments_of`, `set_deployment`, `remove_deployment`,
 //!   `declined_updates`, `is_declined`, `decline`, `undecline`, `accepted_eulas`,
@@ -32,6 +34,9 @@
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
 //!   `update_statuses`, `status_counts`
+//! - compliance (`compliance.rs`): `derive_states` (the one state derivation), `computer_states`,
+//!   downstream servers/computers/states received by rollup (`downstream_*`,
+//!   `apply_downstream_status`), own rollup bookkeeping (`rollup_sent`, `set_rollup_sent`)
 //! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
 //!
 //! # Invariants (what is atomic with what)
@@ -82,7 +87,9 @@
 //! `computers`) read everything: call them from `spawn_blocking` in async code.
 
 mod approvals;
+mod approved_files;
 mod blob_cache;
+mod compliance;
 mod computers;
 mod error;
 mod lock;
@@ -109,6 +116,11 @@ use sled::Transactional;
 use uuid::Uuid;
 
 pub use approvals::{DeploymentChanges, UpstreamDeployments};
+pub use compliance::events as compliance_events;
+pub use compliance::{
+    derive_states, DownstreamComputer, DownstreamServer, DownstreamStatus, RollupSent,
+    StatusRecord, UpdateState,
+};
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
@@ -116,7 +128,7 @@ pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
 pub use migrate::SCHEMA_VERSION;
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
-pub use sync_state::{SyncOutcome, SyncState};
+pub use sync_state::{SkippedRevision, SyncOutcome, SyncState};
 pub use updates::{NewRevision, StoredRevision};
 
 use crate::model::{groups, TargetGroup};
@@ -197,7 +209,7 @@ impl Store {
     /// flock/pid); a dir already held by another process → [`StoreError::Locked`].
     /// On first open it makes the server id, epoch 1 and the built-in groups.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         // A lock can stay held for a moment after its owner let go: a child being spawned by
         // another thread shares the lock's open file description until its exec. Retry
         // briefly (500 ms); a lock really held by another process still fails.
@@ -381,6 +393,19 @@ fn bump_epoch(tx: &Tx<'_>) -> TxResult<u32> {
     let next = cur.wrapping_add(1).max(1);
     tx.put_raw(schema::META, schema::META_EPOCH, &next.to_be_bytes())?;
     Ok(next)
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (created so, not changed after:
+/// no window in which another user could open it). An existing folder is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// All Computers (root) and Unassigned Computers (its child): always present.

@@ -21,6 +21,10 @@
 //! | `dep_log` | change number (u64 BE) | deployment id (16) ‖ 1 = put / 0 = removed; only numbers ≤ `meta/dep_seq` are committed |
 //! | `wire_blobs` | same as `revisions` | the revision's `XmlUpdateBlobCompressed` text (base64 CAB), a cache for the upstream side |
 //! | `kv` | UTF-8 key | bytes (small settings) |
+//! | `ds_servers` | server id (16) | [`DownstreamServer`](super::DownstreamServer) JSON (rollup received; side tree) |
+//! | `ds_computers` | computer id (UTF-8) | [`DownstreamComputer`](super::DownstreamComputer) JSON (side tree) |
+//! | `ds_status` | computer id ‖ 0x00 ‖ UpdateID (16) | [`DownstreamStatus`](super::DownstreamStatus) JSON (side tree) |
+//! | `rollup_sent` | computer id (UTF-8) | [`RollupSent`](super::RollupSent) JSON (own rollup upstream; side tree) |
 //!
 //! Values are JSON (serde_json): self-describing, debuggable, fast enough. Keys are fixed-width
 //! big-endian so that sled's byte order is the natural order.
@@ -93,6 +97,14 @@ pub const DEPLOYMENTS_B: usize = 15;
 pub const WIRE_BLOBS: usize = 16;
 /// Small settings (outside the transactional set; single-key writes).
 pub const KV: &str = "kv";
+/// Downstream servers that rolled up here (side tree, `compliance.rs`).
+pub const DS_SERVERS: &str = "ds_servers";
+/// Computers rolled up from downstream servers (side tree).
+pub const DS_COMPUTERS: &str = "ds_computers";
+/// Their per-update states (side tree; written together with `ds_computers`).
+pub const DS_STATUS: &str = "ds_status";
+/// What this server last rolled up to its upstream, per computer (side tree).
+pub const ROLLUP_SENT: &str = "rollup_sent";
 
 /// `meta` key: the server GUID (16 bytes).
 pub const META_SERVER_ID: &[u8] = b"server_id";

@@ -29,6 +29,22 @@ pub struct SyncState {
     pub last_sync: Option<SyncOutcome>,
     /// The most recent successful sync.
     pub last_success: Option<SyncOutcome>,
+    /// Revisions the last sync isolated and skipped (an unparsable document, or one the
+    /// upstream faults on). Written with the anchor that passes them, so a later sync knows to
+    /// ask for them again; emptied as they arrive.
+    #[serde(default)]
+    pub skipped: Vec<SkippedRevision>,
+}
+
+/// A revision a sync could not take (issue 14: `"skipped": [{"id", "revision", "reason"}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRevision {
+    /// UpdateID.
+    pub id: uuid::Uuid,
+    /// RevisionNumber.
+    pub revision: u32,
+    /// Why (the parse error or the upstream's fault).
+    pub reason: String,
 }
 
 impl SyncState {

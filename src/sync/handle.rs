@@ -36,6 +36,8 @@ pub struct SyncStatus {
     pub approvals: u64,
     /// Sequence number of the last finished sync (0 = never ran in this process).
     pub runs: u64,
+    /// Revisions the last sync isolated and skipped (retried at the next sync).
+    pub skipped: Vec<crate::store::SkippedRevision>,
 }
 
 /// Cloneable handle: ask for a sync, read or await its status.

@@ -4,20 +4,20 @@
 //! | module | owns |
 //! |---|---|
 //! | [`handle`] | [`SyncHandle`] (admin API: trigger, status) and [`SyncReporter`] (runner) |
-//! | [`client`] | SOAP over HTTP(S) to the upstream, retries with exponential backoff |
-//! | [`engine`] | one sync, in the spec's order, each batch committed with its anchors (`fetch.rs`: GetUpdateData batches, related revisions) |
+//! | [`upstream_client`] | SOAP over HTTP(S) to the upstream, retries with exponential backoff |
+//! | [`engine`] | one sync, in the spec's order, each batch committed with its anchors ([`engine::update_data`]: GetUpdateData batches, related revisions) |
 //! | [`runner`] | the schedule (start-up, interval with jitter, triggers) and content prefetch |
 
-pub mod client;
 pub mod engine;
 pub mod handle;
 mod prefetch;
 pub mod runner;
+pub mod upstream_client;
 
-pub use client::SoapClient;
 pub use engine::{SyncOptions, SyncSummary, Syncer};
 pub use handle::{SyncHandle, SyncReporter, SyncStatus};
 pub use runner::{spawn_runner, Prefetcher, RunnerContext};
+pub use upstream_client::UpstreamClient;
 
 use crate::store::StoreError;
 use crate::wire::{Fault, WireError};

@@ -5,7 +5,6 @@
 //! background download through a [`Prefetcher`] (the content cache), only inside
 //! `content.download_window`; the upstream bandwidth cap is the cache's own.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,9 +15,9 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{SoapClient, SyncOptions, SyncReporter, Syncer};
+use super::{SyncOptions, SyncReporter, Syncer, UpstreamClient};
 use crate::config::{Config, ContentMode};
-use crate::model::{ApprovalAction, FileRecord};
+use crate::model::FileRecord;
 use crate::store::Store;
 use crate::units::DailyWindow;
 
@@ -55,7 +54,7 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 async fn run(mut ctx: RunnerContext) {
-    let client = match SoapClient::new(&ctx.config.upstream) {
+    let client = match UpstreamClient::new(&ctx.config.upstream) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "sync runner cannot start");
@@ -104,7 +103,7 @@ async fn run(mut ctx: RunnerContext) {
 }
 
 /// Runs one sync with status reporting; true on success.
-pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
+pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
     let t = Instant::now();
     let started = OffsetDateTime::now_utc();
     ctx.reporter.update(|s| {
@@ -144,31 +143,12 @@ pub async fn sync_once(ctx: &RunnerContext, client: &SoapClient) -> bool {
                 s.updates = sum.updates;
                 s.fetched = sum.fetched;
                 s.approvals = sum.deployments;
+                s.skipped = sum.skipped.clone();
             }
             Err(e) => s.last_result = Some(format!("error: {e}")),
         }
     });
     r.is_ok()
-}
-
-/// Files of the updates approved for Install (not declined), deduplicated by SHA-1.
-pub fn approved_files(store: &Store) -> Result<Vec<FileRecord>, crate::store::StoreError> {
-    let mut out: BTreeMap<[u8; 20], FileRecord> = BTreeMap::new();
-    for d in store.deployments()? {
-        if d.action != ApprovalAction::Install || store.is_declined(&d.update.update_id)? {
-            continue;
-        }
-        let rev = match store.revision(&d.update)? {
-            Some(r) => Some(r),
-            None => store.latest_revision(&d.update.update_id)?,
-        };
-        if let Some(r) = rev {
-            for f in r.record.files {
-                out.entry(f.sha1).or_insert(f);
-            }
-        }
-    }
-    Ok(out.into_values().collect())
 }
 
 /// Local wall-clock minute of the day (libc `localtime_r`; UTC if that fails).
@@ -208,7 +188,7 @@ async fn prefetch_approved(
     window: Option<DailyWindow>,
     reporter: SyncReporter,
 ) {
-    let files = match tokio::task::spawn_blocking(move || approved_files(&store)).await {
+    let files = match tokio::task::spawn_blocking(move || store.approved_files()).await {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return tracing::warn!(error = %e, "prefetch: cannot list approved files"),
         Err(e) => return tracing::warn!(error = %e, "prefetch task failed"),

@@ -105,6 +105,17 @@ pub enum TransferError {
         /// What this server has instead.
         detail: String,
     },
+    /// An import with no trusted key: any key would do, so nothing is accepted.
+    #[error("no trusted keys: give --trust K.pub or set [import] trusted_keys (a package is imported only when a key you trust signed it)")]
+    NoTrustedKeys,
+    /// The package is older than what was already imported from its server.
+    #[error("anchor {anchor} is older than the last import from that server ({recorded}): importing it would move this server backwards (e.g. undo declines); give --allow-older if that is what you want")]
+    OlderAnchor {
+        /// The package's anchor.
+        anchor: String,
+        /// The anchor recorded here.
+        recorded: String,
+    },
     /// `--since` names an anchor this server cannot export from.
     #[error("anchor {anchor}: {detail}")]
     BadAnchor {

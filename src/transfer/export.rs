@@ -158,6 +158,9 @@ pub fn export(
     // Payloads: the snapshot's files, plus (incremental) files stored since the base export.
     let mut records: BTreeMap<[u8; 20], FileRecord> =
         snap.files.iter().map(|f| (f.sha1, f.clone())).collect();
+    if let Some(a) = &allowed {
+        records.retain(|sha1, _| a.contains(sha1));
+    }
     if let Some(a) = &opts.since {
         for (sha1, o) in store.objects()? {
             if o.stored_unix < a.created_unix || records.contains_key(&sha1) {

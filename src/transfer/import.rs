@@ -4,7 +4,13 @@
 //! manifest's SHA-256): `manifest.json`, `journal.json` and `files/<package path>`. A file is
 //! copied to `files/<path>.tmp` while hashed, checked against the manifest, fsynced and only
 //! then renamed to `files/<path>`: a file under its final staging name is verified, so a
-//! re-run skips it. Payloads the cache already holds with the same SHA-256 are not copied.
+//! re-run does not copy it again. Payloads the cache already holds with the same SHA-256 are
+//! not copied. Every file is still read from the package and checked on every run (issue 15:
+//! a tampered package was accepted when the server already held all it carried).
+//!
+//! Refused up front: an import with no trusted key ([`ImportOptions::trust`] empty), and a
+//! package older than the last one imported from its server unless
+//! [`ImportOptions::allow_older`].
 //!
 //! The commit (journal phase `committing`) publishes each staged payload through the
 //! content store (hard link into its temp name, fsync, rename, fsync of the folder), then
@@ -44,8 +50,10 @@ pub const STALL_ENV: &str = "WSUS_EDGE_IMPORT_TEST_STALL";
 /// Import options.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
-    /// When not empty, the signer must be one of these keys.
+    /// The signer must be one of these keys; empty = the import is refused.
     pub trust: Vec<VerifyingKey>,
+    /// Accept a package whose anchor is older than the one recorded for its server.
+    pub allow_older: bool,
 }
 
 /// What an import did.
@@ -104,6 +112,19 @@ pub fn imported_anchors(store: &Store) -> Result<BTreeMap<Uuid, ImportedAnchor>,
             detail: e.to_string(),
         }),
         None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Refuses a package older than the last one imported from the same server (its metadata
+/// would replace newer state: a decline undone, the anchor moved back) unless `allow_older`.
+fn check_not_older(store: &Store, m: &Manifest, allow_older: bool) -> Result<(), TransferError> {
+    let a: Anchor = m.anchor.parse()?;
+    match imported_anchors(store)?.get(&a.server_id) {
+        Some(r) if r.high_water > a.high_water && !allow_older => Err(TransferError::OlderAnchor {
+            anchor: m.anchor.clone(),
+            recorded: r.anchor.clone(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -256,6 +277,9 @@ pub fn import(
     opts: &ImportOptions,
 ) -> Result<ImportReport, TransferError> {
     let mut report = ImportReport::default();
+    if opts.trust.is_empty() {
+        return Err(TransferError::NoTrustedKeys);
+    }
     let mut pkg = Package::open(package)?;
     let (m, signer) = check_header(&pkg, &opts.trust)?;
     report.signer = keys::fingerprint(&signer);
@@ -306,6 +330,7 @@ pub fn import(
         commit(store, &target, &st, &m, &mut Proofs::new(), &mut report)?;
         return Ok(report);
     }
+    check_not_older(store, &m, opts.allow_older)?;
     check_base(store, &m)?;
     if let Some(missing) = metadata::FILES
         .iter()
@@ -324,10 +349,19 @@ pub fn import(
     let mut proofs = Proofs::new();
     let walked = pkg.walk(&m, &mut |e, data| {
         let dst = st.file(&e.path);
-        if e.path.starts_with("content/") && target.holds(store, e)? {
-            report.already_present += 1;
-        } else if fs::metadata(&dst).is_ok_and(|md| md.len() == e.size) {
-            report.resumed += 1;
+        let held = e.path.starts_with("content/") && target.holds(store, e)?;
+        if held || fs::metadata(&dst).is_ok_and(|md| md.len() == e.size) {
+            // Not copied (the cache or an earlier run has it), but still read and checked:
+            // every file of a package is verified on every import, so a tampered package
+            // is refused even when the server already holds everything it carries.
+            let d = copy_hashed(data, None, &mut |n| progress.bytes(n))
+                .map_err(|x| from_io(x, &loc))?;
+            d.check(e)?;
+            if held {
+                report.already_present += 1;
+            } else {
+                report.resumed += 1;
+            }
         } else {
             let (tmp, d) = stage(e, data, &dst, &loc, &mut progress)?;
             if e.path.starts_with("content/") {
@@ -489,7 +523,7 @@ fn commit(
     }
     let anchor: Anchor = m.anchor.parse()?;
     let mut have = imported_anchors(store)?;
-    let newer = have.get(&anchor.server_id).map_or(true, |r| {
+    let newer = have.get(&anchor.server_id).is_none_or(|r| {
         r.high_water <= anchor.high_water || m.base_anchor.is_none()
     });
     if newer {

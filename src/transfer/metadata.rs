@@ -177,7 +177,8 @@ fn closure(
 /// it are added even if older than the base. Keeps categories and detectoids of `delta`,
 /// approved (install or scan, not declined) software and drivers with their bundled updates
 /// and prerequisites; the content index is cut to the kept revisions' files. Also returns the
-/// SHA-1s of every approved revision's files (payloads the export may carry).
+/// SHA-1s of the payloads the export may carry: the files of approved updates
+/// ([`MetadataSnapshot::approved_files`], the one definition shared with prefetch and admin).
 pub fn approved_only(
     full: &MetadataSnapshot,
     mut delta: MetadataSnapshot,
@@ -222,11 +223,6 @@ pub fn approved_only(
         .cloned()
         .collect();
     delta.revisions = kept.into_values().collect();
-    let allowed = full
-        .revisions
-        .iter()
-        .filter(|r| wanted.contains(&r.record.key))
-        .flat_map(|r| r.record.files.iter().map(|f| f.sha1))
-        .collect();
+    let allowed = full.approved_files().iter().map(|f| f.sha1).collect();
     (delta, allowed)
 }

@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use quick_xml::events::Event;
+use quick_xml::events::attributes::Attribute;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
@@ -27,18 +28,28 @@ pub struct Limits {
     pub max_text: usize,
     /// Longest input accepted (bytes).
     pub max_input: usize,
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attrs: usize,
+    /// Most namespace declarations in scope at once (every element's name is resolved
+    /// against them, so this bounds the work per element).
+    pub max_ns_in_scope: usize,
 }
 
 impl Default for Limits {
     /// Generous for real WSUS traffic (a 3 MB `GetRevisionIdList` holds ~75,000 elements; a
-    /// 100,000-revision list ~300,000), small enough that a hostile peer cannot exhaust memory
-    /// (about 100 bytes per element, namespaces shared).
+    /// 100,000-revision list ~300,000; an update's XML has at most ~20 attributes on an
+    /// element and a SOAP envelope ~10 namespaces), small enough that a hostile peer cannot
+    /// exhaust memory (about 100 bytes per element, namespaces shared) or time: every check
+    /// is linear in the input (no attribute is compared with all the others, no element name
+    /// is resolved against an unbounded list of namespaces).
     fn default() -> Self {
         Self {
             max_depth: 128,
             max_elements: 1_000_000,
             max_text: 32 << 20,
             max_input: 64 << 20,
+            max_attrs: 128,
+            max_ns_in_scope: 64,
         }
     }
 }
@@ -242,6 +253,10 @@ pub struct TreeBuilder {
     namespaces: Vec<Arc<str>>,
     /// Element names seen so far (a document uses few: searched linearly, shared).
     names: Vec<Name>,
+    /// Namespace declarations made by each open element (parallel to `stack`).
+    ns_decls: Vec<usize>,
+    /// Their sum: the declarations in scope.
+    ns_in_scope: usize,
 }
 
 impl TreeBuilder {
@@ -254,6 +269,8 @@ impl TreeBuilder {
             count: 0,
             namespaces: Vec::new(),
             names: Vec::new(),
+            ns_decls: Vec::new(),
+            ns_in_scope: 0,
         }
     }
 
@@ -275,11 +292,17 @@ impl TreeBuilder {
                 if self.stack.len() >= limits.max_depth {
                     return Err(WireError::Limit("nesting too deep"));
                 }
-                let el = element_of(e, res, &mut self.namespaces, &mut self.names, &limits)?;
+                let (el, decls) =
+                    element_of(e, res, &mut self.namespaces, &mut self.names, &limits)?;
+                if self.ns_in_scope + decls > limits.max_ns_in_scope {
+                    return Err(WireError::Limit("too many namespace declarations"));
+                }
                 if empty {
                     attach(&mut self.stack, &mut self.root, el);
                 } else {
                     self.stack.push(el);
+                    self.ns_decls.push(decls);
+                    self.ns_in_scope += decls;
                 }
             }
             Event::End(_) => {
@@ -287,6 +310,7 @@ impl TreeBuilder {
                     .stack
                     .pop()
                     .ok_or_else(|| WireError::Xml("unbalanced end tag".into()))?;
+                self.ns_in_scope -= self.ns_decls.pop().unwrap_or(0);
                 attach(&mut self.stack, &mut self.root, el);
             }
             Event::Text(t) => {
@@ -346,14 +370,14 @@ pub fn read_subtree(
     tree.finish()
 }
 
-/// The [`Element`] (no children yet) of a start tag.
+/// The [`Element`] (no children yet) of a start tag, and how many namespaces it declares.
 fn element_of(
-    e: &quick_xml::events::BytesStart<'_>,
+    e: &BytesStart<'_>,
     res: ResolveResult<'_>,
     namespaces: &mut Vec<Arc<str>>,
     names: &mut Vec<Name>,
     limits: &Limits,
-) -> Result<Element, WireError> {
+) -> Result<(Element, usize), WireError> {
     let ns = match res {
         ResolveResult::Bound(ns) => {
             let uri = std::str::from_utf8(ns.as_ref())
@@ -382,9 +406,9 @@ fn element_of(
             n
         }
     };
-    let mut attrs = Vec::new();
-    for a in e.attributes().with_checks(true) {
-        let a = a.map_err(|e| WireError::Xml(e.to_string()))?;
+    let (raw, decls) = checked_attributes(e, limits)?;
+    let mut attrs = Vec::with_capacity(raw.len());
+    for a in raw {
         let qname = std::str::from_utf8(a.key.as_ref())
             .map_err(|_| WireError::Xml("attribute name is not UTF-8".into()))?
             .to_string();
@@ -397,12 +421,50 @@ fn element_of(
         }
         attrs.push(Attr { qname, value });
     }
-    Ok(Element {
-        ns,
-        name,
-        attrs,
-        children: Vec::new(),
-    })
+    Ok((
+        Element {
+            ns,
+            name,
+            attrs,
+            children: Vec::new(),
+        },
+        decls,
+    ))
+}
+
+/// A start tag's attributes, checked in time linear in the tag: at most
+/// [`Limits::max_attrs`] (counted while reading, so a tag with a million attributes stops at
+/// the first one over), each name once (duplicates found through a hash set, not by
+/// comparing every pair as quick-xml's own check does), and the number of namespace
+/// declarations among them.
+pub fn checked_attributes<'a>(
+    e: &'a BytesStart<'a>,
+    limits: &Limits,
+) -> Result<(Vec<Attribute<'a>>, usize), WireError> {
+    let mut out: Vec<Attribute<'a>> = Vec::new();
+    let mut decls = 0;
+    for a in e.attributes().with_checks(false) {
+        if out.len() >= limits.max_attrs {
+            return Err(WireError::Limit("too many attributes"));
+        }
+        let a = a.map_err(|e| WireError::Xml(e.to_string()))?;
+        if a.key.as_namespace_binding().is_some() {
+            decls += 1;
+        }
+        out.push(a);
+    }
+    let duplicate = if out.len() <= 8 {
+        out.iter()
+            .enumerate()
+            .any(|(i, a)| out[..i].iter().any(|b| b.key == a.key))
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        !out.iter().all(|a| seen.insert(a.key.as_ref()))
+    };
+    if duplicate {
+        return Err(WireError::Xml("duplicate attribute".into()));
+    }
+    Ok((out, decls))
 }
 
 fn intern(cache: &mut Vec<Arc<str>>, uri: &str) -> Arc<str> {
@@ -756,6 +818,99 @@ mod tests {
             parse_document("<r>hello</r>", &text),
             Err(WireError::Limit(_))
         ));
+    }
+
+    /// One start tag with `n` distinct attributes, in a SOAP body (issue 15: 100,000 took
+    /// 13 s and 200,000 took 94 s, because each attribute was compared with all before it).
+    fn many_attributes(n: usize) -> String {
+        let mut s = String::from(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><x"#,
+        );
+        for i in 0..n {
+            s.push_str(&format!(" a{i}=\"\""));
+        }
+        s.push_str("/></s:Body></s:Envelope>");
+        s
+    }
+
+    #[test]
+    fn an_element_with_a_hundred_thousand_attributes_is_refused_by_count() {
+        for n in [100_000, 200_000] {
+            let body = many_attributes(n);
+            assert!(body.len() < 4 << 20);
+            assert!(matches!(
+                parse_document(&body, &Limits::default()),
+                Err(WireError::Limit("too many attributes"))
+            ));
+        }
+        // At the limit it is still a document.
+        let ok = parse_document(&many_attributes(128), &Limits::default()).unwrap();
+        assert_eq!(
+            ok.elements()
+                .next()
+                .unwrap()
+                .elements()
+                .next()
+                .unwrap()
+                .attrs
+                .len(),
+            128
+        );
+    }
+
+    #[test]
+    fn duplicate_attributes_are_found_wherever_they_are() {
+        for (n, dup) in [(2, 1), (8, 7), (9, 8), (128, 127), (128, 64)] {
+            let mut tag = String::from("<x");
+            for i in 0..n {
+                // Attribute `dup` repeats attribute 0's name.
+                let k = if i == dup { 0 } else { i };
+                tag.push_str(&format!(" a{k}='v'"));
+            }
+            tag.push_str("/>");
+            let err = parse_document(&tag, &Limits::default()).unwrap_err();
+            assert!(
+                matches!(&err, WireError::Xml(m) if m.contains("duplicate")),
+                "{n}/{dup}: {err:?}"
+            );
+            // Same prefix, different local names are distinct.
+        }
+        let fine = parse_document("<x a:b='1' b='2' xmlns:a='urn:a'/>", &Limits::default());
+        assert_eq!(fine.unwrap().attrs.len(), 3);
+    }
+
+    #[test]
+    fn namespaces_in_scope_are_bounded_but_repeated_declarations_are_not() {
+        // 60,000 prefixes declared on the root, then elements resolved against all of them.
+        let mut s = String::from("<r");
+        for i in 0..60_000 {
+            s.push_str(&format!(" xmlns:p{i}='urn:{i}'"));
+        }
+        s.push('>');
+        s.push_str(&"<p0:x/>".repeat(10_000));
+        s.push_str("</r>");
+        let big = Limits {
+            max_attrs: 100_000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse_document(&s, &big),
+            Err(WireError::Limit("too many namespace declarations"))
+        ));
+        // Declarations nested 100 deep add up...
+        let deep = (0..100)
+            .map(|i| format!("<e xmlns:q{i}='urn:q'>"))
+            .collect::<String>()
+            + &"</e>".repeat(100);
+        assert!(matches!(
+            parse_document(&deep, &Limits::default()),
+            Err(WireError::Limit("too many namespace declarations"))
+        ));
+        // ...but siblings that each declare the same namespace (as .NET writes them) do not.
+        let siblings = format!("<r>{}</r>", "<i xmlns='urn:i'>1</i>".repeat(1_000));
+        let r = parse_document(&siblings, &Limits::default()).unwrap();
+        assert_eq!(r.elements().count(), 1_000);
+        assert!(r.elements().all(|e| e.is("urn:i", "i")));
     }
 
     #[test]

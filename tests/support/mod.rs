@@ -3,6 +3,8 @@
 //! an in-process wsus-edge on port 0, and raw HTTP/1.1 helpers.
 #![allow(dead_code)]
 
+pub mod link;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,7 +1,10 @@
 //! A fault-injecting HTTP proxy in front of a (simulated) upstream, for the replica sync tests:
 //! forwards every request, counts SOAP operations (by SOAPAction) and keeps their answers, and
 //! on request replaces the next answer to an operation with a SOAP fault, drops the connection,
-//! shortens a GetUpdateData answer, or holds an answer until released.
+//! shortens a GetUpdateData answer, or holds an answer until released. Persistent poisons model
+//! odd documents: every GetUpdateData asking for a "faulty" update is answered with the fault
+//! WS2025 gives for a revision it cannot produce, and a "corrupt" update's document has its
+//! file `Digest` cut to 3 bytes, until [`SyncProxy::heal`].
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -13,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use wsus_edge::wire::blob::UpdateBlob;
 use wsus_edge::wire::soap::{decode, encode, Fault};
 use wsus_edge::wire::sss::GetUpdateDataResponse;
 use wsus_edge::wire::ErrorCode;
@@ -37,6 +41,10 @@ struct State {
     calls: HashMap<String, usize>,
     /// (operation, answer body) of every forwarded SOAP call.
     log: Vec<(String, String)>,
+    /// GetUpdateData requests naming one of these (lower-case GUID text) get a fault.
+    faulty: Vec<String>,
+    /// Documents of these updates are corrupted in GetUpdateData answers.
+    corrupt: Vec<uuid::Uuid>,
 }
 
 /// The proxy.
@@ -116,6 +124,22 @@ impl SyncProxy {
                                     rules.retain(|r| r.0 != usize::MAX);
                                     hit
                                 });
+                                let poisoned = action.as_deref() == Some("GetUpdateData") && {
+                                    let text = String::from_utf8_lossy(&body).to_lowercase();
+                                    st.lock().unwrap().faulty.iter().any(|f| text.contains(f))
+                                };
+                                if poisoned {
+                                    let f = Fault::new(
+                                        ErrorCode::InternalServerError,
+                                        "revision not available",
+                                        "",
+                                    );
+                                    let mut r = http::Response::new(Full::new(Bytes::from(
+                                        f.to_envelope(),
+                                    )));
+                                    *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                                    return Ok::<_, std::io::Error>(r);
+                                }
                                 if let Some(Inject::Fault(code, msg)) = &inject {
                                     let f = Fault::new(code.clone(), msg.clone(), "");
                                     let mut r = http::Response::new(Full::new(Bytes::from(
@@ -155,6 +179,20 @@ impl SyncProxy {
                                 if let Some(Inject::Shorten(n)) = &inject {
                                     let mut r: GetUpdateDataResponse = decode(&bytes).unwrap();
                                     r.updates.truncate(*n);
+                                    bytes = Bytes::from(encode(&r));
+                                }
+                                let corrupt = st.lock().unwrap().corrupt.clone();
+                                if action.as_deref() == Some("GetUpdateData")
+                                    && status.is_success()
+                                    && !corrupt.is_empty()
+                                {
+                                    let mut r: GetUpdateDataResponse = decode(&bytes).unwrap();
+                                    for u in &mut r.updates {
+                                        if corrupt.contains(&u.id.update_id) {
+                                            let xml = u.blob.xml().unwrap();
+                                            u.blob = UpdateBlob::Plain(cut_digest(&xml));
+                                        }
+                                    }
                                     bytes = Bytes::from(encode(&r));
                                 }
                                 if let Some(op) = &action {
@@ -240,6 +278,23 @@ impl SyncProxy {
             .collect()
     }
 
+    /// From now on, GetUpdateData requests naming `id` are answered with a fault.
+    pub fn fault_on(&self, id: uuid::Uuid) {
+        self.state.lock().unwrap().faulty.push(id.to_string());
+    }
+
+    /// From now on, `id`'s update document has a 3-byte SHA-1 `Digest` (MS-WSUSSS: 20).
+    pub fn corrupt(&self, id: uuid::Uuid) {
+        self.state.lock().unwrap().corrupt.push(id);
+    }
+
+    /// Ends every poison.
+    pub fn heal(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.faulty.clear();
+        s.corrupt.clear();
+    }
+
     /// Waits until an answer is held.
     pub async fn held(&self) {
         self.held.notified().await
@@ -249,4 +304,14 @@ impl SyncProxy {
     pub fn release(&self) {
         let _ = self.release.send(true);
     }
+}
+
+/// The document with the first `Digest="…"` replaced by a 3-byte one.
+fn cut_digest(xml: &str) -> String {
+    let Some(i) = xml.find(" Digest=\"") else {
+        return xml.replacen("<upd:Properties", "<upd:Properties EulaID=\"\"", 1);
+    };
+    let start = i + " Digest=\"".len();
+    let end = start + xml[start..].find('"').unwrap();
+    format!("{}AAAA{}", &xml[..start], &xml[end..])
 }

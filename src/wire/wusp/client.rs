@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use super::sync::Deployment;
+use super::sync_updates::Deployment;
 use super::{action, opt_i32, read_opt_ints, write_ints, AuthorizationCookie, Cookie, CLIENT_NS};
 use crate::model::RevisionKey;
 use crate::wire::soap::{Operation, SoapBody};

@@ -11,21 +11,21 @@
 //! | file | operations |
 //! |---|---|
 //! | [`client`] | GetConfig, GetCookie, RegisterComputer, RefreshCache, GetFileLocations |
-//! | [`sync`] | SyncUpdates, GetExtendedUpdateInfo, `UpdateInfo`, `Deployment` |
-//! | [`sync_stream`] | SyncUpdates requests decoded without a tree (the hot path) |
+//! | [`sync_updates`] | SyncUpdates, GetExtendedUpdateInfo, `UpdateInfo`, `Deployment` |
+//! | [`sync_updates_stream`] | SyncUpdates requests decoded without a tree (the hot path) |
 //! | [`auth`] | SimpleAuth GetAuthorizationCookie |
 //! | [`reporting`] | ReportEventBatch |
 
 pub mod auth;
 pub mod client;
 pub mod reporting;
-pub mod sync;
-pub mod sync_stream;
+pub mod sync_updates;
+pub mod sync_updates_stream;
 
 pub use auth::*;
 pub use client::*;
 pub use reporting::*;
-pub use sync::*;
+pub use sync_updates::*;
 
 pub use super::sss::{AuthorizationCookie, Cookie};
 

@@ -1,14 +1,24 @@
 //! GetUpdateData batches (re-asking for what a short answer left out, one transaction per
-//! answer, expired revisions removing their update) and the related-revisions step.
+//! answer) and the related-revisions step.
+//!
+//! # Odd documents
+//! A document that does not parse is skipped on its own. A batch the upstream faults on (or
+//! answers with something that does not decode) is bisected until the revisions it faults on
+//! are alone; those are skipped. Each skip is logged with its id and reason, counted in
+//! `wsus_edge_sync_skipped_total`, and written into the sync state with the anchor that passes
+//! it, so the next sync asks for it again (see [`Syncer::retry_skipped`]). Expired revisions are stored like any other (the
+//! store keeps them as declined, clients are never offered them, downstreams receive them),
+//! as WSUS keeps an update Microsoft expires.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use uuid::Uuid;
 
 use super::Syncer;
 use crate::model::{CategoryType, RevisionKey, UpdateKind};
-use crate::store::{NewRevision, Store, SyncState};
+use crate::store::{NewRevision, SkippedRevision, Store, SyncState};
 use crate::sync::SyncError;
+use crate::wire::soap::FaultReaction;
 use crate::wire::sss::{
     self, GetRevisionIdList, GetUpdateData, GetUpdateDataResponse, ServerSyncFilter,
 };
@@ -18,21 +28,23 @@ use crate::wire::update_xml::parse_update_with;
 struct Parsed {
     /// Revisions to store.
     batch: Vec<NewRevision>,
-    /// Updates whose revision came back expired (their stored revisions go).
-    expired: Vec<Uuid>,
+    /// Revisions in `batch` that are expired upstream.
+    expired: u64,
     /// Related ids of the revisions to store (prerequisites, bundle members, categories).
     related: Vec<(Uuid, Option<u32>)>,
     /// Category types learned from this answer.
     categories: Vec<(Uuid, CategoryType)>,
+    /// Documents that did not parse.
+    skipped: Vec<SkippedRevision>,
 }
 
 /// One answer, committed (stage 2).
 struct Committed {
     /// Revisions stored.
     fetched: u64,
-    /// Revisions removed (expired).
-    removed: u64,
-    /// Revisions handled (stored or expired).
+    /// Of those, revisions expired upstream.
+    expired: u64,
+    /// Revisions handled.
     handled: u64,
 }
 
@@ -44,22 +56,27 @@ fn parse_batch(
 ) -> Result<Parsed, SyncError> {
     let mut out = Parsed {
         batch: Vec::with_capacity(resp.updates.len()),
-        expired: Vec::new(),
+        expired: 0,
         related: Vec::new(),
         categories: Vec::new(),
+        skipped: Vec::new(),
     };
     for u in &resp.updates {
-        let xml = u.blob.xml().map_err(|e| SyncError::Update {
-            key: u.id.to_string(),
-            source: e,
-        })?;
         let cats = &categories;
-        let parsed = parse_update_with(&xml, &|id| cats.get(&id).copied()).map_err(|e| {
-            SyncError::Update {
-                key: u.id.to_string(),
-                source: e,
+        let parsed = u.blob.xml().and_then(|xml| {
+            parse_update_with(&xml, &|id| cats.get(&id).copied()).map(|p| (p, xml))
+        });
+        let (parsed, xml) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                out.skipped.push(SkippedRevision {
+                    id: u.id.update_id,
+                    revision: u.id.revision,
+                    reason: format!("update document: {e}"),
+                });
+                continue;
             }
-        })?;
+        };
         let mut record = parsed.record.clone();
         record.key = u.id;
         for f in &mut record.files {
@@ -68,8 +85,7 @@ fn parse_batch(
             }
         }
         if record.expired {
-            out.expired.push(record.key.update_id);
-            continue;
+            out.expired += 1;
         }
         if let (UpdateKind::Category, Some(t)) = (record.kind, record.category_type) {
             categories.insert(record.key.update_id, t);
@@ -83,27 +99,33 @@ fn parse_batch(
     Ok(out)
 }
 
-/// Stage 2: removes the expired updates' revisions and commits the batch in ONE transaction
-/// (with `state` when it is the phase's last).
+/// Stage 2: commits the batch in ONE transaction (with `state` when it is the phase's last).
 fn commit_parsed(
     store: Store,
     parsed: Parsed,
     state: Option<SyncState>,
 ) -> Result<Committed, SyncError> {
-    let mut removed = 0;
-    if !parsed.expired.is_empty() {
-        let mut doomed = Vec::new();
-        for id in &parsed.expired {
-            doomed.extend(store.revisions_of(id)?.into_iter().map(|r| r.record.key));
-        }
-        removed = store.remove_revisions(&doomed)? as u64;
-    }
     store.commit_batch(&parsed.batch, &[], state.as_ref())?;
     Ok(Committed {
         fetched: parsed.batch.len() as u64,
-        removed,
-        handled: (parsed.batch.len() + parsed.expired.len()) as u64,
+        expired: parsed.expired,
+        handled: parsed.batch.len() as u64,
     })
+}
+
+/// Whether a failed GetUpdateData may be about the revisions asked (then the batch is bisected
+/// and what still fails alone is skipped): a SOAP fault other than the session ones, an answer
+/// that does not decode, an HTTP 500 without a fault. Network trouble and ServerChanged are not.
+fn isolatable(e: &SyncError) -> Option<String> {
+    match e {
+        SyncError::Fault(f) => match f.error_code.dss_reaction() {
+            FaultReaction::Stop => Some(format!("upstream fault {}: {}", f.error_code, f.message)),
+            _ => None,
+        },
+        SyncError::Wire { source, .. } => Some(format!("answer does not decode: {source}")),
+        SyncError::Http { status, .. } if *status == 500 => Some("HTTP 500 from upstream".into()),
+        _ => None,
+    }
 }
 
 type Task<T> = tokio::task::JoinHandle<Result<T, SyncError>>;
@@ -144,7 +166,8 @@ impl Syncer {
         let chunks: Vec<Vec<RevisionKey>> = missing.chunks(max).map(<[_]>::to_vec).collect();
         if chunks.is_empty() {
             if let Some(st) = final_state {
-                self.store.commit_batch(&[], &[], Some(st))?;
+                self.store
+                    .commit_batch(&[], &[], Some(&self.with_skipped(st)))?;
             }
             return Ok(());
         }
@@ -171,24 +194,34 @@ impl Syncer {
         related: &mut Vec<(Uuid, Option<u32>)>,
         total: u64,
     ) -> Result<(), SyncError> {
-        for chunk in chunks {
+        let mut queue: VecDeque<Vec<RevisionKey>> = chunks.into();
+        while let Some(chunk) = queue.pop_front() {
             let mut pending = chunk;
             while !pending.is_empty() {
                 let ids = pending.clone();
-                let mut resp = self
+                let answer = self
                     .op(|c| GetUpdateData {
                         cookie: c.clone(),
                         update_ids: ids.clone(),
                     })
-                    .await?;
+                    .await;
                 self.summary.update_data_calls += 1;
+                let mut resp = match answer {
+                    Ok(r) => r,
+                    Err(e) => match isolatable(&e) {
+                        Some(reason) => {
+                            self.bisect(&mut queue, pending, &reason, pipe.done, total);
+                            break;
+                        }
+                        None => return Err(e),
+                    },
+                };
                 let asked: HashSet<RevisionKey> = pending.iter().copied().collect();
                 resp.updates.retain(|u| asked.contains(&u.id));
                 if resp.updates.is_empty() {
-                    return Err(SyncError::Protocol(format!(
-                        "GetUpdateData returned none of the {} revisions asked",
-                        pending.len()
-                    )));
+                    let reason = "upstream returned none of the revisions asked".to_string();
+                    self.bisect(&mut queue, pending, &reason, pipe.done, total);
+                    break;
                 }
                 let rest = resp.missing_from(&pending);
                 if !rest.is_empty() {
@@ -222,6 +255,9 @@ impl Syncer {
             return Ok(None);
         };
         let mut parsed = join(h).await?;
+        for sk in parsed.skipped.drain(..) {
+            self.skip(sk);
+        }
         self.categories.extend(parsed.categories.drain(..));
         related.append(&mut parsed.related);
         Ok(Some(parsed))
@@ -248,7 +284,7 @@ impl Syncer {
         if let Some(h) = pipe.committing.take() {
             let c = join(h).await?;
             self.summary.fetched += c.fetched;
-            self.summary.removed += c.removed;
+            self.summary.expired += c.expired;
             pipe.done += c.handled;
             self.progress("updates", pipe.done, total);
         }
@@ -263,11 +299,80 @@ impl Syncer {
         related: &mut Vec<(Uuid, Option<u32>)>,
         total: u64,
     ) -> Result<(), SyncError> {
-        if let Some(parsed) = self.take_parsed(pipe, related).await? {
-            self.commit(pipe, parsed, final_state.cloned(), total)
-                .await?;
+        match self.take_parsed(pipe, related).await? {
+            Some(parsed) => {
+                // The skips of this last answer are known now: they go with the anchor.
+                let st = final_state.map(|s| self.with_skipped(s));
+                self.commit(pipe, parsed, st, total).await?;
+            }
+            None => {
+                // Every batch was isolated away: the phase's state still goes in.
+                self.finish_commit(pipe, total).await?;
+                if let Some(st) = final_state {
+                    self.store
+                        .commit_batch(&[], &[], Some(&self.with_skipped(st)))?;
+                }
+            }
         }
         self.finish_commit(pipe, total).await
+    }
+
+    /// `state` with this run's skipped revisions (written with the anchor that passes them).
+    fn with_skipped(&self, state: &SyncState) -> SyncState {
+        let mut st = state.clone();
+        st.skipped = self.skipped.clone();
+        st
+    }
+
+    /// Records one skipped revision (logged; counted when the run ends).
+    fn skip(&mut self, s: SkippedRevision) {
+        tracing::warn!(id = %s.id, revision = s.revision, reason = %s.reason, "skipping a revision this sync cannot take; it is asked for again at the next sync");
+        if !self
+            .skipped
+            .iter()
+            .any(|x| x.id == s.id && x.revision == s.revision)
+        {
+            self.skipped.push(s);
+        }
+    }
+
+    /// A batch the upstream could not answer: split it in two (in order, at the front of the
+    /// queue), or skip it when it is one revision.
+    fn bisect(
+        &mut self,
+        queue: &mut VecDeque<Vec<RevisionKey>>,
+        mut batch: Vec<RevisionKey>,
+        reason: &str,
+        done: u64,
+        total: u64,
+    ) {
+        if batch.len() == 1 {
+            let k = batch[0];
+            self.skip(SkippedRevision {
+                id: k.update_id,
+                revision: k.revision,
+                reason: reason.to_string(),
+            });
+            self.progress("updates", done, total);
+            return;
+        }
+        tracing::info!(
+            revisions = batch.len(),
+            reason,
+            "GetUpdateData failed for a batch: bisecting it"
+        );
+        let back = batch.split_off(batch.len() / 2);
+        queue.push_front(back);
+        queue.push_front(batch);
+    }
+
+    /// The revisions the last sync skipped (from the stored state), to be asked for again.
+    pub(super) fn retry_skipped(&self, state: &SyncState) -> Vec<RevisionKey> {
+        state
+            .skipped
+            .iter()
+            .map(|s| RevisionKey::new(s.id, s.revision))
+            .collect()
     }
 
     /// Related revisions (prerequisites, bundle members, categories, detectoids) that the store

@@ -14,9 +14,9 @@
 //! # Recovery
 //! An expired cookie (checked locally, or `InvalidCookie` from upstream) → authorize again and
 //! go on; `ServerChanged` → forget the anchors and start over (once); any other fault → stop,
-//! with the code and message logged. Network errors are retried by [`SoapClient`].
-//! Expired revisions (`PublicationState="Expired"`) are not stored and remove the update's
-//! stored revisions; superseded ones are kept.
+//! with the code and message logged. Network errors are retried by [`UpstreamClient`].
+//! Expired revisions (`PublicationState="Expired"`) are stored like any other: the update stays,
+//! declined, never offered to clients, and passed on to downstreams; superseded ones are kept.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -24,12 +24,11 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{SoapClient, SyncError, SyncReporter};
+use super::{SyncError, SyncReporter, UpstreamClient};
 
-#[path = "fetch.rs"]
-mod fetch;
+mod update_data;
 use crate::model::{CategoryType, UpdateKind};
-use crate::store::{Store, SyncOutcome, UpstreamDeployments};
+use crate::store::{SkippedRevision, Store, SyncOutcome, UpstreamDeployments};
 use crate::wire::soap::FaultReaction;
 use crate::wire::sss::{
     self, AuthorizationCookie, Cookie, GetAuthConfig, GetAuthorizationCookie, GetConfigData,
@@ -63,8 +62,8 @@ impl SyncOptions {
 pub struct SyncSummary {
     /// Revisions fetched and stored.
     pub fetched: u64,
-    /// Revisions removed (expired upstream).
-    pub removed: u64,
+    /// Of the revisions fetched, those expired upstream (kept, shown as declined).
+    pub expired: u64,
     /// Deployments after the sync.
     pub deployments: u64,
     /// Updates (latest revisions) in the store after the sync.
@@ -73,6 +72,8 @@ pub struct SyncSummary {
     pub anchor: String,
     /// GetUpdateData calls made.
     pub update_data_calls: u64,
+    /// Revisions isolated and skipped (asked for again at the next sync).
+    pub skipped: Vec<SkippedRevision>,
 }
 
 struct Session {
@@ -83,13 +84,15 @@ struct Session {
 /// Runs syncs against one upstream into one store.
 pub struct Syncer {
     store: Store,
-    client: SoapClient,
+    client: UpstreamClient,
     opts: SyncOptions,
     reporter: Option<SyncReporter>,
     session: Option<Session>,
     /// Known category types (from the store and this sync), for the update-XML parser.
     categories: HashMap<Uuid, CategoryType>,
     summary: SyncSummary,
+    /// Revisions this run skipped.
+    skipped: Vec<SkippedRevision>,
 }
 
 /// Logs the process's resident and peak memory at a phase boundary (Linux `/proc`; nothing
@@ -124,7 +127,7 @@ impl Syncer {
     /// A syncer; `reporter` receives progress.
     pub fn new(
         store: Store,
-        client: SoapClient,
+        client: UpstreamClient,
         opts: SyncOptions,
         reporter: Option<SyncReporter>,
     ) -> Self {
@@ -136,6 +139,7 @@ impl Syncer {
             session: None,
             categories: HashMap::new(),
             summary: SyncSummary::default(),
+            skipped: Vec::new(),
         }
     }
 
@@ -158,6 +162,7 @@ impl Syncer {
         let started = OffsetDateTime::now_utc();
         let t = Instant::now();
         self.summary = SyncSummary::default();
+        self.skipped.clear();
         let mut result = self.run_inner(started).await;
         if let Err(SyncError::Fault(f)) = &result {
             if f.error_code.dss_reaction() == FaultReaction::ResetAnchors {
@@ -166,13 +171,18 @@ impl Syncer {
                 st.reset_anchors();
                 self.store.set_sync_state(&st)?;
                 self.session = None;
+                self.skipped.clear();
                 result = self.run_inner(started).await;
             }
+        }
+        crate::metrics::sync_skipped(self.skipped.len() as u64);
+        if let Ok(s) = &mut result {
+            s.skipped = self.skipped.clone();
         }
         match &result {
             Ok(s) => tracing::info!(
                 fetched = s.fetched,
-                removed = s.removed,
+                expired = s.expired,
                 updates = s.updates,
                 deployments = s.deployments,
                 secs = t.elapsed().as_secs_f64(),
@@ -191,7 +201,7 @@ impl Syncer {
                     success: false,
                     message: e.to_string(),
                     revisions_added: self.summary.fetched,
-                    revisions_removed: self.summary.removed,
+                    revisions_removed: 0,
                     deployments: 0,
                 });
                 self.store.set_sync_state(&st)?;
@@ -242,9 +252,13 @@ impl Syncer {
             )
             .await?;
         state.categories_anchor = Some(list.anchor.clone());
-        let mut related = Vec::new();
-        self.fetch(&list.new_revisions, max, Some(&state), &mut related)
+        // What the last sync skipped is asked for again first (whatever its pass).
+        let mut keys = self.retry_skipped(&state);
+        keys.extend(list.new_revisions.iter().copied());
+        let mut config_related = Vec::new();
+        self.fetch(&keys, max, Some(&state), &mut config_related)
             .await?;
+        state.skipped = self.skipped.clone();
         self.save_categories()?;
 
         // Software pass.
@@ -265,7 +279,7 @@ impl Syncer {
             )
             .await?;
         let sync_anchor = list.anchor.clone();
-        let mut related = Vec::new();
+        let mut related = config_related;
         self.fetch(&list.new_revisions, max, None, &mut related)
             .await?;
         state.sync_anchor = Some(sync_anchor.clone());
@@ -273,6 +287,7 @@ impl Syncer {
         let needed = self.missing_related(related).await?;
         let mut more = Vec::new();
         self.fetch(&needed, max, Some(&state), &mut more).await?;
+        state.skipped = self.skipped.clone();
 
         // Replica approvals.
         self.progress("deployments", 0, 0);
@@ -333,7 +348,7 @@ impl Syncer {
             success: true,
             message: "ok".into(),
             revisions_added: self.summary.fetched,
-            revisions_removed: self.summary.removed,
+            revisions_removed: 0,
             deployments: total_deployments,
         };
         state.last_sync = Some(outcome.clone());
@@ -405,7 +420,7 @@ impl Syncer {
     async fn op_with<O: crate::wire::soap::Operation>(
         &mut self,
         make: impl Fn(&Cookie) -> O,
-        decoder: super::client::Decoder<O::Response>,
+        decoder: super::upstream_client::Decoder<O::Response>,
     ) -> Result<O::Response, SyncError> {
         let soon = OffsetDateTime::now_utc() + time::Duration::seconds(30);
         let stale = match &self.session {

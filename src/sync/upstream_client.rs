@@ -1,5 +1,5 @@
 //! The SOAP client a downstream uses to talk to its upstream: one POST per operation over
-//! reqwest (rustls; `upstream.ca_file` adds a private CA), SOAP 1.1 out, typed responses in.
+//! the upstream's one HTTP client ([`UpstreamConfig::http_client`]: rustls, `upstream.ca_file`), SOAP 1.1 out, typed responses in.
 //! Network failures, dropped connections and 502/503/504 are retried with exponential
 //! backoff; a SOAP fault is returned as [`SyncError::Fault`] at once (except `ServerBusy`,
 //! which is retried like a network error).
@@ -15,19 +15,22 @@ use super::SyncError;
 /// Decodes an answer envelope into `T` (a fault → [`WireError::Fault`]).
 pub type Decoder<T> = fn(&[u8]) -> Result<T, WireError>;
 
+/// Longest one SOAP exchange may take, answer read included.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Retries after the first attempt.
 pub const DEFAULT_RETRIES: u32 = 6;
 
 /// A SOAP client bound to one upstream base URL.
 #[derive(Debug, Clone)]
-pub struct SoapClient {
+pub struct UpstreamClient {
     http: reqwest::Client,
     base: String,
     retries: u32,
     backoff: Duration,
 }
 
-impl SoapClient {
+impl UpstreamClient {
     /// A client for `[upstream]` (`url` required).
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, SyncError> {
         let base = cfg
@@ -36,22 +39,9 @@ impl SoapClient {
             .ok_or_else(|| SyncError::Config("upstream.url is not set".into()))?
             .trim_end_matches('/')
             .to_string();
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .user_agent(concat!("wsus-edge/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| SyncError::Config(format!("{}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| SyncError::Config(format!("{}: {e}", ca.display())))?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let http = b
-            .build()
-            .map_err(|e| SyncError::Config(format!("HTTP client: {e}")))?;
+        let http = cfg
+            .http_client()
+            .map_err(|e| SyncError::Config(e.to_string()))?;
         Ok(Self {
             http,
             base,
@@ -91,7 +81,7 @@ impl SoapClient {
         self.call_with(url, op, decode::<O::Response>).await
     }
 
-    /// Like [`SoapClient::call`], with the answer decoded by `decoder` (e.g. a streaming
+    /// Like [`UpstreamClient::call`], with the answer decoded by `decoder` (e.g. a streaming
     /// decoder for a big answer); it must turn a fault into [`WireError::Fault`] as
     /// [`decode`] does.
     pub async fn call_with<O: Operation>(
@@ -125,6 +115,7 @@ impl SoapClient {
         let resp = self
             .http
             .post(url)
+            .timeout(EXCHANGE_TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .header("SOAPAction", soap_action_header(O::ACTION))
             .body(body.to_string())

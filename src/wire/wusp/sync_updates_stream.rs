@@ -24,7 +24,7 @@ use super::{SyncUpdateParameters, SyncUpdates, CLIENT_NS};
 use crate::wire::soap::{SOAP11_NS, SOAP12_NS};
 use crate::wire::sss::Cookie;
 use crate::wire::values::{parse_base64, parse_bool, parse_datetime, parse_guid, parse_i32};
-use crate::wire::xml::Limits;
+use crate::wire::xml::{checked_attributes, Limits};
 
 /// Where the reader is: one frame per open element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,7 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
     let (mut root_done, mut body_seen, mut op_seen) = (false, false, false);
     let (mut cookie_seen, mut params_seen) = (false, false);
     let mut elements = 0usize;
+    let mut ns_declared = 0usize;
     let mut buf = String::new();
     let mut total_text = 0usize;
     let mut f = Found::default();
@@ -106,8 +107,15 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
                     ResolveResult::Unbound => None,
                     ResolveResult::Unknown(_) => return None,
                 };
-                for a in e.attributes().with_checks(true) {
-                    if a.ok()?.unescape_value().ok()?.len() > limits.max_text {
+                let (attrs, decls) = checked_attributes(e, limits).ok()?;
+                // Counted over the whole document (the general path counts those in scope):
+                // a plain request declares a handful.
+                ns_declared += decls;
+                if ns_declared > limits.max_ns_in_scope {
+                    return None;
+                }
+                for a in attrs {
+                    if a.unescape_value().ok()?.len() > limits.max_text {
                         return None;
                     }
                 }
@@ -366,6 +374,7 @@ fn close(stack: &mut Vec<Frame>, f: &mut Found, buf: &str) -> Option<()> {
 mod tests {
     use super::*;
     use crate::wire::soap::{self, parse_envelope_with};
+    use crate::wire::WireError;
 
     fn general(input: &str) -> Option<SyncUpdates> {
         parse_envelope_with(input.as_bytes(), &Limits::default())
@@ -507,5 +516,25 @@ mod tests {
         assert!(decode_sync_updates(x.as_bytes(), &tight).is_none());
         assert!(decode_sync_updates(&x.as_bytes()[..x.len() / 2], &Limits::default()).is_none());
         assert!(decode_sync_updates(b"\xff\xfe", &Limits::default()).is_none());
+    }
+
+    #[test]
+    fn many_attributes_or_namespaces_send_requests_to_the_general_path() {
+        let x = soap::encode(&request(Some(vec![1, 2]), None));
+        let attrs: String = (0..100_000).map(|i| format!(" a{i}=''")).collect();
+        let c = x.replacen("<SyncUpdates ", &format!("<SyncUpdates{attrs} "), 1);
+        assert_ne!(c, x);
+        assert!(fast(&c).is_none());
+        assert!(matches!(
+            parse_envelope_with(c.as_bytes(), &Limits::default()),
+            Err(WireError::Limit("too many attributes"))
+        ));
+        let decls: String = (0..65)
+            .map(|i| format!("<u xmlns:n{i}='urn:n'/>"))
+            .collect();
+        let c = x.replacen("</SyncUpdates>", &format!("{decls}</SyncUpdates>"), 1);
+        assert_ne!(c, x);
+        assert!(fast(&c).is_none());
+        assert!(general(&c).is_some());
     }
 }

@@ -1,0 +1,648 @@
+//! The compliance views WSUS admins read every day: computers (own and rolled up from
+//! downstream servers) with their needed / failed / installed counts and filters (`--stale`,
+//! `--group`, `--status`, `--include-downstream`), one computer's per-update states with the
+//! last change and error code, one update's state on every computer (`updates status`), and
+//! the server-side group moves and removals. States come from
+//! [`crate::store::derive_states`] (own clients) and from the rollup records (downstream).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::api::group_names;
+use super::catalog::{resolve_group, unix_rfc3339, View};
+use super::query::Query;
+use super::types::{ChangedJson, ComputerDetailJson, ComputerJson, ComputerUpdateJson};
+use super::{AdminState, ApiError, ApiResult};
+use crate::model::groups;
+use crate::store::{Store, UpdateState};
+
+/// One update's state on one computer, wherever it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct State {
+    /// The state.
+    pub state: UpdateState,
+    /// When it took it (unix seconds).
+    pub last_change_unix: i64,
+    /// HRESULT of a failure (own clients only: rollup carries no error codes).
+    pub error_code: Option<i32>,
+}
+
+/// A computer in the views.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Client id.
+    pub id: String,
+    /// DNS name.
+    pub name: String,
+    /// Assigned groups (empty = Unassigned Computers).
+    pub groups: Vec<Uuid>,
+    /// Last SyncUpdates (unix).
+    pub last_sync_unix: Option<i64>,
+    /// Last status report (unix).
+    pub last_report_unix: Option<i64>,
+    /// The downstream server it was rolled up from: (id, name).
+    pub downstream: Option<(Uuid, String)>,
+    /// Per-update states.
+    pub states: BTreeMap<Uuid, State>,
+    /// OS as reported.
+    pub os_version: Option<String>,
+    /// Agent version.
+    pub client_version: Option<String>,
+    /// First registration (own clients).
+    pub registered_unix: Option<i64>,
+    /// Requested (client-side) target group names.
+    pub requested_groups: Vec<String>,
+}
+
+impl Row {
+    /// (needed, failed, installed).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for s in self.states.values() {
+            match s.state {
+                UpdateState::Needed => c.0 += 1,
+                UpdateState::Failed => c.1 += 1,
+                UpdateState::Installed => c.2 += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// Every computer with its states: own clients, then (when asked) rolled-up ones.
+pub fn load_rows(store: &Store, include_downstream: bool) -> ApiResult<Vec<Row>> {
+    let mut rows = Vec::new();
+    for c in store.computers()? {
+        let states = store
+            .computer_states(&c.id)?
+            .into_iter()
+            .map(|(id, r)| {
+                (
+                    id,
+                    State {
+                        state: r.state,
+                        last_change_unix: r.last_change_unix,
+                        error_code: r.error_code,
+                    },
+                )
+            })
+            .collect();
+        rows.push(Row {
+            id: c.id,
+            name: c.name,
+            groups: c.groups,
+            last_sync_unix: c.last_sync_unix,
+            last_report_unix: c.last_report_unix,
+            downstream: None,
+            states,
+            os_version: c.os_version,
+            client_version: c.client_version,
+            registered_unix: Some(c.registered_unix),
+            requested_groups: c.requested_groups,
+        });
+    }
+    if include_downstream {
+        let servers: HashMap<Uuid, String> = store
+            .downstream_servers()?
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect();
+        for c in store.downstream_computers()? {
+            let states = store
+                .downstream_states(&c.id)?
+                .into_iter()
+                .map(|(id, s)| {
+                    (
+                        id,
+                        State {
+                            state: s.state,
+                            last_change_unix: s.last_change_unix,
+                            error_code: None,
+                        },
+                    )
+                })
+                .collect();
+            let server_name = servers
+                .get(&c.parent_server)
+                .cloned()
+                .unwrap_or_else(|| c.parent_server.to_string());
+            rows.push(Row {
+                id: c.id,
+                name: c.name,
+                groups: c.groups,
+                last_sync_unix: c.last_sync_unix,
+                last_report_unix: c.last_report_unix,
+                downstream: Some((c.parent_server, server_name)),
+                states,
+                os_version: c.os_description,
+                client_version: c.client_version,
+                registered_unix: None,
+                requested_groups: c.requested_groups,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn row_json(names: &BTreeMap<Uuid, String>, r: &Row) -> ComputerJson {
+    let groups = if r.groups.is_empty() {
+        vec![names
+            .get(&groups::UNASSIGNED_COMPUTERS)
+            .cloned()
+            .unwrap_or_else(|| "Unassigned Computers".into())]
+    } else {
+        r.groups
+            .iter()
+            .map(|g| names.get(g).cloned().unwrap_or_else(|| g.to_string()))
+            .collect()
+    };
+    let (needed, failed, installed) = r.counts();
+    ComputerJson {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        groups,
+        last_sync: r.last_sync_unix.and_then(unix_rfc3339),
+        last_report: r.last_report_unix.and_then(unix_rfc3339),
+        needed,
+        installed,
+        failed,
+        downstream_server: r.downstream.as_ref().map(|(_, n)| n.clone()),
+    }
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `computers list [--group G] [--stale 7d] [--status failed|needed|uptodate]
+/// [--include-downstream]`. `uptodate`: reported at least once, nothing needed or failed.
+/// `--stale D`: last report older than D (or never).
+pub fn list_computers(state: &AdminState, q: &Query) -> ApiResult<Vec<ComputerJson>> {
+    let names = group_names(&state.store)?;
+    let group = q
+        .get("group")
+        .map(|g| resolve_group(&names, g))
+        .transpose()?;
+    let stale_before = q
+        .get("stale")
+        .map(|s| {
+            crate::units::parse_duration(s)
+                .map(|d| now_unix() - d.as_secs() as i64)
+                .map_err(|e| ApiError::bad(format!("stale: {e}")))
+        })
+        .transpose()?;
+    let status = q.get("status");
+    if let Some(s) = status {
+        if !["failed", "needed", "uptodate"].contains(&s) {
+            return Err(ApiError::bad(format!(
+                "status must be failed, needed or uptodate, got {s:?}"
+            )));
+        }
+    }
+    let rows = load_rows(&state.store, q.flag("include_downstream"))?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let in_group = match group {
+            None => true,
+            Some(g) if g == groups::ALL_COMPUTERS => true,
+            Some(g) if g == groups::UNASSIGNED_COMPUTERS => {
+                r.groups.is_empty() || r.groups.contains(&g)
+            }
+            Some(g) => r.groups.contains(&g),
+        };
+        let stale_ok = match stale_before {
+            None => true,
+            Some(t) => r.last_report_unix.is_none_or(|l| l < t),
+        };
+        let (needed, failed, _) = r.counts();
+        let status_ok = match status {
+            Some("failed") => failed > 0,
+            Some("needed") => needed > 0,
+            Some("uptodate") => r.last_report_unix.is_some() && needed == 0 && failed == 0,
+            _ => true,
+        };
+        if in_group && stale_ok && status_ok {
+            out.push(row_json(&names, r));
+        }
+    }
+    out.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)));
+    Ok(out)
+}
+
+/// Finds a computer by client id, DNS name (case-insensitive) or a unique short host name.
+fn find_row<'a>(rows: &'a [Row], arg: &str) -> ApiResult<&'a Row> {
+    if let Some(r) = rows.iter().find(|c| c.id.eq_ignore_ascii_case(arg)) {
+        return Ok(r);
+    }
+    let by_name: Vec<&Row> = rows
+        .iter()
+        .filter(|c| c.name.eq_ignore_ascii_case(arg))
+        .collect();
+    let m: Vec<&Row> = if by_name.is_empty() {
+        rows.iter()
+            .filter(|c| {
+                c.name
+                    .split('.')
+                    .next()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(arg))
+            })
+            .collect()
+    } else {
+        by_name
+    };
+    match m.len() {
+        0 => Err(ApiError::not_found(format!("no computer {arg:?}"))),
+        1 => Ok(m[0]),
+        n => Err(ApiError::bad(format!(
+            "{arg:?} names {n} computers; give the id: {}",
+            m.iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// An HRESULT as WSUS shows it (`0x80240022`).
+pub fn hresult_text(hr: i32) -> String {
+    format!("0x{:08X}", hr as u32)
+}
+
+/// `computers show NAME` (own or rolled-up computer): each update's state, last change and
+/// error code.
+pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJson> {
+    let arg = q.get("name").ok_or_else(|| ApiError::bad("missing name"))?;
+    let rows = load_rows(&state.store, true)?;
+    let c = find_row(&rows, arg)?;
+    let names = group_names(&state.store)?;
+    let titles = titles(&state.store)?;
+    let updates = c
+        .states
+        .iter()
+        .map(|(id, s)| ComputerUpdateJson {
+            id: id.to_string(),
+            title: titles.get(id).cloned(),
+            status: s.state.as_str().into(),
+            state: s.state.as_str().into(),
+            last_change: unix_rfc3339(s.last_change_unix),
+            error_code: s.error_code.map(hresult_text),
+        })
+        .collect();
+    Ok(ComputerDetailJson {
+        computer: row_json(&names, c),
+        os_version: c.os_version.clone(),
+        client_version: c.client_version.clone(),
+        registered: c.registered_unix.and_then(unix_rfc3339),
+        requested_groups: c.requested_groups.clone(),
+        updates,
+    })
+}
+
+fn titles(store: &Store) -> ApiResult<HashMap<Uuid, String>> {
+    Ok(store
+        .latest_revisions()?
+        .into_iter()
+        .map(|r| (r.record.key.update_id, r.record.title))
+        .collect())
+}
+
+/// `POST /api/computers/move` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoveRequest {
+    /// Computer name or id.
+    pub name: String,
+    /// Group name or GUID.
+    pub group: String,
+}
+
+/// `POST /api/computers/remove` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    /// Computer name or id.
+    pub name: String,
+}
+
+/// `computers move NAME|ID --group G`: server-side targeting; the computer is offered what
+/// G's approvals (and its parents') give at its next scan. Own clients only.
+pub fn move_computer(state: &AdminState, req: &MoveRequest) -> ApiResult<ChangedJson> {
+    let rows = load_rows(&state.store, true)?;
+    let c = find_row(&rows, &req.name)?;
+    if let Some((_, server)) = &c.downstream {
+        return Err(ApiError::conflict(format!(
+            "{} gets updates from the downstream server {server}: move it there",
+            c.name
+        )));
+    }
+    let names = group_names(&state.store)?;
+    let g = resolve_group(&names, &req.group)?;
+    if g == groups::ALL_COMPUTERS {
+        return Err(ApiError::bad(
+            "every computer is in All Computers; give a group below it",
+        ));
+    }
+    let assigned = if g == groups::UNASSIGNED_COMPUTERS {
+        Vec::new()
+    } else {
+        vec![g]
+    };
+    state.store.set_computer_groups(&c.id, &assigned)?;
+    state.store.flush()?;
+    let group_name = names.get(&g).cloned().unwrap_or_else(|| g.to_string());
+    if !c.requested_groups.is_empty() {
+        tracing::warn!(computer = %c.name, "computer uses client-side targeting; its requested groups win over the server-side move");
+    }
+    Ok(ChangedJson {
+        message: format!("moved {} to {group_name}", c.name),
+        ids: vec![c.id.clone()],
+    })
+}
+
+/// `computers remove NAME|ID`: forgets an own client (and its events) or a rolled-up one.
+pub fn remove_computer(state: &AdminState, req: &RemoveRequest) -> ApiResult<ChangedJson> {
+    let rows = load_rows(&state.store, true)?;
+    let c = find_row(&rows, &req.name)?;
+    if c.downstream.is_some() {
+        state.store.remove_downstream_computer(&c.id)?;
+    } else {
+        state.store.remove_computer(&c.id)?;
+    }
+    state.store.flush()?;
+    Ok(ChangedJson {
+        message: format!("removed {}", c.name),
+        ids: vec![c.id.clone()],
+    })
+}
+
+/// Counts of one update's states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    /// Installed.
+    pub installed: usize,
+    /// Needed.
+    pub needed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Not applicable.
+    pub not_applicable: usize,
+    /// Nothing known.
+    pub unknown: usize,
+}
+
+impl StateCounts {
+    fn add(&mut self, s: UpdateState) {
+        match s {
+            UpdateState::Installed => self.installed += 1,
+            UpdateState::Needed => self.needed += 1,
+            UpdateState::Failed => self.failed += 1,
+            UpdateState::NotApplicable => self.not_applicable += 1,
+            UpdateState::Unknown => self.unknown += 1,
+        }
+    }
+}
+
+/// One computer in `updates status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateComputerJson {
+    /// Client id.
+    pub id: String,
+    /// DNS name.
+    pub name: String,
+    /// `installed` | `needed` | `failed` | `not_applicable` | `unknown`.
+    pub state: String,
+    /// `0x8024XXXX` for a failure, else null.
+    pub error_code: Option<String>,
+    /// RFC 3339 time of the last change, null when unknown.
+    pub last_change: Option<String>,
+    /// Name of the downstream server it was rolled up from; null for own clients.
+    pub downstream_server: Option<String>,
+}
+
+/// `updates status ID|KB --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatusJson {
+    /// UpdateID.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Computers per state.
+    pub counts: StateCounts,
+    /// Every computer (own and rolled up) with its state.
+    pub computers: Vec<UpdateComputerJson>,
+}
+
+/// `updates status ID|KB`: the update's state on every computer, own and rolled up.
+pub fn update_status(state: &AdminState, q: &Query) -> ApiResult<UpdateStatusJson> {
+    let arg = q.get("id").ok_or_else(|| ApiError::bad("missing id"))?;
+    let v = View::load(&state.store)?;
+    let found = v.find(arg)?;
+    if found.len() > 1 {
+        let ids: Vec<String> = found
+            .iter()
+            .map(|r| r.record.key.update_id.to_string())
+            .collect();
+        return Err(ApiError::bad(format!(
+            "{arg} names {} updates; give one GUID: {}",
+            ids.len(),
+            ids.join(", ")
+        )));
+    }
+    let rec = &found[0].record;
+    let id = rec.key.update_id;
+    let rows = load_rows(&state.store, true)?;
+    let mut counts = StateCounts::default();
+    let mut computers = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let s = r.states.get(&id);
+        let st = s.map(|s| s.state).unwrap_or(UpdateState::Unknown);
+        counts.add(st);
+        computers.push(UpdateComputerJson {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            state: st.as_str().into(),
+            error_code: s.and_then(|s| s.error_code).map(hresult_text),
+            last_change: s.and_then(|s| unix_rfc3339(s.last_change_unix)),
+            downstream_server: r.downstream.as_ref().map(|(_, n)| n.clone()),
+        });
+    }
+    computers.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)));
+    Ok(UpdateStatusJson {
+        id: id.to_string(),
+        title: rec.title.clone(),
+        counts,
+        computers,
+    })
+}
+
+/// Summary numbers for `/metrics` and the status page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Own computers.
+    pub computers: usize,
+    /// Computers rolled up from downstream servers.
+    pub downstream_computers: usize,
+    /// Downstream servers that rolled up here.
+    pub downstream_servers: usize,
+    /// Computers (own + rolled up) needing at least one update.
+    pub needing: usize,
+    /// Computers with at least one failed update.
+    pub failing: usize,
+    /// Computers that reported and need nothing.
+    pub up_to_date: usize,
+    /// Own computers that have not reported for 7 days (or never).
+    pub stale_7d: usize,
+}
+
+/// The summary over every computer (blocking).
+pub fn summary(store: &Store) -> ApiResult<Summary> {
+    let rows = load_rows(store, true)?;
+    let week_ago = now_unix() - 7 * 86400;
+    let mut s = Summary {
+        downstream_servers: store.downstream_servers()?.len(),
+        ..Default::default()
+    };
+    for r in &rows {
+        if r.downstream.is_some() {
+            s.downstream_computers += 1;
+        } else {
+            s.computers += 1;
+            if r.last_report_unix.is_none_or(|t| t < week_ago) {
+                s.stale_7d += 1;
+            }
+        }
+        let (needed, failed, _) = r.counts();
+        if needed > 0 {
+            s.needing += 1;
+        }
+        if failed > 0 {
+            s.failing += 1;
+        }
+        if r.last_report_unix.is_some() && needed == 0 && failed == 0 {
+            s.up_to_date += 1;
+        }
+    }
+    Ok(s)
+}
+
+/// The compliance gauges of `/metrics` (from [`summary`]); empty when the store fails.
+pub fn metrics_text(store: &Store) -> String {
+    use std::fmt::Write;
+    let Ok(m) = summary(store) else {
+        return String::new();
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# HELP wsus_edge_compliance_computers Computers known, by origin (own clients or rolled up from downstream servers).\n# TYPE wsus_edge_compliance_computers gauge\nwsus_edge_compliance_computers{{origin=\"own\"}} {}\nwsus_edge_compliance_computers{{origin=\"downstream\"}} {}",
+        m.computers, m.downstream_computers
+    );
+    for (name, help, v) in [
+        (
+            "wsus_edge_compliance_computers_needing",
+            "Computers needing at least one update.",
+            m.needing,
+        ),
+        (
+            "wsus_edge_compliance_computers_failing",
+            "Computers with at least one failed update.",
+            m.failing,
+        ),
+        (
+            "wsus_edge_compliance_computers_up_to_date",
+            "Computers that reported and need nothing.",
+            m.up_to_date,
+        ),
+        (
+            "wsus_edge_compliance_computers_stale",
+            "Own computers without a status report for 7 days.",
+            m.stale_7d,
+        ),
+        (
+            "wsus_edge_compliance_downstream_servers",
+            "Downstream servers that rolled up here.",
+            m.downstream_servers,
+        ),
+    ] {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    s
+}
+
+/// What computers reported about an update within the cleanup grace period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentNeed {
+    /// Computers that reported it needed.
+    pub needed: usize,
+    /// Computers that reported failing it.
+    pub failed: usize,
+}
+
+/// Updates some computer reported needed or failed at or after `since_unix` (the cleanup
+/// grace, `[cleanup] keep_needed_for`): an own client's event 156 listing it not installed or
+/// an event 182 failing it (even if the update left its lists since), or a rolled-up state
+/// needed/failed that changed or arrived in the period.
+pub fn recently_needed(store: &Store, since_unix: i64) -> ApiResult<HashMap<Uuid, RecentNeed>> {
+    use std::collections::HashSet;
+    let mut out: HashMap<Uuid, RecentNeed> = HashMap::new();
+    for c in store.computers()? {
+        let mut needed: HashSet<Uuid> = HashSet::new();
+        let mut failed: HashSet<Uuid> = HashSet::new();
+        for e in store.events(&c.id)? {
+            if e.time_unix < since_unix {
+                continue;
+            }
+            match e.event_id {
+                crate::store::compliance_events::STATUS_LISTS => {
+                    for m in &e.misc {
+                        if let Some(("U", l)) = m.split_once('=') {
+                            needed.extend(
+                                l.split([',', ' ', ';'])
+                                    .filter_map(|t| t.trim().parse::<Uuid>().ok()),
+                            );
+                        }
+                    }
+                }
+                crate::store::compliance_events::INSTALL_FAILED => {
+                    if let Some(u) = e.update {
+                        failed.insert(u.update_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for u in needed {
+            out.entry(u).or_default().needed += 1;
+        }
+        for u in failed {
+            out.entry(u).or_default().failed += 1;
+        }
+    }
+    for c in store.downstream_computers()? {
+        let arrived = c.status_received_unix.is_some_and(|t| t >= since_unix);
+        for (u, s) in store.downstream_states(&c.id)? {
+            if !(arrived || s.last_change_unix >= since_unix) {
+                continue;
+            }
+            match s.state {
+                UpdateState::Needed => out.entry(u).or_default().needed += 1,
+                UpdateState::Failed => out.entry(u).or_default().failed += 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A duration as the config writes it (`30d`, `12h`, `90m`, `45s`).
+pub fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}

@@ -1,0 +1,127 @@
+//! Misses: starting (or joining) the one download of an object through the [`super::lock`],
+//! running it as the writer (fetch from upstream, check against what metadata declares,
+//! publish with the hasher's proof, index) and giving it its verdict.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::fetch::Upstream;
+use super::index::ObjectEntry;
+use super::inflight::{FetchError, State};
+use super::key::ContentKey;
+use super::lock::{Role, WritePermit};
+use super::slices;
+use super::verify::{self, Expected};
+use super::{now_unix, ContentCache, Lookup};
+use crate::metrics;
+
+impl ContentCache {
+    /// Finds `key`: a hit, or the download that fetches it (started now, or joined). A
+    /// `ranged` request that starts a download of a file whose size metadata declares (above
+    /// one slice) starts a slice fetch ([`super::slices`]); anything else the sequential one.
+    pub(super) fn lookup(&self, key: &ContentKey, ranged: bool) -> Result<Lookup, FetchError> {
+        let start = || {
+            if self.inner.upstream.is_none() {
+                return Err(FetchError::NoUpstream);
+            }
+            let declared = self.inner.index.expected_file(&key.sha1)?;
+            Ok(Expected {
+                sha1: key.sha1,
+                sha256: declared.as_ref().and_then(|f| f.sha256),
+                size: declared.as_ref().map(|f| f.size),
+            })
+        };
+        match self.inner.locks.acquire(key, start)? {
+            Role::Hit(f) => Ok(Lookup::Hit(f)),
+            Role::Reader(inf) => Ok(Lookup::Joined(inf)),
+            Role::Writer(permit) => {
+                let Some(upstream) = self.inner.upstream.clone() else {
+                    permit.finish(Err(FetchError::NoUpstream));
+                    return Err(FetchError::NoUpstream);
+                };
+                let inf = permit.inflight().clone();
+                let expected = permit.expected();
+                if let Some(size) = expected.size.filter(|s| ranged && *s > slices::SLICE) {
+                    let sf = slices::SliceFetch::start(
+                        upstream.slice_source(key),
+                        inf.file.clone(),
+                        size,
+                        expected,
+                    );
+                    let _ = inf.slices.set(sf);
+                }
+                tracing::info!(key = %key, slices = inf.slices.get().is_some(), "content miss: fetching from upstream");
+                let me = self.clone();
+                tokio::spawn(async move { me.run_fetch(upstream, permit).await });
+                Ok(Lookup::Started(inf))
+            }
+        }
+    }
+
+    async fn run_fetch(self, upstream: Upstream, permit: WritePermit) {
+        let inf = permit.inflight().clone();
+        let expected = permit.expected();
+        let key = inf.key.clone();
+        let res = match inf.slices.get() {
+            // Filled by slices: the slice fetch hashes its held prefix and checks it.
+            Some(sf) => {
+                let r = sf.verdict().await;
+                if let Ok(v) = &r {
+                    let n = v.size();
+                    inf.progress.send_modify(|p| p.written = n);
+                }
+                r
+            }
+            None => match upstream.download(inf.clone(), expected.size).await {
+                Ok(d) => expected.check(&d).map_err(FetchError::Mismatch),
+                Err(e) => Err(e),
+            },
+        };
+        let outcome = match res {
+            Ok(proof) => {
+                // Readers may finish now: the bytes are known good; durability follows.
+                // Recency is recorded first, so a hit that follows the last byte is newer.
+                let verified_at = now_unix();
+                self.touch(&key.sha1);
+                inf.finish(State::Verified);
+                self.publish(&inf, proof, verified_at)
+                    .await
+                    .map(|_| proof.size())
+            }
+            Err(FetchError::Mismatch(m)) => {
+                metrics::hash_mismatch();
+                tracing::error!(key = %key, mismatch = %m, "downloaded object does not match its digests; discarded");
+                Err(FetchError::Mismatch(m))
+            }
+            Err(e) => Err(e),
+        };
+        let stored = outcome.as_ref().ok().copied();
+        permit.finish(outcome.map(|_| ()));
+        if let Some(size) = stored {
+            self.inner.total.fetch_add(size, Ordering::Relaxed);
+            tracing::info!(key = %key, size, "content stored");
+            self.evict_if_needed().await;
+        }
+    }
+
+    async fn publish(
+        &self,
+        inf: &Arc<super::inflight::Inflight>,
+        proof: verify::Verified,
+        now: i64,
+    ) -> Result<(), FetchError> {
+        let (dir, inf2) = (self.inner.dir.clone(), inf.clone());
+        tokio::task::spawn_blocking(move || dir.publish(&inf2.key, &inf2.file, &proof))
+            .await
+            .map_err(|_| FetchError::Abandoned)??;
+
+        let entry = ObjectEntry {
+            ext: inf.key.ext.clone(),
+            size: proof.size(),
+            sha256: proof.sha256(),
+            stored_unix: now,
+            last_access_unix: now,
+        };
+        Ok(self.inner.index.put_object(&inf.key.sha1, &entry)?)
+    }
+}

@@ -1,0 +1,376 @@
+//! Compliance views and verbs in the running server, driven by the real `wsus-edge` binary:
+//! a server-side group move changes what a scripted agent is offered at its next scan;
+//! `updates status --json`, `computers list --json|--csv` with `--status`/`--stale`, and
+//! `computers show` follow the client reports by the spec rules (event 156 `U=`/`V=` lists,
+//! event 182 failures; wsus-protocol.md §3.6) with counts that fall when an update leaves a
+//! client's lists; `cleanup --dry-run` keeps a declined update a computer reported needed.
+
+#[path = "support/wusp_agent.rs"]
+mod wusp_agent;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+
+use uuid::Uuid;
+use wsus_edge::app::Server;
+use wsus_edge::config::Config;
+use wsus_edge::model::{groups, RevisionKey};
+use wsus_edge::simulate::Catalog;
+use wsus_edge::store::{Computer, ReportedEvent};
+use wusp_agent::{seed, Agent};
+
+async fn cli(admin: SocketAddr, token: &str, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wsus-edge"));
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    c.arg("--admin")
+        .arg(format!("http://{admin}"))
+        .arg("--config")
+        .arg(empty.path())
+        .args(args)
+        .env("WSUS_EDGE_TOKEN", token);
+    tokio::task::spawn_blocking(move || {
+        let o = c.output().unwrap();
+        drop(empty);
+        o
+    })
+    .await
+    .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+fn status_lists(t: i64, inst: u128, needed: &[Uuid], installed: &[Uuid]) -> ReportedEvent {
+    let list = |v: &[Uuid]| {
+        v.iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    ReportedEvent {
+        instance_id: Uuid::from_u128(inst),
+        update: None,
+        event_id: 156,
+        hresult: 0,
+        time_unix: t,
+        misc: vec![
+            format!("U={}", list(needed)),
+            format!("V={}", list(installed)),
+        ],
+    }
+}
+
+fn failure(t: i64, inst: u128, update: Uuid, hr: u32) -> ReportedEvent {
+    ReportedEvent {
+        instance_id: Uuid::from_u128(inst),
+        update: Some(RevisionKey::new(update, 1)),
+        event_id: 182,
+        hresult: hr as i32,
+        time_unix: t,
+        misc: vec![],
+    }
+}
+
+fn count(v: &serde_json::Value, state: &str) -> u64 {
+    v["counts"][state].as_u64().unwrap()
+}
+
+fn state_of(v: &serde_json::Value, computer: &str) -> String {
+    v["computers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == computer)
+        .map(|c| c["state"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_verbs_group_moves_and_cleanup_grace() {
+    let cat = Catalog::generate(300, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.data_dir = dir.path().to_path_buf();
+    c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(c).await.unwrap().with_admin().await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let admin = server.admin_addr().unwrap();
+    let state = server.state().clone();
+    let store = state.store.clone();
+    seed(&store, &cat);
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    // --- Server-side group move changes the next scan (the catalog's oracle says what). ---
+    let target = cat.group_named("Servers").unwrap().clone();
+    let mut agent = Agent::new(&base);
+    agent.handshake(None).await;
+    let before = agent.scan(None).await;
+    let want_before = cat.offered(&[groups::UNASSIGNED_COMPUTERS], &before.installed);
+    assert_eq!(before.offered(), want_before);
+    let out = ok(&cli(
+        admin,
+        &token,
+        &[
+            "computers",
+            "move",
+            &agent.client_id,
+            "--group",
+            &target.name,
+        ],
+    )
+    .await);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(&target.name), "{out}");
+    let after = agent.scan(None).await;
+    let want_after = cat.offered(&[target.id], &after.installed);
+    assert_ne!(
+        want_after, want_before,
+        "the catalog approves differently for Servers"
+    );
+    assert_eq!(after.offered(), want_after);
+    let listed = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "list", "--group", &target.name, "--json"],
+        )
+        .await,
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], agent.client_id.as_str());
+
+    // --- States from reports. ---
+    let software: Vec<Uuid> = cat
+        .revisions()
+        .filter(|r| r.record.kind == wsus_edge::model::UpdateKind::Software)
+        .map(|r| r.record.key.update_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (u1, u2, u3) = (software[0], software[1], software[2]);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // A second computer that has not reported for 30 days.
+    store
+        .upsert_computer(&Computer {
+            id: "old-pc".into(),
+            name: "old.branch.test".into(),
+            registered_unix: now - 90 * 86400,
+            ..Default::default()
+        })
+        .unwrap();
+    store
+        .add_events(
+            "old-pc",
+            &[status_lists(now - 31 * 86400, 90, &[], &[u1])],
+            now - 30 * 86400,
+        )
+        .unwrap();
+    let me = agent.client_id.clone();
+    store
+        .add_events(
+            &me,
+            &[
+                status_lists(now - 100, 1, &[u1, u2], &[u3]),
+                failure(now - 50, 2, u1, 0x8024_0022),
+            ],
+            now,
+        )
+        .unwrap();
+
+    let s1 = json(
+        &cli(
+            admin,
+            &token,
+            &["updates", "status", &u1.to_string(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(s1["id"], u1.to_string());
+    assert_eq!(count(&s1, "failed"), 1);
+    assert_eq!(count(&s1, "installed"), 1, "old-pc has it installed");
+    assert_eq!(count(&s1, "needed") + count(&s1, "not_applicable"), 0);
+    let total = s1["computers"].as_array().unwrap().len() as u64;
+    assert_eq!(total, 2);
+    assert_eq!(count(&s1, "unknown"), 0);
+    let mine = s1["computers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == me.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["state"], "failed");
+    assert_eq!(mine["error_code"], "0x80240022");
+    assert!(mine["downstream_server"].is_null());
+    assert!(mine["last_change"].is_string());
+    let s2 = json(
+        &cli(
+            admin,
+            &token,
+            &["updates", "status", &u2.to_string(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!((count(&s2, "needed"), count(&s2, "unknown")), (1, 1));
+    assert_eq!(state_of(&s2, "old-pc"), "unknown");
+
+    // Lists and filters.
+    let all = json(&cli(admin, &token, &["computers", "list", "--json"]).await);
+    let row = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == me.as_str())
+        .unwrap()
+        .clone();
+    for k in [
+        "id",
+        "name",
+        "groups",
+        "last_sync",
+        "last_report",
+        "needed",
+        "failed",
+        "installed",
+        "downstream_server",
+    ] {
+        assert!(
+            row.get(k).is_some(),
+            "computers list --json carries {k}: {row}"
+        );
+    }
+    assert_eq!(
+        (
+            row["needed"].as_u64(),
+            row["failed"].as_u64(),
+            row["installed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let failed = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "list", "--status", "failed", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    let uptodate = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "list", "--status", "uptodate", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(uptodate[0]["id"], "old-pc");
+    let stale = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "list", "--stale", "7d", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(stale.as_array().unwrap().len(), 1);
+    assert_eq!(stale[0]["id"], "old-pc");
+    let csv = ok(&cli(admin, &token, &["computers", "list", "--csv"]).await);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,name,groups,last_sync,last_report,needed,failed,installed,downstream_server"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    let show = ok(&cli(admin, &token, &["computers", "show", &me]).await);
+    assert!(
+        show.contains("0x80240022") && show.contains("failed") && show.contains("needed"),
+        "{show}"
+    );
+    let status_csv = ok(&cli(
+        admin,
+        &token,
+        &["updates", "status", &u1.to_string(), "--csv"],
+    )
+    .await);
+    assert!(status_csv.starts_with("name,id,state,error_code,last_change,downstream_server\r\n"));
+    assert_eq!(status_csv.lines().count(), 3);
+
+    // u2 leaves the client's lists (superseded): the needed count falls, nothing drifts up.
+    store
+        .add_events(&me, &[status_lists(now - 10, 3, &[u1], &[u3])], now)
+        .unwrap();
+    let s2 = json(
+        &cli(
+            admin,
+            &token,
+            &["updates", "status", &u2.to_string(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!((count(&s2, "needed"), count(&s2, "unknown")), (0, 2));
+    let s1 = json(
+        &cli(
+            admin,
+            &token,
+            &["updates", "status", &u1.to_string(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(
+        count(&s1, "failed"),
+        1,
+        "still listed not installed: the failure stands"
+    );
+
+    // --- Cleanup grace: a declined update reported needed is kept and said so. ---
+    ok(&cli(admin, &token, &["updates", "decline", &u1.to_string()]).await);
+    let dry = json(&cli(admin, &token, &["cleanup", "--dry-run", "--json"]).await);
+    let kept: Vec<String> = dry["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kept.iter()
+            .any(|k| k.starts_with(&u1.to_string()) && k.contains("30d")),
+        "{kept:?}"
+    );
+    assert!(!dry["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u.as_str().unwrap().starts_with(&u1.to_string())));
+    let text = ok(&cli(admin, &token, &["cleanup", "--dry-run"]).await);
+    assert!(text.contains(&format!("keep {u1}")), "{text}");
+
+    // --- Remove. ---
+    let out = ok(&cli(admin, &token, &["computers", "remove", "old.branch.test"]).await);
+    assert_eq!(out.lines().count(), 1);
+    assert!(store.computer("old-pc").unwrap().is_none());
+
+    let _ = stop_tx.send(());
+    running.await.unwrap().unwrap();
+}

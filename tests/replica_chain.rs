@@ -1,0 +1,370 @@
+//! A hierarchy from outside: a simulated upstream (in-process, so the test can expire, add and
+//! change things on it), replicas A and B as real `wsus-edge serve` processes (B syncs from A),
+//! checked with an independent MS-WSUSSS client (`support/sss_oracle.rs`), the admin CLI and a
+//! scripted Windows Update Agent. Expected answers come from the simulator's catalog and from
+//! what the upstream shows over MS-WSUSSS, never from the replica under test.
+
+#[path = "support/sss_oracle.rs"]
+mod sss_oracle;
+#[path = "support/sync_proxy.rs"]
+mod sync_proxy;
+#[path = "support/wusp_agent.rs"]
+mod wusp_agent;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sss_oracle::{Oracle, View};
+use uuid::Uuid;
+use wsus_edge::app::SimUpstream;
+use wsus_edge::config::Config;
+use wsus_edge::model::UpdateKind;
+
+const TOKEN: &str = "replica-chain-test-token";
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn sim(dir: &Path, n: usize) -> SimUpstream {
+    let mut c = Config::default();
+    c.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.server.data_dir = dir.join("up");
+    c.sync.interval = Duration::from_secs(24 * 3600);
+    SimUpstream::start(n, 42, c).await.unwrap()
+}
+
+/// A `wsus-edge serve` process.
+struct Edge {
+    child: Child,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    conf: PathBuf,
+    empty: PathBuf,
+    log: PathBuf,
+}
+
+impl Edge {
+    /// Starts a replica of `upstream` with `extra` TOML lines in `[sync]`; waits for its first
+    /// sync to finish.
+    async fn start(dir: &Path, name: &str, upstream: &str, sync_extra: &str) -> Edge {
+        let listen = free_addr();
+        let admin = free_addr();
+        let data = dir.join(name);
+        let conf = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &conf,
+            format!(
+                "[server]\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n[upstream]\nurl = \"{upstream}\"\n[sync]\ninterval = \"24h\"\n{sync_extra}\n[admin]\nlisten = \"{admin}\"\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let empty = dir.join(format!("{name}.empty.toml"));
+        std::fs::write(&empty, "").unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+            .args(["--config", conf.to_str().unwrap(), "--log", "info", "serve"])
+            .env("WSUS_EDGE_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let e = Edge {
+            child,
+            listen,
+            admin,
+            conf,
+            empty,
+            log,
+        };
+        e.wait_first_sync().await;
+        e
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    async fn status(&self) -> Option<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/api/sync", self.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    async fn wait_first_sync(&self) {
+        let done = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(v) = self.status().await {
+                    if v["running"] == false && !v["last_result"].is_null() {
+                        assert_eq!(v["last_result"], "ok", "{v} {}", self.log_text());
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(300), done)
+            .await
+            .expect("first sync finished");
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this edge's admin API.
+    async fn cli(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wsus-edge"));
+        c.arg("--admin")
+            .arg(format!("http://{}", self.admin))
+            .arg("--config")
+            .arg(&self.empty)
+            .args(args)
+            .env("WSUS_EDGE_TOKEN", TOKEN);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let o = self.cli(args).await;
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// `sync --now`, which must exit 0.
+    async fn sync_now(&self) {
+        let o = self.cli(&["sync", "--now"]).await;
+        assert!(
+            o.status.success(),
+            "sync --now: {} {}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log_text()
+        );
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let t = reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        t.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {t}"))
+    }
+
+    async fn view(&self) -> View {
+        Oracle::connect(&self.url()).await.view().await
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+fn ids_of(v: &serde_json::Value) -> BTreeSet<Uuid> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Asserts two MS-WSUSSS views are the same hierarchy state.
+fn assert_same(what: &str, a: &View, b: &View) {
+    assert_eq!(a.revisions, b.revisions, "{what}: revision sets");
+    assert_eq!(a.expired, b.expired, "{what}: expired");
+    assert_eq!(a.approvals, b.approvals, "{what}: approvals");
+    assert_eq!(a.declined, b.declined, "{what}: declines");
+    assert_eq!(a.groups, b.groups, "{what}: groups");
+}
+
+/// Issue 14, item 1: an update the upstream expires stays on A (declined, `"expired": true`),
+/// reaches B through A, and is never offered to a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_update_is_kept_declined_passed_down_and_never_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 300).await;
+    let a = Edge::start(dir.path(), "a", &up.url(), "").await;
+    let b = Edge::start(dir.path(), "b", &a.url(), "").await;
+
+    // An approved leaf, expired upstream now (the simulator publishes an Expired revision and
+    // drops its approvals, as Microsoft Update does).
+    let victim = {
+        let cat = up.catalog.read().unwrap();
+        let non_leaf = cat.non_leaf_ids();
+        let found = cat
+            .latest_revisions()
+            .filter(|r| r.record.kind == UpdateKind::Software && !r.record.expired)
+            .map(|r| r.record.key.update_id)
+            .find(|id| !non_leaf.contains(id) && cat.deployments_of(id).next().is_some());
+        found.expect("an approved leaf")
+    };
+    let expired_key = up.mutate(|c| c.expire(victim)).unwrap().unwrap();
+    a.sync_now().await;
+    b.sync_now().await;
+
+    let (vu, va, vb) = (
+        Oracle::connect(&up.url()).await.view().await,
+        a.view().await,
+        b.view().await,
+    );
+    assert!(
+        vu.expired.contains(&victim),
+        "the upstream shows the expiry: {} expired, listed {:?}; {} products {} classes {} software",
+        vu.expired.len(),
+        vu.revisions.iter().find(|k| k.0 == victim), vu.products.len(), vu.classifications.len(), vu.software.len()
+    );
+    assert!(vu.revisions.contains(&(victim, expired_key.revision)));
+    assert_same("upstream vs A", &vu, &va);
+    assert_same("upstream vs B", &vu, &vb);
+
+    // The admin view: expired updates are declined, flagged, and `--expired` lists only them.
+    let expected: BTreeSet<Uuid> = vu.expired.intersection(&vu.software).copied().collect();
+    assert!(expected.contains(&victim));
+    for e in [&a, &b] {
+        let declined = e.json(&["updates", "list", "--declined", "--json"]).await;
+        let d_ids = ids_of(&declined);
+        assert!(
+            expected.is_subset(&d_ids),
+            "declined lists every expired update"
+        );
+        for u in declined.as_array().unwrap() {
+            let id: Uuid = u["id"].as_str().unwrap().parse().unwrap();
+            assert_eq!(u["expired"], expected.contains(&id), "{u}");
+            assert_eq!(u["declined"], true, "{u}");
+        }
+        let only = e.json(&["updates", "list", "--expired", "--json"]).await;
+        assert_eq!(
+            ids_of(&only),
+            expected,
+            "--expired lists exactly the expired ones"
+        );
+        let shown = e
+            .json(&["updates", "show", &victim.to_string(), "--json"])
+            .await;
+        assert_eq!(shown["revision"], expired_key.revision);
+        assert_eq!(shown["approvals"], serde_json::json!([]));
+    }
+
+    // A client of B is offered nothing expired.
+    let mut agent = wusp_agent::Agent::new(&b.url());
+    agent.handshake(None).await;
+    let scan = agent.scan(None).await;
+    assert!(
+        !scan.offered().is_empty(),
+        "the client is offered something"
+    );
+    for k in scan.offered() {
+        assert!(
+            !vu.expired.contains(&k.update_id),
+            "{k} is expired upstream"
+        );
+    }
+    let seen: BTreeSet<Uuid> = scan.received.values().map(|v| v.0.update_id).collect();
+    assert!(
+        !seen.contains(&victim),
+        "the expired update is not sent to the client"
+    );
+    drop(b);
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, item 4: a revision the upstream faults on and a document the parser rejects are
+/// isolated (the batch bisected), logged, counted, listed in `sync status --json`, retried at
+/// the next sync; the rest of the sync completes and `sync --now` exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_documents_are_isolated_reported_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 300).await;
+    let proxy = sync_proxy::SyncProxy::start(up.url()).await;
+    let (faulty, corrupt) = {
+        let cat = up.catalog.read().unwrap();
+        let non_leaf = cat.non_leaf_ids();
+        let v: Vec<(Uuid, u32)> = cat
+            .latest_revisions()
+            .filter(|r| {
+                r.record.kind == UpdateKind::Software
+                    && !r.record.expired
+                    && !non_leaf.contains(&r.record.key.update_id)
+                    && !cat.files_of(&r.record.key).is_empty()
+            })
+            .map(|r| (r.record.key.update_id, r.record.key.revision))
+            .take(2)
+            .collect();
+        (v[0], v[1])
+    };
+    proxy.fault_on(faulty.0);
+    proxy.corrupt(corrupt.0);
+    let a = Edge::start(dir.path(), "a", &proxy.url(), "").await;
+
+    let skipped = |st: &serde_json::Value| -> BTreeSet<(Uuid, u32)> {
+        st["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                assert!(!k["reason"].as_str().unwrap().is_empty(), "{k}");
+                (
+                    k["id"].as_str().unwrap().parse().unwrap(),
+                    k["revision"].as_u64().unwrap() as u32,
+                )
+            })
+            .collect()
+    };
+    let poisoned: BTreeSet<(Uuid, u32)> = [faulty, corrupt].into();
+    let st = a.json(&["sync", "status", "--json"]).await;
+    assert_eq!(st["last_result"], "ok", "{st}");
+    assert_eq!(skipped(&st), poisoned, "{st}");
+    assert!(a.metric("wsus_edge_sync_skipped_total").await >= 2.0);
+    let log = a.log_text();
+    for (id, _) in &poisoned {
+        assert!(log.contains(&id.to_string()), "{id} logged");
+    }
+    // Everything else arrived.
+    let vu = Oracle::connect(&up.url()).await.view().await;
+    let va = a.view().await;
+    let want: BTreeSet<(Uuid, u32)> = vu.revisions.difference(&poisoned).copied().collect();
+    assert_eq!(va.revisions, want);
+
+    // Still poisoned: the next sync asks again, skips again, and still exits 0.
+    a.sync_now().await;
+    let st = a.json(&["sync", "status", "--json"]).await;
+    assert_eq!(skipped(&st), poisoned, "{st}");
+    assert!(a.metric("wsus_edge_sync_skipped_total").await >= 4.0);
+
+    // Healed: they arrive although the anchor is already past them.
+    proxy.heal();
+    a.sync_now().await;
+    let st = a.json(&["sync", "status", "--json"]).await;
+    assert_eq!(skipped(&st), BTreeSet::new(), "{st}");
+    let va = a.view().await;
+    assert_same("healed", &vu, &va);
+    drop(a);
+    up.stop().await.unwrap();
+}
