@@ -1,11 +1,16 @@
-//! SyncUpdates under load: N simulated clients (default 1,000), each doing a full scan
-//! (handshake, then the layered SyncUpdates walk to the end) of a simulated catalog (default
-//! 10,000 updates), all concurrently over loopback HTTP against one `ClientService` behind the
-//! production router and HTTP loop (what `wsus-edge serve` runs).
+//! SyncUpdates under load on a simulated catalog (default 20,000 updates plus the field shapes:
+//! a KB2267602-shaped bundle of bundles, an unapproved prerequisite, drivers): first one cold
+//! full scan (empty cache) per installed state (default 100 states: which detectoids a machine
+//! has), then N returning clients (default 1,000; client i in state i % 100, starting from that
+//! state's cache, as a daily rescan does), each a full scan (handshake, then the layered
+//! SyncUpdates walk to the end), all concurrently over loopback HTTP against one
+//! `ClientService` behind the production router and HTTP loop (what `wsus-edge serve` runs).
+//! Also prints the needed-set memo hit rate.
 //! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server CPU per scan and the
 //! server's RSS before/peak/after.
 //!
-//! `cargo bench --bench client_scan` (env: WSUS_EDGE_BENCH_CLIENTS, WSUS_EDGE_BENCH_UPDATES,
+//! `cargo bench --bench client_scan` (env: WSUS_EDGE_BENCH_CLIENTS, WSUS_EDGE_BENCH_STATES,
+//! WSUS_EDGE_BENCH_UPDATES,
 //! WSUS_EDGE_BENCH_INPROC=1 to run the clients inside the server process,
 //! WSUS_EDGE_BENCH_STORE=/some/dir to keep the seeded store between runs).
 //!
@@ -135,7 +140,7 @@ fn push_ints(out: &mut String, name: &str, v: &[i32]) {
 
 /// The agent's SyncUpdates walk (same decisions as `Agent::scan`), with string-built requests
 /// and scanned responses, over HTTP. Returns (calls, offered, latencies in µs).
-async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
+async fn light_scan(a: &agent::Agent, state: u8, prior: Option<(Vec<i32>, Vec<i32>)>) -> Walked {
     // One raw keep-alive HTTP/1.1 connection per client: a general-purpose HTTP client costs
     // more CPU per request than the server spends answering it.
     let addr = a.base.trim_start_matches("http://").to_string();
@@ -144,7 +149,7 @@ async fn light_scan(a: &agent::Agent) -> (usize, usize, Vec<u64>) {
         let conn = conn.clone();
         async move { conn.lock().await.post(wusp::CLIENT_PATH, &body).await }
     };
-    walk(a, &mut send).await
+    walk(a, &mut send, state, prior).await
 }
 
 /// A minimal HTTP/1.1 client for one keep-alive connection: POSTs a SOAP body, reads the
@@ -204,8 +209,19 @@ impl RawConn {
     }
 }
 
+/// What one walk did: calls, offered, latencies (µs), and the cache it ends with
+/// (installed non-leaf ids, other cached ids).
+type Walked = (usize, usize, Vec<u64>, Vec<i32>, Vec<i32>);
+
 /// The walk itself; `send` posts one SyncUpdates body and returns (status, response body).
-async fn walk<F, Fut>(a: &agent::Agent, send: &mut F) -> (usize, usize, Vec<u64>)
+/// `state` (0..100) picks which detectoids this machine has (a real fleet is not one build);
+/// `prior` is the cache a returning client starts from.
+async fn walk<F, Fut>(
+    a: &agent::Agent,
+    send: &mut F,
+    state: u8,
+    prior: Option<(Vec<i32>, Vec<i32>)>,
+) -> Walked
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = (u16, String)>,
@@ -223,14 +239,14 @@ where
         .to_string();
     // id → (action is Install/Uninstall/Bundle)
     let mut received: HashMap<i32, bool> = HashMap::new();
-    let mut installed_ids: Vec<i32> = Vec::new();
-    let mut other_ids: Vec<i32> = Vec::new();
+    let warm = prior.is_some();
+    let (mut installed_ids, mut other_ids) = prior.unwrap_or_default();
     let mut lat = Vec::new();
     let mut calls = 0usize;
     loop {
         calls += 1;
         assert!(calls < 5000, "scan does not converge");
-        let body = if calls == 1 {
+        let body = if calls == 1 && !warm {
             first.clone()
         } else {
             let mut b = String::with_capacity(
@@ -277,6 +293,8 @@ where
             let xml = between(u, "<Xml>", "</Xml>").unwrap_or("");
             let uid = between(xml, "UpdateID=\"", "\"").expect("UpdateID");
             let first_byte = u8::from_str_radix(&uid[..2], 16).expect("hex");
+            let second = u8::from_str_radix(&uid[2..4], 16).expect("hex");
+            let has = !(first_byte ^ second.wrapping_mul(state.wrapping_add(1))).is_multiple_of(4);
             let is_cat = || memmem::find(xml.as_bytes(), b"UpdateType=\"Category\"").is_some();
             received.insert(id, matches!(action, "Install" | "Uninstall" | "Bundle"));
             if !is_leaf {
@@ -284,7 +302,7 @@ where
             }
             if !is_leaf
                 && action == "Evaluate"
-                && (!first_byte.is_multiple_of(4) || is_cat())
+                && (has || is_cat())
                 && installed_ids.len() < wusp::MAX_INSTALLED_NON_LEAF
             {
                 installed_ids.push(id);
@@ -297,34 +315,74 @@ where
             break;
         }
     }
-    (calls, received.values().filter(|o| **o).count(), lat)
+    (
+        calls,
+        received.values().filter(|o| **o).count(),
+        lat,
+        installed_ids,
+        other_ids,
+    )
 }
 
-async fn run_clients(base: String, clients: usize) -> ClientStats {
-    let groups = [
-        "Pilot",
-        "Workstations",
-        "Finance",
-        "Servers",
-        "Unassigned Computers",
-    ];
+const GROUPS: [&str; 5] = [
+    "Pilot",
+    "Workstations",
+    "Finance",
+    "Servers",
+    "Unassigned Computers",
+];
+
+/// Phase 1: one client per installed state (`states` of them) scans from an empty cache.
+/// Phase 2: `clients` clients, client i in state i % states with that state's cache (a
+/// returning machine's daily scan), each a full scan to the end of the walk.
+async fn run_clients(base: String, clients: usize, states: usize) -> (ClientStats, ClientStats) {
+    let cpu0 = cpu_s();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..states {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut a = agent::Agent::new(&base);
+            a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
+            light_scan(&a, s as u8, None).await
+        }));
+    }
+    let mut cold = ClientStats::default();
+    let mut caches = Vec::new();
+    for t in tasks {
+        let (c, o, l, inst, other) = t.await.expect("client task");
+        cold.calls += c;
+        cold.offered += o;
+        cold.lat_us.extend(l);
+        caches.push((inst, other));
+    }
+    cold.elapsed = started.elapsed().as_secs_f64();
+    cold.cpu = cpu_s() - cpu0;
+    cold.lat_us.sort_unstable();
+    eprintln!(
+        "  {states} cold scans done after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let caches = Arc::new(caches);
     let cpu0 = cpu_s();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..clients {
         let base = base.clone();
+        let caches = caches.clone();
         tasks.push(tokio::spawn(async move {
+            let s = i % caches.len();
             let mut a = agent::Agent::new(&base);
-            a.handshake(Some(groups[i % groups.len()])).await;
-            light_scan(&a).await
+            a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
+            light_scan(&a, s as u8, Some(caches[s].clone())).await
         }));
     }
     let mut st = ClientStats::default();
     for (n, t) in tasks.into_iter().enumerate() {
-        let (c, o, l) = t.await.expect("client task");
-        if (n + 1) % 100 == 0 {
+        let (c, o, l, _, _) = t.await.expect("client task");
+        if (n + 1) % 250 == 0 {
             eprintln!(
-                "  {} scans done after {:.1}s",
+                "  {} warm scans done after {:.1}s",
                 n + 1,
                 started.elapsed().as_secs_f64()
             );
@@ -336,7 +394,7 @@ async fn run_clients(base: String, clients: usize) -> ClientStats {
     st.elapsed = started.elapsed().as_secs_f64();
     st.cpu = cpu_s() - cpu0;
     st.lat_us.sort_unstable();
-    st
+    (cold, st)
 }
 
 /// Server CPU per SyncUpdates call without HTTP or contention: one client handshakes over HTTP,
@@ -362,7 +420,7 @@ async fn replay(svc: &ClientService, base: &str, rounds: usize) -> (usize, f64) 
             calls += 1;
             std::future::ready((r.status, r.body))
         };
-        walk(&a, &mut send).await;
+        walk(&a, &mut send, 0, None).await;
     }
     (calls, cpu * 1e6 / calls.max(1) as f64)
 }
@@ -411,25 +469,27 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Child role: run the clients against `base`, print one RESULT line.
-fn client_main(base: String, clients: usize) {
-    let st = runtime().block_on(run_clients(base, clients));
-    println!(
-        "RESULT {} {} {} {} {} {} {}",
-        st.calls,
-        st.offered,
-        st.elapsed,
-        st.pct(0.5),
-        st.pct(0.99),
-        st.pct(1.0),
-        st.cpu
-    );
+/// Child role: run the clients against `base`, print the RESULT lines (cold, then warm).
+fn client_main(base: String, clients: usize, states: usize) {
+    let (cold, warm) = runtime().block_on(run_clients(base, clients, states));
+    for (tag, st) in [("COLD", cold), ("WARM", warm)] {
+        println!(
+            "RESULT{tag} {} {} {} {} {} {} {}",
+            st.calls,
+            st.offered,
+            st.elapsed,
+            st.pct(0.5),
+            st.pct(0.99),
+            st.pct(1.0),
+            st.cpu
+        );
+    }
 }
 
-fn parse_result(out: &str) -> ClientStats {
+fn parse_result(out: &str, tag: &str) -> ClientStats {
     let line = out
         .lines()
-        .find(|l| l.starts_with("RESULT "))
+        .find(|l| l.starts_with(&format!("RESULT{tag} ")))
         .expect("client RESULT line");
     let f: Vec<f64> = line
         .split_whitespace()
@@ -450,25 +510,57 @@ fn parse_result(out: &str) -> ClientStats {
     }
 }
 
+fn report(label: &str, n: usize, st: &ClientStats, inproc: bool, proc_cpu: f64) {
+    let el = st.elapsed;
+    println!(
+        "{label}: {n} full scans ({}): {:.1} full scans/s ({el:.1}s), {:.0} SyncUpdates/s, {:.1} calls/scan, {:.1} offered/scan",
+        if inproc { "in-process" } else { "separate client process" },
+        n as f64 / el,
+        st.calls as f64 / el,
+        st.calls as f64 / n as f64,
+        st.offered as f64 / n as f64
+    );
+    let (p50, p99, max) = if inproc {
+        (st.pct(0.5), st.pct(0.99), st.pct(1.0))
+    } else {
+        (
+            st.lat_us[0] as f64 / 1e3,
+            st.lat_us[1] as f64 / 1e3,
+            st.lat_us[2] as f64 / 1e3,
+        )
+    };
+    println!("  SyncUpdates latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    println!(
+        "  CPU: server {:.2} ms per scan (handshake included), load generator {:.2} ms per scan",
+        proc_cpu * 1e3 / n as f64,
+        st.cpu * 1e3 / n as f64,
+    );
+}
+
 fn main() {
     let clients = env_usize("WSUS_EDGE_BENCH_CLIENTS", 1000);
+    let states = env_usize("WSUS_EDGE_BENCH_STATES", 100).clamp(1, 250);
     if let Ok(base) = std::env::var("WSUS_EDGE_BENCH_BASE") {
-        return client_main(base, clients);
+        return client_main(base, clients, states);
     }
-    let updates = env_usize("WSUS_EDGE_BENCH_UPDATES", 10_000);
+    let updates = env_usize("WSUS_EDGE_BENCH_UPDATES", 20_000);
     let inproc = std::env::var("WSUS_EDGE_BENCH_INPROC").is_ok_and(|v| v == "1");
     runtime().block_on(async move {
         // WSUS_EDGE_BENCH_STORE=dir keeps the seeded store there for the next run (seeding
-        // 10,000 updates takes a minute or more).
+        // 20,000 updates takes minutes).
         let tmp = tempfile::tempdir().unwrap();
         let kept = std::env::var("WSUS_EDGE_BENCH_STORE")
             .ok()
-            .map(|d| std::path::PathBuf::from(format!("{d}-{updates}")));
+            .map(|d| std::path::PathBuf::from(format!("{d}-{updates}-field")));
         let path = kept.clone().unwrap_or_else(|| tmp.path().to_path_buf());
         let marker = path.join("seeded");
         let store = Store::open(&path).unwrap();
         let t = Instant::now();
-        let cat = Arc::new(Catalog::generate(updates, 42));
+        // The generated catalog plus the field shapes: a KB2267602-shaped bundle of bundles,
+        // an unapproved prerequisite, drivers with hardware ids.
+        let mut cat = Catalog::generate(updates, 42);
+        cat.add_field_shapes();
+        let cat = Arc::new(cat);
         if !marker.exists() {
             agent::seed(&store, &cat);
             if kept.is_some() {
@@ -476,7 +568,7 @@ fn main() {
             }
         }
         println!(
-            "catalog: {} updates, {} revisions, seeded in {:.1}s",
+            "catalog: {} updates, {} revisions (nested bundles included), seeded in {:.1}s",
             cat.update_count(),
             cat.revision_count(),
             t.elapsed().as_secs_f64()
@@ -493,10 +585,11 @@ fn main() {
         );
         drop(idx);
         let base = serve_production(&svc, &store, tmp.path()).await;
-        let (calls, us) = replay(&svc, &base, 20).await;
+        let (calls, us) = replay(&svc, &base, 2).await;
         println!(
-            "one thread, no HTTP: {us:.0} µs of server CPU per SyncUpdates call ({calls} calls, 20 full scans)"
+            "one thread, no HTTP: {us:.0} µs of server CPU per SyncUpdates call ({calls} calls, 2 cold full scans)"
         );
+        let memo0 = svc.index().unwrap().memo_counts();
         let rss0 = rss_mib();
         let done = Arc::new(AtomicBool::new(false));
         let sampler = {
@@ -511,13 +604,14 @@ fn main() {
             })
         };
         let cpu0 = cpu_s();
-        let st = if inproc {
-            run_clients(base.clone(), clients).await
+        let (cold, warm) = if inproc {
+            run_clients(base.clone(), clients, states).await
         } else {
             let exe = std::env::current_exe().unwrap();
             let child = std::process::Command::new(exe)
                 .env("WSUS_EDGE_BENCH_BASE", &base)
                 .env("WSUS_EDGE_BENCH_CLIENTS", clients.to_string())
+                .env("WSUS_EDGE_BENCH_STATES", states.to_string())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::inherit())
                 .spawn()
@@ -527,44 +621,35 @@ fn main() {
                 .unwrap()
                 .unwrap();
             assert!(out.status.success(), "client process failed");
-            parse_result(&String::from_utf8_lossy(&out.stdout))
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            (parse_result(&text, "COLD"), parse_result(&text, "WARM"))
         };
         let proc_cpu = cpu_s() - cpu0;
         done.store(true, Ordering::Relaxed);
         let rss_peak = sampler.join().unwrap().max(rss0);
-        let el = st.elapsed;
-        println!(
-            "{clients} clients ({}): {:.1} full scans/s ({el:.1}s), {:.0} SyncUpdates/s, {:.1} calls/scan, {:.1} offered/scan",
-            if inproc { "in-process" } else { "separate client process" },
-            clients as f64 / el,
-            st.calls as f64 / el,
-            st.calls as f64 / clients as f64,
-            st.offered as f64 / clients as f64
+        // Server CPU is split between the phases by their share of SyncUpdates calls.
+        let share = cold.calls as f64 / (cold.calls + warm.calls).max(1) as f64;
+        report(
+            &format!("cold (empty cache, {states} distinct installed states)"),
+            states,
+            &cold,
+            inproc,
+            proc_cpu * share,
         );
-        let (p50, p99, max) = if inproc {
-            (st.pct(0.5), st.pct(0.99), st.pct(1.0))
-        } else {
-            (
-                st.lat_us[0] as f64 / 1e3,
-                st.lat_us[1] as f64 / 1e3,
-                st.lat_us[2] as f64 / 1e3,
-            )
-        };
-        println!("SyncUpdates latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
-        if inproc {
-            println!(
-                "CPU: {:.1} ms per scan (server and clients together, handshake included)",
-                proc_cpu * 1e3 / clients as f64
-            );
-        } else {
-            println!(
-                "CPU: server {:.2} ms per scan (handshake included; {:.0} µs per call), load generator {:.2} ms per scan; server {:.0}% of one core",
-                proc_cpu * 1e3 / clients as f64,
-                proc_cpu * 1e6 / (st.calls + 4 * clients) as f64,
-                st.cpu * 1e3 / clients as f64,
-                100.0 * proc_cpu / el
-            );
-        }
+        report(
+            &format!("warm ({clients} returning clients in {states} installed states)"),
+            clients,
+            &warm,
+            inproc,
+            proc_cpu * (1.0 - share),
+        );
+        let (h, m) = svc.index().unwrap().memo_counts();
+        let (h, m) = (h - memo0.0, m - memo0.1);
+        println!(
+            "needed-set memo: {h} hits, {m} computed ({:.1}% hit rate over {} SyncUpdates calls)",
+            100.0 * h as f64 / (h + m).max(1) as f64,
+            h + m
+        );
         println!(
             "server RSS: {rss0:.0} MiB before the scans, {rss_peak:.0} MiB peak, {:.0} MiB after",
             rss_mib()

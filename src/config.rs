@@ -70,6 +70,16 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Largest SOAP request body accepted, bytes.
     pub max_request_body: u64,
+    /// Most client connections open at once, per listener (past it the least recently active
+    /// connection of the address holding the most is closed).
+    pub max_connections: usize,
+    /// Most client connections from one address, per listener (past it that address's least
+    /// recently active connection is closed).
+    pub max_connections_per_address: usize,
+    /// Longest wait for a request on a connection with nothing received.
+    pub idle_timeout: Duration,
+    /// Longest time from a request's first byte to the end of its head.
+    pub header_read_timeout: Duration,
 }
 
 /// `[upstream]`: the server this one replicates and fills its cache from.
@@ -302,6 +312,10 @@ impl Default for Config {
                 tls_cert: None,
                 tls_key: None,
                 max_request_body: 4 << 20,
+                max_connections: 8192,
+                max_connections_per_address: 256,
+                idle_timeout: Duration::from_secs(60),
+                header_read_timeout: Duration::from_secs(30),
             },
             upstream: UpstreamConfig::default(),
             content: ContentConfig {
@@ -404,6 +418,10 @@ struct RawServer {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_request_body: Option<String>,
+    max_connections: Option<u64>,
+    max_connections_per_address: Option<u64>,
+    idle_timeout: Option<String>,
+    header_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -590,6 +608,40 @@ impl Config {
         if let Some(s) = pick("server", "max_request_body", r.max_request_body) {
             cfg.server.max_request_body = parse_size(&s.value)
                 .map_err(|e| bad(&s, "server.max_request_body", e.to_string()))?;
+        }
+        let count = |s: Setting, key: &str| -> Result<usize, ConfigError> {
+            match s.value.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(bad(&s, key, "expected a whole number above 0".into())),
+            }
+        };
+        let timeout = |s: Setting, key: &str| -> Result<Duration, ConfigError> {
+            match parse_duration(&s.value) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(bad(&s, key, "expected more than 0s".into())),
+                Err(e) => Err(bad(&s, key, e.to_string())),
+            }
+        };
+        if let Some(s) = pick(
+            "server",
+            "max_connections",
+            r.max_connections.map(|v| v.to_string()),
+        ) {
+            cfg.server.max_connections = count(s, "server.max_connections")?;
+        }
+        if let Some(s) = pick(
+            "server",
+            "max_connections_per_address",
+            r.max_connections_per_address.map(|v| v.to_string()),
+        ) {
+            cfg.server.max_connections_per_address =
+                count(s, "server.max_connections_per_address")?;
+        }
+        if let Some(s) = pick("server", "idle_timeout", r.idle_timeout) {
+            cfg.server.idle_timeout = timeout(s, "server.idle_timeout")?;
+        }
+        if let Some(s) = pick("server", "header_read_timeout", r.header_read_timeout) {
+            cfg.server.header_read_timeout = timeout(s, "server.header_read_timeout")?;
         }
 
         let r = raw.upstream;

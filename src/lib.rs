@@ -29,6 +29,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod rollup;
 pub mod server_sync;
 pub mod simulate;
 pub mod store;

@@ -15,6 +15,7 @@ static CONTENT_ERROR: AtomicU64 = AtomicU64::new(0);
 static BYTES_CACHE: AtomicU64 = AtomicU64::new(0);
 static BYTES_UPSTREAM: AtomicU64 = AtomicU64::new(0);
 static HASH_MISMATCHES: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS_SHED: AtomicU64 = AtomicU64::new(0);
 static SYNC_LAST_SUCCESS: AtomicU64 = AtomicU64::new(0);
 /// f64 bits.
 static SYNC_DURATION: AtomicU64 = AtomicU64::new(0);
@@ -154,6 +155,11 @@ pub fn observe_sync(secs: f64) {
         .observe(&SYNC_BUCKETS, secs);
 }
 
+/// Counts one client connection closed to make room for another (connection caps).
+pub fn connection_shed() {
+    CONNECTIONS_SHED.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counts one HTTP request answered by `service` (e.g. `content`, `client`) with `status`.
 pub fn http_request(service: &str, status: u16) {
     let mut g = match HTTP.lock() {
@@ -220,6 +226,13 @@ pub fn render() -> String {
     let _ = writeln!(s, "# HELP wsus_edge_hash_mismatches_total Downloads discarded because their digests did not match.");
     let _ = writeln!(s, "# TYPE wsus_edge_hash_mismatches_total counter");
     let _ = writeln!(s, "wsus_edge_hash_mismatches_total {}", l(&HASH_MISMATCHES));
+    let _ = writeln!(s, "# HELP wsus_edge_connections_shed_total Connections closed to stay within server.max_connections and server.max_connections_per_address.");
+    let _ = writeln!(s, "# TYPE wsus_edge_connections_shed_total counter");
+    let _ = writeln!(
+        s,
+        "wsus_edge_connections_shed_total {}",
+        l(&CONNECTIONS_SHED)
+    );
     let _ = writeln!(
         s,
         "# HELP wsus_edge_http_requests_total HTTP requests by service and status."
@@ -514,6 +527,7 @@ mod tests {
             "wsus_edge_content_bytes_total{source=\"cache\"}",
             "wsus_edge_content_bytes_total{source=\"upstream\"}",
             "wsus_edge_hash_mismatches_total ",
+            "wsus_edge_connections_shed_total ",
             "wsus_edge_http_requests_total{service=\"content\",status=\"206\"}",
             "wsus_edge_sync_last_success_timestamp_seconds ",
             "wsus_edge_sync_duration_seconds ",

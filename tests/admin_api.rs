@@ -970,7 +970,7 @@ fn classifications_products_and_subscription() {
     assert_eq!(sj["products"], serde_json::json!([]));
     assert_eq!(sj["classifications"], serde_json::json!([id_of(SECURITY)]));
     // The sync runner reads it from the store.
-    let stored = wsus_edge::admin::api::subscription(&s.store, &Config::default());
+    let stored = s.store.subscription(&Config::default().sync);
     assert_eq!(stored.classifications, vec![id_of(SECURITY)]);
 
     let o = s.cli(&["subscription", "set", "--product", "Windows 95"]);

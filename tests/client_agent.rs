@@ -54,26 +54,21 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
 
     let scan = a.scan(None).await;
     assert!(scan.calls > 2, "layered walk takes several calls");
-    let want = w
-        .cat
-        .offered(&group_path(&w.cat, Some("Pilot")), &scan.installed);
+    let want = agent::want_offered(&w.cat, &group_path(&w.cat, Some("Pilot")), &scan.installed);
     let got = scan.offered();
     assert!(!want.is_empty());
     assert_eq!(got, want, "offered set differs from the oracle");
-    // Every non-leaf kind came as Evaluate; approved leaves with their action.
-    let offers = w
-        .cat
-        .offers(&group_path(&w.cat, Some("Pilot")), &scan.installed);
-    for (k, act, _) in scan.received.values() {
-        if let Some(o) = offers.get(k) {
-            let expect = match o.action {
-                wsus_edge::simulate::OfferAction::Install => DeploymentAction::Install,
-                wsus_edge::simulate::OfferAction::Uninstall => DeploymentAction::Uninstall,
-                wsus_edge::simulate::OfferAction::Bundle => DeploymentAction::Bundle,
-            };
-            assert_eq!(*act, expect, "{k}");
-        }
-    }
+    // Every delivered update with the action the independent oracle gives it.
+    assert_eq!(
+        scan.actions(),
+        agent::want_actions(
+            &w.cat,
+            &group_path(&w.cat, Some("Pilot")),
+            &scan.installed,
+            &[]
+        ),
+        "delivered actions differ from the oracle"
+    );
     // A rescan with everything cached brings nothing new.
     let again = a.scan(Some(&scan)).await;
     assert_eq!(again.calls, 1);
@@ -116,8 +111,15 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
     }
     assert!(checked > 0);
 
-    // Reports: installed, failed, and an unknown event id are all stored.
+    // Reports: a 156 status list (one installed, one unapproved update not installed), a
+    // failure, and an unknown event id are all stored; status follows 156 and 182 only.
     let keys: Vec<_> = want.iter().take(2).copied().collect();
+    let unapproved = scan
+        .actions()
+        .into_iter()
+        .find(|(_, act)| *act == DeploymentAction::PreDeploymentCheck)
+        .map(|(k, _)| k)
+        .expect("an unapproved update is delivered");
     let ev = |id: i32, k: wsus_edge::model::RevisionKey| wusp::ReportingEvent {
         target_sid: a.client_id.clone(),
         sequence_number: 0,
@@ -140,7 +142,20 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
             &wusp::ReportEventBatch {
                 cookie: a.cookie.clone().unwrap(),
                 client_time: time::OffsetDateTime::now_utc(),
-                events: vec![ev(183, keys[0]), ev(182, keys[1]), ev(9999, keys[0])],
+                events: vec![
+                    wusp::ReportingEvent {
+                        misc_data: vec![
+                            format!("U={}", unapproved.update_id),
+                            format!("V={}", keys[0].update_id),
+                        ],
+                        ..ev(
+                            156,
+                            wsus_edge::model::RevisionKey::new(uuid::Uuid::nil(), 0),
+                        )
+                    },
+                    ev(182, keys[1]),
+                    ev(9999, keys[0]),
+                ],
             },
         )
         .await
@@ -149,10 +164,15 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
     let stored = w.store.events(&a.client_id).unwrap();
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().any(|e| e.event_id == 9999));
-    // 182 fails the update; 183 alone sets nothing: WS2025 derives Installed from the
-    // event-156 lists only (wsus-protocol.md §3.6, INV §9.11).
+    // Status as WS2025 derives it: the 156 lists and 182 (wsus-protocol.md §3.6, INV §9.11).
     let counts = w.store.status_counts(&a.client_id).unwrap();
-    assert_eq!((counts.installed, counts.failed), (0, 1));
+    assert_eq!((counts.needed, counts.installed, counts.failed), (1, 1, 1));
+    let st = w.store.update_statuses(&a.client_id).unwrap();
+    assert_eq!(
+        st.get(&unapproved.update_id),
+        Some(&wsus_edge::store::EventStatus::Needed),
+        "an unapproved update the client lists as not installed is Needed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,10 +190,12 @@ async fn two_groups_see_different_sets_and_a_decline_removes_an_update() {
 
     let sp = pilot.scan(None).await;
     let ss = server.scan(None).await;
-    let want_p = w
-        .cat
-        .offered(&[w.cat.group_named("Pilot").unwrap().id], &sp.installed);
-    let want_s = w.cat.offered(&[servers], &ss.installed);
+    let want_p = agent::want_offered(
+        &w.cat,
+        &[w.cat.group_named("Pilot").unwrap().id],
+        &sp.installed,
+    );
+    let want_s = agent::want_offered(&w.cat, &[servers], &ss.installed);
     assert_eq!(sp.offered(), want_p);
     assert_eq!(ss.offered(), want_s);
     assert_ne!(want_p, want_s, "groups see different approved sets");
@@ -199,9 +221,16 @@ async fn two_groups_see_different_sets_and_a_decline_removes_an_update() {
     assert!(!ss2.offered().contains(&victim));
     assert_eq!(
         sp2.offered(),
-        cat.offered(&[cat.group_named("Pilot").unwrap().id], &sp2.installed)
+        agent::want_offered(
+            &cat,
+            &[cat.group_named("Pilot").unwrap().id],
+            &sp2.installed
+        )
     );
-    assert_eq!(ss2.offered(), cat.offered(&[servers], &ss2.installed));
+    assert_eq!(
+        ss2.offered(),
+        agent::want_offered(&cat, &[servers], &ss2.installed)
+    );
     let victim_id = sp
         .received
         .iter()
@@ -220,7 +249,8 @@ async fn unassigned_computer_gets_all_computers_and_unassigned_approvals() {
     let mut a = Agent::new(&w.server.base);
     a.handshake(Some("No Such Group")).await;
     let s = a.scan(None).await;
-    let want = w.cat.offered(
+    let want = agent::want_offered(
+        &w.cat,
         &[wsus_edge::model::groups::UNASSIGNED_COMPUTERS],
         &s.installed,
     );

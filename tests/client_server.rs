@@ -81,9 +81,11 @@ async fn the_server_answers_the_agent_over_http_with_content_urls_at_itself() {
     let mut a = Agent::new(&e.http);
     a.handshake(Some("Workstations")).await;
     let s = a.scan(None).await;
-    let want = e
-        .cat
-        .offered(&group_path(&e.cat, Some("Workstations")), &s.installed);
+    let want = agent::want_offered(
+        &e.cat,
+        &group_path(&e.cat, Some("Workstations")),
+        &s.installed,
+    );
     assert_eq!(s.offered(), want);
     let ids: Vec<i32> = s
         .received
@@ -156,7 +158,8 @@ async fn the_agent_scans_over_https_and_advertised_url_wins() {
     let mut a = Agent::with_client(&https, client);
     a.handshake(None).await;
     let s = a.scan(None).await;
-    let want = e.cat.offered(
+    let want = agent::want_offered(
+        &e.cat,
         &[wsus_edge::model::groups::UNASSIGNED_COMPUTERS],
         &s.installed,
     );
@@ -173,4 +176,62 @@ async fn the_agent_scans_over_https_and_advertised_url_wins() {
     // Plain HTTP still works beside it.
     let mut b = Agent::new(&e.http);
     b.handshake(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_get_plain_http_content_urls_on_the_client_port_and_any_legal_host_works() {
+    let e = edge(true, None).await;
+    let https = e.https.clone().expect("TLS listener");
+    let cert = reqwest::Certificate::from_der(e.cert_der.as_ref().unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    let mut a = Agent::with_client(&https, client);
+    a.handshake(None).await;
+    let s = a.scan(None).await;
+    let ids: Vec<i32> = s.received.keys().copied().take(50).collect();
+    let ext = a.extended(&ids).await;
+    assert!(!ext.file_locations.is_empty());
+    // WS2025: http on the content (client) port, even for a TLS client (INV §9.8; the issue's
+    // field report); the HTTP listener is e.http.
+    let port = e.http.rsplit(':').next().unwrap();
+    for l in &ext.file_locations {
+        assert!(
+            l.url
+                .starts_with(&format!("http://localhost:{port}/Content/")),
+            "{}",
+            l.url
+        );
+    }
+    // A Host with `_` (legal in a URI reg-name) is used as sent.
+    let mut b = Agent::new(&e.http);
+    b.handshake(None).await;
+    let body = agent::envelope(&wusp::GetFileLocations {
+        cookie: b.cookie.clone().unwrap(),
+        file_digests: vec![ext.file_locations[0].digest.to_vec()],
+    });
+    let r = b
+        .http
+        .post(format!("{}{}", e.http, wusp::CLIENT_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header(
+            "soapaction",
+            format!("\"{}\"", wusp::action::GET_FILE_LOCATIONS),
+        )
+        .header("host", format!("branch_edge.corp:{port}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let got = wsus_edge::wire::soap::decode::<wusp::GetFileLocationsResponse>(text.as_bytes())
+        .expect(&text);
+    assert!(
+        got.file_locations[0]
+            .url
+            .starts_with(&format!("http://branch_edge.corp:{port}/Content/")),
+        "{}",
+        got.file_locations[0].url
+    );
 }

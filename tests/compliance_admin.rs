@@ -126,7 +126,8 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     let mut agent = Agent::new(&base);
     agent.handshake(None).await;
     let before = agent.scan(None).await;
-    let want_before = cat.offered(&[groups::UNASSIGNED_COMPUTERS], &before.installed);
+    let want_before =
+        wusp_agent::want_offered(&cat, &[groups::UNASSIGNED_COMPUTERS], &before.installed);
     assert_eq!(before.offered(), want_before);
     let out = ok(&cli(
         admin,
@@ -143,7 +144,7 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains(&target.name), "{out}");
     let after = agent.scan(None).await;
-    let want_after = cat.offered(&[target.id], &after.installed);
+    let want_after = wusp_agent::want_offered(&cat, &[target.id], &after.installed);
     assert_ne!(
         want_after, want_before,
         "the catalog approves differently for Servers"

@@ -92,6 +92,28 @@ impl Edge {
         format!("http://{}", self.listen)
     }
 
+    /// Kills the process, deletes its data directory (a rebuilt server), starts it again on
+    /// the same addresses and waits for its first sync.
+    async fn rebuild(&mut self, data: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::remove_dir_all(data).unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+            .args([
+                "--config",
+                self.conf.to_str().unwrap(),
+                "--log",
+                "info",
+                "serve",
+            ])
+            .env("WSUS_EDGE_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log).unwrap())
+            .spawn()
+            .unwrap();
+        self.wait_first_sync().await;
+    }
+
     async fn status(&self) -> Option<serde_json::Value> {
         let r = reqwest::Client::new()
             .get(format!("http://{}/api/sync", self.admin))
@@ -365,6 +387,321 @@ async fn odd_documents_are_isolated_reported_and_retried() {
     assert_eq!(skipped(&st), BTreeSet::new(), "{st}");
     let va = a.view().await;
     assert_same("healed", &vu, &va);
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, item 3: a product added to the subscription brings all of its updates at the
+/// next sync (the anchor notwithstanding), and a `[sync] languages` filter is sent on every
+/// sync, not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_growth_brings_everything_new_and_languages_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 300).await;
+    let proxy = sync_proxy::SyncProxy::start(up.url()).await;
+    let oracle = Oracle::connect(&up.url()).await;
+    let vu = oracle.view().await;
+    // Two products that each hold updates the other does not.
+    let per_product: Vec<(Uuid, BTreeSet<(Uuid, u32)>)> = {
+        let mut v = Vec::new();
+        for p in &vu.products {
+            let l: BTreeSet<(Uuid, u32)> = oracle
+                .revision_ids(Some(&[*p]), Some(&vu.classifications))
+                .await
+                .into_iter()
+                .collect();
+            if !l.is_empty() {
+                v.push((*p, l));
+            }
+        }
+        v
+    };
+    let (p1, l1) = per_product[0].clone();
+    let (p2, l2) = per_product
+        .iter()
+        .find(|(_, l)| !l.is_subset(&l1))
+        .cloned()
+        .expect("a second product with other updates");
+    let a = Edge::start(
+        dir.path(),
+        "a",
+        &proxy.url(),
+        &format!("products = [\"{p1}\"]\nlanguages = [\"en\"]"),
+    )
+    .await;
+    let software = |v: &View| -> BTreeSet<(Uuid, u32)> {
+        v.revisions
+            .iter()
+            .filter(|k| v.software.contains(&k.0))
+            .copied()
+            .collect()
+    };
+    assert_eq!(software(&a.view().await), l1, "product 1 only");
+
+    // Some time passes: new revisions upstream move A's anchor on.
+    up.mutate(|c| c.add_revisions(20)).unwrap();
+    a.sync_now().await;
+
+    // Product 2 joins the subscription: everything of it arrives.
+    let o = a
+        .cli(&[
+            "subscription",
+            "set",
+            "--product",
+            &p1.to_string(),
+            "--product",
+            &p2.to_string(),
+            "--classification",
+            "all",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    a.sync_now().await;
+    let want: BTreeSet<(Uuid, u32)> = oracle
+        .revision_ids(Some(&[p1, p2]), Some(&vu.classifications))
+        .await
+        .into_iter()
+        .collect();
+    assert!(!l2.is_subset(&l1));
+    assert_eq!(software(&a.view().await), want, "products 1 and 2, whole");
+
+    // The language filter (en = LCID 1033) went with every software pass.
+    let passes: Vec<String> = proxy
+        .requests("GetRevisionIdList")
+        .into_iter()
+        .filter(|r| r.contains("<GetConfig>false</GetConfig>"))
+        .collect();
+    assert!(passes.len() >= 3, "{} software passes", passes.len());
+    for r in &passes {
+        let langs = r.split("<Languages>").nth(1).expect("a Languages filter");
+        assert!(langs.contains("<Id>1033</Id>"), "{r}");
+    }
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, the chain: simulated upstream → A → B. After a full sync, an expiry upstream, a
+/// subscription change on A and an approval change upstream, what A and B offer downstream
+/// over MS-WSUSSS is what the upstream offers (A starts subscribed to one product: until the
+/// subscription change, B equals A and A is that product's share of the upstream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_upstream_a_b_stays_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 400).await;
+    let oracle = Oracle::connect(&up.url()).await;
+    let vu = oracle.view().await;
+    let p1 = {
+        let mut best = (vu.products[0], 0);
+        for p in &vu.products {
+            let n = oracle
+                .revision_ids(Some(&[*p]), Some(&vu.classifications))
+                .await
+                .len();
+            if n > best.1 {
+                best = (*p, n);
+            }
+        }
+        best.0
+    };
+    let a = Edge::start(
+        dir.path(),
+        "a",
+        &up.url(),
+        &format!("products = [\"{p1}\"]"),
+    )
+    .await;
+    let b = Edge::start(dir.path(), "b", &a.url(), "").await;
+    let share = |v: &View| -> BTreeSet<(Uuid, u32)> {
+        v.revisions
+            .iter()
+            .filter(|k| v.software.contains(&k.0))
+            .copied()
+            .collect()
+    };
+    let p1_list: BTreeSet<(Uuid, u32)> = oracle
+        .revision_ids(Some(&[p1]), Some(&vu.classifications))
+        .await
+        .into_iter()
+        .collect();
+    // 1. Full sync.
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_eq!(share(&va), p1_list, "A holds product 1");
+    assert_same("full sync: A vs B", &va, &vb);
+
+    // 2. An approved update of product 1 expires upstream.
+    let victim = {
+        let cat = up.catalog.read().unwrap();
+        let non_leaf = cat.non_leaf_ids();
+        let found = cat
+            .latest_revisions()
+            .filter(|r| {
+                r.record.kind == UpdateKind::Software
+                    && !r.record.expired
+                    && r.record.products.contains(&p1)
+            })
+            .map(|r| r.record.key.update_id)
+            .find(|id| !non_leaf.contains(id) && cat.deployments_of(id).next().is_some());
+        found.expect("an approved leaf of product 1")
+    };
+    up.mutate(|c| c.expire(victim)).unwrap().unwrap();
+    a.sync_now().await;
+    b.sync_now().await;
+    let (va, vb) = (a.view().await, b.view().await);
+    assert!(va.expired.contains(&victim) && vb.expired.contains(&victim));
+    assert_same("expiry: A vs B", &va, &vb);
+
+    // 3. A subscribes to everything.
+    let o = a
+        .cli(&[
+            "subscription",
+            "set",
+            "--product",
+            "all",
+            "--classification",
+            "all",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    a.sync_now().await;
+    b.sync_now().await;
+    let vu = oracle.view().await;
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_same("subscription: upstream vs A", &vu, &va);
+    assert_same("subscription: upstream vs B", &vu, &vb);
+
+    // 4. Approvals change upstream: a new approval, a decline.
+    {
+        let groups: Vec<Uuid> = up
+            .catalog
+            .read()
+            .unwrap()
+            .groups()
+            .iter()
+            .map(|g| g.id)
+            .collect();
+        let (fresh, doomed) = {
+            let cat = up.catalog.read().unwrap();
+            let non_leaf = cat.non_leaf_ids();
+            let leaves: Vec<Uuid> = cat
+                .latest_revisions()
+                .filter(|r| {
+                    r.record.kind == UpdateKind::Software
+                        && !r.record.expired
+                        && !non_leaf.contains(&r.record.key.update_id)
+                        && !cat.is_declined(&r.record.key.update_id)
+                })
+                .map(|r| r.record.key.update_id)
+                .collect();
+            let fresh = *leaves
+                .iter()
+                .find(|id| cat.deployments_of(id).next().is_none())
+                .expect("an unapproved leaf");
+            let doomed = *leaves
+                .iter()
+                .find(|id| **id != fresh && cat.deployments_of(id).next().is_some())
+                .expect("an approved leaf");
+            (fresh, doomed)
+        };
+        up.mutate(|c| {
+            c.approve(
+                fresh,
+                *groups.last().unwrap(),
+                wsus_edge::model::ApprovalAction::Install,
+                None,
+            )
+            .unwrap();
+            c.decline(doomed).unwrap();
+        })
+        .unwrap();
+    }
+    a.sync_now().await;
+    b.sync_now().await;
+    let vu2 = oracle.view().await;
+    assert_ne!(
+        vu2.approvals, vu.approvals,
+        "the approvals changed upstream"
+    );
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_same("approvals: upstream vs A", &vu2, &va);
+    assert_same("approvals: upstream vs B", &vu2, &vb);
+    drop(b);
+    drop(a);
+    up.stop().await.unwrap();
+}
+
+/// Issue 14, item 7: as an upstream, A relays what its upstream said (GetConfigData languages
+/// and flags, `MUUrl`), and after A's store is rebuilt B is told `ServerChanged` and ends
+/// equal to A instead of silently missing what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_upstream_a_relays_and_a_rebuild_raises_server_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 200).await;
+    let proxy = sync_proxy::SyncProxy::start(up.url()).await;
+    // The upstream's configuration, as the proxy makes it: not lazy, hosting PSF files,
+    // German enabled.
+    proxy.rewrite(
+        "GetConfigData",
+        "<LazySync>true</LazySync>",
+        "<LazySync>false</LazySync>",
+    );
+    proxy.rewrite(
+        "GetConfigData",
+        "<ServerHostsPsfFiles>false</ServerHostsPsfFiles>",
+        "<ServerHostsPsfFiles>true</ServerHostsPsfFiles>",
+    );
+    proxy.rewrite(
+        "GetConfigData",
+        "<ShortLanguage>de</ShortLanguage><LongLanguage>German</LongLanguage><Enabled>false</Enabled>",
+        "<ShortLanguage>de</ShortLanguage><LongLanguage>German</LongLanguage><Enabled>true</Enabled>",
+    );
+    let mut a = Edge::start(dir.path(), "a", &proxy.url(), "").await;
+    let b = Edge::start(dir.path(), "b", &a.url(), "").await;
+
+    let seen = Oracle::connect(&proxy.url()).await.config_data().await;
+    assert_eq!(
+        seen.text_of("LazySync").as_deref(),
+        Some("false"),
+        "the rewrite works"
+    );
+    let cfg = Oracle::connect(&a.url()).await.config_data().await;
+    for flag in ["CatalogOnlySync", "LazySync", "ServerHostsPsfFiles"] {
+        assert_eq!(cfg.text_of(flag), seen.text_of(flag), "{flag} relayed");
+    }
+    let langs = |c: &sss_oracle::El| -> BTreeSet<(String, String, String)> {
+        c.child("LanguageUpdateList")
+            .map(|l| {
+                l.all("ServerSyncLanguageData")
+                    .map(|d| {
+                        (
+                            d.text_of("LanguageID").unwrap_or_default(),
+                            d.text_of("ShortLanguage").unwrap_or_default(),
+                            d.text_of("Enabled").unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(langs(&seen).contains(&("1031".into(), "de".into(), "true".into())));
+    assert_eq!(langs(&cfg), langs(&seen), "languages relayed");
+
+    // MUUrl: what the upstream said, not A's own address.
+    let vu = Oracle::connect(&up.url()).await.view().await;
+    let va = a.view().await;
+    assert!(!vu.mu_urls.is_empty());
+    assert_eq!(va.mu_urls, vu.mu_urls, "MUUrl relayed");
+
+    // A is rebuilt (its data directory lost) while the upstream changes; B's next sync is told
+    // ServerChanged and ends equal to A.
+    up.mutate(|c| c.add_revisions(30)).unwrap();
+    a.rebuild(&dir.path().join("a")).await;
+    b.sync_now().await;
+    assert!(b.log_text().contains("ServerChanged"), "{}", b.log_text());
+    let (va, vb) = (a.view().await, b.view().await);
+    assert_same("after A's rebuild: A vs B", &va, &vb);
+    let vu = Oracle::connect(&up.url()).await.view().await;
+    assert_same("after A's rebuild: upstream vs B", &vu, &vb);
+    drop(b);
     drop(a);
     up.stop().await.unwrap();
 }

@@ -14,9 +14,6 @@ use super::{AdminState, ApiError, ApiResult};
 use crate::model::{ApprovalAction, CategoryType, Deployment, TargetGroup};
 use crate::store::Store;
 
-/// The store setting that holds the subscription chosen with `subscription set`.
-pub const SUBSCRIPTION_SETTING: &str = "admin.subscription";
-
 fn replica_refusal(state: &AdminState, what: &str) -> ApiError {
     ApiError::conflict(format!(
         "this server is a replica of {}: {what} come from upstream; make the change there (local changes are refused, as on a WSUS replica)",
@@ -287,17 +284,12 @@ pub fn remove_group(state: &AdminState, req: &NewGroupRequest) -> ApiResult<Chan
     })
 }
 
-/// The subscription: what `subscription set` stored, else `[sync] products/classifications`.
-/// The sync runner reads it from here.
-pub fn subscription(store: &Store, config: &crate::config::Config) -> SubscriptionJson {
-    if let Ok(Some(v)) = store.setting(SUBSCRIPTION_SETTING) {
-        if let Ok(s) = serde_json::from_slice::<SubscriptionJson>(&v) {
-            return s;
-        }
-    }
+/// The subscription in force ([`Store::subscription`]), as JSON.
+fn subscription(store: &Store, config: &crate::config::Config) -> SubscriptionJson {
+    let s = store.subscription(&config.sync);
     SubscriptionJson {
-        products: config.sync.products.clone(),
-        classifications: config.sync.classifications.clone(),
+        products: s.products,
+        classifications: s.classifications,
     }
 }
 
@@ -359,10 +351,10 @@ pub fn set_subscription(state: &AdminState, req: SubscriptionJson) -> ApiResult<
         products: resolve(&req.products, CategoryType::Product)?,
         classifications: resolve(&req.classifications, CategoryType::UpdateClassification)?,
     };
-    let bytes = serde_json::to_vec(&s).map_err(|e| ApiError::internal(e.to_string()))?;
-    state
-        .store
-        .set_setting(SUBSCRIPTION_SETTING, Some(&bytes))?;
+    state.store.set_subscription(&crate::store::Subscription {
+        products: s.products.clone(),
+        classifications: s.classifications.clone(),
+    })?;
     tracing::info!(
         products = s.products.len(),
         classifications = s.classifications.len(),

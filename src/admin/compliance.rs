@@ -646,3 +646,16 @@ pub fn short_duration(d: std::time::Duration) -> String {
         _ => format!("{s}s"),
     }
 }
+
+/// `POST /api/rollup` (`wsus-edge rollup`): rolls up to the upstream now and says what was sent.
+pub async fn rollup_now(state: &AdminState) -> ApiResult<crate::rollup::RollupReport> {
+    if state.config.upstream.url.is_none() {
+        return Err(ApiError::conflict(
+            "this server has no upstream to roll up to ([upstream] url)",
+        ));
+    }
+    let _g = crate::rollup::LOCK.lock().await;
+    crate::rollup::run_once(&state.config, &state.store)
+        .await
+        .map_err(|e| ApiError::internal(format!("rollup: {e}")))
+}

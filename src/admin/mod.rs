@@ -25,6 +25,7 @@
 //! | `GET /api/computers?group=&stale=&status=&include_downstream=1`, `GET /api/computers/show?name=` | `computers list/show` |
 //! | `POST /api/computers/move {name, group}`, `POST /api/computers/remove {name}` | `computers move/remove` |
 //! | `GET /api/updates/status?id=` | `updates status` |
+//! | `POST /api/rollup` | `rollup` (MS-WSUSSS reporting rollup to the upstream, now) |
 //! | `GET /api/classifications`, `GET /api/products` | `classifications/products list` |
 //! | `GET`/`PUT /api/subscription` | `subscription set` |
 //! | `GET /api/sync`, `POST /api/sync` | `sync status`, `sync` |
@@ -277,51 +278,43 @@ impl AdminServer {
             .unwrap_or(self.state.config.admin.listen)
     }
 
-    /// Serves until `shutdown` becomes true, then lets open requests finish.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Serves until `shutdown` becomes true, then lets open requests finish (up to 10 s),
+    /// through the server's one accept loop ([`crate::http::listen`]: caps, header and idle
+    /// timeouts of `[server]`).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         tracing::info!("admin API on http://{}", self.local_addr());
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                r = self.listener.accept() => {
-                    let (stream, peer) = match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "admin accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let state = self.state.clone();
-                    let mut stop = shutdown.clone();
-                    conns.spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(route(state, req, peer).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(std::time::Duration::from_secs(30))
-                            .serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            r = conn.as_mut() => {
-                                if let Err(e) = r {
-                                    tracing::debug!(error = %e, "admin connection ended");
-                                }
-                            }
-                            _ = stopped(&mut stop) => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
-                            }
-                        }
+        let limits = crate::http::Limits::from_config(&self.state.config.server);
+        let state = self.state;
+        crate::http::listen::accept_loop(
+            self.listener,
+            shutdown,
+            "admin",
+            limits,
+            move |stream, peer, conn, mut stop| {
+                let state = state.clone();
+                async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(route(state, req, peer).await) }
                     });
+                    let io = crate::http::listen::Tracked::new(stream, conn);
+                    let conn = limits.http1().serve_connection(TokioIo::new(io), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "admin connection ended");
+                            }
+                        }
+                        _ = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
                 }
-                _ = stopped(&mut shutdown) => break,
-            }
-            while conns.try_join_next().is_some() {}
-        }
-        while conns.join_next().await.is_some() {}
+            },
+        )
+        .await
     }
 }
 
@@ -520,6 +513,7 @@ async fn dispatch(
         (&Method::GET, "/api/content") => blocking(&state, |s| Ok(ops::content_status(s))).await,
         (&Method::POST, "/api/content/verify") => ops::verify(state).await,
         (&Method::POST, "/api/content/prefetch") => answer(ops::prefetch(&state).await),
+        (&Method::POST, "/api/rollup") => answer(compliance::rollup_now(&state).await),
         (&Method::POST, "/api/cleanup") => {
             let dry = q.flag("dry_run");
             answer(ops::cleanup(&state, dry).await)

@@ -21,19 +21,44 @@ use crate::metrics;
 use crate::model::{FileRecord, RevisionKey};
 use crate::store::ObjectMeta;
 
-/// `GET /healthz`: `ok` when the store answers, 503 otherwise. No token needed.
+/// Key the health check writes (and so proves the store still takes writes).
+const HEALTH_PROBE_KEY: &str = "health.probe";
+
+/// `GET /healthz`: `ok` when the metadata store reads and takes a write and the data dir's
+/// file system has `content.min_free` free; else 503 with the reason on one line
+/// (`unhealthy: metadata store: ...`, `unhealthy: disk: ...`). No token needed.
 pub fn healthz(state: &AdminState) -> Response<AdminBody> {
-    match state.store.server_id() {
-        Ok(_) => with_type(StatusCode::OK, "text/plain; charset=utf-8", full("ok\n")),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            with_type(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                full("unhealthy: metadata store\n"),
-            )
+    let unhealthy = |reason: String| {
+        tracing::warn!(reason, "health check failed");
+        with_type(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            full(format!("unhealthy: {reason}\n")),
+        )
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let store = state.store.server_id().and_then(|_| {
+        state
+            .store
+            .set_setting(HEALTH_PROBE_KEY, Some(now.as_bytes()))
+    });
+    if let Err(e) = store {
+        return unhealthy(format!("metadata store: {e}"));
+    }
+    let floor = state.config.content.min_free;
+    if floor > 0 {
+        match crate::content::store::free_bytes(&state.config.server.data_dir) {
+            Ok(free) if free < floor => {
+                return unhealthy(format!(
+                    "disk: {free} bytes free under {}, below content.min_free ({floor})",
+                    state.config.server.data_dir.display()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return unhealthy(format!("disk: {e}")),
         }
     }
+    with_type(StatusCode::OK, "text/plain; charset=utf-8", full("ok\n"))
 }
 
 /// Refreshes the registry's gauges that are derived from the store and the sync runner

@@ -114,8 +114,14 @@ impl Server {
             config.content.max_size,
         )
         .await?;
+        content.set_min_free(config.content.min_free);
         let addr = config.server.listen;
         let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        // The bound address (port 0 picks one): content URLs name this port.
+        let mut config = config;
+        if let Ok(bound) = listener.local_addr() {
+            config.server.listen = bound;
+        }
         let mut cert = None;
         let tls = match (
             config.server.tls_listen,
@@ -234,6 +240,14 @@ impl Server {
             self.state.config.clients.event_retention,
             rx.clone(),
         ));
+        let rollup = (self.state.config.upstream.url.is_some() && self.state.config.rollup.enabled)
+            .then(|| {
+                crate::rollup::spawn(
+                    self.state.config.clone(),
+                    self.state.store.clone(),
+                    rx.clone(),
+                )
+            });
         let runner = self.sync_runner.map(|(reporter, trigger)| {
             crate::sync::spawn_runner(crate::sync::RunnerContext {
                 config: self.state.config.clone(),
@@ -248,6 +262,10 @@ impl Server {
         tracing::info!("shutting down");
         let _ = tx.send(true);
         if let Some(r) = runner {
+            r.abort();
+            let _ = r.await;
+        }
+        if let Some(r) = rollup {
             r.abort();
             let _ = r.await;
         }

@@ -22,6 +22,7 @@ pub fn build_router(state: &AppState) -> Router {
         }
     });
     let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
+        .limits(crate::http::Limits::from_config(&state.config.server))
         .selfupdate(selfupdate);
     if let Some(client) = client_service(state) {
         for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {
@@ -41,7 +42,9 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
     });
     let opts = Options {
         advertised_url: state.config.server.advertised_url.clone(),
+        content_port: Some(state.config.server.listen.port()),
         clients: state.config.clients.clone(),
+        accept_detailed_rollup: state.config.rollup.accept_detailed,
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {

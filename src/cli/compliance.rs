@@ -27,6 +27,29 @@ pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `rollup [--json]`.
+pub fn rollup(c: &AdminClient, json: bool) -> anyhow::Result<ExitCode> {
+    let r: crate::rollup::RollupReport =
+        c.call(reqwest::Method::POST, "/api/rollup", &[], None::<&()>)?;
+    if json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "rolled up {} server(s), {} computer(s), status of {} computer(s) in {} request(s){}",
+            r.servers,
+            r.computers,
+            r.statuses,
+            r.requests,
+            if r.detailed {
+                ""
+            } else {
+                " (upstream wants no computer detail)"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `updates status ID|KB [--json|--csv]`.
 pub fn update_status(
     c: &AdminClient,

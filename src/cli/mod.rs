@@ -103,6 +103,13 @@ exit 0 when it succeeded, 1 with the reason when it failed. `sync status` shows 
         #[arg(long)]
         json: bool,
     },
+    /// Roll this server's computers and their update status up to the upstream now.
+    #[command(after_long_help = admin_client::EXIT_CODES)]
+    Rollup {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// One screen: is the server healthy? (exit 1 when it reports problems)
     #[command(after_long_help = admin_client::EXIT_CODES)]
     Status {
@@ -240,6 +247,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             admin_client::run_verb(|| cleanup::run(&client()?, dry_run, json))
         }
         Command::Status { json } => admin_client::run_verb(|| status::run(&client()?, json)),
+        Command::Rollup { json } => admin_client::run_verb(|| compliance::rollup(&client()?, json)),
         Command::Serve(args) => serve(config, path, args, cli.log_format),
         Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
         Command::Demo(args) => simulate::demo(config, args),

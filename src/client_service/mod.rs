@@ -15,13 +15,19 @@
 //! |---|---|
 //! | [`cookie`] | HMAC-signed authorization and session cookies |
 //! | [`scan_index`] | the in-memory scan index and approval resolution |
+//! | [`needed`] | scope, needed set and each update's client action |
+//! | `changes.rs` | change stamps behind `ChangedUpdates` |
+//! | [`drivers`] | driver-pass matching of approved drivers to `SystemSpec` devices |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
-//! | `scan.rs` | SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
+//! | `scan.rs` | StartCategoryScan, SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
 //! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
+mod changes;
 pub mod cookie;
+pub mod drivers;
 pub mod http;
 pub mod limits;
+pub mod needed;
 mod ops;
 mod scan;
 pub mod scan_index;
@@ -123,6 +129,9 @@ impl Reply {
 pub struct Options {
     /// Base URL for `/Content/` (e.g. `http://edge:8530`); `None` = from the request's Host.
     pub advertised_url: Option<String>,
+    /// The plain-HTTP client port content URLs name for TLS clients (`None`: the scheme's
+    /// default).
+    pub content_port: Option<u16>,
     /// Session cookie lifetime (WS2025: one hour).
     pub cookie_ttl: Duration,
     /// Authorization cookie lifetime.
@@ -133,17 +142,22 @@ pub struct Options {
     pub refresh_every: Duration,
     /// What one client may make the server keep (`[clients]`).
     pub clients: crate::config::ClientsConfig,
+    /// As an upstream, ask downstream servers for computers and per-update status
+    /// (`DoDetailedRollup`, `[rollup] accept_detailed`).
+    pub accept_detailed_rollup: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             advertised_url: None,
+            content_port: None,
             cookie_ttl: Duration::from_secs(3600),
             auth_cookie_ttl: Duration::from_secs(3600),
             page_size: wusp::PAGE_SIZE,
             refresh_every: Duration::from_secs(2),
             clients: crate::config::ClientsConfig::default(),
+            accept_detailed_rollup: true,
         }
     }
 }
@@ -190,7 +204,12 @@ pub struct ClientService {
     opts: Options,
     server_id: uuid::Uuid,
     config_change: OffsetDateTime,
+    /// Unix milliseconds at start: the change stamp of everything in the first index.
+    started_ms: i64,
     index: Mutex<Option<Cached>>,
+    /// The newest index built (kept across [`ClientService::invalidate`], so change stamps
+    /// carry over).
+    last: Mutex<Option<Arc<ScanIndex>>>,
     /// Held by the one thread checking or rebuilding the index.
     build: Mutex<()>,
     limits: Limits,
@@ -209,7 +228,9 @@ impl ClientService {
             opts,
             server_id,
             config_change: now.replace_nanosecond(0).unwrap_or(now),
+            started_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
             index: Mutex::new(None),
+            last: Mutex::new(None),
             build: Mutex::new(()),
             limits: Limits {
                 max_depth: 32,
@@ -265,9 +286,17 @@ impl ClientService {
         let fp = scan_index::fingerprint(&self.store)?;
         let idx = match current {
             Some((idx, _)) if idx.fingerprint == fp => idx,
-            _ => {
+            prev => {
                 let started = Instant::now();
-                let idx = Arc::new(ScanIndex::build(&self.store)?);
+                let prev = prev
+                    .map(|(p, _)| p)
+                    .or_else(|| self.last.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                let idx = Arc::new(ScanIndex::build(
+                    &self.store,
+                    prev.as_deref(),
+                    self.started_ms,
+                )?);
+                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(idx.clone());
                 tracing::info!(
                     updates = idx.entries.len(),
                     ms = started.elapsed().as_millis() as u64,
@@ -304,6 +333,14 @@ impl ClientService {
                 };
             }
         };
+        // Reporting rollup from downstream servers shares the Reporting endpoint.
+        if req.endpoint == Endpoint::Reporting {
+            if let Some((status, body)) =
+                crate::rollup::uss::handle(&self.store, &env, self.opts.accept_detailed_rollup)
+            {
+                return Reply { status, body };
+            }
+        }
         let (ns, name) = env.operation();
         let action = match wusp::action_for(ns, name) {
             Some(a) if ns == req.endpoint.namespace() => a,
@@ -332,6 +369,7 @@ impl ClientService {
             "GetAuthorizationCookie" => self.get_authorization_cookie(&env, req),
             "GetCookie" => self.get_cookie(&env),
             "RegisterComputer" => self.register_computer(&env, req),
+            "StartCategoryScan" => self.start_category_scan(&env),
             "SyncUpdates" => env
                 .decode()
                 .map_err(OpError::from)

@@ -125,8 +125,32 @@ impl ClientService {
                 ))
             }
         };
+        // Renewal: what the client holds stays known through an old session cookie of ours
+        // for the same client (expired ones included: that is what renewal is for). Anything
+        // else (none, the native agent's first `oldCookie` with only `Expiration`, forged,
+        // another client, another revision-id epoch) means watermark 0: assume nothing, so
+        // the next SyncUpdates sends every cached update as changed.
+        let watermark = req
+            .old_cookie
+            .as_ref()
+            .and_then(|c| c.encrypted_data.as_deref())
+            .and_then(|data| {
+                let epoch = self.store.revision_epoch().ok()?;
+                let old = self
+                    .key
+                    .open(
+                        data,
+                        CookieKind::Session,
+                        self.server_id,
+                        Some(epoch),
+                        i64::MIN,
+                    )
+                    .ok()?;
+                (old.client_id == claims.client_id).then_some(old.watermark)
+            })
+            .unwrap_or(0);
         let cookie = self.issue_session(Claims {
-            watermark: 0,
+            watermark,
             ..claims
         })?;
         Ok(Reply::ok(&wusp::GetCookieResponse { result: cookie }))

@@ -12,10 +12,14 @@
 
 use std::collections::HashSet;
 
+use uuid::Uuid;
+
 use time::OffsetDateTime;
 
+use super::drivers;
+use super::needed::Derived;
 use super::ops::split_groups;
-use super::scan_index::{Chosen, EntrySet, ScanIndex};
+use super::scan_index::{Approved, Chosen, EntrySet, ScanIndex};
 use super::{Claims, ClientService, OpError, Reply, Request};
 use crate::model::{groups, UpdateKind};
 use crate::wire::soap::{Envelope, ErrorCode};
@@ -49,10 +53,10 @@ impl ClientService {
         Ok(idx.effective_groups(&assigned))
     }
 
-    fn evaluate(&self, e_local: u32) -> Deployment {
+    fn plain(&self, e_local: u32, action: DeploymentAction) -> Deployment {
         Deployment {
             id: e_local as i32,
-            action: DeploymentAction::Evaluate,
+            action,
             deadline: None,
             is_assigned: true,
             last_change: self.config_change.date(),
@@ -72,6 +76,14 @@ impl ClientService {
             auto_select: 0,
             auto_download: 0,
             supersedence_behavior: 0,
+        }
+    }
+
+    /// The client `Deployment` of entry `i`.
+    fn deployment_of(&self, idx: &ScanIndex, i: u32, approved: &Approved) -> Deployment {
+        match idx.derived(i, approved) {
+            Derived::Approved(c) => Self::deployment(c),
+            Derived::Plain(a) => self.plain(idx.entries[i as usize].local_id, a),
         }
     }
 
@@ -95,33 +107,26 @@ impl ClientService {
         let member = self.member_of(&idx, &claims)?;
         let approved = idx.approved(&member);
         let new_cookie = self.issue_session(Claims {
-            watermark: approved.watermark,
+            watermark: idx.stamp,
             ..claims.clone()
         })?;
-        if p.skip_software_sync {
-            // Driver pass: drivers are offered with the software pass (by approval), so there
-            // is nothing more to match against the SystemSpec.
-            return Ok(Reply::ok(&wusp::SyncUpdatesResponse {
-                result: SyncInfo {
-                    new_updates: Vec::new(),
-                    out_of_scope: Vec::new(),
-                    changed_updates: Vec::new(),
-                    truncated: false,
-                    new_cookie,
-                    driver_sync_not_needed: true,
-                },
-            }));
-        }
-        // The needed set depends only on the group set and the installed non-leaf entries, so
-        // it is looked up (memoised in the index); this call then only walks the set's members
-        // and the client's cached ids, never the whole catalog.
+        let mut filter = p.filter_category_ids.clone();
+        filter.sort_unstable();
+        filter.dedup();
         let mut installed: Vec<u32> = installed_ids
             .iter()
             .filter_map(|id| idx.entry_of(*id))
             .collect();
         installed.sort_unstable();
         installed.dedup();
-        let needed = idx.needed(&approved, &installed);
+        if p.skip_software_sync {
+            return self.driver_pass(&idx, &approved, &filter, &installed, p, new_cookie);
+        }
+        // The needed set depends only on the filter and the installed non-leaf entries, so it
+        // is looked up (memoised in the index); this call then only walks the set's members
+        // and the client's cached ids, never the whole catalog.
+        let scope = idx.scope(&filter);
+        let needed = idx.needed(&filter, &scope, &installed);
         let mut cached_ids: Vec<i32> = installed_ids
             .iter()
             .chain(p.other_cached.as_deref().unwrap_or(&[]))
@@ -140,24 +145,17 @@ impl ClientService {
                 (id, e)
             })
             .collect();
-        // Categories and detectoids are evaluated; the rest carry their winning approval.
-        let chosen = |i: u32| -> Option<&Chosen> {
-            if idx.non_leaf_set.contains(i) {
-                None
-            } else {
-                approved.by_entry.get(&i)
-            }
-        };
-        let info = |i: u32, c: Option<&Chosen>, xml: bool| {
+        let info = |i: u32, xml: bool| {
             let e = &idx.entries[i as usize];
             UpdateInfoOut {
                 id: e.local_id as i32,
-                deployment: c.map_or_else(|| self.evaluate(e.local_id), Self::deployment),
+                deployment: self.deployment_of(&idx, i, &approved),
                 is_leaf: e.is_leaf,
                 xml: xml.then_some(&e.core),
             }
         };
-        // New updates: non-leaf kinds first, then the others, each in local-id order.
+        // New updates: non-leaf kinds first, then the others, each in local-id order; never
+        // one the client lists as cached (so the walk ends).
         let mut new_updates = Vec::new();
         let mut remaining = 0usize;
         let candidates = needed
@@ -166,45 +164,30 @@ impl ClientService {
             .filter(|i| !cached.contains(*i));
         for i in candidates {
             if new_updates.len() < self.opts.page_size {
-                new_updates.push(info(i, chosen(i), true));
+                new_updates.push(info(i, true));
             } else {
                 remaining += 1;
                 break;
             }
         }
-        // Cached ids: still needed (maybe changed) or out of scope.
-        let mut changed_at: Vec<(u32, &Chosen)> = Vec::new();
+        // Cached ids: still needed (changed since the cookie's watermark, or not) or out of
+        // scope. Watermark 0 (no usable old cookie) = assume every cached update changed.
+        let mut changed_at: Vec<u32> = Vec::new();
         let mut out_of_scope: Vec<i32> = Vec::new();
-        // Only a cookie older than the newest approval change can hold changed updates (the
-        // usual call, mid-walk, carries the current watermark and skips the lookups).
-        let may_have_changed = claims.watermark > 0 && claims.watermark < approved.watermark;
         for &(id, e) in &cached_entries {
             match e.filter(|i| needed.contains(*i)) {
-                Some(i) if may_have_changed => {
-                    if let Some(ch) = chosen(i) {
-                        if ch.last_change.unix_timestamp() > claims.watermark {
-                            changed_at.push((i, ch));
-                        }
-                    }
-                }
+                Some(i) if idx.changed[i as usize] > claims.watermark => changed_at.push(i),
                 Some(_) => {}
                 None => out_of_scope.push(id),
             }
         }
         out_of_scope.sort_unstable();
-        changed_at.sort_unstable_by_key(|(i, _)| *i);
-        let changed: Vec<UpdateInfoOut<'_>> = changed_at
-            .into_iter()
-            .map(|(i, c)| info(i, Some(c), false))
-            .collect();
+        changed_at.sort_unstable();
+        let changed: Vec<UpdateInfoOut<'_>> =
+            changed_at.into_iter().map(|i| info(i, false)).collect();
         let truncated = remaining > 0;
         if !truncated {
-            if let Err(e) = self.store.record_computer_sync(
-                &claims.client_id,
-                OffsetDateTime::now_utc().unix_timestamp(),
-            ) {
-                tracing::debug!(error = %e, "could not record the sync time");
-            }
+            self.record_sync(&claims);
         }
         Ok(Reply {
             status: 200,
@@ -218,6 +201,124 @@ impl ClientService {
             }
             .encode(),
         })
+    }
+
+    fn record_sync(&self, claims: &Claims) {
+        if let Err(e) = self.store.record_computer_sync(
+            &claims.client_id,
+            OffsetDateTime::now_utc().unix_timestamp(),
+        ) {
+            tracing::debug!(error = %e, "could not record the sync time");
+        }
+    }
+
+    /// The driver pass (`SkipSoftwareSync` with a `SystemSpec`): the approved drivers that best
+    /// match the devices (see [`super::drivers`]), their prerequisites met; `CachedDriverIDs`
+    /// no longer matched are out of scope. `DriverSyncNotNeeded` only when no approved driver
+    /// names any id the devices carry and the client caches no driver.
+    fn driver_pass(
+        &self,
+        idx: &ScanIndex,
+        approved: &Approved,
+        filter: &[Uuid],
+        installed: &[u32],
+        p: &wusp::SyncUpdateParameters,
+        new_cookie: wusp::Cookie,
+    ) -> Result<Reply, OpError> {
+        let mut have = vec![false; idx.entries.len()];
+        for i in installed {
+            have[*i as usize] = true;
+        }
+        let in_filter = (!filter.is_empty()).then(|| idx.filter_closure(filter));
+        let ids = drivers::device_ids(&p.devices);
+        let cands: Vec<u32> = approved
+            .drivers
+            .iter()
+            .copied()
+            .filter(|i| in_filter.as_ref().is_none_or(|f| f.contains(i)))
+            .filter(|i| {
+                idx.entries[*i as usize]
+                    .driver
+                    .as_ref()
+                    .is_some_and(|d| ids.contains(&d.hardware_id))
+            })
+            .collect();
+        let cached: Vec<i32> = p.cached_driver_ids.clone().unwrap_or_default();
+        if cands.is_empty() && cached.is_empty() {
+            return Ok(Reply::ok(&wusp::SyncUpdatesResponse {
+                result: SyncInfo {
+                    new_updates: Vec::new(),
+                    out_of_scope: Vec::new(),
+                    changed_updates: Vec::new(),
+                    truncated: false,
+                    new_cookie,
+                    driver_sync_not_needed: true,
+                },
+            }));
+        }
+        let metas: Vec<&drivers::DriverMeta> = cands
+            .iter()
+            .filter_map(|i| idx.entries[*i as usize].driver.as_ref())
+            .collect();
+        let matched: HashSet<u32> = drivers::best_matches(&p.devices, &metas)
+            .into_iter()
+            .map(|k| cands[k])
+            .filter(|i| idx.satisfied(*i, &have))
+            .collect();
+        let cached_entries: HashSet<u32> =
+            cached.iter().filter_map(|id| idx.entry_of(*id)).collect();
+        let mut new: Vec<u32> = matched
+            .iter()
+            .copied()
+            .filter(|i| !cached_entries.contains(i))
+            .collect();
+        new.sort_unstable();
+        let truncated = new.len() > self.opts.page_size;
+        new.truncate(self.opts.page_size);
+        let mut out_of_scope: Vec<i32> = cached
+            .iter()
+            .copied()
+            .filter(|id| idx.entry_of(*id).is_none_or(|i| !matched.contains(&i)))
+            .collect();
+        out_of_scope.sort_unstable();
+        out_of_scope.dedup();
+        let new_updates = new
+            .into_iter()
+            .map(|i| {
+                let e = &idx.entries[i as usize];
+                UpdateInfoOut {
+                    id: e.local_id as i32,
+                    deployment: self.deployment_of(idx, i, approved),
+                    is_leaf: e.is_leaf,
+                    xml: Some(&e.core),
+                }
+            })
+            .collect();
+        Ok(Reply {
+            status: 200,
+            body: wusp::SyncUpdatesReply {
+                new_updates,
+                out_of_scope,
+                changed_updates: Vec::new(),
+                truncated,
+                new_cookie,
+                driver_sync_not_needed: false,
+            }
+            .encode(),
+        })
+    }
+
+    /// StartCategoryScan: sent without a cookie before a category-limited scan; WS2025 answers
+    /// with the requested category ids as `preferredCategoryIds` (capture scan/000005).
+    pub(super) fn start_category_scan(&self, env: &Envelope) -> Result<Reply, OpError> {
+        let req: wusp::StartCategoryScan = env.decode()?;
+        let mut preferred: Vec<Uuid> = Vec::new();
+        for c in req.requested.iter().take(1024) {
+            if !preferred.contains(&c.category_id) {
+                preferred.push(c.category_id);
+            }
+        }
+        Ok(Reply::ok(&wusp::StartCategoryScanResponse { preferred }))
     }
 
     pub(super) fn refresh_cache(&self, env: &Envelope) -> Result<Reply, OpError> {
@@ -235,13 +336,18 @@ impl ClientService {
             if e.key != *k || !e.offerable {
                 continue;
             }
-            let dep = match approved.by_entry.get(&i) {
-                Some(c) if c.action == DeploymentAction::Bundle => continue,
-                Some(c) => Self::deployment(c),
-                None if matches!(e.kind, UpdateKind::Category | UpdateKind::Detectoid) => {
-                    self.evaluate(e.local_id)
+            let dep = if e.kind == UpdateKind::Driver {
+                if !approved.drivers.contains(&i) {
+                    continue;
                 }
-                None => continue,
+                self.deployment_of(&idx, i, &approved)
+            } else {
+                // WS2025 leaves Bundle-action revisions out of the answer (INV §9.8).
+                let d = self.deployment_of(&idx, i, &approved);
+                if d.action == DeploymentAction::Bundle {
+                    continue;
+                }
+                d
             };
             results.push(RefreshCacheResult {
                 revision_id: e.local_id as i32,
@@ -253,6 +359,11 @@ impl ClientService {
         Ok(Reply::ok(&wusp::RefreshCacheResponse { results }))
     }
 
+    /// Where content URLs point: `server.advertised_url` when set, else plain HTTP at the
+    /// Host the client used. Content is verified by hash, so WS2025 (and this server) gives
+    /// `http://` on the client (content) port to TLS clients too; a TLS request's Host names
+    /// the TLS port, which is replaced by the HTTP one. Any Host that is a legal URI authority
+    /// (RFC 3986 reg-name, IP literal, port) is used as sent, `_` included.
     fn content_base(&self, req: &Request<'_>) -> String {
         if let Some(u) = &self.opts.advertised_url {
             return u.trim_end_matches('/').to_string();
@@ -260,15 +371,19 @@ impl ClientService {
         let host = req
             .host
             .map(str::trim)
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() <= 255
-                    && h.chars().all(|c| {
-                        c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
-                    })
-            })
+            .filter(|h| !h.is_empty() && h.len() <= 255 && h.chars().all(legal_authority_char))
             .unwrap_or("localhost");
-        format!("{}://{}", if req.tls { "https" } else { "http" }, host)
+        if !req.tls {
+            return format!("http://{host}");
+        }
+        let name = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        match self.opts.content_port {
+            Some(80) | None => format!("http://{name}"),
+            Some(p) => format!("http://{name}:{p}"),
+        }
     }
 
     pub(super) fn get_extended_update_info(
@@ -370,4 +485,31 @@ impl ClientService {
             new_cookie: None,
         }))
     }
+}
+
+/// A character a URI authority may hold (RFC 3986 §3.2: unreserved, sub-delims, `%` of
+/// pct-encoding, `:` and the IP-literal brackets); `@` (userinfo) is refused.
+fn legal_authority_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.'
+                | '_'
+                | '~'
+                | '!'
+                | '$'
+                | '&'
+                | '\''
+                | '('
+                | ')'
+                | '*'
+                | '+'
+                | ','
+                | ';'
+                | '='
+                | '%'
+                | ':'
+                | '['
+                | ']'
+        )
 }

@@ -41,20 +41,27 @@ pub struct Entry {
     pub prereqs: Vec<Vec<u32>>,
     /// Bundled updates as entry indices.
     pub bundled: Vec<u32>,
+    /// The updates that bundle this one (entry indices).
+    pub bundled_by: Vec<u32>,
     /// No other update names this one as a prerequisite or category.
     pub is_leaf: bool,
     /// Not declined and not expired.
     pub offerable: bool,
+    /// Classification and products (for `FilterCategoryIds`).
+    pub categories: Vec<Uuid>,
     /// The core fragment, XML-escaped once here for `UpdateInfo/Xml`.
     pub core: Escaped,
     /// Files declared by this revision.
     pub files: Vec<FileRecord>,
+    /// For drivers: what the driver pass matches against.
+    pub driver: Option<super::drivers::DriverMeta>,
 }
 
-/// How one update is deployed to one group set.
+/// How one update is deployed to one group set by an approval (its own, or, for Bundle, the
+/// approval of a bundle above it at any depth).
 #[derive(Debug, Clone)]
 pub struct Chosen {
-    /// Client-protocol action.
+    /// Client-protocol action (Install, Uninstall or Bundle).
     pub action: DeploymentAction,
     /// Deadline.
     pub deadline: Option<OffsetDateTime>,
@@ -62,23 +69,17 @@ pub struct Chosen {
     pub deployment_id: i32,
     /// When the approval last changed.
     pub last_change: OffsetDateTime,
-    /// For Bundle: the offering parents (entry indices, in update-id order).
-    pub parents: Vec<u32>,
 }
 
 /// The winning approvals for one group set.
 #[derive(Debug, Default)]
 pub struct Approved {
-    /// Entry index → deployment, in local-id order.
+    /// Entry index → deployment: winning Install/Uninstall approvals (Install only for
+    /// drivers) and, with action Bundle, everything bundled below them at any depth.
     pub by_entry: BTreeMap<u32, Chosen>,
-    /// Newest approval change among them (unix seconds).
-    pub watermark: i64,
-    /// Installed non-leaf entries (sorted) → the needed set, a few recent ones.
-    needed: Mutex<HashMap<Vec<u32>, Arc<EntrySet>>>,
+    /// Approved (winning Install) drivers, for the driver pass.
+    pub drivers: Vec<u32>,
 }
-
-/// How many installed-set states are memoised per group set.
-const NEEDED_MEMO: usize = 32;
 
 /// A set of entry indices (a bitset over the index's entries).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,8 +136,16 @@ pub struct ScanIndex {
     pub fingerprint: u64,
     /// Revision-id epoch.
     pub epoch: u32,
+    /// When this index was built (unix milliseconds, strictly increasing per process): the
+    /// watermark a session cookie carries after a SyncUpdates answered from it.
+    pub stamp: i64,
     /// Entries in local-id order.
     pub entries: Vec<Entry>,
+    /// Per entry: the [`ScanIndex::stamp`] of the build that first saw its current deployment
+    /// state, leaf flag or offerability (see [`super::changes`]).
+    pub changed: Vec<i64>,
+    /// Per entry: the digest behind `changed`.
+    pub(super) digests: Vec<u64>,
     /// Local id → entry index + 1 (0: not a newest revision), dense: local ids are small
     /// sequential numbers, and every SyncUpdates call looks up a thousand of them.
     by_local: Vec<u32>,
@@ -146,13 +155,19 @@ pub struct ScanIndex {
     pub non_leaf_kinds: Vec<u32>,
     /// The same, as a set.
     pub non_leaf_set: EntrySet,
+    /// What a software pass may deliver: offerable entries that are not drivers.
+    pub software: EntrySet,
     /// File SHA-1 → record.
     pub files: HashMap<[u8; 20], FileRecord>,
     group_parent: HashMap<Uuid, Option<Uuid>>,
     group_by_name: HashMap<String, Uuid>,
     /// Group → (entry, deployment) pairs.
     deployments: HashMap<Uuid, Vec<(u32, crate::model::Deployment)>>,
+    /// Update → its deployments in every group (for the change digests).
+    pub(super) deployments_of: HashMap<u32, Vec<crate::model::Deployment>>,
     approved: Mutex<HashMap<Vec<Uuid>, Arc<Approved>>>,
+    /// Memoised needed sets and filter scopes (see [`super::needed`]).
+    pub(super) memo: super::needed::Memo,
 }
 
 /// A cheap digest of everything the index depends on: revision ids, epoch, groups,
@@ -196,8 +211,14 @@ fn rank(a: ApprovalAction) -> u8 {
 }
 
 impl ScanIndex {
-    /// Builds the index from the store (a full read; call from a blocking thread).
-    pub fn build(store: &Store) -> Result<ScanIndex, StoreError> {
+    /// Builds the index from the store (a full read; call from a blocking thread). `prev` is
+    /// the index this one replaces (change stamps carry over from it); `floor` is the stamp
+    /// every entry gets when there is no previous index (the service's start).
+    pub fn build(
+        store: &Store,
+        prev: Option<&ScanIndex>,
+        floor: i64,
+    ) -> Result<ScanIndex, StoreError> {
         let fp = fingerprint(store)?;
         let epoch = store.revision_epoch()?;
         let mut latest = store.latest_revisions()?;
@@ -218,8 +239,9 @@ impl ScanIndex {
         let mut files = HashMap::new();
         for r in latest {
             let rec = r.record;
-            let core = match store.revision_xml(&rec.key)? {
-                Some(xml) => match core_fragment(&xml) {
+            let xml = store.revision_xml(&rec.key)?;
+            let core = match &xml {
+                Some(xml) => match core_fragment(xml) {
                     Ok(c) => Escaped::new(&c),
                     Err(e) => {
                         tracing::warn!(key = %rec.key, error = %e, "core fragment failed");
@@ -227,6 +249,10 @@ impl ScanIndex {
                     }
                 },
                 None => Escaped::default(),
+            };
+            let driver = match (&rec.kind, &xml) {
+                (UpdateKind::Driver, Some(xml)) => super::drivers::DriverMeta::from_xml(xml),
+                _ => None,
             };
             for f in &rec.files {
                 files.insert(f.sha1, f.clone());
@@ -246,11 +272,19 @@ impl ScanIndex {
                     .map(idx)
                     .filter(|i| *i != UNKNOWN)
                     .collect(),
+                bundled_by: Vec::new(),
                 is_leaf: !referenced.contains(&rec.key.update_id),
                 offerable: !rec.expired && !declined.contains(&rec.key.update_id),
+                categories: rec.category_ids().collect(),
                 core,
                 files: rec.files,
+                driver,
             });
+        }
+        for i in 0..entries.len() {
+            for c in entries[i].bundled.clone() {
+                entries[c as usize].bundled_by.push(i as u32);
+            }
         }
         let non_leaf_kinds: Vec<u32> = entries
             .iter()
@@ -261,6 +295,12 @@ impl ScanIndex {
         let mut non_leaf_set = EntrySet::new(entries.len());
         for i in &non_leaf_kinds {
             non_leaf_set.insert(*i);
+        }
+        let mut software = EntrySet::new(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            if e.offerable && e.kind != UpdateKind::Driver {
+                software.insert(i as u32);
+            }
         }
         let top = entries.iter().map(|e| e.local_id).max().unwrap_or(0) as usize;
         let mut by_local = vec![0u32; if entries.is_empty() { 0 } else { top + 1 }];
@@ -274,25 +314,40 @@ impl ScanIndex {
             .map(|g| (g.name.to_ascii_lowercase(), g.id))
             .collect();
         let mut deployments: HashMap<Uuid, Vec<(u32, crate::model::Deployment)>> = HashMap::new();
+        let mut deployments_of: HashMap<u32, Vec<crate::model::Deployment>> = HashMap::new();
         for d in store.deployments()? {
             if let Some(i) = by_update.get(&d.update.update_id) {
+                deployments_of.entry(*i).or_default().push(d.clone());
                 deployments.entry(d.group).or_default().push((*i, d));
             }
         }
-        Ok(ScanIndex {
+        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let stamp = match prev {
+            Some(p) => now_ms.max(p.stamp + 1),
+            None => now_ms.max(floor),
+        };
+        let mut index = ScanIndex {
             fingerprint: fp,
             epoch,
+            stamp,
+            changed: Vec::new(),
+            digests: Vec::new(),
             entries,
             by_local,
             by_update,
             non_leaf_kinds,
             non_leaf_set,
+            software,
             files,
             group_parent,
             group_by_name,
             deployments,
+            deployments_of,
             approved: Mutex::new(HashMap::new()),
-        })
+            memo: Default::default(),
+        };
+        super::changes::stamp_changes(&mut index, prev, floor);
+        Ok(index)
     }
 
     /// The entry of a client-protocol revision id, when it names a newest revision.
@@ -388,78 +443,57 @@ impl ScanIndex {
             }
         }
         let mut out = Approved::default();
-        let mut parents: Vec<(Uuid, u32, Chosen)> = Vec::new();
+        let mut roots: Vec<(Uuid, u32)> = Vec::new();
         for (i, (_, d)) in &best {
             let action = match d.action {
                 ApprovalAction::Install => DeploymentAction::Install,
                 ApprovalAction::Uninstall => DeploymentAction::Uninstall,
                 ApprovalAction::Block | ApprovalAction::Scan => continue,
             };
-            let c = Chosen {
-                action,
-                deadline: d.deadline,
-                deployment_id: deployment_id(&d.id),
-                last_change: d.last_change,
-                parents: Vec::new(),
-            };
-            out.watermark = out.watermark.max(d.last_change.unix_timestamp());
-            parents.push((self.entries[*i as usize].key.update_id, *i, c.clone()));
-            out.by_entry.insert(*i, c);
-        }
-        parents.sort_by_key(|p| p.0);
-        for (_, pi, pc) in &parents {
-            for child in &self.entries[*pi as usize].bundled {
-                match out.by_entry.get_mut(child) {
-                    Some(c) if c.action == DeploymentAction::Bundle => c.parents.push(*pi),
-                    Some(_) => {}
-                    None => {
-                        out.by_entry.insert(
-                            *child,
-                            Chosen {
-                                action: DeploymentAction::Bundle,
-                                parents: vec![*pi],
-                                ..pc.clone()
-                            },
-                        );
-                    }
+            let e = &self.entries[*i as usize];
+            if e.kind == UpdateKind::Driver {
+                if action != DeploymentAction::Install {
+                    continue;
                 }
+                if e.offerable {
+                    out.drivers.push(*i);
+                }
+            } else {
+                roots.push((e.key.update_id, *i));
+            }
+            out.by_entry.insert(
+                *i,
+                Chosen {
+                    action,
+                    deadline: d.deadline,
+                    deployment_id: deployment_id(&d.id),
+                    last_change: d.last_change,
+                },
+            );
+        }
+        out.drivers.sort_unstable();
+        // Everything below an approved bundle, at any depth, rides along with action Bundle
+        // and the approval of the first approved bundle above it (in update-id order).
+        roots.sort();
+        for (_, root) in roots {
+            let Some(c) = out.by_entry.get(&root).cloned() else {
+                continue;
+            };
+            let bundle = Chosen {
+                action: DeploymentAction::Bundle,
+                ..c
+            };
+            let mut stack: Vec<u32> = self.entries[root as usize].bundled.clone();
+            let mut seen: HashSet<u32> = HashSet::new();
+            while let Some(child) = stack.pop() {
+                if !seen.insert(child) || out.by_entry.contains_key(&child) {
+                    continue;
+                }
+                out.by_entry.insert(child, bundle.clone());
+                stack.extend(self.entries[child as usize].bundled.iter().copied());
             }
         }
         out
-    }
-
-    /// The needed set of a computer with the winning approvals `approved` that reports the
-    /// non-leaf entries `installed` (sorted, deduplicated) installed: offerable categories and
-    /// detectoids whose prerequisites are met, and the approved updates that are
-    /// [offered](ScanIndex::offered). Memoised per `approved`.
-    pub fn needed(&self, approved: &Approved, installed: &[u32]) -> Arc<EntrySet> {
-        let mut memo = approved.needed.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(set) = memo.get(installed) {
-            return set.clone();
-        }
-        let mut have = vec![false; self.entries.len()];
-        for i in installed {
-            if let Some(h) = have.get_mut(*i as usize) {
-                *h = true;
-            }
-        }
-        let mut set = EntrySet::new(self.entries.len());
-        for &i in &self.non_leaf_kinds {
-            if self.entries[i as usize].offerable && self.satisfied(i, &have) {
-                set.insert(i);
-            }
-        }
-        for (&i, c) in &approved.by_entry {
-            if !self.non_leaf_set.contains(i) && self.offered(i, c, &have) {
-                set.insert(i);
-            }
-        }
-        let set = Arc::new(set);
-        if memo.len() >= NEEDED_MEMO {
-            memo.clear();
-        }
-        memo.insert(installed.to_vec(), set.clone());
-        set
     }
 
     /// Whether every prerequisite clause of entry `i` names an installed entry.
@@ -469,17 +503,6 @@ impl ScanIndex {
                 .iter()
                 .any(|p| *p != UNKNOWN && installed.get(*p as usize).copied().unwrap_or(false))
         })
-    }
-
-    /// Whether approved entry `i` is offered given `installed`: offerable, prerequisites met
-    /// and, for Bundle, some parent offered.
-    pub fn offered(&self, i: u32, c: &Chosen, installed: &[bool]) -> bool {
-        self.entries[i as usize].offerable
-            && self.satisfied(i, installed)
-            && (c.action != DeploymentAction::Bundle
-                || c.parents
-                    .iter()
-                    .any(|p| self.entries[*p as usize].offerable && self.satisfied(*p, installed)))
     }
 }
 
@@ -619,7 +642,7 @@ mod tests {
             .unwrap();
         s.set_deployment(&dep(6, 4, other, ApprovalAction::Install, Some(2)))
             .unwrap();
-        let idx = ScanIndex::build(&s).unwrap();
+        let idx = ScanIndex::build(&s, None, 0).unwrap();
         let e = |u: u128| idx.by_update[&Uuid::from_u128(u)];
         assert!(!idx.entries[e(1) as usize].is_leaf);
         assert!(idx.entries[e(3) as usize].is_leaf);
@@ -633,18 +656,13 @@ mod tests {
             a.by_entry[&e(4)].deadline,
             Some(time::macros::datetime!(2026-11-03 00:00 UTC))
         );
-        // The bundled child of 2 rides along with 2's deadline, only once 2 is offered.
+        // The bundled child of 2 rides along with 2's deadline, only once 2 is needed.
         let child = &a.by_entry[&e(5)];
         assert_eq!(child.action, DeploymentAction::Bundle);
-        let mut installed = vec![false; idx.entries.len()];
-        assert!(!idx.offered(e(5), child, &installed));
-        assert!(!idx.offered(e(2), &a.by_entry[&e(2)], &installed));
-        installed[e(1) as usize] = true;
-        assert!(idx.offered(e(2), &a.by_entry[&e(2)], &installed));
-        assert!(idx.offered(e(5), child, &installed));
+        let scope = idx.scope(&[]);
         // The needed set: the detectoid alone first; with it installed, 2 (Uninstall), its
         // bundled 5, 3 and 4; the memoised answer is the same set.
-        let before = idx.needed(&a, &[]);
+        let before = idx.needed(&[], &scope, &[]);
         let mut free = vec![e(3), e(4)];
         free.sort_unstable();
         assert_eq!(
@@ -655,22 +673,22 @@ mod tests {
             "3 and 4 have no prerequisites"
         );
         assert!(before.contains(e(1)) && !before.contains(e(2)) && !before.contains(e(5)));
-        let after = idx.needed(&a, &[e(1)]);
+        let after = idx.needed(&[], &scope, &[e(1)]);
         for u in [1, 2, 3, 4, 5] {
             assert!(after.contains(e(u)), "update {u} needed");
         }
-        assert!(Arc::ptr_eq(&after, &idx.needed(&a, &[e(1)])));
+        assert!(Arc::ptr_eq(&after, &idx.needed(&[], &scope, &[e(1)])));
 
         s.set_deployment(&dep(7, 4, pilot, ApprovalAction::Block, None))
             .unwrap();
-        let idx = ScanIndex::build(&s).unwrap();
+        let idx = ScanIndex::build(&s, None, 0).unwrap();
         assert!(!idx
             .approved(&idx.effective_groups(&[pilot]))
             .by_entry
             .contains_key(&e(4)));
         // A decline removes the update's approvals and makes it unofferable.
         s.decline(&Uuid::from_u128(3)).unwrap();
-        let idx = ScanIndex::build(&s).unwrap();
+        let idx = ScanIndex::build(&s, None, 0).unwrap();
         assert!(!idx.entries[e(3) as usize].offerable);
         assert!(!idx
             .approved(&idx.effective_groups(&[other]))

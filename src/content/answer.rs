@@ -8,23 +8,35 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::inflight::{Inflight, State};
+use super::hot::HotObject;
+use super::inflight::{FetchError, Inflight, State};
 use super::key::ContentKey;
 use super::range::{self, Conditions};
 use super::{serve, ContentCache, Lookup};
-use crate::http::body::Body;
 use crate::metrics;
 
-impl ContentCache {
-    /// Answers a payload request (`path` is the raw request path, `/Content/...`) for hyper.
-    pub async fn handle(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
-        self.answer(method, path, headers)
-            .await
-            .map(serve::Source::into_body)
-    }
+/// An answer for the zero-copy path.
+pub enum Answer {
+    /// A hit, to send with `sendfile`.
+    ZeroCopy(serve::ZeroCopyHit),
+    /// Anything else: a miss (body from the download), an error, another method.
+    Response(Response<serve::Source>),
+}
 
-    /// Answers a payload request: status, headers and where the body comes from. A miss starts
-    /// (or joins) the download and answers from the bytes as they arrive.
+/// `405` with `Allow: GET, HEAD`.
+fn not_allowed() -> Response<serve::Source> {
+    let mut r = serve::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+    r.headers_mut().insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("GET, HEAD"),
+    );
+    r
+}
+
+impl ContentCache {
+    /// Answers a payload request (`path` is the raw request path, `/Content/...`): status,
+    /// headers and where the body comes from. A miss starts (or joins) the download and
+    /// answers from the bytes as they arrive.
     pub async fn answer(
         &self,
         method: &Method,
@@ -32,12 +44,7 @@ impl ContentCache {
         headers: &HeaderMap,
     ) -> Response<serve::Source> {
         if method != Method::GET && method != Method::HEAD {
-            let mut r = serve::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
-            r.headers_mut().insert(
-                http::header::ALLOW,
-                http::HeaderValue::from_static("GET, HEAD"),
-            );
-            return r;
+            return not_allowed();
         }
         let key = match ContentKey::parse_path(path) {
             Ok(k) => k,
@@ -46,14 +53,9 @@ impl ContentCache {
                 return serve::text(e.status(), &e.to_string());
             }
         };
-        let head = method == Method::HEAD;
         let conds = Conditions::from_headers(headers);
+        let head = method == Method::HEAD;
         match self.lookup(&key, conds.range.is_some()) {
-            Err(e) => {
-                metrics::content_request("error");
-                tracing::warn!(key = %key, error = %e, "content miss failed");
-                serve::text(e.status(), &e.to_string())
-            }
             Ok(Lookup::Hit(file)) => {
                 metrics::content_request("hit");
                 match self.hit_response(&key, file, &conds, head) {
@@ -61,10 +63,64 @@ impl ContentCache {
                     Err(e) => serve::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
-            Ok(Lookup::Started(inf)) => self.miss_response(&key, inf, true, &conds, head).await,
+            found => self.miss_answer(&key, found, &conds, head).await,
+        }
+    }
+
+    /// Answers a request for `key` on the zero-copy path, asking the cache once: a hit (hot,
+    /// or opened now and made hot) is a [`serve::ZeroCopyHit`] to send with `sendfile`;
+    /// anything else (a miss, an error, another method) a response like [`Self::answer`]'s.
+    pub async fn answer_zero_copy(
+        &self,
+        method: &Method,
+        key: &ContentKey,
+        headers: &HeaderMap,
+    ) -> Answer {
+        if method != Method::GET && method != Method::HEAD {
+            return Answer::Response(not_allowed());
+        }
+        let head = method == Method::HEAD;
+        if let Some(object) = self.inner.hot.get(key) {
+            return Answer::ZeroCopy(self.zero_copy_hit(key, object, head, headers));
+        }
+        let conds = Conditions::from_headers(headers);
+        match self.lookup(key, conds.range.is_some()) {
+            Ok(Lookup::Hit(file)) => match self.inner.hot.insert(key, file) {
+                Ok(object) => Answer::ZeroCopy(self.zero_copy_hit(key, object, head, headers)),
+                Err(e) => {
+                    metrics::content_request("error");
+                    Answer::Response(serve::text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &e.to_string(),
+                    ))
+                }
+            },
+            found => Answer::Response(self.miss_answer(key, found, &conds, head).await),
+        }
+    }
+
+    /// The answer when the lookup found no complete object (or failed).
+    async fn miss_answer(
+        &self,
+        key: &ContentKey,
+        found: Result<Lookup, FetchError>,
+        conds: &Conditions<'_>,
+        head: bool,
+    ) -> Response<serve::Source> {
+        match found {
+            Err(e) => {
+                metrics::content_request("error");
+                tracing::warn!(key = %key, error = %e, "content miss failed");
+                serve::text(e.status(), &e.to_string())
+            }
+            Ok(Lookup::Hit(file)) => match self.hit_response(key, file, conds, head) {
+                Ok(resp) => resp,
+                Err(e) => serve::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            },
+            Ok(Lookup::Started(inf)) => self.miss_response(key, inf, true, conds, head).await,
             Ok(Lookup::Joined(inf)) => {
                 self.touch(&key.sha1);
-                self.miss_response(&key, inf, false, &conds, head).await
+                self.miss_response(key, inf, false, conds, head).await
             }
         }
     }
@@ -132,25 +188,14 @@ impl ContentCache {
         }))
     }
 
-    /// For the zero-copy path: when `path` names an object complete in the store, the
-    /// response head to write and the file range to send with `sendfile`. `None` for
-    /// anything else (misses, errors, other methods), which then go through [`Self::answer`].
-    /// Recently hit objects stay open with their headers precomputed ([`hot`]).
-    pub fn zero_copy_hit(
+    /// The zero-copy answer for a hit on `object`.
+    fn zero_copy_hit(
         &self,
-        method: &Method,
-        path: &str,
+        key: &ContentKey,
+        object: Arc<HotObject>,
+        head: bool,
         headers: &HeaderMap,
-    ) -> Option<serve::ZeroCopyHit> {
-        if method != Method::GET && method != Method::HEAD {
-            return None;
-        }
-        let key = ContentKey::parse_path(path).ok()?;
-        let object = self
-            .inner
-            .hot
-            .get_or_open(&key, || self.inner.dir.open_final(&key))
-            .ok()??;
+    ) -> serve::ZeroCopyHit {
         let pin = self.inner.pins.pin(key.sha1);
         self.touch(&key.sha1);
         metrics::content_request("hit");
@@ -161,38 +206,32 @@ impl ContentCache {
             && conds.if_none_match.is_none()
             && conds.if_modified_since.is_none();
         if plain {
-            return Some(serve::ZeroCopyHit {
+            return serve::ZeroCopyHit {
                 status: StatusCode::OK,
-                span: (method == Method::GET && object.size > 0).then_some((0, object.size)),
+                span: (!head && object.size > 0).then_some((0, object.size)),
                 object,
                 headers: None,
                 pin,
-            });
+            };
         }
         let plan = range::plan(&conds, object.size, &object.etag, object.modified);
         let m = serve::Meta {
-            key: &key,
+            key,
             size: object.size,
             last_modified: object.modified,
         };
         let mut span = None;
-        let resp = serve::respond(plan, method == Method::HEAD, &m, |start, len| {
+        let resp = serve::respond(plan, head, &m, |start, len| {
             span = Some((start, len));
             serve::Source::Empty
         });
-        let mut lines = Vec::with_capacity(256);
-        for (n, v) in resp.headers() {
-            lines.extend_from_slice(n.as_str().as_bytes());
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(v.as_bytes());
-            lines.extend_from_slice(b"\r\n");
-        }
-        Some(serve::ZeroCopyHit {
-            status: resp.status(),
+        let (parts, _) = resp.into_parts();
+        serve::ZeroCopyHit {
+            status: parts.status,
             object,
-            headers: Some(lines),
+            headers: Some(parts.headers),
             span,
             pin,
-        })
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Hot objects: for complete objects that were hit recently, the open file handle, its size
-//! and validators and the header block of a plain `200` answer, so a repeated hit costs one
-//! `fstat` instead of open + fstat + dup + two closes and no header formatting.
+//! and validators and the headers of a plain `200` answer (decided once by
+//! [`serve::respond`]), so a repeated hit costs one `fstat` instead of open + fstat + dup + two
+//! closes and no header building.
 //!
 //! Entries are dropped when the cache evicts or forgets the object, and a hit re-checks the
 //! handle with `fstat`: a file unlinked behind the cache's back (link count 0) or changed in
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::key::ContentKey;
-use super::mime;
+use super::range::Plan;
 use super::serve;
 
 /// Most objects kept open at once.
@@ -34,9 +35,8 @@ pub struct HotObject {
     pub modified: Option<SystemTime>,
     /// Strong ETag, quoted.
     pub etag: String,
-    /// Header lines of a full `200` answer, each ending in CRLF, in the order the generic
-    /// path writes them: accept-ranges, etag, last-modified, content-type, content-length.
-    pub full_headers: Box<[u8]>,
+    /// Headers of a full `200` answer, as [`serve::respond`] makes them for hyper.
+    pub headers: http::HeaderMap,
     ino: u64,
     mtime_ns: (i64, i64),
 }
@@ -47,26 +47,19 @@ impl HotObject {
         let md = file.metadata()?;
         let modified = md.modified().ok();
         let etag = serve::etag(key);
-        let mut h = Vec::with_capacity(256);
-        h.extend_from_slice(b"accept-ranges: bytes\r\netag: ");
-        h.extend_from_slice(etag.as_bytes());
-        h.extend_from_slice(b"\r\n");
-        if let Some(lm) = modified {
-            h.extend_from_slice(b"last-modified: ");
-            h.extend_from_slice(httpdate::fmt_http_date(lm).as_bytes());
-            h.extend_from_slice(b"\r\n");
-        }
-        h.extend_from_slice(b"content-type: ");
-        h.extend_from_slice(mime::content_type(&key.ext).as_bytes());
-        h.extend_from_slice(b"\r\ncontent-length: ");
-        h.extend_from_slice(md.len().to_string().as_bytes());
-        h.extend_from_slice(b"\r\n");
+        let m = serve::Meta {
+            key,
+            size: md.len(),
+            last_modified: modified,
+        };
+        let (parts, _) =
+            serve::respond(Plan::Full, true, &m, |_, _| serve::Source::Empty).into_parts();
         Ok(Self {
             ext: key.ext.clone(),
             size: md.len(),
             modified,
             etag,
-            full_headers: h.into_boxed_slice(),
+            headers: parts.headers,
             ino: md.ino(),
             mtime_ns: (md.mtime(), md.mtime_nsec()),
             file,
@@ -109,16 +102,27 @@ impl HotSet {
         key: &ContentKey,
         open: impl FnOnce() -> io::Result<Option<File>>,
     ) -> io::Result<Option<Arc<HotObject>>> {
-        let cached = self.lock().get(&key.sha1).cloned();
-        if let Some(h) = cached {
-            if h.ext == key.ext && h.still_valid() {
-                return Ok(Some(h));
-            }
-            self.remove(&key.sha1);
+        if let Some(h) = self.get(key) {
+            return Ok(Some(h));
         }
         let Some(file) = open()? else {
             return Ok(None);
         };
+        self.insert(key, file).map(Some)
+    }
+
+    /// The hot entry of `key` if there is one and it is still valid (a stale one is dropped).
+    pub fn get(&self, key: &ContentKey) -> Option<Arc<HotObject>> {
+        let h = self.lock().get(&key.sha1).cloned()?;
+        if h.ext == key.ext && h.still_valid() {
+            return Some(h);
+        }
+        self.remove(&key.sha1);
+        None
+    }
+
+    /// Remembers `file`, the complete object of `key`, just opened from the store.
+    pub fn insert(&self, key: &ContentKey, file: File) -> io::Result<Arc<HotObject>> {
         let h = Arc::new(HotObject::new(key, file)?);
         let mut m = self.lock();
         if m.len() >= MAX_HOT && !m.contains_key(&key.sha1) {
@@ -127,7 +131,7 @@ impl HotSet {
             }
         }
         m.insert(key.sha1, h.clone());
-        Ok(Some(h))
+        Ok(h)
     }
 
     /// Drops the entry of `sha1` (evicted, forgotten or found stale).
@@ -167,14 +171,13 @@ mod tests {
         };
         let a = set.get_or_open(&key, open).unwrap().unwrap();
         assert_eq!(a.size, 5);
-        let head = String::from_utf8(a.full_headers.to_vec()).unwrap();
-        assert!(
-            head.starts_with("accept-ranges: bytes\r\netag: \""),
-            "{head}"
+        assert_eq!(a.headers["accept-ranges"], "bytes");
+        assert_eq!(a.headers["etag"], a.etag.as_str());
+        assert_eq!(
+            a.headers["content-type"],
+            crate::content::mime::content_type("cab")
         );
-        let ct = format!("content-type: {}\r\n", mime::content_type("cab"));
-        assert!(head.contains(&ct), "{head}");
-        assert!(head.ends_with("content-length: 5\r\n"), "{head}");
+        assert_eq!(a.headers["content-length"], "5");
         // A second hit reuses the handle.
         let b = set
             .get_or_open(&key, || panic!("must not reopen"))

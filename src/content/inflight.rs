@@ -41,6 +41,16 @@ impl std::fmt::Display for SharedIo {
     }
 }
 
+impl SharedIo {
+    /// True for ENOSPC / EDQUOT (the disk or the quota is full).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(
+            self.0.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        )
+    }
+}
+
 impl From<io::Error> for SharedIo {
     fn from(e: io::Error) -> Self {
         Self(Arc::new(e))
@@ -72,6 +82,9 @@ pub enum FetchError {
     /// The bytes did not match the declared digests; nothing was kept.
     #[error("verification failed: {0}")]
     Mismatch(#[from] Mismatch),
+    /// Writing would take the disk below `content.min_free`; nothing was written.
+    #[error("not enough free space: {0}")]
+    LowSpace(String),
     /// The content folder could not be read or written (temp file, publish).
     #[error("local I/O error: {0}")]
     Disk(SharedIo),
@@ -102,6 +115,8 @@ impl FetchError {
                 S::NOT_FOUND
             }
             FetchError::Timeout(_) => S::GATEWAY_TIMEOUT,
+            FetchError::LowSpace(_) => S::INSUFFICIENT_STORAGE,
+            FetchError::Disk(e) if e.is_out_of_space() => S::INSUFFICIENT_STORAGE,
             FetchError::Disk(_)
             | FetchError::Index(_)
             | FetchError::Client(_)

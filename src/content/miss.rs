@@ -25,6 +25,16 @@ impl ContentCache {
                 return Err(FetchError::NoUpstream);
             }
             let declared = self.inner.index.expected_file(&key.sha1)?;
+            let floor = self.inner.min_free.load(Ordering::Relaxed);
+            if floor > 0 {
+                let free = super::store::free_bytes(self.inner.dir.root())?;
+                let need = declared.as_ref().map_or(0, |f| f.size);
+                if free < floor.saturating_add(need) {
+                    return Err(FetchError::LowSpace(format!(
+                        "{free} bytes free, content.min_free is {floor}"
+                    )));
+                }
+            }
             Ok(Expected {
                 sha1: key.sha1,
                 sha256: declared.as_ref().and_then(|f| f.sha256),

@@ -1,8 +1,10 @@
 //! The verified streaming payload cache behind `/Content/XX/<SHA1>.<ext>`.
 //!
-//! It owns the content folder (`<data_dir>/content`), the upstream fetches that fill it and the
-//! HTTP answers for payload requests. It does not own routing ([`crate::http`]) nor the index
-//! storage ([`crate::store`], reached through [`index::ObjectIndex`]).
+//! It owns the content folder (`<data_dir>/content`) and every decision about a payload: the
+//! upstream fetches that fill it, verification, publishing, eviction, maintenance, and the
+//! answer to a payload request (status, headers, where the body comes from). It does not own
+//! the wire ([`crate::http`]: routing, bodies, heads, `sendfile`) nor the index storage
+//! ([`crate::store`], reached through [`index::ObjectIndex`]).
 //!
 //! # Rules
 //!
@@ -55,6 +57,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
+pub use answer::Answer;
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
@@ -130,6 +133,8 @@ struct Inner {
     recency: Mutex<HashMap<[u8; 20], Recency>>,
     clock: AtomicU64,
     evicting: Mutex<()>,
+    /// Free space kept on the content folder's file system (`content.min_free`).
+    min_free: AtomicU64,
 }
 
 /// Where a request for an object stands.
@@ -189,10 +194,18 @@ impl ContentCache {
                 recency: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(0),
                 evicting: Mutex::new(()),
+                min_free: AtomicU64::new(0),
             }),
         };
         cache.evict_if_needed().await;
         Ok(cache)
+    }
+
+    /// Keeps `bytes` free on the content folder's file system: a miss that would go below it
+    /// is refused (507) before anything is written, so payloads never fill the disk the
+    /// metadata store writes to (`content.min_free`; 0 = no floor).
+    pub fn set_min_free(&self, bytes: u64) {
+        self.inner.min_free.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes currently held in the store.

@@ -1,7 +1,8 @@
 //! The zero-copy path for plain TCP: reads each request head itself and, when it is a
-//! GET/HEAD of a well-formed payload name, writes the head and sends the body with `sendfile`:
-//! from the store for a hit (the decision is the same [`crate::content::range`] plan the hyper
-//! path uses), from the temp file as it is written for a miss. Anything else hands the
+//! GET/HEAD of a well-formed payload name, asks the cache once
+//! ([`crate::content::ContentCache::answer_zero_copy`]), writes the head ([`super::head`], from
+//! the same response parts the hyper path sends) and sends the body with `sendfile`: from the
+//! store for a hit, from the temp file as it is written for a miss. Anything else hands the
 //! connection, with the bytes already read, to hyper for good.
 
 use std::io;
@@ -10,14 +11,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::Router;
+use super::head::{self, DateCache};
+use super::listen::Conn;
+use super::{sys, Router};
+use crate::content::inflight::{Inflight, InflightReader};
 use crate::content::key::ContentKey;
-use crate::content::serve::{self, Source, ZeroCopyHit};
+use crate::content::serve::{Source, ZeroCopyHit};
+use crate::content::Answer;
 use crate::metrics;
 
 /// Largest request head read by the fast path; longer ones go to hyper (which answers 431).
@@ -78,12 +84,16 @@ impl AsyncWrite for Prepended {
 pub(crate) async fn run(
     mut stream: TcpStream,
     router: &Arc<Router>,
+    conn: &Conn,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Prepended> {
+    let limits = router.limits;
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(512);
     let mut date = DateCache::default();
     loop {
+        // Idle until a request's first byte, then the head must complete in time.
+        let mut deadline = (!buf.is_empty()).then(|| Instant::now() + limits.header_read_timeout);
         let end = loop {
             if let Some(i) = find_head_end(&buf) {
                 break i;
@@ -94,10 +104,15 @@ pub(crate) async fn run(
                     inner: stream,
                 });
             }
+            let wait = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
             let read = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return None,
                 r = stream.read_buf(&mut buf) => r,
+                _ = tokio::time::sleep_until(wait) => {
+                    tracing::debug!(partial = !buf.is_empty(), "client connection timed out waiting for a request");
+                    return None;
+                }
             };
             match read {
                 Ok(0) | Err(_) if buf.is_empty() => return None,
@@ -107,10 +122,22 @@ pub(crate) async fn run(
                         inner: stream,
                     })
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + limits.header_read_timeout);
+                    }
+                }
             }
         };
+        conn.touch();
         let Some(h) = parse_head(&buf[..end]) else {
+            return Some(Prepended {
+                prefix: buf,
+                inner: stream,
+            });
+        };
+        // A well-formed payload name is answered here, anything else by hyper.
+        let Ok(key) = ContentKey::parse_path(h.path) else {
             return Some(Prepended {
                 prefix: buf,
                 inner: stream,
@@ -118,71 +145,51 @@ pub(crate) async fn run(
         };
         // Once shutdown has begun, this answer is the connection's last.
         let (method, close) = (h.method.clone(), h.close || *stop.borrow());
-        let (status, body) = match router.content.zero_copy_hit(&h.method, h.path, &h.headers) {
-            Some(hit) => {
+        let (status, body) = match router
+            .content
+            .answer_zero_copy(&h.method, &key, &h.headers)
+            .await
+        {
+            Answer::ZeroCopy(hit) => {
                 let status = hit.status;
-                status_line(&mut out, status, &mut date);
-                hit.write_headers(&mut out);
+                head::write(&mut out, status, hit.headers(), &mut date, close);
                 let body = match hit.span {
-                    Some((start, len)) if method == Method::GET => Send::Hit(hit, start, len),
-                    _ => Send::Nothing,
+                    Some((start, len)) if method == Method::GET => Reply::Hit(hit, start, len),
+                    _ => Reply::HeadOnly,
                 };
                 (status, body)
             }
-            // A miss (or a hit the hot set could not take) of a well-formed name: the cache
-            // answers, and an in-flight body goes out with sendfile as it is written.
-            None if ContentKey::parse_path(h.path).is_ok() => {
-                let resp = router.content.answer(&h.method, h.path, &h.headers).await;
+            // A miss: an in-flight body goes out with sendfile as it is written.
+            Answer::Response(resp) => {
                 let (parts, source) = resp.into_parts();
-                status_line(&mut out, parts.status, &mut date);
-                for (n, v) in &parts.headers {
-                    header_line(&mut out, n.as_str().as_bytes(), v.as_bytes());
-                }
-                let text_len = match &source {
-                    Source::Text(t) => t.len(),
-                    _ => 0,
-                };
-                let bodiless = parts.status == StatusCode::NOT_MODIFIED;
-                if !parts.headers.contains_key(http::header::CONTENT_LENGTH) && !bodiless {
-                    header_line(&mut out, b"content-length", text_len.to_string().as_bytes());
-                }
-                (parts.status, Send::Source(source))
-            }
-            None => {
-                return Some(Prepended {
-                    prefix: buf,
-                    inner: stream,
-                })
+                head::write(&mut out, parts.status, &parts.headers, &mut date, close);
+                (parts.status, Reply::Source(source))
             }
         };
         buf.advance(end);
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
         let sent = match body {
-            Send::Nothing => stream.write_all(&out).await,
-            Send::Hit(hit, start, len) => {
+            Reply::HeadOnly => stream.write_all(&out).await,
+            Reply::Hit(hit, start, len) => {
                 let r = send_file(&stream, &out, hit.file(), start, len).await;
                 drop(hit);
                 r
             }
-            Send::Source(Source::Empty) => stream.write_all(&out).await,
-            Send::Source(Source::Text(t)) => {
+            Reply::Source(Source::Empty) => stream.write_all(&out).await,
+            Reply::Source(Source::Text(t)) => {
                 // HEAD: the length of the text, but not the text.
                 if method == Method::GET {
                     out.extend_from_slice(&t);
                 }
                 stream.write_all(&out).await
             }
-            Send::Source(Source::File {
+            Reply::Source(Source::File {
                 file, start, len, ..
             }) => send_file(&stream, &out, &file, start, len).await,
-            Send::Source(Source::Inflight { inf, start, len }) => {
+            Reply::Source(Source::Inflight { inf, start, len }) => {
                 // Not corked (MSG_MORE) like a hit's head: the first bytes may not have arrived
                 // yet, and a corked head would wait for the kernel's probe timer (~200 ms).
                 match stream.write_all(&out).await {
-                    Ok(()) => serve::sendfile_inflight(&stream, inf, start, len).await,
+                    Ok(()) => sendfile_inflight(&stream, inf, start, len).await,
                     Err(e) => Err(e),
                 }
             }
@@ -196,14 +203,40 @@ pub(crate) async fn run(
             let _ = stream.shutdown().await;
             return None;
         }
+        conn.touch();
     }
 }
 
-/// The body of an answer on the fast path.
-enum Send {
-    Nothing,
+/// What the fast path sends after the head.
+enum Reply {
+    /// Nothing (HEAD, or an answer without a body).
+    HeadOnly,
+    /// `len` bytes at `start` of a hit, with sendfile.
     Hit(ZeroCopyHit, u64, u64),
+    /// The body of a cache answer (a miss, an error).
     Source(Source),
+}
+
+/// Sends `len` bytes at `start` of an in-flight object to `socket` with `sendfile`, each span
+/// as soon as it is written to the temp file, under the hold-back rule of [`InflightReader`].
+/// An error (the download failed, the client left) means the response is cut short.
+async fn sendfile_inflight(
+    socket: &TcpStream,
+    inf: Arc<Inflight>,
+    start: u64,
+    len: u64,
+) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let file = inf.file.clone();
+    let mut reader = InflightReader::new(inf, start, start + len - 1);
+    while let Some((off, n)) = reader.next_span(u64::MAX).await? {
+        sys::sendfile(socket, &file, off, n)
+            .await
+            .map_err(|(_, e)| e)?;
+    }
+    Ok(())
 }
 
 /// Writes the head with `MSG_MORE`, then `len` bytes of `file` at `start` with sendfile.
@@ -214,8 +247,8 @@ async fn send_file(
     start: u64,
     len: u64,
 ) -> io::Result<()> {
-    serve::write_head_more(stream, head).await?;
-    let r = serve::sendfile(stream, file, start, len).await;
+    sys::send_more(stream, head).await?;
+    let r = sys::sendfile(stream, file, start, len).await;
     let sent = match &r {
         Ok(n) => *n,
         Err((n, _)) => *n,
@@ -224,48 +257,8 @@ async fn send_file(
     r.map(|_| ()).map_err(|(_, e)| e)
 }
 
-fn status_line(out: &mut Vec<u8>, status: StatusCode, date: &mut DateCache) {
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\ndate: ");
-    date.append_now(out);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-/// The `Date` header value, formatted once per second.
-#[derive(Default)]
-struct DateCache {
-    secs: u64,
-    text: String,
-}
-
-impl DateCache {
-    fn append_now(&mut self, out: &mut Vec<u8>) {
-        let now = std::time::SystemTime::now();
-        let secs = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if secs != self.secs || self.text.is_empty() {
-            self.secs = secs;
-            self.text = httpdate::fmt_http_date(now);
-        }
-        out.extend_from_slice(self.text.as_bytes());
-    }
 }
 
 /// A request head the fast path may answer. `headers` holds only the ones that shape the

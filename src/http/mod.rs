@@ -1,5 +1,7 @@
-//! Client-facing HTTP: the plain HTTP/1.1 listener (keep-alive, graceful shutdown) and request
-//! routing. Routing is case-insensitive on the path: `/Content/...` goes to the payload cache,
+//! Client-facing HTTP: bytes on the wire. The one accept loop of every listener with its caps
+//! and timeouts ([`listen`]), the plain HTTP/1.1 listener (keep-alive, graceful shutdown) and
+//! its zero-copy path for payloads (`fastpath`, heads from [`head`], syscalls in `sys`), the
+//! TLS listener ([`tls`]), response bodies ([`body`]) and request routing. Routing is case-insensitive on the path: `/Content/...` goes to the payload cache,
 //! `/selfupdate/...` to the self-update proxy, SOAP endpoints to the [`SoapService`] registered
 //! for their lower-case path, anything else is a 404. It owns no protocol logic itself.
 //!
@@ -8,7 +10,10 @@
 
 pub mod body;
 mod fastpath;
+pub mod head;
+pub mod listen;
 mod selfupdate;
+mod sys;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -16,7 +21,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -27,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use body::Body;
+pub use listen::Limits;
 pub use selfupdate::SelfUpdateProxy;
 
 use crate::content::ContentCache;
@@ -66,6 +71,7 @@ pub struct Router {
     selfupdate: Option<SelfUpdateProxy>,
     soap: HashMap<String, Arc<dyn SoapService>>,
     max_request_body: u64,
+    limits: Limits,
 }
 
 impl Router {
@@ -77,7 +83,15 @@ impl Router {
             selfupdate: None,
             soap: HashMap::new(),
             max_request_body,
+            limits: Limits::default(),
         }
+    }
+
+    /// Serves connections under `limits` (caps and timeouts, [`listen`]) instead of the
+    /// defaults of `[server]`.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves `/selfupdate/...` through `proxy`.
@@ -103,7 +117,11 @@ impl Router {
         let lower = path.to_ascii_lowercase();
         let method = req.method().clone();
         let (service, resp) = if lower.starts_with("/content/") {
-            let r = self.content.handle(&method, &path, req.headers()).await;
+            let r = self
+                .content
+                .answer(&method, &path, req.headers())
+                .await
+                .map(body::content);
             ("content", r)
         } else if lower.starts_with("/selfupdate/") {
             let r = match &self.selfupdate {
@@ -197,55 +215,24 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves HTTP/1.1 on `listener` until `shutdown` turns true; then stops accepting, lets
 /// in-flight requests finish (up to 10 s) and returns.
 pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: watch::Receiver<bool>) {
-    accept_loop(listener, shutdown, "http", move |stream, peer, mut stop| {
-        let router = router.clone();
-        async move {
-            // Payloads go out with sendfile until a request needs hyper.
-            let fast = fastpath::run(stream, &router, &mut stop).await;
-            if let Some(stream) = fast {
-                serve_connection(stream, router, peer, false, stop).await;
+    let limits = router.limits;
+    listen::accept_loop(
+        listener,
+        shutdown,
+        "http",
+        limits,
+        move |stream, peer, conn, mut stop| {
+            let router = router.clone();
+            async move {
+                // Payloads go out with sendfile until a request needs hyper.
+                let fast = fastpath::run(stream, &router, &conn, &mut stop).await;
+                if let Some(stream) = fast {
+                    serve_connection(stream, router, peer, conn, false, stop).await;
+                }
             }
-        }
-    })
+        },
+    )
     .await
-}
-
-/// Accepts connections on `listener` until `shutdown` turns true, running `handle` for each
-/// in its own task; then stops accepting and waits up to 10 s for the connections to finish.
-/// Shared by the plain and the TLS listener.
-pub(crate) async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-    what: &'static str,
-    handle: F,
-) where
-    F: Fn(tokio::net::TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            r = listener.accept() => {
-                let (stream, peer) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(listener = what, error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                conns.spawn(handle(stream, peer, shutdown.clone()));
-            }
-            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
 }
 
 /// Runs one keep-alive HTTP/1.1 connection through the router until it ends, or until `stop`
@@ -256,11 +243,13 @@ pub(crate) async fn serve_connection<I>(
     io: I,
     router: Arc<Router>,
     peer: SocketAddr,
+    conn: Arc<listen::Conn>,
     tls: bool,
     mut stop: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = router.limits;
     let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let router = router.clone();
         req.headers_mut().remove(tls::TLS_MARK_HEADER);
@@ -270,10 +259,10 @@ pub(crate) async fn serve_connection<I>(
         }
         async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
+    let conn = limits
+        .http1()
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(io), svc);
+        .serve_connection(TokioIo::new(listen::Tracked::new(io, conn)), svc);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

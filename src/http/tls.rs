@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -126,22 +125,28 @@ pub async fn serve_tls(
     router: Arc<Router>,
     shutdown: watch::Receiver<bool>,
 ) {
-    super::accept_loop(listener, shutdown, "https", move |stream, peer, stop| {
-        let router = router.clone();
-        let acceptor = acceptor.clone();
-        async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            super::serve_connection(tls, router, peer, true, stop).await;
-        }
-    })
+    let limits = router.limits;
+    super::listen::accept_loop(
+        listener,
+        shutdown,
+        "https",
+        limits,
+        move |stream, peer, conn, stop| {
+            let router = router.clone();
+            let acceptor = acceptor.clone();
+            async move {
+                let handshake = limits.idle_timeout + limits.header_read_timeout;
+                let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                super::serve_connection(tls, router, peer, conn, true, stop).await;
+            }
+        },
+    )
     .await
 }

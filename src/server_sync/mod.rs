@@ -84,7 +84,6 @@ struct Inner {
     jar: CookieJar,
     cookie_ttl: time::Duration,
     advertised_url: Option<String>,
-    config_anchor: String,
     started: OffsetDateTime,
     on_download: Option<DownloadHook>,
     /// Serializes deployment snapshots (numbering).
@@ -147,7 +146,6 @@ impl ServerSyncService {
                 advertised_url: opts
                     .advertised_url
                     .map(|u| u.trim_end_matches('/').to_string()),
-                config_anchor: crate::wire::Anchor::new(1, started).to_string(),
                 started,
                 on_download: opts.on_download,
                 snapshots: Mutex::new(()),

@@ -91,10 +91,10 @@ impl ServerSyncService {
         r: &GetConfigData,
     ) -> Result<GetConfigDataResponse, OpError> {
         self.check_cookie(&r.cookie)?;
-        // The configuration never changes: with an anchor, the language list is omitted.
-        let languages = if r.config_anchor.is_some() {
-            Vec::new()
-        } else {
+        // A replica relays what its upstream said (languages, which of them are enabled, the
+        // flags); a server that never synced advertises its own table.
+        let st = self.inner.store.sync_state()?;
+        let languages: Vec<LanguageData> = if st.language_table.is_empty() {
             LANGUAGES
                 .iter()
                 .map(|(id, s, l)| LanguageData {
@@ -104,16 +104,57 @@ impl ServerSyncService {
                     enabled: *id == 0 || *id == 1033,
                 })
                 .collect()
+        } else {
+            st.language_table
+                .iter()
+                .map(|(id, short)| LanguageData {
+                    id: *id,
+                    short: short.clone(),
+                    long: LANGUAGES
+                        .iter()
+                        .find(|l| l.0 == *id)
+                        .map(|l| l.2.to_string())
+                        .unwrap_or_else(|| short.clone()),
+                    enabled: st.languages.iter().any(|e| e.eq_ignore_ascii_case(short)),
+                })
+                .collect()
         };
-        Ok(GetConfigDataResponse {
+        let flags = st.upstream_flags.unwrap_or(crate::store::UpstreamFlags {
             catalog_only_sync: false,
             lazy_sync: true,
             server_hosts_psf_files: false,
+        });
+        // The anchor names this configuration: unchanged → the language list is omitted (as
+        // WS2025 does); a relayed change gives a new anchor and the list again.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for l in &languages {
+            for b in format!("{}{}{}", l.id, l.short, l.enabled).bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        for b in [
+            flags.catalog_only_sync,
+            flags.lazy_sync,
+            flags.server_hosts_psf_files,
+        ] {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        let anchor = crate::wire::Anchor::new((h % 1_000_000_000) as u32 + 1, self.inner.started)
+            .to_string();
+        let languages = if r.config_anchor.as_deref() == Some(anchor.as_str()) {
+            Vec::new()
+        } else {
+            languages
+        };
+        Ok(GetConfigDataResponse {
+            catalog_only_sync: flags.catalog_only_sync,
+            lazy_sync: flags.lazy_sync,
+            server_hosts_psf_files: flags.server_hosts_psf_files,
             max_updates_per_request: MAX_UPDATES_PER_REQUEST as i32,
             max_driver_sets_per_request: 0,
             max_computer_ids_in_request: 0,
             max_pnp_hardware_ids_in_request: 0,
-            new_config_anchor: Some(self.inner.config_anchor.clone()),
+            new_config_anchor: Some(anchor),
             protocol_version: Some(PROTOCOL_VERSION.to_string()),
             languages,
             max_updates_per_decryption_request: 100,
@@ -167,9 +208,16 @@ impl ServerSyncService {
             let files = &row.record.files;
             for f in files {
                 if seen_files.insert(f.sha1) {
+                    // MUUrl is where Microsoft Update serves the file: relayed as received;
+                    // only a file that came with none (a simulated or imported catalog) gets
+                    // this server's own content URL.
+                    let mu_url = match &f.upstream_url {
+                        Some(u) => u.clone(),
+                        None => format!("{base}/{}", f.content_path()),
+                    };
                     file_urls.push(ServerSyncUrlData {
                         file_digest: f.sha1,
-                        mu_url: Some(format!("{base}/{}", f.content_path())),
+                        mu_url: Some(mu_url),
                         uss_url: None,
                     });
                 }

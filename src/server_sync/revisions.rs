@@ -63,16 +63,35 @@ impl ServerSyncService {
         self.check_cookie(&r.cookie)?;
         let store = &self.inner.store;
         let f = &r.filter;
-        let mark = match &f.anchor {
-            Some(a) => Some(
-                Anchor::parse(a)
-                    .map_err(|_| OpError::params("filter"))?
-                    .counter,
-            ),
+        let parsed = match &f.anchor {
+            Some(a) => Some(Anchor::parse(a).map_err(|_| OpError::params("filter"))?),
             None => None,
+        };
+        let mark = parsed.as_ref().map(|a| a.counter);
+        // An anchor older than this store was handed out by an earlier one.
+        let before_store = match (&parsed, store.created_unix_ms()?) {
+            (Some(a), Some(created)) => {
+                let t = a.time.assume_utc();
+                ((t.unix_timestamp_nanos() / 1_000_000) as i64) < created
+            }
+            _ => false,
         };
         // The high-water mark, taken before reading: anything inserted later is newer.
         let now_mark = store.next_local_id()?;
+        // An anchor beyond anything this store ever numbered was handed out by an earlier
+        // store (rebuilt since): "changed since" would silently be nothing. MS-WSUSSS has the
+        // answer for that: ServerChanged, and the downstream starts over.
+        if before_store || mark.is_some_and(|m| m > now_mark) {
+            tracing::warn!(
+                anchor = ?f.anchor,
+                now_mark,
+                "a downstream's anchor is from an earlier store: answering ServerChanged"
+            );
+            return Err(OpError::new(
+                crate::wire::ErrorCode::ServerChanged,
+                "the server's revision store was rebuilt",
+            ));
+        }
         let lists = Lists {
             categories: to_map(&f.categories),
             classifications: to_map(&f.classifications),

@@ -11,13 +11,17 @@
 //!
 //! Files: `catalog.rs` (types, accessors, change log), `generate.rs` (entry point, categories,
 //! detectoids), `leaves.rs` (update kinds), `approvals.rs` (groups, approvals), `mutate.rs`,
-//! `xml.rs` (`upd:Update` rendering), `payload.rs`, `oracle.rs`, `categories.rs` (well-known
-//! GUIDs), `rng.rs`; tests in `tests/`. [`upstream`] makes a catalog an upstream: it loads it
-//! into a store and serves its payload bytes (the server around it is [`crate::app::SimUpstream`]).
+//! `xml.rs` (`upd:Update` rendering), `field.rs` (nested bundles, unapproved prerequisites,
+//! drivers for one device, on demand), `delivery.rs` (the field oracle of a software pass),
+//! `payload.rs`, `oracle.rs`, `categories.rs` (well-known GUIDs), `rng.rs`; tests in `tests/`.
+//! [`upstream`] makes a catalog an upstream: it loads it into a store and serves its payload
+//! bytes (the server around it is [`crate::app::SimUpstream`]).
 
 mod approvals;
 mod catalog;
 pub mod categories;
+mod delivery;
+mod field;
 mod generate;
 mod leaves;
 mod mutate;
@@ -33,6 +37,8 @@ mod tests;
 pub use catalog::{
     Catalog, DeploymentDelta, Eula, GenOptions, Handler, SimDeployment, SimRevision, EPOCH,
 };
+pub use delivery::{Delivered, DeliveryAction};
+pub use field::FieldShapes;
 pub use mutate::MutateError;
 pub use oracle::{Offer, OfferAction};
 pub use payload::{FileId, PayloadError, PayloadFile, PayloadReader, Payloads};

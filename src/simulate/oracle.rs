@@ -13,7 +13,7 @@
 //! 3. Declined (hidden) updates are never offered (MS-WSUSSS §3.1.1 Revision table "Hidden";
 //!    INV §12.19: 0 of 3,982 declined delivered). Expired updates are not offered (their newest
 //!    revision is `PublicationState="Expired"`).
-//! 4. Bundled updates come with their bundle, with action Bundle and the bundle's deadline
+//! 4. Bundled updates come with their bundle, at any depth, with action Bundle and the bundle's deadline
 //!    (WUSP §2.2.2.2.4; INV §12.19).
 //! 5. An update is offered only when each prerequisite clause (AND of `AtLeastOne` ORs, a bare
 //!    prerequisite being a clause of one, category clauses included) names at least one update in
@@ -140,16 +140,26 @@ impl Catalog {
                 continue;
             };
             out.insert(key, Offer { action, deadline });
-            let bundled = self
+            // Bundles nest (KB2267602: bundles of bundles of leaves): every level rides along.
+            let mut todo: Vec<Uuid> = self
                 .revision(&key)
                 .map(|r| r.record.bundled.clone())
                 .unwrap_or_default();
-            for child in bundled {
+            let mut seen = HashSet::new();
+            while let Some(child) = todo.pop() {
+                if !seen.insert(child) {
+                    continue;
+                }
                 if let Some(ck) = self.offerable(&child, installed_non_leaf) {
                     out.entry(ck).or_insert(Offer {
                         action: OfferAction::Bundle,
                         deadline,
                     });
+                    todo.extend(
+                        self.revision(&ck)
+                            .map(|r| r.record.bundled.clone())
+                            .unwrap_or_default(),
+                    );
                 }
             }
         }

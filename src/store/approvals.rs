@@ -1,18 +1,18 @@
-//! Deployments (approvals) with their change log, declined (hidden) updates, accepted EULAs,
+//! Deployments (approvals; their change log is `deployment_log.rs`), declined (hidden) updates, accepted EULAs,
 //! and the replica-mode application of a GetDeployments answer. Groups: `target_groups.rs`.
 //!
 //! Replica mode replaces all of it from upstream's GetDeployments in one transaction
 //! ([`Store::apply_upstream_deployments`]); autonomous mode edits it one item at a time.
 //! All Computers and Unassigned Computers always exist and cannot be removed.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::schema::{self, dec, enc};
+use super::deployment_log::DepLog;
+use super::schema::{self, dec, enc, Tree};
 use super::target_groups::{drop_groups, is_builtin};
-use super::{abort, Store, StoreError, SyncState, Tx, TxResult};
+use super::{Store, StoreError, SyncState, Tx, TxResult};
 use crate::model::{groups, Deployment, TargetGroup};
 
 /// What one GetDeployments answer carries (MS-WSUSSS §3.1.4.10), ready to apply.
@@ -32,86 +32,6 @@ pub struct UpstreamDeployments {
     pub accepted_eulas: Vec<Uuid>,
 }
 
-/// Deployment changes after a change number (for the upstream side's GetDeployments).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeploymentChanges {
-    /// Deployments added or changed since, as they are now.
-    pub changed: Vec<Deployment>,
-    /// Deployments removed since (and not re-added).
-    pub dead: Vec<Uuid>,
-    /// The current change number: pass it next time.
-    pub seq: u64,
-}
-
-/// Every deployment write inside a transaction goes through this, so that it is logged in
-/// `dep_log` under a fresh change number (built anew on each transaction attempt), and lands
-/// in the live deployment tree.
-pub(super) struct DepLog {
-    next: Cell<u64>,
-    /// The live deployment tree (index into the transaction's view).
-    tree: usize,
-}
-
-/// The last committed deployment change number, read inside a transaction.
-pub(super) fn dep_seq_in_tx(tx: &Tx<'_>) -> TxResult<u64> {
-    match tx.get_raw(schema::META, schema::META_DEP_SEQ)? {
-        Some(v) => parse_seq(&v).map_err(abort),
-        None => Ok(0),
-    }
-}
-
-/// A `meta/dep_seq` value.
-pub(super) fn parse_seq(v: &[u8]) -> Result<u64, StoreError> {
-    Ok(u64::from_be_bytes(
-        v.try_into()
-            .map_err(|_| schema::corrupt("meta", "dep_seq"))?,
-    ))
-}
-
-/// A `dep_log` entry: deployment id ‖ 1 = put / 0 = removed.
-pub(super) fn log_entry(id: &Uuid, put: bool) -> [u8; 17] {
-    let mut v = [0u8; 17];
-    v[..16].copy_from_slice(id.as_bytes());
-    v[16] = put as u8;
-    v
-}
-
-impl DepLog {
-    pub(super) fn start(tx: &Tx<'_>) -> TxResult<DepLog> {
-        let last = dep_seq_in_tx(tx)?;
-        let live = tx.get_raw(schema::META, schema::META_DEP_LIVE)?;
-        Ok(DepLog {
-            next: Cell::new(last + 1),
-            tree: schema::dep_tree(live.as_deref()),
-        })
-    }
-
-    fn log(&self, tx: &Tx<'_>, id: &Uuid, put: bool) -> TxResult<()> {
-        let n = self.next.get();
-        tx.put_raw(schema::DEP_LOG, &n.to_be_bytes(), &log_entry(id, put))?;
-        self.next.set(n + 1);
-        Ok(())
-    }
-
-    pub(super) fn put(&self, tx: &Tx<'_>, d: &Deployment) -> TxResult<()> {
-        tx.put(self.tree, d.id.as_bytes(), d)?;
-        self.log(tx, &d.id, true)
-    }
-
-    pub(super) fn del(&self, tx: &Tx<'_>, id: &Uuid) -> TxResult<bool> {
-        let existed = tx.remove(self.tree, id.as_bytes())?;
-        if existed {
-            self.log(tx, id, false)?;
-        }
-        Ok(existed)
-    }
-
-    pub(super) fn finish(&self, tx: &Tx<'_>) -> TxResult<()> {
-        let last = self.next.get() - 1;
-        tx.put_raw(schema::META, schema::META_DEP_SEQ, &last.to_be_bytes())
-    }
-}
-
 /// Above this many deployment writes (puts, removals, and with a full replacement every
 /// stored deployment), [`Store::apply_upstream_deployments`] stages the new set in chunks
 /// instead of writing it in one transaction.
@@ -120,7 +40,7 @@ pub(super) const STAGE_ABOVE: usize = 2000;
 impl Store {
     /// The live deployment tree (see `meta/dep_live`).
     pub(super) fn live_deployments(&self) -> Result<&sled::Tree, StoreError> {
-        let live = self.tree(schema::META).get(schema::META_DEP_LIVE)?;
+        let live = self.tree(Tree::Meta).get(schema::META_DEP_LIVE)?;
         Ok(self.tree(schema::dep_tree(live.as_deref())))
     }
 
@@ -162,7 +82,7 @@ impl Store {
                 log.del(tx, id)?;
             }
             log.put(tx, d)?;
-            tx.remove(schema::DECLINED, d.update.update_id.as_bytes())?;
+            tx.remove(Tree::Declined, d.update.update_id.as_bytes())?;
             log.finish(tx)
         })
     }
@@ -190,62 +110,15 @@ impl Store {
         })
     }
 
-    /// The current deployment change number (0 before any deployment change).
-    pub fn deployment_seq(&self) -> Result<u64, StoreError> {
-        match self.tree(schema::META).get(schema::META_DEP_SEQ)? {
-            Some(v) => parse_seq(&v),
-            None => Ok(0),
-        }
-    }
-
-    /// What changed in deployments after change number `since` (0 = everything): changed
-    /// ones as they are now, removed ones by id, and the current number. The upstream side
-    /// answers GetDeployments from this (its deployment anchor carries the number).
-    /// Log entries above the committed number (a staged apply not made live yet, or the
-    /// leftovers of an interrupted one) are never reported.
-    pub fn deployment_changes_since(&self, since: u64) -> Result<DeploymentChanges, StoreError> {
-        let _w = self.writer();
-        let seq = self.deployment_seq()?;
-        let mut last: BTreeMap<Uuid, bool> = BTreeMap::new();
-        if since >= seq {
-            return Ok(DeploymentChanges {
-                seq,
-                ..Default::default()
-            });
-        }
-        for kv in self
-            .tree(schema::DEP_LOG)
-            .range((since + 1).to_be_bytes()..=seq.to_be_bytes())
-        {
-            let (_, v) = kv?;
-            if v.len() != 17 {
-                return Err(schema::corrupt("dep_log", "entry length"));
-            }
-            last.insert(schema::parse_uuid("dep_log", &v[..16])?, v[16] == 1);
-        }
-        let mut out = DeploymentChanges {
-            seq,
-            ..Default::default()
-        };
-        let live = self.live_deployments()?;
-        for id in last.keys() {
-            match live.get(id.as_bytes())? {
-                Some(v) => out.changed.push(dec("deployments", &v)?),
-                None => out.dead.push(*id),
-            }
-        }
-        Ok(out)
-    }
-
     /// Declined (hidden) update ids.
     pub fn declined_updates(&self) -> Result<Vec<Uuid>, StoreError> {
-        uuid_keys(self.tree(schema::DECLINED), "declined")
+        uuid_keys(self.tree(Tree::Declined), "declined")
     }
 
     /// Whether the update is declined.
     pub fn is_declined(&self, update_id: &Uuid) -> Result<bool, StoreError> {
         Ok(self
-            .tree(schema::DECLINED)
+            .tree(Tree::Declined)
             .contains_key(update_id.as_bytes())?)
     }
 
@@ -263,7 +136,7 @@ impl Store {
             for id in &ids {
                 log.del(tx, id)?;
             }
-            tx.put_raw(schema::DECLINED, update_id.as_bytes(), &[])?;
+            tx.put_raw(Tree::Declined, update_id.as_bytes(), &[])?;
             log.finish(tx)
         })
     }
@@ -271,24 +144,24 @@ impl Store {
     /// Un-declines an update.
     pub fn undecline(&self, update_id: &Uuid) -> Result<(), StoreError> {
         let _w = self.catalog_writer();
-        self.tree(schema::DECLINED).remove(update_id.as_bytes())?;
+        self.tree(Tree::Declined).remove(update_id.as_bytes())?;
         Ok(())
     }
 
     /// Accepted EULA ids.
     pub fn accepted_eulas(&self) -> Result<Vec<Uuid>, StoreError> {
-        uuid_keys(self.tree(schema::EULAS), "eulas")
+        uuid_keys(self.tree(Tree::Eulas), "eulas")
     }
 
     /// Whether a EULA is accepted.
     pub fn is_eula_accepted(&self, eula_id: &Uuid) -> Result<bool, StoreError> {
-        Ok(self.tree(schema::EULAS).contains_key(eula_id.as_bytes())?)
+        Ok(self.tree(Tree::Eulas).contains_key(eula_id.as_bytes())?)
     }
 
     /// Accepts a EULA (autonomous mode).
     pub fn accept_eula(&self, eula_id: &Uuid) -> Result<(), StoreError> {
         let _w = self.catalog_writer();
-        self.tree(schema::EULAS).insert(eula_id.as_bytes(), &[])?;
+        self.tree(Tree::Eulas).insert(eula_id.as_bytes(), &[])?;
         Ok(())
     }
 
@@ -390,7 +263,7 @@ fn uuid_keys(tree: &sled::Tree, name: &'static str) -> Result<Vec<Uuid>, StoreEr
 
 /// Makes GUID-set tree `i` exactly `new` (given its current content `old`); writes only the
 /// differences.
-pub(super) fn replace_set(tx: &Tx<'_>, i: usize, old: &[Uuid], new: &[Uuid]) -> TxResult<()> {
+pub(super) fn replace_set(tx: &Tx<'_>, i: Tree, old: &[Uuid], new: &[Uuid]) -> TxResult<()> {
     let new_set: BTreeSet<&Uuid> = new.iter().collect();
     let old_set: BTreeSet<&Uuid> = old.iter().collect();
     for id in old.iter().filter(|id| !new_set.contains(id)) {

@@ -5,14 +5,14 @@
 //! in their transactions; [`Store::put_compressed_blob`] only stores a form made from the
 //! XML the store holds at that moment.
 
-use super::schema::{self, rev_key};
+use super::schema::{self, rev_key, Tree};
 use super::{Store, StoreError};
 use crate::model::RevisionKey;
 
 impl Store {
     /// The cached compressed wire form of a revision, if any.
     pub fn compressed_blob(&self, key: &RevisionKey) -> Result<Option<String>, StoreError> {
-        match self.tree(schema::WIRE_BLOBS).get(rev_key(key))? {
+        match self.tree(Tree::WireBlobs).get(rev_key(key))? {
             Some(v) => Ok(Some(
                 String::from_utf8(v.to_vec()).map_err(|e| schema::corrupt("wire_blobs", e))?,
             )),
@@ -31,14 +31,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let k = rev_key(key);
         let _w = self.writer();
-        let current = match self.tree(schema::XML).get(k)? {
+        let current = match self.tree(Tree::Xml).get(k)? {
             Some(v) => schema::decompress(&v)?,
             None => return Ok(false),
         };
         if current != xml {
             return Ok(false);
         }
-        self.tree(schema::WIRE_BLOBS).insert(k, blob.as_bytes())?;
+        self.tree(Tree::WireBlobs).insert(k, blob.as_bytes())?;
         Ok(true)
     }
 }

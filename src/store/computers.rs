@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::schema::{self, dec, enc};
+use super::schema::{self, dec, enc, Tree};
 use super::{abort, Store, StoreError};
 use crate::model::RevisionKey;
 
@@ -93,13 +93,13 @@ impl Store {
     pub fn upsert_computer(&self, c: &Computer) -> Result<(), StoreError> {
         let v = enc(c)?;
         let _w = self.writer();
-        self.tree(schema::COMPUTERS).insert(c.id.as_bytes(), v)?;
+        self.tree(Tree::Computers).insert(c.id.as_bytes(), v)?;
         Ok(())
     }
 
     /// One computer by id.
     pub fn computer(&self, id: &str) -> Result<Option<Computer>, StoreError> {
-        match self.tree(schema::COMPUTERS).get(id.as_bytes())? {
+        match self.tree(Tree::Computers).get(id.as_bytes())? {
             Some(v) => Ok(Some(dec("computers", &v)?)),
             None => Ok(None),
         }
@@ -107,7 +107,7 @@ impl Store {
 
     /// Every computer, in id order.
     pub fn computers(&self) -> Result<Vec<Computer>, StoreError> {
-        self.tree(schema::COMPUTERS)
+        self.tree(Tree::Computers)
             .iter()
             .values()
             .map(|v| dec("computers", &v?))
@@ -118,15 +118,15 @@ impl Store {
     pub fn remove_computer(&self, id: &str) -> Result<bool, StoreError> {
         let _w = self.writer();
         let keys: Vec<sled::IVec> = self
-            .tree(schema::EVENTS)
+            .tree(Tree::Events)
             .scan_prefix(schema::events_prefix(id))
             .keys()
             .collect::<Result<_, _>>()?;
         self.txn(|tx| {
             for k in &keys {
-                tx.remove(schema::EVENTS, k)?;
+                tx.remove(Tree::Events, k)?;
             }
-            tx.remove(schema::COMPUTERS, id.as_bytes())
+            tx.remove(Tree::Computers, id.as_bytes())
         })
     }
 
@@ -151,8 +151,7 @@ impl Store {
             .computer(id)?
             .ok_or_else(|| StoreError::NotFound(format!("computer {id}")))?;
         f(&mut c);
-        self.tree(schema::COMPUTERS)
-            .insert(id.as_bytes(), enc(&c)?)?;
+        self.tree(Tree::Computers).insert(id.as_bytes(), enc(&c)?)?;
         Ok(())
     }
 
@@ -177,24 +176,24 @@ impl Store {
         let _w = self.writer();
         self.txn(|tx| {
             let mut c: Computer = tx
-                .get(schema::COMPUTERS, computer_id.as_bytes())?
+                .get(Tree::Computers, computer_id.as_bytes())?
                 .ok_or_else(|| abort(StoreError::NotFound(format!("computer {computer_id}"))))?;
             let mut new = 0;
             for (k, v) in &rows {
-                if tx.get_raw(schema::EVENTS, k)?.is_none() {
+                if tx.get_raw(Tree::Events, k)?.is_none() {
                     new += 1;
                 }
-                tx.put_raw(schema::EVENTS, k, v)?;
+                tx.put_raw(Tree::Events, k, v)?;
             }
             c.last_report_unix = Some(received_unix);
-            tx.put(schema::COMPUTERS, computer_id.as_bytes(), &c)?;
+            tx.put(Tree::Computers, computer_id.as_bytes(), &c)?;
             Ok(new)
         })
     }
 
     /// A computer's events, oldest first.
     pub fn events(&self, computer_id: &str) -> Result<Vec<ReportedEvent>, StoreError> {
-        self.tree(schema::EVENTS)
+        self.tree(Tree::Events)
             .scan_prefix(schema::events_prefix(computer_id))
             .values()
             .map(|v| dec("events", &v?))
@@ -203,7 +202,7 @@ impl Store {
 
     /// Deletes events older than `before_unix` (all computers); returns how many.
     pub fn prune_events(&self, before_unix: i64) -> Result<usize, StoreError> {
-        let t = self.tree(schema::EVENTS);
+        let t = self.tree(Tree::Events);
         let mut n = 0;
         for kv in t.iter() {
             let (k, v) = kv?;
@@ -225,7 +224,7 @@ impl Store {
         max_count: usize,
         max_bytes: u64,
     ) -> Result<usize, StoreError> {
-        let t = self.tree(schema::EVENTS);
+        let t = self.tree(Tree::Events);
         let _w = self.writer();
         // Oldest first (keys sort by time).
         let mut rows: Vec<(sled::IVec, u64)> = Vec::new();
@@ -252,7 +251,7 @@ impl Store {
 
     /// How many computers the server knows.
     pub fn computer_count(&self) -> Result<usize, StoreError> {
-        Ok(self.tree(schema::COMPUTERS).len())
+        Ok(self.tree(Tree::Computers).len())
     }
 
     /// Each update's needed / installed / failed status on a computer, from

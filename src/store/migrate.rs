@@ -10,7 +10,7 @@
 //! `tests/fixtures/store/` with a test in `tests/store_upgrade.rs`. Record fields added
 //! without a migration must be `#[serde(default)]` so older records still decode.
 
-use super::schema;
+use super::schema::{self, Tree};
 use super::{Store, StoreError, TxResult};
 
 /// The layout this binary writes.
@@ -33,7 +33,7 @@ const MIGRATIONS: [(&str, Step); SCHEMA_VERSION as usize] = [(
 impl Store {
     /// The schema version recorded in the store (0 when it predates versioning).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        match self.tree(schema::META).get(META_SCHEMA_VERSION)? {
+        match self.tree(Tree::Meta).get(META_SCHEMA_VERSION)? {
             Some(v) => schema::parse_u32("meta", &v),
             None => Ok(0),
         }
@@ -51,7 +51,7 @@ impl Store {
         if fresh {
             self.txn(|tx| {
                 tx.put_raw(
-                    schema::META,
+                    Tree::Meta,
                     META_SCHEMA_VERSION,
                     &SCHEMA_VERSION.to_be_bytes(),
                 )
@@ -62,7 +62,7 @@ impl Store {
             let (what, step) = MIGRATIONS[v as usize];
             self.txn(|tx| {
                 step(tx)?;
-                tx.put_raw(schema::META, META_SCHEMA_VERSION, &(v + 1).to_be_bytes())
+                tx.put_raw(Tree::Meta, META_SCHEMA_VERSION, &(v + 1).to_be_bytes())
             })?;
             tracing::info!(from = v, to = v + 1, what, "store: schema migrated");
         }
@@ -85,7 +85,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         {
             let s = Store::open(d.path()).unwrap();
-            s.tree(schema::META)
+            s.tree(Tree::Meta)
                 .insert(META_SCHEMA_VERSION, &(SCHEMA_VERSION + 1).to_be_bytes())
                 .unwrap();
             s.flush().unwrap();
@@ -103,7 +103,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         {
             let s = Store::open(d.path()).unwrap();
-            s.tree(schema::META).remove(META_SCHEMA_VERSION).unwrap();
+            s.tree(Tree::Meta).remove(META_SCHEMA_VERSION).unwrap();
             s.flush().unwrap();
             assert_eq!(s.schema_version().unwrap(), 0);
         }

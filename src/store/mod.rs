@@ -6,8 +6,9 @@
 //! On disk: `dir/store.lock` (the exclusive lock, holder's pid inside) and `dir/db/` (sled).
 //! Trees and key encodings: [`schema`](self) (`schema.rs`). Code by concern: `objects.rs`
 //! (content + object index), `updates.rs` (revisions, `commit_batch`), `sync_state.rs`,
-//! `target_groups.rs`, `approvals.rs` (deployments, declines, EULAs), `computers.rs` (computers, events),
-//! `snapshot.rs` (export/import).
+//! `target_groups.rs`, `approvals.rs` (deployments, declines, EULAs), `deployment_log.rs`
+//! (the numbered deployment change log), `subscription.rs`, `approved_files.rs`,
+//! `computers.rs` (computers, events), `snapshot.rs` (export/import).
 //!
 //! # API at a glance (all methods on [`Store`], all synchronous)
 //! - lifecycle: `open(dir)` (runs the schema migrations, `migrate.rs`), `flush()`,
@@ -24,6 +25,8 @@
 //!   `missing_revisions`, `next_local_id`, `removed_since`
 //! - sync state: `sync_state`, `set_sync_state`, `cookie`, `set_cookie`, `setting`,
 //!   `set_setting`, `settings`
+//! - subscription: `subscription(&SyncConfig)` (stored, else configured), `stored_subscription`,
+//!   `set_subscription`
 //! - approved content: `approved_files` (also on a snapshot; `approved_files.rs` is the one
 //!   definition of the files of approved updates)
 //! - approvals: `groups`, `group`, `group_by_name`, `add_group`, `remove_group`,
@@ -91,6 +94,7 @@ mod approved_files;
 mod blob_cache;
 mod compliance;
 mod computers;
+mod deployment_log;
 mod error;
 mod lock;
 mod malloc;
@@ -99,6 +103,7 @@ mod objects;
 mod schema;
 mod snapshot;
 mod staged;
+mod subscription;
 mod sync_state;
 mod target_groups;
 #[cfg(test)]
@@ -109,26 +114,29 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use schema::Tree;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 use uuid::Uuid;
 
-pub use approvals::{DeploymentChanges, UpstreamDeployments};
+pub use approvals::UpstreamDeployments;
 pub use compliance::events as compliance_events;
 pub use compliance::{
     derive_states, DownstreamComputer, DownstreamServer, DownstreamStatus, RollupSent,
     StatusRecord, UpdateState,
 };
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
+pub use deployment_log::DeploymentChanges;
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
 pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
 pub use migrate::SCHEMA_VERSION;
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
-pub use sync_state::{SkippedRevision, SyncOutcome, SyncState};
+pub use subscription::{Subscription, SUBSCRIPTION_SETTING};
+pub use sync_state::{AnchorCover, SkippedRevision, SyncOutcome, SyncState, UpstreamFlags};
 pub use updates::{NewRevision, StoredRevision};
 
 use crate::model::{groups, TargetGroup};
@@ -150,7 +158,7 @@ struct Inner {
     db: sled::Db,
     objects: sled::Tree,
     kv: sled::Tree,
-    /// The trees of [`schema::META_TREES`], in that order.
+    /// The trees of [`Tree::ALL`], in that order.
     meta: Vec<sled::Tree>,
     /// Serializes metadata writers that read outside their transaction (scans) before writing.
     write: Mutex<()>,
@@ -177,30 +185,30 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-/// The transactional view of every metadata tree (indices from [`schema`]).
+/// The transactional view of every metadata tree (addressed by [`Tree`]).
 struct Tx<'a>(&'a [TransactionalTree]);
 
 impl Tx<'_> {
-    fn get_raw(&self, i: usize, key: &[u8]) -> TxResult<Option<sled::IVec>> {
-        Ok(self.0[i].get(key)?)
+    fn get_raw(&self, i: Tree, key: &[u8]) -> TxResult<Option<sled::IVec>> {
+        Ok(self.0[i.index()].get(key)?)
     }
-    fn get<T: DeserializeOwned>(&self, i: usize, key: &[u8]) -> TxResult<Option<T>> {
-        match self.0[i].get(key)? {
-            Some(v) => Ok(Some(schema::dec(schema::tree_name(i), &v).map_err(abort)?)),
+    fn get<T: DeserializeOwned>(&self, i: Tree, key: &[u8]) -> TxResult<Option<T>> {
+        match self.0[i.index()].get(key)? {
+            Some(v) => Ok(Some(schema::dec(i.name(), &v).map_err(abort)?)),
             None => Ok(None),
         }
     }
-    fn put_raw(&self, i: usize, key: &[u8], value: &[u8]) -> TxResult<()> {
-        self.0[i].insert(key, value)?;
+    fn put_raw(&self, i: Tree, key: &[u8], value: &[u8]) -> TxResult<()> {
+        self.0[i.index()].insert(key, value)?;
         Ok(())
     }
-    fn put<T: Serialize>(&self, i: usize, key: &[u8], value: &T) -> TxResult<()> {
+    fn put<T: Serialize>(&self, i: Tree, key: &[u8], value: &T) -> TxResult<()> {
         let v = schema::enc(value).map_err(abort)?;
-        self.0[i].insert(key, v)?;
+        self.0[i.index()].insert(key, v)?;
         Ok(())
     }
-    fn remove(&self, i: usize, key: &[u8]) -> TxResult<bool> {
-        Ok(self.0[i].remove(key)?.is_some())
+    fn remove(&self, i: Tree, key: &[u8]) -> TxResult<bool> {
+        Ok(self.0[i.index()].remove(key)?.is_some())
     }
 }
 
@@ -244,9 +252,9 @@ impl Store {
         };
         let objects = db.open_tree(schema::OBJECTS)?;
         let kv = db.open_tree(schema::KV)?;
-        let meta = schema::META_TREES
+        let meta = Tree::ALL
             .iter()
-            .map(|n| db.open_tree(n))
+            .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -260,7 +268,7 @@ impl Store {
             }),
         };
         let fresh = store
-            .tree(schema::META)
+            .tree(Tree::Meta)
             .get(schema::META_SERVER_ID)?
             .is_none();
         store.init()?;
@@ -280,26 +288,24 @@ impl Store {
     /// First-open initialisation, idempotent: server id, epoch, id counter, built-in groups.
     fn init(&self) -> Result<(), StoreError> {
         let fresh_id = Uuid::new_v4();
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         self.txn(|tx| {
-            if tx.get_raw(schema::META, schema::META_SERVER_ID)?.is_none() {
-                tx.put_raw(schema::META, schema::META_SERVER_ID, fresh_id.as_bytes())?;
+            if tx.get_raw(Tree::Meta, schema::META_SERVER_ID)?.is_none() {
+                tx.put_raw(Tree::Meta, schema::META_SERVER_ID, fresh_id.as_bytes())?;
+                tx.put_raw(Tree::Meta, schema::META_CREATED, &now_ms.to_be_bytes())?;
             }
-            if tx.get_raw(schema::META, schema::META_EPOCH)?.is_none() {
-                tx.put_raw(schema::META, schema::META_EPOCH, &1u32.to_be_bytes())?;
+            if tx.get_raw(Tree::Meta, schema::META_EPOCH)?.is_none() {
+                tx.put_raw(Tree::Meta, schema::META_EPOCH, &1u32.to_be_bytes())?;
             }
             if tx
-                .get_raw(schema::META, schema::META_NEXT_LOCAL_ID)?
+                .get_raw(Tree::Meta, schema::META_NEXT_LOCAL_ID)?
                 .is_none()
             {
-                tx.put_raw(
-                    schema::META,
-                    schema::META_NEXT_LOCAL_ID,
-                    &1u32.to_be_bytes(),
-                )?;
+                tx.put_raw(Tree::Meta, schema::META_NEXT_LOCAL_ID, &1u32.to_be_bytes())?;
             }
             for g in builtin_groups() {
-                if tx.get_raw(schema::GROUPS, g.id.as_bytes())?.is_none() {
-                    tx.put(schema::GROUPS, g.id.as_bytes(), &g)?;
+                if tx.get_raw(Tree::Groups, g.id.as_bytes())?.is_none() {
+                    tx.put(Tree::Groups, g.id.as_bytes(), &g)?;
                 }
             }
             Ok(())
@@ -315,17 +321,27 @@ impl Store {
     /// This server's GUID, generated at first open and kept for the life of the data dir.
     pub fn server_id(&self) -> Result<Uuid, StoreError> {
         let v = self
-            .tree(schema::META)
+            .tree(Tree::Meta)
             .get(schema::META_SERVER_ID)?
             .ok_or_else(|| schema::corrupt("meta", "server id missing"))?;
         schema::parse_uuid("meta", &v)
+    }
+
+    /// When this store was created (unix milliseconds); `None` for a store older than the
+    /// record. Anchors handed out before it come from an earlier store.
+    pub fn created_unix_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tree(Tree::Meta)
+            .get(schema::META_CREATED)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
     }
 
     /// The revision-id-space epoch (starts at 1). Clients' cookies embed it; when it differs
     /// from theirs the client service answers `ServerChanged`.
     pub fn revision_epoch(&self) -> Result<u32, StoreError> {
         let v = self
-            .tree(schema::META)
+            .tree(Tree::Meta)
             .get(schema::META_EPOCH)?
             .ok_or_else(|| schema::corrupt("meta", "epoch missing"))?;
         schema::parse_u32("meta", &v)
@@ -338,8 +354,8 @@ impl Store {
     }
 
     /// A metadata tree by index.
-    fn tree(&self, i: usize) -> &sled::Tree {
-        &self.inner.meta[i]
+    fn tree(&self, t: Tree) -> &sled::Tree {
+        &self.inner.meta[t.index()]
     }
 
     /// Takes the metadata writer lock (see [`Inner::write`]).
@@ -386,12 +402,12 @@ impl Drop for CatalogGuard<'_> {
 
 /// Increments the epoch inside a transaction.
 fn bump_epoch(tx: &Tx<'_>) -> TxResult<u32> {
-    let cur = match tx.get_raw(schema::META, schema::META_EPOCH)? {
+    let cur = match tx.get_raw(Tree::Meta, schema::META_EPOCH)? {
         Some(v) => schema::parse_u32("meta", &v).map_err(abort)?,
         None => 0,
     };
     let next = cur.wrapping_add(1).max(1);
-    tx.put_raw(schema::META, schema::META_EPOCH, &next.to_be_bytes())?;
+    tx.put_raw(Tree::Meta, schema::META_EPOCH, &next.to_be_bytes())?;
     Ok(next)
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::schema::{self, dec, enc};
+use super::schema::{self, dec, enc, Tree};
 use super::{Store, StoreError};
 use crate::model::FileRecord;
 
@@ -30,13 +30,13 @@ impl Store {
         for f in files {
             batch.insert(&f.sha1[..], enc(f)?);
         }
-        self.tree(schema::CONTENT).apply_batch(batch)?;
+        self.tree(Tree::Content).apply_batch(batch)?;
         Ok(())
     }
 
     /// The declared file with this SHA-1, if any metadata declares one.
     pub fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, StoreError> {
-        match self.tree(schema::CONTENT).get(sha1)? {
+        match self.tree(Tree::Content).get(sha1)? {
             Some(v) => Ok(Some(dec("content", &v)?)),
             None => Ok(None),
         }
@@ -44,7 +44,7 @@ impl Store {
 
     /// Every declared file (for prefetch planning, cleanup and stats), in SHA-1 order.
     pub fn expected_files(&self) -> Result<Vec<FileRecord>, StoreError> {
-        self.tree(schema::CONTENT)
+        self.tree(Tree::Content)
             .iter()
             .values()
             .map(|v| dec("content", &v?))
@@ -57,7 +57,7 @@ impl Store {
         for s in sha1s {
             batch.remove(&s[..]);
         }
-        self.tree(schema::CONTENT).apply_batch(batch)?;
+        self.tree(Tree::Content).apply_batch(batch)?;
         Ok(())
     }
 

@@ -41,60 +41,97 @@ use crate::model::RevisionKey;
 /// Object index: what the content cache holds (not part of metadata transactions).
 pub const OBJECTS: &str = "objects";
 
-/// The metadata trees, in the order of [`Tx`](super::Tx)'s view (indices below).
-pub const META_TREES: [&str; 17] = [
-    "content",
-    "revisions",
-    "xml",
-    "latest",
-    "local_ids",
-    "removed",
-    "meta",
-    "sync",
-    "groups",
-    "deployments",
-    "declined",
-    "eulas",
-    "computers",
-    "events",
-    "dep_log",
-    "deployments_b",
-    "wire_blobs",
-];
-/// Index of `content` in [`META_TREES`].
-pub const CONTENT: usize = 0;
-/// Index of `revisions`.
-pub const REVISIONS: usize = 1;
-/// Index of `xml`.
-pub const XML: usize = 2;
-/// Index of `latest`.
-pub const LATEST: usize = 3;
-/// Index of `local_ids`.
-pub const LOCAL_IDS: usize = 4;
-/// Index of `removed`.
-pub const REMOVED: usize = 5;
-/// Index of `meta`.
-pub const META: usize = 6;
-/// Index of `sync`.
-pub const SYNC: usize = 7;
-/// Index of `groups`.
-pub const GROUPS: usize = 8;
-/// Index of `deployments`.
-pub const DEPLOYMENTS: usize = 9;
-/// Index of `declined`.
-pub const DECLINED: usize = 10;
-/// Index of `eulas`.
-pub const EULAS: usize = 11;
-/// Index of `computers`.
-pub const COMPUTERS: usize = 12;
-/// Index of `events`.
-pub const EVENTS: usize = 13;
-/// Index of `dep_log`.
-pub const DEP_LOG: usize = 14;
-/// Index of `deployments_b` (the second deployment generation).
-pub const DEPLOYMENTS_B: usize = 15;
-/// Index of `wire_blobs`.
-pub const WIRE_BLOBS: usize = 16;
+/// A metadata tree: the transactional set every [`Tx`](super::Tx) views, addressed by name
+/// instead of a bare index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tree {
+    /// `content`: the content index (SHA-1 → declared file).
+    Content,
+    /// `revisions`: revision records.
+    Revisions,
+    /// `xml`: compressed update XML.
+    Xml,
+    /// `latest`: update id → newest revision.
+    Latest,
+    /// `local_ids`: local revision id → revision key.
+    LocalIds,
+    /// `removed`: tombstones of removed revisions.
+    Removed,
+    /// `meta`: server id, epoch, counters, deployment bookkeeping.
+    Meta,
+    /// `sync`: sync state, anchors and cookies.
+    Sync,
+    /// `groups`: target groups.
+    Groups,
+    /// `deployments`: approvals (first generation).
+    Deployments,
+    /// `declined`: declined (hidden) update ids.
+    Declined,
+    /// `eulas`: accepted EULA ids.
+    Eulas,
+    /// `computers`: client computers.
+    Computers,
+    /// `events`: client reporting events.
+    Events,
+    /// `dep_log`: the deployment change log.
+    DepLog,
+    /// `deployments_b`: approvals (second generation, for staged applies).
+    DeploymentsB,
+    /// `wire_blobs`: cached compressed wire forms of revisions.
+    WireBlobs,
+}
+
+impl Tree {
+    /// Every metadata tree, in the order of the transaction's view.
+    pub const ALL: [Tree; 17] = [
+        Tree::Content,
+        Tree::Revisions,
+        Tree::Xml,
+        Tree::Latest,
+        Tree::LocalIds,
+        Tree::Removed,
+        Tree::Meta,
+        Tree::Sync,
+        Tree::Groups,
+        Tree::Deployments,
+        Tree::Declined,
+        Tree::Eulas,
+        Tree::Computers,
+        Tree::Events,
+        Tree::DepLog,
+        Tree::DeploymentsB,
+        Tree::WireBlobs,
+    ];
+
+    /// The sled tree name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tree::Content => "content",
+            Tree::Revisions => "revisions",
+            Tree::Xml => "xml",
+            Tree::Latest => "latest",
+            Tree::LocalIds => "local_ids",
+            Tree::Removed => "removed",
+            Tree::Meta => "meta",
+            Tree::Sync => "sync",
+            Tree::Groups => "groups",
+            Tree::Deployments => "deployments",
+            Tree::Declined => "declined",
+            Tree::Eulas => "eulas",
+            Tree::Computers => "computers",
+            Tree::Events => "events",
+            Tree::DepLog => "dep_log",
+            Tree::DeploymentsB => "deployments_b",
+            Tree::WireBlobs => "wire_blobs",
+        }
+    }
+
+    /// Position in [`Tree::ALL`] (and in the transaction's view).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Small settings (outside the transactional set; single-key writes).
 pub const KV: &str = "kv";
 /// Downstream servers that rolled up here (side tree, `compliance.rs`).
@@ -110,6 +147,8 @@ pub const ROLLUP_SENT: &str = "rollup_sent";
 pub const META_SERVER_ID: &[u8] = b"server_id";
 /// `meta` key: the revision-id-space epoch (u32 BE).
 pub const META_EPOCH: &[u8] = b"epoch";
+/// Unix milliseconds when the store was created (absent in stores older than the key).
+pub const META_CREATED: &[u8] = b"created_unix_ms";
 /// `meta` key: the next local revision id to hand out (u32 BE).
 pub const META_NEXT_LOCAL_ID: &[u8] = b"next_local_id";
 /// `meta` key: the last deployment change number used (u64 BE).
@@ -122,31 +161,26 @@ pub const SYNC_STATE: &[u8] = b"state";
 /// `sync` key prefix for cookie blobs.
 pub const SYNC_COOKIE_PREFIX: &str = "cookie/";
 
-/// The deployment tree index a `meta/dep_live` value names.
-pub fn dep_tree(live: Option<&[u8]>) -> usize {
+/// The deployment tree a `meta/dep_live` value names.
+pub fn dep_tree(live: Option<&[u8]>) -> Tree {
     match live {
-        Some([1]) => DEPLOYMENTS_B,
-        _ => DEPLOYMENTS,
+        Some([1]) => Tree::DeploymentsB,
+        _ => Tree::Deployments,
     }
 }
 
 /// The other deployment tree (staging) of a live one.
-pub fn other_dep_tree(live: usize) -> usize {
-    if live == DEPLOYMENTS_B {
-        DEPLOYMENTS
+pub fn other_dep_tree(live: Tree) -> Tree {
+    if live == Tree::DeploymentsB {
+        Tree::Deployments
     } else {
-        DEPLOYMENTS_B
+        Tree::DeploymentsB
     }
 }
 
-/// The `meta/dep_live` value naming deployment tree `i`.
-pub fn dep_live_value(i: usize) -> [u8; 1] {
-    [u8::from(i == DEPLOYMENTS_B)]
-}
-
-/// Name of tree `i` for error messages.
-pub fn tree_name(i: usize) -> &'static str {
-    META_TREES.get(i).copied().unwrap_or("?")
+/// The `meta/dep_live` value naming deployment tree `t`.
+pub fn dep_live_value(t: Tree) -> [u8; 1] {
+    [u8::from(t == Tree::DeploymentsB)]
 }
 
 /// Encodes a value as JSON.

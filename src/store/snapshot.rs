@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::approvals::{replace_set, DepLog};
-use super::schema::{self, dec, enc};
+use super::approvals::replace_set;
+use super::deployment_log::DepLog;
+use super::schema::{self, dec, enc, Tree};
 use super::updates::{insert_in_tx, prepare, remove_in_tx};
 use super::{Store, StoreError, SyncState};
 use crate::model::{groups, Deployment, FileRecord, RevisionKey, TargetGroup, UpdateRecord};
@@ -80,13 +81,13 @@ impl Store {
     fn snapshot_inner(&self, since: Option<u32>) -> Result<MetadataSnapshot, StoreError> {
         let _w = self.writer();
         let mut revisions = Vec::new();
-        for kv in self.tree(schema::REVISIONS).iter() {
+        for kv in self.tree(Tree::Revisions).iter() {
             let (k, v) = kv?;
             let row = super::updates::decode_row(&v)?;
             if since.is_some_and(|s| row.local_id < s) {
                 continue;
             }
-            let xml = match self.tree(schema::XML).get(&k)? {
+            let xml = match self.tree(Tree::Xml).get(&k)? {
                 Some(x) => schema::decompress(&x)?,
                 None => {
                     return Err(schema::corrupt(
@@ -102,7 +103,7 @@ impl Store {
         }
         let files = match since {
             None => self
-                .tree(schema::CONTENT)
+                .tree(Tree::Content)
                 .iter()
                 .values()
                 .map(|v| dec("content", &v?))
@@ -185,7 +186,7 @@ impl Store {
         }
         let stale_files: Vec<sled::IVec> = match mode {
             ApplyMode::Replace => self
-                .tree(schema::CONTENT)
+                .tree(Tree::Content)
                 .iter()
                 .keys()
                 .filter(|k| {
@@ -225,16 +226,16 @@ impl Store {
             insert_in_tx(tx, &prepared)?;
             remove_in_tx(tx, &doomed, &latest)?;
             for k in &stale_files {
-                tx.remove(schema::CONTENT, k)?;
+                tx.remove(Tree::Content, k)?;
             }
             for (sha1, v) in &files {
-                tx.put_raw(schema::CONTENT, sha1, v)?;
+                tx.put_raw(Tree::Content, sha1, v)?;
             }
             for id in &gone_groups {
-                tx.remove(schema::GROUPS, id.as_bytes())?;
+                tx.remove(Tree::Groups, id.as_bytes())?;
             }
             for g in &new_groups {
-                tx.put(schema::GROUPS, g.id.as_bytes(), g)?;
+                tx.put(Tree::Groups, g.id.as_bytes(), g)?;
             }
             for c in computers
                 .iter()
@@ -242,7 +243,7 @@ impl Store {
             {
                 let mut c = c.clone();
                 c.groups.retain(|g| !gone_groups.contains(g));
-                tx.put(schema::COMPUTERS, c.id.as_bytes(), &c)?;
+                tx.put(Tree::Computers, c.id.as_bytes(), &c)?;
             }
             let log = DepLog::start(tx)?;
             for d in old_deployments.iter().filter(|d| !new_ids.contains(&d.id)) {
@@ -256,10 +257,10 @@ impl Store {
                 log.put(tx, d)?;
             }
             log.finish(tx)?;
-            replace_set(tx, schema::DECLINED, &old_declined, &snap.declined)?;
-            replace_set(tx, schema::EULAS, &old_eulas, &snap.accepted_eulas)?;
+            replace_set(tx, Tree::Declined, &old_declined, &snap.declined)?;
+            replace_set(tx, Tree::Eulas, &old_eulas, &snap.accepted_eulas)?;
             if let Some(s) = &state {
-                tx.put_raw(schema::SYNC, schema::SYNC_STATE, s)?;
+                tx.put_raw(Tree::Sync, schema::SYNC_STATE, s)?;
             }
             Ok(())
         })?;

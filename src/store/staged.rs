@@ -23,9 +23,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
-use super::approvals::{log_entry, replace_set, DepLog, UpstreamDeployments};
+use super::approvals::{replace_set, UpstreamDeployments};
 use super::computers::Computer;
-use super::schema::{self, dec, enc};
+use super::deployment_log::{log_entry, DepLog};
+use super::schema::{self, dec, enc, Tree};
 use super::target_groups::drop_groups;
 use super::{abort, Store, StoreError, Tx, TxResult};
 use crate::model::{Deployment, TargetGroup};
@@ -53,12 +54,12 @@ impl Rest<'_> {
     /// Groups, declines, EULAs and the sync state (computers are `drop_groups`'s).
     pub(super) fn write(&self, tx: &Tx<'_>) -> TxResult<()> {
         for g in self.incoming {
-            tx.put(schema::GROUPS, g.id.as_bytes(), g)?;
+            tx.put(Tree::Groups, g.id.as_bytes(), g)?;
         }
-        replace_set(tx, schema::DECLINED, self.declined.0, self.declined.1)?;
-        replace_set(tx, schema::EULAS, self.eulas.0, self.eulas.1)?;
+        replace_set(tx, Tree::Declined, self.declined.0, self.declined.1)?;
+        replace_set(tx, Tree::Eulas, self.eulas.0, self.eulas.1)?;
         if let Some(s) = self.state {
-            tx.put_raw(schema::SYNC, schema::SYNC_STATE, s)?;
+            tx.put_raw(Tree::Sync, schema::SYNC_STATE, s)?;
         }
         Ok(())
     }
@@ -67,8 +68,8 @@ impl Rest<'_> {
 /// A deployment set written to the staging tree, not live yet.
 #[derive(Debug)]
 pub(super) struct Staged {
-    /// The staging tree (index in `META_TREES`).
-    tree: usize,
+    /// The staging tree.
+    tree: Tree,
     /// `dep_seq` when staging started (the flip checks nobody moved it).
     base_seq: u64,
     /// The last change number staged (= `base_seq` when nothing changed).
@@ -120,7 +121,7 @@ impl Store {
     /// Removes `dep_log` entries above the committed number `seq` (an unfinished staged
     /// apply's). Returns how many.
     pub(super) fn discard_uncommitted_log(&self, seq: u64) -> Result<usize, StoreError> {
-        let log = self.tree(schema::DEP_LOG);
+        let log = self.tree(Tree::DepLog);
         let mut n = 0;
         loop {
             let keys = log
@@ -141,7 +142,7 @@ impl Store {
     }
 
     /// Empties tree `i` in batches of `chunk`.
-    fn clear_tree(&self, i: usize, chunk: usize) -> Result<(), StoreError> {
+    fn clear_tree(&self, i: Tree, chunk: usize) -> Result<(), StoreError> {
         let t = self.tree(i);
         loop {
             let keys = t
@@ -170,11 +171,7 @@ impl Store {
         doomed: &BTreeSet<Uuid>,
         chunk: usize,
     ) -> Result<Staged, StoreError> {
-        let live_i = schema::dep_tree(
-            self.tree(schema::META)
-                .get(schema::META_DEP_LIVE)?
-                .as_deref(),
-        );
+        let live_i = schema::dep_tree(self.tree(Tree::Meta).get(schema::META_DEP_LIVE)?.as_deref());
         let stage_i = schema::other_dep_tree(live_i);
         let base_seq = self.deployment_seq()?;
         let discarded = self.discard_uncommitted_log(base_seq)?;
@@ -204,15 +201,15 @@ impl Store {
         up: &UpstreamDeployments,
         doomed: &BTreeSet<Uuid>,
         chunk: usize,
-        live_i: usize,
-        stage_i: usize,
+        live_i: Tree,
+        stage_i: Tree,
         base_seq: u64,
     ) -> Result<u64, StoreError> {
         let listed: HashMap<Uuid, &Deployment> = up.deployments.iter().map(|d| (d.id, d)).collect();
         let dead: HashSet<&Uuid> = up.dead_deployments.iter().collect();
         let mut w = StageWriter {
             stage: self.tree(stage_i),
-            log: self.tree(schema::DEP_LOG),
+            log: self.tree(Tree::DepLog),
             stage_batch: sled::Batch::default(),
             log_batch: sled::Batch::default(),
             pending: 0,
@@ -263,7 +260,7 @@ impl Store {
         rest: &Rest<'_>,
     ) -> Result<(), StoreError> {
         self.txn(|tx| {
-            if super::approvals::dep_seq_in_tx(tx)? != staged.base_seq {
+            if super::deployment_log::dep_seq_in_tx(tx)? != staged.base_seq {
                 return Err(abort(StoreError::Invalid(
                     "deployments changed while a new set was staged".into(),
                 )));
@@ -273,12 +270,12 @@ impl Store {
             drop_groups(tx, &log, rest.doomed, &[], rest.computers)?;
             rest.write(tx)?;
             tx.put_raw(
-                schema::META,
+                Tree::Meta,
                 schema::META_DEP_LIVE,
                 &schema::dep_live_value(staged.tree),
             )?;
             tx.put_raw(
-                schema::META,
+                Tree::Meta,
                 schema::META_DEP_SEQ,
                 &staged.last_seq.to_be_bytes(),
             )

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::schema::{self, dec, enc};
+use super::schema::{self, dec, enc, Tree};
 use super::{Store, StoreError};
 
 /// What a downstream remembers between syncs (MS-WSUSSS §3.1.1 "Parent USS State").
@@ -34,6 +34,40 @@ pub struct SyncState {
     /// ask for them again; emptied as they arrive.
     #[serde(default)]
     pub skipped: Vec<SkippedRevision>,
+    /// Upstream's language table (LCID, short name) from the last GetConfigData that carried
+    /// one (an anchored GetConfigData may not): a `[sync] languages` filter resolves against it
+    /// on every sync.
+    #[serde(default)]
+    pub language_table: Vec<(i32, String)>,
+    /// What `sync_anchor` covers: the products, classifications (GUIDs) and languages (LCIDs)
+    /// of the software pass that wrote it. Categories added since are asked with `Delta=false`.
+    #[serde(default)]
+    pub anchor_covers: AnchorCover,
+    /// The upstream's GetConfigData flags, relayed to this server's own downstreams.
+    #[serde(default)]
+    pub upstream_flags: Option<UpstreamFlags>,
+}
+
+/// GetConfigData flags learned from upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamFlags {
+    /// `CatalogOnlySync`: the upstream holds no files (clients fetch from Microsoft Update).
+    pub catalog_only_sync: bool,
+    /// `LazySync`.
+    pub lazy_sync: bool,
+    /// `ServerHostsPsfFiles`.
+    pub server_hosts_psf_files: bool,
+}
+
+/// The filter a software-pass anchor was obtained with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorCover {
+    /// Product (and other non-classification) category ids.
+    pub products: Vec<uuid::Uuid>,
+    /// Classification ids.
+    pub classifications: Vec<uuid::Uuid>,
+    /// LCIDs (empty = no language filter: all).
+    pub languages: Vec<i32>,
 }
 
 /// A revision a sync could not take (issue 14: `"skipped": [{"id", "revision", "reason"}]`).
@@ -54,6 +88,7 @@ impl SyncState {
         self.categories_anchor = None;
         self.sync_anchor = None;
         self.deployment_anchor = None;
+        self.anchor_covers = AnchorCover::default();
     }
 }
 
@@ -79,7 +114,7 @@ pub struct SyncOutcome {
 impl Store {
     /// The stored sync state (default when never synced).
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        match self.tree(schema::SYNC).get(schema::SYNC_STATE)? {
+        match self.tree(Tree::Sync).get(schema::SYNC_STATE)? {
             Some(v) => dec("sync", &v),
             None => Ok(SyncState::default()),
         }
@@ -90,22 +125,22 @@ impl Store {
     pub fn set_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
         let v = enc(state)?;
         let _w = self.writer();
-        self.tree(schema::SYNC).insert(schema::SYNC_STATE, v)?;
+        self.tree(Tree::Sync).insert(schema::SYNC_STATE, v)?;
         Ok(())
     }
 
     /// A stored cookie blob (e.g. `"auth"`, `"server"`: upstream's opaque cookies).
     pub fn cookie(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
-        Ok(self.tree(schema::SYNC).get(key)?.map(|v| v.to_vec()))
+        Ok(self.tree(Tree::Sync).get(key)?.map(|v| v.to_vec()))
     }
 
     /// Stores (`Some`) or forgets (`None`) a cookie blob.
     pub fn set_cookie(&self, name: &str, blob: Option<&[u8]>) -> Result<(), StoreError> {
         let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
         match blob {
-            Some(b) => self.tree(schema::SYNC).insert(key, b)?,
-            None => self.tree(schema::SYNC).remove(key)?,
+            Some(b) => self.tree(Tree::Sync).insert(key, b)?,
+            None => self.tree(Tree::Sync).remove(key)?,
         };
         Ok(())
     }

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use super::approvals::DepLog;
 use super::computers::Computer;
-use super::schema::{self, dec, enc};
+use super::deployment_log::DepLog;
+use super::schema::{dec, enc, Tree};
 use super::{abort, Store, StoreError, Tx, TxResult};
 use crate::model::{groups, Deployment, TargetGroup};
 
@@ -20,7 +20,7 @@ pub(super) fn is_builtin(id: &Uuid) -> bool {
 impl Store {
     /// Every target group (All Computers and Unassigned Computers included), in id order.
     pub fn groups(&self) -> Result<Vec<TargetGroup>, StoreError> {
-        self.tree(schema::GROUPS)
+        self.tree(Tree::Groups)
             .iter()
             .values()
             .map(|v| dec("groups", &v?))
@@ -29,7 +29,7 @@ impl Store {
 
     /// One group by id.
     pub fn group(&self, id: &Uuid) -> Result<Option<TargetGroup>, StoreError> {
-        match self.tree(schema::GROUPS).get(id.as_bytes())? {
+        match self.tree(Tree::Groups).get(id.as_bytes())? {
             Some(v) => Ok(Some(dec("groups", &v)?)),
             None => Ok(None),
         }
@@ -62,8 +62,7 @@ impl Store {
         if self.group(&parent)?.is_none() {
             return Err(StoreError::NotFound(format!("parent group {parent}")));
         }
-        self.tree(schema::GROUPS)
-            .insert(g.id.as_bytes(), enc(&g)?)?;
+        self.tree(Tree::Groups).insert(g.id.as_bytes(), enc(&g)?)?;
         Ok(g)
     }
 
@@ -117,7 +116,7 @@ pub(super) fn drop_groups(
         )));
     }
     for id in doomed {
-        tx.remove(schema::GROUPS, id.as_bytes())?;
+        tx.remove(Tree::Groups, id.as_bytes())?;
     }
     for d in deployments.iter().filter(|d| doomed.contains(&d.group)) {
         log.del(tx, &d.id)?;
@@ -126,7 +125,7 @@ pub(super) fn drop_groups(
         if c.groups.iter().any(|g| doomed.contains(g)) {
             let mut c = c.clone();
             c.groups.retain(|g| !doomed.contains(g));
-            tx.put(schema::COMPUTERS, c.id.as_bytes(), &c)?;
+            tx.put(Tree::Computers, c.id.as_bytes(), &c)?;
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::schema::{self, dec, enc, rev_key};
+use super::schema::{self, dec, enc, rev_key, Tree};
 use super::{abort, Store, StoreError, SyncState, Tx, TxResult};
 use crate::model::{FileRecord, RevisionKey, UpdateRecord};
 
@@ -81,11 +81,11 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
     let mut next = next_local_id(tx)?;
     let mut ids = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let existing = tx.get_raw(schema::REVISIONS, &p.key)?;
+        let existing = tx.get_raw(Tree::Revisions, &p.key)?;
         let local_id = match existing {
             Some(row) => {
                 // Re-inserted: a cached wire form may describe the old XML.
-                tx.remove(schema::WIRE_BLOBS, &p.key)?;
+                tx.remove(Tree::WireBlobs, &p.key)?;
                 row_local_id(&row).map_err(abort)?
             }
             None => {
@@ -96,28 +96,24 @@ pub(super) fn insert_in_tx(tx: &Tx<'_>, prepared: &[Prepared<'_>]) -> TxResult<V
                 id
             }
         };
-        tx.put_raw(schema::REVISIONS, &p.key, &encode_row(local_id, &p.json))?;
-        tx.put_raw(schema::XML, &p.key, &p.xml)?;
-        tx.put_raw(schema::LOCAL_IDS, &local_id.to_be_bytes(), &p.key)?;
+        tx.put_raw(Tree::Revisions, &p.key, &encode_row(local_id, &p.json))?;
+        tx.put_raw(Tree::Xml, &p.key, &p.xml)?;
+        tx.put_raw(Tree::LocalIds, &local_id.to_be_bytes(), &p.key)?;
         let uid = p.record.key.update_id;
-        let newer = match tx.get_raw(schema::LATEST, uid.as_bytes())? {
+        let newer = match tx.get_raw(Tree::Latest, uid.as_bytes())? {
             Some(v) => schema::parse_u32("latest", &v).map_err(abort)? <= p.record.key.revision,
             None => true,
         };
         if newer {
             tx.put_raw(
-                schema::LATEST,
+                Tree::Latest,
                 uid.as_bytes(),
                 &p.record.key.revision.to_be_bytes(),
             )?;
         }
         ids.push(local_id);
     }
-    tx.put_raw(
-        schema::META,
-        schema::META_NEXT_LOCAL_ID,
-        &next.to_be_bytes(),
-    )?;
+    tx.put_raw(Tree::Meta, schema::META_NEXT_LOCAL_ID, &next.to_be_bytes())?;
     Ok(ids)
 }
 
@@ -151,10 +147,10 @@ impl Store {
         let ids = self.txn(|tx| {
             let ids = insert_in_tx(tx, &prepared)?;
             for (sha1, v) in &content {
-                tx.put_raw(schema::CONTENT, sha1, v)?;
+                tx.put_raw(Tree::Content, sha1, v)?;
             }
             if let Some(s) = &state {
-                tx.put_raw(schema::SYNC, schema::SYNC_STATE, s)?;
+                tx.put_raw(Tree::Sync, schema::SYNC_STATE, s)?;
             }
             Ok(ids)
         })?;
@@ -182,7 +178,7 @@ impl Store {
             }
             let mut best = None;
             for kv in self
-                .tree(schema::REVISIONS)
+                .tree(Tree::Revisions)
                 .scan_prefix(k.update_id.as_bytes())
             {
                 let (key, _) = kv?;
@@ -198,7 +194,7 @@ impl Store {
 
     /// The stored revision, if any.
     pub fn revision(&self, key: &RevisionKey) -> Result<Option<StoredRevision>, StoreError> {
-        match self.tree(schema::REVISIONS).get(rev_key(key))? {
+        match self.tree(Tree::Revisions).get(rev_key(key))? {
             Some(v) => Ok(Some(decode_row(&v)?)),
             None => Ok(None),
         }
@@ -206,7 +202,7 @@ impl Store {
 
     /// The full update XML of a stored revision (decompressed).
     pub fn revision_xml(&self, key: &RevisionKey) -> Result<Option<String>, StoreError> {
-        match self.tree(schema::XML).get(rev_key(key))? {
+        match self.tree(Tree::Xml).get(rev_key(key))? {
             Some(v) => Ok(Some(schema::decompress(&v)?)),
             None => Ok(None),
         }
@@ -217,7 +213,7 @@ impl Store {
         &self,
         local_id: u32,
     ) -> Result<Option<RevisionKey>, StoreError> {
-        match self.tree(schema::LOCAL_IDS).get(local_id.to_be_bytes())? {
+        match self.tree(Tree::LocalIds).get(local_id.to_be_bytes())? {
             Some(v) => Ok(Some(schema::parse_rev_key("local_ids", &v)?)),
             None => Ok(None),
         }
@@ -236,7 +232,7 @@ impl Store {
 
     /// The local revision id of a stored revision.
     pub fn local_id(&self, key: &RevisionKey) -> Result<Option<u32>, StoreError> {
-        match self.tree(schema::REVISIONS).get(rev_key(key))? {
+        match self.tree(Tree::Revisions).get(rev_key(key))? {
             Some(v) => Ok(Some(row_local_id(&v)?)),
             None => Ok(None),
         }
@@ -244,7 +240,7 @@ impl Store {
 
     /// The newest stored revision of an update.
     pub fn latest_revision(&self, update_id: &Uuid) -> Result<Option<StoredRevision>, StoreError> {
-        match self.tree(schema::LATEST).get(update_id.as_bytes())? {
+        match self.tree(Tree::Latest).get(update_id.as_bytes())? {
             Some(v) => {
                 let rev = schema::parse_u32("latest", &v)?;
                 self.revision(&RevisionKey::new(*update_id, rev))
@@ -256,7 +252,7 @@ impl Store {
     /// Number of stored updates (distinct UpdateIDs: keys of the latest index).
     pub fn update_count(&self) -> Result<usize, StoreError> {
         let mut n = 0;
-        for k in self.tree(schema::LATEST).iter().keys() {
+        for k in self.tree(Tree::Latest).iter().keys() {
             k?;
             n += 1;
         }
@@ -265,16 +261,14 @@ impl Store {
 
     /// Whether any revision of the update is stored (an index lookup; decodes nothing).
     pub fn has_update(&self, update_id: &Uuid) -> Result<bool, StoreError> {
-        Ok(self
-            .tree(schema::LATEST)
-            .contains_key(update_id.as_bytes())?)
+        Ok(self.tree(Tree::Latest).contains_key(update_id.as_bytes())?)
     }
 
     /// The newest revision of every stored update, in UpdateID byte order (one sequential
     /// scan; use `spawn_blocking` from async code).
     pub fn latest_revisions(&self) -> Result<Vec<StoredRevision>, StoreError> {
         let mut out: Vec<StoredRevision> = Vec::new();
-        for kv in self.tree(schema::REVISIONS).iter() {
+        for kv in self.tree(Tree::Revisions).iter() {
             let (_, v) = kv?;
             let row = decode_row(&v)?;
             match out.last_mut() {
@@ -288,7 +282,7 @@ impl Store {
 
     /// Every stored revision of one update, oldest first.
     pub fn revisions_of(&self, update_id: &Uuid) -> Result<Vec<StoredRevision>, StoreError> {
-        self.tree(schema::REVISIONS)
+        self.tree(Tree::Revisions)
             .scan_prefix(update_id.as_bytes())
             .map(|kv| decode_row(&kv?.1))
             .collect()
@@ -296,7 +290,7 @@ impl Store {
 
     /// Every stored revision key (for the upstream side's GetRevisionIdList), in key order.
     pub fn revision_keys(&self) -> Result<Vec<RevisionKey>, StoreError> {
-        self.tree(schema::REVISIONS)
+        self.tree(Tree::Revisions)
             .iter()
             .keys()
             .map(|k| schema::parse_rev_key("revisions", &k?))
@@ -306,7 +300,7 @@ impl Store {
     /// Revisions first inserted at or after the high-water mark `since`, with their local ids,
     /// in local id order (the upstream side's GetRevisionIdList delta; cheap: no records read).
     pub fn revision_keys_since(&self, since: u32) -> Result<Vec<(u32, RevisionKey)>, StoreError> {
-        self.tree(schema::LOCAL_IDS)
+        self.tree(Tree::LocalIds)
             .range(since.to_be_bytes()..)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -320,12 +314,12 @@ impl Store {
 
     /// Number of stored revisions (a scan).
     pub fn revision_count(&self) -> usize {
-        self.tree(schema::REVISIONS).len()
+        self.tree(Tree::Revisions).len()
     }
 
     /// The subset of `keys` not stored (what a resumed sync still has to fetch), in input order.
     pub fn missing_revisions(&self, keys: &[RevisionKey]) -> Result<Vec<RevisionKey>, StoreError> {
-        let t = self.tree(schema::REVISIONS);
+        let t = self.tree(Tree::Revisions);
         let mut out = Vec::new();
         for k in keys {
             if !t.contains_key(rev_key(k))? {
@@ -338,7 +332,7 @@ impl Store {
     /// The next local id to be assigned: a high-water mark. Revisions with a local id at or
     /// above a mark taken earlier were inserted after it (incremental export).
     pub fn next_local_id(&self) -> Result<u32, StoreError> {
-        match self.tree(schema::META).get(schema::META_NEXT_LOCAL_ID)? {
+        match self.tree(Tree::Meta).get(schema::META_NEXT_LOCAL_ID)? {
             Some(v) => schema::parse_u32("meta", &v),
             None => Ok(1),
         }
@@ -347,7 +341,7 @@ impl Store {
     /// Revisions removed after the high-water mark `since` was taken (each removal takes a
     /// number from the local id counter).
     pub fn removed_since(&self, since: u32) -> Result<Vec<RevisionKey>, StoreError> {
-        self.tree(schema::REMOVED)
+        self.tree(Tree::Removed)
             .range(since.to_be_bytes()..)
             .values()
             .map(|v| schema::parse_rev_key("removed", &v?))
@@ -357,7 +351,7 @@ impl Store {
 
 /// Reads the id counter inside a transaction.
 pub(super) fn next_local_id(tx: &Tx<'_>) -> TxResult<u32> {
-    match tx.get_raw(schema::META, schema::META_NEXT_LOCAL_ID)? {
+    match tx.get_raw(Tree::Meta, schema::META_NEXT_LOCAL_ID)? {
         Some(v) => Ok(schema::parse_u32("meta", &v).map_err(abort)?),
         None => Ok(1),
     }
@@ -373,32 +367,28 @@ pub(super) fn remove_in_tx(
     let mut next = next_local_id(tx)?;
     for k in doomed {
         let key = rev_key(k);
-        let Some(row) = tx.get_raw(schema::REVISIONS, &key)? else {
+        let Some(row) = tx.get_raw(Tree::Revisions, &key)? else {
             continue;
         };
         let local_id = row_local_id(&row).map_err(abort)?;
         n += 1;
-        tx.remove(schema::REVISIONS, &key)?;
-        tx.remove(schema::XML, &key)?;
-        tx.remove(schema::WIRE_BLOBS, &key)?;
-        tx.remove(schema::LOCAL_IDS, &local_id.to_be_bytes())?;
+        tx.remove(Tree::Revisions, &key)?;
+        tx.remove(Tree::Xml, &key)?;
+        tx.remove(Tree::WireBlobs, &key)?;
+        tx.remove(Tree::LocalIds, &local_id.to_be_bytes())?;
         // The tombstone takes a number from the id counter, so it sorts after any earlier
         // high-water mark (removed_since).
-        tx.put_raw(schema::REMOVED, &next.to_be_bytes(), &key)?;
+        tx.put_raw(Tree::Removed, &next.to_be_bytes(), &key)?;
         next = next
             .checked_add(1)
             .ok_or_else(|| abort(StoreError::Invalid("local revision ids exhausted".into())))?;
     }
-    tx.put_raw(
-        schema::META,
-        schema::META_NEXT_LOCAL_ID,
-        &next.to_be_bytes(),
-    )?;
+    tx.put_raw(Tree::Meta, schema::META_NEXT_LOCAL_ID, &next.to_be_bytes())?;
     for (uid, rev) in latest {
         match rev {
-            Some(r) => tx.put_raw(schema::LATEST, uid.as_bytes(), &r.to_be_bytes())?,
+            Some(r) => tx.put_raw(Tree::Latest, uid.as_bytes(), &r.to_be_bytes())?,
             None => {
-                tx.remove(schema::LATEST, uid.as_bytes())?;
+                tx.remove(Tree::Latest, uid.as_bytes())?;
             }
         }
     }
@@ -537,7 +527,7 @@ mod tests {
         s.commit_batch(&[revision(1, 1)], &[], Some(&anchored("A1")))
             .unwrap();
         // Two ids left before exhaustion: the third new revision aborts the transaction.
-        s.tree(schema::META)
+        s.tree(Tree::Meta)
             .insert(schema::META_NEXT_LOCAL_ID, &(u32::MAX - 1).to_be_bytes())
             .unwrap();
         let batch = vec![revision(2, 1), revision(3, 1), revision(4, 1)];

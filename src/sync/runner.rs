@@ -116,8 +116,8 @@ pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
             .ok();
     });
     let mut opts = SyncOptions::from_config(&ctx.config.sync);
-    // `wsus-edge subscription set` (stored by the admin API) overrides `[sync] products/classifications`.
-    let sub = crate::admin::api::subscription(&ctx.store, &ctx.config);
+    // `wsus-edge subscription set` (kept in the store) overrides `[sync] products/classifications`.
+    let sub = ctx.store.subscription(&ctx.config.sync);
     (opts.products, opts.classifications) = (sub.products, sub.classifications);
     let mut syncer = Syncer::new(
         ctx.store.clone(),

@@ -45,6 +45,10 @@ struct State {
     faulty: Vec<String>,
     /// Documents of these updates are corrupted in GetUpdateData answers.
     corrupt: Vec<uuid::Uuid>,
+    /// (operation, request body) of every SOAP call.
+    requests: Vec<(String, String)>,
+    /// (operation, from, to): text replaced in every answer to the operation.
+    rewrites: Vec<(String, String, String)>,
 }
 
 /// The proxy.
@@ -124,6 +128,12 @@ impl SyncProxy {
                                     rules.retain(|r| r.0 != usize::MAX);
                                     hit
                                 });
+                                if let Some(op) = &action {
+                                    st.lock().unwrap().requests.push((
+                                        op.clone(),
+                                        String::from_utf8_lossy(&body).into_owned(),
+                                    ));
+                                }
                                 let poisoned = action.as_deref() == Some("GetUpdateData") && {
                                     let text = String::from_utf8_lossy(&body).to_lowercase();
                                     st.lock().unwrap().faulty.iter().any(|f| text.contains(f))
@@ -180,6 +190,13 @@ impl SyncProxy {
                                     let mut r: GetUpdateDataResponse = decode(&bytes).unwrap();
                                     r.updates.truncate(*n);
                                     bytes = Bytes::from(encode(&r));
+                                }
+                                let rewrites = st.lock().unwrap().rewrites.clone();
+                                for (op, from, to) in &rewrites {
+                                    if action.as_deref() == Some(op.as_str()) {
+                                        let t = String::from_utf8_lossy(&bytes).replace(from, to);
+                                        bytes = Bytes::from(t);
+                                    }
                                 }
                                 let corrupt = st.lock().unwrap().corrupt.clone();
                                 if action.as_deref() == Some("GetUpdateData")
@@ -288,11 +305,32 @@ impl SyncProxy {
         self.state.lock().unwrap().corrupt.push(id);
     }
 
+    /// From now on, every answer to `op` has `from` replaced by `to`.
+    pub fn rewrite(&self, op: &str, from: &str, to: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rewrites
+            .push((op.into(), from.into(), to.into()));
+    }
+
     /// Ends every poison.
     pub fn heal(&self) {
         let mut s = self.state.lock().unwrap();
         s.faulty.clear();
         s.corrupt.clear();
+    }
+
+    /// The requests seen for `op`, in order.
+    pub fn requests(&self, op: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 
     /// Waits until an answer is held.

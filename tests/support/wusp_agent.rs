@@ -186,9 +186,24 @@ pub struct ScanResult {
     pub out_of_scope: Vec<i32>,
     /// Latency of each SyncUpdates call.
     pub latencies: Vec<std::time::Duration>,
+    /// Ids received in `ChangedUpdates`, with the deployment they carried.
+    pub changed: Vec<(i32, wusp::Deployment)>,
+    /// Every deployment received, by local id (the newest one).
+    pub deployments: HashMap<i32, wusp::Deployment>,
 }
 
 impl ScanResult {
+    /// Every received revision with its action.
+    pub fn actions(&self) -> std::collections::BTreeMap<RevisionKey, DeploymentAction> {
+        self.received.values().map(|(k, a, _)| (*k, *a)).collect()
+    }
+
+    /// The deployment last received for revision `k`.
+    pub fn deployment_of(&self, k: &RevisionKey) -> Option<&wusp::Deployment> {
+        let id = self.received.iter().find(|(_, (kk, _, _))| kk == k)?.0;
+        self.deployments.get(id)
+    }
+
     /// The revisions offered for install/uninstall/bundle.
     pub fn offered(&self) -> BTreeSet<RevisionKey> {
         self.received
@@ -352,6 +367,16 @@ impl Agent {
         installed: Option<Vec<i32>>,
         other: Option<Vec<i32>>,
     ) -> Result<wusp::SyncInfo, WireError> {
+        self.sync_filtered(installed, other, &[]).await
+    }
+
+    /// One SyncUpdates call limited to categories.
+    pub async fn sync_filtered(
+        &self,
+        installed: Option<Vec<i32>>,
+        other: Option<Vec<i32>>,
+        filter: &[Uuid],
+    ) -> Result<wusp::SyncInfo, WireError> {
         Ok(self
             .call(
                 wusp::CLIENT_PATH,
@@ -360,6 +385,7 @@ impl Agent {
                     parameters: wusp::SyncUpdateParameters {
                         installed_non_leaf: installed,
                         other_cached: other,
+                        filter_category_ids: filter.to_vec(),
                         ..Default::default()
                     },
                 },
@@ -368,8 +394,112 @@ impl Agent {
             .result)
     }
 
+    /// Renews the session as the native agent does when its cookie expired: a new
+    /// authorization cookie, then GetCookie with the old session cookie as `oldCookie`.
+    pub async fn renew_cookie(&mut self) -> Result<(), WireError> {
+        let auth = self
+            .call(
+                wusp::SIMPLE_AUTH_PATH,
+                &wusp::GetAuthorizationCookie {
+                    client_id: self.client_id.clone(),
+                    target_group_name: None,
+                    dns_name: format!("{}.branch.test", &self.client_id[..8]),
+                },
+            )
+            .await?
+            .result;
+        let c = self
+            .call(
+                wusp::CLIENT_PATH,
+                &wusp::GetCookie {
+                    auth_cookies: vec![auth],
+                    old_cookie: self.cookie.clone(),
+                    last_change: self.last_change,
+                    current_time: Some(time::OffsetDateTime::now_utc()),
+                    protocol_version: "2.90".into(),
+                },
+            )
+            .await?
+            .result;
+        self.cookie = Some(c);
+        Ok(())
+    }
+
+    /// StartCategoryScan, without a cookie, as the native agent sends it before a
+    /// category-limited scan.
+    pub async fn start_category_scan(&self, filter: &[Uuid]) -> Vec<Uuid> {
+        self.call(
+            wusp::CLIENT_PATH,
+            &wusp::StartCategoryScan {
+                requested: filter
+                    .iter()
+                    .map(|c| wusp::CategoryRelationship {
+                        index_of_and_group: 0,
+                        category_id: *c,
+                    })
+                    .collect(),
+            },
+        )
+        .await
+        .unwrap()
+        .preferred
+    }
+
+    /// The driver pass: one SyncUpdates with `SkipSoftwareSync` and the devices, the driver
+    /// cache kept apart from the software cache.
+    pub async fn driver_scan(
+        &mut self,
+        installed: &[i32],
+        devices: Vec<wusp::SpecDevice>,
+        cached_drivers: Option<Vec<i32>>,
+    ) -> wusp::SyncInfo {
+        let info = self
+            .call(
+                wusp::CLIENT_PATH,
+                &wusp::SyncUpdates {
+                    cookie: self.cookie.clone().unwrap(),
+                    parameters: wusp::SyncUpdateParameters {
+                        installed_non_leaf: Some(installed.to_vec()),
+                        system_spec: true,
+                        devices,
+                        cached_driver_ids: cached_drivers,
+                        skip_software_sync: true,
+                        ..Default::default()
+                    },
+                },
+            )
+            .await
+            .unwrap()
+            .result;
+        self.cookie = Some(info.new_cookie.clone());
+        info
+    }
+
+    /// The installed non-leaf ids of a finished scan, as the next SyncUpdates sends them.
+    pub fn installed_ids(r: &ScanResult) -> Vec<i32> {
+        r.received
+            .iter()
+            .filter(|(_, (k, _, leaf))| !leaf && r.installed.contains(&k.update_id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The SyncUpdates loop, starting from `prev` (cached ids) or from nothing.
     pub async fn scan(&mut self, prev: Option<&ScanResult>) -> ScanResult {
+        self.scan_filtered(prev, &[]).await
+    }
+
+    /// The SyncUpdates loop limited to `filter` (StartCategoryScan first, as the native
+    /// agent does at ProtocolVersion 3.2), applying ChangedUpdates to its cache.
+    pub async fn scan_filtered(
+        &mut self,
+        prev: Option<&ScanResult>,
+        filter: &[Uuid],
+    ) -> ScanResult {
+        if !filter.is_empty() {
+            let preferred = self.start_category_scan(filter).await;
+            assert_eq!(preferred, filter, "StartCategoryScan echoes the categories");
+        }
         let mut r = ScanResult::default();
         let mut installed_ids: Vec<i32> = Vec::new();
         let mut other_ids: Vec<i32> = Vec::new();
@@ -383,6 +513,7 @@ impl Agent {
             }
             r.installed = p.installed.clone();
             r.received = p.received.clone();
+            r.deployments = p.deployments.clone();
         }
         loop {
             r.calls += 1;
@@ -390,9 +521,10 @@ impl Agent {
             let first = installed_ids.is_empty() && other_ids.is_empty();
             let started = std::time::Instant::now();
             let info = self
-                .sync(
+                .sync_filtered(
                     (!first).then(|| installed_ids.clone()),
                     (!first).then(|| other_ids.clone()),
+                    filter,
                 )
                 .await
                 .unwrap();
@@ -400,12 +532,29 @@ impl Agent {
             self.cookie = Some(info.new_cookie.clone());
             for gone in &info.out_of_scope {
                 r.received.remove(gone);
+                r.deployments.remove(gone);
                 installed_ids.retain(|i| i != gone);
                 other_ids.retain(|i| i != gone);
                 r.out_of_scope.push(*gone);
             }
+            for u in &info.changed_updates {
+                let e = r
+                    .received
+                    .get_mut(&u.id)
+                    .expect("a change to a cached update");
+                e.1 = u.deployment.action;
+                e.2 = u.is_leaf;
+                r.deployments.insert(u.id, u.deployment.clone());
+                r.changed.push((u.id, u.deployment.clone()));
+            }
             let mut non_leaf = false;
             for u in &info.new_updates {
+                assert!(
+                    !r.received.contains_key(&u.id),
+                    "revision {} was listed as cached and came again",
+                    u.id
+                );
+                r.deployments.insert(u.id, u.deployment.clone());
                 let (key, is_cat) = identity_of(&u.xml);
                 assert_eq!(u.deployment.auto_select, 0);
                 r.received
@@ -498,4 +647,45 @@ pub fn group_path(cat: &Catalog, target: Option<&str>) -> Vec<Uuid> {
 /// Body type helper for raw posts.
 pub fn envelope<T: SoapBody>(b: &T) -> String {
     soap::encode(b)
+}
+
+/// The oracle's delivery of a software pass, as client actions.
+pub fn want_actions(
+    cat: &Catalog,
+    path: &[Uuid],
+    installed: &HashSet<Uuid>,
+    filter: &[Uuid],
+) -> std::collections::BTreeMap<RevisionKey, DeploymentAction> {
+    use wsus_edge::simulate::DeliveryAction as D;
+    cat.delivery(path, installed, filter)
+        .into_iter()
+        .map(|(k, d)| {
+            let a = match d.action {
+                D::Install => DeploymentAction::Install,
+                D::Uninstall => DeploymentAction::Uninstall,
+                D::Bundle => DeploymentAction::Bundle,
+                D::Evaluate => DeploymentAction::Evaluate,
+                D::PreDeploymentCheck => DeploymentAction::PreDeploymentCheck,
+            };
+            (k, a)
+        })
+        .collect()
+}
+
+/// The revisions the oracle delivers for install, uninstall or in a bundle.
+pub fn want_offered(
+    cat: &Catalog,
+    path: &[Uuid],
+    installed: &HashSet<Uuid>,
+) -> BTreeSet<RevisionKey> {
+    want_actions(cat, path, installed, &[])
+        .into_iter()
+        .filter(|(_, a)| {
+            matches!(
+                a,
+                DeploymentAction::Install | DeploymentAction::Uninstall | DeploymentAction::Bundle
+            )
+        })
+        .map(|(k, _)| k)
+        .collect()
 }

@@ -28,7 +28,9 @@ use super::{SyncError, SyncReporter, UpstreamClient};
 
 mod update_data;
 use crate::model::{CategoryType, UpdateKind};
-use crate::store::{SkippedRevision, Store, SyncOutcome, UpstreamDeployments};
+use crate::store::{
+    AnchorCover, SkippedRevision, Store, SyncOutcome, SyncState, UpstreamDeployments,
+};
 use crate::wire::soap::FaultReaction;
 use crate::wire::sss::{
     self, AuthorizationCookie, Cookie, GetAuthConfig, GetAuthorizationCookie, GetConfigData,
@@ -216,10 +218,17 @@ impl Syncer {
         let mut state = self.store.sync_state()?;
 
         self.progress("config", 0, 0);
+        // Without a stored language table a language filter cannot be resolved: ask for the
+        // whole configuration (no anchor) to learn it.
+        let config_anchor = if state.language_table.is_empty() && !self.opts.languages.is_empty() {
+            None
+        } else {
+            state.config_anchor.clone()
+        };
         let cfg = self
             .op(|c| GetConfigData {
                 cookie: c.clone(),
-                config_anchor: state.config_anchor.clone(),
+                config_anchor: config_anchor.clone(),
             })
             .await?;
         let max = usize::try_from(cfg.max_updates_per_request)
@@ -227,12 +236,22 @@ impl Syncer {
             .filter(|m| *m > 0)
             .unwrap_or(100);
         state.max_updates_per_request = Some(max as u32);
+        state.upstream_flags = Some(crate::store::UpstreamFlags {
+            catalog_only_sync: cfg.catalog_only_sync,
+            lazy_sync: cfg.lazy_sync,
+            server_hosts_psf_files: cfg.server_hosts_psf_files,
+        });
         if !cfg.languages.is_empty() {
             state.languages = cfg
                 .languages
                 .iter()
                 .filter(|l| l.enabled)
                 .map(|l| l.short.clone())
+                .collect();
+            state.language_table = cfg
+                .languages
+                .iter()
+                .map(|l| (l.id, l.short.clone()))
                 .collect();
         }
         if cfg.new_config_anchor.is_some() {
@@ -263,17 +282,13 @@ impl Syncer {
 
         // Software pass.
         let (products, classes) = self.subscription()?;
-        let langs = self.language_ids(&cfg.languages);
+        let langs = self.language_ids(&state.language_table);
+        let filter = software_filter(&state, &products, &classes, &langs);
         let list = self
             .op_with(
                 |c| GetRevisionIdList {
                     cookie: c.clone(),
-                    filter: ServerSyncFilter::updates(
-                        state.sync_anchor.clone(),
-                        &products,
-                        &classes,
-                        &langs,
-                    ),
+                    filter: filter.clone(),
                 },
                 sss::decode_revision_id_list_response,
             )
@@ -283,6 +298,11 @@ impl Syncer {
         self.fetch(&list.new_revisions, max, None, &mut related)
             .await?;
         state.sync_anchor = Some(sync_anchor.clone());
+        state.anchor_covers = AnchorCover {
+            products,
+            classifications: classes,
+            languages: langs,
+        };
         // Related revisions the new updates need and the store lacks.
         let needed = self.missing_related(related).await?;
         let mut more = Vec::new();
@@ -523,16 +543,63 @@ impl Syncer {
         Ok((p, c))
     }
 
-    fn language_ids(&self, upstream: &[sss::LanguageData]) -> Vec<i32> {
-        self.opts
+    /// The configured languages as the upstream's LCIDs (its table is kept in the sync state,
+    /// so the filter holds on syncs whose GetConfigData carries no table).
+    fn language_ids(&self, table: &[(i32, String)]) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .opts
             .languages
             .iter()
             .filter_map(|l| {
-                upstream
+                let id = table
                     .iter()
-                    .find(|u| u.short.eq_ignore_ascii_case(l))
-                    .map(|u| u.id)
+                    .find(|(_, short)| short.eq_ignore_ascii_case(l.trim()))
+                    .map(|(id, _)| *id);
+                if id.is_none() {
+                    tracing::warn!(language = %l, "configured language not offered by upstream");
+                }
+                id
             })
-            .collect()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
+}
+
+/// The software pass's filter: `Delta=true` (with the anchor) only for the products,
+/// classifications and languages the stored anchor already covers; anything added to the
+/// subscription since is asked in full (`Delta=false`), so all of its updates arrive.
+fn software_filter(
+    state: &SyncState,
+    products: &[Uuid],
+    classes: &[Uuid],
+    langs: &[i32],
+) -> ServerSyncFilter {
+    let mut f = ServerSyncFilter::updates(state.sync_anchor.clone(), products, classes, langs);
+    if state.sync_anchor.is_some() {
+        let cover = &state.anchor_covers;
+        let mut fresh = 0;
+        for x in f.categories.iter_mut().flatten() {
+            x.delta = cover.products.contains(&x.id);
+            fresh += usize::from(!x.delta);
+        }
+        for x in f.classifications.iter_mut().flatten() {
+            x.delta = cover.classifications.contains(&x.id);
+            fresh += usize::from(!x.delta);
+        }
+        // The anchor was taken without a language filter: it covers every language.
+        let all_langs = cover.languages.is_empty();
+        for x in f.languages.iter_mut().flatten() {
+            x.delta = all_langs || cover.languages.contains(&x.id);
+            fresh += usize::from(!x.delta);
+        }
+        if fresh > 0 {
+            tracing::info!(
+                new = fresh,
+                "subscription grew since the last sync: asking for the new categories in full"
+            );
+        }
+    }
+    f
 }

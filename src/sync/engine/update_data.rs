@@ -36,6 +36,9 @@ struct Parsed {
     categories: Vec<(Uuid, CategoryType)>,
     /// Documents that did not parse.
     skipped: Vec<SkippedRevision>,
+    /// The compressed blobs as received (base64 of the upstream's cabinet, LZX from a
+    /// Windows upstream), served verbatim to downstreams.
+    compressed: Vec<(RevisionKey, String)>,
 }
 
 /// One answer, committed (stage 2).
@@ -60,6 +63,7 @@ fn parse_batch(
         related: Vec::new(),
         categories: Vec::new(),
         skipped: Vec::new(),
+        compressed: Vec::new(),
     };
     for u in &resp.updates {
         let cats = &categories;
@@ -77,6 +81,9 @@ fn parse_batch(
                 continue;
             }
         };
+        if let crate::wire::blob::UpdateBlob::Compressed(b64) = &u.blob {
+            out.compressed.push((u.id, b64.clone()));
+        }
         let mut record = parsed.record.clone();
         record.key = u.id;
         for f in &mut record.files {
@@ -106,6 +113,13 @@ fn commit_parsed(
     state: Option<SyncState>,
 ) -> Result<Committed, SyncError> {
     store.commit_batch(&parsed.batch, &[], state.as_ref())?;
+    // The received compressed forms, kept so a downstream gets the same bytes (a cache beside
+    // the committed XML: a crash here only means the form is rebuilt when first asked).
+    for (key, b64) in &parsed.compressed {
+        if let Some(r) = parsed.batch.iter().find(|r| r.record.key == *key) {
+            store.put_compressed_blob(key, &r.xml, b64)?;
+        }
+    }
     Ok(Committed {
         fetched: parsed.batch.len() as u64,
         expired: parsed.expired,

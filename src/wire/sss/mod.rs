@@ -23,6 +23,7 @@ pub mod deployments;
 pub mod deployments_stream;
 pub mod dispatch;
 pub mod metadata;
+pub mod rollup;
 pub mod update_data;
 
 pub use auth::*;

@@ -13,16 +13,19 @@
 //! | [`client`] | GetConfig, GetCookie, RegisterComputer, RefreshCache, GetFileLocations |
 //! | [`sync_updates`] | SyncUpdates, GetExtendedUpdateInfo, `UpdateInfo`, `Deployment` |
 //! | [`sync_updates_stream`] | SyncUpdates requests decoded without a tree (the hot path) |
+//! | [`category_scan`] | StartCategoryScan, the driver pass's `SystemSpec` devices |
 //! | [`auth`] | SimpleAuth GetAuthorizationCookie |
 //! | [`reporting`] | ReportEventBatch |
 
 pub mod auth;
+pub mod category_scan;
 pub mod client;
 pub mod reporting;
 pub mod sync_updates;
 pub mod sync_updates_stream;
 
 pub use auth::*;
+pub use category_scan::*;
 pub use client::*;
 pub use reporting::*;
 pub use sync_updates::*;
@@ -70,6 +73,9 @@ pub mod action {
     /// RegisterComputer.
     pub const REGISTER_COMPUTER: &str =
         "http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/RegisterComputer";
+    /// StartCategoryScan (ProtocolVersion 3.2, before a category-limited scan).
+    pub const START_CATEGORY_SCAN: &str =
+        "http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/StartCategoryScan";
     /// SyncUpdates.
     pub const SYNC_UPDATES: &str =
         "http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/SyncUpdates";
@@ -137,6 +143,7 @@ pub fn action_for(ns: &str, name: &str) -> Option<&'static str> {
         (CLIENT_NS, "GetConfig") => action::GET_CONFIG,
         (CLIENT_NS, "GetCookie") => action::GET_COOKIE,
         (CLIENT_NS, "RegisterComputer") => action::REGISTER_COMPUTER,
+        (CLIENT_NS, "StartCategoryScan") => action::START_CATEGORY_SCAN,
         (CLIENT_NS, "SyncUpdates") => action::SYNC_UPDATES,
         (CLIENT_NS, "RefreshCache") => action::REFRESH_CACHE,
         (CLIENT_NS, "GetExtendedUpdateInfo") => action::GET_EXTENDED_UPDATE_INFO,

@@ -182,6 +182,9 @@ impl UpdateInfo {
     }
 }
 
+/// Most `SystemSpec/Device` entries read from one request (the native agent sent 70 and 75).
+pub const MAX_SPEC_DEVICES: usize = 4096;
+
 /// `SyncUpdateParameters`: the fields the server uses (others are ignored).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncUpdateParameters {
@@ -193,6 +196,10 @@ pub struct SyncUpdateParameters {
     pub other_cached: Option<Vec<i32>>,
     /// Whether a `SystemSpec` (driver pass) was sent.
     pub system_spec: bool,
+    /// The `SystemSpec` devices (driver pass).
+    pub devices: Vec<super::SpecDevice>,
+    /// `CachedDriverIDs` (driver pass); `None` = absent.
+    pub cached_driver_ids: Option<Vec<i32>>,
     /// `SkipSoftwareSync`.
     pub skip_software_sync: bool,
     /// `FilterCategoryIds/CategoryIdentifier/Id`.
@@ -222,8 +229,15 @@ impl SoapBody for SyncUpdates {
         if let Some(v) = &p.other_cached {
             write_ints(w, "OtherCachedUpdateIDs", v);
         }
-        if p.system_spec {
-            w.empty("SystemSpec");
+        if p.system_spec || !p.devices.is_empty() {
+            w.start("SystemSpec");
+            for d in &p.devices {
+                d.write(w);
+            }
+            w.end();
+        }
+        if let Some(v) = &p.cached_driver_ids {
+            write_ints(w, "CachedDriverIDs", v);
         }
         w.leaf("SkipSoftwareSync", format_bool(p.skip_software_sync));
         if !p.filter_category_ids.is_empty() {
@@ -248,6 +262,15 @@ impl SoapBody for SyncUpdates {
                 installed_non_leaf: read_opt_ints(p, "InstalledNonLeafUpdateIDs")?,
                 other_cached: read_opt_ints(p, "OtherCachedUpdateIDs")?,
                 system_spec: p.child("SystemSpec").is_some(),
+                devices: match p.child("SystemSpec") {
+                    Some(s) => s
+                        .children_named("Device")
+                        .take(MAX_SPEC_DEVICES)
+                        .map(super::SpecDevice::read)
+                        .collect::<Result<_, _>>()?,
+                    None => Vec::new(),
+                },
+                cached_driver_ids: read_opt_ints(p, "CachedDriverIDs")?,
                 skip_software_sync: opt_bool(p, "SkipSoftwareSync")?.unwrap_or(false),
                 filter_category_ids: read_array(
                     p,

@@ -63,7 +63,6 @@ struct Found {
     skip: Option<String>,
     installed: Option<Vec<i32>>,
     other: Option<Vec<i32>>,
-    system_spec: bool,
     filter_seen: bool,
     filter: Vec<Uuid>,
     category_id: Option<String>,
@@ -180,10 +179,8 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
                             f.filter_seen = true;
                             Frame::Filter
                         }
-                        b"SystemSpec" => {
-                            f.system_spec = true;
-                            Frame::Ignored
-                        }
+                        // The driver pass: its devices are read by the general decoder.
+                        b"SystemSpec" | b"CachedDriverIDs" => return None,
                         _ => Frame::Ignored,
                     },
                     Some(Frame::Ints(which)) if name == b"int" => Frame::Int(which),
@@ -268,7 +265,9 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
             express_query: opt_bool(&f.express)?.unwrap_or(false),
             installed_non_leaf: f.installed,
             other_cached: f.other,
-            system_spec: f.system_spec,
+            system_spec: false,
+            devices: Vec::new(),
+            cached_driver_ids: None,
             skip_software_sync: opt_bool(&f.skip)?.unwrap_or(false),
             filter_category_ids: f.filter,
         },
@@ -400,6 +399,7 @@ mod tests {
                 system_spec: false,
                 skip_software_sync: false,
                 filter_category_ids: vec![Uuid::from_u128(7)],
+                ..Default::default()
             },
         }
     }
