@@ -294,7 +294,7 @@ where
             let uid = between(xml, "UpdateID=\"", "\"").expect("UpdateID");
             let first_byte = u8::from_str_radix(&uid[..2], 16).expect("hex");
             let second = u8::from_str_radix(&uid[2..4], 16).expect("hex");
-            let has = (first_byte ^ second.wrapping_mul(state.wrapping_add(1))) % 4 != 0;
+            let has = !(first_byte ^ second.wrapping_mul(state.wrapping_add(1))).is_multiple_of(4);
             let is_cat = || memmem::find(xml.as_bytes(), b"UpdateType=\"Category\"").is_some();
             received.insert(id, matches!(action, "Install" | "Uninstall" | "Bundle"));
             if !is_leaf {

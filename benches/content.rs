@@ -59,7 +59,7 @@ fn main() {
     let only = std::env::var("WSUS_EDGE_BENCH_ONLY").ok();
     let part = |name: &str| {
         only.as_deref()
-            .map_or(true, |o| o.split(',').any(|p| p == name))
+            .is_none_or(|o| o.split(',').any(|p| p == name))
     };
     let rep = Report(Mutex::new(Vec::new()));
     rep.line(format!(

@@ -253,6 +253,27 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token; created with a random token when missing.
     pub token_file: Option<PathBuf>,
+    /// File holding a read-only token that reads `/metrics` and nothing else
+    /// (`WSUS_EDGE_METRICS_TOKEN` overrides it). Never created by the server.
+    pub metrics_token_file: Option<PathBuf>,
+    /// Whether loopback clients read `/metrics` without any token.
+    pub metrics_loopback_without_token: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human text (colour only on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `text` or `json`; the `--log-format` flag overrides it.
+    pub format: LogFormat,
 }
 
 /// The whole, validated configuration.
@@ -272,6 +293,8 @@ pub struct Config {
     pub rollup: RollupConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
+    /// `[log]`.
+    pub log: LogConfig,
     /// `[clients]`.
     pub clients: ClientsConfig,
     /// `[import]`.
@@ -318,6 +341,11 @@ impl Default for Config {
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8590)),
                 token_file: None,
+                metrics_token_file: None,
+                metrics_loopback_without_token: false,
+            },
+            log: LogConfig {
+                format: LogFormat::Text,
             },
             clients: ClientsConfig::default(),
             import: ImportConfig::default(),
@@ -338,6 +366,8 @@ struct RawFile {
     sync: RawSync,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    log: RawLog,
     #[serde(default)]
     cleanup: RawCleanup,
     #[serde(default)]
@@ -426,6 +456,14 @@ struct RawSync {
 struct RawAdmin {
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    metrics_token_file: Option<PathBuf>,
+    metrics_loopback_without_token: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
 }
 
 /// One setting as text plus where it came from, before it is validated.
@@ -436,6 +474,7 @@ struct Setting {
 
 impl Config {
     /// Loads `path` (defaults when `None`), then applies `WSUS_EDGE_*` environment overrides.
+    /// An empty string (in the file or the environment) leaves an optional key unset.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (text, origin) = match path {
             Some(p) => (
@@ -482,13 +521,14 @@ impl Config {
         };
         let pick = |table: &str, key: &str, file: Option<String>| -> Option<Setting> {
             let var = format!("WSUS_EDGE_{}_{}", table.to_uppercase(), key.to_uppercase());
+            // An empty value means "unset" (the default), wherever it comes from.
             if let Some(v) = env(&var) {
-                return Some(Setting {
+                return (!v.trim().is_empty()).then_some(Setting {
                     value: v,
                     origin: var,
                 });
             }
-            file.map(|value| Setting {
+            file.filter(|v| !v.trim().is_empty()).map(|value| Setting {
                 value,
                 origin: line_of(table, key),
             })
@@ -702,6 +742,37 @@ impl Config {
             cfg.admin.listen = addr(s, "admin.listen")?;
         }
         cfg.admin.token_file = path_of("admin", "token_file", r.token_file);
+        cfg.admin.metrics_token_file = path_of("admin", "metrics_token_file", r.metrics_token_file);
+        if let Some(s) = pick(
+            "admin",
+            "metrics_loopback_without_token",
+            r.metrics_loopback_without_token.map(|b| b.to_string()),
+        ) {
+            cfg.admin.metrics_loopback_without_token = match s.value.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                other => {
+                    return Err(bad(
+                        &s,
+                        "admin.metrics_loopback_without_token",
+                        format!("expected true or false, got {other:?}"),
+                    ))
+                }
+            };
+        }
+        if let Some(s) = pick("log", "format", raw.log.format) {
+            cfg.log.format = match s.value.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(bad(
+                        &s,
+                        "log.format",
+                        format!("expected \"text\" or \"json\", got {other:?}"),
+                    ))
+                }
+            };
+        }
         let r = raw.clients;
         let count = |s: Setting, key: &str| -> Result<u64, ConfigError> {
             s.value
@@ -874,6 +945,35 @@ listen = "127.0.0.1:9000"
         })
         .unwrap();
         assert_eq!(c.upstream.url.as_deref(), Some("http://b:8530"));
+    }
+
+    #[test]
+    fn an_empty_string_means_unset() {
+        let c = parse(
+            "[upstream]\nurl = \"\"\ncontent_url = \"\"\nca_file = \"\"\n[server]\ntls_cert = \"\"\ntls_key = \"\"\n[content]\nmax_size = \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.url, None);
+        assert_eq!(c.upstream.content_url, None);
+        assert_eq!(c.upstream.ca_file, None);
+        assert_eq!(c.server.tls_cert, None);
+        assert_eq!(c.server.tls_listen, None);
+        let c = Config::from_toml(
+            "[upstream]\nurl = \"http://a:8530\"\n",
+            Path::new("t"),
+            |k| (k == "WSUS_EDGE_UPSTREAM_URL").then(String::new),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.url, None, "an empty env variable unsets the key");
+    }
+
+    #[test]
+    fn log_and_metrics_keys() {
+        let c = parse("[log]\nformat = \"json\"\n[admin]\nmetrics_token_file = \"/etc/m\"\nmetrics_loopback_without_token = true\n").unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.admin.metrics_token_file, Some(PathBuf::from("/etc/m")));
+        assert!(c.admin.metrics_loopback_without_token);
+        assert!(parse("[log]\nformat = \"xml\"\n").is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The process-wide metrics registry (plain atomics) and its Prometheus text rendering.
-//! Names are fixed by issue 7; other modules increment them through the functions here.
+//! Names are fixed by issues 7 and 17; other modules increment them through the functions
+//! here. Also the gauges read at scrape time ([`system`]): build info, free disk, store size
+//! and the standard `process_*` metrics from `/proc/self`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -72,6 +74,85 @@ pub fn hash_mismatch() {
 /// Hash mismatches so far.
 pub fn hash_mismatches() -> u64 {
     HASH_MISMATCHES.load(Ordering::Relaxed)
+}
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+pub const REQUEST_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+/// Upper bounds (seconds) of the sync-duration histogram buckets.
+pub const SYNC_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0];
+
+/// A fixed-bucket histogram: cumulative counts per bucket, sum and count.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if self.buckets.len() != bounds.len() {
+            self.buckets = vec![0; bounds.len()];
+        }
+        for (b, le) in self.buckets.iter_mut().zip(bounds) {
+            if v <= *le {
+                *b += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, le) in bounds.iter().enumerate() {
+            let n = self.buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let l = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{l} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{l} {}", self.count);
+    }
+}
+
+static REQUEST_DURATION: Mutex<BTreeMap<String, Histogram>> = Mutex::new(BTreeMap::new());
+static SYNC_HISTOGRAM: Mutex<Option<Histogram>> = Mutex::new(None);
+
+/// Records how long one HTTP request of `service` took, from its head to its last byte.
+pub fn observe_request(service: &str, secs: f64) {
+    let mut g = match REQUEST_DURATION.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    match g.get_mut(service) {
+        Some(h) => h.observe(&REQUEST_BUCKETS, secs),
+        None => {
+            let mut h = Histogram::default();
+            h.observe(&REQUEST_BUCKETS, secs);
+            g.insert(service.to_string(), h);
+        }
+    }
+}
+
+/// Records the duration of one finished sync (successful or not).
+pub fn observe_sync(secs: f64) {
+    let mut g = match SYNC_HISTOGRAM.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    g.get_or_insert_with(Histogram::default)
+        .observe(&SYNC_BUCKETS, secs);
 }
 
 /// Counts one client connection closed to make room for another (connection caps).
@@ -208,7 +289,225 @@ pub fn render() -> String {
     );
     let _ = writeln!(s, "# TYPE wsus_edge_clients_seen gauge");
     let _ = writeln!(s, "wsus_edge_clients_seen {}", l(&CLIENTS_SEEN));
+    let _ = writeln!(
+        s,
+        "# HELP wsus_edge_http_request_duration_seconds Time from a request's head to its last byte, by service."
+    );
+    let _ = writeln!(
+        s,
+        "# TYPE wsus_edge_http_request_duration_seconds histogram"
+    );
+    {
+        let g = match REQUEST_DURATION.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for (svc, h) in g.iter() {
+            let svc = svc.replace(['\\', '"', '\n'], "_");
+            h.render(
+                &mut s,
+                "wsus_edge_http_request_duration_seconds",
+                &format!("service=\"{svc}\""),
+                &REQUEST_BUCKETS,
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP wsus_edge_sync_run_duration_seconds Duration of finished syncs (successful or not)."
+    );
+    let _ = writeln!(s, "# TYPE wsus_edge_sync_run_duration_seconds histogram");
+    {
+        let g = match SYNC_HISTOGRAM.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.clone().unwrap_or_default().render(
+            &mut s,
+            "wsus_edge_sync_run_duration_seconds",
+            "",
+            &SYNC_BUCKETS,
+        );
+    }
     s
+}
+
+/// Gauges read at scrape time: `wsus_edge_build_info`, free and total bytes of the file
+/// system holding `data_dir`, the metadata store's size on disk, and the standard
+/// `process_*` metrics (Linux `/proc/self`; left out elsewhere).
+pub fn system(data_dir: &std::path::Path) -> String {
+    let mut s = String::new();
+    let mut gauge = |name: &str, kind: &str, help: &str, labels: &str, v: f64| {
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {v}"
+        );
+    };
+    gauge(
+        "wsus_edge_build_info",
+        "gauge",
+        "Always 1; the labels say which build runs.",
+        &format!(
+            "{{version=\"{}\",arch=\"{}\",os=\"{}\"}}",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        ),
+        1.0,
+    );
+    if let Some((free, total)) = disk_space(data_dir) {
+        gauge(
+            "wsus_edge_disk_free_bytes",
+            "gauge",
+            "Bytes available to the server on the file system holding data_dir.",
+            "",
+            free as f64,
+        );
+        gauge(
+            "wsus_edge_disk_size_bytes",
+            "gauge",
+            "Size of the file system holding data_dir.",
+            "",
+            total as f64,
+        );
+    }
+    gauge(
+        "wsus_edge_store_size_bytes",
+        "gauge",
+        "Bytes the metadata store (data_dir/meta) takes on disk.",
+        "",
+        dir_size(&data_dir.join("meta")) as f64,
+    );
+    if let Some(p) = process() {
+        gauge(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            "",
+            p.cpu_seconds,
+        );
+        gauge(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            "",
+            p.resident_bytes as f64,
+        );
+        gauge(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            "",
+            p.virtual_bytes as f64,
+        );
+        gauge(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            "",
+            p.start_time,
+        );
+        gauge(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            "",
+            p.open_fds as f64,
+        );
+        if let Some(m) = p.max_fds {
+            gauge(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                "",
+                m as f64,
+            );
+        }
+    }
+    s
+}
+
+/// Bytes available to an unprivileged user and total size of the file system holding `p`.
+pub fn disk_space(p: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into the zeroed struct we pass; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let frsize = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
+}
+
+/// Bytes of the regular files under `dir` (0 when it cannot be read).
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+struct Process {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    start_time: f64,
+    open_fds: usize,
+    max_fds: Option<u64>,
+}
+
+/// This process's figures from `/proc/self` (proc(5)).
+fn process() -> Option<Process> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    // proc(5) numbering: state is field 3, so field n is f[n - 3].
+    let utime = num(14 - 3)?;
+    let stime = num(15 - 3)?;
+    let starttime = num(22 - 3)?;
+    let vsize = num(23 - 3)?;
+    let rss = num(24 - 3)?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    let boot = now - uptime;
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        });
+    Some(Process {
+        cpu_seconds: (utime + stime) as f64 / ticks,
+        resident_bytes: rss * page,
+        virtual_bytes: vsize,
+        start_time: boot + starttime as f64 / ticks,
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0),
+        max_fds,
+    })
 }
 
 #[cfg(test)]
@@ -238,5 +537,40 @@ mod tests {
             assert!(t.contains(name), "{name} missing in\n{t}");
         }
         assert!(content_requests("hit") >= 1);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::default();
+        let b = [0.1, 1.0];
+        for v in [0.05, 0.5, 0.5, 5.0] {
+            h.observe(&b, v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "service=\"a\"", &b);
+        assert_eq!(
+            out,
+            "x_bucket{service=\"a\",le=\"0.1\"} 1\nx_bucket{service=\"a\",le=\"1\"} 3\nx_bucket{service=\"a\",le=\"+Inf\"} 4\nx_sum{service=\"a\"} 6.05\nx_count{service=\"a\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn process_figures_match_proc() {
+        let p = process().expect("linux /proc");
+        // The test process has at least stdin/stdout/stderr and some resident memory.
+        assert!(p.open_fds >= 3);
+        assert!(p.resident_bytes > 1 << 20);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            p.start_time <= now + 1.0 && p.start_time > now - 3600.0,
+            "{}",
+            p.start_time
+        );
+        let d = tempfile::tempdir().unwrap();
+        let (free, total) = disk_space(d.path()).unwrap();
+        assert!(free <= total && total > 0);
     }
 }

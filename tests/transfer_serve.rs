@@ -217,7 +217,7 @@ async fn cli_online_mode_goes_through_the_admin_api() {
     .await
     .unwrap();
     assert!(!held.status.success());
-    assert!(String::from_utf8_lossy(&held.stderr).contains("use --online"));
+    assert!(String::from_utf8_lossy(&held.stderr).contains("leave out --data-dir"));
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     let out = String::from_utf8_lossy(&e.stdout).into_owned();
     assert!(

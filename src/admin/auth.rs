@@ -21,6 +21,26 @@ pub const SESSION_SECS: i64 = 12 * 3600;
 /// The environment variable that overrides the token file.
 pub const TOKEN_ENV: &str = "WSUS_EDGE_TOKEN";
 
+/// Environment variable holding the read-only metrics token (overrides the file).
+pub const METRICS_TOKEN_ENV: &str = "WSUS_EDGE_METRICS_TOKEN";
+
+/// The read-only token that reads `GET /metrics` and nothing else: `WSUS_EDGE_METRICS_TOKEN`,
+/// else `[admin] metrics_token_file` (read on each scrape, so a new file applies at once;
+/// never created). `None` when neither is set or the file cannot be read (logged).
+pub fn metrics_token(config: &Config) -> Option<Token> {
+    if let Ok(v) = std::env::var(METRICS_TOKEN_ENV) {
+        return Token::new(&v, METRICS_TOKEN_ENV).ok();
+    }
+    let path = config.admin.metrics_token_file.as_ref()?;
+    match std::fs::read_to_string(path) {
+        Ok(t) => Token::new(&t, &path.display().to_string()).ok(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "metrics token file unreadable");
+            None
+        }
+    }
+}
+
 /// Why the token could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {

@@ -215,7 +215,7 @@ pub fn list_computers(state: &AdminState, q: &Query) -> ApiResult<Vec<ComputerJs
         };
         let stale_ok = match stale_before {
             None => true,
-            Some(t) => !r.last_report_unix.is_some_and(|l| l >= t),
+            Some(t) => r.last_report_unix.is_none_or(|l| l < t),
         };
         let (needed, failed, _) = r.counts();
         let status_ok = match status {
@@ -508,7 +508,7 @@ pub fn summary(store: &Store) -> ApiResult<Summary> {
             s.downstream_computers += 1;
         } else {
             s.computers += 1;
-            if !r.last_report_unix.is_some_and(|t| t >= week_ago) {
+            if r.last_report_unix.is_none_or(|t| t < week_ago) {
                 s.stale_7d += 1;
             }
         }
@@ -640,9 +640,9 @@ pub fn short_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => "0s".into(),
-        _ if s % 86400 == 0 => format!("{}d", s / 86400),
-        _ if s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }

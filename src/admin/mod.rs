@@ -7,6 +7,9 @@
 //! - `GET /healthz` needs no token (it reveals only "ok" or "unhealthy", for load balancers
 //!   and service managers).
 //! - Everything else needs `Authorization: Bearer <token>`, compared in constant time.
+//! - `GET /metrics` also accepts the read-only metrics token (`[admin] metrics_token_file` or
+//!   `WSUS_EDGE_METRICS_TOKEN`), which opens nothing else, and with
+//!   `[admin] metrics_loopback_without_token = true` needs no token from a loopback client.
 //! - `GET` requests (the status page, `/metrics`, read-only JSON) also accept the session
 //!   cookie that the login form (`POST /login`) sets after the admin pastes the token. Writes
 //!   always need the bearer header, so a browser session cannot be abused cross-site.
@@ -356,8 +359,10 @@ async fn route(
 ) -> Response<AdminBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
     let resp = dispatch(state, req, peer).await;
     metrics::http_request("admin", resp.status().as_u16());
+    metrics::observe_request("admin", started.elapsed().as_secs_f64());
     tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), "admin request");
     resp
 }
@@ -388,6 +393,15 @@ async fn dispatch(
             return r;
         }
         (&Method::POST, "/logout") => return page::logout(),
+        // The read-only metrics token (or, when configured, a loopback client) reads
+        // /metrics and nothing else.
+        (&Method::GET, "/metrics")
+            if (state.config.admin.metrics_loopback_without_token && peer.ip().is_loopback())
+                || auth::metrics_token(&state.config)
+                    .is_some_and(|t| t.bearer_ok(req.headers())) =>
+        {
+            return ops::metrics_text(&state).await
+        }
         _ => {}
     }
     let presented = req.headers().contains_key(header::AUTHORIZATION);

@@ -135,6 +135,7 @@ pub async fn metrics_text(state: &Arc<AdminState>) -> Response<AdminBody> {
         .unwrap_or_default();
     let mut text = metrics::render();
     text.push_str(&extra);
+    text.push_str(&metrics::system(&state.config.server.data_dir));
     with_type(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",

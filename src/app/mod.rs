@@ -19,6 +19,7 @@ use crate::content::{ContentCache, ContentError};
 use crate::http::{self, Router};
 use crate::store::{Store, StoreError};
 
+pub mod reload;
 pub mod router;
 pub mod running;
 
@@ -63,10 +64,28 @@ pub struct AppState {
     pub sync: Option<crate::sync::SyncHandle>,
 }
 
+/// Share of the data dir's file system the content cache may fill when `content.max_size`
+/// is not set (the rest is for the metadata store, imports in progress and the system).
+pub const DEFAULT_CONTENT_SHARE_PERCENT: u64 = 80;
+
+/// `content.max_size` when unset: [`DEFAULT_CONTENT_SHARE_PERCENT`] of the file system
+/// holding `data_dir` (unbounded when its size cannot be read).
+pub fn default_max_size(data_dir: &std::path::Path) -> Option<u64> {
+    let (_, total) = crate::metrics::disk_space(data_dir)?;
+    let max = total / 100 * DEFAULT_CONTENT_SHARE_PERCENT;
+    tracing::info!(
+        max_size = max,
+        "content.max_size not set: {DEFAULT_CONTENT_SHARE_PERCENT}% of the file system holding the data dir"
+    );
+    Some(max)
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
     tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    /// The HTTPS certificate, reloaded on SIGHUP.
+    cert: Option<Arc<http::tls::CertSlot>>,
     state: Arc<AppState>,
     router: Arc<Router>,
     /// The sync runner's side, started by [`Server::run_until`].
@@ -77,13 +96,16 @@ pub struct Server {
 impl Server {
     /// Opens the store and the cache under `server.data_dir` and binds `server.listen`
     /// (port 0 picks a free port; see [`Server::local_addr`]).
-    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+    pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
         crate::store::create_private_dir(&config.server.data_dir).map_err(|source| {
             ContentError::Io {
                 path: config.server.data_dir.clone(),
                 source,
             }
         })?;
+        if config.content.max_size.is_none() {
+            config.content.max_size = default_max_size(&config.server.data_dir);
+        }
         let store = Store::open(&config.store_dir())?;
         let content = ContentCache::open(
             &config.content_dir(),
@@ -100,13 +122,15 @@ impl Server {
         if let Ok(bound) = listener.local_addr() {
             config.server.listen = bound;
         }
+        let mut cert = None;
         let tls = match (
             config.server.tls_listen,
             &config.server.tls_cert,
             &config.server.tls_key,
         ) {
-            (Some(addr), Some(cert), Some(key)) => {
-                let acceptor = http::tls::acceptor(cert, key)?;
+            (Some(addr), Some(c), Some(key)) => {
+                let (acceptor, slot) = http::tls::reloadable_acceptor(c, key)?;
+                cert = Some(slot);
                 let l = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
                 Some((l, acceptor))
             }
@@ -128,6 +152,7 @@ impl Server {
         Ok(Self {
             listener,
             tls,
+            cert,
             state: Arc::new(state),
             router,
             sync_runner,
@@ -289,6 +314,17 @@ async fn prune_events_hourly(
 /// runs without it cannot be administered or monitored.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut server = Server::bind(config).await?;
+    start_admin(&mut server).await?;
+    server.run_until(shutdown_signal()).await
+}
+
+/// Like [`run`], and SIGHUP calls `reload` and applies what can change while serving
+/// (see [`reload`]); SIGHUP never stops the server.
+pub async fn run_with_reload(config: Config, reload: reload::ReloadFn) -> Result<(), ServerError> {
+    let hup = reload::listen();
+    let running = config.clone();
+    let mut server = Server::bind(config).await?;
+    reload::spawn(hup, running, reload, server.cert.clone());
     start_admin(&mut server).await?;
     server.run_until(shutdown_signal()).await
 }

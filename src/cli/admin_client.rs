@@ -84,10 +84,13 @@ impl AdminClient {
             Ok(t) => (Some(t.as_str().to_string()), String::new()),
             Err(e) => (None, format!(" (no token: {e})")),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("building the HTTP client")?;
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        // The admin API is usually on loopback: `http_proxy` in the admin's environment must
+        // not send those calls through a proxy (which cannot reach our loopback).
+        if is_loopback_url(&base) {
+            http = http.no_proxy();
+        }
+        let http = http.build().context("building the HTTP client")?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -208,6 +211,21 @@ impl AdminClient {
     }
 }
 
+/// Whether `url`'s host is a loopback address or `localhost`.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = u.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Prints rows as a table with aligned columns (two spaces apart), headers first.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     print!("{}", table(headers, rows));
@@ -275,5 +293,15 @@ mod tests {
         );
         assert_eq!(t, "ID    NAME\n1     a\n1234  b c\n");
         assert_eq!(clip("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn loopback_urls() {
+        assert!(is_loopback_url("http://127.0.0.1:8590"));
+        assert!(is_loopback_url("http://127.1.2.3:8590"));
+        assert!(is_loopback_url("http://[::1]:8590"));
+        assert!(is_loopback_url("http://localhost:8590"));
+        assert!(!is_loopback_url("http://10.0.0.5:8590"));
+        assert!(!is_loopback_url("http://wsus.example:8590"));
     }
 }

@@ -35,6 +35,9 @@ pub enum SubscriptionCmd {
         /// Classification title or GUID (repeat for more).
         #[arg(long = "classification", value_name = "C")]
         classifications: Vec<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the subscription.
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
@@ -103,6 +106,7 @@ pub fn run_subscription(c: &AdminClient, cmd: SubscriptionCmd) -> anyhow::Result
         SubscriptionCmd::Set {
             products,
             classifications,
+            json,
         } => {
             let mut s: SubscriptionJson = c.get("/api/subscription", &[])?;
             let pick = |v: Vec<String>, cur: &mut Vec<String>| {
@@ -115,7 +119,11 @@ pub fn run_subscription(c: &AdminClient, cmd: SubscriptionCmd) -> anyhow::Result
             pick(products, &mut s.products);
             pick(classifications, &mut s.classifications);
             let s: SubscriptionJson = c.call(Method::PUT, "/api/subscription", &[], Some(&s))?;
-            show(&s);
+            if json {
+                print_json(&s)?;
+            } else {
+                show(&s);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 pub mod admin_client;
 pub mod catalog;
+pub mod check_config;
 pub mod cleanup;
 pub mod compliance;
 pub mod computers;
@@ -33,6 +34,10 @@ pub struct Cli {
     /// Log filter, e.g. `info`, `wsus_edge=debug` (env RUST_LOG also works).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Log format: `text` (colour only on a terminal) or `json` (one object per line);
+    /// default `[log] format`.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<crate::config::LogFormat>,
     /// Admin API of the running server for the admin verbs (default: `[admin] listen`),
     /// e.g. http://127.0.0.1:8590. The token comes from WSUS_EDGE_TOKEN or `[admin] token_file`.
     #[arg(long, global = true, value_name = "URL")]
@@ -42,11 +47,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+fn parse_log_format(s: &str) -> Result<crate::config::LogFormat, String> {
+    match s {
+        "text" => Ok(crate::config::LogFormat::Text),
+        "json" => Ok(crate::config::LogFormat::Json),
+        _ => Err(format!("expected text or json, got {s:?}")),
+    }
+}
+
 /// Every verb.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the effective configuration and exit.
-    CheckConfig,
+    /// Print the effective configuration as TOML and check that the files it names exist
+    /// (exit 1 with one line per problem).
+    CheckConfig {
+        /// JSON instead of text: the TOML and the problems.
+        #[arg(long)]
+        json: bool,
+    },
     /// Updates: list, show, approve, decline.
     #[command(subcommand, after_long_help = admin_client::EXIT_CODES)]
     Updates(updates::UpdatesCmd),
@@ -105,9 +123,9 @@ exit 0 when it succeeded, 1 with the reason when it failed. `sync status` shows 
     SimulateUpstream(simulate::SimulateArgs),
     /// Start a simulated upstream and a replica on loopback, sync, print how to use it.
     Demo(simulate::DemoArgs),
-    /// Write a verifiable update package (offline, on --data-dir).
+    /// Write a verifiable update package (through the running server; offline with --data-dir).
     Export(transfer::ExportArgs),
-    /// Verify and import a package (a directory or its first volume).
+    /// Verify and import a package (through the running server; offline with --data-dir).
     Import(transfer::ImportArgs),
     /// Check a package's signature and every file's digest without importing it.
     VerifyPackage(transfer::VerifyArgs),
@@ -140,31 +158,53 @@ pub(crate) fn private_files() {
     }
 }
 
-/// Runs `serve`: applies the flags over `config` and serves until a shutdown signal.
-fn serve(
-    mut config: crate::config::Config,
-    args: ServeArgs,
-) -> anyhow::Result<std::process::ExitCode> {
-    use anyhow::Context;
+/// The `serve` flags and `--log-format` over a loaded configuration.
+fn apply_serve_flags(
+    config: &mut crate::config::Config,
+    args: &ServeArgs,
+    log_format: Option<crate::config::LogFormat>,
+) {
     if let Some(l) = args.listen {
         config.server.listen = l;
     }
-    if let Some(d) = args.data_dir {
-        config.server.data_dir = d;
+    if let Some(d) = &args.data_dir {
+        config.server.data_dir = d.clone();
     }
-    if let Some(u) = args.upstream {
+    if let Some(f) = log_format {
+        config.log.format = f;
+    }
+    if let Some(u) = &args.upstream {
+        config.upstream.url = Some(u.trim_end_matches('/').to_string());
+    }
+}
+
+/// Runs `serve`: applies the flags over `config` and serves until a shutdown signal; SIGHUP
+/// reads `path` again with the same flags.
+fn serve(
+    mut config: crate::config::Config,
+    path: Option<PathBuf>,
+    args: ServeArgs,
+    log_format: Option<crate::config::LogFormat>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    if let Some(u) = &args.upstream {
         anyhow::ensure!(
             u.starts_with("http://") || u.starts_with("https://"),
             "--upstream: expected an http:// or https:// URL, got {u:?}"
         );
-        config.upstream.url = Some(u.trim_end_matches('/').to_string());
     }
+    apply_serve_flags(&mut config, &args, log_format);
+    let reload: crate::app::reload::ReloadFn = Box::new(move || {
+        let mut c = crate::config::Config::load(path.as_deref())?;
+        apply_serve_flags(&mut c, &args, log_format);
+        Ok(c)
+    });
     private_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(crate::app::run(config))?;
+    rt.block_on(crate::app::run_with_reload(config, reload))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -183,14 +223,12 @@ impl Cli {
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let config = crate::config::Config::load(cli.config_path().as_deref())?;
+    let path = cli.config_path();
+    let config = crate::config::Config::load(path.as_deref())?;
     let admin = cli.admin.clone();
     let client = || admin_client::AdminClient::new(&config, admin.as_deref());
     match cli.command {
-        Command::CheckConfig => {
-            println!("{config:#?}");
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        Command::CheckConfig { json } => check_config::run(&config, path.as_deref(), json),
         Command::Updates(c) => admin_client::run_verb(|| updates::run(&client()?, c)),
         Command::Groups(c) => admin_client::run_verb(|| groups::run(&client()?, c)),
         Command::Computers(c) => admin_client::run_verb(|| computers::run(&client()?, c)),
@@ -210,7 +248,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Status { json } => admin_client::run_verb(|| status::run(&client()?, json)),
         Command::Rollup { json } => admin_client::run_verb(|| compliance::rollup(&client()?, json)),
-        Command::Serve(args) => serve(config, args),
+        Command::Serve(args) => serve(config, path, args, cli.log_format),
         Command::SimulateUpstream(args) => simulate::simulate_upstream(config, args),
         Command::Demo(args) => simulate::demo(config, args),
         Command::Export(a) => transfer::export(config, a, admin.as_deref()),

@@ -17,6 +17,9 @@ pub struct SyncArgs {
     /// running sync is followed instead of starting another.
     #[arg(long)]
     pub now: bool,
+    /// JSON instead of text: no progress display, the final status as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// `status`.
     #[command(subcommand)]
     pub cmd: Option<SyncCmd>,
@@ -91,7 +94,11 @@ pub fn run(c: &AdminClient, args: SyncArgs) -> anyhow::Result<ExitCode> {
         let b: SyncJson = c.call(Method::POST, "/api/sync", &[], None::<&()>)?;
         b.runs + if b.running { 2 } else { 1 }
     };
-    let bar = indicatif::ProgressBar::new(0);
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} sync: {msg} {pos}/{len}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -114,7 +121,7 @@ pub fn run(c: &AdminClient, args: SyncArgs) -> anyhow::Result<ExitCode> {
         if s.running {
             if s.phase != last_phase {
                 last_phase = s.phase.clone();
-                if bar.is_hidden() {
+                if bar.is_hidden() && !args.json {
                     eprintln!("sync: {}", s.phase.as_deref().unwrap_or("starting"));
                 }
             }
@@ -125,7 +132,11 @@ pub fn run(c: &AdminClient, args: SyncArgs) -> anyhow::Result<ExitCode> {
         bar.tick();
     };
     bar.finish_and_clear();
+    if args.json {
+        print_json(&fin)?;
+    }
     match fin.last_result.as_deref() {
+        Some("ok") if args.json => Ok(ExitCode::SUCCESS),
         Some("ok") => {
             println!(
                 "sync finished: {} updates, {} revisions fetched, {} approvals{}",
@@ -137,6 +148,13 @@ pub fn run(c: &AdminClient, args: SyncArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Some(r) if args.json => {
+            eprintln!(
+                "wsus-edge: sync failed: {}",
+                r.trim_start_matches("error: ")
+            );
+            Ok(ExitCode::from(1))
         }
         Some(r) => Err(exit(
             1,

@@ -1,6 +1,7 @@
-//! The `export`, `import`, `verify-package` and `keygen` verbs (issue 6): offline on a data
-//! dir that no server holds, or with `--online` (or `--admin URL`) through the running
-//! server's admin API, which then reads and writes the package on its own disk.
+//! The `export`, `import`, `verify-package` and `keygen` verbs (issue 6). `export` and
+//! `import` go through the running server's admin API (which reads and writes the package on
+//! its own disk) unless `--data-dir` asks for offline work on a data dir no server holds.
+//! Every verb has `--json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +36,16 @@ pub struct ExportArgs {
     /// Sign the manifest with this private key (from `keygen`).
     #[arg(long, value_name = "K.key")]
     pub sign: Option<PathBuf>,
-    /// Data directory (`server.data_dir`); must not be held by a running server.
+    /// Work offline on this data directory (no server may hold it); without it the running
+    /// server does the work through its admin API.
     #[arg(long, value_name = "DIR", conflicts_with = "online")]
     pub data_dir: Option<PathBuf>,
-    /// Go through the running server's admin API (also implied by `--admin URL`).
-    #[arg(long)]
+    /// Through the running server's admin API (the default; kept for older scripts).
+    #[arg(long, hide = true)]
     pub online: bool,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `import`.
@@ -56,12 +61,16 @@ pub struct ImportArgs {
     /// server's state back to it).
     #[arg(long)]
     pub allow_older: bool,
-    /// Data directory (`server.data_dir`); must not be held by a running server.
+    /// Work offline on this data directory (no server may hold it); without it the running
+    /// server does the work through its admin API.
     #[arg(long, value_name = "DIR", conflicts_with = "online")]
     pub data_dir: Option<PathBuf>,
-    /// Go through the running server's admin API (also implied by `--admin URL`).
-    #[arg(long)]
+    /// Through the running server's admin API (the default; kept for older scripts).
+    #[arg(long, hide = true)]
     pub online: bool,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `verify-package`.
@@ -72,6 +81,9 @@ pub struct VerifyArgs {
     /// Also require that the signer is this key (repeatable).
     #[arg(long, value_name = "K.pub")]
     pub trust: Vec<PathBuf>,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `keygen`.
@@ -80,12 +92,9 @@ pub struct KeygenArgs {
     /// Writes OUT.key (private, mode 0600) and OUT.pub.
     #[arg(long, value_name = "K")]
     pub out: PathBuf,
-}
-
-fn data_dir(config: &mut Config, flag: Option<PathBuf>) {
-    if let Some(d) = flag {
-        config.server.data_dir = d;
-    }
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn trust(paths: &[PathBuf]) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
@@ -100,17 +109,10 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(std::path::absolute(p)?)
 }
 
-/// Runs `export` over the admin API.
-fn export_online(config: &Config, a: ExportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
-    let c = AdminClient::new(config, admin)?;
-    let body = ExportRequest {
-        out: absolute(&a.out)?,
-        since: a.since,
-        approved_only: a.approved_only,
-        volume_size: a.volume_size,
-        sign: a.sign.as_deref().map(absolute).transpose()?,
-    };
-    let r: ExportJson = c.call(Method::POST, "/api/export", &[], Some(&body))?;
+fn print_export(r: &ExportJson, json: bool) -> anyhow::Result<()> {
+    if json {
+        return admin_client::print_json(r);
+    }
     for o in &r.outputs {
         println!("wrote: {o}");
     }
@@ -122,8 +124,48 @@ fn export_online(config: &Config, a: ExportArgs, admin: Option<&str>) -> anyhow:
             r.not_cached
         );
     }
-    println!("signer: {}", r.signer);
+    if r.one_time_key {
+        println!(
+            "signer: {} (one-time key; use --sign K.key to sign with yours)",
+            r.signer
+        );
+    } else {
+        println!("signer: {}", r.signer);
+    }
     println!("anchor: {}", r.anchor);
+    Ok(())
+}
+
+fn print_import(r: &ImportJson, json: bool) -> anyhow::Result<()> {
+    if json {
+        return admin_client::print_json(r);
+    }
+    println!("signer: {}", r.signer);
+    println!("revisions: {}", r.revisions);
+    println!(
+        "files: {} copied, {} already verified, {} payloads already in the cache",
+        r.copied, r.resumed, r.already_present
+    );
+    println!("payloads published: {}", r.published);
+    if let Some(b) = &r.base_anchor {
+        println!("base anchor: {b}");
+    }
+    println!("anchor: {}", r.anchor);
+    Ok(())
+}
+
+/// Runs `export` over the admin API.
+fn export_online(config: &Config, a: ExportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
+    let c = AdminClient::new(config, admin)?;
+    let body = ExportRequest {
+        out: absolute(&a.out)?,
+        since: a.since,
+        approved_only: a.approved_only,
+        volume_size: a.volume_size,
+        sign: a.sign.as_deref().map(absolute).transpose()?,
+    };
+    let r: ExportJson = c.call(Method::POST, "/api/export", &[], Some(&body))?;
+    print_export(&r, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -140,26 +182,16 @@ fn import_online(config: &Config, a: ImportArgs, admin: Option<&str>) -> anyhow:
         allow_older: a.allow_older,
     };
     let r: ImportJson = c.call(Method::POST, "/api/import", &[], Some(&body))?;
-    println!("signer: {}", r.signer);
-    println!("revisions: {}", r.revisions);
-    println!(
-        "files: {} copied, {} already verified, {} payloads already in the cache",
-        r.copied, r.resumed, r.already_present
-    );
-    println!("payloads published: {}", r.published);
-    if let Some(b) = &r.base_anchor {
-        println!("base anchor: {b}");
-    }
-    println!("anchor: {}", r.anchor);
+    print_import(&r, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `export`.
+/// Runs `export`: through the admin API, or offline with `--data-dir`.
 pub fn export(mut config: Config, a: ExportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
-    if a.online || admin.is_some() {
+    let Some(dir) = a.data_dir.clone() else {
         return admin_client::run_verb(|| export_online(&config, a, admin));
-    }
-    data_dir(&mut config, a.data_dir);
+    };
+    config.server.data_dir = dir;
     let since = a.since.as_deref().map(str::parse::<Anchor>).transpose()?;
     let volume_size = a
         .volume_size
@@ -181,35 +213,26 @@ pub fn export(mut config: Config, a: ExportArgs, admin: Option<&str>) -> anyhow:
         },
     )
     .context("export")?;
-    for o in &r.outputs {
-        println!("wrote: {}", o.display());
-    }
-    println!("revisions: {}", r.revisions);
-    println!("payloads: {} ({} bytes)", r.payloads, r.payload_bytes);
-    if r.not_cached > 0 {
-        println!(
-            "left out: {} declared payloads not in the cache",
-            r.not_cached
-        );
-    }
-    if r.one_time_key {
-        println!(
-            "signer: {} (one-time key; use --sign K.key to sign with yours)",
-            r.signer
-        );
-    } else {
-        println!("signer: {}", r.signer);
-    }
-    println!("anchor: {}", r.anchor);
+    let j = ExportJson {
+        anchor: r.anchor.to_string(),
+        revisions: r.revisions,
+        payloads: r.payloads,
+        payload_bytes: r.payload_bytes,
+        not_cached: r.not_cached,
+        outputs: r.outputs.iter().map(|p| p.display().to_string()).collect(),
+        signer: r.signer,
+        one_time_key: r.one_time_key,
+    };
+    print_export(&j, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `import`.
+/// Runs `import`: through the admin API, or offline with `--data-dir`.
 pub fn import(mut config: Config, a: ImportArgs, admin: Option<&str>) -> anyhow::Result<ExitCode> {
-    if a.online || admin.is_some() {
+    let Some(dir) = a.data_dir.clone() else {
         return admin_client::run_verb(|| import_online(&config, a, admin));
-    }
-    data_dir(&mut config, a.data_dir);
+    };
+    config.server.data_dir = dir;
     let keys = if a.trust.is_empty() {
         &config.import.trusted_keys
     } else {
@@ -223,29 +246,40 @@ pub fn import(mut config: Config, a: ImportArgs, admin: Option<&str>) -> anyhow:
     let staging = config.server.data_dir.join("import-staging");
     let r = transfer::import(&store, &config.content_dir(), &staging, &a.path, &opts)
         .context("import")?;
-    if r.rolled_forward > 0 {
+    if r.rolled_forward > 0 && !a.json {
         println!(
             "finished {} interrupted earlier import(s)",
             r.rolled_forward
         );
     }
-    println!("signer: {}", r.signer);
-    println!("revisions: {}", r.revisions);
-    println!(
-        "files: {} copied ({} bytes), {} already verified, {} payloads already in the cache",
-        r.copied, r.bytes_copied, r.resumed, r.already_present
-    );
-    println!("payloads published: {}", r.published);
-    if let Some(b) = &r.base_anchor {
-        println!("base anchor: {b}");
-    }
-    println!("anchor: {}", r.anchor);
+    let j = ImportJson {
+        anchor: r.anchor.to_string(),
+        base_anchor: r.base_anchor.clone(),
+        signer: r.signer.clone(),
+        revisions: r.revisions,
+        copied: r.copied,
+        resumed: r.resumed,
+        already_present: r.already_present,
+        published: r.published,
+    };
+    print_import(&j, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `verify-package`.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let r = transfer::verify_package(&a.path, &trust(&a.trust)?).context("verify-package")?;
+    if a.json {
+        admin_client::print_json(&serde_json::json!({
+            "ok": true,
+            "files": r.files,
+            "bytes": r.bytes,
+            "signer": r.signer,
+            "base_anchor": r.manifest.base_anchor.as_ref().map(|b| b.to_string()),
+            "anchor": r.manifest.anchor.to_string(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "package OK: {} files, {} bytes, signer {}",
         r.files, r.bytes, r.signer
@@ -260,8 +294,17 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// Runs `keygen`.
 pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
     let (k, p, kp) = transfer::keygen(&a.out)?;
+    let fingerprint = keys::fingerprint(&kp.public());
+    if a.json {
+        admin_client::print_json(&serde_json::json!({
+            "private_key": k.display().to_string(),
+            "public_key": p.display().to_string(),
+            "fingerprint": fingerprint,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("private key: {}", k.display());
     println!("public key: {}", p.display());
-    println!("fingerprint: {}", keys::fingerprint(&kp.public()));
+    println!("fingerprint: {fingerprint}");
     Ok(ExitCode::SUCCESS)
 }

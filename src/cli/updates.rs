@@ -71,6 +71,9 @@ pub enum UpdatesCmd {
         /// Update GUIDs or KB numbers.
         #[arg(required = true)]
         ids: Vec<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -89,6 +92,9 @@ pub struct ApproveArgs {
     /// Deadline: RFC 3339 (2026-12-01T18:00:00Z) or a date (2026-12-01, midnight UTC).
     #[arg(long, value_name = "T")]
     pub deadline: Option<String>,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn approvals_cell(u: &UpdateJson) -> String {
@@ -234,17 +240,27 @@ pub fn run(c: &AdminClient, cmd: UpdatesCmd) -> anyhow::Result<ExitCode> {
                     deadline: a.deadline,
                 }),
             )?;
-            println!("{}", r.message);
+            print_changed(&r, a.json)?;
         }
-        UpdatesCmd::Decline { ids } => {
+        UpdatesCmd::Decline { ids, json } => {
             let r: ChangedJson = c.call(
                 Method::POST,
                 "/api/updates/decline",
                 &[],
                 Some(&IdsRequest { ids }),
             )?;
-            println!("{}", r.message);
+            print_changed(&r, json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a write's answer: its message, or the whole answer as JSON.
+fn print_changed(r: &ChangedJson, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(r)
+    } else {
+        println!("{}", r.message);
+        Ok(())
+    }
 }

@@ -111,7 +111,7 @@ pub fn best_matches(devices: &[SpecDevice], drivers: &[&DriverMeta]) -> BTreeSet
                 continue;
             };
             let key = (r, std::cmp::Reverse(d.date), std::cmp::Reverse(d.version));
-            if best.as_ref().map_or(true, |(b, _)| key < *b) {
+            if best.as_ref().is_none_or(|(b, _)| key < *b) {
                 best = Some((key, k));
             }
         }

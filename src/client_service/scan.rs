@@ -235,7 +235,7 @@ impl ClientService {
             .drivers
             .iter()
             .copied()
-            .filter(|i| in_filter.as_ref().map_or(true, |f| f.contains(i)))
+            .filter(|i| in_filter.as_ref().is_none_or(|f| f.contains(i)))
             .filter(|i| {
                 idx.entries[*i as usize]
                     .driver
@@ -278,7 +278,7 @@ impl ClientService {
         let mut out_of_scope: Vec<i32> = cached
             .iter()
             .copied()
-            .filter(|id| idx.entry_of(*id).map_or(true, |i| !matched.contains(&i)))
+            .filter(|id| idx.entry_of(*id).is_none_or(|i| !matched.contains(&i)))
             .collect();
         out_of_scope.sort_unstable();
         out_of_scope.dedup();

@@ -136,7 +136,7 @@ impl Upstream {
             };
             received += got;
             let err = match err {
-                None if size.map_or(true, |s| received == s) => return Ok(()),
+                None if size.is_none_or(|s| received == s) => return Ok(()),
                 None => FetchError::Transfer(format!("connection closed at {received} bytes")),
                 Some(e) => e,
             };
@@ -258,11 +258,11 @@ pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
     } else if e.is_connect() {
-        FetchError::Unreachable(e.to_string())
+        FetchError::Unreachable(crate::logging::chain(&e))
     } else if e.is_timeout() {
-        FetchError::Timeout(e.to_string())
+        FetchError::Timeout(crate::logging::chain(&e))
     } else {
-        FetchError::Transfer(e.to_string())
+        FetchError::Transfer(crate::logging::chain(&e))
     }
 }
 

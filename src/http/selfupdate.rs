@@ -50,7 +50,7 @@ impl SelfUpdateProxy {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(path, error = %e, "self-update upstream failed");
+                tracing::warn!(path, error = %crate::logging::chain(&e), "self-update upstream failed");
                 let st = if e.is_timeout() {
                     StatusCode::GATEWAY_TIMEOUT
                 } else {

@@ -50,7 +50,7 @@ fn encode(snap: &HashMap<Uuid, [u8; 8]>) -> Vec<u8> {
 }
 
 fn decode(b: &[u8]) -> Option<HashMap<Uuid, [u8; 8]>> {
-    if b.len() % 24 != 0 {
+    if !b.len().is_multiple_of(24) {
         return None;
     }
     Some(

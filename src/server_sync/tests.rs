@@ -22,7 +22,7 @@ fn rec(n: u128, rev: u32, kind: UpdateKind, class: Option<Uuid>) -> NewRevision 
     let mut sha1 = [0u8; 20];
     sha1[..16].copy_from_slice(&n.to_be_bytes());
     sha1[16..].copy_from_slice(&rev.to_be_bytes());
-    let big = n % 2 == 0;
+    let big = n.is_multiple_of(2);
     NewRevision {
         record: UpdateRecord {
             key,

@@ -238,7 +238,7 @@ impl Payloads {
             .get(file)
             .ok_or(PayloadError::UnknownFile(file.0))?
             .size;
-        if offset.checked_add(len).map_or(true, |end| end > size) {
+        if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(PayloadError::OutOfRange { offset, len, size });
         }
         let mut buf = vec![0u8; len as usize];

@@ -29,6 +29,14 @@ pub enum StoreError {
     /// The caller asked for something that violates an invariant (e.g. removing a built-in group).
     #[error("invalid store operation: {0}")]
     Invalid(String),
+    /// The store was written by a newer wsus-edge (its schema version is higher than ours).
+    #[error("the store has schema version {found}, this wsus-edge reads up to {supported}: it was written by a newer version (downgrades are not supported; restore a backup or upgrade)")]
+    NewerSchema {
+        /// The version recorded in the store.
+        found: u32,
+        /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION).
+        supported: u32,
+    },
     /// A named thing does not exist.
     #[error("not found: {0}")]
     NotFound(String),

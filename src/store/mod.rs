@@ -11,7 +11,8 @@
 //! `computers.rs` (computers, events), `snapshot.rs` (export/import).
 //!
 //! # API at a glance (all methods on [`Store`], all synchronous)
-//! - lifecycle: `open(dir)`, `flush()`, `server_id()`, `revision_epoch()`,
+//! - lifecycle: `open(dir)` (runs the schema migrations, `migrate.rs`), `flush()`,
+//!   `schema_version()`, `server_id()`, `revision_epoch()`,
 //!   `bump_revision_epoch()`, `catalog_generation()` (cache invalidation)
 //! - content cache: `put_expected_files`, `expected_file`, `expected_files`,
 //!   `remove_expected_files`, `put_object`, `get_object`,
@@ -97,6 +98,7 @@ mod deployment_log;
 mod error;
 mod lock;
 mod malloc;
+mod migrate;
 mod objects;
 mod schema;
 mod snapshot;
@@ -130,6 +132,7 @@ pub use deployment_log::DeploymentChanges;
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
 pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
+pub use migrate::SCHEMA_VERSION;
 pub use objects::ObjectMeta;
 pub use snapshot::{ApplyMode, MetadataSnapshot, SnapshotRevision, SNAPSHOT_FORMAT};
 pub use subscription::{Subscription, SUBSCRIPTION_SETTING};
@@ -264,7 +267,12 @@ impl Store {
                 _lock: lock,
             }),
         };
+        let fresh = store
+            .tree(Tree::Meta)
+            .get(schema::META_SERVER_ID)?
+            .is_none();
         store.init()?;
+        store.migrate(fresh)?;
         // Change-log entries of a staged deployment apply that never became live.
         let discarded = store.discard_uncommitted_log(store.deployment_seq()?)?;
         if discarded > 0 {

@@ -126,6 +126,7 @@ pub async fn sync_once(ctx: &RunnerContext, client: &UpstreamClient) -> bool {
         Some(ctx.reporter.clone()),
     );
     let r = syncer.run().await;
+    crate::metrics::observe_sync(t.elapsed().as_secs_f64());
     let finished = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .ok();

@@ -121,12 +121,14 @@ impl UpstreamClient {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| SyncError::Network(format!("{url}: {e}")))?;
+            .map_err(|e| SyncError::Network(format!("{url}: {}", crate::logging::chain(&e))))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| SyncError::Network(format!("{url}: reading answer: {e}")))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            SyncError::Network(format!(
+                "{url}: reading answer: {}",
+                crate::logging::chain(&e)
+            ))
+        })?;
         if status.is_success() || status.as_u16() == 500 {
             match decoder(&bytes) {
                 Ok(r) if status.is_success() => return Ok(r),

@@ -20,7 +20,7 @@ pub enum TransferError {
     #[error("metadata store: {0}")]
     Store(#[from] StoreError),
     /// The data dir is held by another process (a running server).
-    #[error("data dir {} is held by a running server{}: use --online (its admin API) or stop it", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("data dir {} is held by a running server{}: leave out --data-dir to go through its admin API, or stop it", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     DataDirBusy {
         /// The store directory.
         dir: PathBuf,

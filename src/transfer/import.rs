@@ -523,9 +523,9 @@ fn commit(
     }
     let anchor: Anchor = m.anchor.parse()?;
     let mut have = imported_anchors(store)?;
-    let newer = have.get(&anchor.server_id).map_or(true, |r| {
-        r.high_water <= anchor.high_water || m.base_anchor.is_none()
-    });
+    let newer = have
+        .get(&anchor.server_id)
+        .is_none_or(|r| r.high_water <= anchor.high_water || m.base_anchor.is_none());
     if newer {
         have.insert(
             anchor.server_id,

@@ -90,7 +90,7 @@ fn read_cab(bytes: &[u8]) -> Result<Vec<u8>, WireError> {
 }
 
 fn decode_utf16le(b: &[u8]) -> Result<String, WireError> {
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(WireError::Blob("odd UTF-16 length".into()));
     }
     let units = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));

@@ -238,7 +238,7 @@ pub struct Agent {
 /// Whether the agent's machine "has" a non-leaf update installed (categories always; 3 of 4
 /// detectoids, by id).
 pub fn installs(kind_is_category: bool, id: &Uuid) -> bool {
-    kind_is_category || id.as_bytes()[0] % 4 != 0
+    kind_is_category || !id.as_bytes()[0].is_multiple_of(4)
 }
 
 /// The revision named by a core fragment's `UpdateIdentity`, and whether it says Category.

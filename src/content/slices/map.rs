@@ -159,7 +159,7 @@ impl SliceMap {
     /// held and no longer claimed.
     pub fn record(&mut self, from: u64, len: u64) -> Result<(), NotExpected> {
         let bad = NotExpected { from, len };
-        if from.checked_add(len).map_or(true, |e| e > self.size) {
+        if from.checked_add(len).is_none_or(|e| e > self.size) {
             return Err(bad);
         }
         // Check first, then apply: a bad record changes nothing.

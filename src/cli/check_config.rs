@@ -1,0 +1,275 @@
+//! `check-config`: the effective configuration (file, environment and defaults merged) as
+//! TOML that `--config` reads back, and a check that every file it names exists.
+//! Exit 0 when every file is there, 1 with one line per problem on stderr otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::{Config, ContentMode, LogFormat};
+
+/// The effective configuration as TOML. Unset optional keys are written as comments, so
+/// the output can be read back with `--config` and gives the same configuration.
+pub fn render(c: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let p = |p: &Path| q(&p.to_string_lossy());
+    let key = |out: &mut String, k: &str, v: Option<String>| {
+        let _ = match v {
+            Some(v) => writeln!(out, "{k} = {v}"),
+            None => writeln!(out, "# {k} = (unset)"),
+        };
+    };
+    let list = |v: &[String]| {
+        toml::Value::Array(v.iter().map(|s| toml::Value::String(s.clone())).collect()).to_string()
+    };
+
+    out.push_str("[server]\n");
+    key(&mut out, "listen", Some(q(&c.server.listen.to_string())));
+    key(&mut out, "data_dir", Some(p(&c.server.data_dir)));
+    key(
+        &mut out,
+        "advertised_url",
+        c.server.advertised_url.as_deref().map(q),
+    );
+    key(
+        &mut out,
+        "tls_listen",
+        c.server.tls_listen.map(|a| q(&a.to_string())),
+    );
+    key(&mut out, "tls_cert", c.server.tls_cert.as_deref().map(p));
+    key(&mut out, "tls_key", c.server.tls_key.as_deref().map(p));
+    key(
+        &mut out,
+        "max_request_body",
+        Some(q(&c.server.max_request_body.to_string())),
+    );
+
+    out.push_str("\n[upstream]\n");
+    key(&mut out, "url", c.upstream.url.as_deref().map(q));
+    key(
+        &mut out,
+        "content_url",
+        c.upstream.content_url.as_deref().map(q),
+    );
+    key(
+        &mut out,
+        "max_bandwidth",
+        c.upstream.max_bandwidth.map(|b| q(&format!("{b}B/s"))),
+    );
+    key(&mut out, "ca_file", c.upstream.ca_file.as_deref().map(p));
+
+    out.push_str("\n[content]\n");
+    let mode = match c.content.mode {
+        ContentMode::Prefetch => "prefetch",
+        ContentMode::OnDemand => "on-demand",
+    };
+    key(&mut out, "mode", Some(q(mode)));
+    key(
+        &mut out,
+        "download_window",
+        c.content.download_window.map(|w| {
+            q(&format!(
+                "{:02}:{:02}-{:02}:{:02}",
+                w.start / 60,
+                w.start % 60,
+                w.end / 60,
+                w.end % 60
+            ))
+        }),
+    );
+    key(
+        &mut out,
+        "max_size",
+        c.content.max_size.map(|b| q(&b.to_string())),
+    );
+
+    out.push_str("\n[sync]\n");
+    key(
+        &mut out,
+        "interval",
+        Some(q(&format!("{}s", c.sync.interval.as_secs()))),
+    );
+    key(&mut out, "products", Some(list(&c.sync.products)));
+    key(
+        &mut out,
+        "classifications",
+        Some(list(&c.sync.classifications)),
+    );
+    key(&mut out, "languages", Some(list(&c.sync.languages)));
+
+    out.push_str("\n[admin]\n");
+    key(&mut out, "listen", Some(q(&c.admin.listen.to_string())));
+    key(&mut out, "token_file", Some(p(&token_file(c))));
+    key(
+        &mut out,
+        "metrics_token_file",
+        c.admin.metrics_token_file.as_deref().map(p),
+    );
+    key(
+        &mut out,
+        "metrics_loopback_without_token",
+        Some(c.admin.metrics_loopback_without_token.to_string()),
+    );
+
+    out.push_str("\n[log]\n");
+    let format = match c.log.format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    key(&mut out, "format", Some(q(format)));
+    out
+}
+
+/// The admin token file in effect (the default lives in the data dir).
+fn token_file(c: &Config) -> PathBuf {
+    c.admin
+        .token_file
+        .clone()
+        .unwrap_or_else(|| c.server.data_dir.join("admin.token"))
+}
+
+/// What is wrong with the files the configuration names, one line each.
+pub fn problems(c: &Config) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut file = |key: &str, path: Option<&Path>| {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::File::open(path) {
+                v.push(format!("{key}: {}: {e}", path.display()));
+            } else if !path.is_file() {
+                v.push(format!("{key}: {}: not a file", path.display()));
+            }
+        }
+    };
+    file("server.tls_cert", c.server.tls_cert.as_deref());
+    file("server.tls_key", c.server.tls_key.as_deref());
+    file("upstream.ca_file", c.upstream.ca_file.as_deref());
+    file(
+        "admin.metrics_token_file",
+        c.admin.metrics_token_file.as_deref(),
+    );
+    // An explicit token file must exist unless the server may create it (its directory exists).
+    if let Some(t) = &c.admin.token_file {
+        let dir_ok = t.parent().map(|d| d.as_os_str().is_empty() || d.is_dir());
+        if !t.exists() && dir_ok != Some(true) {
+            v.push(format!(
+                "admin.token_file: {}: neither the file nor its directory exists",
+                t.display()
+            ));
+        }
+    }
+    let d = &c.server.data_dir;
+    if d.exists() && !d.is_dir() {
+        v.push(format!("server.data_dir: {}: not a directory", d.display()));
+    } else if !d.exists()
+        && !d
+            .parent()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+    {
+        v.push(format!(
+            "server.data_dir: {}: neither it nor its parent directory exists",
+            d.display()
+        ));
+    }
+    v
+}
+
+/// Runs `check-config`.
+pub fn run(config: &Config, path: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let problems = problems(config);
+    if json {
+        super::admin_client::print_json(&serde_json::json!({
+            "file": path.map(|p| p.display().to_string()),
+            "toml": render(config),
+            "problems": problems,
+        }))?;
+    } else {
+        match path {
+            Some(p) => println!(
+                "# effective configuration: {} + environment + defaults",
+                p.display()
+            ),
+            None => println!("# effective configuration: no config file; environment + defaults"),
+        }
+        print!("{}", render(config));
+        for p in &problems {
+            eprintln!("wsus-edge: {p}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::from_toml(text, Path::new("t.toml"), |_| None).unwrap()
+    }
+
+    #[test]
+    fn renders_toml_that_reads_back_the_same() {
+        let text = r#"
+[server]
+listen = "0.0.0.0:8530"
+data_dir = "/var/lib/wsus-edge"
+tls_cert = "/etc/wsus-edge/tls/cert.pem"
+tls_key = "/etc/wsus-edge/tls/key.pem"
+[upstream]
+url = "http://wsus.hq.example:8530"
+max_bandwidth = "20Mbit"
+[content]
+mode = "prefetch"
+download_window = "22:00-06:00"
+max_size = "500GiB"
+[sync]
+interval = "6h"
+products = ["Windows 11"]
+[admin]
+metrics_token_file = "/etc/wsus-edge/metrics.token"
+[log]
+format = "json"
+"#;
+        let c = parse(text);
+        let out = render(&c);
+        assert!(out.contains("listen = \"0.0.0.0:8530\"\n"), "{out}");
+        assert!(out.contains("data_dir = \"/var/lib/wsus-edge\"\n"), "{out}");
+        assert!(out.contains("tls_listen = \"0.0.0.0:8531\"\n"), "{out}");
+        assert!(out.contains("# advertised_url = (unset)\n"), "{out}");
+        assert!(
+            out.contains("token_file = \"/var/lib/wsus-edge/admin.token\"\n"),
+            "{out}"
+        );
+        // The output is TOML and gives the same configuration back.
+        toml::from_str::<toml::Table>(&out).unwrap();
+        let back = parse(&out);
+        assert_eq!(
+            format!("{back:?}").replace("Some(\"/var/lib/wsus-edge/admin.token\")", "None"),
+            format!("{c:?}")
+        );
+    }
+
+    #[test]
+    fn names_missing_files() {
+        let d = tempfile::tempdir().unwrap();
+        let c = parse(&format!(
+            "[server]\ndata_dir = {:?}\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+            d.path().display().to_string()
+        ));
+        let p = problems(&c);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("server.tls_cert: /nonexistent/c.pem: "),
+            "{p:?}"
+        );
+        let c = parse(&format!(
+            "[server]\ndata_dir = {:?}\n",
+            d.path().display().to_string()
+        ));
+        assert!(problems(&c).is_empty());
+    }
+}
