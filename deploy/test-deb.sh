@@ -92,7 +92,12 @@ set -e
 # 0 healthy, 1 problems reported (a fresh disconnected server has no content yet): both
 # mean the CLI reached the server with the token. 3/4 = not reached / token refused.
 [ "$code" = 0 ] || [ "$code" = 1 ] || { cat "$log" >&2; fail "wsus-edge status exited $code"; }
+# A reader that stops early (`| head`) ends the CLI by SIGPIPE (141), never by a panic (101).
+set +e
 env "${admin_env[@]}" wsus-edge status --json | head -c 1 >/dev/null
+json_code=${PIPESTATUS[0]}
+set -e
+case "$json_code" in 0|1|141) ;; *) fail "wsus-edge status --json | head exited $json_code" ;; esac
 
 kill -TERM "$pid"; wait "$pid" || fail "server did not stop cleanly on SIGTERM"
 pid=""
