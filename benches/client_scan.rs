@@ -448,7 +448,13 @@ async fn serve_production(
     )
     .await
     .expect("content cache");
-    let mut router = Router::new(content, 4 << 20);
+    // The whole simulated fleet comes from 127.0.0.1: lift the per-address connection cap that
+    // protects a real LAN (issue 15), or most of the 1,000 clients would be shed.
+    let mut router = Router::new(content, 4 << 20).limits(wsus_edge::http::listen::Limits {
+        max_connections: 1 << 16,
+        max_per_address: 1 << 16,
+        ..Default::default()
+    });
     for (path, ep) in SoapEndpoint::all(svc) {
         router = router.soap(path, ep);
     }
@@ -574,7 +580,19 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         let svc = Arc::new(
-            ClientService::new(store.clone(), CookieKey::random(), Options::default()).unwrap(),
+            ClientService::new(
+                store.clone(),
+                CookieKey::random(),
+                Options {
+                    // One loopback address registers the whole fleet (see serve_production).
+                    clients: wsus_edge::config::ClientsConfig {
+                        registrations_per_minute: u32::MAX,
+                        ..Default::default()
+                    },
+                    ..Options::default()
+                },
+            )
+            .unwrap(),
         );
         let t = Instant::now();
         let idx = svc.index().unwrap();
