@@ -6,10 +6,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Output};
+#[path = "support/admin_cli.rs"]
+mod admin_cli;
 
+use std::path::Path;
+
+use admin_cli::cli;
 use sha1::Digest;
 use support::{bytes_of, Behaviour, TestUpstream};
 use uuid::Uuid;
@@ -19,24 +21,6 @@ use wsus_edge::model::{
     groups, ApprovalAction, Deployment, FileRecord, RevisionKey, UpdateKind, UpdateRecord,
 };
 use wsus_edge::store::NewRevision;
-
-async fn cli(admin: SocketAddr, token: &str, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wsus-edge"));
-    let empty = tempfile::NamedTempFile::new().unwrap();
-    c.arg("--admin")
-        .arg(format!("http://{admin}"))
-        .arg("--config")
-        .arg(empty.path())
-        .args(args)
-        .env("WSUS_EDGE_TOKEN", token);
-    tokio::task::spawn_blocking(move || {
-        let o = c.output().unwrap();
-        drop(empty);
-        o
-    })
-    .await
-    .unwrap()
-}
 
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()

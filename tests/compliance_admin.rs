@@ -8,10 +8,13 @@
 #[path = "support/wusp_agent.rs"]
 mod wusp_agent;
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::process::{Command, Output};
+#[path = "support/admin_cli.rs"]
+mod admin_cli;
 
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use admin_cli::cli;
 use uuid::Uuid;
 use wsus_edge::app::Server;
 use wsus_edge::config::Config;
@@ -19,24 +22,6 @@ use wsus_edge::model::{groups, RevisionKey};
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::{Computer, ReportedEvent};
 use wusp_agent::{seed, Agent};
-
-async fn cli(admin: SocketAddr, token: &str, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wsus-edge"));
-    let empty = tempfile::NamedTempFile::new().unwrap();
-    c.arg("--admin")
-        .arg(format!("http://{admin}"))
-        .arg("--config")
-        .arg(empty.path())
-        .args(args)
-        .env("WSUS_EDGE_TOKEN", token);
-    tokio::task::spawn_blocking(move || {
-        let o = c.output().unwrap();
-        drop(empty);
-        o
-    })
-    .await
-    .unwrap()
-}
 
 fn ok(o: &Output) -> String {
     assert!(
