@@ -23,6 +23,7 @@ pub fn build_router(state: &AppState) -> Router {
     });
     let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
         .limits(crate::http::Limits::from_config(&state.config.server))
+        .access_log(state.config.log.access)
         .selfupdate(selfupdate);
     if let Some(client) = client_service(state) {
         for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {

@@ -57,7 +57,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
-pub use answer::Answer;
+pub use answer::{Answer, CacheStatus};
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
