@@ -1,6 +1,21 @@
 //! Shared fixtures for integration tests: a scriptable upstream HTTP server on 127.0.0.1:0
 //! (counts GETs, honours Range, can be slow, drop mid-body, corrupt bytes, or pause at a gate),
 //! an in-process wsus-edge on port 0, and raw HTTP/1.1 helpers.
+//!
+//! The one support tree of every integration test (`tests/support/`); a test includes the
+//! files it uses with `#[path = "support/<file>.rs"] mod <file>;` (this file, as `support`,
+//! brings [`link`]):
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the scriptable upstream, an in-process edge, raw HTTP |
+//! | `link.rs` | a Range-capable origin behind one shared token bucket (slow links) |
+//! | `edge_process.rs` | a real `wsus-edge serve` child: config, log, admin CLI, sync waits |
+//! | `admin_cli.rs` | one admin CLI verb against a running server |
+//! | `wusp_agent.rs` | a scripted Windows Update Agent (MS-WUSP) |
+//! | `sss_oracle.rs` | an independent MS-WSUSSS client reading what a server offers |
+//! | `sync_proxy.rs` | a fault-injecting proxy between a replica and its upstream |
+//! | `transfer_fixtures.rs` | data dirs seeded from the simulated catalog, state fingerprints |
 #![allow(dead_code)]
 
 pub mod link;
