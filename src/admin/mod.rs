@@ -75,7 +75,8 @@ const MAX_BODY: usize = 1 << 20;
 pub type AdminBody = BoxBody<Bytes, std::io::Error>;
 
 /// The future [`ContentOps::ensure`] returns.
-pub type EnsureFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+pub type EnsureFuture =
+    Pin<Box<dyn Future<Output = Result<(), crate::content::EnsureError>> + Send + 'static>>;
 
 /// What the admin API needs from the payload cache beyond the store's object index
 /// (implemented for [`crate::content::ContentCache`]).
