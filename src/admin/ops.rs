@@ -36,6 +36,9 @@ pub fn healthz(state: &AdminState) -> Response<AdminBody> {
             full(format!("unhealthy: {reason}\n")),
         )
     };
+    if let Some(reason) = state.store.failure() {
+        return unhealthy(format!("metadata store: {reason}"));
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
     let store = state.store.server_id().and_then(|_| {
         state
