@@ -148,6 +148,15 @@ async fn expired_update_is_kept_declined_passed_down_and_never_offered() {
             .await;
         assert_eq!(shown["revision"], expired_key.revision);
         assert_eq!(shown["approvals"], serde_json::json!([]));
+        // `status` counts declined updates the same way: declined upstream or expired.
+        let status = e.json(&["status", "--json"]).await;
+        let want = vu
+            .declined
+            .union(&vu.expired)
+            .filter(|id| vu.software.contains(id))
+            .count();
+        assert_eq!(status["declined"], want, "{status}");
+        assert_eq!(status["declined"], d_ids.len(), "{status}");
     }
 
     // A client of B is offered nothing expired.
