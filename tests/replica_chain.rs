@@ -571,3 +571,52 @@ async fn as_upstream_a_relays_and_a_rebuild_raises_server_changed() {
     drop(a);
     up.stop().await.unwrap();
 }
+
+/// Issue 14, item 7 in autonomous mode: a server with no upstream relays its own `[sync]
+/// languages` in GetConfigData (those enabled, the rest and `all` not), as read by the
+/// independent MS-WSUSSS client; without the setting it still offers a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autonomous_get_config_data_enables_the_local_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let enabled = |cfg: &sss_oracle::El| -> BTreeSet<String> {
+        cfg.child("LanguageUpdateList")
+            .map(|l| {
+                l.all("ServerSyncLanguageData")
+                    .filter(|d| d.text_of("Enabled").as_deref() == Some("true"))
+                    .map(|d| d.text_of("ShortLanguage").unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let configured = EdgeProcess::spawn(
+        dir.path(),
+        "solo",
+        "",
+        TOKEN,
+        "",
+        "[sync]\nlanguages = [\"de\", \"FR\"]",
+        None,
+    );
+    let plain = EdgeProcess::spawn(dir.path(), "plain", "", TOKEN, "", "", None);
+    for e in [&configured, &plain] {
+        // Up once its admin API answers.
+        for _ in 0..300 {
+            if e.status().await.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let cfg = Oracle::connect(&configured.url()).await.config_data().await;
+    let want: BTreeSet<String> = ["de".to_string(), "fr".to_string()].into();
+    assert_eq!(
+        enabled(&cfg),
+        want,
+        "the configured languages, nothing else"
+    );
+    let plain_cfg = Oracle::connect(&plain.url()).await.config_data().await;
+    assert!(
+        enabled(&plain_cfg).contains("all"),
+        "no languages configured: all of them"
+    );
+}

@@ -89,6 +89,7 @@ fn server_sync(mut router: Router, state: &AppState) -> Router {
             advertised_url: state.config.server.advertised_url.clone(),
             cookie_ttl: cookie_ttl_override(),
             on_download: Some(hook),
+            languages: state.config.sync.languages.clone(),
         },
     );
     match svc {
