@@ -620,3 +620,83 @@ async fn autonomous_get_config_data_enables_the_local_languages() {
         "no languages configured: all of them"
     );
 }
+
+/// The base64 text of the one `XmlUpdateBlobCompressed` in `text`, whitespace removed.
+fn compressed_blob_text(text: &str) -> Option<String> {
+    let open = "<XmlUpdateBlobCompressed>";
+    let i = text.find(open)? + open.len();
+    let j = i + text[i..].find("</XmlUpdateBlobCompressed>")?;
+    Some(text[i..j].split_whitespace().collect())
+}
+
+/// Issue 14, item 7: a compressed update blob received from upstream travels down the chain
+/// byte for byte. The upstream serves, for the Microsoft company category (56309036… r101),
+/// the real LZX cabinet a Windows Server 2025 WSUS sent (tests/fixtures/wsusss, verbatim);
+/// A syncs it, B syncs from A, and the independent client reads identical bytes from A and
+/// from B (the edge cannot write LZX: anything it re-packed would be MSZIP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_lzx_blob_is_relayed_byte_for_byte() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let up = sim(dir.path(), 60).await;
+    let capture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/wsusss/get_update_data_compressed.response.xml"),
+    )
+    .unwrap();
+    let lzx_b64 = compressed_blob_text(&capture).expect("the capture's blob");
+    let lzx = base64::engine::general_purpose::STANDARD
+        .decode(&lzx_b64)
+        .unwrap();
+    // A cabinet (MS-CAB) whose first folder is LZX-compressed: CFFOLDER.typeCompress, low
+    // nibble 3 (MSZIP is 1). The folder entry follows the 36-byte CFHEADER (no reserve).
+    assert_eq!(&lzx[..4], b"MSCF");
+    assert_eq!(lzx[30] & 0x04, 0, "no reserved fields in the header");
+    assert_eq!(lzx[36 + 6] & 0x0f, 3, "the capture's blob is LZX");
+
+    // Seed the upstream's store with that revision and that exact wire form.
+    let xml = wsus_edge::wire::blob::decompress(&lzx_b64).unwrap();
+    let record = wsus_edge::wire::update_xml::parse_update(&xml)
+        .unwrap()
+        .record;
+    let key = record.key;
+    assert_eq!(
+        (key.update_id, key.revision),
+        ("56309036-4c77-4dd9-951a-99ee9c246a94".parse().unwrap(), 101)
+    );
+    up.store()
+        .commit_batch(
+            &[wsus_edge::store::NewRevision {
+                record,
+                xml: xml.clone(),
+            }],
+            &[],
+            None,
+        )
+        .unwrap();
+    assert!(up
+        .store()
+        .put_compressed_blob(&key, &xml, &lzx_b64)
+        .unwrap());
+
+    let a = start(dir.path(), "a", &up.url(), "").await;
+    let b = start(dir.path(), "b", &a.url(), "").await;
+    for (name, url) in [("upstream", up.url()), ("A", a.url()), ("B", b.url())] {
+        let (docs, res) = Oracle::connect(&url)
+            .await
+            .update_data(&[(key.update_id, key.revision)])
+            .await;
+        assert_eq!(docs.len(), 1, "{name} serves the revision");
+        assert_eq!(docs[0].1, xml, "{name}: the same document");
+        let got = res
+            .find("XmlUpdateBlobCompressed")
+            .map(|e| e.text.split_whitespace().collect::<String>());
+        let got = base64::engine::general_purpose::STANDARD
+            .decode(got.unwrap_or_else(|| panic!("{name}: no compressed blob")))
+            .unwrap();
+        assert!(got == lzx, "{name}: the blob is not the LZX bytes received");
+    }
+    drop(b);
+    drop(a);
+    up.stop().await.unwrap();
+}
