@@ -104,9 +104,9 @@ impl Entry {
             path = %self.path,
             status = self.status,
             bytes = self.bytes,
-            cache,
+            cache = %cache,
             duration_ms,
-            service = self.service,
+            service = %self.service,
             peer = %self.peer,
             "access"
         );
