@@ -311,18 +311,25 @@ async fn prune_events_hourly(
     }
 }
 
-/// While the store is unhealthy (a write failed on a full disk), tries every 2 s to bring it
-/// back ([`Store::recover`]: once the file system has room, sled is reopened), until
+/// Probes the store every 30 s; while it is unhealthy (a write failed on a full disk), tries
+/// every 2 s to bring it back ([`Store::recover`]: once the file system has room, sled is reopened), until
 /// shutdown. The server keeps serving meanwhile and `/healthz` names the reason.
 async fn recover_store(store: Store, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+        ticks += 1;
         if store.failure().is_none() {
+            // Every 30 s, also catches a full disk met by sled's background flush or by a
+            // write that is not checked on its own (the probe is refused then).
+            if ticks.is_multiple_of(15) {
+                let _ = store.probe();
+            }
             continue;
         }
         let s = store.clone();

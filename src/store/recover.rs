@@ -32,6 +32,16 @@ impl Store {
             .clone()
     }
 
+    /// A small write (not flushed), passed through the same check as every other: once
+    /// sled's background flush has met a full disk, sled refuses it, and the store is marked
+    /// unhealthy even when the write that met the full disk was one of the single-key
+    /// writes outside transactions. The app calls it every few seconds.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let r = self.live()?.kv.insert(PROBE_KEY, now.as_bytes());
+        self.noted(r.map(|_| ()).map_err(StoreError::from))
+    }
+
     /// Brings an unhealthy store back: when the file system has room again, reopens sled
     /// (dropping the database that keeps failing) and writes and flushes a probe. `Ok(true)`
     /// when the store is healthy afterwards (or was), `Ok(false)` when it is left as it is
