@@ -25,13 +25,14 @@ struct Served {
 }
 
 impl Served {
-    fn start(upstream: &str, extra: &str) -> Served {
+    /// Starts with `server_extra` lines in `[server]` and `extra` tables at the end.
+    fn start(upstream: &str, server_extra: &str, extra: &str) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("wsus-edge.toml");
         std::fs::write(
             &cfg,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n[upstream]\nurl = {upstream:?}\n[admin]\nlisten = \"127.0.0.2:0\"\nmetrics_loopback_without_token = true\n{extra}",
+                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n{server_extra}\n[upstream]\nurl = {upstream:?}\n[admin]\nlisten = \"127.0.0.2:0\"\nmetrics_loopback_without_token = true\n{extra}",
                 dir.path().join("data").display().to_string()
             ),
         )
@@ -165,7 +166,7 @@ async fn one_access_line_per_request_on_every_path() {
     let c = bytes_of(200_000, 73);
     let c_path = up.put(&c, "exe", Behaviour::Normal);
 
-    let edge = Served::start(&up.url(), "");
+    let edge = Served::start(&up.url(), "", "");
     let base = edge.url("listening on ");
     let http = client();
 
@@ -270,7 +271,7 @@ async fn log_access_false_writes_no_lines_but_keeps_the_histogram() {
     let up = TestUpstream::start().await;
     let a = bytes_of(50_000, 74);
     let a_path = up.put(&a, "cab", Behaviour::Normal);
-    let edge = Served::start(&up.url(), "[log]\naccess = false\n");
+    let edge = Served::start(&up.url(), "", "[log]\naccess = false\n");
     let base = edge.url("listening on ");
     let http = client();
     for q in ["", "?via=hyper"] {
@@ -294,4 +295,44 @@ async fn log_access_false_writes_no_lines_but_keeps_the_histogram() {
         .filter(|l| l["target"] == "wsus_edge::access")
         .collect();
     assert!(access.is_empty(), "{access:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_listener_logs_through_the_same_layer() {
+    let up = TestUpstream::start().await;
+    let a = bytes_of(80_000, 75);
+    let a_path = up.put(&a, "cab", Behaviour::Normal);
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("c.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let edge = Served::start(
+        &up.url(),
+        &format!(
+            "tls_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+        "",
+    );
+    let port = edge.url("listening on https://127.0.0.1:");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    // Over TLS everything is hyper's: a miss, then (once stored) a hit.
+    for _ in 0..2 {
+        let r = http
+            .get(format!("https://localhost:{port}{a_path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().len(), a.len());
+        edge.stored(&a_path);
+    }
+    let lines = edge.access(&a_path, 2);
+    check(&lines[0], "GET", 200, a.len(), "miss");
+    check(&lines[1], "GET", 200, a.len(), "hit");
 }
