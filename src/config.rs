@@ -274,6 +274,8 @@ pub enum LogFormat {
 pub struct LogConfig {
     /// `text` or `json`; the `--log-format` flag overrides it.
     pub format: LogFormat,
+    /// `access`: one access-log line per HTTP request (target `wsus_edge::access`).
+    pub access: bool,
 }
 
 /// The whole, validated configuration.
@@ -346,6 +348,7 @@ impl Default for Config {
             },
             log: LogConfig {
                 format: LogFormat::Text,
+                access: true,
             },
             clients: ClientsConfig::default(),
             import: ImportConfig::default(),
@@ -464,6 +467,7 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<String>,
+    access: Option<bool>,
 }
 
 /// One setting as text plus where it came from, before it is validated.
@@ -773,6 +777,9 @@ impl Config {
                 }
             };
         }
+        if let Some(s) = pick("log", "access", raw.log.access.map(|b| b.to_string())) {
+            cfg.log.access = boolean(s, "log.access")?;
+        }
         let r = raw.clients;
         let count = |s: Setting, key: &str| -> Result<u64, ConfigError> {
             s.value
@@ -974,6 +981,8 @@ listen = "127.0.0.1:9000"
         assert_eq!(c.admin.metrics_token_file, Some(PathBuf::from("/etc/m")));
         assert!(c.admin.metrics_loopback_without_token);
         assert!(parse("[log]\nformat = \"xml\"\n").is_err());
+        assert!(c.log.access, "the access log is on by default");
+        assert!(!parse("[log]\naccess = false\n").unwrap().log.access);
     }
 
     #[test]

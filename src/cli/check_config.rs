@@ -118,6 +118,7 @@ pub fn render(c: &Config) -> String {
         LogFormat::Json => "json",
     };
     key(&mut out, "format", Some(q(format)));
+    key(&mut out, "access", Some(c.log.access.to_string()));
     out
 }
 

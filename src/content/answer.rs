@@ -15,6 +15,29 @@ use super::range::{self, Conditions};
 use super::{serve, ContentCache, Lookup};
 use crate::metrics;
 
+/// How the cache answered a payload request, for the access log: carried as an extension of
+/// the answer's response (errors and refusals carry none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// A complete, verified object.
+    Hit,
+    /// This request started the download.
+    Miss,
+    /// This request joined a download already running.
+    Coalesced,
+}
+
+impl CacheStatus {
+    /// `hit`, `miss` or `coalesced` (the metric's and the access log's words).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Coalesced => "coalesced",
+        }
+    }
+}
+
 /// An answer for the zero-copy path.
 pub enum Answer {
     /// A hit, to send with `sendfile`.
@@ -144,7 +167,12 @@ impl ContentCache {
             (_, Some(s)) => s,
             (_, None) => p.written,
         };
-        metrics::content_request(if started { "miss" } else { "coalesced" });
+        let status = if started {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Coalesced
+        };
+        metrics::content_request(status.as_str());
         let etag = serve::etag(key);
         let plan = range::plan(conds, size, &etag, None);
         let m = serve::Meta {
@@ -152,11 +180,13 @@ impl ContentCache {
             size,
             last_modified: None,
         };
-        serve::respond(plan, head, &m, move |start, len| serve::Source::Inflight {
+        let mut r = serve::respond(plan, head, &m, move |start, len| serve::Source::Inflight {
             inf,
             start,
             len,
-        })
+        });
+        r.extensions_mut().insert(status);
+        r
     }
 
     /// The response for a hit.
@@ -178,14 +208,14 @@ impl ContentCache {
         };
         let pin = self.inner.pins.pin(key.sha1);
         let file = Arc::new(file);
-        Ok(serve::respond(plan, head, &m, |start, len| {
-            serve::Source::File {
-                file,
-                start,
-                len,
-                pin,
-            }
-        }))
+        let mut r = serve::respond(plan, head, &m, |start, len| serve::Source::File {
+            file,
+            start,
+            len,
+            pin,
+        });
+        r.extensions_mut().insert(CacheStatus::Hit);
+        Ok(r)
     }
 
     /// The zero-copy answer for a hit on `object`.

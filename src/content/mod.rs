@@ -57,7 +57,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
-pub use answer::Answer;
+pub use answer::{Answer, CacheStatus};
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
@@ -218,6 +218,13 @@ impl ContentCache {
         self.inner.dir.root()
     }
 
+    /// Makes sure the payload of `file` is in the store, downloading it if needed: the
+    /// prefetch of sync and of the admin API.
+    pub async fn ensure_file(&self, file: &crate::model::FileRecord) -> Result<(), EnsureError> {
+        let key = ContentKey::new(file.sha1, &file.extension())?;
+        Ok(self.ensure(&key).await?)
+    }
+
     /// Makes sure an object is in the store, downloading it if needed (prefetch for sync).
     pub async fn ensure(&self, key: &ContentKey) -> Result<(), FetchError> {
         match self.lookup(key, false)? {
@@ -237,4 +244,15 @@ impl ContentCache {
             }
         }
     }
+}
+
+/// Why a payload could not be made present ([`ContentCache::ensure_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureError {
+    /// The file's name makes no content key (its extension is not a payload's).
+    #[error("no content key: {0}")]
+    Key(#[from] key::KeyError),
+    /// The download failed, or the object did not verify.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }

@@ -292,7 +292,7 @@ impl Store {
     }
 
     fn side(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.inner.db.open_tree(name)?)
+        self.named_tree(name)
     }
 
     /// Every update's state on one of this server's own computers ([`derive_states`]).
