@@ -150,6 +150,11 @@ impl Upstream {
             {
                 return Err(err);
             }
+            // An upstream that never answered this download (refused, or silent for the
+            // stall timeout) is not waited for again: clients are waiting for a head.
+            if !inf.progress.borrow().answered && before_answer_is_final(&err) {
+                return Err(err);
+            }
             if got > 0 {
                 failures = 0;
             }
@@ -220,6 +225,7 @@ impl Upstream {
             }
             (_, s) => return Err((0, FetchError::Status(s))),
         }
+        inf.mark_answered();
         let mut got = 0u64;
         let mut stream = resp.bytes_stream();
         while let Some(item) = stream.next().await {
@@ -252,6 +258,13 @@ impl Upstream {
         }
         Ok(got)
     }
+}
+
+/// Failures that end a download at once when upstream has not answered it yet: it is down
+/// (refused) or silent for the whole stall timeout. Retrying would only keep the clients
+/// waiting for a head; their own retries start a new download.
+pub(super) fn before_answer_is_final(e: &FetchError) -> bool {
+    matches!(e, FetchError::Unreachable(_) | FetchError::Timeout(_))
 }
 
 pub(super) fn classify(e: reqwest::Error) -> FetchError {

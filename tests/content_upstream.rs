@@ -1,0 +1,207 @@
+//! The content path that faces the upstream (issue 15 items 8–11, issue 18's 206-head gap),
+//! through wsus-edge on loopback against a hostile or broken upstream
+//! (`tests/upstream_double`): what a client gets when the upstream is down, silent, lying or
+//! redirecting, and what is kept.
+
+mod support;
+mod upstream_double;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use support::{bytes_of, client, content_path, TestEdge};
+use upstream_double::{refused_addr, Double, Reply, Served};
+
+const MIB: usize = 1 << 20;
+
+fn record(data: &[u8]) -> wsus_edge::model::FileRecord {
+    wsus_edge::model::FileRecord {
+        name: "Windows11.0-KB5000001-x64.cab".into(),
+        size: data.len() as u64,
+        sha1: Sha1::digest(data).into(),
+        sha256: Some(Sha256::digest(data).into()),
+        upstream_url: None,
+        patching_type: None,
+    }
+}
+
+/// What a client got: the status, and the body or how many bytes came before it failed.
+async fn get(url: &str, range: Option<(u64, u64)>) -> (u16, Result<Vec<u8>, usize>) {
+    let mut req = client().get(url);
+    if let Some((a, b)) = range {
+        req = req.header("range", format!("bytes={a}-{b}"));
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(60), req.send())
+        .await
+        .expect("an answer")
+        .expect("a response head");
+    let status = resp.status().as_u16();
+    let mut s = resp.bytes_stream();
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), s.next()).await {
+            Ok(Some(Ok(b))) => got.extend_from_slice(&b),
+            Ok(Some(Err(_))) => return (status, Err(got.len())),
+            Ok(None) => return (status, Ok(got)),
+            Err(_) => panic!("body stalled after {} bytes", got.len()),
+        }
+    }
+}
+
+fn final_file(edge: &TestEdge, path: &str) -> std::path::PathBuf {
+    edge.content_dir()
+        .join(path.trim_start_matches("/Content/"))
+}
+
+fn partials(edge: &TestEdge) -> usize {
+    std::fs::read_dir(edge.content_dir().join(".partial"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Waits (up to 5 s) until no download of the edge is left in `.partial/`.
+async fn settled(edge: &TestEdge) -> usize {
+    for _ in 0..100 {
+        if partials(edge) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    partials(edge)
+}
+
+// ---- issue 15 item 10 / issue 18: no head before the upstream has answered ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_miss_with_the_upstream_refusing_is_a_502_not_a_cut_200_or_206() {
+    let down = refused_addr().await;
+    let edge = TestEdge::start(Some(format!("http://{down}")), |_| {}).await;
+    let whole = bytes_of(300_000, 1);
+    let big = bytes_of(3 * MIB, 2);
+    edge.state
+        .store
+        .put_expected_files(&[record(&whole), record(&big)])
+        .unwrap();
+    // Whole object (sequential fetch).
+    let (status, _) = get(
+        &format!("{}{}", edge.url(), content_path(&whole, "cab")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 502);
+    // A range of a declared multi-slice object (slice fetch).
+    let (status, _) = get(
+        &format!("{}{}", edge.url(), content_path(&big, "cab")),
+        Some((2 * MIB as u64, 2 * MIB as u64 + 999)),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(settled(&edge).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_miss_with_a_silent_upstream_is_a_504() {
+    let up = Double::start().await;
+    let whole = bytes_of(200_000, 3);
+    let big = bytes_of(3 * MIB, 4);
+    let (pw, pb) = (content_path(&whole, "cab"), content_path(&big, "cab"));
+    up.route(&pw, Reply::Silent);
+    up.route(&pb, Reply::Silent);
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.upstream.stall_timeout = Duration::from_millis(500);
+    })
+    .await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&whole), record(&big)])
+        .unwrap();
+    let (status, _) = get(&format!("{}{pw}", edge.url()), None).await;
+    assert_eq!(status, 504);
+    let (status, _) = get(
+        &format!("{}{pb}", edge.url()),
+        Some((MIB as u64, MIB as u64)),
+    )
+    .await;
+    assert_eq!(status, 504);
+    assert_eq!(settled(&edge).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_miss_answered_404_or_500_upstream_gets_404_or_502_for_whole_and_ranges() {
+    let up = Double::start().await;
+    let a = bytes_of(100_000, 5);
+    let b = bytes_of(2 * MIB + 7, 6);
+    let c = bytes_of(2 * MIB + 9, 7);
+    let (pa, pb, pc) = (
+        content_path(&a, "cab"),
+        content_path(&b, "psf"),
+        content_path(&c, "psf"),
+    );
+    up.route(&pa, Reply::Status(500));
+    up.route(&pc, Reply::Status(500));
+    // b is not scripted: 404.
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&a), record(&b), record(&c)])
+        .unwrap();
+    assert_eq!(get(&format!("{}{pa}", edge.url()), None).await.0, 502);
+    assert_eq!(get(&format!("{}{pb}", edge.url()), None).await.0, 404);
+    assert_eq!(
+        get(
+            &format!("{}{pb}", edge.url()),
+            Some((MIB as u64, 2 * MIB as u64))
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        get(&format!("{}{pc}", edge.url()), Some((0, 10))).await.0,
+        502
+    );
+    assert_eq!(settled(&edge).await, 0);
+    assert!(!final_file(&edge, &pb).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_miss_still_streams_once_the_upstream_answers() {
+    // The head waits for the upstream's answer, not for the object.
+    let up = Double::start().await;
+    let data = Arc::new(bytes_of(3 * MIB, 8));
+    let path = content_path(&data, "cab");
+    up.route(
+        &path,
+        Reply::Object(Served {
+            stall_after: Some(MIB),
+            ..Served::honest(&data)
+        }),
+    );
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.upstream.stall_timeout = Duration::from_secs(30);
+    })
+    .await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&data)])
+        .unwrap();
+    let resp = client()
+        .get(format!("{}{path}", edge.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut s = resp.bytes_stream();
+    let mut got = 0usize;
+    while got < MIB / 2 {
+        got += tokio::time::timeout(Duration::from_secs(20), s.next())
+            .await
+            .expect("bytes flow before the upstream finishes")
+            .unwrap()
+            .unwrap()
+            .len();
+    }
+}
