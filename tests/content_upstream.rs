@@ -205,3 +205,64 @@ async fn a_declared_miss_still_streams_once_the_upstream_answers() {
             .len();
     }
 }
+
+// ---- issue 15 item 8: redirects only within the origin (or upstream.redirect_hosts) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_is_refused_and_the_miss_fails_cleanly() {
+    let up = Double::start().await;
+    let elsewhere = Double::start().await;
+    let declared = Arc::new(bytes_of(150_000, 21));
+    let unknown = Arc::new(bytes_of(90_000, 22));
+    let (pd, pu) = (
+        content_path(&declared, "cab"),
+        content_path(&unknown, "exe"),
+    );
+    for (p, d) in [(&pd, &declared), (&pu, &unknown)] {
+        // Another port on the same loopback address is another origin.
+        elsewhere.route(p, Reply::Object(Served::honest(d)));
+        up.route(p, Reply::Redirect(format!("{}{p}", elsewhere.url())));
+    }
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&declared)])
+        .unwrap();
+    let (status, _) = get(&format!("{}{pd}", edge.url()), None).await;
+    assert_eq!(status, 502);
+    let (status, _) = get(&format!("{}{pu}", edge.url()), None).await;
+    assert_eq!(status, 502);
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    // Refused once, not retried: the redirect will not change by itself.
+    assert_eq!((up.gets(&pd), up.gets(&pu)), (1, 1));
+    assert_eq!(settled(&edge).await, 0);
+    assert!(!final_file(&edge, &pd).exists() && !final_file(&edge, &pu).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_origin_redirect_or_a_listed_host_is_followed_and_verified() {
+    let up = Double::start().await;
+    let cdn = Double::start().await;
+    let a = Arc::new(bytes_of(120_000, 23));
+    let b = Arc::new(bytes_of(130_000, 24));
+    let (pa, pb) = (content_path(&a, "cab"), content_path(&b, "cab"));
+    up.route(&pa, Reply::Redirect("/moved/a.cab".into()));
+    up.route("/moved/a.cab", Reply::Object(Served::honest(&a)));
+    cdn.route("/b.cab", Reply::Object(Served::honest(&b)));
+    up.route(&pb, Reply::Redirect(format!("{}/b.cab", cdn.url())));
+    let listed = cdn.addr.to_string();
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.upstream.redirect_hosts = vec![listed];
+    })
+    .await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&a), record(&b)])
+        .unwrap();
+    let (status, body) = get(&format!("{}{pa}", edge.url()), None).await;
+    assert_eq!((status, body.as_deref().ok()), (200, Some(&a[..])));
+    let (status, body) = get(&format!("{}{pb}", edge.url()), None).await;
+    assert_eq!((status, body.as_deref().ok()), (200, Some(&b[..])));
+    assert_eq!(cdn.gets("/b.cab"), 1);
+    assert_eq!(settled(&edge).await, 0);
+}

@@ -291,6 +291,24 @@ mod tests {
         Url::parse(s).unwrap()
     }
 
+    #[tokio::test]
+    async fn names_resolving_to_local_addresses_are_dropped_unless_they_are_the_upstream() {
+        use reqwest::dns::Resolve;
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().unwrap();
+        let other = GuardedResolver::new(&UpstreamConfig {
+            url: Some("http://wsus.example:8530".into()),
+            ..Default::default()
+        });
+        assert!(other.resolve(name("localhost")).await.is_err());
+        let own = GuardedResolver::new(&UpstreamConfig {
+            url: Some("http://wsus.example:8530".into()),
+            content_url: Some("http://LOCALHOST:8531".into()),
+            ..Default::default()
+        });
+        let addrs: Vec<SocketAddr> = own.resolve(name("localhost")).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| is_local_ip(a.ip())));
+    }
+
     #[test]
     fn redirects_stay_on_the_origin_or_the_list() {
         let up = u("http://wsus.example:8530/Content/AB/X.cab");

@@ -146,6 +146,7 @@ impl Upstream {
                     | FetchError::Disk(_)
                     | FetchError::Abandoned
                     | FetchError::Certificate(_)
+                    | FetchError::Redirect(_)
             ) && got == 0
             {
                 return Err(err);
@@ -270,6 +271,8 @@ pub(super) fn before_answer_is_final(e: &FetchError) -> bool {
 pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
+    } else if e.is_redirect() {
+        FetchError::Redirect(crate::logging::chain(&e))
     } else if e.is_connect() {
         FetchError::Unreachable(crate::logging::chain(&e))
     } else if e.is_timeout() {

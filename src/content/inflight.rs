@@ -73,6 +73,10 @@ pub enum FetchError {
     /// see `upstream.ca_file`).
     #[error("upstream TLS certificate refused ({0}); upstream.ca_file names a CA to trust")]
     Certificate(String),
+    /// Upstream redirected where the upstream client does not follow (another origin not in
+    /// `upstream.redirect_hosts`, a local address); not retried.
+    #[error("upstream redirect refused: {0}")]
+    Redirect(String),
     /// Upstream timed out after retries.
     #[error("upstream timed out: {0}")]
     Timeout(String),
@@ -389,6 +393,7 @@ mod tests {
         assert_eq!(FetchError::Unreachable("x".into()).status(), 502);
         assert_eq!(FetchError::Timeout("x".into()).status(), 504);
         assert_eq!(FetchError::Certificate("x".into()).status(), 502);
+        assert_eq!(FetchError::Redirect("x".into()).status(), 502);
         assert_eq!(FetchError::Abandoned.status(), 500);
         let io = FetchError::from(io::Error::other("disk"));
         assert_eq!((io.status().as_u16(), io.clone() == io), (500, true));

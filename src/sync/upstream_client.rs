@@ -121,7 +121,15 @@ impl UpstreamClient {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| SyncError::Network(format!("{url}: {}", crate::logging::chain(&e))))?;
+            .map_err(|e| {
+                let why = format!("{url}: {}", crate::logging::chain(&e));
+                // A refused redirect will not change by itself: not retried.
+                if e.is_redirect() {
+                    SyncError::Protocol(why)
+                } else {
+                    SyncError::Network(why)
+                }
+            })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| {
             SyncError::Network(format!(

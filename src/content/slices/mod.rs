@@ -242,7 +242,10 @@ impl SliceFetch {
             failures += 1;
             let answered = self.progress.borrow().answered;
             let retry = failures <= MAX_RETRIES
-                && !matches!(err, FetchError::Status(_) | FetchError::Certificate(_))
+                && !matches!(
+                    err,
+                    FetchError::Status(_) | FetchError::Certificate(_) | FetchError::Redirect(_)
+                )
                 && (answered || !super::fetch::before_answer_is_final(&err));
             {
                 let mut m = lock(&self.map);
