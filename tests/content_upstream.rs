@@ -176,7 +176,7 @@ async fn a_declared_miss_still_streams_once_the_upstream_answers() {
     up.route(
         &path,
         Reply::Object(Served {
-            stall_after: Some(MIB),
+            stall_at: Some(MIB),
             ..Served::honest(&data)
         }),
     );
@@ -265,4 +265,178 @@ async fn a_same_origin_redirect_or_a_listed_host_is_followed_and_verified() {
     assert_eq!((status, body.as_deref().ok()), (200, Some(&b[..])));
     assert_eq!(cdn.gets("/b.cab"), 1);
     assert_eq!(settled(&edge).await, 0);
+}
+
+// ---- issue 15 item 9: what is read from upstream is bounded ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_sending_more_than_declared_is_cut_and_nothing_is_kept() {
+    let up = Double::start().await;
+    let chunked = Arc::new(bytes_of(400_000, 31));
+    let lying = Arc::new(bytes_of(300_000, 32));
+    let (pc, pl) = (content_path(&chunked, "cab"), content_path(&lying, "cab"));
+    // The declared bytes, then 200 KB more, without a length (chunked)...
+    up.route(
+        &pc,
+        Reply::Object(Served {
+            extra: 200_000,
+            content_length: false,
+            ..Served::honest(&chunked)
+        }),
+    );
+    // ...and a Content-Length that disagrees with metadata.
+    let mut longer = lying.to_vec();
+    longer.extend_from_slice(&[0u8; 1000]);
+    up.route(&pl, Reply::Object(Served::honest(&Arc::new(longer))));
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&chunked), record(&lying)])
+        .unwrap();
+    let (status, body) = get(&format!("{}{pc}", edge.url()), None).await;
+    assert_eq!(status, 200);
+    let cut = body.expect_err("a response past the declared size must be aborted");
+    assert!(
+        cut < chunked.len(),
+        "the last byte waits for a verdict: {cut}"
+    );
+    let (status, _) = get(&format!("{}{pl}", edge.url()), None).await;
+    assert_eq!(status, 502);
+    // Discarded and not asked again: the upstream's length will not change by itself.
+    assert_eq!((up.gets(&pc), up.gets(&pl)), (1, 1));
+    assert_eq!(settled(&edge).await, 0);
+    assert!(!final_file(&edge, &pc).exists() && !final_file(&edge, &pl).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeclared_object_is_bounded_by_the_cache_size() {
+    let up = Double::start().await;
+    // Far more than socket buffers hold, so what the double wrote shows what was read.
+    let data = Arc::new(bytes_of(24 * MIB, 33));
+    let path = content_path(&data, "exe");
+    // No metadata, no Content-Length: only content.max_size bounds it.
+    up.route(
+        &path,
+        Reply::Object(Served {
+            content_length: false,
+            ..Served::honest(&data)
+        }),
+    );
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.content.max_size = Some(MIB as u64);
+    })
+    .await;
+    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    assert!(
+        status == 200 && body.is_err() || status >= 500,
+        "status {status}, body {:?}",
+        body.map(|b| b.len())
+    );
+    assert!(up.sent() < 12 * MIB as u64, "read {} bytes", up.sent());
+    assert_eq!(up.gets(&path), 1);
+    assert_eq!(settled(&edge).await, 0);
+    assert!(!final_file(&edge, &path).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_is_abandoned_after_the_stall_timeout() {
+    let up = Double::start().await;
+    let data = Arc::new(bytes_of(MIB, 34));
+    let path = content_path(&data, "cab");
+    up.route(
+        &path,
+        Reply::Object(Served {
+            stall_at: Some(300_000),
+            ..Served::honest(&data)
+        }),
+    );
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.upstream.stall_timeout = Duration::from_millis(300);
+    })
+    .await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&data)])
+        .unwrap();
+    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.expect_err("a stalled download must end the response"),
+        300_000
+    );
+    // The first GET, then resumes from the stall that make no progress.
+    assert_eq!(
+        up.gets(&path),
+        1 + wsus_edge::content::fetch::MAX_RETRIES as usize
+    );
+    assert_eq!(settled(&edge).await, 0);
+    assert!(!final_file(&edge, &path).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_answer_larger_than_max_answer_size_is_refused_while_it_streams() {
+    use wsus_edge::config::UpstreamConfig;
+    use wsus_edge::sync::upstream_client::UpstreamClient;
+    use wsus_edge::wire::sss::GetAuthConfig;
+    // 64 MiB of answer against a 1 MiB bound, chunked (no length to refuse up front) and
+    // with a Content-Length.
+    let piece = Arc::new(vec![b' '; 64 * 1024]);
+    for content_length in [false, true] {
+        let up = Double::start().await;
+        up.big_answer(upstream_double::BigAnswer {
+            piece: piece.clone(),
+            count: 1024,
+            content_length,
+        });
+        let client = UpstreamClient::new(&UpstreamConfig {
+            url: Some(up.url()),
+            max_answer_size: MIB as u64,
+            ..Default::default()
+        })
+        .unwrap()
+        .with_retries(3, Duration::from_millis(10));
+        let err = client
+            .call(
+                &client.url("/ServerSyncWebService/ServerSyncWebService.asmx"),
+                &GetAuthConfig,
+            )
+            .await
+            .expect_err("an answer over the bound must be refused");
+        assert!(
+            err.to_string().contains("max_answer_size"),
+            "content_length {content_length}: {err}"
+        );
+        // Refused, not retried, and not read to its end.
+        let posts = up.seen().iter().filter(|s| s.method == "POST").count();
+        assert_eq!(posts, 1, "content_length {content_length}");
+        assert!(
+            up.sent() < 16 * MIB as u64,
+            "content_length {content_length}: {} bytes went out",
+            up.sent()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_call_redirected_to_another_origin_is_refused_once() {
+    use wsus_edge::config::UpstreamConfig;
+    use wsus_edge::sync::upstream_client::UpstreamClient;
+    use wsus_edge::wire::sss::GetAuthConfig;
+    let up = Double::start().await;
+    let elsewhere = Double::start().await;
+    let svc = "/ServerSyncWebService/ServerSyncWebService.asmx";
+    up.route(svc, Reply::Redirect(format!("{}{svc}", elsewhere.url())));
+    let client = UpstreamClient::new(&UpstreamConfig {
+        url: Some(up.url()),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_retries(3, Duration::from_millis(10));
+    let err = client
+        .call(&client.url(svc), &GetAuthConfig)
+        .await
+        .expect_err("a redirect to another origin must fail the call");
+    assert!(err.to_string().contains("redirect"), "{err}");
+    assert!(elsewhere.seen().is_empty());
+    assert_eq!(up.seen().len(), 1, "not retried");
 }

@@ -22,6 +22,19 @@ pub const MAX_RETRIES: u32 = 5;
 
 /// Most bytes of queued network chunks the temp-file writer writes before it tells readers.
 const SINK_BATCH: usize = 512 << 10;
+/// Bytes received between two looks at the free space under `content.min_free`.
+const FLOOR_CHECK_EVERY: u64 = 16 << 20;
+
+/// What bounds one download besides the size metadata (or `Content-Length`) declares.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// Most bytes of an object whose size nobody declared (`content.max_size`: an object
+    /// bigger than the whole cache cannot be kept).
+    pub max_undeclared: Option<u64>,
+    /// The content folder and the free space to keep on its file system
+    /// (`content.min_free`), looked at every [`FLOOR_CHECK_EVERY`] bytes.
+    pub floor: Option<(std::path::PathBuf, u64)>,
+}
 
 /// The upstream content source, shared by all fetches.
 #[derive(Debug, Clone)]
@@ -75,6 +88,7 @@ impl Upstream {
         &self,
         inf: Arc<Inflight>,
         expected_size: Option<u64>,
+        limits: &Limits,
     ) -> Result<Digests, FetchError> {
         let url = format!("{}/{}", self.base, inf.key.url_path());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
@@ -111,7 +125,7 @@ impl Upstream {
             h.finish().ok_or(FetchError::Abandoned)
         });
 
-        let result = self.receive(&url, &inf, expected_size, &tx).await;
+        let result = self.receive(&url, &inf, expected_size, limits, &tx).await;
         drop(tx);
         let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
         result?;
@@ -123,13 +137,16 @@ impl Upstream {
         url: &str,
         inf: &Inflight,
         expected_size: Option<u64>,
+        limits: &Limits,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Result<(), FetchError> {
         let mut received = 0u64;
         let mut size = expected_size;
         let mut failures = 0u32;
         loop {
-            let attempt = self.attempt(url, received, &mut size, inf, tx).await;
+            let attempt = self
+                .attempt(url, received, &mut size, limits, inf, tx)
+                .await;
             let (got, err) = match attempt {
                 Ok(got) => (got, None),
                 Err((got, e)) => (got, Some(e)),
@@ -140,20 +157,18 @@ impl Upstream {
                 None => FetchError::Transfer(format!("connection closed at {received} bytes")),
                 Some(e) => e,
             };
-            if matches!(
-                err,
+            let give_up = match &err {
+                // A lying length, a full disk or a refused redirect will not change by itself.
+                FetchError::Length(_) | FetchError::LowSpace(_) | FetchError::Redirect(_) => true,
                 FetchError::Status(_)
-                    | FetchError::Disk(_)
-                    | FetchError::Abandoned
-                    | FetchError::Certificate(_)
-                    | FetchError::Redirect(_)
-            ) && got == 0
-            {
-                return Err(err);
-            }
-            // An upstream that never answered this download (refused, or silent for the
-            // stall timeout) is not waited for again: clients are waiting for a head.
-            if !inf.progress.borrow().answered && before_answer_is_final(&err) {
+                | FetchError::Disk(_)
+                | FetchError::Abandoned
+                | FetchError::Certificate(_) => got == 0,
+                // An upstream that never answered this download (refused, or silent for the
+                // stall timeout) is not waited for again: clients are waiting for a head.
+                e => !inf.progress.borrow().answered && before_answer_is_final(e),
+            };
+            if give_up {
                 return Err(err);
             }
             if got > 0 {
@@ -175,6 +190,7 @@ impl Upstream {
         url: &str,
         received: u64,
         size: &mut Option<u64>,
+        limits: &Limits,
         inf: &Inflight,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Result<u64, (u64, FetchError)> {
@@ -192,8 +208,8 @@ impl Upstream {
                         Some(s) if s != cl => {
                             return Err((
                                 0,
-                                FetchError::Transfer(format!(
-                                    "upstream length {cl} differs from the declared {s}"
+                                FetchError::Length(format!(
+                                    "Content-Length {cl}, metadata declares {s}"
                                 )),
                             ))
                         }
@@ -239,12 +255,35 @@ impl Upstream {
                     continue;
                 }
             }
-            if let Some(s) = *size {
-                if received + got + chunk.len() as u64 > s {
+            let at = received + got + chunk.len() as u64;
+            match (*size, limits.max_undeclared) {
+                (Some(s), _) if at > s => {
                     return Err((
                         got,
-                        FetchError::Transfer("upstream sent more than declared".into()),
-                    ));
+                        FetchError::Length(format!("more than the declared {s} bytes")),
+                    ))
+                }
+                (None, Some(max)) if at > max => {
+                    return Err((
+                        got,
+                        FetchError::Length(format!(
+                            "undeclared size past {max} bytes (content.max_size)"
+                        )),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some((dir, floor)) = &limits.floor {
+                if (at - chunk.len() as u64) / FLOOR_CHECK_EVERY != at / FLOOR_CHECK_EVERY {
+                    let free = super::store::free_bytes(dir).map_err(|e| (got, e.into()))?;
+                    if free < *floor {
+                        return Err((
+                            got,
+                            FetchError::LowSpace(format!(
+                                "{free} bytes free, content.min_free is {floor}"
+                            )),
+                        ));
+                    }
                 }
             }
             if let Some(bw) = &self.bandwidth {

@@ -73,6 +73,10 @@ pub enum FetchError {
     /// see `upstream.ca_file`).
     #[error("upstream TLS certificate refused ({0}); upstream.ca_file names a CA to trust")]
     Certificate(String),
+    /// Upstream sent a length other than the one declared (metadata, `Content-Length`), or
+    /// more than an undeclared object may have; the object is discarded, not retried.
+    #[error("upstream length refused: {0}")]
+    Length(String),
     /// Upstream redirected where the upstream client does not follow (another origin not in
     /// `upstream.redirect_hosts`, a local address); not retried.
     #[error("upstream redirect refused: {0}")]

@@ -82,7 +82,10 @@ impl ContentCache {
                 }
                 r
             }
-            None => match upstream.download(inf.clone(), expected.size).await {
+            None => match upstream
+                .download(inf.clone(), expected.size, &self.limits())
+                .await
+            {
                 Ok(d) => expected.check(&d).map_err(FetchError::Mismatch),
                 Err(e) => Err(e),
             },
@@ -111,6 +114,16 @@ impl ContentCache {
             self.inner.total.fetch_add(size, Ordering::Relaxed);
             tracing::info!(key = %key, size, "content stored");
             self.evict_if_needed().await;
+        }
+    }
+
+    /// The bounds of a sequential download: `content.max_size` for an undeclared size, the
+    /// `content.min_free` floor as bytes arrive.
+    fn limits(&self) -> super::fetch::Limits {
+        let floor = self.inner.min_free.load(Ordering::Relaxed);
+        super::fetch::Limits {
+            max_undeclared: self.inner.max_size,
+            floor: (floor > 0).then(|| (self.inner.dir.root().to_path_buf(), floor)),
         }
     }
 

@@ -24,8 +24,9 @@ pub struct Served {
     /// Send `Content-Length` (the object's length, not counting `extra`); without it the body
     /// is chunked.
     pub content_length: bool,
-    /// Stop sending (but keep the connection open) once this many body bytes went out.
-    pub stall_after: Option<usize>,
+    /// Stop sending (but keep the connection open) at this offset of the object, on every
+    /// request (a resumed one starting there sends nothing).
+    pub stall_at: Option<usize>,
 }
 
 impl Served {
@@ -241,6 +242,14 @@ async fn serve(st: Arc<State>, mut s: TcpStream) {
         range: req.header("range").map(str::to_string),
         soap_action: req.header("soapaction").map(str::to_string),
     });
+    let reply = st.routes.lock().unwrap().get(&req.path).cloned();
+    if let (true, Some(Reply::Redirect(to))) = (req.method == "POST", &reply) {
+        let head = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = s.write_all(head.as_bytes()).await;
+        return;
+    }
     if req.method == "POST" {
         let big = st.big.lock().unwrap().clone();
         if let Some(big) = big {
@@ -259,7 +268,6 @@ async fn serve(st: Arc<State>, mut s: TcpStream) {
         let _ = s.write_all(&body).await;
         return;
     }
-    let reply = st.routes.lock().unwrap().get(&req.path).cloned();
     match reply {
         None => status(s, 404).await,
         Some(Reply::Status(code)) => status(s, code).await,
@@ -319,7 +327,10 @@ async fn object(st: &Arc<State>, mut s: TcpStream, req: &Request, o: Served) {
     }
     let mut body = o.data[start as usize..end as usize].to_vec();
     body.extend(std::iter::repeat_n(0x5a, o.extra));
-    let limit = o.stall_after.unwrap_or(usize::MAX).min(body.len());
+    let limit = o
+        .stall_at
+        .map_or(usize::MAX, |n| n.saturating_sub(start as usize))
+        .min(body.len());
     for piece in body[..limit].chunks(64 * 1024) {
         let ok = if chunked {
             let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
@@ -334,7 +345,7 @@ async fn object(st: &Arc<State>, mut s: TcpStream, req: &Request, o: Served) {
         }
         st.sent.fetch_add(piece.len() as u64, Ordering::Relaxed);
     }
-    if o.stall_after.is_some_and(|n| n < body.len()) {
+    if limit < body.len() {
         let _ = s.flush().await;
         st.held.lock().unwrap().push(s);
         return;

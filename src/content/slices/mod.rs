@@ -244,7 +244,10 @@ impl SliceFetch {
             let retry = failures <= MAX_RETRIES
                 && !matches!(
                     err,
-                    FetchError::Status(_) | FetchError::Certificate(_) | FetchError::Redirect(_)
+                    FetchError::Status(_)
+                        | FetchError::Certificate(_)
+                        | FetchError::Redirect(_)
+                        | FetchError::Length(_)
                 )
                 && (answered || !super::fetch::before_answer_is_final(&err));
             {
@@ -325,7 +328,10 @@ impl SliceFetch {
                     if off + (buf.len() + chunk.len()) as u64 > run.to {
                         return Err((
                             off - run.from,
-                            FetchError::Transfer("upstream sent more than asked".into()),
+                            FetchError::Length(format!(
+                                "more than the {} bytes asked",
+                                run.to - run.from
+                            )),
                         ));
                     }
                     if let Some(bw) = &self.src.bandwidth {
