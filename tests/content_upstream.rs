@@ -440,3 +440,117 @@ async fn a_sync_call_redirected_to_another_origin_is_refused_once() {
     assert!(elsewhere.seen().is_empty());
     assert_eq!(up.seen().len(), 1, "not retried");
 }
+
+// ---- issue 15 item 11: objects are their SHA-1 ----
+
+/// Files under the content folder whose name starts with `hex` (any extension).
+fn copies(edge: &TestEdge, path: &str) -> Vec<String> {
+    let rel = path.trim_start_matches("/Content/");
+    let (folder, name) = rel.split_once('/').unwrap();
+    let hex = &name[..40];
+    std::fs::read_dir(edge.content_dir().join(folder))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| {
+                    n.to_ascii_uppercase()
+                        .starts_with(&hex.to_ascii_uppercase())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bytes_under_two_extensions_are_stored_once_and_served_under_both_names() {
+    let up = Double::start().await;
+    let data = Arc::new(bytes_of(200_000, 41));
+    let (cab, exe) = (content_path(&data, "cab"), content_path(&data, "exe"));
+    up.route(&cab, Reply::Object(Served::honest(&data)));
+    up.route(&exe, Reply::Object(Served::honest(&data)));
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    // IIS's MIME map: .cab is application/vnd.ms-cab-compressed, .exe application/octet-stream.
+    let want = [
+        (&cab, "application/vnd.ms-cab-compressed"),
+        (&exe, "application/octet-stream"),
+    ];
+    for round in 0..2 {
+        for (path, mime) in want {
+            // The sendfile path, then hyper's (a query string takes it).
+            for query in ["", "?via=hyper"] {
+                let r = client()
+                    .get(format!("{}{path}{query}", edge.url()))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{path}{query} round {round}");
+                assert_eq!(r.headers()["content-type"], mime, "{path}{query}");
+                assert_eq!(r.bytes().await.unwrap(), data[..], "{path}{query}");
+            }
+        }
+    }
+    // One upstream fetch, one file, one index entry, counted once.
+    assert_eq!(settled(&edge).await, 0);
+    assert_eq!(up.gets(&cab) + up.gets(&exe), 1);
+    assert_eq!(copies(&edge, &cab).len(), 1, "{:?}", copies(&edge, &cab));
+    let objects = edge.state.store.objects().unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(edge.state.content.total_size(), data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_copy_left_by_an_older_store_is_removed_at_start() {
+    let up = Double::start().await;
+    let data = Arc::new(bytes_of(70_000, 42));
+    let (cab, exe) = (content_path(&data, "cab"), content_path(&data, "exe"));
+    up.route(&cab, Reply::Object(Served::honest(&data)));
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    assert_eq!(get(&format!("{}{cab}", edge.url()), None).await.0, 200);
+    assert_eq!(settled(&edge).await, 0);
+    let dir = edge.shutdown().await;
+    // As an older wsus-edge left it: the same bytes again under another extension.
+    let content = dir.path().join("content");
+    std::fs::copy(
+        content.join(cab.trim_start_matches("/Content/")),
+        content.join(exe.trim_start_matches("/Content/")),
+    )
+    .unwrap();
+    let edge = TestEdge::start_in(dir, Some(up.url()), |_| {}).await;
+    assert_eq!(copies(&edge, &cab).len(), 1, "{:?}", copies(&edge, &cab));
+    assert_eq!(edge.state.content.total_size(), data.len() as u64);
+    let (status, body) = get(&format!("{}{exe}", edge.url()), None).await;
+    assert_eq!((status, body.as_deref().ok()), (200, Some(&data[..])));
+    assert_eq!(up.gets(&exe), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_length_miss_is_answered_only_after_its_hash_is_checked() {
+    let up = Double::start().await;
+    let empty: Arc<Vec<u8>> = Arc::new(Vec::new());
+    let path = content_path(&empty, "txt");
+    up.route(&path, Reply::Object(Served::honest(&empty)));
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    // Metadata declares the empty file with a SHA-256 that is not the hash of nothing.
+    let mut wrong = record(&empty);
+    wrong.sha256 = Some(Sha256::digest(b"not empty").into());
+    edge.state.store.put_expected_files(&[wrong]).unwrap();
+    let before = wsus_edge::metrics::hash_mismatches();
+    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    assert_ne!(
+        (status, body.as_deref().ok()),
+        (200, Some(&[][..])),
+        "a complete empty answer before the hash was checked"
+    );
+    assert_eq!(status, 502);
+    assert!(wsus_edge::metrics::hash_mismatches() > before);
+    assert!(copies(&edge, &path).is_empty());
+    // With the right digests it is answered (empty) and kept.
+    edge.state
+        .store
+        .put_expected_files(&[record(&empty)])
+        .unwrap();
+    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    assert_eq!((status, body.as_deref().ok()), (200, Some(&[][..])));
+    assert_eq!(settled(&edge).await, 0);
+    assert_eq!(copies(&edge, &path).len(), 1);
+}

@@ -32,6 +32,14 @@
 //!    on the next request) and reconciles the object index with the files on disk.
 //! 6. **Bounded disk.** Past `content.max_size` the least recently used objects are evicted;
 //!    objects being served or written are pinned and never evicted.
+//! 7. **An object is its SHA-1.** It is stored once, under the extension it was first fetched
+//!    as; a request under another extension is served from that copy (with the MIME type of
+//!    the name asked), and eviction sees one object. A zero-length object is answered only
+//!    after its (empty) hash is checked, like any response that completes an object.
+//! 8. **Upstream is not trusted.** No head goes out before upstream has answered a miss
+//!    (502/504 otherwise); redirects stay on the upstream's origin (or
+//!    `upstream.redirect_hosts`) and off local addresses; a length other than declared is
+//!    refused; a stall longer than `upstream.stall_timeout` ends a fetch.
 //!
 //! # Rooms
 //!
