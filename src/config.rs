@@ -13,8 +13,8 @@ use crate::units::{parse_bandwidth, parse_duration, parse_size, DailyWindow};
 
 mod upstream;
 pub use upstream::{
-    HttpClientError, UpstreamConfig, DEFAULT_MAX_ANSWER_SIZE, UPSTREAM_CONNECT_TIMEOUT,
-    UPSTREAM_READ_TIMEOUT, USER_AGENT,
+    upstream_may_fetch, HttpClientError, UpstreamConfig, DEFAULT_MAX_ANSWER_SIZE,
+    UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_READ_TIMEOUT, USER_AGENT,
 };
 
 /// Why a configuration could not be loaded.

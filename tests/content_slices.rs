@@ -58,6 +58,7 @@ fn source(url: String, slice: u64) -> SliceSource {
     SliceSource {
         client: reqwest::Client::new(),
         url,
+        missing: None,
         bandwidth: None,
         slice,
         backoff: Duration::from_millis(20),

@@ -554,3 +554,199 @@ async fn a_zero_length_miss_is_answered_only_after_its_hash_is_checked() {
     assert_eq!(settled(&edge).await, 0);
     assert_eq!(copies(&edge, &path).len(), 1);
 }
+
+// ---- issue 14 item 5: content comes from where the upstream's configuration says ----
+
+/// A "Microsoft Update" server holding `files` at `/c/msdownload/update/software/secu/…`;
+/// returns it with each file's content path and MUUrl.
+async fn microsoft_update(files: &[(&Arc<Vec<u8>>, &str)]) -> (Double, Vec<(String, String)>) {
+    let mu = Double::start().await;
+    let mut out = Vec::new();
+    for (data, ext) in files {
+        let path = content_path(data, ext);
+        let sha1 = hex::encode(Sha1::digest(&data[..]));
+        let at = format!("/c/msdownload/update/software/secu/2026/10/kb_{sha1}.{ext}");
+        mu.route(&at, Reply::Object(Served::honest(data)));
+        out.push((path, format!("{}{at}", mu.url())));
+    }
+    (mu, out)
+}
+
+fn record_at(data: &[u8], mu_url: &str) -> wsus_edge::model::FileRecord {
+    wsus_edge::model::FileRecord {
+        upstream_url: Some(mu_url.to_string()),
+        ..record(data)
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/wsusss/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The upstream WSUS's SOAP side as far as DownloadFiles needs it: GetAuthConfig and
+/// GetCookie answered with the WS2025 captures, GetAuthorizationCookie as MS-WSUSSS
+/// §3.1.4.2.3.2 shapes it, and DownloadFiles (§3.1.4.11) answered empty after starting to
+/// fetch each named file from its MUUrl into `/Content` (as a WSUS does in the background).
+fn wsus_soap(up: &Double, files: &[(String, String)]) -> Arc<std::sync::Mutex<Vec<String>>> {
+    use base64::Engine;
+    let asked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (routes, files, log) = (up.routes(), files.to_vec(), asked.clone());
+    up.on_soap(Arc::new(move |_path, action, body| {
+        let action = action.trim_matches('"').rsplit('/').next().unwrap_or("");
+        let body = String::from_utf8_lossy(body).to_string();
+        match action {
+            "GetAuthConfig" => (200, fixture("get_auth_config.response.xml")),
+            "GetCookie" => (200, fixture("get_cookie.response.xml")),
+            "GetAuthorizationCookie" => (
+                200,
+                concat!(
+                    r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
+                    r#"<soap:Body><GetAuthorizationCookieResponse xmlns="http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService">"#,
+                    r#"<GetAuthorizationCookieResult><PlugInId>DssTargeting</PlugInId><CookieData>AAAAAAAAAAAAAAAA</CookieData>"#,
+                    r#"</GetAuthorizationCookieResult></GetAuthorizationCookieResponse></soap:Body></soap:Envelope>"#
+                )
+                .as_bytes()
+                .to_vec(),
+            ),
+            "DownloadFiles" => {
+                for digest in body.split("<base64Binary>").skip(1) {
+                    let b64 = digest.split("</base64Binary>").next().unwrap_or("");
+                    let sha1 = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap();
+                    let hex = hex::encode_upper(&sha1);
+                    log.lock().unwrap().push(hex.clone());
+                    if let Some((path, mu_url)) = files.iter().find(|(p, _)| p.contains(&hex)) {
+                        let (routes, path, mu_url) = (routes.clone(), path.clone(), mu_url.clone());
+                        tokio::spawn(async move {
+                            let bytes = reqwest::get(&mu_url).await.unwrap().bytes().await.unwrap();
+                            routes.route(&path, Reply::Object(Served::honest(&Arc::new(bytes.to_vec()))));
+                        });
+                    }
+                }
+                (
+                    200,
+                    concat!(
+                        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
+                        r#"<soap:Body><DownloadFilesResponse xmlns="http://www.microsoft.com/SoftwareDistribution" /></soap:Body></soap:Envelope>"#
+                    )
+                    .as_bytes()
+                    .to_vec(),
+                )
+            }
+            _ => (500, Vec::new()),
+        }
+    }));
+    asked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_the_upstream_lacks_is_asked_for_with_download_files_then_fetched_and_verified() {
+    let small = Arc::new(bytes_of(150_000, 51));
+    let big = Arc::new(bytes_of(3 * MIB, 52));
+    let (mu, files) = microsoft_update(&[(&small, "cab"), (&big, "psf")]).await;
+    let up = Double::start().await; // holds no files
+    let asked = wsus_soap(&up, &files);
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    edge.state
+        .store
+        .put_expected_files(&[record_at(&small, &files[0].1), record_at(&big, &files[1].1)])
+        .unwrap();
+    // A whole file (sequential fetch) and a range of a big one (slice fetch).
+    let (status, body) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
+    assert_eq!((status, body.as_deref().ok()), (200, Some(&small[..])));
+    let (a, b) = (2 * MIB as u64, 2 * MIB as u64 + 4095);
+    let (status, body) = get(&format!("{}{}", edge.url(), files[1].0), Some((a, b))).await;
+    assert_eq!(
+        (status, body.as_deref().ok()),
+        (206, Some(&big[a as usize..=b as usize]))
+    );
+    // One DownloadFiles per file, each after a 404 for it; MU was asked by the upstream only
+    // (the upstream is not catalog-only, so the edge itself never goes there).
+    let want: Vec<String> = [&small, &big]
+        .iter()
+        .map(|d| hex::encode_upper(Sha1::digest(&d[..])))
+        .collect();
+    assert_eq!(*asked.lock().unwrap(), want);
+    for (path, mu_url) in &files {
+        assert!(up.gets(path) >= 2, "{path}: {}", up.gets(path));
+        let at = mu_url.trim_start_matches(&mu.url());
+        assert_eq!(mu.gets(at), 1, "{at}");
+    }
+    // Both verified and kept (the big one once the background fill completes it).
+    assert_eq!(settled(&edge).await, 0);
+    for _ in 0..100 {
+        if final_file(&edge, &files[1].0).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(final_file(&edge, &files[0].0).exists() && final_file(&edge, &files[1].0).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_same_digests() {
+    let small = Arc::new(bytes_of(150_000, 53));
+    let big = Arc::new(bytes_of(3 * MIB, 54));
+    let bad = Arc::new(bytes_of(120_000, 55));
+    let (mu, files) = microsoft_update(&[(&small, "exe"), (&big, "wim"), (&bad, "cab")]).await;
+    // Microsoft Update serves the third file with a byte flipped.
+    let mut corrupt = bad.to_vec();
+    corrupt[60_000] ^= 0xff;
+    let at_bad = files[2].1.trim_start_matches(&mu.url()).to_string();
+    mu.route(&at_bad, Reply::Object(Served::honest(&Arc::new(corrupt))));
+    let up = Double::start().await; // holds no files, answers no SOAP
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    // The edge's start-up sync fails against this upstream (no SOAP); set the flags a sync
+    // would have stored once it has written its outcome.
+    for _ in 0..200 {
+        if edge.state.store.sync_state().unwrap().last_sync.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut state = edge.state.store.sync_state().unwrap();
+    state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
+        catalog_only_sync: true,
+        lazy_sync: true,
+        server_hosts_psf_files: false,
+    });
+    edge.state.store.set_sync_state(&state).unwrap();
+    edge.state
+        .store
+        .put_expected_files(&[
+            record_at(&small, &files[0].1),
+            record_at(&big, &files[1].1),
+            record_at(&bad, &files[2].1),
+        ])
+        .unwrap();
+    let (status, body) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
+    assert_eq!((status, body.as_deref().ok()), (200, Some(&small[..])));
+    let (a, b) = (MIB as u64 + 17, 2 * MIB as u64 + 17);
+    let (status, body) = get(&format!("{}{}", edge.url(), files[1].0), Some((a, b))).await;
+    assert_eq!(
+        (status, body.as_deref().ok()),
+        (206, Some(&big[a as usize..=b as usize]))
+    );
+    let (status, body) = get(&format!("{}{}", edge.url(), files[2].0), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.is_err(),
+        "a corrupt MU file must not be answered complete"
+    );
+    assert!(
+        up.seen().iter().all(|s| s.method != "GET"),
+        "{:?}",
+        up.seen()
+    );
+    for (_, mu_url) in &files[..1] {
+        assert_eq!(mu.gets(mu_url.trim_start_matches(&mu.url())), 1);
+    }
+    assert_eq!(settled(&edge).await, 0);
+    assert!(final_file(&edge, &files[0].0).exists());
+    assert!(!final_file(&edge, &files[2].0).exists());
+}

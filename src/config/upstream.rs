@@ -229,6 +229,22 @@ pub fn redirect_allowed(from: &Url, to: &Url, allow: &[String]) -> Result<(), Re
     })
 }
 
+/// Whether content may be fetched from `url` (a file's `MUUrl`), for an upstream at `base`:
+/// http or https only, and no loopback or link-local address unless the upstream is one.
+pub fn upstream_may_fetch(base: &str, url: &str) -> Result<(), RedirectRefused> {
+    let to = Url::parse(url).map_err(|_| RedirectRefused::Scheme("unparsable".into()))?;
+    if !matches!(to.scheme(), "http" | "https") {
+        return Err(RedirectRefused::Scheme(to.scheme().to_string()));
+    }
+    let local_base = Url::parse(base).is_ok_and(|b| is_local_url(&b));
+    if is_local_url(&to) && !local_base {
+        return Err(RedirectRefused::Local(
+            to.host_str().unwrap_or_default().to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn host_listed(to: &Url, allow: &[String]) -> bool {
     let Some(host) = to.host_str().map(str::to_ascii_lowercase) else {
         return false;
@@ -367,6 +383,18 @@ mod tests {
                 &u("http://127.0.0.1:9001/y"),
                 &["127.0.0.1:9001".into()]
             ),
+            Ok(())
+        );
+        // A MUUrl is fetched as is, but never from a local address for a remote upstream.
+        let base = "http://wsus.example:8530";
+        assert_eq!(
+            upstream_may_fetch(base, "http://download.windowsupdate.com/c/x.exe"),
+            Ok(())
+        );
+        assert!(upstream_may_fetch(base, "http://127.0.0.1:8590/x").is_err());
+        assert!(upstream_may_fetch(base, "file:///etc/passwd").is_err());
+        assert_eq!(
+            upstream_may_fetch("http://127.0.0.1:1", "http://127.0.0.1:2/x"),
             Ok(())
         );
         // Never down from https.

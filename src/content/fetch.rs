@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use super::bandwidth::Bandwidth;
 use super::inflight::{FetchError, Inflight};
+use super::source::Source;
 use super::verify::{Digests, DualHasher};
 use crate::config::UpstreamConfig;
 
@@ -62,11 +63,18 @@ impl Upstream {
         }))
     }
 
-    /// Where a slice fetch of `key` gets its bytes: this client, URL and bandwidth bucket.
-    pub fn slice_source(&self, key: &super::key::ContentKey) -> super::slices::SliceSource {
+    /// The upstream's base URL (content), without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Where a slice fetch from `source` gets its bytes: this client, the URL, the bandwidth
+    /// bucket and the DownloadFiles recovery.
+    pub fn slice_source(&self, source: &Source) -> super::slices::SliceSource {
         super::slices::SliceSource {
             client: self.client.clone(),
-            url: format!("{}/{}", self.base, key.url_path()),
+            url: source.url.clone(),
+            missing: source.missing.clone(),
             bandwidth: self.bandwidth.clone(),
             slice: super::slices::SLICE,
             backoff: self.backoff,
@@ -82,15 +90,16 @@ impl Upstream {
         (self.backoff * 2u32.saturating_pow(failures.saturating_sub(1))).min(Duration::from_secs(3))
     }
 
-    /// Downloads `inf.key` into `inf.file` from offset 0, returning the digests of what was
-    /// written. `expected_size` (from metadata) is enforced when known.
+    /// Downloads `inf.key` from `source` into `inf.file` from offset 0, returning the digests
+    /// of what was written. `expected_size` (from metadata) is enforced when known.
     pub async fn download(
         &self,
         inf: Arc<Inflight>,
+        source: &Source,
         expected_size: Option<u64>,
         limits: &Limits,
     ) -> Result<Digests, FetchError> {
-        let url = format!("{}/{}", self.base, inf.key.url_path());
+        let url = source.url.clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let sink_inf = inf.clone();
         let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
@@ -125,7 +134,9 @@ impl Upstream {
             h.finish().ok_or(FetchError::Abandoned)
         });
 
-        let result = self.receive(&url, &inf, expected_size, limits, &tx).await;
+        let result = self
+            .receive(&url, source, &inf, expected_size, limits, &tx)
+            .await;
         drop(tx);
         let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
         result?;
@@ -135,6 +146,7 @@ impl Upstream {
     async fn receive(
         &self,
         url: &str,
+        source: &Source,
         inf: &Inflight,
         expected_size: Option<u64>,
         limits: &Limits,
@@ -157,6 +169,15 @@ impl Upstream {
                 None => FetchError::Transfer(format!("connection closed at {received} bytes")),
                 Some(e) => e,
             };
+            // Upstream lacks the file: ask it to obtain it (DownloadFiles), then ask again.
+            if let (FetchError::Status(404), 0, Some(m)) = (&err, got, &source.missing) {
+                if !inf.progress.borrow().answered {
+                    if let Some(wait) = m.after_404().await {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
             let give_up = match &err {
                 // A lying length, a full disk or a refused redirect will not change by itself.
                 FetchError::Length(_) | FetchError::LowSpace(_) | FetchError::Redirect(_) => true,

@@ -88,6 +88,21 @@ struct State {
     held: Mutex<Vec<TcpStream>>,
 }
 
+/// Scripts a [`Double`]'s answers from anywhere (a SOAP handler, a task).
+#[derive(Clone)]
+pub struct Routes(Arc<State>);
+
+impl Routes {
+    /// Scripts the answer for `path`.
+    pub fn route(&self, path: &str, reply: Reply) {
+        self.0
+            .routes
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), reply);
+    }
+}
+
 /// The scriptable upstream.
 pub struct Double {
     pub addr: SocketAddr,
@@ -132,11 +147,12 @@ impl Double {
 
     /// Scripts the answer for `path` (anything unscripted is a 404).
     pub fn route(&self, path: &str, reply: Reply) {
-        self.state
-            .routes
-            .lock()
-            .unwrap()
-            .insert(path.to_string(), reply);
+        self.routes().route(path, reply);
+    }
+
+    /// A handle that scripts answers (for handlers that add files later).
+    pub fn routes(&self) -> Routes {
+        Routes(self.state.clone())
     }
 
     /// Removes the script of `path` (it becomes a 404).

@@ -47,6 +47,8 @@ pub struct SliceSource {
     pub client: reqwest::Client,
     /// The object's full URL.
     pub url: String,
+    /// How a 404 is recovered (DownloadFiles, then retries); `None`: a 404 is final.
+    pub missing: Option<Arc<super::source::Missing>>,
     /// The shared `upstream.max_bandwidth` bucket, if capped.
     pub bandwidth: Option<Arc<Bandwidth>>,
     /// Slice size (normally [`SLICE`]).
@@ -236,6 +238,24 @@ impl SliceFetch {
                 Ok(()) => continue,
                 Err(x) => x,
             };
+            // Upstream lacks the file: ask it to obtain it (DownloadFiles), then ask again.
+            if let (FetchError::Status(404), Some(m)) = (&err, &self.src.missing) {
+                if !self.progress.borrow().answered {
+                    if let Some(wait) = m.after_404().await {
+                        {
+                            let mut m = lock(&self.map);
+                            m.release(&run);
+                            todo.extend(
+                                m.claim_range(run.from, run.to - 1, MAX_RUN)
+                                    .into_iter()
+                                    .rev(),
+                            );
+                        }
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
             if got > 0 {
                 failures = 0;
             }
@@ -608,6 +628,7 @@ mod tests {
         let src = SliceSource {
             client: reqwest::Client::new(),
             url: format!("http://{addr}/Content/00/x.cab"),
+            missing: None,
             bandwidth: None,
             slice: 1024,
             backoff: Duration::from_millis(10),
