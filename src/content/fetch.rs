@@ -410,7 +410,14 @@ mod tests {
             .unwrap();
         let key = ContentKey::new([0xAB; 20], "cab").unwrap();
         let inf = Arc::new(Inflight::new(key, file, Some(4 << 20)));
-        let err = up.download(inf, Some(4 << 20)).await.unwrap_err();
+        let source = Source {
+            url: format!("http://{addr}/{}", inf.key.url_path()),
+            missing: None,
+        };
+        let err = up
+            .download(inf, &source, Some(4 << 20), &Limits::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, FetchError::Disk(_)), "{err:?}");
         assert_eq!(
             err.status(),
