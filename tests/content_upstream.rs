@@ -493,9 +493,20 @@ async fn the_same_bytes_under_two_extensions_are_stored_once_and_served_under_bo
     assert_eq!(settled(&edge).await, 0);
     assert_eq!(up.gets(&cab) + up.gets(&exe), 1);
     assert_eq!(copies(&edge, &cab).len(), 1, "{:?}", copies(&edge, &cab));
-    let objects = edge.state.store.objects().unwrap();
-    assert_eq!(objects.len(), 1);
-    assert_eq!(edge.state.content.total_size(), data.len() as u64);
+    // The index entry and the total follow the rename: wait for them.
+    let indexed = || {
+        (
+            edge.state.store.objects().unwrap().len(),
+            edge.state.content.total_size(),
+        )
+    };
+    for _ in 0..100 {
+        if indexed() == (1, data.len() as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(indexed(), (1, data.len() as u64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
