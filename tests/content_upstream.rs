@@ -624,6 +624,32 @@ fn wsus_soap(up: &Double, files: &[(String, String)]) -> Arc<std::sync::Mutex<Ve
                 .to_vec(),
             ),
             "DownloadFiles" => {
+                // A digest it has no metadata for: the FileDigestsMissing fault (SS §3.1.4.11:
+                // Message = the digests joined by "|"), in the shape WS2025 writes faults.
+                let unknown: Vec<&str> = body
+                    .split("<base64Binary>")
+                    .skip(1)
+                    .filter_map(|d| d.split("</base64Binary>").next())
+                    .filter(|b64| {
+                        let sha1 = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+                        let hex = hex::encode_upper(&sha1);
+                        !files.iter().any(|(p, _)| p.contains(&hex))
+                    })
+                    .collect();
+                if !unknown.is_empty() {
+                    log.lock().unwrap().push("fault".into());
+                    let fault = format!(
+                        concat!(
+                            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
+                            r#"<soap:Body><soap:Fault><faultcode>soap:Client</faultcode><faultstring>Fault occurred</faultstring>"#,
+                            r#"<detail><ErrorCode>FileDigestsMissing</ErrorCode><Message>{}</Message>"#,
+                            r#"<Method>"http://www.microsoft.com/SoftwareDistribution/DownloadFiles"</Method></detail>"#,
+                            r#"</soap:Fault></soap:Body></soap:Envelope>"#
+                        ),
+                        unknown.join("|")
+                    );
+                    return (500, fault.into_bytes());
+                }
                 for digest in body.split("<base64Binary>").skip(1) {
                     let b64 = digest.split("</base64Binary>").next().unwrap_or("");
                     let sha1 = base64::engine::general_purpose::STANDARD
@@ -760,4 +786,23 @@ async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_sa
     assert_eq!(settled(&edge).await, 0);
     assert!(final_file(&edge, &files[0].0).exists());
     assert!(!final_file(&edge, &files[2].0).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_download_files_fails_the_404_stands_at_once() {
+    let data = Arc::new(bytes_of(90_000, 56));
+    let path = content_path(&data, "cab");
+    let up = Double::start().await; // holds no files and knows none
+    let asked = wsus_soap(&up, &[]);
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&data)])
+        .unwrap();
+    let (status, _) = get(&format!("{}{path}", edge.url()), None).await;
+    assert_eq!(status, 404);
+    // One DownloadFiles, refused; /Content not asked again.
+    assert_eq!(*asked.lock().unwrap(), ["fault"]);
+    assert_eq!(up.gets(&path), 1);
+    assert_eq!(settled(&edge).await, 0);
 }
