@@ -54,10 +54,8 @@ impl ContentDir {
     /// Opens a complete object for reading, `None` when it is not in the store. The object
     /// is its SHA-1: a copy stored under another extension is the same object.
     pub fn open_final(&self, key: &ContentKey) -> io::Result<Option<File>> {
-        match File::open(self.final_path(key)) {
-            Ok(f) => return Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(f) = self.open_exact(key)? {
+            return Ok(Some(f));
         }
         for other in self.names_of(key)? {
             match File::open(self.final_path(&other)) {
@@ -67,6 +65,16 @@ impl ContentDir {
             }
         }
         Ok(None)
+    }
+
+    /// Opens the object under exactly the name of `key` (no other extension), `None` when
+    /// there is no such file.
+    pub fn open_exact(&self, key: &ContentKey) -> io::Result<Option<File>> {
+        match File::open(self.final_path(key)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every name under which the object of `key` (its SHA-1, any extension) is stored.
