@@ -806,3 +806,27 @@ async fn when_download_files_fails_the_404_stands_at_once() {
     assert_eq!(up.gets(&path), 1);
     assert_eq!(settled(&edge).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mu_url_on_a_local_address_is_not_used_for_an_upstream_that_is_not_local() {
+    let data = Arc::new(bytes_of(80_000, 57));
+    let (mu, files) = microsoft_update(&[(&data, "cab")]).await;
+    // An upstream that is not on this machine (a name that never resolves), catalog-only,
+    // whose metadata points the file at a loopback address.
+    let edge = TestEdge::start(Some("http://wsus.invalid:8530".into()), |_| {}).await;
+    let mut state = edge.state.store.sync_state().unwrap();
+    state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
+        catalog_only_sync: true,
+        lazy_sync: true,
+        server_hosts_psf_files: false,
+    });
+    edge.state.store.set_sync_state(&state).unwrap();
+    edge.state
+        .store
+        .put_expected_files(&[record_at(&data, &files[0].1)])
+        .unwrap();
+    let (status, _) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
+    assert!(status == 502 || status == 504, "{status}");
+    assert!(mu.seen().is_empty(), "{:?}", mu.seen());
+    assert_eq!(settled(&edge).await, 0);
+}
