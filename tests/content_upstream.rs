@@ -830,3 +830,55 @@ async fn a_mu_url_on_a_local_address_is_not_used_for_an_upstream_that_is_not_loc
     assert!(mu.seen().is_empty(), "{:?}", mu.seen());
     assert_eq!(settled(&edge).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_trickles_is_a_stall_too() {
+    let up = Double::start().await;
+    let whole = Arc::new(bytes_of(300_000, 61));
+    let big = Arc::new(bytes_of(3 * MIB, 62));
+    let (pw, pb) = (content_path(&whole, "cab"), content_path(&big, "wim"));
+    // A byte every 50 ms after the first part: the connection never goes quiet for the stall
+    // timeout, yet far fewer than a KiB arrives in one.
+    up.route(
+        &pw,
+        Reply::Object(Served {
+            trickle_at: Some((100_000, 50)),
+            ..Served::honest(&whole)
+        }),
+    );
+    up.route(
+        &pb,
+        Reply::Object(Served {
+            trickle_at: Some((MIB + 100_000, 50)),
+            ..Served::honest(&big)
+        }),
+    );
+    let edge = TestEdge::start(Some(up.url()), |c| {
+        c.upstream.stall_timeout = Duration::from_millis(500);
+    })
+    .await;
+    edge.state
+        .store
+        .put_expected_files(&[record(&whole), record(&big)])
+        .unwrap();
+    let within = |f| async move {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("a trickling upstream must be given up, not waited for")
+    };
+    let url = format!("{}{pw}", edge.url());
+    let (status, body) = within(get(&url, None)).await;
+    assert_eq!(status, 200);
+    assert!(body.is_err(), "the response must be aborted");
+    assert_eq!(
+        up.gets(&pw),
+        1 + wsus_edge::content::fetch::MAX_RETRIES as usize
+    );
+    let (a, b) = (MIB as u64, 2 * MIB as u64 - 1);
+    let url = format!("{}{pb}", edge.url());
+    let (status, body) = within(get(&url, Some((a, b)))).await;
+    assert_eq!(status, 206);
+    assert!(body.is_err(), "the ranged response must be aborted");
+    assert_eq!(settled(&edge).await, 0);
+    assert!(!final_file(&edge, &pw).exists() && !final_file(&edge, &pb).exists());
+}

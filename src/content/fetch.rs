@@ -25,6 +25,59 @@ pub const MAX_RETRIES: u32 = 5;
 const SINK_BATCH: usize = 512 << 10;
 /// Bytes received between two looks at the free space under `content.min_free`.
 const FLOOR_CHECK_EVERY: u64 = 16 << 20;
+/// Bytes that must arrive within one `upstream.stall_timeout` of waiting for a transfer not
+/// to be stalled: a trickle (a byte a minute) is a stall, not progress.
+pub const STALL_MIN_BYTES: u64 = 1024;
+/// Bytes an interrupted attempt must have delivered to count as progress (the retry budget
+/// starts over only then, so a trickle that keeps being resumed still gives up).
+pub const PROGRESS_BYTES: u64 = 64 << 10;
+
+/// Watches one response body for stalls: fewer than [`STALL_MIN_BYTES`] arriving over a
+/// whole `stall` of time spent waiting for upstream (time spent writing, hashing or under
+/// the bandwidth cap does not count).
+pub(super) struct StallWatch {
+    stall: Duration,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl StallWatch {
+    pub(super) fn new(stall: Duration) -> Self {
+        Self {
+            stall,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// The next item of `body`, or [`FetchError::Timeout`] when the window runs out first.
+    pub(super) async fn next<S>(&mut self, body: &mut S) -> Result<Option<S::Item>, FetchError>
+    where
+        S: futures_util::Stream + Unpin,
+    {
+        let t0 = tokio::time::Instant::now();
+        let left = self.stall.saturating_sub(self.waited);
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(item) => {
+                self.waited += t0.elapsed();
+                Ok(item)
+            }
+            Err(_) => Err(FetchError::Timeout(format!(
+                "fewer than {STALL_MIN_BYTES} bytes in {:?} (upstream.stall_timeout)",
+                self.stall
+            ))),
+        }
+    }
+
+    /// Counts `n` bytes received; enough of them start a new window.
+    pub(super) fn saw(&mut self, n: u64) {
+        self.bytes += n;
+        if self.bytes >= STALL_MIN_BYTES {
+            self.bytes = 0;
+            self.waited = Duration::ZERO;
+        }
+    }
+}
 
 /// What bounds one download besides the size metadata (or `Content-Length`) declares.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +97,8 @@ pub struct Upstream {
     base: String,
     bandwidth: Option<Arc<Bandwidth>>,
     backoff: Duration,
+    /// `upstream.stall_timeout`.
+    stall: Duration,
 }
 
 impl Upstream {
@@ -60,6 +115,7 @@ impl Upstream {
             base,
             bandwidth: cfg.max_bandwidth.map(|r| Arc::new(Bandwidth::new(r))),
             backoff: Duration::from_millis(100),
+            stall: cfg.stall_timeout,
         }))
     }
 
@@ -75,6 +131,7 @@ impl Upstream {
             client: self.client.clone(),
             url: source.url.clone(),
             missing: source.missing.clone(),
+            stall: self.stall,
             bandwidth: self.bandwidth.clone(),
             slice: super::slices::SLICE,
             backoff: self.backoff,
@@ -197,7 +254,7 @@ impl Upstream {
             if give_up {
                 return Err(err);
             }
-            if got > 0 {
+            if got >= PROGRESS_BYTES {
                 failures = 0;
             }
             failures += 1;
@@ -271,8 +328,10 @@ impl Upstream {
         inf.mark_answered();
         let mut got = 0u64;
         let mut stream = resp.bytes_stream();
-        while let Some(item) = stream.next().await {
+        let mut watch = StallWatch::new(self.stall);
+        while let Some(item) = watch.next(&mut stream).await.map_err(|e| (got, e))? {
             let mut chunk = item.map_err(|e| (got, classify(e)))?;
+            watch.saw(chunk.len() as u64);
             if skip > 0 {
                 let n = skip.min(chunk.len() as u64);
                 skip -= n;
@@ -402,6 +461,7 @@ mod tests {
             base: format!("http://{addr}"),
             bandwidth: None,
             backoff: Duration::from_millis(1),
+            stall: Duration::from_secs(60),
         };
         // /dev/full: every write fails with ENOSPC.
         let file = std::fs::OpenOptions::new()

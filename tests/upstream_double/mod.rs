@@ -27,6 +27,8 @@ pub struct Served {
     /// Stop sending (but keep the connection open) at this offset of the object, on every
     /// request (a resumed one starting there sends nothing).
     pub stall_at: Option<usize>,
+    /// From this offset of the object on, send one byte every this many milliseconds.
+    pub trickle_at: Option<(usize, u64)>,
 }
 
 impl Served {
@@ -345,6 +347,7 @@ async fn object(st: &Arc<State>, mut s: TcpStream, req: &Request, o: Served) {
     body.extend(std::iter::repeat_n(0x5a, o.extra));
     let limit = o
         .stall_at
+        .or(o.trickle_at.map(|t| t.0))
         .map_or(usize::MAX, |n| n.saturating_sub(start as usize))
         .min(body.len());
     for piece in body[..limit].chunks(64 * 1024) {
@@ -361,7 +364,20 @@ async fn object(st: &Arc<State>, mut s: TcpStream, req: &Request, o: Served) {
         }
         st.sent.fetch_add(piece.len() as u64, Ordering::Relaxed);
     }
-    if limit < body.len() {
+    if let (Some((_, ms)), true) = (o.trickle_at, limit < body.len()) {
+        for b in &body[limit..] {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let piece = if chunked {
+                [&b"1\r\n"[..], &[*b], b"\r\n"].concat()
+            } else {
+                vec![*b]
+            };
+            if s.write_all(&piece).await.is_err() {
+                return;
+            }
+            st.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    } else if limit < body.len() {
         let _ = s.flush().await;
         st.held.lock().unwrap().push(s);
         return;

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::bandwidth::Bandwidth;
@@ -55,6 +54,9 @@ pub struct SliceSource {
     pub slice: u64,
     /// First retry delay (doubles, at most 3 s).
     pub backoff: Duration,
+    /// `upstream.stall_timeout`: fewer than [`super::fetch::STALL_MIN_BYTES`] over this much
+    /// waiting ends a request.
+    pub stall: Duration,
 }
 
 /// Progress of a slice fetch, published to readers and the cache.
@@ -256,7 +258,9 @@ impl SliceFetch {
                     }
                 }
             }
-            if got > 0 {
+            // Progress: a meaningful part of the run (a trickle that keeps being resumed
+            // still runs out of retries).
+            if got >= super::fetch::PROGRESS_BYTES.min(run.to - run.from) {
                 failures = 0;
             }
             failures += 1;
@@ -340,9 +344,19 @@ impl SliceFetch {
         let mut off = run.from;
         let mut buf = BytesMut::new();
         let mut stream = resp.bytes_stream();
+        let mut watch = super::fetch::StallWatch::new(self.src.stall);
         let mut done = false;
         while !done {
-            let item = stream.next().await;
+            let item = match watch.next(&mut stream).await {
+                Ok(item) => item,
+                Err(e) => {
+                    let _ = self.write(off, buf.split().freeze()).await;
+                    return Err((self.map_progress(run), e));
+                }
+            };
+            if let Some(Ok(chunk)) = &item {
+                watch.saw(chunk.len() as u64);
+            }
             match item {
                 Some(Ok(chunk)) => {
                     if off + (buf.len() + chunk.len()) as u64 > run.to {
@@ -629,6 +643,7 @@ mod tests {
             client: reqwest::Client::new(),
             url: format!("http://{addr}/Content/00/x.cab"),
             missing: None,
+            stall: Duration::from_secs(60),
             bandwidth: None,
             slice: 1024,
             backoff: Duration::from_millis(10),
