@@ -777,8 +777,9 @@ impl Config {
             .map(PathBuf::from)
             .collect();
 
+        // Port 0 asks the system for a free port: two listeners on port 0 never share one.
         let client_ports = [Some(cfg.server.listen), cfg.server.tls_listen];
-        if client_ports.contains(&Some(cfg.admin.listen)) {
+        if cfg.admin.listen.port() != 0 && client_ports.contains(&Some(cfg.admin.listen)) {
             return Err(ConfigError::Value {
                 origin: path.display().to_string(),
                 key: "admin.listen".into(),
@@ -806,6 +807,17 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("t.toml"), |_| None)
+    }
+
+    #[test]
+    fn the_admin_listener_may_not_take_a_client_port_but_port_zero_is_always_free() {
+        let clash =
+            parse("[server]\nlisten = \"127.0.0.1:8530\"\n[admin]\nlisten = \"127.0.0.1:8530\"\n");
+        assert!(clash.is_err());
+        // Both on port 0 (tests, benches, several servers on one box): two different ports.
+        let c = parse("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+            .unwrap();
+        assert_eq!(c.admin.listen.port(), 0);
     }
 
     #[test]
