@@ -193,6 +193,15 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
         .await,
     );
     assert_eq!(s1["id"], u1.to_string());
+    let record = |u: Uuid| {
+        cat.revisions()
+            .filter(|r| r.record.key.update_id == u)
+            .max_by_key(|r| r.record.key.revision)
+            .unwrap()
+            .record
+            .clone()
+    };
+    assert_eq!(s1["title"], record(u1).title.as_str());
     assert_eq!(count(&s1, "failed"), 1);
     assert_eq!(count(&s1, "installed"), 1, "old-pc has it installed");
     assert_eq!(count(&s1, "needed") + count(&s1, "not_applicable"), 0);
@@ -282,6 +291,54 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     );
     assert_eq!(stale.as_array().unwrap().len(), 1);
     assert_eq!(stale[0]["id"], "old-pc");
+    // The summary gauges in /metrics say the same: me needs u2 and failed u1; old-pc is up to
+    // date and has not reported for 30 days.
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (name, want) in [
+        ("wsus_edge_compliance_computers{origin=\"own\"}", 2),
+        ("wsus_edge_compliance_computers{origin=\"downstream\"}", 0),
+        ("wsus_edge_compliance_computers_needing", 1),
+        ("wsus_edge_compliance_computers_failing", 1),
+        ("wsus_edge_compliance_computers_up_to_date", 1),
+        ("wsus_edge_compliance_computers_stale", 1),
+        ("wsus_edge_compliance_downstream_servers", 0),
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"));
+        assert_eq!(line, format!("{name} {want}"));
+    }
+    // `updates status KB`: an update whose KB number no other update of the catalog carries.
+    let kbs: Vec<(Uuid, String)> = cat
+        .revisions()
+        .filter_map(|r| Some((r.record.key.update_id, r.record.kb.clone()?)))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (by_kb, kb) = kbs
+        .iter()
+        .find(|(u, kb)| kbs.iter().all(|(v, k)| k != kb || v == u))
+        .unwrap()
+        .clone();
+    let s = json(
+        &cli(
+            admin,
+            &token,
+            &["updates", "status", &format!("KB{kb}"), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(s["id"], by_kb.to_string());
+    assert_eq!(s["title"], record(by_kb).title.as_str());
     let csv = ok(&cli(admin, &token, &["computers", "list", "--csv"]).await);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
@@ -356,6 +413,27 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     let out = ok(&cli(admin, &token, &["computers", "remove", "old.branch.test"]).await);
     assert_eq!(out.lines().count(), 1);
     assert!(store.computer("old-pc").unwrap().is_none());
+    // `--json` on move and remove: what changed, by id.
+    let moved = json(
+        &cli(
+            admin,
+            &token,
+            &[
+                "computers",
+                "move",
+                &me,
+                "--group",
+                "Unassigned Computers",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(moved["ids"], serde_json::json!([me]));
+    assert!(moved["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let removed = json(&cli(admin, &token, &["computers", "remove", &me, "--json"]).await);
+    assert_eq!(removed["ids"], serde_json::json!([me]));
+    assert!(store.computer(&me).unwrap().is_none());
 
     let _ = stop_tx.send(());
     running.await.unwrap().unwrap();
