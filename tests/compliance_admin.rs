@@ -291,6 +291,33 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     );
     assert_eq!(stale.as_array().unwrap().len(), 1);
     assert_eq!(stale[0]["id"], "old-pc");
+    let needed = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "list", "--status", "needed", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(needed.as_array().unwrap().len(), 1, "{needed}");
+    assert_eq!(needed[0]["id"], me.as_str());
+    // `computers show NAME`: by DNS name, each update's state (old-pc has u1 installed).
+    let old = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "show", "old.branch.test", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(old["id"], "old-pc");
+    let u1_row = old["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == u1.to_string())
+        .unwrap_or_else(|| panic!("{old}"));
+    assert_eq!(u1_row["state"], "installed", "{u1_row}");
     // The summary gauges in /metrics say the same: me needs u2 and failed u1; old-pc is up to
     // date and has not reported for 30 days.
     let metrics = reqwest::Client::new()
