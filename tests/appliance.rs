@@ -437,6 +437,15 @@ fn metrics_token_dashboard_and_alert_rules() {
     ] {
         assert!(exported.contains(&name), "{name}:\n{text}");
     }
+    for h in [
+        "wsus_edge_http_request_duration_seconds",
+        "wsus_edge_sync_run_duration_seconds",
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("# TYPE {h} histogram")),
+            "{h} is a histogram:\n{text}"
+        );
+    }
     let count = text
         .lines()
         .find(|l| l.starts_with("wsus_edge_sync_run_duration_seconds_count"))
