@@ -229,6 +229,8 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     );
     assert_eq!((count(&s2, "needed"), count(&s2, "unknown")), (1, 1));
     assert_eq!(state_of(&s2, "old-pc"), "unknown");
+    assert_eq!(state_of(&s2, &me), "needed");
+    assert_eq!(state_of(&s1, "old-pc"), "installed");
 
     // Lists and filters.
     let all = json(&cli(admin, &token, &["computers", "list", "--json"]).await);
