@@ -115,6 +115,15 @@ impl Server {
         )
         .await?;
         content.set_min_free(config.content.min_free);
+        // A file the upstream answers 404 for is asked for with DownloadFiles (issue 14).
+        if config.upstream.url.is_some() {
+            match crate::sync::UpstreamClient::new(&config.upstream) {
+                Ok(c) => content.set_file_requester(
+                    crate::sync::download_files::DownloadFilesRequester::new(store.clone(), c),
+                ),
+                Err(e) => tracing::warn!(error = %e, "no DownloadFiles requests: upstream client"),
+            }
+        }
         let addr = config.server.listen;
         let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         // The bound address (port 0 picks one): content URLs name this port.

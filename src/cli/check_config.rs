@@ -75,6 +75,21 @@ pub fn render(c: &Config) -> String {
         c.upstream.max_bandwidth.map(|b| q(&format!("{b}B/s"))),
     );
     key(&mut out, "ca_file", c.upstream.ca_file.as_deref().map(p));
+    key(
+        &mut out,
+        "stall_timeout",
+        Some(q(&format!("{}s", c.upstream.stall_timeout.as_secs_f64()))),
+    );
+    key(
+        &mut out,
+        "max_answer_size",
+        Some(q(&c.upstream.max_answer_size.to_string())),
+    );
+    key(
+        &mut out,
+        "redirect_hosts",
+        Some(list(&c.upstream.redirect_hosts)),
+    );
 
     out.push_str("\n[content]\n");
     let mode = match c.content.mode {
@@ -290,6 +305,9 @@ tls_key = "/etc/wsus-edge/tls/key.pem"
 [upstream]
 url = "http://wsus.hq.example:8530"
 max_bandwidth = "20Mbit"
+stall_timeout = "90s"
+max_answer_size = "64MiB"
+redirect_hosts = ["cdn.hq.example", "dl.hq.example:8080"]
 [content]
 mode = "prefetch"
 download_window = "22:00-06:00"

@@ -12,7 +12,7 @@ use super::hot::HotObject;
 use super::inflight::{FetchError, Inflight, State};
 use super::key::ContentKey;
 use super::range::{self, Conditions};
-use super::{serve, ContentCache, Lookup};
+use super::{serve, slices, ContentCache, Lookup};
 use crate::metrics;
 
 /// How the cache answered a payload request, for the access log: carried as an extension of
@@ -149,7 +149,10 @@ impl ContentCache {
     }
 
     /// The response for a miss: `started` when this request started the download, else it
-    /// joined one. Waits until the object's size is known.
+    /// joined one. No head goes out before upstream has answered the download (a dead,
+    /// refusing or silent upstream gives 502/504 instead of a head and a cut body), and the
+    /// size is known. A ranged request of an object filled by slices asks its first window
+    /// before waiting, so the answer awaited is its own range's.
     async fn miss_response(
         &self,
         key: &ContentKey,
@@ -158,14 +161,33 @@ impl ContentCache {
         conds: &Conditions<'_>,
         head: bool,
     ) -> Response<serve::Source> {
-        let p = inf.wait_size().await;
-        let size = match (&p.state, p.size) {
-            (State::Failed(e), _) => {
-                metrics::content_request("error");
-                return serve::text(e.status(), &e.to_string());
+        let fail = |e: &FetchError| {
+            metrics::content_request("error");
+            serve::text(e.status(), &e.to_string())
+        };
+        let etag = serve::etag(key);
+        let size = match inf.slices.get() {
+            Some(sf) => {
+                let size = sf.size();
+                if let (range::Plan::Partial { start, end }, false) =
+                    (range::plan(conds, size, &etag, None), head)
+                {
+                    let window = slices::SLICE * slices::MAX_RUN as u64;
+                    sf.ask(start, end.min(start.saturating_add(window - 1)));
+                }
+                if let Err(e) = sf.wait_answer().await {
+                    return fail(&e);
+                }
+                size
             }
-            (_, Some(s)) => s,
-            (_, None) => p.written,
+            None => {
+                let p = inf.wait_answer().await;
+                match (&p.state, p.size) {
+                    (State::Failed(e), _) => return fail(e),
+                    (_, Some(s)) => s,
+                    (_, None) => p.written,
+                }
+            }
         };
         let status = if started {
             CacheStatus::Miss
@@ -173,7 +195,6 @@ impl ContentCache {
             CacheStatus::Coalesced
         };
         metrics::content_request(status.as_str());
-        let etag = serve::etag(key);
         let plan = range::plan(conds, size, &etag, None);
         let m = serve::Meta {
             key,
