@@ -115,6 +115,11 @@ pub struct ClientsConfig {
     pub max_event_bytes_per_computer: u64,
     /// Events older than this are not stored, and are pruned hourly.
     pub event_retention: Duration,
+    /// Reporting request-body bytes one client address may send per second, on average
+    /// (over it: 503 before the body is read; 0 = no limit).
+    pub report_bytes_per_second: u64,
+    /// Reporting request-body bytes one client address may send at once (the bucket's depth).
+    pub report_burst: u64,
 }
 
 impl Default for ClientsConfig {
@@ -125,6 +130,8 @@ impl Default for ClientsConfig {
             max_events_per_computer: 2000,
             max_event_bytes_per_computer: 512 << 10,
             event_retention: Duration::from_secs(90 * 86400),
+            report_bytes_per_second: 64 << 10,
+            report_burst: 4 << 20,
         }
     }
 }
@@ -318,6 +325,8 @@ struct RawClients {
     max_events_per_computer: Option<u64>,
     max_event_bytes_per_computer: Option<String>,
     event_retention: Option<String>,
+    report_bytes_per_second: Option<String>,
+    report_burst: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -772,6 +781,27 @@ impl Config {
             cfg.clients.event_retention = parse_duration(&s.value)
                 .map_err(|e| bad(&s, "clients.event_retention", e.to_string()))?;
         }
+        if let Some(s) = pick(
+            "clients",
+            "report_bytes_per_second",
+            r.report_bytes_per_second,
+        ) {
+            cfg.clients.report_bytes_per_second = parse_size(&s.value)
+                .map_err(|e| bad(&s, "clients.report_bytes_per_second", e.to_string()))?;
+        }
+        if let Some(s) = pick("clients", "report_burst", r.report_burst) {
+            cfg.clients.report_burst =
+                parse_size(&s.value)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        bad(
+                            &s,
+                            "clients.report_burst",
+                            format!("expected a positive size, got {:?}", s.value),
+                        )
+                    })?;
+        }
         cfg.import.trusted_keys = list("import", "trusted_keys", raw.import.trusted_keys)
             .into_iter()
             .map(PathBuf::from)
@@ -829,6 +859,13 @@ mod tests {
         assert_eq!(c.clients.max_computers, 7);
         assert_eq!(c.clients.max_event_bytes_per_computer, 1 << 20);
         assert_eq!(c.clients.event_retention, Duration::from_secs(2 * 86400));
+        assert_eq!(c.clients.report_bytes_per_second, 64 << 10, "default");
+        assert_eq!(c.clients.report_burst, 4 << 20, "default");
+        let r = parse("[clients]\nreport_bytes_per_second = \"1KiB\"\nreport_burst = \"32KiB\"\n")
+            .unwrap();
+        assert_eq!(r.clients.report_bytes_per_second, 1024);
+        assert_eq!(r.clients.report_burst, 32 << 10);
+        assert!(parse("[clients]\nreport_burst = \"0\"\n").is_err());
         assert_eq!(c.import.trusted_keys, vec![PathBuf::from("/k.pub")]);
         let env = Config::from_toml("", Path::new("t.toml"), |k| {
             (k == "WSUS_EDGE_CLIENTS_REGISTRATIONS_PER_MINUTE").then(|| "3".to_string())

@@ -21,6 +21,7 @@ static SYNC_LAST_SUCCESS: AtomicU64 = AtomicU64::new(0);
 static SYNC_DURATION: AtomicU64 = AtomicU64::new(0);
 static CLIENTS_SEEN: AtomicU64 = AtomicU64::new(0);
 static SYNC_SKIPPED: AtomicU64 = AtomicU64::new(0);
+static REQUESTS_SHED_REPORT_BYTES: AtomicU64 = AtomicU64::new(0);
 static HTTP: Mutex<BTreeMap<String, BTreeMap<u16, u64>>> = Mutex::new(BTreeMap::new());
 
 /// Counts one payload request: `hit`, `miss`, `coalesced` or `error` (others are ignored).
@@ -160,6 +161,14 @@ pub fn connection_shed() {
     CONNECTIONS_SHED.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts one client request refused before its body was read; `reason` is `report_bytes`
+/// (a Reporting body over its address's budget, `[clients] report_bytes_per_second`).
+pub fn client_request_shed(reason: &str) {
+    if reason == "report_bytes" {
+        REQUESTS_SHED_REPORT_BYTES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Counts one HTTP request answered by `service` (e.g. `content`, `client`) with `status`.
 pub fn http_request(service: &str, status: u16) {
     let mut g = match HTTP.lock() {
@@ -232,6 +241,13 @@ pub fn render() -> String {
         s,
         "wsus_edge_connections_shed_total {}",
         l(&CONNECTIONS_SHED)
+    );
+    let _ = writeln!(s, "# HELP wsus_edge_client_requests_shed_total Client requests answered 503 before their body was read, by reason (report_bytes: over clients.report_bytes_per_second).");
+    let _ = writeln!(s, "# TYPE wsus_edge_client_requests_shed_total counter");
+    let _ = writeln!(
+        s,
+        "wsus_edge_client_requests_shed_total{{reason=\"report_bytes\"}} {}",
+        l(&REQUESTS_SHED_REPORT_BYTES)
     );
     let _ = writeln!(
         s,
@@ -528,6 +544,7 @@ mod tests {
             "wsus_edge_content_bytes_total{source=\"upstream\"}",
             "wsus_edge_hash_mismatches_total ",
             "wsus_edge_connections_shed_total ",
+            "wsus_edge_client_requests_shed_total{reason=\"report_bytes\"} ",
             "wsus_edge_http_requests_total{service=\"content\",status=\"206\"}",
             "wsus_edge_sync_last_success_timestamp_seconds ",
             "wsus_edge_sync_duration_seconds ",

@@ -170,6 +170,16 @@ pub fn render(c: &Config) -> String {
         Some(q(&k.max_event_bytes_per_computer.to_string())),
     );
     key(&mut out, "event_retention", Some(secs(k.event_retention)));
+    key(
+        &mut out,
+        "report_bytes_per_second",
+        Some(q(&k.report_bytes_per_second.to_string())),
+    );
+    key(
+        &mut out,
+        "report_burst",
+        Some(q(&k.report_burst.to_string())),
+    );
 
     out.push_str("\n[import]\n");
     let keys: Vec<String> = c
@@ -381,6 +391,8 @@ registrations_per_minute = 3
 max_events_per_computer = 40
 max_event_bytes_per_computer = "1MiB"
 event_retention = "2d"
+report_bytes_per_second = "8KiB"
+report_burst = "1MiB"
 [import]
 trusted_keys = ["/etc/wsus-edge/hq.pub", "/etc/wsus-edge/dr.pub"]
 "#;
@@ -394,6 +406,8 @@ trusted_keys = ["/etc/wsus-edge/hq.pub", "/etc/wsus-edge/dr.pub"]
             "[rollup]\nenabled = false\ninterval = \"7200s\"\naccept_detailed = false\n",
             "max_computers = 12\n",
             "event_retention = \"172800s\"\n",
+            "report_bytes_per_second = \"8192\"\n",
+            "report_burst = \"1048576\"\n",
             "trusted_keys = [\"/etc/wsus-edge/hq.pub\", \"/etc/wsus-edge/dr.pub\"]\n",
         ] {
             assert!(out.contains(line), "{line:?} in {out}");

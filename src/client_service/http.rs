@@ -41,6 +41,17 @@ impl SoapService for SoapEndpoint {
         }
     }
 
+    fn refuse_before_body(
+        &self,
+        peer: std::net::SocketAddr,
+        body_len: u64,
+    ) -> Option<Response<Body>> {
+        match self.endpoint {
+            Endpoint::Reporting => self.svc.shed.refuse(peer.ip(), body_len),
+            _ => None,
+        }
+    }
+
     fn call(&self, req: SoapRequest) -> SoapFuture {
         let svc = self.svc.clone();
         let endpoint = self.endpoint;

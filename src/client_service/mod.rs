@@ -20,6 +20,7 @@
 //! | [`drivers`] | driver-pass matching of approved drivers to `SystemSpec` devices |
 //! | `ops.rs` | GetConfig, GetAuthorizationCookie, GetCookie, RegisterComputer, ReportEventBatch |
 //! | `scan.rs` | StartCategoryScan, SyncUpdates, RefreshCache, GetExtendedUpdateInfo, GetFileLocations |
+//! | [`shed`] | per-address budgets of Reporting bytes, checked before a body is read |
 //! | [`http`] | the router adapter ([`crate::http::SoapService`]) for the three endpoints |
 
 mod changes;
@@ -31,6 +32,7 @@ pub mod needed;
 mod ops;
 mod scan;
 pub mod scan_index;
+pub mod shed;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,6 +203,8 @@ struct Cached {
 pub struct ClientService {
     store: Store,
     key: CookieKey,
+    /// Per-address budgets of Reporting body bytes, checked before a body is read.
+    shed: shed::Shedder,
     opts: Options,
     server_id: uuid::Uuid,
     config_change: OffsetDateTime,
@@ -224,6 +228,7 @@ impl ClientService {
         Ok(Self {
             store,
             key,
+            shed: shed::Shedder::new(&opts.clients),
             registrations: limits::Registrations::new(opts.clients.clone()),
             opts,
             server_id,

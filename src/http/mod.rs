@@ -65,6 +65,13 @@ pub trait SoapService: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Answers one POST.
     fn call(&self, req: SoapRequest) -> SoapFuture;
+    /// Decides before the body is read: `Some(answer)` answers the request at once (the body
+    /// is not read and the connection is closed after it). `body_len` is the declared length,
+    /// or `max_request_body` for a chunked body. Reporting uses it to shed one address's
+    /// flood ([`crate::client_service::shed`]).
+    fn refuse_before_body(&self, _peer: SocketAddr, _body_len: u64) -> Option<Response<Body>> {
+        None
+    }
 }
 
 /// Routes requests to the content cache, the self-update proxy and the SOAP services.
@@ -175,6 +182,16 @@ impl Router {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_request_body) {
             return body::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        let body_len = http_body::Body::size_hint(&incoming)
+            .exact()
+            .unwrap_or(self.max_request_body);
+        if let Some(mut r) = svc.refuse_before_body(peer, body_len) {
+            r.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            return r;
         }
         let limit = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
         let bytes = match http_body_util::Limited::new(incoming, limit)
