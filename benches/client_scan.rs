@@ -1,12 +1,13 @@
 //! SyncUpdates under load on a simulated catalog (default 20,000 updates plus the field shapes:
 //! a KB2267602-shaped bundle of bundles, an unapproved prerequisite, drivers): first one cold
 //! full scan (empty cache) per installed state (default 100 states: which detectoids a machine
-//! has), then N returning clients (default 1,000; client i in state i % 100, starting from that
-//! state's cache, as a daily rescan does), each a full scan (handshake, then the layered
-//! SyncUpdates walk to the end), over loopback HTTP against one `ClientService` behind the
-//! production router and HTTP loop (what `wsus-edge serve` runs): once all started at the same
-//! moment (`warm burst`), once with at most WSUS_EDGE_BENCH_FLEET (default 50) scanning at a
-//! time (`warm fleet`: agents scan at randomized times, see [`run_clients`]).
+//! has), then N machines (default 1,000; machine i in state i % 100, starting from that
+//! state's cache) scanning for the first time here, then their next daily rescan (renewing the
+//! session with `oldCookie`), all at once and with at most WSUS_EDGE_BENCH_FLEET (default 50)
+//! scanning at a time (agents scan at randomized times; see [`run_clients`]). Each scan is a
+//! full scan (handshake, then the layered SyncUpdates walk to the end), over loopback HTTP
+//! against one `ClientService` behind the production router and HTTP loop (what
+//! `wsus-edge serve` runs).
 //! Also prints the needed-set memo hit rate.
 //! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server CPU per scan and the
 //! server's RSS before/peak/after.
@@ -219,9 +220,9 @@ impl RawConn {
     }
 }
 
-/// What one walk did: calls, offered, latencies (µs), and the cache it ends with
-/// (installed non-leaf ids, other cached ids).
-type Walked = (usize, usize, Vec<u64>, Vec<i32>, Vec<i32>);
+/// What one walk did: calls, offered, latencies (µs), the cache it ends with (installed
+/// non-leaf ids, other cached ids) and the last `NewCookie` (its inner XML).
+type Walked = (usize, usize, Vec<u64>, Vec<i32>, Vec<i32>, String);
 
 /// The walk itself; `send` posts one SyncUpdates body and returns (status, response body).
 /// `state` (0..100) picks which detectoids this machine has (a real fleet is not one build);
@@ -331,7 +332,69 @@ where
         lat,
         installed_ids,
         other_ids,
+        cookie,
     )
+}
+
+/// A `Cookie` from the inner XML of a `NewCookie` (what the agent keeps for `oldCookie`).
+fn cookie_of(inner: &str) -> wusp::Cookie {
+    use base64::Engine;
+    let data = between(inner, "<EncryptedData>", "</EncryptedData>").expect("EncryptedData");
+    let exp = between(inner, "<Expiration>", "</Expiration>")
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    wusp::Cookie {
+        expiration: exp,
+        encrypted_data: Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .expect("base64 cookie"),
+        ),
+    }
+}
+
+/// The returning agent's daily start: GetConfig, a new authorization cookie (with its
+/// client-side target group), then GetCookie with yesterday's session cookie as `oldCookie`,
+/// so the server knows what the client already holds (no RegisterComputer: the agent
+/// registers once, and again only when told to).
+async fn renew(a: &mut agent::Agent, group: &str) {
+    a.call(
+        wusp::CLIENT_PATH,
+        &wusp::GetConfig {
+            protocol_version: "2.90".into(),
+        },
+    )
+    .await
+    .expect("GetConfig");
+    let auth = a
+        .call(
+            wusp::SIMPLE_AUTH_PATH,
+            &wusp::GetAuthorizationCookie {
+                client_id: a.client_id.clone(),
+                target_group_name: Some(group.to_string()),
+                dns_name: format!("{}.branch.test", &a.client_id[..8]),
+            },
+        )
+        .await
+        .expect("GetAuthorizationCookie")
+        .result;
+    let c = a
+        .call(
+            wusp::CLIENT_PATH,
+            &wusp::GetCookie {
+                auth_cookies: vec![auth],
+                old_cookie: a.cookie.clone(),
+                last_change: a.last_change,
+                current_time: Some(time::OffsetDateTime::now_utc()),
+                protocol_version: "2.90".into(),
+            },
+        )
+        .await
+        .expect("GetCookie")
+        .result;
+    a.cookie = Some(c);
 }
 
 const GROUPS: [&str; 5] = [
@@ -343,13 +406,15 @@ const GROUPS: [&str; 5] = [
 ];
 
 /// Phase `cold`: one client per installed state (`states` of them) scans from an empty cache,
-/// all at once. Then `clients` returning clients, client i in state i % states with that
-/// state's cache (a returning machine's daily scan), each a full scan to the end of the walk:
-/// phase `warm-burst` starts all of them at once; phase `warm-fleet` keeps at most `fleet` of
-/// them scanning at a time, a new one starting when one finishes. A real fleet is the second
-/// shape: agents scan about every 22 hours at a randomized offset, so even a morning boot
-/// storm spreads a branch's thousand machines over many minutes, and a few dozen scanning at
-/// the same moment is already a heavy hour. `mark(phase)` is called as each phase ends (the
+/// all at once. Phase `first-burst`: `clients` machines new to this server, machine i in state
+/// i % states with that state's cache (re-imaged, or moved here), all started at once; with
+/// no session cookie to renew, the server assumes nothing and lists every cached update as
+/// changed. Then the same machines' next daily scan (renewing with `oldCookie`, see
+/// [`renew`]): `rescan-burst` starts all of them at once, `rescan-fleet` keeps at most `fleet`
+/// scanning at a time, a new one starting when one finishes. A real fleet is the last shape:
+/// agents scan about every 22 hours at a randomized offset, so even a morning boot storm
+/// spreads a branch's thousand machines over many minutes, and a few dozen scanning at the
+/// same moment is already a heavy hour. `mark(phase)` is called as each phase ends (the
 /// server samples its CPU time there).
 async fn run_clients(
     base: String,
@@ -374,7 +439,7 @@ async fn run_clients(
     let mut cold = ClientStats::default();
     let mut caches = Vec::new();
     for t in tasks {
-        let ((c, o, l, inst, other), us) = t.await.expect("client task");
+        let ((c, o, l, inst, other, _), us) = t.await.expect("client task");
         cold.calls += c;
         cold.offered += o;
         cold.lat_us.extend(l);
@@ -388,30 +453,80 @@ async fn run_clients(
     mark("cold");
     eprintln!("  {states} cold scans done after {:.1}s", cold.elapsed);
     let caches = Arc::new(caches);
-    let burst = warm(&base, clients, &caches, clients).await;
-    mark("warm-burst");
-    eprintln!("  {clients} warm scans, all at once: {:.1}s", burst.elapsed);
-    let fleet_st = warm(&base, clients, &caches, fleet.max(1)).await;
-    mark("warm-fleet");
+    let (burst, fleet_agents) = warm(&base, clients, &caches, clients).await;
+    mark("first-burst");
     eprintln!(
-        "  {clients} warm scans, at most {fleet} at a time: {:.1}s",
-        fleet_st.elapsed
+        "  {clients} first scans with a cache, all at once: {:.1}s",
+        burst.elapsed
+    );
+    let (rescan_burst, fleet_agents) = rescan(fleet_agents, clients).await;
+    mark("rescan-burst");
+    eprintln!(
+        "  {clients} daily rescans, all at once: {:.1}s",
+        rescan_burst.elapsed
+    );
+    let (rescan_fleet, _) = rescan(fleet_agents, fleet.max(1)).await;
+    mark("rescan-fleet");
+    eprintln!(
+        "  {clients} daily rescans, at most {fleet} at a time: {:.1}s",
+        rescan_fleet.elapsed
     );
     vec![
         ("cold", cold),
-        ("warm-burst", burst),
-        ("warm-fleet", fleet_st),
+        ("first-burst", burst),
+        ("rescan-burst", rescan_burst),
+        ("rescan-fleet", rescan_fleet),
     ]
 }
 
-/// `clients` returning clients (client i in state i % states, from that state's cache), at
-/// most `at_once` scanning at a time.
+/// One returning machine between its scans: the agent, its state, its cache.
+type Machine = (agent::Agent, usize, (Vec<i32>, Vec<i32>));
+
+/// Every machine's daily rescan, at most `at_once` at a time: renew the session with
+/// `oldCookie` ([`renew`]), then the walk from its cache.
+async fn rescan(machines: Vec<Machine>, at_once: usize) -> (ClientStats, Vec<Machine>) {
+    let cpu0 = cpu_s();
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
+    let mut tasks = Vec::new();
+    for (mut a, s, cache) in machines {
+        let slots = slots.clone();
+        tasks.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("slots");
+            let t = Instant::now();
+            renew(&mut a, GROUPS[s % GROUPS.len()]).await;
+            let w = light_scan(&a, s as u8, Some(cache)).await;
+            let us = t.elapsed().as_micros() as u64;
+            a.cookie = Some(cookie_of(&w.5));
+            (w, us, a, s)
+        }));
+    }
+    let mut st = ClientStats::default();
+    let mut out = Vec::new();
+    for t in tasks {
+        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
+        st.calls += c;
+        st.offered += o;
+        st.lat_us.extend(l);
+        st.scan_us.push(us);
+        out.push((a, s, (inst, other)));
+    }
+    st.elapsed = started.elapsed().as_secs_f64();
+    st.cpu = cpu_s() - cpu0;
+    st.lat_us.sort_unstable();
+    st.scan_us.sort_unstable();
+    (st, out)
+}
+
+/// `clients` machines new to this server with a cache (client i in state i % states, from
+/// that state's cache: re-imaged or moved from another server, no session cookie to renew),
+/// at most `at_once` scanning at a time; returns them for their daily rescans.
 async fn warm(
     base: &str,
     clients: usize,
     caches: &Arc<Vec<(Vec<i32>, Vec<i32>)>>,
     at_once: usize,
-) -> ClientStats {
+) -> (ClientStats, Vec<Machine>) {
     let cpu0 = cpu_s();
     let started = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
@@ -427,22 +542,26 @@ async fn warm(
             let mut a = agent::Agent::new(&base);
             a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
             let w = light_scan(&a, s as u8, Some(caches[s].clone())).await;
-            (w, t.elapsed().as_micros() as u64)
+            let us = t.elapsed().as_micros() as u64;
+            a.cookie = Some(cookie_of(&w.5));
+            (w, us, a, s)
         }));
     }
     let mut st = ClientStats::default();
+    let mut out = Vec::new();
     for t in tasks {
-        let ((c, o, l, _, _), us) = t.await.expect("client task");
+        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
         st.calls += c;
         st.offered += o;
         st.lat_us.extend(l);
         st.scan_us.push(us);
+        out.push((a, s, (inst, other)));
     }
     st.elapsed = started.elapsed().as_secs_f64();
     st.cpu = cpu_s() - cpu0;
     st.lat_us.sort_unstable();
     st.scan_us.sort_unstable();
-    st
+    (st, out)
 }
 
 /// Server CPU per SyncUpdates call without HTTP or contention: one client handshakes over HTTP,
@@ -740,7 +859,7 @@ fn main() {
             })
             .await
             .unwrap();
-            ["cold", "warm-burst", "warm-fleet"]
+            ["cold", "first-burst", "rescan-burst", "rescan-fleet"]
                 .iter()
                 .map(|t| (t.to_string(), parse_result(&text, t)))
                 .collect()
@@ -756,12 +875,16 @@ fn main() {
                     format!("cold (empty cache, {states} distinct installed states, all at once)"),
                     states,
                 ),
-                "warm-burst" => (
-                    format!("warm burst ({clients} returning clients in {states} installed states, all started at once)"),
+                "first-burst" => (
+                    format!("first scan with a cache ({clients} machines new to this server in {states} installed states, no cookie to renew, all started at once)"),
+                    clients,
+                ),
+                "rescan-burst" => (
+                    format!("daily rescan ({clients} machines renewing with oldCookie, all started at once)"),
                     clients,
                 ),
                 _ => (
-                    format!("warm fleet ({clients} returning clients, at most {fleet} scanning at a time)"),
+                    format!("daily rescan, fleet ({clients} machines renewing with oldCookie, at most {fleet} scanning at a time)"),
                     clients,
                 ),
             };

@@ -122,10 +122,12 @@ impl Store {
             .scan_prefix(schema::events_prefix(id))
             .keys()
             .collect::<Result<_, _>>()?;
+        let old = self.computer_states(id)?;
         self.txn(|tx| {
             for k in &keys {
                 tx.remove(Tree::Events, k)?;
             }
+            super::states::write_states(tx, id, &old, &BTreeMap::new())?;
             tx.remove(Tree::Computers, id.as_bytes())
         })
     }
@@ -156,8 +158,9 @@ impl Store {
     }
 
     /// Stores reported events of a known computer and sets its `last_report_unix` to
-    /// `received_unix`, in one transaction. Re-sent events (same instance id and time) are
-    /// stored once. Returns how many were new.
+    /// `received_unix`, in one transaction with the computer's stored states re-derived from
+    /// all its events (`states.rs`). Re-sent events (same instance id and time) are stored
+    /// once. Returns how many were new.
     pub fn add_events(
         &self,
         computer_id: &str,
@@ -174,6 +177,13 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let _w = self.writer();
+        let added: Vec<(Vec<u8>, &ReportedEvent)> = rows
+            .iter()
+            .zip(events)
+            .map(|((k, _), e)| (k.clone(), e))
+            .collect();
+        let old_states = self.computer_states(computer_id)?;
+        let new_states = self.states_after(computer_id, &added)?;
         self.txn(|tx| {
             let mut c: Computer = tx
                 .get(Tree::Computers, computer_id.as_bytes())?
@@ -187,6 +197,7 @@ impl Store {
             }
             c.last_report_unix = Some(received_unix);
             tx.put(Tree::Computers, computer_id.as_bytes(), &c)?;
+            super::states::write_states(tx, computer_id, &old_states, &new_states)?;
             Ok(new)
         })
     }
@@ -200,17 +211,27 @@ impl Store {
             .collect()
     }
 
-    /// Deletes events older than `before_unix` (all computers); returns how many.
+    /// Deletes events older than `before_unix` (all computers) and re-derives the stored
+    /// states of the computers that lost some; returns how many events went.
     pub fn prune_events(&self, before_unix: i64) -> Result<usize, StoreError> {
         let t = self.tree(Tree::Events);
+        let _w = self.writer();
         let mut n = 0;
+        let mut touched: Vec<String> = Vec::new();
         for kv in t.iter() {
             let (k, v) = kv?;
             let e: ReportedEvent = dec("events", &v)?;
             if e.time_unix < before_unix {
-                t.remove(k)?;
+                t.remove(&k)?;
                 n += 1;
+                let id = k.split(|b| *b == 0).next().unwrap_or_default();
+                if touched.last().map(String::as_bytes) != Some(id) {
+                    touched.push(String::from_utf8_lossy(id).into_owned());
+                }
             }
+        }
+        for id in &touched {
+            self.refresh_states_locked(id)?;
         }
         Ok(n)
     }
@@ -246,6 +267,9 @@ impl Store {
             bytes -= n;
             dropped += 1;
         }
+        if dropped > 0 {
+            self.refresh_states_locked(computer_id)?;
+        }
         Ok(dropped)
     }
 
@@ -275,19 +299,6 @@ impl Store {
                 Some((id, s))
             })
             .collect())
-    }
-
-    /// Needed / installed / failed counts of a computer (from [`Store::update_statuses`]).
-    pub fn status_counts(&self, computer_id: &str) -> Result<StatusCounts, StoreError> {
-        let mut c = StatusCounts::default();
-        for s in self.update_statuses(computer_id)?.values() {
-            match s {
-                EventStatus::Needed => c.needed += 1,
-                EventStatus::Installed => c.installed += 1,
-                EventStatus::Failed => c.failed += 1,
-            }
-        }
-        Ok(c)
     }
 }
 

@@ -36,8 +36,10 @@
 //!   `deployment_count`, `deployment_seq`, `deployment_changes_since(seq)` (changed + dead)
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
-//!   `update_statuses`, `status_counts`
-//! - compliance (`compliance.rs`): `derive_states` (the one state derivation), `computer_states`,
+//!   `update_statuses`
+//! - compliance (`compliance.rs`): `derive_states` (the one state derivation); its stored form
+//!   (`states.rs`): `computer_states`, `derived_computer_states`, `update_states`,
+//!   `status_counts`, `all_status_counts`;
 //!   downstream servers/computers/states received by rollup (`downstream_*`,
 //!   `apply_downstream_status`), own rollup bookkeeping (`rollup_sent`, `set_rollup_sent`)
 //! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
@@ -103,6 +105,7 @@ mod objects;
 mod schema;
 mod snapshot;
 mod staged;
+mod states;
 mod subscription;
 mod sync_state;
 mod target_groups;
@@ -273,6 +276,7 @@ impl Store {
             .is_none();
         store.init()?;
         store.migrate(fresh)?;
+        store.finish_state_rebuild()?;
         // Change-log entries of a staged deployment apply that never became live.
         let discarded = store.discard_uncommitted_log(store.deployment_seq()?)?;
         if discarded > 0 {

@@ -20,13 +20,17 @@
 //! | `events` | computer id ‖ 0x00 ‖ time (i64, sign-flipped BE) ‖ instance id (16) | [`ReportedEvent`](super::ReportedEvent) JSON |
 //! | `dep_log` | change number (u64 BE) | deployment id (16) ‖ 1 = put / 0 = removed; only numbers ≤ `meta/dep_seq` are committed |
 //! | `wire_blobs` | same as `revisions` | the revision's `XmlUpdateBlobCompressed` text (base64 CAB), a cache for the upstream side |
+//! | `states` | computer id (UTF-8) | the computer's derived update states (`states.rs`): binary, 30-byte records sorted by UpdateID: UpdateID (16) ‖ state value (14, as in `states_by_update`) |
+//! | `states_by_update` | UpdateID (16) ‖ computer id (UTF-8) | state (u8: 0 installed, 1 needed, 2 failed, 3 not applicable, 4 unknown) ‖ last change (i64 BE) ‖ has error (u8) ‖ HRESULT (i32 BE) |
+//! | `state_counts` | computer id (UTF-8) | needed, failed, installed, not applicable (4 × u32 BE) |
 //! | `kv` | UTF-8 key | bytes (small settings) |
 //! | `ds_servers` | server id (16) | [`DownstreamServer`](super::DownstreamServer) JSON (rollup received; side tree) |
 //! | `ds_computers` | computer id (UTF-8) | [`DownstreamComputer`](super::DownstreamComputer) JSON (side tree) |
 //! | `ds_status` | computer id ‖ 0x00 ‖ UpdateID (16) | [`DownstreamStatus`](super::DownstreamStatus) JSON (side tree) |
 //! | `rollup_sent` | computer id (UTF-8) | [`RollupSent`](super::RollupSent) JSON (own rollup upstream; side tree) |
 //!
-//! Values are JSON (serde_json): self-describing, debuggable, fast enough. Keys are fixed-width
+//! Values are JSON (serde_json): self-describing, debuggable, fast enough; the three state
+//! trees are the exception (fixed-width binary: 20 million states for 10,000 computers). Keys are fixed-width
 //! big-endian so that sled's byte order is the natural order.
 
 use std::io::Read;
@@ -79,11 +83,17 @@ pub enum Tree {
     DeploymentsB,
     /// `wire_blobs`: cached compressed wire forms of revisions.
     WireBlobs,
+    /// `states`: each own computer's derived update states.
+    States,
+    /// `states_by_update`: the same states keyed by update first.
+    StatesByUpdate,
+    /// `state_counts`: per-computer counts of the states.
+    StateCounts,
 }
 
 impl Tree {
     /// Every metadata tree, in the order of the transaction's view.
-    pub const ALL: [Tree; 17] = [
+    pub const ALL: [Tree; 20] = [
         Tree::Content,
         Tree::Revisions,
         Tree::Xml,
@@ -101,6 +111,9 @@ impl Tree {
         Tree::DepLog,
         Tree::DeploymentsB,
         Tree::WireBlobs,
+        Tree::States,
+        Tree::StatesByUpdate,
+        Tree::StateCounts,
     ];
 
     /// The sled tree name.
@@ -123,6 +136,9 @@ impl Tree {
             Tree::DepLog => "dep_log",
             Tree::DeploymentsB => "deployments_b",
             Tree::WireBlobs => "wire_blobs",
+            Tree::States => "states",
+            Tree::StatesByUpdate => "states_by_update",
+            Tree::StateCounts => "state_counts",
         }
     }
 
