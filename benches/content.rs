@@ -596,7 +596,8 @@ impl Edge {
             .arg(&conf)
             .args([
                 "--log",
-                "warn,wsus_edge::server=info",
+                // The listening line: `app` since the renovation, `server` in older builds (A/B runs).
+                "warn,wsus_edge::app=info,wsus_edge::server=info",
                 "serve",
                 "--listen",
                 "127.0.0.1:0",

@@ -8,6 +8,14 @@
 //! - the simulator's share: its CPU seconds during the sync / the sync's wall seconds.
 //!
 //! Target (issue 4): 100,000 updates in < 60 s with RSS < 256 MiB.
+//!
+//! Then the Patch Tuesday case (issue 14), for N = `WSUS_EDGE_BENCH_PT_N` (default 100,000;
+//! 0 skips it). The simulator runs in this process, so the catalogue can change while the
+//! replica (a real process) keeps running. The replica syncs the whole catalogue once. Then
+//! 1,000 revisions are published upstream: about half are new updates and half are new
+//! revisions of existing ones, whose approvals move with them. `sync --now` is sent through
+//! the admin API. The bench reports the second sync's wall time as a share of the first
+//! (goal: < 5 %), and the replica's RSS before and after it (goal: flat).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -152,6 +160,112 @@ fn run(n: usize, dir: &Path) -> String {
     }
 }
 
+/// The replica's current RSS (VmRSS), KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The Patch Tuesday case: see the module doc.
+fn patch_tuesday(n: usize, dir: &Path) -> String {
+    const CHANGED: usize = 1000;
+    const TOKEN: &str = "bench-token-0123456789abcdef";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let up_dir = dir.join(format!("pt-up-{n}"));
+    let mut cfg = wsus_edge::config::Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.server.data_dir = up_dir;
+    let t = Instant::now();
+    let sim = match rt.block_on(wsus_edge::app::SimUpstream::start(n, 1, cfg)) {
+        Ok(s) => s,
+        Err(e) => return format!("patch tuesday {n}: simulator failed: {e}"),
+    };
+    let gen_load = t.elapsed().as_secs_f64();
+    let admin_port = free_port();
+    let token = dir.join("pt-token");
+    std::fs::write(&token, TOKEN).expect("token");
+    let conf = dir.join(format!("pt-replica-{n}.toml"));
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[upstream]\nurl = \"{}\"\n[sync]\ninterval = \"24h\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken_file = \"{}\"\n",
+            dir.join(format!("pt-replica-{n}")).display(),
+            sim.url(),
+            token.display()
+        ),
+    )
+    .expect("config");
+    let t = Instant::now();
+    let (mut rep, rep_rx) = spawn(&[
+        "--config",
+        conf.to_str().expect("utf-8"),
+        "--log",
+        "info",
+        "serve",
+    ]);
+    let first = wait_for(&rep_rx, "sync finished", Duration::from_secs(3600));
+    let full = t.elapsed().as_secs_f64();
+    if first.is_none() {
+        let _ = rep.kill();
+        return format!("patch tuesday {n}: the first sync did not finish");
+    }
+    // Let the post-sync work (prefetch of nothing, rollup) settle before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_before = rss_kib(rep.id());
+    let hwm_before = peak_rss_kib(rep.id());
+    let changed = match sim.mutate(|c| c.add_revisions(CHANGED).len()) {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = rep.kill();
+            return format!("patch tuesday {n}: mutate failed: {e}");
+        }
+    };
+    let t = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "--admin",
+            &format!("http://127.0.0.1:{admin_port}"),
+            "sync",
+            "--now",
+        ])
+        .env("WSUS_EDGE_TOKEN", TOKEN)
+        .output()
+        .expect("sync --now");
+    let second = wait_for(&rep_rx, "sync finished", Duration::from_secs(1800));
+    let pt = t.elapsed().as_secs_f64();
+    let rss_after = rss_kib(rep.id());
+    let hwm_after = peak_rss_kib(rep.id());
+    let _ = rep.kill();
+    let _ = rep.wait();
+    let _ = rt.block_on(sim.stop());
+    match second {
+        Some(line) => format!(
+            "patch tuesday on {n} updates (simulator generate+load {gen_load:.1}s, not counted): full sync {full:.1}s; \
+             {changed} changed revisions synced in {pt:.2}s = {:.1}% of the full sync (goal < 5%); \
+             replica RSS {:.1} MiB before, {:.1} MiB after, peak {:.1} -> {:.1} MiB (sync --now exit {}; {})",
+            100.0 * pt / full,
+            rss_before as f64 / 1024.0,
+            rss_after as f64 / 1024.0,
+            hwm_before as f64 / 1024.0,
+            hwm_after as f64 / 1024.0,
+            out.status.code().unwrap_or(-1),
+            line.trim()
+        ),
+        None => format!(
+            "patch tuesday {n}: the second sync did not finish (sync --now: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
 fn main() {
     let ns: Vec<usize> = std::env::var("WSUS_EDGE_BENCH_SYNC_N")
         .ok()
@@ -161,6 +275,15 @@ fn main() {
     let mut lines = Vec::new();
     for n in ns {
         let l = run(n, dir.path());
+        println!("{l}");
+        lines.push(l);
+    }
+    let pt_n = std::env::var("WSUS_EDGE_BENCH_PT_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000usize);
+    if pt_n > 0 {
+        let l = patch_tuesday(pt_n, dir.path());
         println!("{l}");
         lines.push(l);
     }

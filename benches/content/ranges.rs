@@ -160,6 +160,8 @@ fn do_pattern(server: SocketAddr, path: &str, size: u64, per_client: usize) -> V
                 sc.spawn(move || {
                     let mut s = TcpStream::connect(server).unwrap();
                     s.set_nodelay(true).unwrap();
+                    // A stuck answer fails the run with a message instead of hanging it.
+                    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
                     let mut x = (c + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                     (0..per_client)
                         .map(|_| {

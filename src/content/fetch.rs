@@ -114,8 +114,13 @@ impl Upstream {
         let result = self.receive(&url, &inf, expected_size, &tx).await;
         drop(tx);
         let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
-        result?;
-        digests
+        // When the writer failed (the disk, most often), the network side only saw its
+        // channel close and says `Abandoned`: the writer's error is the cause to report.
+        match (result, digests) {
+            (_, Err(e)) if !matches!(e, FetchError::Abandoned) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), digests) => digests,
+        }
     }
 
     async fn receive(
@@ -290,4 +295,51 @@ fn certificate_error(e: &reqwest::Error) -> Option<&rustls::Error> {
         cause = c.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::key::ContentKey;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A disk that fills mid-download: the error says so (it said "download ended without a
+    /// verdict" when the writer thread died and the network side saw only a closed channel).
+    #[tokio::test]
+    async fn a_write_failure_is_reported_as_the_disk_error() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let body = vec![7u8; 4 << 20];
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&body).await;
+                });
+            }
+        });
+        let up = Upstream {
+            client: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+            bandwidth: None,
+            backoff: Duration::from_millis(1),
+        };
+        // /dev/full: every write fails with ENOSPC.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let key = ContentKey::new([0xAB; 20], "cab").unwrap();
+        let inf = Arc::new(Inflight::new(key, file, Some(4 << 20)));
+        let err = up.download(inf, Some(4 << 20)).await.unwrap_err();
+        assert!(matches!(err, FetchError::Disk(_)), "{err:?}");
+        assert_eq!(
+            err.status(),
+            http::StatusCode::INSUFFICIENT_STORAGE,
+            "{err:?}"
+        );
+    }
 }
