@@ -262,9 +262,15 @@ fn main() {
             d
         }
     };
-    // Serve a copy: opening migrates and serving writes (rollup bookkeeping).
-    let data = tmp.path().join("edge");
-    copy_dir(&seeded.join("meta"), &data.join("meta"));
+    // A kept store is served from a copy (opening migrates, serving writes rollup
+    // bookkeeping); one seeded for this run is served as it is.
+    let data = if kept.is_some() {
+        let d = tmp.path().join("edge");
+        copy_dir(&seeded.join("meta"), &d.join("meta"));
+        d
+    } else {
+        seeded
+    };
     println!(
         "store: {:.0} MiB on disk; RSS {:.0} MiB before opening",
         du_mib(&data),
