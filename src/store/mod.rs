@@ -65,7 +65,9 @@
 //!   - `apply_snapshot`: the whole import together (all or nothing).
 //!   - `remove_group` (subtree + deployments + assignments), `decline` (+ removing approvals),
 //!     `set_deployment` (+ replacing the same group's approval, un-declining), `add_events`
-//!     (+ `last_report_unix`), `remove_computer` (+ events).
+//!     (+ `last_report_unix` + the computer's stored states), `remove_computer` (+ events
+//!     and stored states). `trim_events` and `prune_events` re-derive the stored states of the
+//!     computers they touched under the same writer lock (`states.rs`).
 //! - **Local revision ids** (MS-WUSP `UpdateInfo/ID`) come from one counter starting at 1:
 //!   assigned at a revision's first insert, kept when it is re-inserted, never reused after a
 //!   removal (a removal's tombstone also takes a number). So `next_local_id()` is a high-water
