@@ -134,10 +134,12 @@ fn adversarial(cookie_xml: &str) -> Vec<(&'static str, String)> {
 
 /// A normal `SyncUpdates` of about 4 MiB: a real cookie and a long cached-id list.
 fn normal(cookie: &wusp::Cookie) -> String {
+    // Ten-digit ids: the client service reads at most 200,000 elements per request, so a
+    // 4 MiB list of short ids would be refused (400) rather than answered.
     let mut ids = Vec::new();
     let mut len = 0;
-    let mut i = 1_000_000i32;
-    while len < BODY - 2048 {
+    let mut i = 1_000_000_000i32;
+    while len < BODY - 2048 && ids.len() < 190_000 {
         len += format!("<int>{i}</int>").len();
         ids.push(i);
         i += 7;
@@ -264,25 +266,44 @@ async fn scans_per_s(base: &str, scanners: usize, flooders: usize, secs: u64) ->
             let mut f = agent_from(&base, [127, 0, 0, 2]);
             f.handshake(None).await;
             let misc = "U=".to_string() + &"x".repeat(2000);
-            let mut n = 0u32;
+            let Some(cookie) = f.cookie.clone() else {
+                return;
+            };
+            // The flood's bodies are built once: on a real LAN the flooder is another machine,
+            // so its own CPU must not be taken from the scanners here.
+            let bodies: Vec<String> = (0..4u32)
+                .map(|n| {
+                    soap::encode(&wusp::ReportEventBatch {
+                        cookie: cookie.clone(),
+                        client_time: time::OffsetDateTime::now_utc(),
+                        events: (0..1000)
+                            .map(|i| flood_event(n * 1000 + i, &misc))
+                            .collect(),
+                    })
+                })
+                .collect();
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+                .build()
+                .expect("client");
+            let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let events: Vec<_> = (0..1000)
-                    .map(|i| flood_event(n * 1000 + i, &misc))
-                    .collect();
+                let body = bodies[n % bodies.len()].clone();
                 n += 1;
-                let Some(cookie) = f.cookie.clone() else {
-                    break;
-                };
-                let _ = f
-                    .call(
-                        wusp::REPORTING_PATH,
-                        &wusp::ReportEventBatch {
-                            cookie,
-                            client_time: time::OffsetDateTime::now_utc(),
-                            events,
-                        },
+                // Errors (a shed connection, a 503) are part of the flood: keep sending.
+                if let Ok(r) = http
+                    .post(format!("{base}{}", wusp::REPORTING_PATH))
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header(
+                        "soapaction",
+                        soap::soap_action_header(wusp::action::REPORT_EVENT_BATCH),
                     )
-                    .await;
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    let _ = r.bytes().await;
+                }
                 flood_calls.fetch_add(1, Ordering::Relaxed);
             }
         }));

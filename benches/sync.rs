@@ -119,7 +119,7 @@ fn run(n: usize, dir: &Path) -> String {
     std::fs::write(
         &conf,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[upstream]\nurl = \"http://127.0.0.1:{port}\"\n[sync]\ninterval = \"24h\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[upstream]\nurl = \"http://127.0.0.1:{port}\"\n[sync]\ninterval = \"24h\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
             dir.join(format!("replica-{n}")).display()
         ),
     )
@@ -132,6 +132,8 @@ fn run(n: usize, dir: &Path) -> String {
         "info,wsus_edge::sync=debug",
         "serve",
     ]);
+    // The admin API gets a free port: the simulator holds the default one, and a port clash
+    // is fatal for `serve` (issue 15), so the replica would exit at once.
     let done = wait_for(&rep_rx, "sync finished", Duration::from_secs(3600));
     let wall = t.elapsed().as_secs_f64();
     let rss = peak_rss_kib(rep.id());

@@ -11,6 +11,12 @@ use serde::Deserialize;
 
 use crate::units::{parse_bandwidth, parse_duration, parse_size, DailyWindow};
 
+mod upstream;
+pub use upstream::{
+    upstream_may_fetch, HttpClientError, UpstreamConfig, DEFAULT_MAX_ANSWER_SIZE,
+    UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_READ_TIMEOUT, USER_AGENT,
+};
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -80,89 +86,6 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest time from a request's first byte to the end of its head.
     pub header_read_timeout: Duration,
-}
-
-/// `[upstream]`: the server this one replicates and fills its cache from.
-#[derive(Debug, Clone, Default)]
-pub struct UpstreamConfig {
-    /// Base URL of the upstream WSUS or wsus-edge; `None` for a disconnected or autonomous server.
-    pub url: Option<String>,
-    /// Base URL for `/Content/...` when it differs from `url`.
-    pub content_url: Option<String>,
-    /// Total upstream download rate cap, bytes per second.
-    pub max_bandwidth: Option<u64>,
-    /// PEM file of a private CA that signs the upstream's certificate.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl UpstreamConfig {
-    /// The base URL content is fetched from, without a trailing slash.
-    pub fn content_base(&self) -> Option<String> {
-        self.content_url
-            .as_ref()
-            .or(self.url.as_ref())
-            .map(|u| u.trim_end_matches('/').to_string())
-    }
-
-    /// The one HTTP client every request to the upstream goes through (content fetch, sync,
-    /// the self-update proxy): connect timeout 10 s, a stall (read) timeout of 60 s, the
-    /// `wsus-edge/<version>` user agent, the system roots plus `ca_file` when set, and
-    /// reqwest's redirect policy (follow up to 10). Callers that need a bound on a whole
-    /// exchange (sync: 300 s) set it per request.
-    pub fn http_client(&self) -> Result<reqwest::Client, HttpClientError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
-            .read_timeout(UPSTREAM_READ_TIMEOUT)
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::limited(10));
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| HttpClientError::CaFile {
-                path: ca.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                HttpClientError::CaPem {
-                    path: ca.clone(),
-                    source,
-                }
-            })?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        b.build().map_err(HttpClientError::Build)
-    }
-}
-
-/// `User-Agent` of every request to the upstream.
-pub const USER_AGENT: &str = concat!("wsus-edge/", env!("CARGO_PKG_VERSION"));
-/// Connect timeout of [`UpstreamConfig::http_client`].
-pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for the next bytes of an upstream answer ([`UpstreamConfig::http_client`]).
-pub const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Why [`UpstreamConfig::http_client`] could not build the client.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpClientError {
-    /// `upstream.ca_file` could not be read.
-    #[error("upstream.ca_file {}: {source}", path.display())]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// `upstream.ca_file` holds no usable PEM certificate.
-    #[error("upstream.ca_file {}: {source}", path.display())]
-    CaPem {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: reqwest::Error,
-    },
-    /// reqwest refused the settings (e.g. no TLS backend).
-    #[error("HTTP client: {0}")]
-    Build(reqwest::Error),
 }
 
 /// `[content]`: the payload cache.
@@ -274,6 +197,8 @@ pub enum LogFormat {
 pub struct LogConfig {
     /// `text` or `json`; the `--log-format` flag overrides it.
     pub format: LogFormat,
+    /// `access`: one access-log line per HTTP request (target `wsus_edge::access`).
+    pub access: bool,
 }
 
 /// The whole, validated configuration.
@@ -346,6 +271,7 @@ impl Default for Config {
             },
             log: LogConfig {
                 format: LogFormat::Text,
+                access: true,
             },
             clients: ClientsConfig::default(),
             import: ImportConfig::default(),
@@ -431,6 +357,9 @@ struct RawUpstream {
     content_url: Option<String>,
     max_bandwidth: Option<String>,
     ca_file: Option<PathBuf>,
+    stall_timeout: Option<String>,
+    max_answer_size: Option<String>,
+    redirect_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +393,7 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<String>,
+    access: Option<bool>,
 }
 
 /// One setting as text plus where it came from, before it is validated.
@@ -657,6 +587,22 @@ impl Config {
             cfg.upstream.max_bandwidth = (v > 0).then_some(v);
         }
         cfg.upstream.ca_file = path_of("upstream", "ca_file", r.ca_file);
+        if let Some(s) = pick("upstream", "stall_timeout", r.stall_timeout) {
+            cfg.upstream.stall_timeout = timeout(s, "upstream.stall_timeout")?;
+        }
+        if let Some(s) = pick("upstream", "max_answer_size", r.max_answer_size) {
+            let v = parse_size(&s.value)
+                .map_err(|e| bad(&s, "upstream.max_answer_size", e.to_string()))?;
+            if v == 0 {
+                return Err(bad(
+                    &s,
+                    "upstream.max_answer_size",
+                    "expected more than 0".into(),
+                ));
+            }
+            cfg.upstream.max_answer_size = v;
+        }
+        cfg.upstream.redirect_hosts = list("upstream", "redirect_hosts", r.redirect_hosts);
 
         let r = raw.content;
         if let Some(s) = pick("content", "mode", r.mode) {
@@ -773,6 +719,9 @@ impl Config {
                 }
             };
         }
+        if let Some(s) = pick("log", "access", raw.log.access.map(|b| b.to_string())) {
+            cfg.log.access = boolean(s, "log.access")?;
+        }
         let r = raw.clients;
         let count = |s: Setting, key: &str| -> Result<u64, ConfigError> {
             s.value
@@ -828,8 +777,9 @@ impl Config {
             .map(PathBuf::from)
             .collect();
 
+        // Port 0 asks the system for a free port: two listeners on port 0 never share one.
         let client_ports = [Some(cfg.server.listen), cfg.server.tls_listen];
-        if client_ports.contains(&Some(cfg.admin.listen)) {
+        if cfg.admin.listen.port() != 0 && client_ports.contains(&Some(cfg.admin.listen)) {
             return Err(ConfigError::Value {
                 origin: path.display().to_string(),
                 key: "admin.listen".into(),
@@ -857,6 +807,17 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("t.toml"), |_| None)
+    }
+
+    #[test]
+    fn the_admin_listener_may_not_take_a_client_port_but_port_zero_is_always_free() {
+        let clash =
+            parse("[server]\nlisten = \"127.0.0.1:8530\"\n[admin]\nlisten = \"127.0.0.1:8530\"\n");
+        assert!(clash.is_err());
+        // Both on port 0 (tests, benches, several servers on one box): two different ports.
+        let c = parse("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+            .unwrap();
+        assert_eq!(c.admin.listen.port(), 0);
     }
 
     #[test]
@@ -974,6 +935,8 @@ listen = "127.0.0.1:9000"
         assert_eq!(c.admin.metrics_token_file, Some(PathBuf::from("/etc/m")));
         assert!(c.admin.metrics_loopback_without_token);
         assert!(parse("[log]\nformat = \"xml\"\n").is_err());
+        assert!(c.log.access, "the access log is on by default");
+        assert!(!parse("[log]\naccess = false\n").unwrap().log.access);
     }
 
     #[test]
@@ -990,6 +953,26 @@ listen = "127.0.0.1:9000"
         assert_eq!(c.rollup.interval, Duration::from_secs(7200));
         assert!(parse("[cleanup]\nkeep_needed_for = \"soon\"\n").is_err());
         assert!(parse("[rollup]\ninterval = \"5s\"\n").is_err());
+    }
+
+    #[test]
+    fn upstream_limits_and_redirect_hosts() {
+        let c = parse("").unwrap();
+        assert_eq!(c.upstream.stall_timeout, Duration::from_secs(60));
+        assert_eq!(c.upstream.max_answer_size, 256 << 20);
+        assert!(c.upstream.redirect_hosts.is_empty());
+        let c = parse(
+            "[upstream]\nstall_timeout = \"90s\"\nmax_answer_size = \"64MiB\"\nredirect_hosts = [\"cdn.example\", \"dl.example:8080\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.stall_timeout, Duration::from_secs(90));
+        assert_eq!(c.upstream.max_answer_size, 64 << 20);
+        assert_eq!(
+            c.upstream.redirect_hosts,
+            ["cdn.example", "dl.example:8080"]
+        );
+        assert!(parse("[upstream]\nstall_timeout = \"0s\"\n").is_err());
+        assert!(parse("[upstream]\nmax_answer_size = \"0\"\n").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The installed appliance, through the real binary (`CARGO_BIN_EXE_wsus-edge`) and real
 //! files: JSON logs, journald priorities and no colour off a terminal; SIGHUP reloading the
 //! TLS certificate and naming keys that need a restart without stopping the server; the
-//! read-only metrics token; every metric the shipped Grafana dashboard and Prometheus alert
+//! read-only metrics token (`[admin] metrics_token_file` or `WSUS_EDGE_METRICS_TOKEN`); every metric the shipped Grafana dashboard and Prometheus alert
 //! rules name is exported; upstream errors keep their cause; the admin client ignores
 //! `http_proxy` for loopback; export/import without `--data-dir` go to the running server;
 //! `check-config` on the shipped config; `--json` on keygen; SIGPIPE.
@@ -437,6 +437,15 @@ fn metrics_token_dashboard_and_alert_rules() {
     ] {
         assert!(exported.contains(&name), "{name}:\n{text}");
     }
+    for h in [
+        "wsus_edge_http_request_duration_seconds",
+        "wsus_edge_sync_run_duration_seconds",
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("# TYPE {h} histogram")),
+            "{h} is a histogram:\n{text}"
+        );
+    }
     let count = text
         .lines()
         .find(|l| l.starts_with("wsus_edge_sync_run_duration_seconds_count"))
@@ -487,6 +496,27 @@ fn metrics_token_dashboard_and_alert_rules() {
     let admin = s.admin();
     assert_eq!(get(&format!("{admin}/metrics"), None).0, 200);
     assert_eq!(get(&format!("{admin}/api/status"), None).0, 401);
+    drop(s);
+
+    // WSUS_EDGE_METRICS_TOKEN instead of the file (and over it): the same read-only token.
+    let s = Served::start(
+        &format!("metrics_token_file = {:?}\n", mt.display().to_string()),
+        &[(
+            "WSUS_EDGE_METRICS_TOKEN",
+            "metrics-token-from-the-environment".to_string(),
+        )],
+        &[],
+    );
+    let admin = s.admin();
+    let env_token = Some("metrics-token-from-the-environment");
+    assert_eq!(get(&format!("{admin}/metrics"), env_token).0, 200);
+    assert_eq!(get(&format!("{admin}/api/status"), env_token).0, 401);
+    assert_eq!(
+        get(&format!("{admin}/metrics"), Some("read-only-metrics-token")).0,
+        401,
+        "the environment overrides the file"
+    );
+    assert_eq!(get(&format!("{admin}/metrics"), None).0, 401);
 }
 
 #[test]

@@ -193,6 +193,15 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
         .await,
     );
     assert_eq!(s1["id"], u1.to_string());
+    let record = |u: Uuid| {
+        cat.revisions()
+            .filter(|r| r.record.key.update_id == u)
+            .max_by_key(|r| r.record.key.revision)
+            .unwrap()
+            .record
+            .clone()
+    };
+    assert_eq!(s1["title"], record(u1).title.as_str());
     assert_eq!(count(&s1, "failed"), 1);
     assert_eq!(count(&s1, "installed"), 1, "old-pc has it installed");
     assert_eq!(count(&s1, "needed") + count(&s1, "not_applicable"), 0);
@@ -220,6 +229,8 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     );
     assert_eq!((count(&s2, "needed"), count(&s2, "unknown")), (1, 1));
     assert_eq!(state_of(&s2, "old-pc"), "unknown");
+    assert_eq!(state_of(&s2, &me), "needed");
+    assert_eq!(state_of(&s1, "old-pc"), "installed");
 
     // Lists and filters.
     let all = json(&cli(admin, &token, &["computers", "list", "--json"]).await);
@@ -282,6 +293,81 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     );
     assert_eq!(stale.as_array().unwrap().len(), 1);
     assert_eq!(stale[0]["id"], "old-pc");
+    let needed = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "list", "--status", "needed", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(needed.as_array().unwrap().len(), 1, "{needed}");
+    assert_eq!(needed[0]["id"], me.as_str());
+    // `computers show NAME`: by DNS name, each update's state (old-pc has u1 installed).
+    let old = json(
+        &cli(
+            admin,
+            &token,
+            &["computers", "show", "old.branch.test", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(old["id"], "old-pc");
+    let u1_row = old["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == u1.to_string())
+        .unwrap_or_else(|| panic!("{old}"));
+    assert_eq!(u1_row["state"], "installed", "{u1_row}");
+    // The summary gauges in /metrics say the same: me needs u2 and failed u1; old-pc is up to
+    // date and has not reported for 30 days.
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (name, want) in [
+        ("wsus_edge_compliance_computers{origin=\"own\"}", 2),
+        ("wsus_edge_compliance_computers{origin=\"downstream\"}", 0),
+        ("wsus_edge_compliance_computers_needing", 1),
+        ("wsus_edge_compliance_computers_failing", 1),
+        ("wsus_edge_compliance_computers_up_to_date", 1),
+        ("wsus_edge_compliance_computers_stale", 1),
+        ("wsus_edge_compliance_downstream_servers", 0),
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"));
+        assert_eq!(line, format!("{name} {want}"));
+    }
+    // `updates status KB`: an update whose KB number no other update of the catalog carries.
+    let kbs: Vec<(Uuid, String)> = cat
+        .revisions()
+        .filter_map(|r| Some((r.record.key.update_id, r.record.kb.clone()?)))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (by_kb, kb) = kbs
+        .iter()
+        .find(|(u, kb)| kbs.iter().all(|(v, k)| k != kb || v == u))
+        .unwrap()
+        .clone();
+    let s = json(
+        &cli(
+            admin,
+            &token,
+            &["updates", "status", &format!("KB{kb}"), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(s["id"], by_kb.to_string());
+    assert_eq!(s["title"], record(by_kb).title.as_str());
     let csv = ok(&cli(admin, &token, &["computers", "list", "--csv"]).await);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
@@ -356,6 +442,27 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     let out = ok(&cli(admin, &token, &["computers", "remove", "old.branch.test"]).await);
     assert_eq!(out.lines().count(), 1);
     assert!(store.computer("old-pc").unwrap().is_none());
+    // `--json` on move and remove: what changed, by id.
+    let moved = json(
+        &cli(
+            admin,
+            &token,
+            &[
+                "computers",
+                "move",
+                &me,
+                "--group",
+                "Unassigned Computers",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(moved["ids"], serde_json::json!([me]));
+    assert!(moved["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let removed = json(&cli(admin, &token, &["computers", "remove", &me, "--json"]).await);
+    assert_eq!(removed["ids"], serde_json::json!([me]));
+    assert!(store.computer(&me).unwrap().is_none());
 
     let _ = stop_tx.send(());
     running.await.unwrap().unwrap();

@@ -6,16 +6,18 @@
 //! duplicates nor loses a computer. Expected states follow the reports by the spec rules
 //! (event 156 `U=`/`V=` lists, 182 failures), written here from what the agents sent.
 
+#[path = "support/edge_process.rs"]
+mod edge_process;
 #[path = "support/sync_proxy.rs"]
 mod sync_proxy;
 #[path = "support/wusp_agent.rs"]
 mod wusp_agent;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
+use edge_process::EdgeProcess;
 use sync_proxy::{Inject, SyncProxy};
 use uuid::Uuid;
 use wsus_edge::app::SimUpstream;
@@ -28,124 +30,23 @@ use wusp_agent::Agent;
 const TOKEN: &str = "compliance-rollup-test-token";
 const N: usize = 80;
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-struct Edge {
-    child: Child,
-    listen: SocketAddr,
-    admin: SocketAddr,
-    empty: PathBuf,
-    log: PathBuf,
-}
-
-impl Edge {
-    fn spawn(
-        dir: &Path,
-        name: &str,
-        upstream: &str,
-        keep: Option<(SocketAddr, SocketAddr)>,
-    ) -> Edge {
-        let (listen, admin) = keep.unwrap_or_else(|| (free_addr(), free_addr()));
-        let data = dir.join(name);
-        let conf = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &conf,
-            format!(
-                "[server]\nlisten = \"{listen}\"\ndata_dir = \"{}\"\nadvertised_url = \"http://{name}.example:8530\"\n[upstream]\nurl = \"{upstream}\"\n[sync]\ninterval = \"24h\"\n[rollup]\ninterval = \"24h\"\n[admin]\nlisten = \"{admin}\"\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let empty = dir.join(format!("{name}.empty.toml"));
-        std::fs::write(&empty, "").unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
-            .args(["--config", conf.to_str().unwrap(), "--log", "info", "serve"])
-            .env("WSUS_EDGE_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Edge {
-            child,
-            listen,
-            admin,
-            empty,
-            log,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.listen)
-    }
-
-    async fn wait_sync(&self) {
-        let done = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let r = reqwest::Client::new()
-                    .get(format!("http://{}/api/sync", self.admin))
-                    .bearer_auth(TOKEN)
-                    .send()
-                    .await;
-                if let Ok(r) = r {
-                    if let Ok(v) = r.json::<serde_json::Value>().await {
-                        if v["running"] == false && !v["last_result"].is_null() {
-                            assert_eq!(v["last_result"], "ok", "{v} {}", self.log_text());
-                            return;
-                        }
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(300), done)
-            .await
-            .expect("first sync finished");
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn cli(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_wsus-edge"));
-        c.arg("--admin")
-            .arg(format!("http://{}", self.admin))
-            .arg("--config")
-            .arg(&self.empty)
-            .args(args)
-            .env("WSUS_EDGE_TOKEN", TOKEN);
-        tokio::task::spawn_blocking(move || c.output().unwrap())
-            .await
-            .unwrap()
-    }
-
-    async fn json(&self, args: &[&str]) -> serde_json::Value {
-        let o = self.cli(args).await;
-        assert!(
-            o.status.success(),
-            "{args:?}: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            self.log_text()
-        );
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts `<name>`, a replica of `upstream` advertised as `http://<name>.example:8530`, on
+/// the addresses of `keep` (a restart) or free ones.
+fn spawn(
+    dir: &Path,
+    name: &str,
+    upstream: &str,
+    keep: Option<(SocketAddr, SocketAddr)>,
+) -> EdgeProcess {
+    EdgeProcess::spawn(
+        dir,
+        name,
+        upstream,
+        TOKEN,
+        &format!("advertised_url = \"http://{name}.example:8530\""),
+        "[sync]\ninterval = \"24h\"\n[rollup]\ninterval = \"24h\"",
+        keep,
+    )
 }
 
 fn lists(
@@ -237,10 +138,10 @@ async fn chain_rollup_shows_downstream_computers_and_survives_a_cut() {
         .collect();
     let (u1, u2, u3) = (software[0], software[1], software[2]);
 
-    let a = Edge::spawn(dir.path(), "a", &up.url(), None);
+    let a = spawn(dir.path(), "a", &up.url(), None);
     a.wait_sync().await;
     let proxy = SyncProxy::start(a.url()).await;
-    let mut b = Edge::spawn(dir.path(), "b", &proxy.url(), None);
+    let mut b = spawn(dir.path(), "b", &proxy.url(), None);
     b.wait_sync().await;
 
     // Two clients on B report.
@@ -357,19 +258,8 @@ async fn chain_rollup_shows_downstream_computers_and_survives_a_cut() {
     )
     .await;
     proxy.inject("RollupComputerStatus", 0, Inject::Hold);
-    let b_admin = b.admin;
-    let b_empty = b.empty.clone();
-    let cut = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
-            .arg("--admin")
-            .arg(format!("http://{b_admin}"))
-            .arg("--config")
-            .arg(&b_empty)
-            .args(["rollup"])
-            .env("WSUS_EDGE_TOKEN", TOKEN)
-            .output()
-            .unwrap()
-    });
+    let mut rollup = b.cli_command(&["rollup"]);
+    let cut = tokio::task::spawn_blocking(move || rollup.output().unwrap());
     tokio::time::timeout(Duration::from_secs(60), proxy.held())
         .await
         .expect("rollup reached A");
@@ -390,7 +280,7 @@ async fn chain_rollup_shows_downstream_computers_and_survives_a_cut() {
     let keep = Some((b.listen, b.admin));
     let conf_dir = dir.path().to_path_buf();
     drop(b);
-    let b = Edge::spawn(&conf_dir, "b", &proxy.url(), keep);
+    let b = spawn(&conf_dir, "b", &proxy.url(), keep);
     // Wait for its admin API.
     let mut up_again = false;
     for _ in 0..100 {

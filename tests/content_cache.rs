@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use support::{bytes_of, client, raw, Behaviour, TestEdge, TestUpstream};
+use support::{bytes_of, client, raw, serve_child, Behaviour, TestEdge, TestUpstream};
 use wsus_edge::metrics;
 
 const MIB: usize = 1 << 20;
@@ -259,17 +259,7 @@ async fn chain_over_https_trusts_the_ca_file_and_nothing_else() {
     let path = up.put(&data, "esd", Behaviour::Normal);
     // Site A serves HTTPS with a self-signed certificate; site B is its downstream.
     let certs = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (certs.path().join("a.pem"), certs.path().join("a.key"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    let a = TestEdge::start(Some(up.url()), |c| {
-        c.server.tls_listen = Some("127.0.0.1:0".parse().unwrap());
-        c.server.tls_cert = Some(cert.clone());
-        c.server.tls_key = Some(key.clone());
-    })
-    .await;
-    let a_https = format!("https://localhost:{}", a.tls_addr.unwrap().port());
+    let (a, a_https, cert) = TestEdge::start_self_signed(up.url(), certs.path()).await;
 
     // Without the CA file, B refuses A's certificate: a clear 502, nothing fetched, and no
     // retry (a certificate does not fix itself).
@@ -671,47 +661,11 @@ async fn p6_upstream_that_keeps_dropping_gives_up_and_aborts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p6_kill_9_mid_download_then_restart_serves_nothing_half_written() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let up = TestUpstream::start().await;
     let data = bytes_of(3 * MIB, 10);
     let path = up.put(&data, "wim", Behaviour::GatedAfter(MIB));
     let dir = tempfile::tempdir().unwrap();
-    let spawn = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
-            .args([
-                "--log",
-                "info",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                &up.url(),
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env("NO_COLOR", "1")
-            // Any free admin port: a clash on the default one stops the server.
-            .env("WSUS_EDGE_ADMIN_LISTEN", "127.0.0.1:0")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        (child, addr)
-    };
+    let spawn = || serve_child(&up.url(), dir.path());
     let (mut child, addr) = spawn();
     let url = format!("http://{addr}{path}");
     let r = client().get(&url).send().await.unwrap();

@@ -58,6 +58,8 @@ fn source(url: String, slice: u64) -> SliceSource {
     SliceSource {
         client: reqwest::Client::new(),
         url,
+        missing: None,
+        stall: Duration::from_secs(60),
         bandwidth: None,
         slice,
         backoff: Duration::from_millis(20),

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use support::link::{Link, Origin};
-use support::{bytes_of, client, content_path, TestEdge};
+use support::{bytes_of, client, content_path, serve_child, TestEdge};
 
 const MIB: u64 = 1 << 20;
 
@@ -217,8 +217,6 @@ async fn corrupt_byte_in_a_slice_asked_out_of_order_is_caught_before_keep_and_be
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_slice_fill_then_restart_leaves_nothing_complete_looking() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     const SIZE: u64 = 8 * MIB;
     let data = Arc::new(bytes_of(SIZE as usize, 183));
     let path = content_path(&data, "wim");
@@ -232,33 +230,7 @@ async fn kill_9_mid_slice_fill_then_restart_leaves_nothing_complete_looking() {
         .unwrap();
     let dir = edge.shutdown().await;
     let content = dir.path().join("content");
-    let spawn = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
-            .args(["--log", "info", "serve", "--listen", "127.0.0.1:0"])
-            .args(["--upstream", &link.base(), "--data-dir"])
-            .arg(dir.path())
-            .env("NO_COLOR", "1")
-            // Any free admin port: a clash on the default one stops the server.
-            .env("WSUS_EDGE_ADMIN_LISTEN", "127.0.0.1:0")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        (child, addr)
-    };
+    let spawn = || serve_child(&link.base(), dir.path());
     let (mut child, addr) = spawn();
     // The last slice, asked first, arrives long before the fill could reach it.
     let url = format!("http://{addr}{path}");

@@ -139,17 +139,7 @@ async fn selfupdate_over_https_trusts_the_ca_file_and_nothing_else() {
     up.put_at("/selfupdate/wuident.cab", b"self-update bytes over TLS");
     // Site A serves HTTPS with a self-signed certificate and proxies to `up`.
     let certs = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (certs.path().join("a.pem"), certs.path().join("a.key"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    let a = TestEdge::start(Some(up.url()), |c| {
-        c.server.tls_listen = Some("127.0.0.1:0".parse().unwrap());
-        c.server.tls_cert = Some(cert.clone());
-        c.server.tls_key = Some(key.clone());
-    })
-    .await;
-    let a_https = format!("https://localhost:{}", a.tls_addr.unwrap().port());
+    let (a, a_https, cert) = TestEdge::start_self_signed(up.url(), certs.path()).await;
 
     // Without the CA file, B refuses A's certificate.
     let untrusting = TestEdge::start(Some(a_https.clone()), |_| {}).await;

@@ -2,13 +2,14 @@
 //! `tar` and `openssl`, verify-package with --trust, one-line failures, the lock of a held
 //! data dir, and kill -9 during an import followed by a re-run that completes.
 
-mod transfer_support;
+#[path = "support/transfer_fixtures.rs"]
+mod transfer_fixtures;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use transfer_support::*;
+use transfer_fixtures::*;
 use wsus_edge::store::Store;
 
 fn bin(cwd: &Path) -> Command {

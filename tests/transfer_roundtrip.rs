@@ -1,11 +1,12 @@
 //! Export/import through the library API between two data dirs: full and incremental
 //! round trips, volumes, and every refusal leaving the importer exactly as it was.
 
-mod transfer_support;
+#[path = "support/transfer_fixtures.rs"]
+mod transfer_fixtures;
 
 use std::path::{Path, PathBuf};
 
-use transfer_support::*;
+use transfer_fixtures::*;
 use wsus_edge::store::Store;
 use wsus_edge::transfer::{
     self, keys, Anchor, ExportOptions, ExportReport, ImportOptions, KeyPair, TransferError,

@@ -2,11 +2,12 @@
 //! for imported files as cache hits, byte-exact, and holds the imported approvals.
 
 mod support;
-mod transfer_support;
+#[path = "support/transfer_fixtures.rs"]
+mod transfer_fixtures;
 
 use sha2::{Digest, Sha256};
 use support::TestEdge;
-use transfer_support::*;
+use transfer_fixtures::*;
 use wsus_edge::metrics;
 use wsus_edge::store::Store;
 use wsus_edge::transfer::{self, ExportOptions, ImportOptions, KeyPair};

@@ -48,7 +48,7 @@ pub fn list_updates(state: &AdminState, q: &Query) -> ApiResult<Vec<UpdateJson>>
     for r in &v.updates {
         let rec = &r.record;
         let id = rec.key.update_id;
-        let declined = v.declined.contains(&id) || rec.expired;
+        let declined = v.is_declined(rec);
         let keep_status = match status {
             Some("approved") => v.is_approved(&id) && !declined,
             Some("unapproved") => !v.is_approved(&id) && !declined,

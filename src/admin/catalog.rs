@@ -117,6 +117,13 @@ impl View {
             })
     }
 
+    /// Whether an update counts as declined: declined here or upstream, or expired upstream
+    /// (WSUS keeps a withdrawn update as declined). The one rule for `updates list` and
+    /// `status`.
+    pub fn is_declined(&self, rec: &crate::model::UpdateRecord) -> bool {
+        rec.expired || self.declined.contains(&rec.key.update_id)
+    }
+
     /// Whether an update has approvals (install or uninstall).
     pub fn is_approved(&self, id: &Uuid) -> bool {
         self.approvals.get(id).is_some_and(|v| {

@@ -75,7 +75,8 @@ const MAX_BODY: usize = 1 << 20;
 pub type AdminBody = BoxBody<Bytes, std::io::Error>;
 
 /// The future [`ContentOps::ensure`] returns.
-pub type EnsureFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+pub type EnsureFuture =
+    Pin<Box<dyn Future<Output = Result<(), crate::content::EnsureError>> + Send + 'static>>;
 
 /// What the admin API needs from the payload cache beyond the store's object index
 /// (implemented for [`crate::content::ContentCache`]).
@@ -293,10 +294,18 @@ impl AdminServer {
             move |stream, peer, conn, mut stop| {
                 let state = state.clone();
                 async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(route(state, req, peer).await) }
-                    });
+                    let access = crate::http::access::AccessLayer::new(
+                        "admin",
+                        peer,
+                        state.config.log.access,
+                    );
+                    let svc = tower::ServiceBuilder::new()
+                        .layer(access)
+                        .service_fn(move |req| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(route(state, req, peer).await) }
+                        });
+                    let svc = hyper_util::service::TowerToHyperService::new(svc);
                     let io = crate::http::listen::Tracked::new(stream, conn);
                     let conn = limits.http1().serve_connection(TokioIo::new(io), svc);
                     tokio::pin!(conn);
@@ -351,19 +360,15 @@ fn too_many_failures() -> Response<AdminBody> {
     r
 }
 
-/// Routes one request and counts it in `wsus_edge_http_requests_total{service="admin"}`.
+/// Routes one request and counts it in `wsus_edge_http_requests_total{service="admin"}` (its
+/// duration and access-log line come from the listener's [`crate::http::access`] layer).
 async fn route(
     state: Arc<AdminState>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<AdminBody> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let started = std::time::Instant::now();
     let resp = dispatch(state, req, peer).await;
     metrics::http_request("admin", resp.status().as_u16());
-    metrics::observe_request("admin", started.elapsed().as_secs_f64());
-    tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), "admin request");
     resp
 }
 

@@ -36,6 +36,9 @@ pub fn healthz(state: &AdminState) -> Response<AdminBody> {
             full(format!("unhealthy: {reason}\n")),
         )
     };
+    if let Some(reason) = state.store.failure() {
+        return unhealthy(format!("metadata store: {reason}"));
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
     let store = state.store.server_id().and_then(|_| {
         state
@@ -204,13 +207,19 @@ pub fn status_json(state: &AdminState) -> StatusJson {
     let (mut updates, mut approved, mut declined) = (0, 0, 0);
     match View::load(&state.store) {
         Ok(v) => {
+            // As `updates list` counts them: an expired update is declined, and a declined
+            // one is not approved.
             updates = v.updates.len();
+            declined = v
+                .updates
+                .iter()
+                .filter(|r| v.is_declined(&r.record))
+                .count();
             approved = v
                 .updates
                 .iter()
-                .filter(|r| v.is_approved(&r.record.key.update_id))
+                .filter(|r| !v.is_declined(&r.record) && v.is_approved(&r.record.key.update_id))
                 .count();
-            declined = v.declined.len();
         }
         Err(e) => problems.push(e.message),
     }

@@ -321,9 +321,9 @@ pub struct StatusJson {
     pub listen: String,
     /// Updates (software and drivers, latest revisions).
     pub updates: usize,
-    /// Approved updates.
+    /// Approved updates (not declined).
     pub approved: usize,
-    /// Declined updates.
+    /// Declined updates, expired ones included (as `updates list --declined`).
     pub declined: usize,
     /// Computers known.
     pub computers: usize,

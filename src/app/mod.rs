@@ -115,6 +115,15 @@ impl Server {
         )
         .await?;
         content.set_min_free(config.content.min_free);
+        // A file the upstream answers 404 for is asked for with DownloadFiles (issue 14).
+        if config.upstream.url.is_some() {
+            match crate::sync::UpstreamClient::new(&config.upstream) {
+                Ok(c) => content.set_file_requester(
+                    crate::sync::download_files::DownloadFilesRequester::new(store.clone(), c),
+                ),
+                Err(e) => tracing::warn!(error = %e, "no DownloadFiles requests: upstream client"),
+            }
+        }
         let addr = config.server.listen;
         let listener = http::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         // The bound address (port 0 picks one): content URLs name this port.
@@ -240,6 +249,7 @@ impl Server {
             self.state.config.clients.event_retention,
             rx.clone(),
         ));
+        let recovering = tokio::spawn(recover_store(self.state.store.clone(), rx.clone()));
         let rollup = (self.state.config.upstream.url.is_some() && self.state.config.rollup.enabled)
             .then(|| {
                 crate::rollup::spawn(
@@ -271,6 +281,7 @@ impl Server {
         }
         let _ = serving.await;
         let _ = pruning.await;
+        let _ = recovering.await;
         if let Some(a) = admin {
             let _ = a.await;
         }
@@ -305,6 +316,38 @@ async fn prune_events_hourly(
             Ok(Ok(n)) => tracing::info!(events = n, "pruned events past clients.event_retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "event pruning failed"),
             Err(e) => tracing::warn!(error = %e, "event pruning task failed"),
+        }
+    }
+}
+
+/// Probes the store every 30 s; while it is unhealthy (a write failed on a full disk), tries
+/// every 2 s to bring it back ([`Store::recover`]: once the file system has room, sled is reopened), until
+/// shutdown. The server keeps serving meanwhile and `/healthz` names the reason.
+async fn recover_store(store: Store, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        ticks += 1;
+        if store.failure().is_none() {
+            // Every 30 s, also catches a full disk met by sled's background flush or by a
+            // write that is not checked on its own (the probe is refused then).
+            if ticks.is_multiple_of(15) {
+                let _ = store.probe();
+            }
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.recover()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "metadata store: reopening failed; trying again")
+            }
+            Err(e) => tracing::warn!(error = %e, "metadata store: recovery task failed"),
         }
     }
 }

@@ -67,6 +67,7 @@ pub fn changed_keys(a: &Config, b: &Config) -> Vec<&'static str> {
             ),
         ),
         ("log.format", d(&a.log.format, &b.log.format)),
+        ("log.access", d(&a.log.access, &b.log.access)),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

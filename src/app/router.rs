@@ -23,6 +23,7 @@ pub fn build_router(state: &AppState) -> Router {
     });
     let mut router = Router::new(state.content.clone(), state.config.server.max_request_body)
         .limits(crate::http::Limits::from_config(&state.config.server))
+        .access_log(state.config.log.access)
         .selfupdate(selfupdate);
     if let Some(client) = client_service(state) {
         for (path, svc) in crate::client_service::http::SoapEndpoint::all(&client) {
@@ -88,6 +89,7 @@ fn server_sync(mut router: Router, state: &AppState) -> Router {
             advertised_url: state.config.server.advertised_url.clone(),
             cookie_ttl: cookie_ttl_override(),
             on_download: Some(hook),
+            languages: state.config.sync.languages.clone(),
         },
     );
     match svc {

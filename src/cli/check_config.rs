@@ -44,6 +44,23 @@ pub fn render(c: &Config) -> String {
         "max_request_body",
         Some(q(&c.server.max_request_body.to_string())),
     );
+    let secs = |d: std::time::Duration| q(&format!("{}s", d.as_secs_f64()));
+    key(
+        &mut out,
+        "max_connections",
+        Some(c.server.max_connections.to_string()),
+    );
+    key(
+        &mut out,
+        "max_connections_per_address",
+        Some(c.server.max_connections_per_address.to_string()),
+    );
+    key(&mut out, "idle_timeout", Some(secs(c.server.idle_timeout)));
+    key(
+        &mut out,
+        "header_read_timeout",
+        Some(secs(c.server.header_read_timeout)),
+    );
 
     out.push_str("\n[upstream]\n");
     key(&mut out, "url", c.upstream.url.as_deref().map(q));
@@ -58,6 +75,21 @@ pub fn render(c: &Config) -> String {
         c.upstream.max_bandwidth.map(|b| q(&format!("{b}B/s"))),
     );
     key(&mut out, "ca_file", c.upstream.ca_file.as_deref().map(p));
+    key(
+        &mut out,
+        "stall_timeout",
+        Some(q(&format!("{}s", c.upstream.stall_timeout.as_secs_f64()))),
+    );
+    key(
+        &mut out,
+        "max_answer_size",
+        Some(q(&c.upstream.max_answer_size.to_string())),
+    );
+    key(
+        &mut out,
+        "redirect_hosts",
+        Some(list(&c.upstream.redirect_hosts)),
+    );
 
     out.push_str("\n[content]\n");
     let mode = match c.content.mode {
@@ -83,6 +115,11 @@ pub fn render(c: &Config) -> String {
         "max_size",
         c.content.max_size.map(|b| q(&b.to_string())),
     );
+    key(
+        &mut out,
+        "min_free",
+        Some(q(&c.content.min_free.to_string())),
+    );
 
     out.push_str("\n[sync]\n");
     key(
@@ -97,6 +134,51 @@ pub fn render(c: &Config) -> String {
         Some(list(&c.sync.classifications)),
     );
     key(&mut out, "languages", Some(list(&c.sync.languages)));
+
+    out.push_str("\n[cleanup]\n");
+    key(
+        &mut out,
+        "keep_needed_for",
+        Some(secs(c.cleanup.keep_needed_for)),
+    );
+
+    out.push_str("\n[rollup]\n");
+    key(&mut out, "enabled", Some(c.rollup.enabled.to_string()));
+    key(&mut out, "interval", Some(secs(c.rollup.interval)));
+    key(
+        &mut out,
+        "accept_detailed",
+        Some(c.rollup.accept_detailed.to_string()),
+    );
+
+    out.push_str("\n[clients]\n");
+    let k = &c.clients;
+    key(&mut out, "max_computers", Some(k.max_computers.to_string()));
+    key(
+        &mut out,
+        "registrations_per_minute",
+        Some(k.registrations_per_minute.to_string()),
+    );
+    key(
+        &mut out,
+        "max_events_per_computer",
+        Some(k.max_events_per_computer.to_string()),
+    );
+    key(
+        &mut out,
+        "max_event_bytes_per_computer",
+        Some(q(&k.max_event_bytes_per_computer.to_string())),
+    );
+    key(&mut out, "event_retention", Some(secs(k.event_retention)));
+
+    out.push_str("\n[import]\n");
+    let keys: Vec<String> = c
+        .import
+        .trusted_keys
+        .iter()
+        .map(|k| k.to_string_lossy().into_owned())
+        .collect();
+    key(&mut out, "trusted_keys", Some(list(&keys)));
 
     out.push_str("\n[admin]\n");
     key(&mut out, "listen", Some(q(&c.admin.listen.to_string())));
@@ -118,6 +200,7 @@ pub fn render(c: &Config) -> String {
         LogFormat::Json => "json",
     };
     key(&mut out, "format", Some(q(format)));
+    key(&mut out, "access", Some(c.log.access.to_string()));
     out
 }
 
@@ -222,6 +305,9 @@ tls_key = "/etc/wsus-edge/tls/key.pem"
 [upstream]
 url = "http://wsus.hq.example:8530"
 max_bandwidth = "20Mbit"
+stall_timeout = "90s"
+max_answer_size = "64MiB"
+redirect_hosts = ["cdn.hq.example", "dl.hq.example:8080"]
 [content]
 mode = "prefetch"
 download_window = "22:00-06:00"
@@ -271,5 +357,51 @@ format = "json"
             d.path().display().to_string()
         ));
         assert!(problems(&c).is_empty());
+    }
+
+    #[test]
+    fn renders_the_limit_cleanup_rollup_clients_and_import_keys() {
+        let text = r#"
+[server]
+max_connections = 100
+max_connections_per_address = 9
+idle_timeout = "1.5s"
+header_read_timeout = "7s"
+[content]
+min_free = "1GiB"
+[cleanup]
+keep_needed_for = "7d"
+[rollup]
+enabled = false
+interval = "2h"
+accept_detailed = false
+[clients]
+max_computers = 12
+registrations_per_minute = 3
+max_events_per_computer = 40
+max_event_bytes_per_computer = "1MiB"
+event_retention = "2d"
+[import]
+trusted_keys = ["/etc/wsus-edge/hq.pub", "/etc/wsus-edge/dr.pub"]
+"#;
+        let c = parse(text);
+        let out = render(&c);
+        for line in [
+            "max_connections = 100\n",
+            "idle_timeout = \"1.5s\"\n",
+            "min_free = \"1073741824\"\n",
+            "[cleanup]\nkeep_needed_for = \"604800s\"\n",
+            "[rollup]\nenabled = false\ninterval = \"7200s\"\naccept_detailed = false\n",
+            "max_computers = 12\n",
+            "event_retention = \"172800s\"\n",
+            "trusted_keys = [\"/etc/wsus-edge/hq.pub\", \"/etc/wsus-edge/dr.pub\"]\n",
+        ] {
+            assert!(out.contains(line), "{line:?} in {out}");
+        }
+        let back = parse(&out);
+        assert_eq!(
+            format!("{back:?}").replace("Some(\"./data/admin.token\")", "None"),
+            format!("{c:?}")
+        );
     }
 }

@@ -56,12 +56,18 @@ pub enum ComputersCmd {
         /// Target group name or GUID (`Unassigned Computers` clears the assignment).
         #[arg(long, value_name = "G")]
         group: String,
+        /// JSON instead of text: `{"message", "ids"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Forget a computer and its reported status (it registers again at its next contact).
     #[command(after_long_help = super::admin_client::EXIT_CODES)]
     Remove {
         /// DNS name (or short host name) or client id.
         name: String,
+        /// JSON instead of text: `{"message", "ids"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -222,23 +228,31 @@ pub fn run(c: &AdminClient, cmd: ComputersCmd) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        ComputersCmd::Move { name, group } => {
+        ComputersCmd::Move { name, group, json } => {
             let r: ChangedJson = c.call(
                 Method::POST,
                 "/api/computers/move",
                 &[],
                 Some(&MoveRequest { name, group }),
             )?;
-            println!("{}", r.message);
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{}", r.message);
+            }
         }
-        ComputersCmd::Remove { name } => {
+        ComputersCmd::Remove { name, json } => {
             let r: ChangedJson = c.call(
                 Method::POST,
                 "/api/computers/remove",
                 &[],
                 Some(&RemoveRequest { name }),
             )?;
-            println!("{}", r.message);
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{}", r.message);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,8 +12,31 @@ use super::hot::HotObject;
 use super::inflight::{FetchError, Inflight, State};
 use super::key::ContentKey;
 use super::range::{self, Conditions};
-use super::{serve, ContentCache, Lookup};
+use super::{serve, slices, ContentCache, Lookup};
 use crate::metrics;
+
+/// How the cache answered a payload request, for the access log: carried as an extension of
+/// the answer's response (errors and refusals carry none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// A complete, verified object.
+    Hit,
+    /// This request started the download.
+    Miss,
+    /// This request joined a download already running.
+    Coalesced,
+}
+
+impl CacheStatus {
+    /// `hit`, `miss` or `coalesced` (the metric's and the access log's words).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Coalesced => "coalesced",
+        }
+    }
+}
 
 /// An answer for the zero-copy path.
 pub enum Answer {
@@ -126,7 +149,10 @@ impl ContentCache {
     }
 
     /// The response for a miss: `started` when this request started the download, else it
-    /// joined one. Waits until the object's size is known.
+    /// joined one. No head goes out before upstream has answered the download (a dead,
+    /// refusing or silent upstream gives 502/504 instead of a head and a cut body), and the
+    /// size is known. A ranged request of an object filled by slices asks its first window
+    /// before waiting, so the answer awaited is its own range's.
     async fn miss_response(
         &self,
         key: &ContentKey,
@@ -135,28 +161,53 @@ impl ContentCache {
         conds: &Conditions<'_>,
         head: bool,
     ) -> Response<serve::Source> {
-        let p = inf.wait_size().await;
-        let size = match (&p.state, p.size) {
-            (State::Failed(e), _) => {
-                metrics::content_request("error");
-                return serve::text(e.status(), &e.to_string());
-            }
-            (_, Some(s)) => s,
-            (_, None) => p.written,
+        let fail = |e: &FetchError| {
+            metrics::content_request("error");
+            serve::text(e.status(), &e.to_string())
         };
-        metrics::content_request(if started { "miss" } else { "coalesced" });
         let etag = serve::etag(key);
+        let size = match inf.slices.get() {
+            Some(sf) => {
+                let size = sf.size();
+                if let (range::Plan::Partial { start, end }, false) =
+                    (range::plan(conds, size, &etag, None), head)
+                {
+                    let window = slices::SLICE * slices::MAX_RUN as u64;
+                    sf.ask(start, end.min(start.saturating_add(window - 1)));
+                }
+                if let Err(e) = sf.wait_answer().await {
+                    return fail(&e);
+                }
+                size
+            }
+            None => {
+                let p = inf.wait_answer().await;
+                match (&p.state, p.size) {
+                    (State::Failed(e), _) => return fail(e),
+                    (_, Some(s)) => s,
+                    (_, None) => p.written,
+                }
+            }
+        };
+        let status = if started {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Coalesced
+        };
+        metrics::content_request(status.as_str());
         let plan = range::plan(conds, size, &etag, None);
         let m = serve::Meta {
             key,
             size,
             last_modified: None,
         };
-        serve::respond(plan, head, &m, move |start, len| serve::Source::Inflight {
+        let mut r = serve::respond(plan, head, &m, move |start, len| serve::Source::Inflight {
             inf,
             start,
             len,
-        })
+        });
+        r.extensions_mut().insert(status);
+        r
     }
 
     /// The response for a hit.
@@ -178,14 +229,14 @@ impl ContentCache {
         };
         let pin = self.inner.pins.pin(key.sha1);
         let file = Arc::new(file);
-        Ok(serve::respond(plan, head, &m, |start, len| {
-            serve::Source::File {
-                file,
-                start,
-                len,
-                pin,
-            }
-        }))
+        let mut r = serve::respond(plan, head, &m, |start, len| serve::Source::File {
+            file,
+            start,
+            len,
+            pin,
+        });
+        r.extensions_mut().insert(CacheStatus::Hit);
+        Ok(r)
     }
 
     /// The zero-copy answer for a hit on `object`.

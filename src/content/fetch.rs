@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use super::bandwidth::Bandwidth;
 use super::inflight::{FetchError, Inflight};
+use super::source::Source;
 use super::verify::{Digests, DualHasher};
 use crate::config::UpstreamConfig;
 
@@ -22,6 +23,72 @@ pub const MAX_RETRIES: u32 = 5;
 
 /// Most bytes of queued network chunks the temp-file writer writes before it tells readers.
 const SINK_BATCH: usize = 512 << 10;
+/// Bytes received between two looks at the free space under `content.min_free`.
+const FLOOR_CHECK_EVERY: u64 = 16 << 20;
+/// Bytes that must arrive within one `upstream.stall_timeout` of waiting for a transfer not
+/// to be stalled: a trickle (a byte a minute) is a stall, not progress.
+pub const STALL_MIN_BYTES: u64 = 1024;
+/// Bytes an interrupted attempt must have delivered to count as progress (the retry budget
+/// starts over only then, so a trickle that keeps being resumed still gives up).
+pub const PROGRESS_BYTES: u64 = 64 << 10;
+
+/// Watches one response body for stalls: fewer than [`STALL_MIN_BYTES`] arriving over a
+/// whole `stall` of time spent waiting for upstream (time spent writing, hashing or under
+/// the bandwidth cap does not count).
+pub(super) struct StallWatch {
+    stall: Duration,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl StallWatch {
+    pub(super) fn new(stall: Duration) -> Self {
+        Self {
+            stall,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// The next item of `body`, or [`FetchError::Timeout`] when the window runs out first.
+    pub(super) async fn next<S>(&mut self, body: &mut S) -> Result<Option<S::Item>, FetchError>
+    where
+        S: futures_util::Stream + Unpin,
+    {
+        let t0 = tokio::time::Instant::now();
+        let left = self.stall.saturating_sub(self.waited);
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(item) => {
+                self.waited += t0.elapsed();
+                Ok(item)
+            }
+            Err(_) => Err(FetchError::Timeout(format!(
+                "fewer than {STALL_MIN_BYTES} bytes in {:?} (upstream.stall_timeout)",
+                self.stall
+            ))),
+        }
+    }
+
+    /// Counts `n` bytes received; enough of them start a new window.
+    pub(super) fn saw(&mut self, n: u64) {
+        self.bytes += n;
+        if self.bytes >= STALL_MIN_BYTES {
+            self.bytes = 0;
+            self.waited = Duration::ZERO;
+        }
+    }
+}
+
+/// What bounds one download besides the size metadata (or `Content-Length`) declares.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// Most bytes of an object whose size nobody declared (`content.max_size`: an object
+    /// bigger than the whole cache cannot be kept).
+    pub max_undeclared: Option<u64>,
+    /// The content folder and the free space to keep on its file system
+    /// (`content.min_free`), looked at every [`FLOOR_CHECK_EVERY`] bytes.
+    pub floor: Option<(std::path::PathBuf, u64)>,
+}
 
 /// The upstream content source, shared by all fetches.
 #[derive(Debug, Clone)]
@@ -30,6 +97,8 @@ pub struct Upstream {
     base: String,
     bandwidth: Option<Arc<Bandwidth>>,
     backoff: Duration,
+    /// `upstream.stall_timeout`.
+    stall: Duration,
 }
 
 impl Upstream {
@@ -46,14 +115,23 @@ impl Upstream {
             base,
             bandwidth: cfg.max_bandwidth.map(|r| Arc::new(Bandwidth::new(r))),
             backoff: Duration::from_millis(100),
+            stall: cfg.stall_timeout,
         }))
     }
 
-    /// Where a slice fetch of `key` gets its bytes: this client, URL and bandwidth bucket.
-    pub fn slice_source(&self, key: &super::key::ContentKey) -> super::slices::SliceSource {
+    /// The upstream's base URL (content), without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Where a slice fetch from `source` gets its bytes: this client, the URL, the bandwidth
+    /// bucket and the DownloadFiles recovery.
+    pub fn slice_source(&self, source: &Source) -> super::slices::SliceSource {
         super::slices::SliceSource {
             client: self.client.clone(),
-            url: format!("{}/{}", self.base, key.url_path()),
+            url: source.url.clone(),
+            missing: source.missing.clone(),
+            stall: self.stall,
             bandwidth: self.bandwidth.clone(),
             slice: super::slices::SLICE,
             backoff: self.backoff,
@@ -69,14 +147,16 @@ impl Upstream {
         (self.backoff * 2u32.saturating_pow(failures.saturating_sub(1))).min(Duration::from_secs(3))
     }
 
-    /// Downloads `inf.key` into `inf.file` from offset 0, returning the digests of what was
-    /// written. `expected_size` (from metadata) is enforced when known.
+    /// Downloads `inf.key` from `source` into `inf.file` from offset 0, returning the digests
+    /// of what was written. `expected_size` (from metadata) is enforced when known.
     pub async fn download(
         &self,
         inf: Arc<Inflight>,
+        source: &Source,
         expected_size: Option<u64>,
+        limits: &Limits,
     ) -> Result<Digests, FetchError> {
-        let url = format!("{}/{}", self.base, inf.key.url_path());
+        let url = source.url.clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let sink_inf = inf.clone();
         let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
@@ -111,7 +191,9 @@ impl Upstream {
             h.finish().ok_or(FetchError::Abandoned)
         });
 
-        let result = self.receive(&url, &inf, expected_size, &tx).await;
+        let result = self
+            .receive(&url, source, &inf, expected_size, limits, &tx)
+            .await;
         drop(tx);
         let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
         // When the writer failed (the disk, most often), the network side only saw its
@@ -126,15 +208,19 @@ impl Upstream {
     async fn receive(
         &self,
         url: &str,
+        source: &Source,
         inf: &Inflight,
         expected_size: Option<u64>,
+        limits: &Limits,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Result<(), FetchError> {
         let mut received = 0u64;
         let mut size = expected_size;
         let mut failures = 0u32;
         loop {
-            let attempt = self.attempt(url, received, &mut size, inf, tx).await;
+            let attempt = self
+                .attempt(url, received, &mut size, limits, inf, tx)
+                .await;
             let (got, err) = match attempt {
                 Ok(got) => (got, None),
                 Err((got, e)) => (got, Some(e)),
@@ -145,17 +231,30 @@ impl Upstream {
                 None => FetchError::Transfer(format!("connection closed at {received} bytes")),
                 Some(e) => e,
             };
-            if matches!(
-                err,
+            // Upstream lacks the file: ask it to obtain it (DownloadFiles), then ask again.
+            if let (FetchError::Status(404), 0, Some(m)) = (&err, got, &source.missing) {
+                if !inf.progress.borrow().answered {
+                    if let Some(wait) = m.after_404().await {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
+            let give_up = match &err {
+                // A lying length, a full disk or a refused redirect will not change by itself.
+                FetchError::Length(_) | FetchError::LowSpace(_) | FetchError::Redirect(_) => true,
                 FetchError::Status(_)
-                    | FetchError::Disk(_)
-                    | FetchError::Abandoned
-                    | FetchError::Certificate(_)
-            ) && got == 0
-            {
+                | FetchError::Disk(_)
+                | FetchError::Abandoned
+                | FetchError::Certificate(_) => got == 0,
+                // An upstream that never answered this download (refused, or silent for the
+                // stall timeout) is not waited for again: clients are waiting for a head.
+                e => !inf.progress.borrow().answered && before_answer_is_final(e),
+            };
+            if give_up {
                 return Err(err);
             }
-            if got > 0 {
+            if got >= PROGRESS_BYTES {
                 failures = 0;
             }
             failures += 1;
@@ -174,6 +273,7 @@ impl Upstream {
         url: &str,
         received: u64,
         size: &mut Option<u64>,
+        limits: &Limits,
         inf: &Inflight,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Result<u64, (u64, FetchError)> {
@@ -191,8 +291,8 @@ impl Upstream {
                         Some(s) if s != cl => {
                             return Err((
                                 0,
-                                FetchError::Transfer(format!(
-                                    "upstream length {cl} differs from the declared {s}"
+                                FetchError::Length(format!(
+                                    "Content-Length {cl}, metadata declares {s}"
                                 )),
                             ))
                         }
@@ -225,10 +325,13 @@ impl Upstream {
             }
             (_, s) => return Err((0, FetchError::Status(s))),
         }
+        inf.mark_answered();
         let mut got = 0u64;
         let mut stream = resp.bytes_stream();
-        while let Some(item) = stream.next().await {
+        let mut watch = StallWatch::new(self.stall);
+        while let Some(item) = watch.next(&mut stream).await.map_err(|e| (got, e))? {
             let mut chunk = item.map_err(|e| (got, classify(e)))?;
+            watch.saw(chunk.len() as u64);
             if skip > 0 {
                 let n = skip.min(chunk.len() as u64);
                 skip -= n;
@@ -237,12 +340,35 @@ impl Upstream {
                     continue;
                 }
             }
-            if let Some(s) = *size {
-                if received + got + chunk.len() as u64 > s {
+            let at = received + got + chunk.len() as u64;
+            match (*size, limits.max_undeclared) {
+                (Some(s), _) if at > s => {
                     return Err((
                         got,
-                        FetchError::Transfer("upstream sent more than declared".into()),
-                    ));
+                        FetchError::Length(format!("more than the declared {s} bytes")),
+                    ))
+                }
+                (None, Some(max)) if at > max => {
+                    return Err((
+                        got,
+                        FetchError::Length(format!(
+                            "undeclared size past {max} bytes (content.max_size)"
+                        )),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some((dir, floor)) = &limits.floor {
+                if (at - chunk.len() as u64) / FLOOR_CHECK_EVERY != at / FLOOR_CHECK_EVERY {
+                    let free = super::store::free_bytes(dir).map_err(|e| (got, e.into()))?;
+                    if free < *floor {
+                        return Err((
+                            got,
+                            FetchError::LowSpace(format!(
+                                "{free} bytes free, content.min_free is {floor}"
+                            )),
+                        ));
+                    }
                 }
             }
             if let Some(bw) = &self.bandwidth {
@@ -259,9 +385,18 @@ impl Upstream {
     }
 }
 
+/// Failures that end a download at once when upstream has not answered it yet: it is down
+/// (refused) or silent for the whole stall timeout. Retrying would only keep the clients
+/// waiting for a head; their own retries start a new download.
+pub(super) fn before_answer_is_final(e: &FetchError) -> bool {
+    matches!(e, FetchError::Unreachable(_) | FetchError::Timeout(_))
+}
+
 pub(super) fn classify(e: reqwest::Error) -> FetchError {
     if let Some(tls) = certificate_error(&e) {
         FetchError::Certificate(tls.to_string())
+    } else if e.is_redirect() {
+        FetchError::Redirect(crate::logging::chain(&e))
     } else if e.is_connect() {
         FetchError::Unreachable(crate::logging::chain(&e))
     } else if e.is_timeout() {
@@ -326,6 +461,7 @@ mod tests {
             base: format!("http://{addr}"),
             bandwidth: None,
             backoff: Duration::from_millis(1),
+            stall: Duration::from_secs(60),
         };
         // /dev/full: every write fails with ENOSPC.
         let file = std::fs::OpenOptions::new()
@@ -334,7 +470,14 @@ mod tests {
             .unwrap();
         let key = ContentKey::new([0xAB; 20], "cab").unwrap();
         let inf = Arc::new(Inflight::new(key, file, Some(4 << 20)));
-        let err = up.download(inf, Some(4 << 20)).await.unwrap_err();
+        let source = Source {
+            url: format!("http://{addr}/{}", inf.key.url_path()),
+            missing: None,
+        };
+        let err = up
+            .download(inf, &source, Some(4 << 20), &Limits::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, FetchError::Disk(_)), "{err:?}");
         assert_eq!(
             err.status(),

@@ -29,6 +29,11 @@ pub struct ObjectEntry {
 
 /// What the content cache needs from the metadata store.
 pub trait ObjectIndex: Send + Sync + 'static {
+    /// Whether the upstream syncs catalog only (`CatalogOnlySync` from its GetConfigData: it
+    /// holds no files); content then comes from the files' `MUUrl`.
+    fn catalog_only(&self) -> Result<bool, IndexError> {
+        Ok(false)
+    }
     /// The file metadata declares with this SHA-1, if any.
     fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, IndexError>;
     /// Records an object the cache now holds.

@@ -73,6 +73,14 @@ pub enum FetchError {
     /// see `upstream.ca_file`).
     #[error("upstream TLS certificate refused ({0}); upstream.ca_file names a CA to trust")]
     Certificate(String),
+    /// Upstream sent a length other than the one declared (metadata, `Content-Length`), or
+    /// more than an undeclared object may have; the object is discarded, not retried.
+    #[error("upstream length refused: {0}")]
+    Length(String),
+    /// Upstream redirected where the upstream client does not follow (another origin not in
+    /// `upstream.redirect_hosts`, a local address); not retried.
+    #[error("upstream redirect refused: {0}")]
+    Redirect(String),
     /// Upstream timed out after retries.
     #[error("upstream timed out: {0}")]
     Timeout(String),
@@ -146,6 +154,9 @@ pub struct Progress {
     pub size: Option<u64>,
     /// Bytes written to the temp file so far (a prefix of the object).
     pub written: u64,
+    /// Upstream has answered this download with an acceptable head (200, or 206 on resume):
+    /// until then no client gets a head, so a dead upstream is a 502/504, not a cut body.
+    pub answered: bool,
     /// Where it stands.
     pub state: State,
 }
@@ -173,6 +184,7 @@ impl Inflight {
         let (progress, _) = watch::channel(Progress {
             size,
             written: 0,
+            answered: false,
             state: State::Running,
         });
         Self {
@@ -184,18 +196,33 @@ impl Inflight {
         }
     }
 
-    /// Waits until the size is known (or the download ended); returns the progress then.
-    pub async fn wait_size(&self) -> Progress {
+    /// Waits until a response head may be sent: upstream has answered and the size is known,
+    /// or the download ended. A zero-length object waits for its verdict (its complete,
+    /// empty response must not go out before the hash of nothing is checked). Returns the
+    /// progress then.
+    pub async fn wait_answer(&self) -> Progress {
         let mut rx = self.progress.subscribe();
         loop {
             let p = rx.borrow_and_update().clone();
-            if p.size.is_some() || p.state != State::Running {
+            let ready = match (&p.state, p.size) {
+                (State::Running, Some(0)) => false,
+                (State::Running, Some(_)) => p.answered,
+                (State::Running, None) => false,
+                _ => true,
+            };
+            if ready {
                 return p;
             }
             if rx.changed().await.is_err() {
                 return self.progress.borrow().clone();
             }
         }
+    }
+
+    /// Records that upstream answered this download with an acceptable head.
+    pub fn mark_answered(&self) {
+        self.progress
+            .send_if_modified(|p| !std::mem::replace(&mut p.answered, true));
     }
 
     /// Marks the download ended.
@@ -370,6 +397,7 @@ mod tests {
         assert_eq!(FetchError::Unreachable("x".into()).status(), 502);
         assert_eq!(FetchError::Timeout("x".into()).status(), 504);
         assert_eq!(FetchError::Certificate("x".into()).status(), 502);
+        assert_eq!(FetchError::Redirect("x".into()).status(), 502);
         assert_eq!(FetchError::Abandoned.status(), 500);
         let io = FetchError::from(io::Error::other("disk"));
         assert_eq!((io.status().as_u16(), io.clone() == io), (500, true));

@@ -61,14 +61,15 @@ impl Locks {
         key: &ContentKey,
         start: impl FnOnce() -> Result<Expected, FetchError>,
     ) -> Result<Role, FetchError> {
-        if let Some(f) = self.dir.open_final(key)? {
+        if let Some(f) = self.dir.open_exact(key)? {
             return Ok(Role::Hit(f));
         }
         let mut map = lock(&self.map);
         if let Some(inf) = map.get(&key.sha1) {
             return Ok(Role::Reader(inf.clone()));
         }
-        // A download may have finished between the first look and taking the lock.
+        // A download may have finished between the first look and taking the lock; or the
+        // object is stored under another extension (it is its SHA-1).
         if let Some(f) = self.dir.open_final(key)? {
             return Ok(Role::Hit(f));
         }

@@ -11,6 +11,7 @@ use super::inflight::{FetchError, State};
 use super::key::ContentKey;
 use super::lock::{Role, WritePermit};
 use super::slices;
+use super::source::Source;
 use super::verify::{self, Expected};
 use super::{now_unix, ContentCache, Lookup};
 use crate::metrics;
@@ -20,11 +21,17 @@ impl ContentCache {
     /// `ranged` request that starts a download of a file whose size metadata declares (above
     /// one slice) starts a slice fetch ([`super::slices`]); anything else the sequential one.
     pub(super) fn lookup(&self, key: &ContentKey, ranged: bool) -> Result<Lookup, FetchError> {
+        // For the writer: the file's MUUrl and whether the upstream is catalog-only.
+        let mut origin: (Option<String>, bool) = (None, false);
         let start = || {
             if self.inner.upstream.is_none() {
                 return Err(FetchError::NoUpstream);
             }
             let declared = self.inner.index.expected_file(&key.sha1)?;
+            origin = (
+                declared.as_ref().and_then(|f| f.upstream_url.clone()),
+                self.inner.index.catalog_only()?,
+            );
             let floor = self.inner.min_free.load(Ordering::Relaxed);
             if floor > 0 {
                 let free = super::store::free_bytes(self.inner.dir.root())?;
@@ -51,24 +58,31 @@ impl ContentCache {
                 };
                 let inf = permit.inflight().clone();
                 let expected = permit.expected();
+                let source = Source::choose(
+                    upstream.base(),
+                    key,
+                    origin.1,
+                    origin.0.as_deref(),
+                    self.inner.requester.get(),
+                );
                 if let Some(size) = expected.size.filter(|s| ranged && *s > slices::SLICE) {
                     let sf = slices::SliceFetch::start(
-                        upstream.slice_source(key),
+                        upstream.slice_source(&source),
                         inf.file.clone(),
                         size,
                         expected,
                     );
                     let _ = inf.slices.set(sf);
                 }
-                tracing::info!(key = %key, slices = inf.slices.get().is_some(), "content miss: fetching from upstream");
+                tracing::info!(key = %key, url = %source.url, slices = inf.slices.get().is_some(), "content miss: fetching");
                 let me = self.clone();
-                tokio::spawn(async move { me.run_fetch(upstream, permit).await });
+                tokio::spawn(async move { me.run_fetch(upstream, source, permit).await });
                 Ok(Lookup::Started(inf))
             }
         }
     }
 
-    async fn run_fetch(self, upstream: Upstream, permit: WritePermit) {
+    async fn run_fetch(self, upstream: Upstream, source: Source, permit: WritePermit) {
         let inf = permit.inflight().clone();
         let expected = permit.expected();
         let key = inf.key.clone();
@@ -82,7 +96,10 @@ impl ContentCache {
                 }
                 r
             }
-            None => match upstream.download(inf.clone(), expected.size).await {
+            None => match upstream
+                .download(inf.clone(), &source, expected.size, &self.limits())
+                .await
+            {
                 Ok(d) => expected.check(&d).map_err(FetchError::Mismatch),
                 Err(e) => Err(e),
             },
@@ -111,6 +128,16 @@ impl ContentCache {
             self.inner.total.fetch_add(size, Ordering::Relaxed);
             tracing::info!(key = %key, size, "content stored");
             self.evict_if_needed().await;
+        }
+    }
+
+    /// The bounds of a sequential download: `content.max_size` for an undeclared size, the
+    /// `content.min_free` floor as bytes arrive.
+    fn limits(&self) -> super::fetch::Limits {
+        let floor = self.inner.min_free.load(Ordering::Relaxed);
+        super::fetch::Limits {
+            max_undeclared: self.inner.max_size,
+            floor: (floor > 0).then(|| (self.inner.dir.root().to_path_buf(), floor)),
         }
     }
 

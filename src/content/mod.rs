@@ -32,6 +32,14 @@
 //!    on the next request) and reconciles the object index with the files on disk.
 //! 6. **Bounded disk.** Past `content.max_size` the least recently used objects are evicted;
 //!    objects being served or written are pinned and never evicted.
+//! 7. **An object is its SHA-1.** It is stored once, under the extension it was first fetched
+//!    as; a request under another extension is served from that copy (with the MIME type of
+//!    the name asked), and eviction sees one object. A zero-length object is answered only
+//!    after its (empty) hash is checked, like any response that completes an object.
+//! 8. **Upstream is not trusted.** No head goes out before upstream has answered a miss
+//!    (502/504 otherwise); redirects stay on the upstream's origin (or
+//!    `upstream.redirect_hosts`) and off local addresses; a length other than declared is
+//!    refused; a stall longer than `upstream.stall_timeout` ends a fetch.
 //!
 //! # Rooms
 //!
@@ -43,6 +51,7 @@
 //! | [`lock`] | coalescing: one writer per object, readers join ([`lock::Role`]) |
 //! | `miss` | running the writer's download: fetch, check, publish, index, verdict |
 //! | [`fetch`] | the upstream HTTP client of a download (resume, retries, bandwidth) |
+//! | [`source`] | where a miss's bytes come from: `/Content`, DownloadFiles then retry, `MUUrl` |
 //! | [`inflight`] | a download's progress and the readers of its bytes (hold-back rule) |
 //! | [`slices`] | a download filled out of order for ranged misses: slice map, ranged fetches, prefix hasher |
 //! | `answer`, [`serve`], [`range`], [`hot`] | the answer to a request: plan, head, body source |
@@ -57,7 +66,7 @@
 //! `{source="cache"}` bytes served from complete objects.
 
 mod answer;
-pub use answer::Answer;
+pub use answer::{Answer, CacheStatus};
 pub mod bandwidth;
 pub mod evict;
 pub mod fetch;
@@ -74,6 +83,7 @@ mod recency;
 mod reconcile;
 pub mod serve;
 pub mod slices;
+pub mod source;
 pub mod store;
 mod store_index;
 pub mod verify;
@@ -135,6 +145,8 @@ struct Inner {
     evicting: Mutex<()>,
     /// Free space kept on the content folder's file system (`content.min_free`).
     min_free: AtomicU64,
+    /// Asks the upstream for files it lacks (DownloadFiles), when the sync side set one.
+    requester: std::sync::OnceLock<Arc<dyn source::FileRequester>>,
 }
 
 /// Where a request for an object stands.
@@ -195,6 +207,7 @@ impl ContentCache {
                 clock: AtomicU64::new(0),
                 evicting: Mutex::new(()),
                 min_free: AtomicU64::new(0),
+                requester: std::sync::OnceLock::new(),
             }),
         };
         cache.evict_if_needed().await;
@@ -208,6 +221,12 @@ impl ContentCache {
         self.inner.min_free.store(bytes, Ordering::Relaxed);
     }
 
+    /// Sets who asks the upstream for a file it answers 404 for (MS-WSUSSS DownloadFiles);
+    /// without one, a 404 from upstream is final. Set once.
+    pub fn set_file_requester(&self, r: Arc<dyn source::FileRequester>) {
+        let _ = self.inner.requester.set(r);
+    }
+
     /// Bytes currently held in the store.
     pub fn total_size(&self) -> u64 {
         self.inner.total.load(Ordering::Relaxed)
@@ -216,6 +235,13 @@ impl ContentCache {
     /// The content folder.
     pub fn dir(&self) -> &Path {
         self.inner.dir.root()
+    }
+
+    /// Makes sure the payload of `file` is in the store, downloading it if needed: the
+    /// prefetch of sync and of the admin API.
+    pub async fn ensure_file(&self, file: &crate::model::FileRecord) -> Result<(), EnsureError> {
+        let key = ContentKey::new(file.sha1, &file.extension())?;
+        Ok(self.ensure(&key).await?)
     }
 
     /// Makes sure an object is in the store, downloading it if needed (prefetch for sync).
@@ -237,4 +263,15 @@ impl ContentCache {
             }
         }
     }
+}
+
+/// Why a payload could not be made present ([`ContentCache::ensure_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureError {
+    /// The file's name makes no content key (its extension is not a payload's).
+    #[error("no content key: {0}")]
+    Key(#[from] key::KeyError),
+    /// The download failed, or the object did not verify.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }

@@ -19,8 +19,20 @@ pub(super) fn reconcile(dir: &ContentDir, index: &dyn ObjectIndex) -> Result<u64
     if n > 0 {
         tracing::warn!(count = n, "removed partial downloads left by a crash");
     }
-    let on_disk = dir.scan().map_err(io)?;
+    let mut on_disk = dir.scan().map_err(io)?;
     let indexed: HashMap<[u8; 20], ObjectEntry> = index.objects()?.into_iter().collect();
+    // One copy per SHA-1 (a store written before objects were identified by SHA-1 alone may
+    // hold the same bytes under two extensions): keep the indexed name, or the first one.
+    on_disk.sort_by_key(|(k, _)| (k.sha1, indexed.get(&k.sha1).is_none_or(|e| e.ext != k.ext)));
+    let mut kept = std::collections::HashSet::new();
+    on_disk.retain(|(k, _)| {
+        if kept.insert(k.sha1) {
+            return true;
+        }
+        tracing::warn!(key = %k, "removing a second copy of an object stored under another name");
+        let _ = dir.remove(k);
+        false
+    });
     let mut total = 0u64;
     let mut seen = std::collections::HashSet::new();
     for (key, size) in on_disk {

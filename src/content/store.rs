@@ -3,6 +3,11 @@
 //! Publishing takes a [`Verified`] proof (made only by the hasher in [`super::verify`]) and is
 //! temp file → fsync → rename → fsync of the folder, so after a crash a name under `XX/` is
 //! always complete and verified; start-up removes leftover temp files.
+//!
+//! An object is its SHA-1: it is stored once, under the name (extension) it was first fetched
+//! or imported as. A request under another extension opens that one copy
+//! ([`ContentDir::open_final`]), and publishing a name removes any other name of the same
+//! SHA-1, so the folder never holds two copies that eviction would see as one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -46,13 +51,58 @@ impl ContentDir {
             .join(format!("{}.part", key.file_name()))
     }
 
-    /// Opens a complete object for reading, `None` when it is not in the store.
+    /// Opens a complete object for reading, `None` when it is not in the store. The object
+    /// is its SHA-1: a copy stored under another extension is the same object.
     pub fn open_final(&self, key: &ContentKey) -> io::Result<Option<File>> {
+        if let Some(f) = self.open_exact(key)? {
+            return Ok(Some(f));
+        }
+        for other in self.names_of(key)? {
+            match File::open(self.final_path(&other)) {
+                Ok(f) => return Ok(Some(f)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens the object under exactly the name of `key` (no other extension), `None` when
+    /// there is no such file.
+    pub fn open_exact(&self, key: &ContentKey) -> io::Result<Option<File>> {
         match File::open(self.final_path(key)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every name under which the object of `key` (its SHA-1, any extension) is stored.
+    pub fn names_of(&self, key: &ContentKey) -> io::Result<Vec<ContentKey>> {
+        let folder = key.folder();
+        let hex = key.hex();
+        let entries = match fs::read_dir(self.root.join(&folder)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for f in entries {
+            let name = f?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name
+                .get(..hex.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(&hex))
+            {
+                continue;
+            }
+            if let Ok(k) = ContentKey::parse_path(&format!("/Content/{folder}/{name}")) {
+                if k.sha1 == key.sha1 {
+                    out.push(k);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Creates (truncating) the temp file of `key`, readable and writable.
@@ -81,6 +131,13 @@ impl ContentDir {
         let folder = self.root.join(key.folder());
         fs::create_dir_all(&folder)?;
         fs::rename(self.temp_path(key), &dest)?;
+        // One copy per SHA-1: another name of the same object (an import racing a miss, or a
+        // store written before objects were identified by SHA-1 alone) goes.
+        for other in self.names_of(key)? {
+            if other.ext != key.ext {
+                self.remove(&other)?;
+            }
+        }
         File::open(&folder)?.sync_all()?;
         Ok(dest)
     }

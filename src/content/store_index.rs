@@ -34,6 +34,12 @@ impl From<ObjectMeta> for ObjectEntry {
 }
 
 impl ObjectIndex for Store {
+    fn catalog_only(&self) -> Result<bool, IndexError> {
+        Ok(Store::sync_state(self)
+            .map_err(e)?
+            .upstream_flags
+            .is_some_and(|f| f.catalog_only_sync))
+    }
     fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, IndexError> {
         Store::expected_file(self, sha1).map_err(e)
     }

@@ -17,13 +17,14 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::access::Entry;
 use super::head::{self, DateCache};
 use super::listen::Conn;
 use super::{sys, Router};
 use crate::content::inflight::{Inflight, InflightReader};
 use crate::content::key::ContentKey;
 use crate::content::serve::{Source, ZeroCopyHit};
-use crate::content::Answer;
+use crate::content::{Answer, CacheStatus};
 use crate::metrics;
 
 /// Largest request head read by the fast path; longer ones go to hyper (which answers 431).
@@ -80,9 +81,11 @@ impl AsyncWrite for Prepended {
 /// Serves payload requests on `stream` with sendfile; returns the stream (with the bytes
 /// already read) to hand to hyper, or `None` when the connection is finished. Once `stop`
 /// turns true the response in progress is finished and the connection closed, as hyper's
-/// graceful shutdown does (the listener gives connections 10 s).
+/// graceful shutdown does (the listener gives connections 10 s). Each answer writes its
+/// access-log line ([`super::access`]) once its last byte is sent or the send failed.
 pub(crate) async fn run(
     mut stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: &Arc<Router>,
     conn: &Conn,
     stop: &mut watch::Receiver<bool>,
@@ -145,6 +148,7 @@ pub(crate) async fn run(
         };
         // Once shutdown has begun, this answer is the connection's last.
         let (method, close) = (h.method.clone(), h.close || *stop.borrow());
+        let mut entry = Entry::start("content", method.clone(), h.path, peer, router.access_log);
         let (status, body) = match router
             .content
             .answer_zero_copy(&h.method, &key, &h.headers)
@@ -152,6 +156,7 @@ pub(crate) async fn run(
         {
             Answer::ZeroCopy(hit) => {
                 let status = hit.status;
+                entry.answered("content", status, Some(CacheStatus::Hit));
                 head::write(&mut out, status, hit.headers(), &mut date, close);
                 let body = match hit.span {
                     Some((start, len)) if method == Method::GET => Reply::Hit(hit, start, len),
@@ -162,25 +167,31 @@ pub(crate) async fn run(
             // A miss: an in-flight body goes out with sendfile as it is written.
             Answer::Response(resp) => {
                 let (parts, source) = resp.into_parts();
+                let cache = parts.extensions.get::<CacheStatus>().copied();
+                entry.answered("content", parts.status, cache);
                 head::write(&mut out, parts.status, &parts.headers, &mut date, close);
                 (parts.status, Reply::Source(source))
             }
         };
         buf.advance(end);
-        let sent = match body {
-            Reply::HeadOnly => stream.write_all(&out).await,
+        let (n, sent) = match body {
+            Reply::HeadOnly => (0, stream.write_all(&out).await),
             Reply::Hit(hit, start, len) => {
                 let r = send_file(&stream, &out, hit.file(), start, len).await;
                 drop(hit);
                 r
             }
-            Reply::Source(Source::Empty) => stream.write_all(&out).await,
+            Reply::Source(Source::Empty) => (0, stream.write_all(&out).await),
             Reply::Source(Source::Text(t)) => {
                 // HEAD: the length of the text, but not the text.
-                if method == Method::GET {
+                let n = if method == Method::GET {
                     out.extend_from_slice(&t);
-                }
-                stream.write_all(&out).await
+                    t.len() as u64
+                } else {
+                    0
+                };
+                let r = stream.write_all(&out).await;
+                (if r.is_ok() { n } else { 0 }, r)
             }
             Reply::Source(Source::File {
                 file, start, len, ..
@@ -190,11 +201,13 @@ pub(crate) async fn run(
                 // yet, and a corked head would wait for the kernel's probe timer (~200 ms).
                 match stream.write_all(&out).await {
                     Ok(()) => sendfile_inflight(&stream, inf, start, len).await,
-                    Err(e) => Err(e),
+                    Err(e) => (0, Err(e)),
                 }
             }
         };
         metrics::http_request("content", status.as_u16());
+        entry.sent(n);
+        entry.finish();
         if let Err(e) = sent {
             tracing::debug!(error = %e, "content response ended early");
             return None;
@@ -219,42 +232,52 @@ enum Reply {
 
 /// Sends `len` bytes at `start` of an in-flight object to `socket` with `sendfile`, each span
 /// as soon as it is written to the temp file, under the hold-back rule of [`InflightReader`].
-/// An error (the download failed, the client left) means the response is cut short.
+/// An error (the download failed, the client left) means the response is cut short. Returns
+/// the body bytes sent with the outcome.
 async fn sendfile_inflight(
     socket: &TcpStream,
     inf: Arc<Inflight>,
     start: u64,
     len: u64,
-) -> io::Result<()> {
+) -> (u64, io::Result<()>) {
     if len == 0 {
-        return Ok(());
+        return (0, Ok(()));
     }
     let file = inf.file.clone();
     let mut reader = InflightReader::new(inf, start, start + len - 1);
-    while let Some((off, n)) = reader.next_span(u64::MAX).await? {
-        sys::sendfile(socket, &file, off, n)
-            .await
-            .map_err(|(_, e)| e)?;
+    let mut total = 0;
+    loop {
+        let (off, n) = match reader.next_span(u64::MAX).await {
+            Ok(Some(span)) => span,
+            Ok(None) => return (total, Ok(())),
+            Err(e) => return (total, Err(e)),
+        };
+        match sys::sendfile(socket, &file, off, n).await {
+            Ok(sent) => total += sent,
+            Err((sent, e)) => return (total + sent, Err(e)),
+        }
     }
-    Ok(())
 }
 
 /// Writes the head with `MSG_MORE`, then `len` bytes of `file` at `start` with sendfile.
+/// Returns the body bytes sent with the outcome.
 async fn send_file(
     stream: &TcpStream,
     head: &[u8],
     file: &std::fs::File,
     start: u64,
     len: u64,
-) -> io::Result<()> {
-    sys::send_more(stream, head).await?;
+) -> (u64, io::Result<()>) {
+    if let Err(e) = sys::send_more(stream, head).await {
+        return (0, Err(e));
+    }
     let r = sys::sendfile(stream, file, start, len).await;
     let sent = match &r {
         Ok(n) => *n,
         Err((n, _)) => *n,
     };
     metrics::add_content_bytes_cache(sent);
-    r.map(|_| ()).map_err(|(_, e)| e)
+    (sent, r.map(|_| ()).map_err(|(_, e)| e))
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {

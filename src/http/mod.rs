@@ -1,13 +1,15 @@
 //! Client-facing HTTP: bytes on the wire. The one accept loop of every listener with its caps
 //! and timeouts ([`listen`]), the plain HTTP/1.1 listener (keep-alive, graceful shutdown) and
 //! its zero-copy path for payloads (`fastpath`, heads from [`head`], syscalls in `sys`), the
-//! TLS listener ([`tls`]), response bodies ([`body`]) and request routing. Routing is case-insensitive on the path: `/Content/...` goes to the payload cache,
+//! TLS listener ([`tls`]), response bodies ([`body`]), the access log and request-duration
+//! histogram ([`access`], a tower layer where hyper serves) and request routing. Routing is case-insensitive on the path: `/Content/...` goes to the payload cache,
 //! `/selfupdate/...` to the self-update proxy, SOAP endpoints to the [`SoapService`] registered
 //! for their lower-case path, anything else is a 404. It owns no protocol logic itself.
 //!
 //! Adding a SOAP service is one line where the router is built (see [`crate::app::router`]):
 //! `router.soap("/ClientWebService/client.asmx", Arc::new(MyService))`.
 
+pub mod access;
 pub mod body;
 mod fastpath;
 pub mod head;
@@ -72,6 +74,7 @@ pub struct Router {
     soap: HashMap<String, Arc<dyn SoapService>>,
     max_request_body: u64,
     limits: Limits,
+    access_log: bool,
 }
 
 impl Router {
@@ -84,7 +87,14 @@ impl Router {
             soap: HashMap::new(),
             max_request_body,
             limits: Limits::default(),
+            access_log: true,
         }
+    }
+
+    /// Writes an access-log line per request (`[log] access`, [`access`]) or not.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
     }
 
     /// Serves connections under `limits` (caps and timeouts, [`listen`]) instead of the
@@ -111,7 +121,8 @@ impl Router {
         self.soap.insert(path.to_ascii_lowercase(), service);
     }
 
-    /// Answers one request.
+    /// Answers one request; the response carries the name of the service that answered
+    /// ([`access::ServiceName`]) for the access log.
     pub async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_string();
         let lower = path.to_ascii_lowercase();
@@ -138,7 +149,8 @@ impl Router {
             ("none", body::text(StatusCode::NOT_FOUND, "not found"))
         };
         metrics::http_request(service, resp.status().as_u16());
-        tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), service, "request");
+        let mut resp = resp;
+        resp.extensions_mut().insert(access::ServiceName(service));
         resp
     }
 
@@ -225,7 +237,7 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: watch::
             let router = router.clone();
             async move {
                 // Payloads go out with sendfile until a request needs hyper.
-                let fast = fastpath::run(stream, &router, &conn, &mut stop).await;
+                let fast = fastpath::run(stream, peer, &router, &conn, &mut stop).await;
                 if let Some(stream) = fast {
                     serve_connection(stream, router, peer, conn, false, stop).await;
                 }
@@ -250,15 +262,20 @@ pub(crate) async fn serve_connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = router.limits;
-    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        let router = router.clone();
-        req.headers_mut().remove(tls::TLS_MARK_HEADER);
-        if tls {
-            req.headers_mut()
-                .insert(tls::TLS_MARK_HEADER, http::HeaderValue::from_static("1"));
-        }
-        async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
-    });
+    let access = access::AccessLayer::new("none", peer, router.access_log);
+    let svc =
+        tower::ServiceBuilder::new()
+            .layer(access)
+            .service_fn(move |mut req: Request<Incoming>| {
+                let router = router.clone();
+                req.headers_mut().remove(tls::TLS_MARK_HEADER);
+                if tls {
+                    req.headers_mut()
+                        .insert(tls::TLS_MARK_HEADER, http::HeaderValue::from_static("1"));
+                }
+                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
+            });
+    let svc = hyper_util::service::TowerToHyperService::new(svc);
     let conn = limits
         .http1()
         .max_buf_size(64 * 1024)

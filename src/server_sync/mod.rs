@@ -86,6 +86,9 @@ struct Inner {
     advertised_url: Option<String>,
     started: OffsetDateTime,
     on_download: Option<DownloadHook>,
+    /// `[sync] languages` (short names, lower case; empty = all): what GetConfigData enables
+    /// while no upstream's table is known (autonomous mode, or before the first sync).
+    languages: Vec<String>,
     /// Serializes deployment snapshots (numbering).
     snapshots: Mutex<()>,
 }
@@ -131,6 +134,9 @@ pub struct ServerSyncOptions {
     pub cookie_ttl: Option<time::Duration>,
     /// Called with the files a DownloadFiles request names.
     pub on_download: Option<DownloadHook>,
+    /// `[sync] languages`: enabled in GetConfigData while no upstream's table is known
+    /// (autonomous mode); empty = all.
+    pub languages: Vec<String>,
 }
 
 impl ServerSyncService {
@@ -138,6 +144,14 @@ impl ServerSyncService {
     pub fn new(store: Store, opts: ServerSyncOptions) -> Result<Self, StoreError> {
         let jar = CookieJar::for_store(&store)?;
         let started = OffsetDateTime::now_utc();
+        for l in &opts.languages {
+            if !ops::LANGUAGES
+                .iter()
+                .any(|(_, s, _)| s.eq_ignore_ascii_case(l.trim()))
+            {
+                tracing::warn!(language = %l, "sync.languages: not in the language table offered to downstream servers in autonomous mode; not advertised");
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -148,6 +162,11 @@ impl ServerSyncService {
                     .map(|u| u.trim_end_matches('/').to_string()),
                 started,
                 on_download: opts.on_download,
+                languages: opts
+                    .languages
+                    .iter()
+                    .map(|l| l.trim().to_ascii_lowercase())
+                    .collect(),
                 snapshots: Mutex::new(()),
             }),
         })

@@ -15,9 +15,10 @@ use crate::wire::sss::{
 use crate::wire::values::{format_base64, parse_guid};
 use crate::wire::ErrorCode;
 
-/// Languages advertised in GetConfigData (LCID, short, long).
-const LANGUAGES: [(i32, &str, &str); 6] = [
-    (0, "all", "All Languages"),
+/// Languages advertised in GetConfigData (LCID, short, long) while no upstream's table is
+/// known. `all` is long-named `all`, as WS2025 sends it (tests/fixtures/wsusss).
+pub(super) const LANGUAGES: [(i32, &str, &str); 6] = [
+    (0, "all", "all"),
     (1033, "en", "English"),
     (1031, "de", "German"),
     (1036, "fr", "French"),
@@ -92,8 +93,10 @@ impl ServerSyncService {
     ) -> Result<GetConfigDataResponse, OpError> {
         self.check_cookie(&r.cookie)?;
         // A replica relays what its upstream said (languages, which of them are enabled, the
-        // flags); a server that never synced advertises its own table.
+        // flags); a server that never synced (autonomous mode) advertises its own table with
+        // the local `[sync] languages` enabled (none configured: all, and English).
         let st = self.inner.store.sync_state()?;
+        let local = &self.inner.languages;
         let languages: Vec<LanguageData> = if st.language_table.is_empty() {
             LANGUAGES
                 .iter()
@@ -101,7 +104,11 @@ impl ServerSyncService {
                     id: *id,
                     short: s.to_string(),
                     long: l.to_string(),
-                    enabled: *id == 0 || *id == 1033,
+                    enabled: if local.is_empty() {
+                        *id == 0 || *id == 1033
+                    } else {
+                        local.iter().any(|c| c == s)
+                    },
                 })
                 .collect()
         } else {

@@ -82,6 +82,7 @@ fn fixture(ttl: Option<time::Duration>) -> Fx {
             advertised_url: Some("http://edge.example:8530/".into()),
             cookie_ttl: ttl,
             on_download: None,
+            languages: Vec::new(),
         },
     )
     .unwrap();

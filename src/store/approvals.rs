@@ -39,9 +39,9 @@ pub(super) const STAGE_ABOVE: usize = 2000;
 
 impl Store {
     /// The live deployment tree (see `meta/dep_live`).
-    pub(super) fn live_deployments(&self) -> Result<&sled::Tree, StoreError> {
-        let live = self.tree(Tree::Meta).get(schema::META_DEP_LIVE)?;
-        Ok(self.tree(schema::dep_tree(live.as_deref())))
+    pub(super) fn live_deployments(&self) -> Result<sled::Tree, StoreError> {
+        let live = self.tree(Tree::Meta)?.get(schema::META_DEP_LIVE)?;
+        self.tree(schema::dep_tree(live.as_deref()))
     }
 
     /// Every deployment (approval).
@@ -112,13 +112,13 @@ impl Store {
 
     /// Declined (hidden) update ids.
     pub fn declined_updates(&self) -> Result<Vec<Uuid>, StoreError> {
-        uuid_keys(self.tree(Tree::Declined), "declined")
+        uuid_keys(&self.tree(Tree::Declined)?, "declined")
     }
 
     /// Whether the update is declined.
     pub fn is_declined(&self, update_id: &Uuid) -> Result<bool, StoreError> {
         Ok(self
-            .tree(Tree::Declined)
+            .tree(Tree::Declined)?
             .contains_key(update_id.as_bytes())?)
     }
 
@@ -144,24 +144,24 @@ impl Store {
     /// Un-declines an update.
     pub fn undecline(&self, update_id: &Uuid) -> Result<(), StoreError> {
         let _w = self.catalog_writer();
-        self.tree(Tree::Declined).remove(update_id.as_bytes())?;
+        self.tree(Tree::Declined)?.remove(update_id.as_bytes())?;
         Ok(())
     }
 
     /// Accepted EULA ids.
     pub fn accepted_eulas(&self) -> Result<Vec<Uuid>, StoreError> {
-        uuid_keys(self.tree(Tree::Eulas), "eulas")
+        uuid_keys(&self.tree(Tree::Eulas)?, "eulas")
     }
 
     /// Whether a EULA is accepted.
     pub fn is_eula_accepted(&self, eula_id: &Uuid) -> Result<bool, StoreError> {
-        Ok(self.tree(Tree::Eulas).contains_key(eula_id.as_bytes())?)
+        Ok(self.tree(Tree::Eulas)?.contains_key(eula_id.as_bytes())?)
     }
 
     /// Accepts a EULA (autonomous mode).
     pub fn accept_eula(&self, eula_id: &Uuid) -> Result<(), StoreError> {
         let _w = self.catalog_writer();
-        self.tree(Tree::Eulas).insert(eula_id.as_bytes(), &[])?;
+        self.tree(Tree::Eulas)?.insert(eula_id.as_bytes(), &[])?;
         Ok(())
     }
 

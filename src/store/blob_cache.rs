@@ -12,7 +12,7 @@ use crate::model::RevisionKey;
 impl Store {
     /// The cached compressed wire form of a revision, if any.
     pub fn compressed_blob(&self, key: &RevisionKey) -> Result<Option<String>, StoreError> {
-        match self.tree(Tree::WireBlobs).get(rev_key(key))? {
+        match self.tree(Tree::WireBlobs)?.get(rev_key(key))? {
             Some(v) => Ok(Some(
                 String::from_utf8(v.to_vec()).map_err(|e| schema::corrupt("wire_blobs", e))?,
             )),
@@ -31,14 +31,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let k = rev_key(key);
         let _w = self.writer();
-        let current = match self.tree(Tree::Xml).get(k)? {
+        let current = match self.tree(Tree::Xml)?.get(k)? {
             Some(v) => schema::decompress(&v)?,
             None => return Ok(false),
         };
         if current != xml {
             return Ok(false);
         }
-        self.tree(Tree::WireBlobs).insert(k, blob.as_bytes())?;
+        self.tree(Tree::WireBlobs)?.insert(k, blob.as_bytes())?;
         Ok(true)
     }
 }

@@ -293,7 +293,7 @@ impl Store {
     }
 
     fn side(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.inner.db.open_tree(name)?)
+        self.named_tree(name)
     }
 
     /// Downstream servers, in id order.

@@ -93,13 +93,13 @@ impl Store {
     pub fn upsert_computer(&self, c: &Computer) -> Result<(), StoreError> {
         let v = enc(c)?;
         let _w = self.writer();
-        self.tree(Tree::Computers).insert(c.id.as_bytes(), v)?;
+        self.tree(Tree::Computers)?.insert(c.id.as_bytes(), v)?;
         Ok(())
     }
 
     /// One computer by id.
     pub fn computer(&self, id: &str) -> Result<Option<Computer>, StoreError> {
-        match self.tree(Tree::Computers).get(id.as_bytes())? {
+        match self.tree(Tree::Computers)?.get(id.as_bytes())? {
             Some(v) => Ok(Some(dec("computers", &v)?)),
             None => Ok(None),
         }
@@ -107,7 +107,7 @@ impl Store {
 
     /// Every computer, in id order.
     pub fn computers(&self) -> Result<Vec<Computer>, StoreError> {
-        self.tree(Tree::Computers)
+        self.tree(Tree::Computers)?
             .iter()
             .values()
             .map(|v| dec("computers", &v?))
@@ -118,7 +118,7 @@ impl Store {
     pub fn remove_computer(&self, id: &str) -> Result<bool, StoreError> {
         let _w = self.writer();
         let keys: Vec<sled::IVec> = self
-            .tree(Tree::Events)
+            .tree(Tree::Events)?
             .scan_prefix(schema::events_prefix(id))
             .keys()
             .collect::<Result<_, _>>()?;
@@ -153,7 +153,8 @@ impl Store {
             .computer(id)?
             .ok_or_else(|| StoreError::NotFound(format!("computer {id}")))?;
         f(&mut c);
-        self.tree(Tree::Computers).insert(id.as_bytes(), enc(&c)?)?;
+        self.tree(Tree::Computers)?
+            .insert(id.as_bytes(), enc(&c)?)?;
         Ok(())
     }
 
@@ -204,7 +205,7 @@ impl Store {
 
     /// A computer's events, oldest first.
     pub fn events(&self, computer_id: &str) -> Result<Vec<ReportedEvent>, StoreError> {
-        self.tree(Tree::Events)
+        self.tree(Tree::Events)?
             .scan_prefix(schema::events_prefix(computer_id))
             .values()
             .map(|v| dec("events", &v?))
@@ -214,7 +215,7 @@ impl Store {
     /// Deletes events older than `before_unix` (all computers) and re-derives the stored
     /// states of the computers that lost some; returns how many events went.
     pub fn prune_events(&self, before_unix: i64) -> Result<usize, StoreError> {
-        let t = self.tree(Tree::Events);
+        let t = self.tree(Tree::Events)?;
         let _w = self.writer();
         let mut n = 0;
         let mut touched: Vec<String> = Vec::new();
@@ -245,7 +246,7 @@ impl Store {
         max_count: usize,
         max_bytes: u64,
     ) -> Result<usize, StoreError> {
-        let t = self.tree(Tree::Events);
+        let t = self.tree(Tree::Events)?;
         let _w = self.writer();
         // Oldest first (keys sort by time).
         let mut rows: Vec<(sled::IVec, u64)> = Vec::new();
@@ -275,7 +276,7 @@ impl Store {
 
     /// How many computers the server knows.
     pub fn computer_count(&self) -> Result<usize, StoreError> {
-        Ok(self.tree(Tree::Computers).len())
+        Ok(self.tree(Tree::Computers)?.len())
     }
 
     /// Each update's needed / installed / failed status on a computer, from

@@ -97,7 +97,7 @@ impl DepLog {
 impl Store {
     /// The current deployment change number (0 before any deployment change).
     pub fn deployment_seq(&self) -> Result<u64, StoreError> {
-        match self.tree(Tree::Meta).get(schema::META_DEP_SEQ)? {
+        match self.tree(Tree::Meta)?.get(schema::META_DEP_SEQ)? {
             Some(v) => parse_seq(&v),
             None => Ok(0),
         }
@@ -119,7 +119,7 @@ impl Store {
             });
         }
         for kv in self
-            .tree(Tree::DepLog)
+            .tree(Tree::DepLog)?
             .range((since + 1).to_be_bytes()..=seq.to_be_bytes())
         {
             let (_, v) = kv?;

@@ -37,9 +37,30 @@ pub enum StoreError {
         /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION).
         supported: u32,
     },
+    /// The store is closed while it is reopened after a failure (the reason).
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
     /// A named thing does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+}
+
+impl StoreError {
+    /// Whether this is a write that failed for lack of space (ENOSPC, or a quota), after
+    /// which sled fails every write until the store is reopened.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            StoreError::Sled(sled::Error::Io(e)) | StoreError::Io(e) => e,
+            _ => return false,
+        };
+        // sled hands out copies of the error that made it stop: the kind survives the copy,
+        // the OS code does not.
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) || io.raw_os_error() == Some(libc::ENOSPC)
+            || io.to_string().contains("No space left on device")
+    }
 }
 
 impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
@@ -48,5 +69,22 @@ impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
             sled::transaction::TransactionError::Abort(e) => e,
             sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_is_told_apart_also_in_sleds_copies() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(StoreError::Sled(sled::Error::Io(enospc)).is_disk_full());
+        // sled's sticky error, as later calls return it: same kind, no OS code.
+        let copy = std::io::Error::new(std::io::ErrorKind::StorageFull, "Os { code: 28 }");
+        assert!(StoreError::Sled(sled::Error::Io(copy)).is_disk_full());
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(!StoreError::Sled(sled::Error::Io(eio)).is_disk_full());
+        assert!(!StoreError::Invalid("x".into()).is_disk_full());
     }
 }

@@ -42,7 +42,7 @@ const MIGRATIONS: [(&str, Step); SCHEMA_VERSION as usize] = [
 impl Store {
     /// The schema version recorded in the store (0 when it predates versioning).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        match self.tree(Tree::Meta).get(META_SCHEMA_VERSION)? {
+        match self.tree(Tree::Meta)?.get(META_SCHEMA_VERSION)? {
             Some(v) => schema::parse_u32("meta", &v),
             None => Ok(0),
         }
@@ -95,6 +95,7 @@ mod tests {
         {
             let s = Store::open(d.path()).unwrap();
             s.tree(Tree::Meta)
+                .unwrap()
                 .insert(META_SCHEMA_VERSION, &(SCHEMA_VERSION + 1).to_be_bytes())
                 .unwrap();
             s.flush().unwrap();
@@ -112,7 +113,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         {
             let s = Store::open(d.path()).unwrap();
-            s.tree(Tree::Meta).remove(META_SCHEMA_VERSION).unwrap();
+            s.tree(Tree::Meta)
+                .unwrap()
+                .remove(META_SCHEMA_VERSION)
+                .unwrap();
             s.flush().unwrap();
             assert_eq!(s.schema_version().unwrap(), 0);
         }

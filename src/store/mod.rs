@@ -12,6 +12,7 @@
 //!
 //! # API at a glance (all methods on [`Store`], all synchronous)
 //! - lifecycle: `open(dir)` (runs the schema migrations, `migrate.rs`), `flush()`,
+//!   `failure()` and `recover()` (a full disk: reopen once space is back, `recover.rs`),
 //!   `schema_version()`, `server_id()`, `revision_epoch()`,
 //!   `bump_revision_epoch()`, `catalog_generation()` (cache invalidation)
 //! - content cache: `put_expected_files`, `expected_file`, `expected_files`,
@@ -104,6 +105,7 @@ mod lock;
 mod malloc;
 mod migrate;
 mod objects;
+mod recover;
 mod schema;
 mod snapshot;
 mod staged;
@@ -115,9 +117,9 @@ mod target_groups;
 mod testutil;
 mod updates;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use schema::Tree;
 use serde::de::DeserializeOwned;
@@ -154,31 +156,83 @@ const CACHE_BYTES: u64 = 64 << 20;
 /// synchronous (async callers use small ops directly and `spawn_blocking` for big scans).
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
-// Field order matters: sled handles drop before the lock is released.
+/// What every clone shares. Field order matters: the sled handles drop before the lock is
+/// released.
 #[derive(Debug)]
-struct Inner {
+struct Shared {
+    /// The open database; `None` only while [`Store::recover`] reopens it (or after a reopen
+    /// failed: every operation then answers [`StoreError::Unavailable`]).
+    live: RwLock<Option<Arc<Db>>>,
+    /// Serializes metadata writers that read outside their transaction (scans) before writing.
+    write: Mutex<()>,
+    /// Bumped after every write that may change the catalog or approvals (in-memory).
+    generation: AtomicU64,
+    /// Why the store is unhealthy: a write failed for lack of space, after which sled fails
+    /// every write until it is reopened ([`Store::recover`]).
+    failure: Mutex<Option<String>>,
+    /// `dir`, for reopening.
+    dir: PathBuf,
+    _lock: lock::DirLock,
+}
+
+/// One open sled database and its trees.
+#[derive(Debug)]
+struct Db {
     db: sled::Db,
     objects: sled::Tree,
     kv: sled::Tree,
     /// The trees of [`Tree::ALL`], in that order.
     meta: Vec<sled::Tree>,
-    /// Serializes metadata writers that read outside their transaction (scans) before writing.
-    write: Mutex<()>,
-    /// Bumped after every write that may change the catalog or approvals (in-memory).
-    generation: AtomicU64,
-    _lock: lock::DirLock,
 }
 
-impl Drop for Inner {
+impl Drop for Db {
     /// The last clone going away flushes, so a clean shutdown loses nothing even without an
     /// explicit [`Store::flush`] (sled's own background flush covers the rest).
     fn drop(&mut self) {
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "store: final flush failed");
         }
+    }
+}
+
+impl Db {
+    /// Opens sled under `dir/db` with its trees. sled takes its own flock on its files, and
+    /// a child being spawned by another thread can share them for a moment after their
+    /// owner closed them (fork to exec); holding the dir lock, nobody else can really own
+    /// them, so it retries for 500 ms, after which it counts as locked.
+    fn open(dir: &Path) -> Result<Db, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir.join("db"))
+                .flush_every_ms(Some(500))
+                .cache_capacity(CACHE_BYTES)
+                .open();
+            match opened {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked { pid: None });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r?,
+            }
+        };
+        let objects = db.open_tree(schema::OBJECTS)?;
+        let kv = db.open_tree(schema::KV)?;
+        let meta = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Db {
+            db,
+            objects,
+            kv,
+            meta,
+        })
     }
 }
 
@@ -235,45 +289,19 @@ impl Store {
                 r => break r?,
             }
         };
-        // sled takes its own flock on its files, and the same fork-to-exec window can hold it
-        // for a moment after the previous owner closed them; holding the dir lock, nobody
-        // else can really own it, so the same wait applies. Past it, it counts as locked.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(dir.join("db"))
-                .flush_every_ms(Some(500))
-                .cache_capacity(CACHE_BYTES)
-                .open();
-            match opened {
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(StoreError::Locked { pid: None });
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r?,
-            }
-        };
-        let objects = db.open_tree(schema::OBJECTS)?;
-        let kv = db.open_tree(schema::KV)?;
-        let meta = Tree::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let db = Db::open(dir)?;
         let store = Store {
-            inner: Arc::new(Inner {
-                db,
-                objects,
-                kv,
-                meta,
+            inner: Arc::new(Shared {
+                live: RwLock::new(Some(Arc::new(db))),
                 write: Mutex::new(()),
                 generation: AtomicU64::new(1),
+                failure: Mutex::new(None),
+                dir: dir.to_path_buf(),
                 _lock: lock,
             }),
         };
         let fresh = store
-            .tree(Tree::Meta)
+            .tree(Tree::Meta)?
             .get(schema::META_SERVER_ID)?
             .is_none();
         store.init()?;
@@ -320,14 +348,14 @@ impl Store {
 
     /// Flushes every pending write to disk (sled flush). Returns once durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        Ok(())
+        let r = self.live()?.db.flush();
+        self.noted(r.map(|_| ()).map_err(StoreError::from))
     }
 
     /// This server's GUID, generated at first open and kept for the life of the data dir.
     pub fn server_id(&self) -> Result<Uuid, StoreError> {
         let v = self
-            .tree(Tree::Meta)
+            .tree(Tree::Meta)?
             .get(schema::META_SERVER_ID)?
             .ok_or_else(|| schema::corrupt("meta", "server id missing"))?;
         schema::parse_uuid("meta", &v)
@@ -337,7 +365,7 @@ impl Store {
     /// record. Anchors handed out before it come from an earlier store.
     pub fn created_unix_ms(&self) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .tree(Tree::Meta)
+            .tree(Tree::Meta)?
             .get(schema::META_CREATED)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(i64::from_be_bytes))
@@ -347,7 +375,7 @@ impl Store {
     /// from theirs the client service answers `ServerChanged`.
     pub fn revision_epoch(&self) -> Result<u32, StoreError> {
         let v = self
-            .tree(Tree::Meta)
+            .tree(Tree::Meta)?
             .get(schema::META_EPOCH)?
             .ok_or_else(|| schema::corrupt("meta", "epoch missing"))?;
         schema::parse_u32("meta", &v)
@@ -359,12 +387,44 @@ impl Store {
         self.txn(bump_epoch)
     }
 
-    /// A metadata tree by index.
-    fn tree(&self, t: Tree) -> &sled::Tree {
-        &self.inner.meta[t.index()]
+    /// The open database.
+    fn live(&self) -> Result<Arc<Db>, StoreError> {
+        let g = self.inner.live.read().unwrap_or_else(|p| p.into_inner());
+        match &*g {
+            Some(db) => Ok(db.clone()),
+            None => Err(StoreError::Unavailable(
+                self.failure()
+                    .unwrap_or_else(|| "being reopened".to_string()),
+            )),
+        }
     }
 
-    /// Takes the metadata writer lock (see [`Inner::write`]).
+    /// A metadata tree by index.
+    fn tree(&self, t: Tree) -> Result<sled::Tree, StoreError> {
+        Ok(self.live()?.meta[t.index()].clone())
+    }
+
+    /// The tree named `name` (opened, or created, on first use).
+    fn named_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.live()?.db.open_tree(name)?)
+    }
+
+    /// Passes `r` through; a write that failed for lack of space marks the store unhealthy
+    /// ([`Store::failure`]) until [`Store::recover`] brings it back.
+    fn noted<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r {
+            if e.is_disk_full() {
+                let mut f = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+                if f.is_none() {
+                    tracing::error!(error = %e, "metadata store: a write failed, the disk is full; the store recovers once space is freed");
+                    *f = Some(format!("the disk holding the store is full ({e})"));
+                }
+            }
+        }
+        r
+    }
+
+    /// Takes the metadata writer lock (see [`Shared::write`]).
     fn writer(&self) -> MutexGuard<'_, ()> {
         self.inner.write.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -389,8 +449,10 @@ impl Store {
     /// Runs `f` as ONE sled transaction over every metadata tree. `f` may run more than once
     /// (conflict retries): it must have no side effects outside the transaction.
     fn txn<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> Result<A, StoreError> {
-        let trees: Vec<&sled::Tree> = self.inner.meta.iter().collect();
-        Ok(trees.as_slice().transaction(|view| f(&Tx(view)))?)
+        let db = self.live()?;
+        let trees: Vec<&sled::Tree> = db.meta.iter().collect();
+        let r = trees.as_slice().transaction(|view| f(&Tx(view)));
+        self.noted(r.map_err(StoreError::from))
     }
 }
 

@@ -30,13 +30,13 @@ impl Store {
         for f in files {
             batch.insert(&f.sha1[..], enc(f)?);
         }
-        self.tree(Tree::Content).apply_batch(batch)?;
+        self.tree(Tree::Content)?.apply_batch(batch)?;
         Ok(())
     }
 
     /// The declared file with this SHA-1, if any metadata declares one.
     pub fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, StoreError> {
-        match self.tree(Tree::Content).get(sha1)? {
+        match self.tree(Tree::Content)?.get(sha1)? {
             Some(v) => Ok(Some(dec("content", &v)?)),
             None => Ok(None),
         }
@@ -44,7 +44,7 @@ impl Store {
 
     /// Every declared file (for prefetch planning, cleanup and stats), in SHA-1 order.
     pub fn expected_files(&self) -> Result<Vec<FileRecord>, StoreError> {
-        self.tree(Tree::Content)
+        self.tree(Tree::Content)?
             .iter()
             .values()
             .map(|v| dec("content", &v?))
@@ -57,19 +57,20 @@ impl Store {
         for s in sha1s {
             batch.remove(&s[..]);
         }
-        self.tree(Tree::Content).apply_batch(batch)?;
+        self.tree(Tree::Content)?.apply_batch(batch)?;
         Ok(())
     }
 
     /// Records (overwrites) what the cache holds for `sha1`.
     pub fn put_object(&self, sha1: &[u8; 20], meta: &ObjectMeta) -> Result<(), StoreError> {
-        self.inner.objects.insert(sha1, enc(meta)?)?;
-        Ok(())
+        let v = enc(meta)?;
+        let r = self.live()?.objects.insert(sha1, v);
+        self.noted(r.map(|_| ()).map_err(StoreError::from))
     }
 
     /// What the cache holds for `sha1`, if anything.
     pub fn get_object(&self, sha1: &[u8; 20]) -> Result<Option<ObjectMeta>, StoreError> {
-        match self.inner.objects.get(sha1)? {
+        match self.live()?.objects.get(sha1)? {
             Some(v) => Ok(Some(dec(schema::OBJECTS, &v)?)),
             None => Ok(None),
         }
@@ -78,7 +79,8 @@ impl Store {
     /// Updates `last_access_unix` (cheap; may be called on every hit). A no-op for an unknown
     /// object; never moves the access time backwards.
     pub fn touch_object(&self, sha1: &[u8; 20], last_access_unix: i64) -> Result<(), StoreError> {
-        let tree = &self.inner.objects;
+        let db = self.live()?;
+        let tree = &db.objects;
         loop {
             let Some(old) = tree.get(sha1)? else {
                 return Ok(());
@@ -99,14 +101,14 @@ impl Store {
 
     /// Forgets the object (no-op when unknown).
     pub fn remove_object(&self, sha1: &[u8; 20]) -> Result<(), StoreError> {
-        self.inner.objects.remove(sha1)?;
-        Ok(())
+        let r = self.live()?.objects.remove(sha1);
+        self.noted(r.map(|_| ()).map_err(StoreError::from))
     }
 
     /// All objects (for eviction planning / startup reconcile / stats), in SHA-1 order.
     pub fn objects(&self) -> Result<Vec<([u8; 20], ObjectMeta)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.inner.objects.iter() {
+        for kv in self.live()?.objects.iter() {
             let (k, v) = kv?;
             out.push((
                 schema::sha1_key(schema::OBJECTS, &k)?,

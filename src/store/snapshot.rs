@@ -81,13 +81,13 @@ impl Store {
     fn snapshot_inner(&self, since: Option<u32>) -> Result<MetadataSnapshot, StoreError> {
         let _w = self.writer();
         let mut revisions = Vec::new();
-        for kv in self.tree(Tree::Revisions).iter() {
+        for kv in self.tree(Tree::Revisions)?.iter() {
             let (k, v) = kv?;
             let row = super::updates::decode_row(&v)?;
             if since.is_some_and(|s| row.local_id < s) {
                 continue;
             }
-            let xml = match self.tree(Tree::Xml).get(&k)? {
+            let xml = match self.tree(Tree::Xml)?.get(&k)? {
                 Some(x) => schema::decompress(&x)?,
                 None => {
                     return Err(schema::corrupt(
@@ -103,7 +103,7 @@ impl Store {
         }
         let files = match since {
             None => self
-                .tree(Tree::Content)
+                .tree(Tree::Content)?
                 .iter()
                 .values()
                 .map(|v| dec("content", &v?))
@@ -186,7 +186,7 @@ impl Store {
         }
         let stale_files: Vec<sled::IVec> = match mode {
             ApplyMode::Replace => self
-                .tree(Tree::Content)
+                .tree(Tree::Content)?
                 .iter()
                 .keys()
                 .filter(|k| {

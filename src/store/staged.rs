@@ -121,7 +121,7 @@ impl Store {
     /// Removes `dep_log` entries above the committed number `seq` (an unfinished staged
     /// apply's). Returns how many.
     pub(super) fn discard_uncommitted_log(&self, seq: u64) -> Result<usize, StoreError> {
-        let log = self.tree(Tree::DepLog);
+        let log = self.tree(Tree::DepLog)?;
         let mut n = 0;
         loop {
             let keys = log
@@ -143,7 +143,7 @@ impl Store {
 
     /// Empties tree `i` in batches of `chunk`.
     fn clear_tree(&self, i: Tree, chunk: usize) -> Result<(), StoreError> {
-        let t = self.tree(i);
+        let t = self.tree(i)?;
         loop {
             let keys = t
                 .iter()
@@ -171,7 +171,11 @@ impl Store {
         doomed: &BTreeSet<Uuid>,
         chunk: usize,
     ) -> Result<Staged, StoreError> {
-        let live_i = schema::dep_tree(self.tree(Tree::Meta).get(schema::META_DEP_LIVE)?.as_deref());
+        let live_i = schema::dep_tree(
+            self.tree(Tree::Meta)?
+                .get(schema::META_DEP_LIVE)?
+                .as_deref(),
+        );
         let stage_i = schema::other_dep_tree(live_i);
         let base_seq = self.deployment_seq()?;
         let discarded = self.discard_uncommitted_log(base_seq)?;
@@ -182,7 +186,7 @@ impl Store {
             let _ = self.discard_uncommitted_log(base_seq);
         }
         let last_seq = result?;
-        self.inner.db.flush()?;
+        self.flush()?;
         tracing::debug!(
             discarded,
             changes = last_seq - base_seq,
@@ -207,9 +211,10 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let listed: HashMap<Uuid, &Deployment> = up.deployments.iter().map(|d| (d.id, d)).collect();
         let dead: HashSet<&Uuid> = up.dead_deployments.iter().collect();
+        let (stage, log) = (self.tree(stage_i)?, self.tree(Tree::DepLog)?);
         let mut w = StageWriter {
-            stage: self.tree(stage_i),
-            log: self.tree(Tree::DepLog),
+            stage: &stage,
+            log: &log,
             stage_batch: sled::Batch::default(),
             log_batch: sled::Batch::default(),
             pending: 0,
@@ -217,7 +222,7 @@ impl Store {
             next_seq: base_seq + 1,
         };
         let mut written: HashSet<Uuid> = HashSet::with_capacity(listed.len());
-        for kv in self.tree(live_i).iter() {
+        for kv in self.tree(live_i)?.iter() {
             let (k, v) = kv?;
             let id = schema::parse_uuid("deployments", &k)?;
             if let Some(d) = listed.get(&id).filter(|d| !doomed.contains(&d.group)) {

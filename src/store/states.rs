@@ -188,7 +188,7 @@ impl Store {
         &self,
         computer_id: &str,
     ) -> Result<BTreeMap<Uuid, StatusRecord>, StoreError> {
-        match self.tree(Tree::States).get(computer_id.as_bytes())? {
+        match self.tree(Tree::States)?.get(computer_id.as_bytes())? {
             Some(v) => decode_states(&v),
             None => Ok(BTreeMap::new()),
         }
@@ -205,7 +205,7 @@ impl Store {
 
     /// One update's state on every own computer that has one, by computer id.
     pub fn update_states(&self, update: &Uuid) -> Result<Vec<(String, StatusRecord)>, StoreError> {
-        self.tree(Tree::StatesByUpdate)
+        self.tree(Tree::StatesByUpdate)?
             .scan_prefix(update.as_bytes())
             .map(|kv| {
                 let (k, v) = kv?;
@@ -219,7 +219,7 @@ impl Store {
 
     /// Needed / failed / installed counts of every own computer with stored states.
     pub fn all_status_counts(&self) -> Result<HashMap<String, StatusCounts>, StoreError> {
-        self.tree(Tree::StateCounts)
+        self.tree(Tree::StateCounts)?
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -232,7 +232,7 @@ impl Store {
 
     /// Needed / failed / installed counts of one computer (zero when it never reported).
     pub fn status_counts(&self, computer_id: &str) -> Result<StatusCounts, StoreError> {
-        match self.tree(Tree::StateCounts).get(computer_id.as_bytes())? {
+        match self.tree(Tree::StateCounts)?.get(computer_id.as_bytes())? {
             Some(v) => decode_counts(&v),
             None => Ok(StatusCounts::default()),
         }
@@ -259,7 +259,7 @@ impl Store {
     ) -> Result<BTreeMap<Uuid, StatusRecord>, StoreError> {
         let mut all: BTreeMap<Vec<u8>, ReportedEvent> = BTreeMap::new();
         for kv in self
-            .tree(Tree::Events)
+            .tree(Tree::Events)?
             .scan_prefix(schema::events_prefix(computer_id))
         {
             let (k, v) = kv?;
@@ -276,7 +276,7 @@ impl Store {
     /// from before the state trees); one transaction per computer, the marker cleared last,
     /// so an interrupted run starts again at the next open.
     pub(super) fn finish_state_rebuild(&self) -> Result<(), StoreError> {
-        if self.tree(Tree::Meta).get(META_STATES_PENDING)?.is_none() {
+        if self.tree(Tree::Meta)?.get(META_STATES_PENDING)?.is_none() {
             return Ok(());
         }
         let _w = self.writer();
@@ -454,9 +454,10 @@ mod tests {
             }
             // What a schema-1 store holds: events, no state trees, version 1.
             for tr in [Tree::States, Tree::StatesByUpdate, Tree::StateCounts] {
-                s.tree(tr).clear().unwrap();
+                s.tree(tr).unwrap().clear().unwrap();
             }
             s.tree(Tree::Meta)
+                .unwrap()
                 .insert(
                     super::super::migrate::META_SCHEMA_VERSION,
                     &1u32.to_be_bytes(),
@@ -469,6 +470,7 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), super::super::SCHEMA_VERSION);
         assert!(s
             .tree(Tree::Meta)
+            .unwrap()
             .get(META_STATES_PENDING)
             .unwrap()
             .is_none());

@@ -114,7 +114,7 @@ pub struct SyncOutcome {
 impl Store {
     /// The stored sync state (default when never synced).
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        match self.tree(Tree::Sync).get(schema::SYNC_STATE)? {
+        match self.tree(Tree::Sync)?.get(schema::SYNC_STATE)? {
             Some(v) => dec("sync", &v),
             None => Ok(SyncState::default()),
         }
@@ -125,43 +125,44 @@ impl Store {
     pub fn set_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
         let v = enc(state)?;
         let _w = self.writer();
-        self.tree(Tree::Sync).insert(schema::SYNC_STATE, v)?;
+        self.tree(Tree::Sync)?.insert(schema::SYNC_STATE, v)?;
         Ok(())
     }
 
     /// A stored cookie blob (e.g. `"auth"`, `"server"`: upstream's opaque cookies).
     pub fn cookie(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
-        Ok(self.tree(Tree::Sync).get(key)?.map(|v| v.to_vec()))
+        Ok(self.tree(Tree::Sync)?.get(key)?.map(|v| v.to_vec()))
     }
 
     /// Stores (`Some`) or forgets (`None`) a cookie blob.
     pub fn set_cookie(&self, name: &str, blob: Option<&[u8]>) -> Result<(), StoreError> {
         let key = format!("{}{name}", schema::SYNC_COOKIE_PREFIX);
         match blob {
-            Some(b) => self.tree(Tree::Sync).insert(key, b)?,
-            None => self.tree(Tree::Sync).remove(key)?,
+            Some(b) => self.tree(Tree::Sync)?.insert(key, b)?,
+            None => self.tree(Tree::Sync)?.remove(key)?,
         };
         Ok(())
     }
 
     /// A small setting (e.g. the subscription chosen with `subscription set`).
     pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.kv.get(key)?.map(|v| v.to_vec()))
+        Ok(self.live()?.kv.get(key)?.map(|v| v.to_vec()))
     }
 
     /// Stores (`Some`) or removes (`None`) a small setting.
     pub fn set_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
-        match value {
-            Some(v) => self.inner.kv.insert(key, v)?,
-            None => self.inner.kv.remove(key)?,
+        let db = self.live()?;
+        let r = match value {
+            Some(v) => db.kv.insert(key, v),
+            None => db.kv.remove(key),
         };
-        Ok(())
+        self.noted(r.map(|_| ()).map_err(StoreError::from))
     }
 
     /// Every setting, in key order.
     pub fn settings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner
+        self.live()?
             .kv
             .iter()
             .map(|kv| {

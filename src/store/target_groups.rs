@@ -20,7 +20,7 @@ pub(super) fn is_builtin(id: &Uuid) -> bool {
 impl Store {
     /// Every target group (All Computers and Unassigned Computers included), in id order.
     pub fn groups(&self) -> Result<Vec<TargetGroup>, StoreError> {
-        self.tree(Tree::Groups)
+        self.tree(Tree::Groups)?
             .iter()
             .values()
             .map(|v| dec("groups", &v?))
@@ -29,7 +29,7 @@ impl Store {
 
     /// One group by id.
     pub fn group(&self, id: &Uuid) -> Result<Option<TargetGroup>, StoreError> {
-        match self.tree(Tree::Groups).get(id.as_bytes())? {
+        match self.tree(Tree::Groups)?.get(id.as_bytes())? {
             Some(v) => Ok(Some(dec("groups", &v)?)),
             None => Ok(None),
         }
@@ -62,7 +62,7 @@ impl Store {
         if self.group(&parent)?.is_none() {
             return Err(StoreError::NotFound(format!("parent group {parent}")));
         }
-        self.tree(Tree::Groups).insert(g.id.as_bytes(), enc(&g)?)?;
+        self.tree(Tree::Groups)?.insert(g.id.as_bytes(), enc(&g)?)?;
         Ok(g)
     }
 

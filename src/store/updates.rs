@@ -178,7 +178,7 @@ impl Store {
             }
             let mut best = None;
             for kv in self
-                .tree(Tree::Revisions)
+                .tree(Tree::Revisions)?
                 .scan_prefix(k.update_id.as_bytes())
             {
                 let (key, _) = kv?;
@@ -194,7 +194,7 @@ impl Store {
 
     /// The stored revision, if any.
     pub fn revision(&self, key: &RevisionKey) -> Result<Option<StoredRevision>, StoreError> {
-        match self.tree(Tree::Revisions).get(rev_key(key))? {
+        match self.tree(Tree::Revisions)?.get(rev_key(key))? {
             Some(v) => Ok(Some(decode_row(&v)?)),
             None => Ok(None),
         }
@@ -202,7 +202,7 @@ impl Store {
 
     /// The full update XML of a stored revision (decompressed).
     pub fn revision_xml(&self, key: &RevisionKey) -> Result<Option<String>, StoreError> {
-        match self.tree(Tree::Xml).get(rev_key(key))? {
+        match self.tree(Tree::Xml)?.get(rev_key(key))? {
             Some(v) => Ok(Some(schema::decompress(&v)?)),
             None => Ok(None),
         }
@@ -213,7 +213,7 @@ impl Store {
         &self,
         local_id: u32,
     ) -> Result<Option<RevisionKey>, StoreError> {
-        match self.tree(Tree::LocalIds).get(local_id.to_be_bytes())? {
+        match self.tree(Tree::LocalIds)?.get(local_id.to_be_bytes())? {
             Some(v) => Ok(Some(schema::parse_rev_key("local_ids", &v)?)),
             None => Ok(None),
         }
@@ -232,7 +232,7 @@ impl Store {
 
     /// The local revision id of a stored revision.
     pub fn local_id(&self, key: &RevisionKey) -> Result<Option<u32>, StoreError> {
-        match self.tree(Tree::Revisions).get(rev_key(key))? {
+        match self.tree(Tree::Revisions)?.get(rev_key(key))? {
             Some(v) => Ok(Some(row_local_id(&v)?)),
             None => Ok(None),
         }
@@ -240,7 +240,7 @@ impl Store {
 
     /// The newest stored revision of an update.
     pub fn latest_revision(&self, update_id: &Uuid) -> Result<Option<StoredRevision>, StoreError> {
-        match self.tree(Tree::Latest).get(update_id.as_bytes())? {
+        match self.tree(Tree::Latest)?.get(update_id.as_bytes())? {
             Some(v) => {
                 let rev = schema::parse_u32("latest", &v)?;
                 self.revision(&RevisionKey::new(*update_id, rev))
@@ -252,7 +252,7 @@ impl Store {
     /// Number of stored updates (distinct UpdateIDs: keys of the latest index).
     pub fn update_count(&self) -> Result<usize, StoreError> {
         let mut n = 0;
-        for k in self.tree(Tree::Latest).iter().keys() {
+        for k in self.tree(Tree::Latest)?.iter().keys() {
             k?;
             n += 1;
         }
@@ -261,14 +261,16 @@ impl Store {
 
     /// Whether any revision of the update is stored (an index lookup; decodes nothing).
     pub fn has_update(&self, update_id: &Uuid) -> Result<bool, StoreError> {
-        Ok(self.tree(Tree::Latest).contains_key(update_id.as_bytes())?)
+        Ok(self
+            .tree(Tree::Latest)?
+            .contains_key(update_id.as_bytes())?)
     }
 
     /// The newest revision of every stored update, in UpdateID byte order (one sequential
     /// scan; use `spawn_blocking` from async code).
     pub fn latest_revisions(&self) -> Result<Vec<StoredRevision>, StoreError> {
         let mut out: Vec<StoredRevision> = Vec::new();
-        for kv in self.tree(Tree::Revisions).iter() {
+        for kv in self.tree(Tree::Revisions)?.iter() {
             let (_, v) = kv?;
             let row = decode_row(&v)?;
             match out.last_mut() {
@@ -282,7 +284,7 @@ impl Store {
 
     /// Every stored revision of one update, oldest first.
     pub fn revisions_of(&self, update_id: &Uuid) -> Result<Vec<StoredRevision>, StoreError> {
-        self.tree(Tree::Revisions)
+        self.tree(Tree::Revisions)?
             .scan_prefix(update_id.as_bytes())
             .map(|kv| decode_row(&kv?.1))
             .collect()
@@ -290,7 +292,7 @@ impl Store {
 
     /// Every stored revision key (for the upstream side's GetRevisionIdList), in key order.
     pub fn revision_keys(&self) -> Result<Vec<RevisionKey>, StoreError> {
-        self.tree(Tree::Revisions)
+        self.tree(Tree::Revisions)?
             .iter()
             .keys()
             .map(|k| schema::parse_rev_key("revisions", &k?))
@@ -300,7 +302,7 @@ impl Store {
     /// Revisions first inserted at or after the high-water mark `since`, with their local ids,
     /// in local id order (the upstream side's GetRevisionIdList delta; cheap: no records read).
     pub fn revision_keys_since(&self, since: u32) -> Result<Vec<(u32, RevisionKey)>, StoreError> {
-        self.tree(Tree::LocalIds)
+        self.tree(Tree::LocalIds)?
             .range(since.to_be_bytes()..)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -314,12 +316,12 @@ impl Store {
 
     /// Number of stored revisions (a scan).
     pub fn revision_count(&self) -> usize {
-        self.tree(Tree::Revisions).len()
+        self.tree(Tree::Revisions).map_or(0, |t| t.len())
     }
 
     /// The subset of `keys` not stored (what a resumed sync still has to fetch), in input order.
     pub fn missing_revisions(&self, keys: &[RevisionKey]) -> Result<Vec<RevisionKey>, StoreError> {
-        let t = self.tree(Tree::Revisions);
+        let t = self.tree(Tree::Revisions)?;
         let mut out = Vec::new();
         for k in keys {
             if !t.contains_key(rev_key(k))? {
@@ -332,7 +334,7 @@ impl Store {
     /// The next local id to be assigned: a high-water mark. Revisions with a local id at or
     /// above a mark taken earlier were inserted after it (incremental export).
     pub fn next_local_id(&self) -> Result<u32, StoreError> {
-        match self.tree(Tree::Meta).get(schema::META_NEXT_LOCAL_ID)? {
+        match self.tree(Tree::Meta)?.get(schema::META_NEXT_LOCAL_ID)? {
             Some(v) => schema::parse_u32("meta", &v),
             None => Ok(1),
         }
@@ -341,7 +343,7 @@ impl Store {
     /// Revisions removed after the high-water mark `since` was taken (each removal takes a
     /// number from the local id counter).
     pub fn removed_since(&self, since: u32) -> Result<Vec<RevisionKey>, StoreError> {
-        self.tree(Tree::Removed)
+        self.tree(Tree::Removed)?
             .range(since.to_be_bytes()..)
             .values()
             .map(|v| schema::parse_rev_key("removed", &v?))
@@ -528,6 +530,7 @@ mod tests {
             .unwrap();
         // Two ids left before exhaustion: the third new revision aborts the transaction.
         s.tree(Tree::Meta)
+            .unwrap()
             .insert(schema::META_NEXT_LOCAL_ID, &(u32::MAX - 1).to_be_bytes())
             .unwrap();
         let batch = vec![revision(2, 1), revision(3, 1), revision(4, 1)];

@@ -6,18 +6,15 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::Prefetcher;
-use crate::content::key::ContentKey;
-use crate::content::ContentCache;
+use crate::content::{ContentCache, EnsureError};
 use crate::model::FileRecord;
 
 impl Prefetcher for ContentCache {
-    fn ensure(&self, file: FileRecord) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+    fn ensure(
+        &self,
+        file: FileRecord,
+    ) -> Pin<Box<dyn Future<Output = Result<(), EnsureError>> + Send>> {
         let cache = self.clone();
-        Box::pin(async move {
-            let key = ContentKey::new(file.sha1, &file.extension()).map_err(|e| e.to_string())?;
-            ContentCache::ensure(&cache, &key)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(async move { cache.ensure_file(&file).await })
     }
 }

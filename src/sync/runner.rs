@@ -23,8 +23,11 @@ use crate::units::DailyWindow;
 
 /// Downloads one payload into the local cache (implemented over the content cache).
 pub trait Prefetcher: Send + Sync + 'static {
-    /// Makes sure `file` is cached; `Err` carries the reason.
-    fn ensure(&self, file: FileRecord) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+    /// Makes sure `file` is cached; `Err` says why it is not.
+    fn ensure(
+        &self,
+        file: FileRecord,
+    ) -> Pin<Box<dyn Future<Output = Result<(), crate::content::EnsureError>> + Send>>;
 }
 
 /// What the runner needs.

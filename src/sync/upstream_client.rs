@@ -28,6 +28,8 @@ pub struct UpstreamClient {
     base: String,
     retries: u32,
     backoff: Duration,
+    /// `upstream.max_answer_size`.
+    max_answer: u64,
 }
 
 impl UpstreamClient {
@@ -47,6 +49,7 @@ impl UpstreamClient {
             base,
             retries: DEFAULT_RETRIES,
             backoff: Duration::from_millis(200),
+            max_answer: cfg.max_answer_size,
         })
     }
 
@@ -121,14 +124,17 @@ impl UpstreamClient {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| SyncError::Network(format!("{url}: {}", crate::logging::chain(&e))))?;
+            .map_err(|e| {
+                let why = format!("{url}: {}", crate::logging::chain(&e));
+                // A refused redirect will not change by itself: not retried.
+                if e.is_redirect() {
+                    SyncError::Protocol(why)
+                } else {
+                    SyncError::Network(why)
+                }
+            })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| {
-            SyncError::Network(format!(
-                "{url}: reading answer: {}",
-                crate::logging::chain(&e)
-            ))
-        })?;
+        let bytes = self.read_answer(url, resp).await?;
         if status.is_success() || status.as_u16() == 500 {
             match decoder(&bytes) {
                 Ok(r) if status.is_success() => return Ok(r),
@@ -147,6 +153,44 @@ impl UpstreamClient {
             status: status.as_u16(),
             url: url.to_string(),
         })
+    }
+}
+
+impl UpstreamClient {
+    /// Reads an answer body of at most `upstream.max_answer_size` bytes: a bigger announced
+    /// length is refused before reading, a bigger body as soon as it passes the bound (the
+    /// connection is dropped; nothing more is read or kept). Not retried.
+    async fn read_answer(
+        &self,
+        url: &str,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, SyncError> {
+        let max = self.max_answer;
+        let too_big = |what: String| {
+            SyncError::Protocol(format!(
+                "{url}: answer {what} is larger than upstream.max_answer_size ({max} bytes)"
+            ))
+        };
+        let announced = resp.content_length();
+        if let Some(n) = announced.filter(|n| *n > max) {
+            return Err(too_big(format!("of {n} bytes")));
+        }
+        let mut body = Vec::with_capacity(announced.unwrap_or(0).min(max) as usize);
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| {
+                SyncError::Network(format!(
+                    "{url}: reading answer: {}",
+                    crate::logging::chain(&e)
+                ))
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(body);
+            };
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(too_big("streamed".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
     }
 }
 

@@ -1,6 +1,21 @@
 //! Shared fixtures for integration tests: a scriptable upstream HTTP server on 127.0.0.1:0
 //! (counts GETs, honours Range, can be slow, drop mid-body, corrupt bytes, or pause at a gate),
 //! an in-process wsus-edge on port 0, and raw HTTP/1.1 helpers.
+//!
+//! The one support tree of every integration test (`tests/support/`); a test includes the
+//! files it uses with `#[path = "support/<file>.rs"] mod <file>;` (this file, as `support`,
+//! brings [`link`]):
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the scriptable upstream, an in-process edge (also over self-signed HTTPS), a `serve` child, raw HTTP |
+//! | `link.rs` | a Range-capable origin behind one shared token bucket (slow links) |
+//! | `edge_process.rs` | a real `wsus-edge serve` child: config, log, admin CLI, sync waits |
+//! | `admin_cli.rs` | one admin CLI verb against a running server |
+//! | `wusp_agent.rs` | a scripted Windows Update Agent (MS-WUSP) |
+//! | `sss_oracle.rs` | an independent MS-WSUSSS client reading what a server offers |
+//! | `sync_proxy.rs` | a fault-injecting proxy between a replica and its upstream |
+//! | `transfer_fixtures.rs` | data dirs seeded from the simulated catalog, state fingerprints |
 #![allow(dead_code)]
 
 pub mod link;
@@ -349,6 +364,27 @@ pub struct TestEdge {
 }
 
 impl TestEdge {
+    /// Starts with `upstream`, also serving HTTPS with a self-signed certificate for
+    /// `localhost` written into `certs`. Returns the edge, its `https://localhost:PORT` base
+    /// URL and the certificate's path (what a downstream's `upstream.ca_file` names).
+    pub async fn start_self_signed(
+        upstream: String,
+        certs: &std::path::Path,
+    ) -> (Self, String, PathBuf) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert, key) = (certs.join("a.pem"), certs.join("a.key"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        let edge = TestEdge::start(Some(upstream), |c| {
+            c.server.tls_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.server.tls_cert = Some(cert.clone());
+            c.server.tls_key = Some(key.clone());
+        })
+        .await;
+        let https = format!("https://localhost:{}", edge.tls_addr.unwrap().port());
+        (edge, https, cert)
+    }
+
     /// Starts with `upstream` (if any) and config tweaks.
     pub async fn start(upstream: Option<String>, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -419,6 +455,39 @@ pub fn client() -> reqwest::Client {
         .pool_max_idle_per_host(1)
         .build()
         .unwrap()
+}
+
+/// Starts the real binary, `wsus-edge serve` on 127.0.0.1:0 (admin on any free port) with
+/// `upstream` and `data_dir`; returns the child and its client address (`ip:port`), read
+/// from its log (the rest of the log is drained in a thread).
+pub fn serve_child(upstream: &str, data_dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsus-edge"))
+        .args(["--log", "info", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--upstream", upstream, "--data-dir"])
+        .arg(data_dir)
+        .env("NO_COLOR", "1")
+        // Any free admin port: a clash on the default one stops the server.
+        .env("WSUS_EDGE_ADMIN_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
 }
 
 /// Sends a raw request and returns the status code and the whole raw response head.

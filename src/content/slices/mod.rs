@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::bandwidth::Bandwidth;
@@ -47,12 +46,17 @@ pub struct SliceSource {
     pub client: reqwest::Client,
     /// The object's full URL.
     pub url: String,
+    /// How a 404 is recovered (DownloadFiles, then retries); `None`: a 404 is final.
+    pub missing: Option<Arc<super::source::Missing>>,
     /// The shared `upstream.max_bandwidth` bucket, if capped.
     pub bandwidth: Option<Arc<Bandwidth>>,
     /// Slice size (normally [`SLICE`]).
     pub slice: u64,
     /// First retry delay (doubles, at most 3 s).
     pub backoff: Duration,
+    /// `upstream.stall_timeout`: fewer than [`super::fetch::STALL_MIN_BYTES`] over this much
+    /// waiting ends a request.
+    pub stall: Duration,
 }
 
 /// Progress of a slice fetch, published to readers and the cache.
@@ -62,6 +66,9 @@ pub struct SliceProgress {
     pub version: u64,
     /// Running, Verified or Failed.
     pub state: State,
+    /// Upstream has answered one of this object's ranged requests with an acceptable 206:
+    /// until then no client gets a head (a dead upstream is a 502/504, not a cut 206).
+    pub answered: bool,
     /// The proof the object matched its digests, once verified (what publishing takes).
     pub verified: Option<Verified>,
 }
@@ -93,6 +100,7 @@ impl SliceFetch {
         let (progress, _) = watch::channel(SliceProgress {
             version: 0,
             state: State::Running,
+            answered: false,
             verified: None,
         });
         let (asked, _) = watch::channel(0);
@@ -105,9 +113,42 @@ impl SliceFetch {
             asked,
             upstream_bytes: AtomicU64::new(0),
         });
-        tokio::spawn(me.clone().background());
-        tokio::spawn(me.clone().hasher());
+        me.spawn(me.clone().background());
+        me.spawn(me.clone().hasher());
         me
+    }
+
+    /// Runs one of this fetch's tasks. A panic in it fails the whole fetch (readers get an
+    /// error, [`Self::verdict`] says why), so nothing waits for a task that is gone and the
+    /// cache's lock is released with the failed verdict.
+    fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let guard = TaskGuard {
+            fetch: self.clone(),
+            armed: true,
+        };
+        tokio::spawn(async move {
+            let mut guard = guard;
+            task.await;
+            guard.armed = false;
+        });
+    }
+
+    /// Waits until a response head may be sent: upstream has answered one of this object's
+    /// requests, or the fetch failed (the error a client then gets).
+    pub async fn wait_answer(&self) -> Result<(), FetchError> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            match p.state {
+                State::Failed(e) => return Err(e),
+                State::Verified | State::Done => return Ok(()),
+                State::Running if p.answered => return Ok(()),
+                State::Running => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(FetchError::Abandoned);
+            }
+        }
     }
 
     /// The object's size.
@@ -154,7 +195,7 @@ impl SliceFetch {
         for run in runs {
             let guard = AskedGuard::new(&self.asked);
             let me = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 me.fetch(run).await;
                 drop(guard);
             });
@@ -199,12 +240,40 @@ impl SliceFetch {
                 Ok(()) => continue,
                 Err(x) => x,
             };
-            if got > 0 {
+            // Upstream lacks the file: ask it to obtain it (DownloadFiles), then ask again.
+            if let (FetchError::Status(404), Some(m)) = (&err, &self.src.missing) {
+                if !self.progress.borrow().answered {
+                    if let Some(wait) = m.after_404().await {
+                        {
+                            let mut m = lock(&self.map);
+                            m.release(&run);
+                            todo.extend(
+                                m.claim_range(run.from, run.to - 1, MAX_RUN)
+                                    .into_iter()
+                                    .rev(),
+                            );
+                        }
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
+            // Progress: a meaningful part of the run (a trickle that keeps being resumed
+            // still runs out of retries).
+            if got >= super::fetch::PROGRESS_BYTES.min(run.to - run.from) {
                 failures = 0;
             }
             failures += 1;
+            let answered = self.progress.borrow().answered;
             let retry = failures <= MAX_RETRIES
-                && !matches!(err, FetchError::Status(_) | FetchError::Certificate(_));
+                && !matches!(
+                    err,
+                    FetchError::Status(_)
+                        | FetchError::Certificate(_)
+                        | FetchError::Redirect(_)
+                        | FetchError::Length(_)
+                )
+                && (answered || !super::fetch::before_answer_is_final(&err));
             {
                 let mut m = lock(&self.map);
                 m.release(&run);
@@ -270,18 +339,33 @@ impl SliceFetch {
             }
             s => return Err((0, FetchError::Status(s))),
         }
+        self.progress
+            .send_if_modified(|p| !std::mem::replace(&mut p.answered, true));
         let mut off = run.from;
         let mut buf = BytesMut::new();
         let mut stream = resp.bytes_stream();
+        let mut watch = super::fetch::StallWatch::new(self.src.stall);
         let mut done = false;
         while !done {
-            let item = stream.next().await;
+            let item = match watch.next(&mut stream).await {
+                Ok(item) => item,
+                Err(e) => {
+                    let _ = self.write(off, buf.split().freeze()).await;
+                    return Err((self.map_progress(run), e));
+                }
+            };
+            if let Some(Ok(chunk)) = &item {
+                watch.saw(chunk.len() as u64);
+            }
             match item {
                 Some(Ok(chunk)) => {
                     if off + (buf.len() + chunk.len()) as u64 > run.to {
                         return Err((
                             off - run.from,
-                            FetchError::Transfer("upstream sent more than asked".into()),
+                            FetchError::Length(format!(
+                                "more than the {} bytes asked",
+                                run.to - run.from
+                            )),
                         ));
                     }
                     if let Some(bw) = &self.src.bandwidth {
@@ -445,6 +529,22 @@ impl std::fmt::Debug for SliceFetch {
     }
 }
 
+/// Fails its fetch when dropped before its task completed (the task panicked, or was
+/// dropped unfinished).
+struct TaskGuard {
+    fetch: Arc<SliceFetch>,
+    armed: bool,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::error!(url = %self.fetch.src.url, "a slice fetch task ended without finishing; the fetch fails");
+            self.fetch.fail(FetchError::Abandoned);
+        }
+    }
+}
+
 /// Counts one asked run as being fetched for as long as it lives.
 struct AskedGuard(watch::Sender<usize>);
 
@@ -521,5 +621,50 @@ impl SliceReader {
         .await
         .map_err(io::Error::other)??;
         Ok(Some(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_task_fails_the_fetch_its_readers_and_its_verdict() {
+        // An upstream that accepts and never answers: nothing else ends the fetch.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                open.push(s);
+            }
+        });
+        let src = SliceSource {
+            client: reqwest::Client::new(),
+            url: format!("http://{addr}/Content/00/x.cab"),
+            missing: None,
+            stall: Duration::from_secs(60),
+            bandwidth: None,
+            slice: 1024,
+            backoff: Duration::from_millis(10),
+        };
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let expected = Expected {
+            sha1: [0; 20],
+            sha256: None,
+            size: Some(10_000),
+        };
+        let sf = SliceFetch::start(src, file, 10_000, expected);
+        let mut reader = sf.reader(2_000, 2_999);
+        let reading = tokio::spawn(async move { reader.next_span(1024).await });
+        let answer = tokio::spawn({
+            let sf = sf.clone();
+            async move { sf.wait_answer().await }
+        });
+        sf.spawn(async { panic!("injected panic in a slice task") });
+        assert!(reading.await.unwrap().is_err(), "the reader must fail");
+        assert_eq!(answer.await.unwrap(), Err(FetchError::Abandoned));
+        assert_eq!(sf.verdict().await.unwrap_err(), FetchError::Abandoned);
+        held.abort();
     }
 }

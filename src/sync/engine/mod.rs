@@ -377,6 +377,20 @@ impl Syncer {
         Ok(self.summary.clone())
     }
 
+    /// Asks the upstream to obtain files it does not hold (MS-WSUSSS DownloadFiles,
+    /// SS §3.1.4.11: at most [`sss::MAX_DOWNLOAD_FILES`] digests, an empty answer; the upstream
+    /// fetches them from its own parent in the background), authorizing first if needed.
+    pub async fn download_files(&mut self, digests: &[[u8; 20]]) -> Result<(), SyncError> {
+        for chunk in digests.chunks(sss::MAX_DOWNLOAD_FILES) {
+            self.op(|c| sss::DownloadFiles {
+                cookie: c.clone(),
+                file_digests: chunk.to_vec(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// GetAuthConfig → GetAuthorizationCookie → GetCookie.
     async fn authorize(&mut self) -> Result<(), SyncError> {
         let url = self.client.url(sync_url());
