@@ -123,12 +123,13 @@ impl Store {
             .keys()
             .collect::<Result<_, _>>()?;
         let old = self.computer_states(id)?;
-        self.txn(|tx| {
+        use super::states::at;
+        self.state_txn(|v| {
             for k in &keys {
-                tx.remove(Tree::Events, k)?;
+                v[at::EVENTS].remove(k)?;
             }
-            super::states::write_states(tx, id, &old, &BTreeMap::new())?;
-            tx.remove(Tree::Computers, id.as_bytes())
+            super::states::write_states(v, id, &old, &BTreeMap::new())?;
+            Ok(v[at::COMPUTERS].remove(id.as_bytes())?.is_some())
         })
     }
 
@@ -185,20 +186,26 @@ impl Store {
             .collect();
         let old_states = self.computer_states(computer_id)?;
         let new_states = self.states_after(computer_id, &added)?;
-        self.txn(|tx| {
-            let mut c: Computer = tx
-                .get(Tree::Computers, computer_id.as_bytes())?
-                .ok_or_else(|| abort(StoreError::NotFound(format!("computer {computer_id}"))))?;
+        use super::states::at;
+        self.state_txn(|v| {
+            let mut c: Computer = match v[at::COMPUTERS].get(computer_id.as_bytes())? {
+                Some(b) => dec("computers", &b).map_err(abort)?,
+                None => {
+                    return Err(abort(StoreError::NotFound(format!(
+                        "computer {computer_id}"
+                    ))))
+                }
+            };
             let mut new = 0;
-            for (k, v) in &rows {
-                if tx.get_raw(Tree::Events, k)?.is_none() {
+            for (k, val) in &rows {
+                if v[at::EVENTS].get(k)?.is_none() {
                     new += 1;
                 }
-                tx.put_raw(Tree::Events, k, v)?;
+                v[at::EVENTS].insert(k.as_slice(), val.as_slice())?;
             }
             c.last_report_unix = Some(received_unix);
-            tx.put(Tree::Computers, computer_id.as_bytes(), &c)?;
-            super::states::write_states(tx, computer_id, &old_states, &new_states)?;
+            v[at::COMPUTERS].insert(computer_id.as_bytes(), enc(&c).map_err(abort)?)?;
+            super::states::write_states(v, computer_id, &old_states, &new_states)?;
             Ok(new)
         })
     }

@@ -122,7 +122,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use schema::Tree;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
@@ -250,12 +249,6 @@ struct Tx<'a>(&'a [TransactionalTree]);
 impl Tx<'_> {
     fn get_raw(&self, i: Tree, key: &[u8]) -> TxResult<Option<sled::IVec>> {
         Ok(self.0[i.index()].get(key)?)
-    }
-    fn get<T: DeserializeOwned>(&self, i: Tree, key: &[u8]) -> TxResult<Option<T>> {
-        match self.0[i.index()].get(key)? {
-            Some(v) => Ok(Some(schema::dec(i.name(), &v).map_err(abort)?)),
-            None => Ok(None),
-        }
     }
     fn put_raw(&self, i: Tree, key: &[u8], value: &[u8]) -> TxResult<()> {
         self.0[i.index()].insert(key, value)?;

@@ -30,7 +30,9 @@
 //! | `rollup_sent` | computer id (UTF-8) | [`RollupSent`](super::RollupSent) JSON (own rollup upstream; side tree) |
 //!
 //! Values are JSON (serde_json): self-describing, debuggable, fast enough; the three state
-//! trees are the exception (fixed-width binary: 20 million states for 10,000 computers). Keys are fixed-width
+//! trees are the exception (fixed-width binary: 20 million states for 10,000 computers). They are side trees, outside
+//! the every-tree transaction: `states.rs` writes them with `computers` and `events` in a
+//! transaction of its own. Keys are fixed-width
 //! big-endian so that sled's byte order is the natural order.
 
 use std::io::Read;
@@ -83,17 +85,11 @@ pub enum Tree {
     DeploymentsB,
     /// `wire_blobs`: cached compressed wire forms of revisions.
     WireBlobs,
-    /// `states`: each own computer's derived update states.
-    States,
-    /// `states_by_update`: the same states keyed by update first.
-    StatesByUpdate,
-    /// `state_counts`: per-computer counts of the states.
-    StateCounts,
 }
 
 impl Tree {
     /// Every metadata tree, in the order of the transaction's view.
-    pub const ALL: [Tree; 20] = [
+    pub const ALL: [Tree; 17] = [
         Tree::Content,
         Tree::Revisions,
         Tree::Xml,
@@ -111,9 +107,6 @@ impl Tree {
         Tree::DepLog,
         Tree::DeploymentsB,
         Tree::WireBlobs,
-        Tree::States,
-        Tree::StatesByUpdate,
-        Tree::StateCounts,
     ];
 
     /// The sled tree name.
@@ -136,9 +129,6 @@ impl Tree {
             Tree::DepLog => "dep_log",
             Tree::DeploymentsB => "deployments_b",
             Tree::WireBlobs => "wire_blobs",
-            Tree::States => "states",
-            Tree::StatesByUpdate => "states_by_update",
-            Tree::StateCounts => "state_counts",
         }
     }
 
@@ -156,6 +146,13 @@ pub const DS_SERVERS: &str = "ds_servers";
 pub const DS_COMPUTERS: &str = "ds_computers";
 /// Their per-update states (side tree; written together with `ds_computers`).
 pub const DS_STATUS: &str = "ds_status";
+/// Each own computer's derived update states (side tree, `states.rs`; written in one
+/// transaction with `computers` and `events`).
+pub const STATES: &str = "states";
+/// The same states keyed by update first (side tree).
+pub const STATES_BY_UPDATE: &str = "states_by_update";
+/// Per-computer counts of those states (side tree).
+pub const STATE_COUNTS: &str = "state_counts";
 /// What this server last rolled up to its upstream, per computer (side tree).
 pub const ROLLUP_SENT: &str = "rollup_sent";
 

@@ -3,8 +3,11 @@
 //! the events (ingest, trim, prune, removal) so the views read them instead of re-deriving
 //! every computer's events on every query.
 //!
-//! Three metadata trees, written in the same transaction as the events that changed them
-//! (layouts in `schema.rs`):
+//! Three side trees, written in one transaction ([`Store::state_txn`]) with the `computers`
+//! and `events` changes that changed them (layouts in `schema.rs`). They stay out of the
+//! every-tree transaction set: three more trees there made a full disk lose a write that had
+//! been acknowledged before it (`tests/disk_full.rs` caught it; the cause is in sled, not
+//! found):
 //! - `states`: computer id → the computer's states, a fixed-width binary list sorted by update
 //!   id (2,000 updates a computer is 60 KB here, several times that as JSON);
 //! - `states_by_update`: update id ‖ computer id → one state (`updates status` reads one
@@ -25,7 +28,9 @@ use uuid::Uuid;
 use super::compliance::{derive_states, StatusRecord, UpdateState};
 use super::computers::StatusCounts;
 use super::schema::{self, Tree};
-use super::{ReportedEvent, Store, StoreError, Tx, TxResult};
+use sled::transaction::{Transactional, TransactionalTree};
+
+use super::{ReportedEvent, Store, StoreError, TxResult};
 
 /// `meta` key: present while stored states still have to be derived for every computer.
 pub(super) const META_STATES_PENDING: &[u8] = b"states_pending";
@@ -149,46 +154,70 @@ fn decode_counts(v: &[u8]) -> Result<StatusCounts, StoreError> {
     })
 }
 
+/// The trees of a [`Store::state_txn`], by position in its view.
+pub(super) mod at {
+    /// `computers`.
+    pub const COMPUTERS: usize = 0;
+    /// `events`.
+    pub const EVENTS: usize = 1;
+    pub(super) const STATES: usize = 2;
+    pub(super) const BY_UPDATE: usize = 3;
+    pub(super) const COUNTS: usize = 4;
+}
+
 /// Writes the difference between a computer's stored states `old` and its derived states
-/// `new` (inside the caller's transaction).
+/// `new` (inside the caller's [`Store::state_txn`]).
 pub(super) fn write_states(
-    tx: &Tx<'_>,
+    v: &[TransactionalTree],
     computer: &str,
     old: &BTreeMap<Uuid, StatusRecord>,
     new: &BTreeMap<Uuid, StatusRecord>,
 ) -> TxResult<()> {
     for id in old.keys().filter(|id| !new.contains_key(id)) {
-        tx.remove(Tree::StatesByUpdate, &by_update_key(id, computer))?;
+        v[at::BY_UPDATE].remove(by_update_key(id, computer))?;
     }
     for (id, r) in new.iter().filter(|(id, r)| old.get(id) != Some(r)) {
-        tx.put_raw(
-            Tree::StatesByUpdate,
-            &by_update_key(id, computer),
-            &encode_value(r),
-        )?;
+        v[at::BY_UPDATE].insert(by_update_key(id, computer), &encode_value(r)[..])?;
     }
     if new.is_empty() {
-        tx.remove(Tree::States, computer.as_bytes())?;
-        tx.remove(Tree::StateCounts, computer.as_bytes())?;
+        v[at::STATES].remove(computer.as_bytes())?;
+        v[at::COUNTS].remove(computer.as_bytes())?;
     } else if old != new {
-        tx.put_raw(Tree::States, computer.as_bytes(), &encode_states(new))?;
-        tx.put_raw(
-            Tree::StateCounts,
-            computer.as_bytes(),
-            &encode_counts(counts_of(new)),
-        )?;
+        v[at::STATES].insert(computer.as_bytes(), encode_states(new))?;
+        v[at::COUNTS].insert(computer.as_bytes(), &encode_counts(counts_of(new))[..])?;
     }
     Ok(())
 }
 
 impl Store {
+    /// One transaction over `computers`, `events` and the three state trees (positions in
+    /// [`at`]): a computer's events and its stored states change together.
+    pub(super) fn state_txn<A>(
+        &self,
+        f: impl Fn(&[TransactionalTree]) -> TxResult<A>,
+    ) -> Result<A, StoreError> {
+        let trees = [
+            self.tree(Tree::Computers)?,
+            self.tree(Tree::Events)?,
+            self.named_tree(schema::STATES)?,
+            self.named_tree(schema::STATES_BY_UPDATE)?,
+            self.named_tree(schema::STATE_COUNTS)?,
+        ];
+        let view: Vec<&sled::Tree> = trees.iter().collect();
+        let r = view.as_slice().transaction(|v| f(v));
+        self.noted(r.map_err(StoreError::from))
+    }
+
     /// Every update's state on one of this server's own computers: the stored form of
     /// [`derive_states`] over its events (empty for a computer that never reported).
     pub fn computer_states(
         &self,
         computer_id: &str,
     ) -> Result<BTreeMap<Uuid, StatusRecord>, StoreError> {
-        match self.tree(Tree::States)?.get(computer_id.as_bytes())? {
+        match self
+            .named_tree(schema::STATES)?
+            .get(computer_id.as_bytes())?
+        {
             Some(v) => decode_states(&v),
             None => Ok(BTreeMap::new()),
         }
@@ -205,7 +234,7 @@ impl Store {
 
     /// One update's state on every own computer that has one, by computer id.
     pub fn update_states(&self, update: &Uuid) -> Result<Vec<(String, StatusRecord)>, StoreError> {
-        self.tree(Tree::StatesByUpdate)?
+        self.named_tree(schema::STATES_BY_UPDATE)?
             .scan_prefix(update.as_bytes())
             .map(|kv| {
                 let (k, v) = kv?;
@@ -219,7 +248,7 @@ impl Store {
 
     /// Needed / failed / installed counts of every own computer with stored states.
     pub fn all_status_counts(&self) -> Result<HashMap<String, StatusCounts>, StoreError> {
-        self.tree(Tree::StateCounts)?
+        self.named_tree(schema::STATE_COUNTS)?
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -232,7 +261,10 @@ impl Store {
 
     /// Needed / failed / installed counts of one computer (zero when it never reported).
     pub fn status_counts(&self, computer_id: &str) -> Result<StatusCounts, StoreError> {
-        match self.tree(Tree::StateCounts)?.get(computer_id.as_bytes())? {
+        match self
+            .named_tree(schema::STATE_COUNTS)?
+            .get(computer_id.as_bytes())?
+        {
             Some(v) => decode_counts(&v),
             None => Ok(StatusCounts::default()),
         }
@@ -244,7 +276,7 @@ impl Store {
         let old = self.computer_states(computer_id)?;
         let new = self.derived_computer_states(computer_id)?;
         if old != new {
-            self.txn(|tx| write_states(tx, computer_id, &old, &new))?;
+            self.state_txn(|v| write_states(v, computer_id, &old, &new))?;
         }
         Ok(())
     }
@@ -453,8 +485,12 @@ mod tests {
                 }
             }
             // What a schema-1 store holds: events, no state trees, version 1.
-            for tr in [Tree::States, Tree::StatesByUpdate, Tree::StateCounts] {
-                s.tree(tr).unwrap().clear().unwrap();
+            for tr in [
+                schema::STATES,
+                schema::STATES_BY_UPDATE,
+                schema::STATE_COUNTS,
+            ] {
+                s.named_tree(tr).unwrap().clear().unwrap();
             }
             s.tree(Tree::Meta)
                 .unwrap()
