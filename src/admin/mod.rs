@@ -33,6 +33,10 @@
 //! | `POST /api/cleanup?dry_run=1` | `cleanup` |
 //! | `POST /api/export`, `POST /api/import` | `export`, `import` ([`transfer`]) |
 //! | `GET /api/status` | `status` |
+//!
+//! The status page (HTML, [`page`]) is `GET /`; its per-update and per-computer views are
+//! `GET /updates/status?id=ID|KB` and `GET /computers/show?name=NAME|ID` (the JSON paths
+//! without `/api`, rendered from the same functions).
 
 pub mod api;
 pub mod auth;
@@ -41,6 +45,7 @@ pub mod compliance;
 mod content_cache;
 pub mod ops;
 pub mod page;
+mod page_compliance;
 mod query;
 pub mod transfer;
 pub mod types;
@@ -419,7 +424,12 @@ async fn dispatch(
         state.failures.record(peer.ip(), instant);
     }
     if !bearer && !cookie {
-        if method == Method::GET && (path.is_empty() || path == "/login") {
+        if method == Method::GET
+            && (path.is_empty()
+                || path == "/login"
+                || path == page_compliance::UPDATE_PATH
+                || path == page_compliance::COMPUTER_PATH)
+        {
             return page::login_form(StatusCode::UNAUTHORIZED, None);
         }
         let mut r = error(&ApiError {
@@ -436,6 +446,12 @@ async fn dispatch(
     match (&method, path.as_str()) {
         (&Method::GET, "") | (&Method::GET, "/login") => page::status_page(&state).await,
         (&Method::GET, "/metrics") => ops::metrics_text(&state).await,
+        (&Method::GET, page_compliance::UPDATE_PATH) => {
+            page_compliance::update_page(&state, q).await
+        }
+        (&Method::GET, page_compliance::COMPUTER_PATH) => {
+            page_compliance::computer_page(&state, q).await
+        }
         (&Method::GET, "/api/status") => ops::status(&state).await,
         (&Method::GET, "/api/updates") => blocking(&state, move |s| api::list_updates(s, &q)).await,
         (&Method::GET, "/api/updates/show") => {

@@ -10,6 +10,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::auth::{SESSION_COOKIE, SESSION_SECS};
 use super::catalog::View;
+use super::page_compliance::{computer_href, search_forms, update_href};
 use super::query::Query;
 use super::types::{ComputerJson, StatusJson};
 use super::{full, with_type, AdminBody, AdminState};
@@ -55,7 +56,8 @@ th{background:#eee}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .grid{display:flex;flex-wrap:wrap;gap:1rem}.card{background:#fff;border:1px solid #ddd;border-radius:.4rem;padding:.8rem 1.2rem;min-width:11rem}\
 .card b{display:block;font-size:1.3rem}form{margin-top:1rem}input{padding:.3rem;min-width:24rem}";
 
-fn page(title: &str, body: &str, auto_refresh: bool) -> String {
+/// A whole HTML page around `body` (already escaped); `title` is escaped here.
+pub(super) fn page(title: &str, body: &str, auto_refresh: bool) -> String {
     let refresh = if auto_refresh {
         "<meta http-equiv=\"refresh\" content=\"60\">"
     } else {
@@ -252,6 +254,7 @@ fn render(s: &StatusJson, x: &Extra) -> String {
         s.computers,
         s.computers_with_failures
     );
+    b.push_str(&search_forms());
     b.push_str("<h2>Top updates by bytes cached</h2>");
     if x.top.is_empty() {
         b.push_str("<p>Nothing cached yet.</p>");
@@ -260,7 +263,8 @@ fn render(s: &StatusJson, x: &Extra) -> String {
         for (id, title, n) in &x.top {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+                "<tr><td><a href=\"{}\">{}</a></td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+                esc(&update_href(id)),
                 esc(title),
                 esc(id),
                 human_bytes(*n)
@@ -299,7 +303,9 @@ fn render(s: &StatusJson, x: &Extra) -> String {
         for c in list {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-id=\"{}\"><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.id),
+                esc(&computer_href(&c.id)),
                 esc(&c.name),
                 esc(&c.groups.join(", ")),
                 c.failed,

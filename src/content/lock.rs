@@ -60,6 +60,7 @@ impl Locks {
         self: &Arc<Self>,
         key: &ContentKey,
         start: impl FnOnce() -> Result<Expected, FetchError>,
+        prepare: impl FnOnce(&Arc<Inflight>, &Expected),
     ) -> Result<Role, FetchError> {
         if let Some(f) = self.dir.open_exact(key)? {
             return Ok(Role::Hit(f));
@@ -76,6 +77,9 @@ impl Locks {
         let expected = start()?;
         let file = self.dir.create_temp(key)?;
         let inf = Arc::new(Inflight::new(key.clone(), file, expected.size));
+        // Before anyone can join: a reader must find the download as it will run (filled by
+        // slices or sequentially), never switch mode after it looked.
+        prepare(&inf, &expected);
         map.insert(key.sha1, inf.clone());
         Ok(Role::Writer(WritePermit {
             inf,
@@ -166,10 +170,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let locks = Locks::new(ContentDir::open(t.path()).unwrap());
         let key = ContentKey::new([7; 20], "cab").unwrap();
-        let Ok(Role::Writer(w)) = locks.acquire(&key, expected) else {
+        let Ok(Role::Writer(w)) = locks.acquire(&key, expected, |_, _| {}) else {
             panic!("first caller must write")
         };
-        let Ok(Role::Reader(r)) = locks.acquire(&key, || panic!("a reader starts nothing")) else {
+        let Ok(Role::Reader(r)) =
+            locks.acquire(&key, || panic!("a reader starts nothing"), |_, _| {})
+        else {
             panic!("second caller must read")
         };
         assert!(Arc::ptr_eq(&r, w.inflight()));
@@ -181,13 +187,15 @@ mod tests {
         );
         assert!(!locks.with_downloading(|busy| busy(&key.sha1)));
         // The next caller writes again; a refused start leaves nothing behind.
-        let Ok(Role::Writer(w)) = locks.acquire(&key, expected) else {
+        let Ok(Role::Writer(w)) = locks.acquire(&key, expected, |_, _| {}) else {
             panic!("a new download after the failed one")
         };
         w.finish(Ok(()));
         let other = ContentKey::new([8; 20], "cab").unwrap();
         assert_eq!(
-            locks.acquire(&other, || Err(FetchError::NoUpstream)).err(),
+            locks
+                .acquire(&other, || Err(FetchError::NoUpstream), |_, _| {})
+                .err(),
             Some(FetchError::NoUpstream)
         );
         assert!(!locks.with_downloading(|busy| busy(&other.sha1)));

@@ -2,6 +2,7 @@
 //! running it as the writer (fetch from upstream, check against what metadata declares,
 //! publish with the hasher's proof, index) and giving it its verdict.
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,13 +23,15 @@ impl ContentCache {
     /// one slice) starts a slice fetch ([`super::slices`]); anything else the sequential one.
     pub(super) fn lookup(&self, key: &ContentKey, ranged: bool) -> Result<Lookup, FetchError> {
         // For the writer: the file's MUUrl and whether the upstream is catalog-only.
-        let mut origin: (Option<String>, bool) = (None, false);
+        let origin: RefCell<(Option<String>, bool)> = RefCell::new((None, false));
+        // The writer's source, chosen (and its slice fetch started) before readers can join.
+        let chosen: RefCell<Option<Source>> = RefCell::new(None);
         let start = || {
             if self.inner.upstream.is_none() {
                 return Err(FetchError::NoUpstream);
             }
             let declared = self.inner.index.expected_file(&key.sha1)?;
-            origin = (
+            *origin.borrow_mut() = (
                 declared.as_ref().and_then(|f| f.upstream_url.clone()),
                 self.inner.index.catalog_only()?,
             );
@@ -48,32 +51,40 @@ impl ContentCache {
                 size: declared.as_ref().map(|f| f.size),
             })
         };
-        match self.inner.locks.acquire(key, start)? {
+        let prepare = |inf: &Arc<super::inflight::Inflight>, expected: &Expected| {
+            let Some(upstream) = self.inner.upstream.as_ref() else {
+                return;
+            };
+            let origin = origin.borrow();
+            let source = Source::choose(
+                upstream.base(),
+                key,
+                origin.1,
+                origin.0.as_deref(),
+                self.inner.requester.get(),
+            );
+            if let Some(size) = expected.size.filter(|s| ranged && *s > slices::SLICE) {
+                let sf = slices::SliceFetch::start(
+                    upstream.slice_source(&source),
+                    inf.file.clone(),
+                    size,
+                    *expected,
+                );
+                let _ = inf.slices.set(sf);
+            }
+            *chosen.borrow_mut() = Some(source);
+        };
+        match self.inner.locks.acquire(key, start, prepare)? {
             Role::Hit(f) => Ok(Lookup::Hit(f)),
             Role::Reader(inf) => Ok(Lookup::Joined(inf)),
             Role::Writer(permit) => {
-                let Some(upstream) = self.inner.upstream.clone() else {
+                let (Some(upstream), Some(source)) =
+                    (self.inner.upstream.clone(), chosen.borrow_mut().take())
+                else {
                     permit.finish(Err(FetchError::NoUpstream));
                     return Err(FetchError::NoUpstream);
                 };
                 let inf = permit.inflight().clone();
-                let expected = permit.expected();
-                let source = Source::choose(
-                    upstream.base(),
-                    key,
-                    origin.1,
-                    origin.0.as_deref(),
-                    self.inner.requester.get(),
-                );
-                if let Some(size) = expected.size.filter(|s| ranged && *s > slices::SLICE) {
-                    let sf = slices::SliceFetch::start(
-                        upstream.slice_source(&source),
-                        inf.file.clone(),
-                        size,
-                        expected,
-                    );
-                    let _ = inf.slices.set(sf);
-                }
                 tracing::info!(key = %key, url = %source.url, slices = inf.slices.get().is_some(), "content miss: fetching");
                 let me = self.clone();
                 tokio::spawn(async move { me.run_fetch(upstream, source, permit).await });
