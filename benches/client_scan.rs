@@ -1,16 +1,21 @@
 //! SyncUpdates under load on a simulated catalog (default 20,000 updates plus the field shapes:
 //! a KB2267602-shaped bundle of bundles, an unapproved prerequisite, drivers): first one cold
 //! full scan (empty cache) per installed state (default 100 states: which detectoids a machine
-//! has), then N returning clients (default 1,000; client i in state i % 100, starting from that
-//! state's cache, as a daily rescan does), each a full scan (handshake, then the layered
-//! SyncUpdates walk to the end), all concurrently over loopback HTTP against one
-//! `ClientService` behind the production router and HTTP loop (what `wsus-edge serve` runs).
+//! has), then N machines (default 1,000; machine i in state i % 100, starting from that
+//! state's cache) scanning for the first time here, then their next daily rescan (renewing the
+//! session with `oldCookie`), all at once and with at most WSUS_EDGE_BENCH_FLEET (default 50)
+//! scanning at a time (agents scan at randomized times; see [`run_clients`]). Each scan is a
+//! full scan (handshake, then the layered SyncUpdates walk to the end), over loopback HTTP
+//! against one `ClientService` behind the production router and HTTP loop (what
+//! `wsus-edge serve` runs).
 //! Also prints the needed-set memo hit rate.
 //! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server CPU per scan and the
 //! server's RSS before/peak/after.
 //!
 //! `cargo bench --bench client_scan` (env: WSUS_EDGE_BENCH_CLIENTS, WSUS_EDGE_BENCH_STATES,
-//! WSUS_EDGE_BENCH_UPDATES,
+//! WSUS_EDGE_BENCH_UPDATES, WSUS_EDGE_BENCH_FLEET,
+//! WSUS_EDGE_BENCH_PAGE=n for a SyncUpdates page size other than the default 30 (WS2025 sends at
+//! most 30; MS-WUSP's product note <55> says WSUS truncates at 200),
 //! WSUS_EDGE_BENCH_INPROC=1 to run the clients inside the server process,
 //! WSUS_EDGE_BENCH_STORE=/some/dir to keep the seeded store between runs).
 //!
@@ -78,17 +83,23 @@ struct ClientStats {
     elapsed: f64,
     /// SyncUpdates latencies in microseconds, sorted.
     lat_us: Vec<u64>,
+    /// Whole scans (handshake + walk) in microseconds, sorted.
+    scan_us: Vec<u64>,
     cpu: f64,
 }
 
 impl ClientStats {
     fn pct(&self, p: f64) -> f64 {
-        if self.lat_us.is_empty() {
-            return 0.0;
-        }
-        self.lat_us[((self.lat_us.len() as f64 * p) as usize).min(self.lat_us.len() - 1)] as f64
-            / 1e3
+        pct_ms(&self.lat_us, p)
     }
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds.
+fn pct_ms(v: &[u64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)] as f64 / 1e3
 }
 
 /// The text between the first `open` and the next `close` (SIMD substring search: the load
@@ -209,9 +220,9 @@ impl RawConn {
     }
 }
 
-/// What one walk did: calls, offered, latencies (µs), and the cache it ends with
-/// (installed non-leaf ids, other cached ids).
-type Walked = (usize, usize, Vec<u64>, Vec<i32>, Vec<i32>);
+/// What one walk did: calls, offered, latencies (µs), the cache it ends with (installed
+/// non-leaf ids, other cached ids) and the last `NewCookie` (its inner XML).
+type Walked = (usize, usize, Vec<u64>, Vec<i32>, Vec<i32>, String);
 
 /// The walk itself; `send` posts one SyncUpdates body and returns (status, response body).
 /// `state` (0..100) picks which detectoids this machine has (a real fleet is not one build);
@@ -321,7 +332,69 @@ where
         lat,
         installed_ids,
         other_ids,
+        cookie,
     )
+}
+
+/// A `Cookie` from the inner XML of a `NewCookie` (what the agent keeps for `oldCookie`).
+fn cookie_of(inner: &str) -> wusp::Cookie {
+    use base64::Engine;
+    let data = between(inner, "<EncryptedData>", "</EncryptedData>").expect("EncryptedData");
+    let exp = between(inner, "<Expiration>", "</Expiration>")
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    wusp::Cookie {
+        expiration: exp,
+        encrypted_data: Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .expect("base64 cookie"),
+        ),
+    }
+}
+
+/// The returning agent's daily start: GetConfig, a new authorization cookie (with its
+/// client-side target group), then GetCookie with yesterday's session cookie as `oldCookie`,
+/// so the server knows what the client already holds (no RegisterComputer: the agent
+/// registers once, and again only when told to).
+async fn renew(a: &mut agent::Agent, group: &str) {
+    a.call(
+        wusp::CLIENT_PATH,
+        &wusp::GetConfig {
+            protocol_version: "2.90".into(),
+        },
+    )
+    .await
+    .expect("GetConfig");
+    let auth = a
+        .call(
+            wusp::SIMPLE_AUTH_PATH,
+            &wusp::GetAuthorizationCookie {
+                client_id: a.client_id.clone(),
+                target_group_name: Some(group.to_string()),
+                dns_name: format!("{}.branch.test", &a.client_id[..8]),
+            },
+        )
+        .await
+        .expect("GetAuthorizationCookie")
+        .result;
+    let c = a
+        .call(
+            wusp::CLIENT_PATH,
+            &wusp::GetCookie {
+                auth_cookies: vec![auth],
+                old_cookie: a.cookie.clone(),
+                last_change: a.last_change,
+                current_time: Some(time::OffsetDateTime::now_utc()),
+                protocol_version: "2.90".into(),
+            },
+        )
+        .await
+        .expect("GetCookie")
+        .result;
+    a.cookie = Some(c);
 }
 
 const GROUPS: [&str; 5] = [
@@ -332,69 +405,163 @@ const GROUPS: [&str; 5] = [
     "Unassigned Computers",
 ];
 
-/// Phase 1: one client per installed state (`states` of them) scans from an empty cache.
-/// Phase 2: `clients` clients, client i in state i % states with that state's cache (a
-/// returning machine's daily scan), each a full scan to the end of the walk.
-async fn run_clients(base: String, clients: usize, states: usize) -> (ClientStats, ClientStats) {
+/// Phase `cold`: one client per installed state (`states` of them) scans from an empty cache,
+/// all at once. Phase `first-burst`: `clients` machines new to this server, machine i in state
+/// i % states with that state's cache (re-imaged, or moved here), all started at once; with
+/// no session cookie to renew, the server assumes nothing and lists every cached update as
+/// changed. Then the same machines' next daily scan (renewing with `oldCookie`, see
+/// [`renew`]): `rescan-burst` starts all of them at once, `rescan-fleet` keeps at most `fleet`
+/// scanning at a time, a new one starting when one finishes. A real fleet is the last shape:
+/// agents scan about every 22 hours at a randomized offset, so even a morning boot storm
+/// spreads a branch's thousand machines over many minutes, and a few dozen scanning at the
+/// same moment is already a heavy hour. `mark(phase)` is called as each phase ends (the
+/// server samples its CPU time there).
+async fn run_clients(
+    base: String,
+    clients: usize,
+    states: usize,
+    fleet: usize,
+    mark: &dyn Fn(&str),
+) -> Vec<(&'static str, ClientStats)> {
     let cpu0 = cpu_s();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..states {
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
             let mut a = agent::Agent::new(&base);
             a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
-            light_scan(&a, s as u8, None).await
+            let w = light_scan(&a, s as u8, None).await;
+            (w, t.elapsed().as_micros() as u64)
         }));
     }
     let mut cold = ClientStats::default();
     let mut caches = Vec::new();
     for t in tasks {
-        let (c, o, l, inst, other) = t.await.expect("client task");
+        let ((c, o, l, inst, other, _), us) = t.await.expect("client task");
         cold.calls += c;
         cold.offered += o;
         cold.lat_us.extend(l);
+        cold.scan_us.push(us);
         caches.push((inst, other));
     }
     cold.elapsed = started.elapsed().as_secs_f64();
     cold.cpu = cpu_s() - cpu0;
     cold.lat_us.sort_unstable();
-    eprintln!(
-        "  {states} cold scans done after {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    cold.scan_us.sort_unstable();
+    mark("cold");
+    eprintln!("  {states} cold scans done after {:.1}s", cold.elapsed);
     let caches = Arc::new(caches);
+    let (burst, fleet_agents) = warm(&base, clients, &caches, clients).await;
+    mark("first-burst");
+    eprintln!(
+        "  {clients} first scans with a cache, all at once: {:.1}s",
+        burst.elapsed
+    );
+    let (rescan_burst, fleet_agents) = rescan(fleet_agents, clients).await;
+    mark("rescan-burst");
+    eprintln!(
+        "  {clients} daily rescans, all at once: {:.1}s",
+        rescan_burst.elapsed
+    );
+    let (rescan_fleet, _) = rescan(fleet_agents, fleet.max(1)).await;
+    mark("rescan-fleet");
+    eprintln!(
+        "  {clients} daily rescans, at most {fleet} at a time: {:.1}s",
+        rescan_fleet.elapsed
+    );
+    vec![
+        ("cold", cold),
+        ("first-burst", burst),
+        ("rescan-burst", rescan_burst),
+        ("rescan-fleet", rescan_fleet),
+    ]
+}
+
+/// One returning machine between its scans: the agent, its state, its cache.
+type Machine = (agent::Agent, usize, (Vec<i32>, Vec<i32>));
+
+/// Every machine's daily rescan, at most `at_once` at a time: renew the session with
+/// `oldCookie` ([`renew`]), then the walk from its cache.
+async fn rescan(machines: Vec<Machine>, at_once: usize) -> (ClientStats, Vec<Machine>) {
     let cpu0 = cpu_s();
     let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
     let mut tasks = Vec::new();
-    for i in 0..clients {
-        let base = base.clone();
-        let caches = caches.clone();
+    for (mut a, s, cache) in machines {
+        let slots = slots.clone();
         tasks.push(tokio::spawn(async move {
-            let s = i % caches.len();
-            let mut a = agent::Agent::new(&base);
-            a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
-            light_scan(&a, s as u8, Some(caches[s].clone())).await
+            let _slot = slots.acquire_owned().await.expect("slots");
+            let t = Instant::now();
+            renew(&mut a, GROUPS[s % GROUPS.len()]).await;
+            let w = light_scan(&a, s as u8, Some(cache)).await;
+            let us = t.elapsed().as_micros() as u64;
+            a.cookie = Some(cookie_of(&w.5));
+            (w, us, a, s)
         }));
     }
     let mut st = ClientStats::default();
-    for (n, t) in tasks.into_iter().enumerate() {
-        let (c, o, l, _, _) = t.await.expect("client task");
-        if (n + 1) % 250 == 0 {
-            eprintln!(
-                "  {} warm scans done after {:.1}s",
-                n + 1,
-                started.elapsed().as_secs_f64()
-            );
-        }
+    let mut out = Vec::new();
+    for t in tasks {
+        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
         st.calls += c;
         st.offered += o;
         st.lat_us.extend(l);
+        st.scan_us.push(us);
+        out.push((a, s, (inst, other)));
     }
     st.elapsed = started.elapsed().as_secs_f64();
     st.cpu = cpu_s() - cpu0;
     st.lat_us.sort_unstable();
-    (cold, st)
+    st.scan_us.sort_unstable();
+    (st, out)
+}
+
+/// `clients` machines new to this server with a cache (client i in state i % states, from
+/// that state's cache: re-imaged or moved from another server, no session cookie to renew),
+/// at most `at_once` scanning at a time; returns them for their daily rescans.
+async fn warm(
+    base: &str,
+    clients: usize,
+    caches: &Arc<Vec<(Vec<i32>, Vec<i32>)>>,
+    at_once: usize,
+) -> (ClientStats, Vec<Machine>) {
+    let cpu0 = cpu_s();
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let base = base.to_string();
+        let caches = caches.clone();
+        let slots = slots.clone();
+        tasks.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("slots");
+            let t = Instant::now();
+            let s = i % caches.len();
+            let mut a = agent::Agent::new(&base);
+            a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
+            let w = light_scan(&a, s as u8, Some(caches[s].clone())).await;
+            let us = t.elapsed().as_micros() as u64;
+            a.cookie = Some(cookie_of(&w.5));
+            (w, us, a, s)
+        }));
+    }
+    let mut st = ClientStats::default();
+    let mut out = Vec::new();
+    for t in tasks {
+        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
+        st.calls += c;
+        st.offered += o;
+        st.lat_us.extend(l);
+        st.scan_us.push(us);
+        out.push((a, s, (inst, other)));
+    }
+    st.elapsed = started.elapsed().as_secs_f64();
+    st.cpu = cpu_s() - cpu0;
+    st.lat_us.sort_unstable();
+    st.scan_us.sort_unstable();
+    (st, out)
 }
 
 /// Server CPU per SyncUpdates call without HTTP or contention: one client handshakes over HTTP,
@@ -475,70 +642,97 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Child role: run the clients against `base`, print the RESULT lines (cold, then warm).
-fn client_main(base: String, clients: usize, states: usize) {
-    let (cold, warm) = runtime().block_on(run_clients(base, clients, states));
-    for (tag, st) in [("COLD", cold), ("WARM", warm)] {
+/// Child role: run the clients against `base`; print `PHASE name` as each phase ends, then
+/// one RESULT line per phase.
+fn client_main(base: String, clients: usize, states: usize, fleet: usize) {
+    use std::io::Write;
+    let mark = |phase: &str| {
+        println!("PHASE {phase}");
+        let _ = std::io::stdout().flush();
+    };
+    let phases = runtime().block_on(run_clients(base, clients, states, fleet, &mark));
+    for (tag, st) in phases {
         println!(
-            "RESULT{tag} {} {} {} {} {} {} {}",
+            "RESULT {tag} {} {} {} {} {} {} {} {} {}",
             st.calls,
             st.offered,
             st.elapsed,
             st.pct(0.5),
             st.pct(0.99),
             st.pct(1.0),
-            st.cpu
+            st.cpu,
+            pct_ms(&st.scan_us, 0.5),
+            pct_ms(&st.scan_us, 0.99),
         );
     }
 }
 
-fn parse_result(out: &str, tag: &str) -> ClientStats {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(&format!("RESULT{tag} ")))
-        .expect("client RESULT line");
-    let f: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().expect("number"))
-        .collect();
-    ClientStats {
-        calls: f[0] as usize,
-        offered: f[1] as usize,
-        elapsed: f[2],
-        // p50, p99, max kept as three samples in ms·1000.
-        lat_us: vec![
-            (f[3] * 1e3) as u64,
-            (f[4] * 1e3) as u64,
-            (f[5] * 1e3) as u64,
-        ],
-        cpu: f[6],
+/// What a phase measured, as the report needs it (from the child's RESULT line or in-process).
+#[derive(Debug, Default, Clone)]
+struct PhaseReport {
+    calls: usize,
+    offered: usize,
+    elapsed: f64,
+    /// SyncUpdates p50, p99, max (ms).
+    lat: [f64; 3],
+    /// Load-generator CPU seconds.
+    cpu: f64,
+    /// Whole-scan p50, p99 (ms).
+    scan: [f64; 2],
+}
+
+impl From<&ClientStats> for PhaseReport {
+    fn from(st: &ClientStats) -> Self {
+        PhaseReport {
+            calls: st.calls,
+            offered: st.offered,
+            elapsed: st.elapsed,
+            lat: [st.pct(0.5), st.pct(0.99), st.pct(1.0)],
+            cpu: st.cpu,
+            scan: [pct_ms(&st.scan_us, 0.5), pct_ms(&st.scan_us, 0.99)],
+        }
     }
 }
 
-fn report(label: &str, n: usize, st: &ClientStats, inproc: bool, proc_cpu: f64) {
+fn parse_result(out: &str, tag: &str) -> PhaseReport {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("RESULT {tag} ")))
+        .expect("client RESULT line");
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(2)
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    PhaseReport {
+        calls: f[0] as usize,
+        offered: f[1] as usize,
+        elapsed: f[2],
+        lat: [f[3], f[4], f[5]],
+        cpu: f[6],
+        scan: [f[7], f[8]],
+    }
+}
+
+fn report(label: &str, n: usize, st: &PhaseReport, inproc: bool, server_cpu: f64) {
     let el = st.elapsed;
     println!(
-        "{label}: {n} full scans ({}): {:.1} full scans/s ({el:.1}s), {:.0} SyncUpdates/s, {:.1} calls/scan, {:.1} offered/scan",
+        "{label}: {n} full scans ({}): {:.1} full scans/s ({el:.2}s), {:.0} SyncUpdates/s, {:.1} calls/scan, {:.1} offered/scan",
         if inproc { "in-process" } else { "separate client process" },
         n as f64 / el,
         st.calls as f64 / el,
         st.calls as f64 / n as f64,
         st.offered as f64 / n as f64
     );
-    let (p50, p99, max) = if inproc {
-        (st.pct(0.5), st.pct(0.99), st.pct(1.0))
-    } else {
-        (
-            st.lat_us[0] as f64 / 1e3,
-            st.lat_us[1] as f64 / 1e3,
-            st.lat_us[2] as f64 / 1e3,
-        )
-    };
-    println!("  SyncUpdates latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    let [p50, p99, max] = st.lat;
     println!(
-        "  CPU: server {:.2} ms per scan (handshake included), load generator {:.2} ms per scan",
-        proc_cpu * 1e3 / n as f64,
+        "  SyncUpdates latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; whole scan (handshake + walk) p50 {:.1} ms, p99 {:.1} ms",
+        st.scan[0], st.scan[1]
+    );
+    println!(
+        "  CPU: server {:.2} ms per scan, {:.0} µs per SyncUpdates (handshakes included), load generator {:.2} ms per scan",
+        server_cpu * 1e3 / n as f64,
+        server_cpu * 1e6 / st.calls.max(1) as f64,
         st.cpu * 1e3 / n as f64,
     );
 }
@@ -546,9 +740,11 @@ fn report(label: &str, n: usize, st: &ClientStats, inproc: bool, proc_cpu: f64) 
 fn main() {
     let clients = env_usize("WSUS_EDGE_BENCH_CLIENTS", 1000);
     let states = env_usize("WSUS_EDGE_BENCH_STATES", 100).clamp(1, 250);
+    let fleet = env_usize("WSUS_EDGE_BENCH_FLEET", 50);
     if let Ok(base) = std::env::var("WSUS_EDGE_BENCH_BASE") {
-        return client_main(base, clients, states);
+        return client_main(base, clients, states, fleet);
     }
+    let page_size = env_usize("WSUS_EDGE_BENCH_PAGE", wusp::PAGE_SIZE);
     let updates = env_usize("WSUS_EDGE_BENCH_UPDATES", 20_000);
     let inproc = std::env::var("WSUS_EDGE_BENCH_INPROC").is_ok_and(|v| v == "1");
     runtime().block_on(async move {
@@ -589,11 +785,13 @@ fn main() {
                         registrations_per_minute: u32::MAX,
                         ..Default::default()
                     },
+                    page_size,
                     ..Options::default()
                 },
             )
             .unwrap(),
         );
+        println!("SyncUpdates page size: {page_size}");
         let t = Instant::now();
         let idx = svc.index().unwrap();
         println!(
@@ -621,46 +819,78 @@ fn main() {
                 peak
             })
         };
+        // Server CPU per phase: sampled as each phase ends (the child says so on stdout).
         let cpu0 = cpu_s();
-        let (cold, warm) = if inproc {
-            run_clients(base.clone(), clients, states).await
+        let marks = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+        let phases: Vec<(String, PhaseReport)> = if inproc {
+            let m = marks.clone();
+            let mark = move |_: &str| m.lock().unwrap().push(cpu_s());
+            run_clients(base.clone(), clients, states, fleet, &mark)
+                .await
+                .iter()
+                .map(|(t, st)| (t.to_string(), PhaseReport::from(st)))
+                .collect()
         } else {
             let exe = std::env::current_exe().unwrap();
-            let child = std::process::Command::new(exe)
+            let mut child = std::process::Command::new(exe)
                 .env("WSUS_EDGE_BENCH_BASE", &base)
                 .env("WSUS_EDGE_BENCH_CLIENTS", clients.to_string())
                 .env("WSUS_EDGE_BENCH_STATES", states.to_string())
+                .env("WSUS_EDGE_BENCH_FLEET", fleet.to_string())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::inherit())
                 .spawn()
                 .unwrap();
-            let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(out.status.success(), "client process failed");
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            (parse_result(&text, "COLD"), parse_result(&text, "WARM"))
+            let m = marks.clone();
+            let text = tokio::task::spawn_blocking(move || {
+                use std::io::BufRead;
+                let mut text = String::new();
+                let out = child.stdout.take().expect("child stdout");
+                for line in std::io::BufReader::new(out).lines() {
+                    let line = line.expect("child output");
+                    if line.starts_with("PHASE ") {
+                        m.lock().unwrap().push(cpu_s());
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                assert!(child.wait().unwrap().success(), "client process failed");
+                text
+            })
+            .await
+            .unwrap();
+            ["cold", "first-burst", "rescan-burst", "rescan-fleet"]
+                .iter()
+                .map(|t| (t.to_string(), parse_result(&text, t)))
+                .collect()
         };
-        let proc_cpu = cpu_s() - cpu0;
         done.store(true, Ordering::Relaxed);
         let rss_peak = sampler.join().unwrap().max(rss0);
-        // Server CPU is split between the phases by their share of SyncUpdates calls.
-        let share = cold.calls as f64 / (cold.calls + warm.calls).max(1) as f64;
-        report(
-            &format!("cold (empty cache, {states} distinct installed states)"),
-            states,
-            &cold,
-            inproc,
-            proc_cpu * share,
-        );
-        report(
-            &format!("warm ({clients} returning clients in {states} installed states)"),
-            clients,
-            &warm,
-            inproc,
-            proc_cpu * (1.0 - share),
-        );
+        let marks = marks.lock().unwrap().clone();
+        let mut prev = cpu0;
+        for (k, (tag, st)) in phases.iter().enumerate() {
+            let at = marks.get(k).copied().unwrap_or(prev);
+            let (label, n) = match tag.as_str() {
+                "cold" => (
+                    format!("cold (empty cache, {states} distinct installed states, all at once)"),
+                    states,
+                ),
+                "first-burst" => (
+                    format!("first scan with a cache ({clients} machines new to this server in {states} installed states, no cookie to renew, all started at once)"),
+                    clients,
+                ),
+                "rescan-burst" => (
+                    format!("daily rescan ({clients} machines renewing with oldCookie, all started at once)"),
+                    clients,
+                ),
+                _ => (
+                    format!("daily rescan, fleet ({clients} machines renewing with oldCookie, at most {fleet} scanning at a time)"),
+                    clients,
+                ),
+            };
+            report(&label, n, st, inproc, at - prev);
+            prev = at;
+        }
         let (h, m) = svc.index().unwrap().memo_counts();
         let (h, m) = (h - memo0.0, m - memo0.1);
         println!(

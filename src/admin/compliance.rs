@@ -2,8 +2,10 @@
 //! downstream servers) with their needed / failed / installed counts and filters (`--stale`,
 //! `--group`, `--status`, `--include-downstream`), one computer's per-update states with the
 //! last change and error code, one update's state on every computer (`updates status`), and
-//! the server-side group moves and removals. States come from
-//! [`crate::store::derive_states`] (own clients) and from the rollup records (downstream).
+//! the server-side group moves and removals. States come from the stored form of
+//! [`crate::store::derive_states`] (own clients: kept current on every report, so a view
+//! reads one update's or one computer's states and the per-computer counts, never every
+//! computer's events) and from the rollup records (downstream).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,8 +46,10 @@ pub struct Row {
     pub last_report_unix: Option<i64>,
     /// The downstream server it was rolled up from: (id, name).
     pub downstream: Option<(Uuid, String)>,
-    /// Per-update states.
+    /// Per-update states: all of them, or only the update asked for (see [`Want`]).
     pub states: BTreeMap<Uuid, State>,
+    /// (needed, failed, installed) over all its updates.
+    pub counts: (usize, usize, usize),
     /// OS as reported.
     pub os_version: Option<String>,
     /// Agent version.
@@ -59,38 +63,68 @@ pub struct Row {
 impl Row {
     /// (needed, failed, installed).
     pub fn counts(&self) -> (usize, usize, usize) {
-        let mut c = (0, 0, 0);
-        for s in self.states.values() {
-            match s.state {
-                UpdateState::Needed => c.0 += 1,
-                UpdateState::Failed => c.1 += 1,
-                UpdateState::Installed => c.2 += 1,
-                _ => {}
-            }
-        }
-        c
+        self.counts
     }
 }
 
-/// Every computer with its states: own clients, then (when asked) rolled-up ones.
-pub fn load_rows(store: &Store, include_downstream: bool) -> ApiResult<Vec<Row>> {
+/// Which per-update states [`load_rows`] reads (the counts always come along).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// None: lists and summaries need the counts only.
+    Counts,
+    /// Every update's (`computers show`).
+    All,
+    /// One update's (`updates status`).
+    One(Uuid),
+}
+
+fn counted<'a>(states: impl Iterator<Item = &'a UpdateState>) -> (usize, usize, usize) {
+    let mut c = (0, 0, 0);
+    for s in states {
+        match s {
+            UpdateState::Needed => c.0 += 1,
+            UpdateState::Failed => c.1 += 1,
+            UpdateState::Installed => c.2 += 1,
+            _ => {}
+        }
+    }
+    c
+}
+
+fn own_state(r: crate::store::StatusRecord) -> State {
+    State {
+        state: r.state,
+        last_change_unix: r.last_change_unix,
+        error_code: r.error_code,
+    }
+}
+
+/// Every computer with its counts and the states `want` names: own clients (from the stored
+/// states, `store/states.rs`), then (when asked) rolled-up ones.
+pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResult<Vec<Row>> {
     let mut rows = Vec::new();
-    for c in store.computers()? {
-        let states = store
-            .computer_states(&c.id)?
+    let counts = store.all_status_counts()?;
+    let mut one: HashMap<String, State> = match want {
+        Want::One(u) => store
+            .update_states(&u)?
             .into_iter()
-            .map(|(id, r)| {
-                (
-                    id,
-                    State {
-                        state: r.state,
-                        last_change_unix: r.last_change_unix,
-                        error_code: r.error_code,
-                    },
-                )
-            })
-            .collect();
+            .map(|(c, r)| (c, own_state(r)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    for c in store.computers()? {
+        let states: BTreeMap<Uuid, State> = match want {
+            Want::Counts => BTreeMap::new(),
+            Want::All => store
+                .computer_states(&c.id)?
+                .into_iter()
+                .map(|(id, r)| (id, own_state(r)))
+                .collect(),
+            Want::One(u) => one.remove(&c.id).map(|s| (u, s)).into_iter().collect(),
+        };
+        let n = counts.get(&c.id).copied().unwrap_or_default();
         rows.push(Row {
+            counts: (n.needed, n.failed, n.installed),
             id: c.id,
             name: c.name,
             groups: c.groups,
@@ -111,9 +145,15 @@ pub fn load_rows(store: &Store, include_downstream: bool) -> ApiResult<Vec<Row>>
             .map(|s| (s.id, s.name))
             .collect();
         for c in store.downstream_computers()? {
-            let states = store
-                .downstream_states(&c.id)?
+            let all = store.downstream_states(&c.id)?;
+            let counts = counted(all.values().map(|s| &s.state));
+            let states = all
                 .into_iter()
+                .filter(|(id, _)| match want {
+                    Want::Counts => false,
+                    Want::All => true,
+                    Want::One(u) => *id == u,
+                })
                 .map(|(id, s)| {
                     (
                         id,
@@ -137,6 +177,7 @@ pub fn load_rows(store: &Store, include_downstream: bool) -> ApiResult<Vec<Row>>
                 last_report_unix: c.last_report_unix,
                 downstream: Some((c.parent_server, server_name)),
                 states,
+                counts,
                 os_version: c.os_description,
                 client_version: c.client_version,
                 registered_unix: None,
@@ -202,7 +243,7 @@ pub fn list_computers(state: &AdminState, q: &Query) -> ApiResult<Vec<ComputerJs
             )));
         }
     }
-    let rows = load_rows(&state.store, q.flag("include_downstream"))?;
+    let rows = load_rows(&state.store, q.flag("include_downstream"), Want::Counts)?;
     let mut out = Vec::new();
     for r in &rows {
         let in_group = match group {
@@ -275,12 +316,34 @@ pub fn hresult_text(hr: i32) -> String {
 /// error code.
 pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJson> {
     let arg = q.get("name").ok_or_else(|| ApiError::bad("missing name"))?;
-    let rows = load_rows(&state.store, true)?;
+    let rows = load_rows(&state.store, true, Want::Counts)?;
     let c = find_row(&rows, arg)?;
+    let states: BTreeMap<Uuid, State> = match &c.downstream {
+        None => state
+            .store
+            .computer_states(&c.id)?
+            .into_iter()
+            .map(|(id, r)| (id, own_state(r)))
+            .collect(),
+        Some(_) => state
+            .store
+            .downstream_states(&c.id)?
+            .into_iter()
+            .map(|(id, s)| {
+                (
+                    id,
+                    State {
+                        state: s.state,
+                        last_change_unix: s.last_change_unix,
+                        error_code: None,
+                    },
+                )
+            })
+            .collect(),
+    };
     let names = group_names(&state.store)?;
     let titles = titles(&state.store)?;
-    let updates = c
-        .states
+    let updates = states
         .iter()
         .map(|(id, s)| ComputerUpdateJson {
             id: id.to_string(),
@@ -328,7 +391,7 @@ pub struct RemoveRequest {
 /// `computers move NAME|ID --group G`: server-side targeting; the computer is offered what
 /// G's approvals (and its parents') give at its next scan. Own clients only.
 pub fn move_computer(state: &AdminState, req: &MoveRequest) -> ApiResult<ChangedJson> {
-    let rows = load_rows(&state.store, true)?;
+    let rows = load_rows(&state.store, true, Want::Counts)?;
     let c = find_row(&rows, &req.name)?;
     if let Some((_, server)) = &c.downstream {
         return Err(ApiError::conflict(format!(
@@ -362,7 +425,7 @@ pub fn move_computer(state: &AdminState, req: &MoveRequest) -> ApiResult<Changed
 
 /// `computers remove NAME|ID`: forgets an own client (and its events) or a rolled-up one.
 pub fn remove_computer(state: &AdminState, req: &RemoveRequest) -> ApiResult<ChangedJson> {
-    let rows = load_rows(&state.store, true)?;
+    let rows = load_rows(&state.store, true, Want::Counts)?;
     let c = find_row(&rows, &req.name)?;
     if c.downstream.is_some() {
         state.store.remove_downstream_computer(&c.id)?;
@@ -451,7 +514,7 @@ pub fn update_status(state: &AdminState, q: &Query) -> ApiResult<UpdateStatusJso
     }
     let rec = &found[0].record;
     let id = rec.key.update_id;
-    let rows = load_rows(&state.store, true)?;
+    let rows = load_rows(&state.store, true, Want::One(id))?;
     let mut counts = StateCounts::default();
     let mut computers = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -497,7 +560,7 @@ pub struct Summary {
 
 /// The summary over every computer (blocking).
 pub fn summary(store: &Store) -> ApiResult<Summary> {
-    let rows = load_rows(store, true)?;
+    let rows = load_rows(store, true, Want::Counts)?;
     let week_ago = now_unix() - 7 * 86400;
     let mut s = Summary {
         downstream_servers: store.downstream_servers()?.len(),

@@ -62,7 +62,10 @@ impl SoapService for SoapEndpoint {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let tls = req.headers.get(crate::http::tls::TLS_MARK_HEADER).is_some();
+            // Waits its turn (fair) for one of the few answering slots; never closed.
+            let permit = svc.gate().clone().acquire_owned().await.ok();
             let joined = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 svc.handle(&Request {
                     endpoint,
                     soap_action: req.soap_action.as_deref(),

@@ -164,6 +164,14 @@ impl Default for Options {
     }
 }
 
+/// Requests answered at once: two per core (a store read may wait on the disk), at least 4.
+fn handlers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .max(4)
+}
+
 /// An error inside an operation, turned into a fault by [`ClientService::handle`].
 #[derive(Debug)]
 pub(crate) enum OpError {
@@ -218,6 +226,8 @@ pub struct ClientService {
     build: Mutex<()>,
     limits: Limits,
     registrations: limits::Registrations,
+    /// Requests answered at once on the blocking pool (see [`ClientService::gate`]).
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl ClientService {
@@ -237,6 +247,7 @@ impl ClientService {
             index: Mutex::new(None),
             last: Mutex::new(None),
             build: Mutex::new(()),
+            gate: Arc::new(tokio::sync::Semaphore::new(handlers())),
             limits: Limits {
                 max_depth: 32,
                 max_elements: 200_000,
@@ -245,6 +256,15 @@ impl ClientService {
                 ..Limits::default()
             },
         })
+    }
+
+    /// Admission to answering: the HTTP adapter holds a permit while a request runs on the
+    /// blocking pool. Answers are CPU work of well under a millisecond, so a few at once keep
+    /// the cores busy; the rest wait in arrival order (the semaphore is fair) instead of each
+    /// taking a blocking-pool thread, where a thousand clients starting together became
+    /// hundreds of threads sharing two cores, and every answer waited for all of them.
+    pub fn gate(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.gate
     }
 
     /// The store.

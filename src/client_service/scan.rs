@@ -127,24 +127,20 @@ impl ClientService {
         // and the client's cached ids, never the whole catalog.
         let scope = idx.scope(&filter);
         let needed = idx.needed(&filter, &scope, &installed);
-        let mut cached_ids: Vec<i32> = installed_ids
+        // The client's cached ids as a set of entries (duplicates fold, no sort of the
+        // thousands of ids a late page carries); ids that name no newest revision are out of
+        // scope as they are.
+        let mut cached = EntrySet::new(idx.entries.len());
+        let mut out_of_scope: Vec<i32> = Vec::new();
+        for &id in installed_ids
             .iter()
             .chain(p.other_cached.as_deref().unwrap_or(&[]))
-            .copied()
-            .collect();
-        cached_ids.sort_unstable();
-        cached_ids.dedup();
-        let mut cached = EntrySet::new(idx.entries.len());
-        let cached_entries: Vec<(i32, Option<u32>)> = cached_ids
-            .iter()
-            .map(|&id| {
-                let e = idx.entry_of(id);
-                if let Some(i) = e {
-                    cached.insert(i);
-                }
-                (id, e)
-            })
-            .collect();
+        {
+            match idx.entry_of(id) {
+                Some(i) => cached.insert(i),
+                None => out_of_scope.push(id),
+            }
+        }
         let info = |i: u32, xml: bool| {
             let e = &idx.entries[i as usize];
             UpdateInfoOut {
@@ -172,17 +168,18 @@ impl ClientService {
         }
         // Cached ids: still needed (changed since the cookie's watermark, or not) or out of
         // scope. Watermark 0 (no usable old cookie) = assume every cached update changed.
-        let mut changed_at: Vec<u32> = Vec::new();
-        let mut out_of_scope: Vec<i32> = Vec::new();
-        for &(id, e) in &cached_entries {
-            match e.filter(|i| needed.contains(*i)) {
-                Some(i) if idx.changed[i as usize] > claims.watermark => changed_at.push(i),
-                Some(_) => {}
-                None => out_of_scope.push(id),
-            }
-        }
+        // An entry's id is its local id, so both lists come out in id order.
+        let changed_at: Vec<u32> = cached
+            .iter_masked(&needed, false)
+            .filter(|i| idx.changed[*i as usize] > claims.watermark)
+            .collect();
+        out_of_scope.extend(
+            cached
+                .iter_masked(&needed, true)
+                .map(|i| idx.entries[i as usize].local_id as i32),
+        );
         out_of_scope.sort_unstable();
-        changed_at.sort_unstable();
+        out_of_scope.dedup();
         let changed: Vec<UpdateInfoOut<'_>> =
             changed_at.into_iter().map(|i| info(i, false)).collect();
         let truncated = remaining > 0;

@@ -48,6 +48,33 @@ pub struct RollupReport {
     pub requests: usize,
 }
 
+/// Most update statuses in one RollupComputerStatus request. Each is about 190 bytes of XML,
+/// so this keeps a request near 2 MB: under wsus-edge's own `[server] max_request_body`
+/// default (4 MiB) and ASP.NET's default request limit (4 MB) a Windows upstream runs with.
+/// The upstream's `RollupComputerStatusMaxBatchSize` counts computers (500 for Windows),
+/// and 500 computers of 2,000 statuses each would be a 190 MB request, refused with 413.
+const MAX_STATUSES_PER_REQUEST: usize = 10_000;
+
+/// `due` in consecutive batches of at most `max_computers` computers and, unless a single
+/// computer has more, [`MAX_STATUSES_PER_REQUEST`] statuses (a computer is never split: its
+/// status is a full rollup).
+fn status_batches<'a, 'e>(due: &'a [&'e Entry], max_computers: usize) -> Vec<&'a [&'e Entry]> {
+    let mut out = Vec::new();
+    let (mut start, mut statuses) = (0, 0);
+    for (i, e) in due.iter().enumerate() {
+        let n = e.statuses.len();
+        if i > start && (i - start >= max_computers || statuses + n > MAX_STATUSES_PER_REQUEST) {
+            out.push(&due[start..i]);
+            (start, statuses) = (i, 0);
+        }
+        statuses += n;
+    }
+    if start < due.len() {
+        out.push(&due[start..]);
+    }
+    out
+}
+
 /// The store setting remembering the upstream's `RollupResetGuid`.
 const UPSTREAM_RESET_SETTING: &str = "rollup.upstream_reset_guid";
 
@@ -384,7 +411,7 @@ pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, Ro
             }
         })
         .collect();
-    for chunk in due.chunks(cfg.computer_status_max.max(1) as usize) {
+    for chunk in status_batches(&due, cfg.computer_status_max.max(1) as usize) {
         let computers: Vec<ComputerStatusRollupInfo> = chunk
             .iter()
             .map(|e| ComputerStatusRollupInfo {
@@ -425,4 +452,55 @@ pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, Ro
     }
     store.flush()?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(statuses: usize) -> Entry {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        Entry {
+            info: ComputerRollupInfo {
+                computer_id: format!("pc{statuses}"),
+                last_sync_time: None,
+                last_sync_result: 0,
+                last_reported_status_time: None,
+                parent_server_id: Uuid::nil(),
+                details: None,
+            },
+            details: ComputerRollupDetails::default(),
+            changed_unix: None,
+            statuses: (0..statuses)
+                .map(|i| (Uuid::from_u128(i as u128), 2, t))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn status_batches_bound_computers_and_statuses_and_never_split_a_computer() {
+        let sizes = [
+            2_000, 2_000, 2_000, 2_000, 2_000, 2_000, 30_000, 10, 10, 10, 9_990, 1,
+        ];
+        let all: Vec<Entry> = sizes.iter().map(|n| entry(*n)).collect();
+        let due: Vec<&Entry> = all.iter().collect();
+        let batches = status_batches(&due, 3);
+        let lens: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|b| b.iter().map(|e| e.statuses.len()).collect())
+            .collect();
+        // In order, each computer once, whole.
+        assert_eq!(lens.concat(), sizes);
+        assert_eq!(
+            lens,
+            vec![
+                vec![2_000, 2_000, 2_000],
+                vec![2_000, 2_000, 2_000],
+                vec![30_000],
+                vec![10, 10, 10],
+                vec![9_990, 1],
+            ]
+        );
+        assert!(status_batches(&[], 5).is_empty());
+    }
 }

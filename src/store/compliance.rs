@@ -279,11 +279,12 @@ impl Store {
     /// servers, not here.
     pub fn own_compliance_counts(&self) -> Result<(usize, usize, usize, usize), StoreError> {
         let (mut computers, mut needing, mut failing, mut up_to_date) = (0, 0, 0, 0);
+        let counts = self.all_status_counts()?;
         for c in self.computers()? {
             computers += 1;
-            let states = self.computer_states(&c.id)?;
-            let needs = states.values().any(|r| r.state == UpdateState::Needed);
-            let fails = states.values().any(|r| r.state == UpdateState::Failed);
+            let n = counts.get(&c.id).copied().unwrap_or_default();
+            let needs = n.needed > 0;
+            let fails = n.failed > 0;
             needing += usize::from(needs);
             failing += usize::from(fails);
             up_to_date += usize::from(c.last_report_unix.is_some() && !needs && !fails);
@@ -293,14 +294,6 @@ impl Store {
 
     fn side(&self, name: &str) -> Result<sled::Tree, StoreError> {
         self.named_tree(name)
-    }
-
-    /// Every update's state on one of this server's own computers ([`derive_states`]).
-    pub fn computer_states(
-        &self,
-        computer_id: &str,
-    ) -> Result<BTreeMap<Uuid, StatusRecord>, StoreError> {
-        Ok(derive_states(&self.events(computer_id)?))
     }
 
     /// Downstream servers, in id order.

@@ -122,11 +122,14 @@ impl Store {
             .scan_prefix(schema::events_prefix(id))
             .keys()
             .collect::<Result<_, _>>()?;
-        self.txn(|tx| {
+        let old = self.computer_states(id)?;
+        use super::states::at;
+        self.state_txn(|v| {
             for k in &keys {
-                tx.remove(Tree::Events, k)?;
+                v[at::EVENTS].remove(k)?;
             }
-            tx.remove(Tree::Computers, id.as_bytes())
+            super::states::write_states(v, id, &old, &BTreeMap::new())?;
+            Ok(v[at::COMPUTERS].remove(id.as_bytes())?.is_some())
         })
     }
 
@@ -157,8 +160,9 @@ impl Store {
     }
 
     /// Stores reported events of a known computer and sets its `last_report_unix` to
-    /// `received_unix`, in one transaction. Re-sent events (same instance id and time) are
-    /// stored once. Returns how many were new.
+    /// `received_unix`, in one transaction with the computer's stored states re-derived from
+    /// all its events (`states.rs`). Re-sent events (same instance id and time) are stored
+    /// once. Returns how many were new.
     pub fn add_events(
         &self,
         computer_id: &str,
@@ -175,19 +179,33 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let _w = self.writer();
-        self.txn(|tx| {
-            let mut c: Computer = tx
-                .get(Tree::Computers, computer_id.as_bytes())?
-                .ok_or_else(|| abort(StoreError::NotFound(format!("computer {computer_id}"))))?;
+        let added: Vec<(Vec<u8>, &ReportedEvent)> = rows
+            .iter()
+            .zip(events)
+            .map(|((k, _), e)| (k.clone(), e))
+            .collect();
+        let old_states = self.computer_states(computer_id)?;
+        let new_states = self.states_after(computer_id, &added)?;
+        use super::states::at;
+        self.state_txn(|v| {
+            let mut c: Computer = match v[at::COMPUTERS].get(computer_id.as_bytes())? {
+                Some(b) => dec("computers", &b).map_err(abort)?,
+                None => {
+                    return Err(abort(StoreError::NotFound(format!(
+                        "computer {computer_id}"
+                    ))))
+                }
+            };
             let mut new = 0;
-            for (k, v) in &rows {
-                if tx.get_raw(Tree::Events, k)?.is_none() {
+            for (k, val) in &rows {
+                if v[at::EVENTS].get(k)?.is_none() {
                     new += 1;
                 }
-                tx.put_raw(Tree::Events, k, v)?;
+                v[at::EVENTS].insert(k.as_slice(), val.as_slice())?;
             }
             c.last_report_unix = Some(received_unix);
-            tx.put(Tree::Computers, computer_id.as_bytes(), &c)?;
+            v[at::COMPUTERS].insert(computer_id.as_bytes(), enc(&c).map_err(abort)?)?;
+            super::states::write_states(v, computer_id, &old_states, &new_states)?;
             Ok(new)
         })
     }
@@ -201,17 +219,27 @@ impl Store {
             .collect()
     }
 
-    /// Deletes events older than `before_unix` (all computers); returns how many.
+    /// Deletes events older than `before_unix` (all computers) and re-derives the stored
+    /// states of the computers that lost some; returns how many events went.
     pub fn prune_events(&self, before_unix: i64) -> Result<usize, StoreError> {
         let t = self.tree(Tree::Events)?;
+        let _w = self.writer();
         let mut n = 0;
+        let mut touched: Vec<String> = Vec::new();
         for kv in t.iter() {
             let (k, v) = kv?;
             let e: ReportedEvent = dec("events", &v)?;
             if e.time_unix < before_unix {
-                t.remove(k)?;
+                t.remove(&k)?;
                 n += 1;
+                let id = k.split(|b| *b == 0).next().unwrap_or_default();
+                if touched.last().map(String::as_bytes) != Some(id) {
+                    touched.push(String::from_utf8_lossy(id).into_owned());
+                }
             }
+        }
+        for id in &touched {
+            self.refresh_states_locked(id)?;
         }
         Ok(n)
     }
@@ -247,6 +275,9 @@ impl Store {
             bytes -= n;
             dropped += 1;
         }
+        if dropped > 0 {
+            self.refresh_states_locked(computer_id)?;
+        }
         Ok(dropped)
     }
 
@@ -276,19 +307,6 @@ impl Store {
                 Some((id, s))
             })
             .collect())
-    }
-
-    /// Needed / installed / failed counts of a computer (from [`Store::update_statuses`]).
-    pub fn status_counts(&self, computer_id: &str) -> Result<StatusCounts, StoreError> {
-        let mut c = StatusCounts::default();
-        for s in self.update_statuses(computer_id)?.values() {
-            match s {
-                EventStatus::Needed => c.needed += 1,
-                EventStatus::Installed => c.installed += 1,
-                EventStatus::Failed => c.failed += 1,
-            }
-        }
-        Ok(c)
     }
 }
 

@@ -14,7 +14,7 @@ use super::schema::{self, Tree};
 use super::{Store, StoreError, TxResult};
 
 /// The layout this binary writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `meta` key of the schema version.
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
@@ -23,12 +23,21 @@ pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 type Step = fn(&super::Tx<'_>) -> TxResult<()>;
 
 /// `MIGRATIONS[i]` turns version `i` into version `i + 1`.
-const MIGRATIONS: [(&str, Step); SCHEMA_VERSION as usize] = [(
-    // v0 → v1: v0 (every store before versioning) already has the v1 trees and records;
-    // the step only records the version so later steps know where to start.
-    "record the schema version",
-    |_tx| Ok(()),
-)];
+const MIGRATIONS: [(&str, Step); SCHEMA_VERSION as usize] = [
+    (
+        // v0 → v1: v0 (every store before versioning) already has the v1 trees and records;
+        // the step only records the version so later steps know where to start.
+        "record the schema version",
+        |_tx| Ok(()),
+    ),
+    (
+        // v1 → v2: the stored compliance states (`states.rs`). Deriving them reads every
+        // computer's events, which a transaction cannot scan: the step marks them pending and
+        // `Store::open` derives them right after, one computer per transaction.
+        "derive the stored compliance states",
+        |tx| tx.put_raw(Tree::Meta, super::states::META_STATES_PENDING, &[1]),
+    ),
+];
 
 impl Store {
     /// The schema version recorded in the store (0 when it predates versioning).

@@ -37,8 +37,10 @@
 //!   `deployment_count`, `deployment_seq`, `deployment_changes_since(seq)` (changed + dead)
 //! - computers: `upsert_computer`, `computer`, `computers`, `remove_computer`,
 //!   `set_computer_groups`, `record_computer_sync`, `add_events`, `events`, `prune_events`,
-//!   `update_statuses`, `status_counts`
-//! - compliance (`compliance.rs`): `derive_states` (the one state derivation), `computer_states`,
+//!   `update_statuses`
+//! - compliance (`compliance.rs`): `derive_states` (the one state derivation); its stored form
+//!   (`states.rs`): `computer_states`, `derived_computer_states`, `update_states`,
+//!   `status_counts`, `all_status_counts`;
 //!   downstream servers/computers/states received by rollup (`downstream_*`,
 //!   `apply_downstream_status`), own rollup bookkeeping (`rollup_sent`, `set_rollup_sent`)
 //! - export/import: `snapshot`, `snapshot_since(high_water)`, `apply_snapshot(.., ApplyMode, ..)`
@@ -64,7 +66,9 @@
 //!   - `apply_snapshot`: the whole import together (all or nothing).
 //!   - `remove_group` (subtree + deployments + assignments), `decline` (+ removing approvals),
 //!     `set_deployment` (+ replacing the same group's approval, un-declining), `add_events`
-//!     (+ `last_report_unix`), `remove_computer` (+ events).
+//!     (+ `last_report_unix` + the computer's stored states), `remove_computer` (+ events
+//!     and stored states). `trim_events` and `prune_events` re-derive the stored states of the
+//!     computers they touched under the same writer lock (`states.rs`).
 //! - **Local revision ids** (MS-WUSP `UpdateInfo/ID`) come from one counter starting at 1:
 //!   assigned at a revision's first insert, kept when it is re-inserted, never reused after a
 //!   removal (a removal's tombstone also takes a number). So `next_local_id()` is a high-water
@@ -105,6 +109,7 @@ mod recover;
 mod schema;
 mod snapshot;
 mod staged;
+mod states;
 mod subscription;
 mod sync_state;
 mod target_groups;
@@ -117,7 +122,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use schema::Tree;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
@@ -246,12 +250,6 @@ impl Tx<'_> {
     fn get_raw(&self, i: Tree, key: &[u8]) -> TxResult<Option<sled::IVec>> {
         Ok(self.0[i.index()].get(key)?)
     }
-    fn get<T: DeserializeOwned>(&self, i: Tree, key: &[u8]) -> TxResult<Option<T>> {
-        match self.0[i.index()].get(key)? {
-            Some(v) => Ok(Some(schema::dec(i.name(), &v).map_err(abort)?)),
-            None => Ok(None),
-        }
-    }
     fn put_raw(&self, i: Tree, key: &[u8], value: &[u8]) -> TxResult<()> {
         self.0[i.index()].insert(key, value)?;
         Ok(())
@@ -301,6 +299,7 @@ impl Store {
             .is_none();
         store.init()?;
         store.migrate(fresh)?;
+        store.finish_state_rebuild()?;
         // Change-log entries of a staged deployment apply that never became live.
         let discarded = store.discard_uncommitted_log(store.deployment_seq()?)?;
         if discarded > 0 {

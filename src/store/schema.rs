@@ -20,13 +20,19 @@
 //! | `events` | computer id ‖ 0x00 ‖ time (i64, sign-flipped BE) ‖ instance id (16) | [`ReportedEvent`](super::ReportedEvent) JSON |
 //! | `dep_log` | change number (u64 BE) | deployment id (16) ‖ 1 = put / 0 = removed; only numbers ≤ `meta/dep_seq` are committed |
 //! | `wire_blobs` | same as `revisions` | the revision's `XmlUpdateBlobCompressed` text (base64 CAB), a cache for the upstream side |
+//! | `states` | computer id (UTF-8) | the computer's derived update states (`states.rs`): binary, 30-byte records sorted by UpdateID: UpdateID (16) ‖ state value (14, as in `states_by_update`) |
+//! | `states_by_update` | UpdateID (16) ‖ computer id (UTF-8) | state (u8: 0 installed, 1 needed, 2 failed, 3 not applicable, 4 unknown) ‖ last change (i64 BE) ‖ has error (u8) ‖ HRESULT (i32 BE) |
+//! | `state_counts` | computer id (UTF-8) | needed, failed, installed, not applicable (4 × u32 BE) |
 //! | `kv` | UTF-8 key | bytes (small settings) |
 //! | `ds_servers` | server id (16) | [`DownstreamServer`](super::DownstreamServer) JSON (rollup received; side tree) |
 //! | `ds_computers` | computer id (UTF-8) | [`DownstreamComputer`](super::DownstreamComputer) JSON (side tree) |
 //! | `ds_status` | computer id ‖ 0x00 ‖ UpdateID (16) | [`DownstreamStatus`](super::DownstreamStatus) JSON (side tree) |
 //! | `rollup_sent` | computer id (UTF-8) | [`RollupSent`](super::RollupSent) JSON (own rollup upstream; side tree) |
 //!
-//! Values are JSON (serde_json): self-describing, debuggable, fast enough. Keys are fixed-width
+//! Values are JSON (serde_json): self-describing, debuggable, fast enough; the three state
+//! trees are the exception (fixed-width binary: 20 million states for 10,000 computers). They are side trees, outside
+//! the every-tree transaction: `states.rs` writes them with `computers` and `events` in a
+//! transaction of its own. Keys are fixed-width
 //! big-endian so that sled's byte order is the natural order.
 
 use std::io::Read;
@@ -140,6 +146,13 @@ pub const DS_SERVERS: &str = "ds_servers";
 pub const DS_COMPUTERS: &str = "ds_computers";
 /// Their per-update states (side tree; written together with `ds_computers`).
 pub const DS_STATUS: &str = "ds_status";
+/// Each own computer's derived update states (side tree, `states.rs`; written in one
+/// transaction with `computers` and `events`).
+pub const STATES: &str = "states";
+/// The same states keyed by update first (side tree).
+pub const STATES_BY_UPDATE: &str = "states_by_update";
+/// Per-computer counts of those states (side tree).
+pub const STATE_COUNTS: &str = "state_counts";
 /// What this server last rolled up to its upstream, per computer (side tree).
 pub const ROLLUP_SENT: &str = "rollup_sent";
 

@@ -307,15 +307,39 @@ fn scan_ints(
             return Some(at);
         }
         // The item is taken: the whitespace before it and its text count as text.
-        let text = std::str::from_utf8(&rest[..len]).ok()?;
         *elements += 1;
         *total_text += ws + len;
         if *elements > limits.max_elements || *total_text > limits.max_text {
             return None;
         }
-        out.push(parse_i32("int", text).ok()?);
+        let v = match plain_i32(&rest[..len]) {
+            Some(v) => v,
+            None => parse_i32("int", std::str::from_utf8(&rest[..len]).ok()?).ok()?,
+        };
+        out.push(v);
         at = item + OPEN.len() + len + CLOSE.len();
     }
+}
+
+/// The common shape of an id, `-?[0-9]{1,9}`, read without the general parser (a late
+/// SyncUpdates page carries thousands); anything else (signs, spaces, ten digits) is `None`
+/// and goes the general way.
+fn plain_i32(b: &[u8]) -> Option<i32> {
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', d)) => (true, d),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 9 {
+        return None;
+    }
+    let mut v: i32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i32::from(d - b'0');
+    }
+    Some(if neg { -v } else { v })
 }
 
 /// Text inside the current element: kept for text fields, checked against the limits and
@@ -384,6 +408,37 @@ mod tests {
 
     fn fast(input: &str) -> Option<SyncUpdates> {
         decode_sync_updates(input.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn plain_ids_read_as_the_standard_parser_reads_them() {
+        for t in [
+            "0",
+            "7",
+            "-7",
+            "123456789",
+            "-123456789",
+            "000000001",
+            "-0",
+            "1234567890",
+            "+5",
+            "",
+            "-",
+            "1 ",
+            "x1",
+            "2147483647",
+            "-2147483648",
+            "99999999999",
+        ] {
+            match plain_i32(t.as_bytes()) {
+                Some(v) => assert_eq!(Ok(v), t.parse::<i32>(), "{t:?}"),
+                // Left to the general parser: only what has no plain shape.
+                None => assert!(
+                    t.is_empty() || t.len() > 9 || !t.bytes().all(|b| b.is_ascii_digit()),
+                    "{t:?}"
+                ),
+            }
+        }
     }
 
     fn request(installed: Option<Vec<i32>>, other: Option<Vec<i32>>) -> SyncUpdates {
