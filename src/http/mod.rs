@@ -74,6 +74,10 @@ pub trait SoapService: Send + Sync + 'static {
     }
 }
 
+/// How long a request refused before its body ([`SoapService::refuse_before_body`]) waits
+/// before its answer.
+pub const SHED_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Routes requests to the content cache, the self-update proxy and the SOAP services.
 pub struct Router {
     content: ContentCache,
@@ -191,6 +195,11 @@ impl Router {
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
+            // Held a moment before it goes out: a refused flooder would otherwise reconnect
+            // and resend at once, hundreds of times a second, and the churn (accepts, resets,
+            // the bytes it pushes before the reset) costs the LAN and this host more than the
+            // refusal. Holding costs no CPU; the per-address connection cap bounds the sockets.
+            tokio::time::sleep(SHED_HOLD).await;
             return r;
         }
         let limit = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
