@@ -10,17 +10,20 @@ mod wusp_agent;
 
 #[path = "support/admin_cli.rs"]
 mod admin_cli;
+#[path = "support/reports.rs"]
+mod reports;
 
 use std::collections::BTreeSet;
 use std::process::Output;
 
 use admin_cli::cli;
+use reports::{failure, status_lists};
 use uuid::Uuid;
 use wsus_edge::app::Server;
 use wsus_edge::config::Config;
-use wsus_edge::model::{groups, RevisionKey};
+use wsus_edge::model::groups;
 use wsus_edge::simulate::Catalog;
-use wsus_edge::store::{Computer, ReportedEvent};
+use wsus_edge::store::Computer;
 use wusp_agent::{seed, Agent};
 
 fn ok(o: &Output) -> String {
@@ -36,37 +39,6 @@ fn ok(o: &Output) -> String {
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(o)).unwrap()
-}
-
-fn status_lists(t: i64, inst: u128, needed: &[Uuid], installed: &[Uuid]) -> ReportedEvent {
-    let list = |v: &[Uuid]| {
-        v.iter()
-            .map(|u| u.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    ReportedEvent {
-        instance_id: Uuid::from_u128(inst),
-        update: None,
-        event_id: 156,
-        hresult: 0,
-        time_unix: t,
-        misc: vec![
-            format!("U={}", list(needed)),
-            format!("V={}", list(installed)),
-        ],
-    }
-}
-
-fn failure(t: i64, inst: u128, update: Uuid, hr: u32) -> ReportedEvent {
-    ReportedEvent {
-        instance_id: Uuid::from_u128(inst),
-        update: Some(RevisionKey::new(update, 1)),
-        event_id: 182,
-        hresult: hr as i32,
-        time_unix: t,
-        misc: vec![],
-    }
 }
 
 fn count(v: &serde_json::Value, state: &str) -> u64 {

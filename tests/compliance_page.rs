@@ -12,55 +12,26 @@ mod wusp_agent;
 
 #[path = "support/admin_cli.rs"]
 mod admin_cli;
+#[path = "support/reports.rs"]
+mod reports;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use admin_cli::cli;
+use reports::{failure, status_lists};
 use uuid::Uuid;
 use wsus_edge::app::Server;
 use wsus_edge::config::Config;
-use wsus_edge::model::RevisionKey;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::{
-    Computer, DownstreamComputer, DownstreamServer, DownstreamStatus, ReportedEvent, UpdateState,
+    Computer, DownstreamComputer, DownstreamServer, DownstreamStatus, UpdateState,
 };
 use wusp_agent::{seed, Agent};
 
 const EVIL_NAME: &str = "<script>alert(\"pc\")</script>.branch.test";
 const EVIL_ID: &str = "evil&\"id'<b>";
 const DS_NAME: &str = "<i>b</i>.example";
-
-fn status_lists(t: i64, inst: u128, needed: &[Uuid], installed: &[Uuid]) -> ReportedEvent {
-    let list = |v: &[Uuid]| {
-        v.iter()
-            .map(|u| u.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    ReportedEvent {
-        instance_id: Uuid::from_u128(inst),
-        update: None,
-        event_id: 156,
-        hresult: 0,
-        time_unix: t,
-        misc: vec![
-            format!("U={}", list(needed)),
-            format!("V={}", list(installed)),
-        ],
-    }
-}
-
-fn failure(t: i64, inst: u128, update: Uuid, hr: u32) -> ReportedEvent {
-    ReportedEvent {
-        instance_id: Uuid::from_u128(inst),
-        update: Some(RevisionKey::new(update, 1)),
-        event_id: 182,
-        hresult: hr as i32,
-        time_unix: t,
-        misc: vec![],
-    }
-}
 
 /// Inverse of HTML escaping for the five entities the page writes (an oracle written here,
 /// not the page's own function).
