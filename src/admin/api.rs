@@ -94,19 +94,7 @@ pub fn client_base(state: &AdminState) -> String {
 pub fn show_update(state: &AdminState, q: &Query) -> ApiResult<UpdateDetailJson> {
     let arg = q.get("id").ok_or_else(|| ApiError::bad("missing id"))?;
     let v = View::load(&state.store)?;
-    let found = v.find(arg)?;
-    if found.len() > 1 {
-        let ids: Vec<String> = found
-            .iter()
-            .map(|r| r.record.key.update_id.to_string())
-            .collect();
-        return Err(ApiError::bad(format!(
-            "{arg} names {} updates; give one GUID: {}",
-            ids.len(),
-            ids.join(", ")
-        )));
-    }
-    let r = found[0];
+    let r = v.find_one(arg)?;
     let base = client_base(state);
     let mut files = Vec::new();
     for f in &r.record.files {

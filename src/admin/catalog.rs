@@ -209,6 +209,24 @@ impl View {
         )))
     }
 
+    /// Like [`Self::find`], for verbs about one update: a KB that names several is refused
+    /// with their GUIDs.
+    pub fn find_one(&self, arg: &str) -> ApiResult<&StoredRevision> {
+        let found = self.find(arg)?;
+        if let [one] = found[..] {
+            return Ok(one);
+        }
+        let ids: Vec<String> = found
+            .iter()
+            .map(|r| r.record.key.update_id.to_string())
+            .collect();
+        Err(ApiError::bad(format!(
+            "{arg} names {} updates; give one GUID: {}",
+            ids.len(),
+            ids.join(", ")
+        )))
+    }
+
     /// Resolves a group argument: GUID or name (case-insensitive).
     pub fn resolve_group(&self, arg: &str) -> ApiResult<Uuid> {
         resolve_group(&self.groups, arg)

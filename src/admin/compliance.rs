@@ -500,19 +500,7 @@ pub struct UpdateStatusJson {
 pub fn update_status(state: &AdminState, q: &Query) -> ApiResult<UpdateStatusJson> {
     let arg = q.get("id").ok_or_else(|| ApiError::bad("missing id"))?;
     let v = View::load(&state.store)?;
-    let found = v.find(arg)?;
-    if found.len() > 1 {
-        let ids: Vec<String> = found
-            .iter()
-            .map(|r| r.record.key.update_id.to_string())
-            .collect();
-        return Err(ApiError::bad(format!(
-            "{arg} names {} updates; give one GUID: {}",
-            ids.len(),
-            ids.join(", ")
-        )));
-    }
-    let rec = &found[0].record;
+    let rec = &v.find_one(arg)?.record;
     let id = rec.key.update_id;
     let rows = load_rows(&state.store, true, Want::One(id))?;
     let mut counts = StateCounts::default();
