@@ -16,11 +16,9 @@ mod reports;
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use admin_cli::cli;
+use admin_cli::{cli, AdminEdge};
 use reports::{failure, status_lists};
 use uuid::Uuid;
-use wsus_edge::app::Server;
-use wsus_edge::config::Config;
 use wsus_edge::model::groups;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::Computer;
@@ -58,25 +56,13 @@ fn state_of(v: &serde_json::Value, computer: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_verbs_group_moves_and_cleanup_grace() {
     let cat = Catalog::generate(300, 7);
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.server.listen = "127.0.0.1:0".parse().unwrap();
-    c.server.data_dir = dir.path().to_path_buf();
-    c.admin.listen = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(c).await.unwrap().with_admin().await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let admin = server.admin_addr().unwrap();
-    let state = server.state().clone();
-    let store = state.store.clone();
-    seed(&store, &cat);
-    let token = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run_until(async {
-        let _ = stop_rx.await;
-    }));
+    let edge = AdminEdge::start(|store| seed(store, &cat)).await;
+    let (base, admin, token, store) = (
+        edge.base.clone(),
+        edge.admin,
+        edge.token.clone(),
+        edge.store.clone(),
+    );
 
     // --- Server-side group move changes the next scan (the catalog's oracle says what). ---
     let target = cat.group_named("Servers").unwrap().clone();
@@ -436,6 +422,5 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     assert_eq!(removed["ids"], serde_json::json!([me]));
     assert!(store.computer(&me).unwrap().is_none());
 
-    let _ = stop_tx.send(());
-    running.await.unwrap().unwrap();
+    edge.stop().await;
 }

@@ -18,11 +18,9 @@ mod reports;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use admin_cli::cli;
+use admin_cli::{cli, AdminEdge};
 use reports::{failure, status_lists};
 use uuid::Uuid;
-use wsus_edge::app::Server;
-use wsus_edge::config::Config;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::{
     Computer, DownstreamComputer, DownstreamServer, DownstreamStatus, UpdateState,
@@ -223,24 +221,13 @@ async fn check_computer_page(admin: SocketAddr, token: &str, href: &str, id: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_and_computer_pages_match_the_json() {
     let cat = Catalog::generate(300, 7);
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.server.listen = "127.0.0.1:0".parse().unwrap();
-    c.server.data_dir = dir.path().to_path_buf();
-    c.admin.listen = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(c).await.unwrap().with_admin().await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let admin = server.admin_addr().unwrap();
-    let store = server.state().store.clone();
-    seed(&store, &cat);
-    let token = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run_until(async {
-        let _ = stop_rx.await;
-    }));
+    let edge = AdminEdge::start(|store| seed(store, &cat)).await;
+    let (base, admin, token, store) = (
+        edge.base.clone(),
+        edge.admin,
+        edge.token.clone(),
+        edge.store.clone(),
+    );
 
     // A real agent registers and scans over MS-WUSP.
     let mut agent = Agent::new(&base);
@@ -447,6 +434,5 @@ async fn update_and_computer_pages_match_the_json() {
         assert!(!html.contains("quiet.branch.test"));
     }
 
-    let _ = stop_tx.send(());
-    running.await.unwrap().unwrap();
+    edge.stop().await;
 }
