@@ -28,6 +28,17 @@ fn record(data: &[u8]) -> wsus_edge::model::FileRecord {
     }
 }
 
+/// A wsus-edge in front of `upstream` whose store declares `files` (as after a sync).
+async fn declaring(
+    upstream: Option<String>,
+    files: &[wsus_edge::model::FileRecord],
+    tweak: impl FnOnce(&mut wsus_edge::config::Config),
+) -> TestEdge {
+    let edge = TestEdge::start(upstream, tweak).await;
+    edge.state.store.put_expected_files(files).unwrap();
+    edge
+}
+
 /// What a client got: the status, and the body or how many bytes came before it failed.
 async fn get(url: &str, range: Option<(u64, u64)>) -> (u16, Result<Vec<u8>, usize>) {
     let mut req = client().get(url);
@@ -110,14 +121,10 @@ async fn declared_miss_with_a_silent_upstream_is_a_504() {
     let (pw, pb) = (content_path(&whole, "cab"), content_path(&big, "cab"));
     up.route(&pw, Reply::Silent);
     up.route(&pb, Reply::Silent);
-    let edge = TestEdge::start(Some(up.url()), |c| {
+    let edge = declaring(Some(up.url()), &[record(&whole), record(&big)], |c| {
         c.upstream.stall_timeout = Duration::from_millis(500);
     })
     .await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&whole), record(&big)])
-        .unwrap();
     let (status, _) = get(&format!("{}{pw}", edge.url()), None).await;
     assert_eq!(status, 504);
     let (status, _) = get(
@@ -143,11 +150,12 @@ async fn declared_miss_answered_404_or_500_upstream_gets_404_or_502_for_whole_an
     up.route(&pa, Reply::Status(500));
     up.route(&pc, Reply::Status(500));
     // b is not scripted: 404.
-    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&a), record(&b), record(&c)])
-        .unwrap();
+    let edge = declaring(
+        Some(up.url()),
+        &[record(&a), record(&b), record(&c)],
+        |_| {},
+    )
+    .await;
     assert_eq!(get(&format!("{}{pa}", edge.url()), None).await.0, 502);
     assert_eq!(get(&format!("{}{pb}", edge.url()), None).await.0, 404);
     assert_eq!(
@@ -180,14 +188,10 @@ async fn a_declared_miss_still_streams_once_the_upstream_answers() {
             ..Served::honest(&data)
         }),
     );
-    let edge = TestEdge::start(Some(up.url()), |c| {
+    let edge = declaring(Some(up.url()), &[record(&data)], |c| {
         c.upstream.stall_timeout = Duration::from_secs(30);
     })
     .await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&data)])
-        .unwrap();
     let resp = client()
         .get(format!("{}{path}", edge.url()))
         .send()
@@ -223,11 +227,7 @@ async fn a_redirect_to_another_origin_is_refused_and_the_miss_fails_cleanly() {
         elsewhere.route(p, Reply::Object(Served::honest(d)));
         up.route(p, Reply::Redirect(format!("{}{p}", elsewhere.url())));
     }
-    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&declared)])
-        .unwrap();
+    let edge = declaring(Some(up.url()), &[record(&declared)], |_| {}).await;
     let (status, _) = get(&format!("{}{pd}", edge.url()), None).await;
     assert_eq!(status, 502);
     let (status, _) = get(&format!("{}{pu}", edge.url()), None).await;
@@ -251,14 +251,10 @@ async fn a_same_origin_redirect_or_a_listed_host_is_followed_and_verified() {
     cdn.route("/b.cab", Reply::Object(Served::honest(&b)));
     up.route(&pb, Reply::Redirect(format!("{}/b.cab", cdn.url())));
     let listed = cdn.addr.to_string();
-    let edge = TestEdge::start(Some(up.url()), |c| {
+    let edge = declaring(Some(up.url()), &[record(&a), record(&b)], |c| {
         c.upstream.redirect_hosts = vec![listed];
     })
     .await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&a), record(&b)])
-        .unwrap();
     let (status, body) = get(&format!("{}{pa}", edge.url()), None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&a[..])));
     let (status, body) = get(&format!("{}{pb}", edge.url()), None).await;
@@ -288,11 +284,7 @@ async fn an_upstream_sending_more_than_declared_is_cut_and_nothing_is_kept() {
     let mut longer = lying.to_vec();
     longer.extend_from_slice(&[0u8; 1000]);
     up.route(&pl, Reply::Object(Served::honest(&Arc::new(longer))));
-    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&chunked), record(&lying)])
-        .unwrap();
+    let edge = declaring(Some(up.url()), &[record(&chunked), record(&lying)], |_| {}).await;
     let (status, body) = get(&format!("{}{pc}", edge.url()), None).await;
     assert_eq!(status, 200);
     let cut = body.expect_err("a response past the declared size must be aborted");
@@ -350,14 +342,10 @@ async fn a_stalled_download_is_abandoned_after_the_stall_timeout() {
             ..Served::honest(&data)
         }),
     );
-    let edge = TestEdge::start(Some(up.url()), |c| {
+    let edge = declaring(Some(up.url()), &[record(&data)], |c| {
         c.upstream.stall_timeout = Duration::from_millis(300);
     })
     .await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&data)])
-        .unwrap();
     let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -688,11 +676,12 @@ async fn a_file_the_upstream_lacks_is_asked_for_with_download_files_then_fetched
     let (mu, files) = microsoft_update(&[(&small, "cab"), (&big, "psf")]).await;
     let up = Double::start().await; // holds no files
     let asked = wsus_soap(&up, &files);
-    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    edge.state
-        .store
-        .put_expected_files(&[record_at(&small, &files[0].1), record_at(&big, &files[1].1)])
-        .unwrap();
+    let edge = declaring(
+        Some(up.url()),
+        &[record_at(&small, &files[0].1), record_at(&big, &files[1].1)],
+        |_| {},
+    )
+    .await;
     // A whole file (sequential fetch) and a range of a big one (slice fetch).
     let (status, body) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&small[..])));
@@ -794,11 +783,7 @@ async fn when_download_files_fails_the_404_stands_at_once() {
     let path = content_path(&data, "cab");
     let up = Double::start().await; // holds no files and knows none
     let asked = wsus_soap(&up, &[]);
-    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&data)])
-        .unwrap();
+    let edge = declaring(Some(up.url()), &[record(&data)], |_| {}).await;
     let (status, _) = get(&format!("{}{path}", edge.url()), None).await;
     assert_eq!(status, 404);
     // One DownloadFiles, refused; /Content not asked again.
@@ -853,14 +838,10 @@ async fn an_upstream_that_trickles_is_a_stall_too() {
             ..Served::honest(&big)
         }),
     );
-    let edge = TestEdge::start(Some(up.url()), |c| {
+    let edge = declaring(Some(up.url()), &[record(&whole), record(&big)], |c| {
         c.upstream.stall_timeout = Duration::from_millis(500);
     })
     .await;
-    edge.state
-        .store
-        .put_expected_files(&[record(&whole), record(&big)])
-        .unwrap();
     let within = |f| async move {
         tokio::time::timeout(Duration::from_secs(60), f)
             .await
