@@ -445,15 +445,31 @@ pub fn system(data_dir: &std::path::Path) -> String {
 
 /// Bytes available to an unprivileged user and total size of the file system holding `p`.
 pub fn disk_space(p: &std::path::Path) -> Option<(u64, u64)> {
+    fs_space(p).ok()
+}
+
+/// Like [`disk_space`], with the reason when `statvfs` fails (the content cache's free-space
+/// floor reports it).
+pub fn fs_space(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes only into the zeroed struct we pass; `c` is NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte")
+    })?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `st` points to writable memory of the right type.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    let frsize = st.f_frsize as u64;
-    Some((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
+    // SAFETY: statvfs succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::useless_conversion)] // c_ulong / fsblkcnt_t are u32 on some targets
+    let (avail, blocks, frsize) = (
+        u64::from(st.f_bavail),
+        u64::from(st.f_blocks),
+        u64::from(st.f_frsize),
+    );
+    Ok((avail.saturating_mul(frsize), blocks.saturating_mul(frsize)))
 }
 
 /// Bytes of the regular files under `dir` (0 when it cannot be read).

@@ -201,20 +201,7 @@ impl ContentDir {
 
 /// Bytes available to this process on the file system holding `path` (statvfs).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid C string and `st` points to writable memory of the right type.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs succeeded, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    #[allow(clippy::useless_conversion)] // c_ulong / fsblkcnt_t are u32 on some targets
-    let (avail, frsize) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
-    Ok(avail.saturating_mul(frsize))
+    crate::metrics::fs_space(path).map(|(free, _)| free)
 }
 
 #[cfg(test)]
