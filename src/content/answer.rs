@@ -221,11 +221,12 @@ impl ContentCache {
         let md = file.metadata()?;
         self.touch(&key.sha1);
         let etag = serve::etag(key);
-        let plan = range::plan(conds, md.len(), &etag, md.modified().ok());
+        let modified = md.modified().ok();
+        let plan = range::plan(conds, md.len(), &etag, modified);
         let m = serve::Meta {
             key,
             size: md.len(),
-            last_modified: md.modified().ok(),
+            last_modified: modified,
         };
         let pin = self.inner.pins.pin(key.sha1);
         let file = Arc::new(file);

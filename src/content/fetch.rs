@@ -156,7 +156,6 @@ impl Upstream {
         expected_size: Option<u64>,
         limits: &Limits,
     ) -> Result<Digests, FetchError> {
-        let url = source.url.clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let sink_inf = inf.clone();
         let sink = tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
@@ -191,9 +190,7 @@ impl Upstream {
             h.finish().ok_or(FetchError::Abandoned)
         });
 
-        let result = self
-            .receive(&url, source, &inf, expected_size, limits, &tx)
-            .await;
+        let result = self.receive(source, &inf, expected_size, limits, &tx).await;
         drop(tx);
         let digests = sink.await.map_err(|_| FetchError::Abandoned)?;
         // When the writer failed (the disk, most often), the network side only saw its
@@ -207,13 +204,13 @@ impl Upstream {
 
     async fn receive(
         &self,
-        url: &str,
         source: &Source,
         inf: &Inflight,
         expected_size: Option<u64>,
         limits: &Limits,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Result<(), FetchError> {
+        let url = source.url.as_str();
         let mut received = 0u64;
         let mut size = expected_size;
         let mut failures = 0u32;
