@@ -259,10 +259,7 @@ impl SoapBody for RollupDownstreamServers {
     const NAME: &'static str = "RollupDownstreamServers";
     const NS: &'static str = NS;
     fn write_children(&self, w: &mut XmlWriter) {
-        if let Some(c) = &self.cookie {
-            c.write(w, "cookie");
-        }
-        w.leaf("clientTime", &format_datetime(self.client_time));
+        write_cookie_and_time(w, self.cookie.as_ref(), self.client_time);
         w.start("downstreamServers");
         for s in &self.servers {
             w.start("DownstreamServerRollupInfo");
@@ -385,10 +382,7 @@ impl SoapBody for RollupComputers {
     const NAME: &'static str = "RollupComputers";
     const NS: &'static str = NS;
     fn write_children(&self, w: &mut XmlWriter) {
-        if let Some(c) = &self.cookie {
-            c.write(w, "cookie");
-        }
-        w.leaf("clientTime", &format_datetime(self.client_time));
+        write_cookie_and_time(w, self.cookie.as_ref(), self.client_time);
         w.start("computers");
         for c in &self.computers {
             w.start("ComputerRollupInfo")
@@ -666,10 +660,7 @@ impl SoapBody for RollupComputerStatus {
     const NAME: &'static str = "RollupComputerStatus";
     const NS: &'static str = NS;
     fn write_children(&self, w: &mut XmlWriter) {
-        if let Some(c) = &self.cookie {
-            c.write(w, "cookie");
-        }
-        w.leaf("clientTime", &format_datetime(self.client_time));
+        write_cookie_and_time(w, self.cookie.as_ref(), self.client_time);
         w.leaf("parentServerId", &format_guid(&self.parent_server_id));
         w.start("computers");
         for c in &self.computers {
@@ -760,6 +751,15 @@ impl SoapBody for RollupComputerStatusResponse {
             )?,
         })
     }
+}
+
+/// The opening every rollup upload shares: the fixed cookie when there is one, then
+/// `clientTime`.
+fn write_cookie_and_time(w: &mut XmlWriter, cookie: Option<&Cookie>, client_time: OffsetDateTime) {
+    if let Some(c) = cookie {
+        c.write(w, "cookie");
+    }
+    w.leaf("clientTime", &format_datetime(client_time));
 }
 
 #[cfg(test)]
