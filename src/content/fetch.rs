@@ -237,18 +237,7 @@ impl Upstream {
                     }
                 }
             }
-            let give_up = match &err {
-                // A lying length, a full disk or a refused redirect will not change by itself.
-                FetchError::Length(_) | FetchError::LowSpace(_) | FetchError::Redirect(_) => true,
-                FetchError::Status(_)
-                | FetchError::Disk(_)
-                | FetchError::Abandoned
-                | FetchError::Certificate(_) => got == 0,
-                // An upstream that never answered this download (refused, or silent for the
-                // stall timeout) is not waited for again: clients are waiting for a head.
-                e => !inf.progress.borrow().answered && before_answer_is_final(e),
-            };
-            if give_up {
+            if gives_up(&err, got, inf.progress.borrow().answered) {
                 return Err(err);
             }
             if got >= PROGRESS_BYTES {
@@ -382,10 +371,29 @@ impl Upstream {
     }
 }
 
+/// Whether `err`, ending an attempt that delivered `got` bytes, ends the download instead of
+/// being resumed; `answered`: a client already has this download's head. The one rule for the
+/// sequential fill and the slice fetches (`slices/`).
+pub(super) fn gives_up(err: &FetchError, got: u64, answered: bool) -> bool {
+    match err {
+        // A lying length, a full disk or a refused redirect will not change by itself.
+        FetchError::Length(_) | FetchError::LowSpace(_) | FetchError::Redirect(_) => true,
+        // An error answer, a failed write, nobody waiting any more, a bad certificate: final
+        // unless the attempt made progress first.
+        FetchError::Status(_)
+        | FetchError::Disk(_)
+        | FetchError::Abandoned
+        | FetchError::Certificate(_) => got == 0,
+        // An upstream that never answered this download (refused, or silent for the stall
+        // timeout) is not waited for again: clients are waiting for a head.
+        e => !answered && before_answer_is_final(e),
+    }
+}
+
 /// Failures that end a download at once when upstream has not answered it yet: it is down
 /// (refused) or silent for the whole stall timeout. Retrying would only keep the clients
 /// waiting for a head; their own retries start a new download.
-pub(super) fn before_answer_is_final(e: &FetchError) -> bool {
+fn before_answer_is_final(e: &FetchError) -> bool {
     matches!(e, FetchError::Unreachable(_) | FetchError::Timeout(_))
 }
 
@@ -434,6 +442,37 @@ mod tests {
     use super::*;
     use crate::content::key::ContentKey;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The sequential fill and the slice fetches used to keep two lists that had drifted (a
+    /// slice retried a low-space refusal and a failed write five times); both now ask this.
+    #[test]
+    fn which_failures_end_a_download() {
+        let t = |s: &str| s.to_string();
+        // Never resumed: it will not change by itself.
+        for e in [
+            FetchError::LowSpace(t("x")),
+            FetchError::Length(t("x")),
+            FetchError::Redirect(t("x")),
+        ] {
+            assert!(gives_up(&e, 1 << 20, true), "{e}");
+        }
+        // Final unless the attempt made progress first.
+        for e in [
+            FetchError::Status(503),
+            FetchError::Abandoned,
+            FetchError::Certificate(t("x")),
+        ] {
+            assert!(gives_up(&e, 0, true), "{e}");
+            assert!(!gives_up(&e, 1, true), "{e}");
+        }
+        // Down or silent: final before any client has a head, resumed after.
+        for e in [FetchError::Unreachable(t("x")), FetchError::Timeout(t("x"))] {
+            assert!(gives_up(&e, 0, false), "{e}");
+            assert!(!gives_up(&e, 0, true), "{e}");
+        }
+        // A cut transfer is resumed either way.
+        assert!(!gives_up(&FetchError::Transfer(t("x")), 0, false));
+    }
 
     /// A disk that fills mid-download: the error says so (it said "download ended without a
     /// verdict" when the writer thread died and the network side saw only a closed channel).

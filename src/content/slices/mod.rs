@@ -265,15 +265,7 @@ impl SliceFetch {
             }
             failures += 1;
             let answered = self.progress.borrow().answered;
-            let retry = failures <= MAX_RETRIES
-                && !matches!(
-                    err,
-                    FetchError::Status(_)
-                        | FetchError::Certificate(_)
-                        | FetchError::Redirect(_)
-                        | FetchError::Length(_)
-                )
-                && (answered || !super::fetch::before_answer_is_final(&err));
+            let retry = failures <= MAX_RETRIES && !super::fetch::gives_up(&err, got, answered);
             {
                 let mut m = lock(&self.map);
                 m.release(&run);
