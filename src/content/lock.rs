@@ -148,7 +148,13 @@ impl Drop for WritePermit {
         if self.done {
             return;
         }
-        tracing::error!(key = %self.inf.key, "content download ended without a verdict; discarded");
+        if std::thread::panicking() {
+            tracing::error!(key = %self.inf.key, "content download ended without a verdict (a panic); discarded");
+        } else {
+            // Its task was dropped: the server is stopping (a normal stop mid-fill), or the
+            // task was cancelled. The temp file goes; the next request starts again.
+            tracing::warn!(key = %self.inf.key, "content download stopped before its end (server stopping?); discarded");
+        }
         self.locks.settle(&self.inf, Err(FetchError::Abandoned));
     }
 }
