@@ -226,6 +226,9 @@ pub struct ClientService {
     build: Mutex<()>,
     limits: Limits,
     registrations: limits::Registrations,
+    /// Computers known (counted, plus those admitted since) and when they were counted: see
+    /// `admit_new`.
+    known_computers: Mutex<Option<(usize, Instant)>>,
     /// Requests answered at once on the blocking pool (see [`ClientService::gate`]).
     gate: Arc<tokio::sync::Semaphore>,
 }
@@ -240,6 +243,7 @@ impl ClientService {
             key,
             shed: shed::Shedder::new(&opts.clients),
             registrations: limits::Registrations::new(opts.clients.clone()),
+            known_computers: Mutex::new(None),
             opts,
             server_id,
             config_change: now.replace_nanosecond(0).unwrap_or(now),
