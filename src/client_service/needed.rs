@@ -137,8 +137,9 @@ impl ScanIndex {
         // 0 unknown, 1 visiting, 2 needed, 3 not needed.
         let mut state = vec![0u8; n];
         let mut set = EntrySet::new(n);
+        let mut stack = Vec::new();
         for i in 0..n as u32 {
-            if self.is_needed(i, scope, &have, &mut state) {
+            if self.is_needed(i, scope, &have, &mut state, &mut stack) {
                 set.insert(i);
             }
         }
@@ -146,9 +147,20 @@ impl ScanIndex {
     }
 
     /// Whether entry `i` is needed, resolving bundles above it first (iteratively: bundle
-    /// chains are short, but a hostile catalog could make them long or cyclic).
-    fn is_needed(&self, i: u32, scope: &EntrySet, have: &[bool], state: &mut [u8]) -> bool {
-        let mut stack: Vec<u32> = vec![i];
+    /// chains are short, but a hostile catalog could make them long or cyclic). `stack` is
+    /// scratch space, empty on entry and on return (one allocation for the whole set).
+    fn is_needed(
+        &self,
+        i: u32,
+        scope: &EntrySet,
+        have: &[bool],
+        state: &mut [u8],
+        stack: &mut Vec<u32>,
+    ) -> bool {
+        if state[i as usize] >= 2 {
+            return state[i as usize] == 2;
+        }
+        stack.push(i);
         while let Some(&cur) = stack.last() {
             let c = cur as usize;
             if state[c] >= 2 {
@@ -168,14 +180,14 @@ impl ScanIndex {
             }
             if state[c] == 0 {
                 state[c] = 1;
-                let pending: Vec<u32> = e
-                    .bundled_by
-                    .iter()
-                    .copied()
-                    .filter(|p| state[*p as usize] == 0)
-                    .collect();
-                if !pending.is_empty() {
-                    stack.extend(pending);
+                let before = stack.len();
+                stack.extend(
+                    e.bundled_by
+                        .iter()
+                        .copied()
+                        .filter(|p| state[*p as usize] == 0),
+                );
+                if stack.len() > before {
                     continue;
                 }
             }
