@@ -303,6 +303,19 @@ fn scan_ints(
             return Some(at);
         }
         let text = item + OPEN.len();
+        // The common item, `-?[0-9]{1,9}` right before `</int>`, parsed in the same pass.
+        if let Some((v, len)) = plain_item(&input[text..]) {
+            if input[text + len..].starts_with(CLOSE) {
+                *elements += 1;
+                *total_text += (item - at) + len;
+                if *elements > limits.max_elements || *total_text > limits.max_text {
+                    return None;
+                }
+                out.push(v);
+                at = text + len + CLOSE.len();
+                continue;
+            }
+        }
         let mut end = text;
         while end < n
             && (input[end].is_ascii_digit()
@@ -329,6 +342,27 @@ fn scan_ints(
         out.push(v);
         at = end + CLOSE.len();
     }
+}
+
+/// The value and length of the `-?[0-9]{1,9}` at the start of `b` followed by a non-digit,
+/// if that is how `b` starts.
+fn plain_item(b: &[u8]) -> Option<(i32, usize)> {
+    let neg = b.first() == Some(&b'-');
+    let start = usize::from(neg);
+    let mut v: i32 = 0;
+    let mut k = start;
+    while let Some(&d) = b.get(k) {
+        let x = d.wrapping_sub(b'0');
+        if x > 9 {
+            break;
+        }
+        if k - start == 9 {
+            return None;
+        }
+        v = v * 10 + i32::from(x);
+        k += 1;
+    }
+    (k > start).then_some((if neg { -v } else { v }, k))
 }
 
 /// The common shape of an id, `-?[0-9]{1,9}`, read without the general parser (a late
@@ -449,6 +483,22 @@ mod tests {
                     "{t:?}"
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn plain_items_read_as_the_standard_parser_reads_them() {
+        for t in ["0<", "7<", "-7<", "123456789<", "-123456789<", "000000001 "] {
+            let digits = &t[..t.len() - 1];
+            assert_eq!(
+                plain_item(t.as_bytes()),
+                Some((digits.parse::<i32>().unwrap(), digits.len())),
+                "{t:?}"
+            );
+        }
+        // Ten digits, no digits, a sign alone: left to the general path.
+        for t in ["1234567890<", "<", "-<", "+5<", " 5<", ""] {
+            assert_eq!(plain_item(t.as_bytes()), None, "{t:?}");
         }
     }
 
