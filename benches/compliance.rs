@@ -354,7 +354,10 @@ fn main() {
                 let mut cfg = config(&data);
                 cfg.upstream.url = Some(format!("http://{up_addr}"));
                 let t = Instant::now();
-                let report = wsus_edge::rollup::run_once(&cfg, &store).await.unwrap();
+                let report = match wsus_edge::rollup::run_once(&cfg, &store).await {
+                    Ok(r) => r,
+                    Err(e) => panic!("rollup failed: {e}"),
+                };
                 let took = t.elapsed().as_secs_f64();
                 let arrived = up_store.downstream_computers().unwrap().len();
                 println!(

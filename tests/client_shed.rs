@@ -186,6 +186,71 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     assert!(r.result);
     assert_eq!(stored_updates(&e, &other), vec![update(0)]);
 
+    // A downstream server's rollup from the same address is not charged to the clients'
+    // budget (a full rollup is gigabytes): a RollupComputerStatus larger than what is left of
+    // the address's whole burst is read and answered.
+    use wsus_edge::wire::sss::rollup as ru;
+    let status = ru::RollupComputerStatus {
+        cookie: Some(ru::fixed_cookie()),
+        client_time: time::OffsetDateTime::now_utc(),
+        parent_server_id: uuid::Uuid::from_u128(7),
+        computers: vec![ru::ComputerStatusRollupInfo {
+            instance_id: uuid::Uuid::from_u128(8),
+            computer_id: "pc-below".into(),
+            effective_last_detection_time: None,
+            rollup_number: 1,
+            is_full_rollup: true,
+            update_status: (0..1200u128)
+                .map(|i| {
+                    (
+                        uuid::Uuid::from_u128(i + 1),
+                        2,
+                        time::OffsetDateTime::UNIX_EPOCH,
+                    )
+                })
+                .collect(),
+        }],
+    };
+    let body = soap::encode(&status);
+    assert!(body.len() as u64 > BURST / 2, "{}", body.len());
+    let r = http
+        .post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header(
+            "soapaction",
+            soap::soap_action_header(ru::action::ROLLUP_COMPUTER_STATUS),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "a rollup call is answered");
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("<RollupComputerStatusResult>true<"));
+    // ...and claiming a rollup SOAPAction does not smuggle events past it: the body's
+    // operation must be the one its SOAPAction names.
+    let b = soap::encode(&batch(&flooder, 9000..9100));
+    let r = http
+        .post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header(
+            "soapaction",
+            soap::soap_action_header(ru::action::ROLLUP_COMPUTER_STATUS),
+        )
+        .body(b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        500,
+        "a mismatched SOAPAction is a fault"
+    );
+    assert!(r.text().await.unwrap().contains("Fault"));
+
     let kept = stored_updates(&e, &flooder);
     assert_eq!(kept.len(), 100, "only the first batch is stored");
     assert!(kept.iter().all(|u| (0..100).any(|i| update(i) == *u)));

@@ -59,13 +59,24 @@ impl SoapService for SoapEndpoint {
         }
     }
 
+    /// The Reporting byte budget is the LAN clients' (ReportEventBatch): a downstream
+    /// server's rollup (its SOAPAction names a rollup operation) is not charged to it, as
+    /// SyncUpdates bodies on the client endpoint are not. A full rollup of 10,000 computers is
+    /// gigabytes; at a client's budget it would take days. What bounds a rollup is what bounds
+    /// every SOAP body: `max_request_body` and the fair admission gate. A body whose operation
+    /// differs from its SOAPAction is refused with a fault before anything is stored.
     fn refuse_before_body(
         &self,
         peer: std::net::SocketAddr,
         body_len: u64,
+        soap_action: Option<&str>,
     ) -> Option<Response<Body>> {
         match self.endpoint {
-            Endpoint::Reporting => self.svc.shed.refuse(peer.ip(), body_len),
+            Endpoint::Reporting
+                if !soap_action.is_some_and(crate::wire::sss::rollup::action::is_rollup) =>
+            {
+                self.svc.shed.refuse(peer.ip(), body_len)
+            }
             _ => None,
         }
     }

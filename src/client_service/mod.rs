@@ -387,6 +387,22 @@ impl ClientService {
                 return Self::reply("SyncUpdates", wusp::action::SYNC_UPDATES, answer);
             }
         }
+        // A downstream server's status rollup (gigabytes in all) skips the tree the same way.
+        if req.endpoint == Endpoint::Reporting
+            && req.soap_action == Some(crate::wire::sss::rollup::action::ROLLUP_COMPUTER_STATUS)
+        {
+            if let Some(r) = crate::wire::sss::rollup_stream::decode_rollup_computer_status(
+                req.body,
+                &self.limits,
+            ) {
+                let (status, body) = crate::rollup::uss::handle_computer_status(
+                    &self.store,
+                    r,
+                    self.opts.accept_detailed_rollup,
+                );
+                return Reply { status, body };
+            }
+        }
         let env = match soap::parse_envelope_with(req.body, &self.limits) {
             Ok(e) => e,
             Err(e) => {

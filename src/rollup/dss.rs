@@ -55,24 +55,48 @@ pub struct RollupReport {
 /// and 500 computers of 2,000 statuses each would be a 190 MB request, refused with 413.
 const MAX_STATUSES_PER_REQUEST: usize = 10_000;
 
-/// `due` in consecutive batches of at most `max_computers` computers and, unless a single
-/// computer has more, [`MAX_STATUSES_PER_REQUEST`] statuses (a computer is never split: its
-/// status is a full rollup).
-fn status_batches<'a, 'e>(due: &'a [&'e Entry], max_computers: usize) -> Vec<&'a [&'e Entry]> {
-    let mut out = Vec::new();
-    let (mut start, mut statuses) = (0, 0);
-    for (i, e) in due.iter().enumerate() {
-        let n = e.statuses.len();
-        if i > start && (i - start >= max_computers || statuses + n > MAX_STATUSES_PER_REQUEST) {
-            out.push(&due[start..i]);
-            (start, statuses) = (i, 0);
+/// Groups consecutive computers' statuses into requests of at most `max_computers` computers
+/// and, unless a single computer has more, [`MAX_STATUSES_PER_REQUEST`] statuses (a computer
+/// is never split: its status is a full rollup). Statuses are pushed as they are read from the
+/// store, so only one request's worth is held at a time, whatever the number of computers.
+struct Batcher<T> {
+    max_computers: usize,
+    items: Vec<(T, Vec<UpdateStatusItem>)>,
+    statuses: usize,
+}
+
+impl<T> Batcher<T> {
+    fn new(max_computers: usize) -> Self {
+        Self {
+            max_computers: max_computers.max(1),
+            items: Vec::new(),
+            statuses: 0,
         }
-        statuses += n;
     }
-    if start < due.len() {
-        out.push(&due[start..]);
+
+    /// Adds one computer; returns the batch it closed, if any (the computer starts the next).
+    fn push(
+        &mut self,
+        item: T,
+        statuses: Vec<UpdateStatusItem>,
+    ) -> Option<Vec<(T, Vec<UpdateStatusItem>)>> {
+        let n = statuses.len();
+        let full = !self.items.is_empty()
+            && (self.items.len() >= self.max_computers
+                || self.statuses + n > MAX_STATUSES_PER_REQUEST);
+        let out = full.then(|| {
+            self.statuses = 0;
+            std::mem::take(&mut self.items)
+        });
+        self.items.push((item, statuses));
+        self.statuses += n;
+        out
     }
-    out
+
+    /// The last batch, if anything is left.
+    fn finish(self) -> Option<Vec<(T, Vec<UpdateStatusItem>)>> {
+        (!self.items.is_empty()).then_some(self.items)
+    }
 }
 
 /// The store setting remembering the upstream's `RollupResetGuid`.
@@ -110,15 +134,17 @@ struct Entry {
     details: ComputerRollupDetails,
     /// When its status last changed here (own: last report; rolled up: last receipt).
     changed_unix: Option<i64>,
-    /// Its statuses, as (update, SummarizationState, LastChangeTime).
-    statuses: Vec<UpdateStatusItem>,
+    /// Whether it reports to this server (else it was rolled up from below).
+    own: bool,
 }
 
-fn entries(store: &Store, me: Uuid) -> Result<Vec<Entry>, StoreError> {
-    let mut out = Vec::new();
-    for c in store.computers()? {
-        let statuses = store
-            .computer_states(&c.id)?
+/// A computer's statuses as (update, SummarizationState, LastChangeTime), read when its turn
+/// to be sent comes.
+fn statuses(store: &Store, e: &Entry) -> Result<Vec<UpdateStatusItem>, StoreError> {
+    let id = &e.info.computer_id;
+    Ok(if e.own {
+        store
+            .computer_states(id)?
             .into_iter()
             .filter_map(|(u, r)| {
                 Some((
@@ -127,7 +153,25 @@ fn entries(store: &Store, me: Uuid) -> Result<Vec<Entry>, StoreError> {
                     ts(Some(r.last_change_unix))?,
                 ))
             })
-            .collect();
+            .collect()
+    } else {
+        store
+            .downstream_states(id)?
+            .into_iter()
+            .filter_map(|(u, s)| {
+                Some((
+                    u,
+                    s.state.summarization_state()?,
+                    ts(Some(s.last_change_unix))?,
+                ))
+            })
+            .collect()
+    })
+}
+
+fn entries(store: &Store, me: Uuid) -> Result<Vec<Entry>, StoreError> {
+    let mut out = Vec::new();
+    for c in store.computers()? {
         let os: Vec<i32> = c
             .os_version
             .as_deref()
@@ -157,21 +201,10 @@ fn entries(store: &Store, me: Uuid) -> Result<Vec<Entry>, StoreError> {
                 client_version: c.client_version.clone().unwrap_or_default(),
             },
             changed_unix: c.last_report_unix,
-            statuses,
+            own: true,
         });
     }
     for c in store.downstream_computers()? {
-        let statuses = store
-            .downstream_states(&c.id)?
-            .into_iter()
-            .filter_map(|(u, s)| {
-                Some((
-                    u,
-                    s.state.summarization_state()?,
-                    ts(Some(s.last_change_unix))?,
-                ))
-            })
-            .collect();
         out.push(Entry {
             info: ComputerRollupInfo {
                 computer_id: c.id.clone(),
@@ -190,7 +223,7 @@ fn entries(store: &Store, me: Uuid) -> Result<Vec<Entry>, StoreError> {
                 client_version: c.client_version.clone().unwrap_or_default(),
             },
             changed_unix: c.status_received_unix,
-            statuses,
+            own: false,
         });
     }
     Ok(out)
@@ -411,10 +444,59 @@ pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, Ro
             }
         })
         .collect();
-    for chunk in status_batches(&due, cfg.computer_status_max.max(1) as usize) {
-        let computers: Vec<ComputerStatusRollupInfo> = chunk
-            .iter()
-            .map(|e| ComputerStatusRollupInfo {
+    let mut batcher = Batcher::new(cfg.computer_status_max.max(1) as usize);
+    for e in due {
+        let st = statuses(store, e)?;
+        if let Some(batch) = batcher.push(e, st) {
+            send_statuses(
+                &client,
+                &url,
+                store,
+                me,
+                started,
+                &mut sent,
+                batch,
+                &mut report,
+            )
+            .await?;
+        }
+    }
+    if let Some(batch) = batcher.finish() {
+        send_statuses(
+            &client,
+            &url,
+            store,
+            me,
+            started,
+            &mut sent,
+            batch,
+            &mut report,
+        )
+        .await?;
+    }
+    store.flush()?;
+    Ok(report)
+}
+
+/// Sends one RollupComputerStatus request and records what the upstream accepted.
+#[allow(clippy::too_many_arguments)]
+async fn send_statuses(
+    client: &UpstreamClient,
+    url: &str,
+    store: &Store,
+    me: Uuid,
+    started: i64,
+    sent: &mut BTreeMap<String, RollupSent>,
+    batch: Vec<(&Entry, Vec<UpdateStatusItem>)>,
+    report: &mut RollupReport,
+) -> Result<(), RollupError> {
+    let req = RollupComputerStatus {
+        cookie: Some(fixed_cookie()),
+        client_time: now(),
+        parent_server_id: me,
+        computers: batch
+            .into_iter()
+            .map(|(e, update_status)| ComputerStatusRollupInfo {
                 instance_id: Uuid::new_v4(),
                 computer_id: e.info.computer_id.clone(),
                 effective_last_detection_time: None,
@@ -424,72 +506,51 @@ pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, Ro
                     .unwrap_or(0)
                     + 1,
                 is_full_rollup: true,
-                update_status: e.statuses.clone(),
+                update_status,
             })
-            .collect();
-        let r = client
-            .call(
-                &url,
-                &RollupComputerStatus {
-                    cookie: Some(fixed_cookie()),
-                    client_time: now(),
-                    parent_server_id: me,
-                    computers: computers.clone(),
-                },
-            )
-            .await?;
-        report.requests += 1;
-        if !r.result {
-            return Err(RollupError::Busy);
-        }
-        for c in &computers {
-            let s = sent.entry(c.computer_id.clone()).or_default();
-            s.last_sent_rollup_number = c.rollup_number;
-            s.last_status_rollup_unix = Some(started);
-            store.set_rollup_sent(&c.computer_id, s)?;
-        }
-        report.statuses += computers.len();
+            .collect(),
+    };
+    let r = client.call(url, &req).await?;
+    report.requests += 1;
+    if !r.result {
+        return Err(RollupError::Busy);
     }
-    store.flush()?;
-    Ok(report)
+    for c in &req.computers {
+        let s = sent.entry(c.computer_id.clone()).or_default();
+        s.last_sent_rollup_number = c.rollup_number;
+        s.last_status_rollup_unix = Some(started);
+        store.set_rollup_sent(&c.computer_id, s)?;
+    }
+    report.statuses += req.computers.len();
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(statuses: usize) -> Entry {
-        let t = OffsetDateTime::UNIX_EPOCH;
-        Entry {
-            info: ComputerRollupInfo {
-                computer_id: format!("pc{statuses}"),
-                last_sync_time: None,
-                last_sync_result: 0,
-                last_reported_status_time: None,
-                parent_server_id: Uuid::nil(),
-                details: None,
-            },
-            details: ComputerRollupDetails::default(),
-            changed_unix: None,
-            statuses: (0..statuses)
-                .map(|i| (Uuid::from_u128(i as u128), 2, t))
-                .collect(),
-        }
-    }
-
     #[test]
-    fn status_batches_bound_computers_and_statuses_and_never_split_a_computer() {
+    fn batches_bound_computers_and_statuses_and_never_split_a_computer() {
         let sizes = [
             2_000, 2_000, 2_000, 2_000, 2_000, 2_000, 30_000, 10, 10, 10, 9_990, 1,
         ];
-        let all: Vec<Entry> = sizes.iter().map(|n| entry(*n)).collect();
-        let due: Vec<&Entry> = all.iter().collect();
-        let batches = status_batches(&due, 3);
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let mut b = Batcher::new(3);
+        let mut batches: Vec<Vec<(usize, Vec<UpdateStatusItem>)>> = Vec::new();
+        for (i, n) in sizes.iter().enumerate() {
+            let st = (0..*n)
+                .map(|u| (Uuid::from_u128(u as u128), 2, t))
+                .collect();
+            batches.extend(b.push(i, st));
+        }
+        batches.extend(b.finish());
         let lens: Vec<Vec<usize>> = batches
             .iter()
-            .map(|b| b.iter().map(|e| e.statuses.len()).collect())
+            .map(|b| b.iter().map(|(_, s)| s.len()).collect())
             .collect();
         // In order, each computer once, whole.
+        let order: Vec<usize> = batches.iter().flatten().map(|(i, _)| *i).collect();
+        assert_eq!(order, (0..sizes.len()).collect::<Vec<_>>());
         assert_eq!(lens.concat(), sizes);
         assert_eq!(
             lens,
@@ -501,6 +562,6 @@ mod tests {
                 vec![9_990, 1],
             ]
         );
-        assert!(status_batches(&[], 5).is_empty());
+        assert!(Batcher::<usize>::new(5).finish().is_none());
     }
 }

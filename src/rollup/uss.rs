@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::store::{
-    DownstreamComputer, DownstreamServer, DownstreamStatus, Store, StoreError, UpdateState,
+    ComputerStatuses, DownstreamComputer, DownstreamServer, DownstreamStatus, Store, StoreError,
+    UpdateState,
 };
 use crate::wire::soap::{self, Envelope, ErrorCode, Fault, SoapBody};
 use crate::wire::sss::rollup::*;
@@ -79,7 +80,12 @@ pub fn handle(store: &Store, env: &Envelope, detailed: bool) -> Option<Answer> {
             "DoDetailedRollup is false on this server".into(),
         )),
     };
-    Some(match r {
+    Some(answer(name, act, r))
+}
+
+/// The answer to operation `name` (SOAPAction `act`): its body, or the fault for its error.
+fn answer(name: &str, act: &str, r: Result<Answer, Error>) -> Answer {
+    match r {
         Ok(a) => a,
         Err(Error::Wire(e)) => {
             tracing::warn!(op = name, error = %e, "bad rollup request");
@@ -94,7 +100,7 @@ pub fn handle(store: &Store, env: &Envelope, detailed: bool) -> Option<Answer> {
             tracing::error!(op = name, error = %e, "store error in rollup");
             fault(ErrorCode::InternalServerError, "", act)
         }
-    })
+    }
 }
 
 enum Error {
@@ -256,7 +262,7 @@ fn out_of_sync(store: &Store, r: GetOutOfSyncComputers) -> Result<Answer, Error>
     Ok(ok(&GetOutOfSyncComputersResponse { computer_ids: ids }))
 }
 
-/// SS §3.1.4.17: each computer's statuses in one store transaction; unknown computers are
+/// SS §3.1.4.17: the request's computers in one store transaction; unknown computers are
 /// ignored.
 fn computer_status(store: &Store, r: RollupComputerStatus) -> Result<Answer, Error> {
     if r.computers.len() > MAX_ROLLUP_COMPUTER_STATUS as usize {
@@ -265,28 +271,51 @@ fn computer_status(store: &Store, r: RollupComputerStatus) -> Result<Answer, Err
         ));
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    for c in r.computers {
-        let statuses: Vec<(Uuid, DownstreamStatus)> = c
-            .update_status
-            .iter()
-            .map(|(u, s, t)| {
-                (
-                    *u,
-                    DownstreamStatus {
-                        state: UpdateState::from_summarization_state(*s),
-                        last_change_unix: t.unix_timestamp(),
-                    },
-                )
-            })
-            .collect();
-        store.apply_downstream_status(
-            &c.computer_id,
-            c.rollup_number,
-            c.is_full_rollup,
-            &statuses,
-            now,
-        )?;
-    }
+    let statuses: Vec<Vec<(Uuid, DownstreamStatus)>> = r
+        .computers
+        .iter()
+        .map(|c| {
+            c.update_status
+                .iter()
+                .map(|(u, s, t)| {
+                    (
+                        *u,
+                        DownstreamStatus {
+                            state: UpdateState::from_summarization_state(*s),
+                            last_change_unix: t.unix_timestamp(),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let batch: Vec<ComputerStatuses<'_>> = r
+        .computers
+        .iter()
+        .zip(&statuses)
+        .map(|(c, s)| ComputerStatuses {
+            computer_id: &c.computer_id,
+            rollup_number: c.rollup_number,
+            full: c.is_full_rollup,
+            statuses: s,
+        })
+        .collect();
+    store.apply_downstream_statuses(&batch, now)?;
     store.flush()?;
     Ok(ok(&RollupComputerStatusResponse { result: true }))
+}
+
+/// Answers a `RollupComputerStatus` body read by the streaming decoder
+/// ([`crate::wire::sss::rollup_stream`]; the caller falls back to [`handle`] when it declines),
+/// with `handle`'s rules: refused unless `detailed`.
+pub fn handle_computer_status(store: &Store, r: RollupComputerStatus, detailed: bool) -> Answer {
+    let act = action::ROLLUP_COMPUTER_STATUS;
+    let r = if detailed {
+        computer_status(store, r)
+    } else {
+        Err(Error::Refused(
+            "DoDetailedRollup is false on this server".into(),
+        ))
+    };
+    answer("RollupComputerStatus", act, r)
 }

@@ -10,15 +10,14 @@
 //! a 182 event marks its update failed with its HRESULT, and a failure stays until a later 156
 //! lists the update as installed (or drops it). Other event ids do not change states.
 //!
-//! Downstream data lives in three side trees (`ds_servers`, `ds_computers`, `ds_status`; see
-//! `schema.rs`); a computer's rollup (its record, rollup number and statuses) is written in one
-//! transaction over the last two, so a replayed or interrupted rollup never duplicates or half
-//! applies a computer.
+//! Downstream data lives in three side trees (`ds_servers`, `ds_computers`, `ds_states`; see
+//! `schema.rs`); the computers of one status rollup (records, rollup numbers and states) are
+//! written in one transaction over the last two (`ds_states.rs`), so a replayed or interrupted
+//! rollup never duplicates or half applies a computer.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use uuid::Uuid;
 
 use super::schema::{self, dec, enc};
@@ -266,12 +265,6 @@ pub struct RollupSent {
     pub upstream_deleted: bool,
 }
 
-fn status_key(computer: &str, update: &Uuid) -> Vec<u8> {
-    let mut k = schema::events_prefix(computer);
-    k.extend_from_slice(update.as_bytes());
-    k
-}
-
 impl Store {
     /// How this server's own computers stand: (computers, needing at least one update,
     /// failing at least one, reported and needing nothing). What a replica tells its upstream
@@ -344,91 +337,11 @@ impl Store {
         Ok(())
     }
 
-    /// A rolled-up computer's update states.
-    pub fn downstream_states(
-        &self,
-        computer_id: &str,
-    ) -> Result<BTreeMap<Uuid, DownstreamStatus>, StoreError> {
-        let mut out = BTreeMap::new();
-        let prefix = schema::events_prefix(computer_id);
-        for kv in self.side(schema::DS_STATUS)?.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            let id = Uuid::from_slice(&k[prefix.len()..])
-                .map_err(|e| schema::corrupt("ds_status", e))?;
-            out.insert(id, dec("ds_status", &v)?);
-        }
-        Ok(out)
-    }
-
-    /// Applies one `ComputerStatusRollupInfo` (SS §3.1.4.17 data processing) in one
-    /// transaction: sets the rollup number and receipt time, clears the statuses on a full
-    /// rollup, and keeps the newer of stored and received per update. `false` (nothing
-    /// written) for an unknown computer.
-    pub fn apply_downstream_status(
-        &self,
-        computer_id: &str,
-        rollup_number: i32,
-        full: bool,
-        statuses: &[(Uuid, DownstreamStatus)],
-        received_unix: i64,
-    ) -> Result<bool, StoreError> {
-        let computers = self.side(schema::DS_COMPUTERS)?;
-        let status = self.side(schema::DS_STATUS)?;
-        let _w = self.writer();
-        let Some(v) = computers.get(computer_id.as_bytes())? else {
-            return Ok(false);
-        };
-        let mut c: DownstreamComputer = dec("ds_computers", &v)?;
-        c.last_received_rollup_number = rollup_number;
-        c.status_received_unix = Some(received_unix);
-        let old_keys: Vec<sled::IVec> = if full {
-            status
-                .scan_prefix(schema::events_prefix(computer_id))
-                .keys()
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
-        let mut puts = Vec::with_capacity(statuses.len());
-        for (id, s) in statuses {
-            let k = status_key(computer_id, id);
-            if !full {
-                if let Some(old) = status.get(&k)? {
-                    let old: DownstreamStatus = dec("ds_status", &old)?;
-                    if old.last_change_unix > s.last_change_unix {
-                        continue;
-                    }
-                }
-            }
-            puts.push((k, enc(s)?));
-        }
-        let cv = enc(&c)?;
-        (&computers, &status)
-            .transaction(|(tc, ts)| {
-                for k in &old_keys {
-                    ts.remove(k)?;
-                }
-                for (k, v) in &puts {
-                    ts.insert(k.as_slice(), v.as_slice())?;
-                }
-                tc.insert(computer_id.as_bytes(), cv.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
-            })?;
-        Ok(true)
-    }
-
     /// Forgets a rolled-up computer and its states; false when unknown.
     pub fn remove_downstream_computer(&self, id: &str) -> Result<bool, StoreError> {
         let computers = self.side(schema::DS_COMPUTERS)?;
-        let status = self.side(schema::DS_STATUS)?;
         let _w = self.writer();
-        for k in status.scan_prefix(schema::events_prefix(id)).keys() {
-            status.remove(k?)?;
-        }
+        self.remove_downstream_states(id)?;
         Ok(computers.remove(id.as_bytes())?.is_some())
     }
 

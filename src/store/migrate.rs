@@ -14,7 +14,7 @@ use super::schema::{self, Tree};
 use super::{Store, StoreError, TxResult};
 
 /// The layout this binary writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `meta` key of the schema version.
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
@@ -36,6 +36,13 @@ const MIGRATIONS: [(&str, Step); SCHEMA_VERSION as usize] = [
         // `Store::open` derives them right after, one computer per transaction.
         "derive the stored compliance states",
         |tx| tx.put_raw(Tree::Meta, super::states::META_STATES_PENDING, &[1]),
+    ),
+    (
+        // v2 → v3: rolled-up states as one binary value per computer (`ds_states.rs`) instead
+        // of one JSON value per state. The conversion scans a side tree, which a
+        // transaction cannot: marked here, done by `Store::open` right after.
+        "rolled-up states: one value per computer",
+        |tx| tx.put_raw(Tree::Meta, super::ds_states::META_DS_STATES_PENDING, &[1]),
     ),
 ];
 

@@ -100,6 +100,7 @@ mod blob_cache;
 mod compliance;
 mod computers;
 mod deployment_log;
+mod ds_states;
 mod error;
 mod lock;
 mod malloc;
@@ -135,6 +136,7 @@ pub use compliance::{
 };
 pub use computers::{Computer, EventStatus, ReportedEvent, StatusCounts};
 pub use deployment_log::DeploymentChanges;
+pub use ds_states::ComputerStatuses;
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
 pub use malloc::{limit_malloc_arenas, MALLOC_ARENAS, MMAP_THRESHOLD};
@@ -300,6 +302,7 @@ impl Store {
         store.init()?;
         store.migrate(fresh)?;
         store.finish_state_rebuild()?;
+        store.finish_ds_states_migration()?;
         // Change-log entries of a staged deployment apply that never became live.
         let discarded = store.discard_uncommitted_log(store.deployment_seq()?)?;
         if discarded > 0 {

@@ -26,7 +26,7 @@
 //! | `kv` | UTF-8 key | bytes (small settings) |
 //! | `ds_servers` | server id (16) | [`DownstreamServer`](super::DownstreamServer) JSON (rollup received; side tree) |
 //! | `ds_computers` | computer id (UTF-8) | [`DownstreamComputer`](super::DownstreamComputer) JSON (side tree) |
-//! | `ds_status` | computer id ‖ 0x00 ‖ UpdateID (16) | [`DownstreamStatus`](super::DownstreamStatus) JSON (side tree) |
+//! | `ds_states` | computer id (UTF-8) | the computer's rolled-up states (`ds_states.rs`): binary, 25-byte records sorted by UpdateID: UpdateID (16) ‖ state (u8, as in `states_by_update`) ‖ last change (i64 BE) (side tree; `ds_status`, one JSON value per state, until schema 3) |
 //! | `rollup_sent` | computer id (UTF-8) | [`RollupSent`](super::RollupSent) JSON (own rollup upstream; side tree) |
 //!
 //! Values are JSON (serde_json): self-describing, debuggable, fast enough; the three state
@@ -145,7 +145,7 @@ pub const DS_SERVERS: &str = "ds_servers";
 /// Computers rolled up from downstream servers (side tree).
 pub const DS_COMPUTERS: &str = "ds_computers";
 /// Their per-update states (side tree; written together with `ds_computers`).
-pub const DS_STATUS: &str = "ds_status";
+pub const DS_STATES: &str = "ds_states";
 /// Each own computer's derived update states (side tree, `states.rs`; written in one
 /// transaction with `computers` and `events`).
 pub const STATES: &str = "states";

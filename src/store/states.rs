@@ -40,7 +40,7 @@ const REC: usize = 16 + VAL;
 /// Bytes of a `states_by_update` value: state, last change (i64 BE), error flag, error (i32 BE).
 const VAL: usize = 1 + 8 + 1 + 4;
 
-fn state_code(s: UpdateState) -> u8 {
+pub(super) fn state_code(s: UpdateState) -> u8 {
     match s {
         UpdateState::Installed => 0,
         UpdateState::Needed => 1,
@@ -50,7 +50,7 @@ fn state_code(s: UpdateState) -> u8 {
     }
 }
 
-fn state_of(code: u8) -> Option<UpdateState> {
+pub(super) fn state_of(code: u8) -> Option<UpdateState> {
     Some(match code {
         0 => UpdateState::Installed,
         1 => UpdateState::Needed,

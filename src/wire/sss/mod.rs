@@ -17,6 +17,8 @@
 //! | [`dispatch`] | [`SssRequest`]: decode whichever request arrived (upstream side) |
 //! | [`deployments`] | GetDeployments (replica approvals) |
 //! | [`deployments_stream`] | the GetDeployments and GetRevisionIdList answers decoded item by item (big first syncs) |
+//! | [`rollup`] | the reporting rollup: GetRollupConfiguration, RollupDownstreamServers, RollupComputers, GetOutOfSyncComputers, RollupComputerStatus |
+//! | [`rollup_stream`] | RollupComputerStatus requests decoded without a tree (full rollups are gigabytes) |
 
 pub mod auth;
 pub mod deployments;
@@ -24,6 +26,7 @@ pub mod deployments_stream;
 pub mod dispatch;
 pub mod metadata;
 pub mod rollup;
+pub mod rollup_stream;
 pub mod update_data;
 
 pub use auth::*;

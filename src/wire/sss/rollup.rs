@@ -48,6 +48,18 @@ pub mod action {
     /// RollupComputerStatus.
     pub const ROLLUP_COMPUTER_STATUS: &str =
         "http://www.microsoft.com/SoftwareDistribution/RollupComputerStatus";
+
+    /// Whether `soap_action` names one of the five rollup operations.
+    pub fn is_rollup(soap_action: &str) -> bool {
+        [
+            GET_ROLLUP_CONFIGURATION,
+            ROLLUP_DOWNSTREAM_SERVERS,
+            ROLLUP_COMPUTERS,
+            GET_OUT_OF_SYNC_COMPUTERS,
+            ROLLUP_COMPUTER_STATUS,
+        ]
+        .contains(&soap_action)
+    }
 }
 
 /// The cookie every rollup request carries (SS §3.2.4.5 step 1).
