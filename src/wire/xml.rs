@@ -597,6 +597,14 @@ impl XmlWriter {
         self.close_leaf(name)
     }
 
+    /// Appends complete, well-formed markup the caller wrote as a constant (closes a pending
+    /// start tag first).
+    pub fn raw_text(&mut self, xml: &'static str) -> &mut Self {
+        self.close_tag();
+        self.buf.push_str(xml);
+        self
+    }
+
     /// `<name>text</name>` for text the caller guarantees needs no escaping (digits, dates,
     /// fixed words).
     pub fn leaf_plain(&mut self, name: &str, text: &str) -> &mut Self {

@@ -152,6 +152,15 @@ impl Deployment {
             Some(t) => w.leaf_plain("LastChangeTime", t),
             None => w.leaf("LastChangeTime", &format_date(self.last_change)),
         };
+        if self.auto_select == 0 && self.auto_download == 0 && self.supersedence_behavior == 0 {
+            // What every server-written deployment carries (protocol >= 1.8), as one piece.
+            w.raw_text(
+                "<AutoSelect>0</AutoSelect><AutoDownload>0</AutoDownload>\
+                 <SupersedenceBehavior>0</SupersedenceBehavior>",
+            );
+            w.end();
+            return;
+        }
         w.leaf_int("AutoSelect", self.auto_select.into());
         w.leaf_int("AutoDownload", self.auto_download.into());
         w.leaf_int("SupersedenceBehavior", self.supersedence_behavior.into());

@@ -349,6 +349,32 @@ fn scan_ints(
 fn plain_item(b: &[u8]) -> Option<(i32, usize)> {
     let neg = b.first() == Some(&b'-');
     let start = usize::from(neg);
+    // Eight bytes at once: how many digits lead, and their value, without a branch per
+    // digit (ids have 1 to 5 digits, so a loop mispredicts its exit on most of them).
+    if let Some(chunk) = b.get(start..start + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(eight);
+        // Per byte, `byte - '0'`: a digit gives 0..=9. Borrows only run from a byte into the
+        // ones after it, so every byte up to the first non-digit is exact.
+        let sub = x.wrapping_sub(0x3030_3030_3030_3030);
+        // High bit set: the byte is not a digit (>= 10, or wrapped below '0').
+        let flags = (sub | sub.wrapping_add(0x7676_7676_7676_7676)) & 0x8080_8080_8080_8080;
+        let n = (flags.trailing_zeros() / 8) as usize;
+        if n == 0 {
+            return None;
+        }
+        if n < 8 {
+            // The n digits moved to the top bytes (the first, most significant, lowest):
+            // zeros lead, then pairs, quads and the eight are combined.
+            let mut v = sub << (8 * (8 - n));
+            v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+            v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
+            v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF;
+            let v = v as i32;
+            return Some((if neg { -v } else { v }, start + n));
+        }
+    }
     let mut v: i32 = 0;
     let mut k = start;
     while let Some(&d) = b.get(k) {
@@ -499,6 +525,25 @@ mod tests {
         // Ten digits, no digits, a sign alone: left to the general path.
         for t in ["1234567890<", "<", "-<", "+5<", " 5<", ""] {
             assert_eq!(plain_item(t.as_bytes()), None, "{t:?}");
+        }
+        // Every length of digits, with and without a sign, before each kind of byte that
+        // ends them (the eight-byte path and the byte loop must both agree with `parse`).
+        for len in 1..=12 {
+            for first in 0..10u8 {
+                let digits: String = (0..len)
+                    .map(|k| char::from(b'0' + (first + k as u8 * 7) % 10))
+                    .collect();
+                for sign in ["", "-"] {
+                    for end in ["</int>", "<", " ", "/", ":", "\u{0}", "\u{7f}", "é"] {
+                        let t = format!("{sign}{digits}{end}");
+                        let want = (len <= 9).then(|| {
+                            let n = format!("{sign}{digits}");
+                            (n.parse::<i32>().unwrap(), n.len())
+                        });
+                        assert_eq!(plain_item(t.as_bytes()), want, "{t:?}");
+                    }
+                }
+            }
         }
     }
 
