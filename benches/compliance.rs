@@ -366,6 +366,13 @@ fn main() {
                 );
                 let _ = up_tx.send(());
                 let _ = up_serving.await;
+                let with_upstream = rss_mib();
+                drop(up_store);
+                drop(up_dir);
+                println!(
+                    "RSS after the rollup: {with_upstream:.0} MiB, {:.0} MiB once the upstream's store is closed",
+                    rss_mib()
+                );
             }
             println!(
                 "RSS now {:.0} MiB, peak (VmHWM, seeding included when seeded here) {:.0} MiB",

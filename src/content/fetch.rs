@@ -18,7 +18,7 @@ use super::verify::{Digests, DualHasher};
 use crate::config::UpstreamConfig;
 
 /// Attempts after the first one, for one object, counted since the last attempt that made
-/// progress.
+/// progress. The README states it (5 resumes, 6 requests in all) and tests hold it to that.
 pub const MAX_RETRIES: u32 = 5;
 
 /// Most bytes of queued network chunks the temp-file writer writes before it tells readers.

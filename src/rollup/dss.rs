@@ -142,31 +142,23 @@ struct Entry {
 /// to be sent comes.
 fn statuses(store: &Store, e: &Entry) -> Result<Vec<UpdateStatusItem>, StoreError> {
     let id = &e.info.computer_id;
-    Ok(if e.own {
+    let states: Vec<(Uuid, crate::store::UpdateState, i64)> = if e.own {
         store
             .computer_states(id)?
             .into_iter()
-            .filter_map(|(u, r)| {
-                Some((
-                    u,
-                    r.state.summarization_state()?,
-                    ts(Some(r.last_change_unix))?,
-                ))
-            })
+            .map(|(u, r)| (u, r.state, r.last_change_unix))
             .collect()
     } else {
         store
             .downstream_states(id)?
             .into_iter()
-            .filter_map(|(u, s)| {
-                Some((
-                    u,
-                    s.state.summarization_state()?,
-                    ts(Some(s.last_change_unix))?,
-                ))
-            })
+            .map(|(u, s)| (u, s.state, s.last_change_unix))
             .collect()
-    })
+    };
+    Ok(states
+        .into_iter()
+        .filter_map(|(u, state, t)| Some((u, state.summarization_state()?, ts(Some(t))?)))
+        .collect())
 }
 
 fn entries(store: &Store, me: Uuid) -> Result<Vec<Entry>, StoreError> {
