@@ -597,6 +597,14 @@ impl XmlWriter {
         self.close_leaf(name)
     }
 
+    /// `<name>text</name>` where `f` appends the text, which needs no escaping (digits,
+    /// dates).
+    pub fn leaf_plain_with(&mut self, name: &str, f: impl FnOnce(&mut String)) -> &mut Self {
+        self.open_leaf(name);
+        f(&mut self.buf);
+        self.close_leaf(name)
+    }
+
     /// Appends complete, well-formed markup the caller wrote as a constant (closes a pending
     /// start tag first).
     pub fn raw_text(&mut self, xml: &'static str) -> &mut Self {

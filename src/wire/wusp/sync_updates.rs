@@ -16,7 +16,7 @@ use super::{action, opt_bool, read_opt_ints, read_strings, write_ints, write_str
 use crate::wire::soap::{Operation, SoapBody};
 use crate::wire::sss::read_array;
 use crate::wire::values::{
-    format_bool, format_datetime, parse_bool, parse_datetime, parse_guid, parse_i32,
+    format_bool, parse_bool, parse_datetime, parse_guid, parse_i32, push_datetime,
 };
 use crate::wire::xml::{Element, Escaped, XmlWriter};
 use crate::wire::WireError;
@@ -144,7 +144,7 @@ impl Deployment {
         w.leaf_int("ID", self.id.into());
         w.leaf_plain("Action", self.action.as_str());
         if let Some(d) = self.deadline {
-            w.leaf("Deadline", &format_datetime(d));
+            w.leaf_plain_with("Deadline", |b| push_datetime(b, d));
         }
         w.leaf_plain("IsAssigned", format_bool(self.is_assigned));
         let mut date = [0u8; 10];
