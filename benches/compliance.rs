@@ -369,8 +369,14 @@ fn main() {
                 let with_upstream = rss_mib();
                 drop(up_store);
                 drop(up_dir);
+                let closed = rss_mib();
+                extern "C" {
+                    fn malloc_trim(pad: usize) -> i32;
+                }
+                // SAFETY: glibc's malloc_trim only returns free heap memory to the OS.
+                unsafe { malloc_trim(0) };
                 println!(
-                    "RSS after the rollup: {with_upstream:.0} MiB, {:.0} MiB once the upstream's store is closed",
+                    "RSS after the rollup: {with_upstream:.0} MiB, {closed:.0} MiB once the upstream's store is closed, {:.0} MiB after malloc_trim",
                     rss_mib()
                 );
             }
