@@ -110,6 +110,92 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     s.get(a..b)
 }
 
+/// Like [`between`] with `str::find`, for short texts (a memmem searcher costs more to set up
+/// than it saves on the few hundred bytes before an update's `Xml`).
+fn between_short<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let a = find_short(s.as_bytes(), open.as_bytes())? + open.len();
+    let b = find_short(&s.as_bytes()[a..], close.as_bytes())? + a;
+    s.get(a..b)
+}
+
+/// The first `pat` in `h`: `memchr` for its first byte, then a compare (no searcher set-up).
+fn find_short(h: &[u8], pat: &[u8]) -> Option<usize> {
+    let (&first, rest) = pat.split_first()?;
+    let mut at = 0;
+    while let Some(k) = memchr::memchr(first, &h[at..]) {
+        let i = at + k;
+        if h[i + 1..].starts_with(rest) {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
+}
+
+/// Searchers built once (building one per search was a visible share of the client's time).
+struct Finders {
+    update_info: memmem::Finder<'static>,
+    xml: memmem::Finder<'static>,
+    category: memmem::Finder<'static>,
+    new_updates_end: memmem::FinderRev<'static>,
+}
+
+static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finders {
+    update_info: memmem::Finder::new("<UpdateInfo>"),
+    xml: memmem::Finder::new("<Xml>"),
+    category: memmem::Finder::new("UpdateType=\"Category\""),
+    new_updates_end: memmem::FinderRev::new("</NewUpdates>"),
+});
+
+/// The ids of one cached list as request XML (`<int>..</int>` items), kept up to date as the
+/// walk appends, so each call copies it instead of formatting every id again.
+#[derive(Default)]
+struct IdList {
+    ids: Vec<i32>,
+    xml: String,
+}
+
+impl IdList {
+    fn new(ids: Vec<i32>) -> Self {
+        let mut l = IdList::default();
+        for i in ids {
+            l.push(i);
+        }
+        l
+    }
+
+    fn push(&mut self, i: i32) {
+        push_int_items(&mut self.xml, &[i]);
+        self.ids.push(i);
+    }
+
+    /// Drops `gone` (rare: out-of-scope ids), rewriting the XML.
+    fn remove(&mut self, gone: i32) {
+        if self.ids.contains(&gone) {
+            self.ids.retain(|i| *i != gone);
+            self.xml.clear();
+            push_int_items(&mut self.xml, &self.ids);
+        }
+    }
+
+    /// `<name>items</name>`, or `<name />` when empty (as the scripted agent writes it).
+    fn write(&self, out: &mut String, name: &str) {
+        if self.ids.is_empty() {
+            out.push('<');
+            out.push_str(name);
+            out.push_str(" />");
+        } else {
+            out.push('<');
+            out.push_str(name);
+            out.push('>');
+            out.push_str(&self.xml);
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+    }
+}
+
 /// Like [`between`], searching for `open` from the end (for the fields after the updates).
 fn between_last<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let a = memmem::rfind(s.as_bytes(), open.as_bytes())? + open.len();
@@ -119,13 +205,8 @@ fn between_last<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
 
 const TAIL: &str = "<SkipSoftwareSync>false</SkipSoftwareSync><NeedTwoGroupOutOfScopeUpdates>true</NeedTwoGroupOutOfScopeUpdates><AlsoPerformRegularSync>false</AlsoPerformRegularSync></parameters></SyncUpdates></soap:Body></soap:Envelope>";
 
-fn push_ints(out: &mut String, name: &str, v: &[i32]) {
-    use std::fmt::Write;
-    if v.is_empty() {
-        let _ = write!(out, "<{name} />");
-        return;
-    }
-    let _ = write!(out, "<{name}>");
+/// `<int>n</int>` for each id.
+fn push_int_items(out: &mut String, v: &[i32]) {
     let mut digits = [0u8; 12];
     for &i in v {
         out.push_str("<int>");
@@ -146,7 +227,6 @@ fn push_ints(out: &mut String, name: &str, v: &[i32]) {
         out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
         out.push_str("</int>");
     }
-    let _ = write!(out, "</{name}>");
 }
 
 /// The agent's SyncUpdates walk (same decisions as `Agent::scan`), with string-built requests
@@ -251,7 +331,9 @@ where
     // id → (action is Install/Uninstall/Bundle)
     let mut received: HashMap<i32, bool> = HashMap::new();
     let warm = prior.is_some();
-    let (mut installed_ids, mut other_ids) = prior.unwrap_or_default();
+    let (installed0, other0) = prior.unwrap_or_default();
+    let (mut installed, mut other) = (IdList::new(installed0), IdList::new(other0));
+    let f = &*FINDERS;
     let mut lat = Vec::new();
     let mut calls = 0usize;
     loop {
@@ -261,14 +343,14 @@ where
             first.clone()
         } else {
             let mut b = String::with_capacity(
-                head.len() + cookie.len() + 400 + 16 * (installed_ids.len() + other_ids.len()),
+                head.len() + cookie.len() + 400 + installed.xml.len() + other.xml.len(),
             );
             b.push_str(&head);
             b.push_str("<cookie>");
             b.push_str(&cookie);
             b.push_str("</cookie><parameters><ExpressQuery>false</ExpressQuery>");
-            push_ints(&mut b, "InstalledNonLeafUpdateIDs", &installed_ids);
-            push_ints(&mut b, "OtherCachedUpdateIDs", &other_ids);
+            installed.write(&mut b, "InstalledNonLeafUpdateIDs");
+            other.write(&mut b, "OtherCachedUpdateIDs");
             b.push_str(TAIL);
             b
         };
@@ -276,37 +358,48 @@ where
         let (status, text) = send(body).await;
         lat.push(started.elapsed().as_micros() as u64);
         assert_eq!(status, 200, "{text}");
-        cookie = between_last(&text, "<NewCookie>", "</NewCookie>")
+        // `NewUpdates` first, then the short fields: searched only after it (the update XML is
+        // escaped text, so no tag inside it can match).
+        let (new, tail) = match f.new_updates_end.rfind(text.as_bytes()) {
+            Some(end) => {
+                let start = memmem::find(text.as_bytes(), b"<NewUpdates>").expect("NewUpdates")
+                    + "<NewUpdates>".len();
+                (&text[start..end], &text[end..])
+            }
+            None => ("", text.as_str()),
+        };
+        cookie = between_last(tail, "<NewCookie>", "</NewCookie>")
             .expect("NewCookie")
             .to_string();
-        if let Some(oos) =
-            between_last(&text, "<OutOfScopeRevisionIDs>", "</OutOfScopeRevisionIDs>")
+        if let Some(oos) = between_last(tail, "<OutOfScopeRevisionIDs>", "</OutOfScopeRevisionIDs>")
         {
             for gone in oos.split("<int>").filter_map(|x| {
                 x.split_once("</int>")
                     .and_then(|(n, _)| n.parse::<i32>().ok())
             }) {
                 received.remove(&gone);
-                installed_ids.retain(|i| *i != gone);
-                other_ids.retain(|i| *i != gone);
+                installed.remove(gone);
+                other.remove(gone);
             }
         }
-        let new = between(&text, "<NewUpdates>", "</NewUpdates>").unwrap_or("");
         let mut non_leaf = false;
-        let starts: Vec<usize> = memmem::find_iter(new.as_bytes(), "<UpdateInfo>").collect();
+        let starts: Vec<usize> = f.update_info.find_iter(new.as_bytes()).collect();
         for (k, &at) in starts.iter().enumerate() {
             let u = &new[at..starts.get(k + 1).copied().unwrap_or(new.len())];
-            let id: i32 = between(u, "<ID>", "</ID>")
+            // Everything but the update XML sits in the few hundred bytes before `<Xml>`.
+            let x = f.xml.find(u.as_bytes()).expect("UpdateInfo/Xml");
+            let fields = &u[..x];
+            let id: i32 = between_short(fields, "<ID>", "</ID>")
                 .and_then(|x| x.parse().ok())
                 .expect("UpdateInfo/ID");
-            let action = between(u, "<Action>", "</Action>").expect("Action");
-            let is_leaf = between(u, "<IsLeaf>", "</IsLeaf>") == Some("true");
-            let xml = between(u, "<Xml>", "</Xml>").unwrap_or("");
-            let uid = between(xml, "UpdateID=\"", "\"").expect("UpdateID");
+            let action = between_short(fields, "<Action>", "</Action>").expect("Action");
+            let is_leaf = between_short(fields, "<IsLeaf>", "</IsLeaf>") == Some("true");
+            let xml = &u[x + "<Xml>".len()..u.rfind("</Xml>").expect("Xml end")];
+            let uid = between_short(xml, "UpdateID=\"", "\"").expect("UpdateID");
             let first_byte = u8::from_str_radix(&uid[..2], 16).expect("hex");
             let second = u8::from_str_radix(&uid[2..4], 16).expect("hex");
             let has = !(first_byte ^ second.wrapping_mul(state.wrapping_add(1))).is_multiple_of(4);
-            let is_cat = || memmem::find(xml.as_bytes(), b"UpdateType=\"Category\"").is_some();
+            let is_cat = || f.category.find(xml.as_bytes()).is_some();
             received.insert(id, matches!(action, "Install" | "Uninstall" | "Bundle"));
             if !is_leaf {
                 non_leaf = true;
@@ -314,14 +407,14 @@ where
             if !is_leaf
                 && action == "Evaluate"
                 && (has || is_cat())
-                && installed_ids.len() < wusp::MAX_INSTALLED_NON_LEAF
+                && installed.ids.len() < wusp::MAX_INSTALLED_NON_LEAF
             {
-                installed_ids.push(id);
+                installed.push(id);
             } else {
-                other_ids.push(id);
+                other.push(id);
             }
         }
-        let truncated = between_last(&text, "<Truncated>", "</Truncated>") == Some("true");
+        let truncated = between_last(tail, "<Truncated>", "</Truncated>") == Some("true");
         if !truncated && !non_leaf {
             break;
         }
@@ -330,8 +423,8 @@ where
         calls,
         received.values().filter(|o| **o).count(),
         lat,
-        installed_ids,
-        other_ids,
+        installed.ids,
+        other.ids,
         cookie,
     )
 }

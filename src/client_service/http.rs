@@ -1,5 +1,6 @@
 //! Plugs the client service into the HTTP router: one [`SoapEndpoint`] per MS-WUSP path,
-//! answering on the blocking pool (the scan reads the store and builds XML).
+//! answering on the blocking pool (the scan reads the store and builds XML), except a
+//! SyncUpdates page over a current index, answered on the connection's own task.
 
 use std::sync::Arc;
 
@@ -29,6 +30,23 @@ impl SoapEndpoint {
             (wusp::CLIENT_PATH, mk(Endpoint::Client)),
             (wusp::REPORTING_PATH, mk(Endpoint::Reporting)),
         ]
+    }
+}
+
+/// The transport-free request for `req`.
+fn request<'a>(
+    endpoint: Endpoint,
+    tls: bool,
+    req: &'a SoapRequest,
+    host: Option<&'a str>,
+) -> Request<'a> {
+    Request {
+        endpoint,
+        soap_action: req.soap_action.as_deref(),
+        host,
+        tls,
+        body: &req.body,
+        peer: Some(req.peer.ip()),
     }
 }
 
@@ -73,20 +91,20 @@ impl SoapService for SoapEndpoint {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let tls = req.headers.get(crate::http::tls::TLS_MARK_HEADER).is_some();
-            // Waits its turn (fair) for one of the few answering slots; never closed.
-            let permit = svc.gate().clone().acquire_owned().await.ok();
-            let joined = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                svc.handle(&Request {
-                    endpoint,
-                    soap_action: req.soap_action.as_deref(),
-                    host: host.as_deref(),
-                    tls,
-                    body: &req.body,
-                    peer: Some(req.peer.ip()),
-                })
-            })
-            .await;
+            // A SyncUpdates page over a current index is answered here (see
+            // `ClientService::handle_now`); everything else on the blocking pool.
+            let joined = match svc.handle_now(&request(endpoint, tls, &req, host.as_deref())) {
+                Some(reply) => Ok(reply),
+                None => {
+                    // Waits its turn (fair) for one of the few answering slots; never closed.
+                    let permit = svc.gate().clone().acquire_owned().await.ok();
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        svc.handle(&request(endpoint, tls, &req, host.as_deref()))
+                    })
+                    .await
+                }
+            };
             match joined {
                 Ok(reply) => {
                     let mut r: Response<Body> = Response::new(body::full(reply.body));

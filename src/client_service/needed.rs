@@ -40,6 +40,76 @@ pub struct Memo {
     pub(super) misses: std::sync::atomic::AtomicU64,
 }
 
+/// Every entry's prerequisite clauses and bundling parents in one flat array: a needed set
+/// walks them for all 20,000-odd entries, and following each entry's own vectors (scattered
+/// over the heap, behind an `Entry` several cache lines long) made that walk most of its
+/// cost.
+#[derive(Debug, Default)]
+pub struct Graph {
+    /// Entry `i`'s part of `data` is `at[i]..at[i + 1]`.
+    at: Vec<u32>,
+    /// Per entry: the number of clauses, then each clause as its length and its entries
+    /// ([`UNKNOWN`] for absent updates), then the number of parents and the parents.
+    data: Vec<u32>,
+}
+
+impl Graph {
+    /// The graph of `entries`.
+    pub fn new(entries: &[super::scan_index::Entry]) -> Self {
+        let mut g = Graph {
+            at: Vec::with_capacity(entries.len() + 1),
+            data: Vec::new(),
+        };
+        for e in entries {
+            g.at.push(g.data.len() as u32);
+            g.data.push(e.prereqs.len() as u32);
+            for c in &e.prereqs {
+                g.data.push(c.len() as u32);
+                g.data.extend_from_slice(c);
+            }
+            g.data.push(e.bundled_by.len() as u32);
+            g.data.extend_from_slice(&e.bundled_by);
+        }
+        g.at.push(g.data.len() as u32);
+        g
+    }
+
+    fn part(&self, i: u32) -> &[u32] {
+        let i = i as usize;
+        match (self.at.get(i), self.at.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.data[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Whether every prerequisite clause of entry `i` names an entry in `have`.
+    pub fn satisfied(&self, i: u32, have: &[bool]) -> bool {
+        self.clauses_and_parents(i, |clause| {
+            clause
+                .iter()
+                .any(|p| have.get(*p as usize).copied().unwrap_or(false))
+        })
+        .is_some()
+    }
+
+    /// Checks each clause of `i` with `ok`; the parents when all pass, `None` at the first
+    /// that fails.
+    fn clauses_and_parents(&self, i: u32, mut ok: impl FnMut(&[u32]) -> bool) -> Option<&[u32]> {
+        let d = self.part(i);
+        let (&n, mut rest) = d.split_first()?;
+        for _ in 0..n {
+            let (&len, r) = rest.split_first()?;
+            let (clause, r) = r.split_at_checked(len as usize)?;
+            if !ok(clause) {
+                return None;
+            }
+            rest = r;
+        }
+        let (&np, r) = rest.split_first()?;
+        r.get(..np as usize)
+    }
+}
+
 /// An entry's client action without its deployment details.
 #[derive(Debug, Clone, Copy)]
 pub enum Derived<'a> {
@@ -137,8 +207,9 @@ impl ScanIndex {
         // 0 unknown, 1 visiting, 2 needed, 3 not needed.
         let mut state = vec![0u8; n];
         let mut set = EntrySet::new(n);
+        let mut stack = Vec::new();
         for i in 0..n as u32 {
-            if self.is_needed(i, scope, &have, &mut state) {
+            if self.is_needed(i, scope, &have, &mut state, &mut stack) {
                 set.insert(i);
             }
         }
@@ -146,41 +217,59 @@ impl ScanIndex {
     }
 
     /// Whether entry `i` is needed, resolving bundles above it first (iteratively: bundle
-    /// chains are short, but a hostile catalog could make them long or cyclic).
-    fn is_needed(&self, i: u32, scope: &EntrySet, have: &[bool], state: &mut [u8]) -> bool {
-        let mut stack: Vec<u32> = vec![i];
+    /// chains are short, but a hostile catalog could make them long or cyclic). `stack` is
+    /// scratch space, empty on entry and on return (one allocation for the whole set).
+    fn is_needed(
+        &self,
+        i: u32,
+        scope: &EntrySet,
+        have: &[bool],
+        state: &mut [u8],
+        stack: &mut Vec<u32>,
+    ) -> bool {
+        if state[i as usize] >= 2 {
+            return state[i as usize] == 2;
+        }
+        stack.push(i);
         while let Some(&cur) = stack.last() {
             let c = cur as usize;
             if state[c] >= 2 {
                 stack.pop();
                 continue;
             }
-            let e = &self.entries[c];
-            if !scope.contains(cur) || !self.satisfied(cur, have) {
-                state[c] = 3;
-                stack.pop();
-                continue;
-            }
-            if e.bundled_by.is_empty() {
+            let parents = match scope
+                .contains(cur)
+                .then(|| {
+                    self.graph.clauses_and_parents(cur, |clause| {
+                        clause
+                            .iter()
+                            .any(|p| have.get(*p as usize).copied().unwrap_or(false))
+                    })
+                })
+                .flatten()
+            {
+                Some(p) => p,
+                None => {
+                    state[c] = 3;
+                    stack.pop();
+                    continue;
+                }
+            };
+            if parents.is_empty() {
                 state[c] = 2;
                 stack.pop();
                 continue;
             }
             if state[c] == 0 {
                 state[c] = 1;
-                let pending: Vec<u32> = e
-                    .bundled_by
-                    .iter()
-                    .copied()
-                    .filter(|p| state[*p as usize] == 0)
-                    .collect();
-                if !pending.is_empty() {
-                    stack.extend(pending);
+                let before = stack.len();
+                stack.extend(parents.iter().copied().filter(|p| state[*p as usize] == 0));
+                if stack.len() > before {
                     continue;
                 }
             }
             // Parents resolved (or on the stack: a cycle, which counts as not needed).
-            state[c] = if e.bundled_by.iter().any(|p| state[*p as usize] == 2) {
+            state[c] = if parents.iter().any(|p| state[*p as usize] == 2) {
                 2
             } else {
                 3
@@ -195,7 +284,7 @@ impl ScanIndex {
         if self.non_leaf_set.contains(i) {
             return Derived::Plain(DeploymentAction::Evaluate);
         }
-        if let Some(c) = approved.by_entry.get(&i) {
+        if let Some(c) = approved.get(i) {
             return Derived::Approved(c);
         }
         let e = &self.entries[i as usize];

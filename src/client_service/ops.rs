@@ -245,12 +245,29 @@ impl ClientService {
     /// Admits one new computer from `http`'s address, or refuses it (`ServerBusy`: the
     /// agent backs off and retries).
     fn admit_new(&self, http: &Request<'_>) -> Result<(), OpError> {
-        let known = self.store.computer_count()?;
-        match self
-            .registrations
-            .admit(http.peer, known, std::time::Instant::now())
-        {
-            Ok(()) => Ok(()),
+        let now = std::time::Instant::now();
+        // Counting the computers walks the whole tree (sled keeps no count): a thousand agents
+        // registering at once made registration quadratic. The count is kept here, counted
+        // again every `refresh_every` and whenever it says the server is full, so a refusal
+        // always rests on a fresh count (computers removed meanwhile only make it high).
+        let mut known = self
+            .known_computers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let fresh = known.filter(|(n, at)| {
+            now.duration_since(*at) < self.opts.refresh_every
+                && *n < self.registrations.config().max_computers
+        });
+        let (count, at) = match fresh {
+            Some(k) => k,
+            None => (self.store.computer_count()?, now),
+        };
+        *known = Some((count, at));
+        match self.registrations.admit(http.peer, count, now) {
+            Ok(()) => {
+                *known = Some((count + 1, at));
+                Ok(())
+            }
             Err(Refusal::Full) => Err(OpError::Fault(
                 ErrorCode::ServerBusy,
                 "clients.max_computers reached".into(),

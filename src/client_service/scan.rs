@@ -87,7 +87,12 @@ impl ClientService {
         }
     }
 
-    pub(super) fn sync_updates(&self, req: wusp::SyncUpdates) -> Result<Reply, OpError> {
+    /// SyncUpdates answered from `idx` (the current index).
+    pub(super) fn sync_updates(
+        &self,
+        req: wusp::SyncUpdates,
+        idx: &ScanIndex,
+    ) -> Result<Reply, OpError> {
         let claims = self.session(&req.cookie)?;
         let p = &req.parameters;
         let installed_ids = p.installed_non_leaf.as_deref().unwrap_or(&[]);
@@ -103,8 +108,7 @@ impl ClientService {
                 "parameters.SystemSpec".into(),
             ));
         }
-        let idx = self.index()?;
-        let member = self.member_of(&idx, &claims)?;
+        let member = self.member_of(idx, &claims)?;
         let approved = idx.approved(&member);
         let new_cookie = self.issue_session(Claims {
             watermark: idx.stamp,
@@ -120,7 +124,7 @@ impl ClientService {
         installed.sort_unstable();
         installed.dedup();
         if p.skip_software_sync {
-            return self.driver_pass(&idx, &approved, &filter, &installed, p, new_cookie);
+            return self.driver_pass(idx, &approved, &filter, &installed, p, new_cookie);
         }
         // The needed set depends only on the filter and the installed non-leaf entries, so it
         // is looked up (memoised in the index); this call then only walks the set's members
@@ -145,14 +149,14 @@ impl ClientService {
             let e = &idx.entries[i as usize];
             UpdateInfoOut {
                 id: e.local_id as i32,
-                deployment: self.deployment_of(&idx, i, &approved),
+                deployment: self.deployment_of(idx, i, &approved),
                 is_leaf: e.is_leaf,
                 xml: xml.then_some(&e.core),
             }
         };
         // New updates: non-leaf kinds first, then the others, each in local-id order; never
         // one the client lists as cached (so the walk ends).
-        let mut new_updates = Vec::new();
+        let mut new_updates = Vec::with_capacity(self.opts.page_size.min(1024));
         let mut remaining = 0usize;
         let candidates = needed
             .iter_masked(&idx.non_leaf_set, false)

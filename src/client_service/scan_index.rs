@@ -79,6 +79,36 @@ pub struct Approved {
     pub by_entry: BTreeMap<u32, Chosen>,
     /// Approved (winning Install) drivers, for the driver pass.
     pub drivers: Vec<u32>,
+    /// Entry index → 1 + position of its deployment in `chosen` (0: none), filled from
+    /// `by_entry` once it is complete: every answer looks up each update it sends, and the
+    /// tree's search was a visible share of that.
+    slot: Vec<u32>,
+    chosen: Vec<Chosen>,
+}
+
+impl Approved {
+    /// The deployment of entry `i`, if an approval gives it one.
+    pub fn get(&self, i: u32) -> Option<&Chosen> {
+        if self.slot.is_empty() {
+            return self.by_entry.get(&i);
+        }
+        match self.slot.get(i as usize) {
+            Some(&s) if s > 0 => self.chosen.get(s as usize - 1),
+            _ => None,
+        }
+    }
+
+    /// Fills the dense lookup for entries `0..n` from `by_entry`.
+    fn seal(&mut self, n: usize) {
+        self.slot = vec![0; n];
+        self.chosen = Vec::with_capacity(self.by_entry.len());
+        for (i, c) in &self.by_entry {
+            if let Some(s) = self.slot.get_mut(*i as usize) {
+                self.chosen.push(c.clone());
+                *s = self.chosen.len() as u32;
+            }
+        }
+    }
 }
 
 /// A set of entry indices (a bitset over the index's entries).
@@ -168,6 +198,8 @@ pub struct ScanIndex {
     approved: Mutex<HashMap<Vec<Uuid>, Arc<Approved>>>,
     /// Memoised needed sets and filter scopes (see [`super::needed`]).
     pub(super) memo: super::needed::Memo,
+    /// Prerequisites and bundling parents, flat (see [`super::needed::Graph`]).
+    pub(super) graph: super::needed::Graph,
 }
 
 /// A cheap digest of everything the index depends on: revision ids, epoch, groups,
@@ -326,7 +358,9 @@ impl ScanIndex {
             Some(p) => now_ms.max(p.stamp + 1),
             None => now_ms.max(floor),
         };
+        let graph = super::needed::Graph::new(&entries);
         let mut index = ScanIndex {
+            graph,
             fingerprint: fp,
             epoch,
             stamp,
@@ -493,16 +527,13 @@ impl ScanIndex {
                 stack.extend(self.entries[child as usize].bundled.iter().copied());
             }
         }
+        out.seal(self.entries.len());
         out
     }
 
     /// Whether every prerequisite clause of entry `i` names an installed entry.
     pub fn satisfied(&self, i: u32, installed: &[bool]) -> bool {
-        self.entries[i as usize].prereqs.iter().all(|clause| {
-            clause
-                .iter()
-                .any(|p| *p != UNKNOWN && installed.get(*p as usize).copied().unwrap_or(false))
-        })
+        self.graph.satisfied(i, installed)
     }
 }
 

@@ -73,7 +73,59 @@ fn parse_dt(s: &str) -> Option<OffsetDateTime> {
 
 /// Formats as WSUS does: UTC, `Z`, fractional seconds trimmed of trailing zeros (max 7).
 pub fn format_datetime(t: OffsetDateTime) -> String {
+    let mut s = String::with_capacity(28);
+    push_datetime(&mut s, t);
+    s
+}
+
+/// Appends [`format_datetime`]'s text to `out` (without allocating, for years 0–9999: a
+/// SyncUpdates answer writes a deadline for many of its updates).
+pub fn push_datetime(out: &mut String, t: OffsetDateTime) {
     let t = t.to_offset(UtcOffset::UTC);
+    let Ok(year) = u16::try_from(t.year()) else {
+        return out.push_str(&format_datetime_slow(t));
+    };
+    if year > 9999 {
+        return out.push_str(&format_datetime_slow(t));
+    }
+    let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
+    let mut b = [0u8; 28];
+    b[..4].copy_from_slice(&[
+        b'0' + (year / 1000) as u8,
+        b'0' + (year / 100 % 10) as u8,
+        b'0' + (year / 10 % 10) as u8,
+        b'0' + (year % 10) as u8,
+    ]);
+    b[4] = b'-';
+    b[5..7].copy_from_slice(&two(u8::from(t.month())));
+    b[7] = b'-';
+    b[8..10].copy_from_slice(&two(t.day()));
+    b[10] = b'T';
+    b[11..13].copy_from_slice(&two(t.hour()));
+    b[13] = b':';
+    b[14..16].copy_from_slice(&two(t.minute()));
+    b[16] = b':';
+    b[17..19].copy_from_slice(&two(t.second()));
+    let mut n = 19;
+    let mut ticks = t.nanosecond() / 100;
+    if ticks != 0 {
+        // Seven digits of 100 ns, trailing zeros trimmed.
+        let mut digits = [0u8; 7];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (ticks % 10) as u8;
+            ticks /= 10;
+        }
+        let keep = 7 - digits.iter().rev().take_while(|d| **d == b'0').count();
+        b[n] = b'.';
+        b[n + 1..n + 1 + keep].copy_from_slice(&digits[..keep]);
+        n += 1 + keep;
+    }
+    b[n] = b'Z';
+    // Only ASCII was written, so the conversion cannot fail.
+    out.push_str(std::str::from_utf8(&b[..n + 1]).unwrap_or_default());
+}
+
+fn format_datetime_slow(t: OffsetDateTime) -> String {
     let mut s = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
@@ -178,6 +230,16 @@ mod tests {
         assert_eq!(format_datetime(t), "2026-10-04T11:16:35Z");
         let t = parse_datetime("t", "2006-06-08T19:32:23.7190987Z").unwrap();
         assert_eq!(format_datetime(t), "2006-06-08T19:32:23.7190987Z");
+        // The buffer writer against the formatting-machinery version it replaced.
+        let base = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+        for k in 0..2000i64 {
+            let t = base
+                + time::Duration::seconds(k * 86_399 + k % 61)
+                + time::Duration::nanoseconds((k * 7_919_300) % 1_000_000_000);
+            let mut s = String::from("x");
+            push_datetime(&mut s, t);
+            assert_eq!(s, format!("x{}", format_datetime_slow(t)), "{t}");
+        }
         assert!(parse_datetime("t", "2026-13-04T20:33:26Z").is_err());
         assert!(parse_datetime("t", "garbage").is_err());
         assert!(parse_datetime("t", "2026-10-04T20:33:26.Z").is_err());

@@ -538,6 +538,27 @@ impl Escaped {
     }
 }
 
+/// Appends `n` in decimal (what `write!("{n}")` gives, without the formatting machinery: a
+/// SyncUpdates answer writes hundreds of integers).
+pub fn push_int(buf: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        buf.push('-');
+    }
+    // Only ASCII digits were written, so the conversion cannot fail.
+    buf.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
 /// Builds XML text. Every value goes through escaping; names are the caller's constants.
 #[derive(Debug, Default)]
 pub struct XmlWriter {
@@ -571,9 +592,33 @@ impl XmlWriter {
 
     /// `<name>n</name>` for an integer (formatted straight into the buffer).
     pub fn leaf_int(&mut self, name: &str, n: i64) -> &mut Self {
-        use std::fmt::Write;
         self.open_leaf(name);
-        let _ = write!(self.buf, "{n}");
+        push_int(&mut self.buf, n);
+        self.close_leaf(name)
+    }
+
+    /// `<name>text</name>` where `f` appends the text, which needs no escaping (digits,
+    /// dates).
+    pub fn leaf_plain_with(&mut self, name: &str, f: impl FnOnce(&mut String)) -> &mut Self {
+        self.open_leaf(name);
+        f(&mut self.buf);
+        self.close_leaf(name)
+    }
+
+    /// Appends complete, well-formed markup the caller wrote as a constant (closes a pending
+    /// start tag first).
+    pub fn raw_text(&mut self, xml: &'static str) -> &mut Self {
+        self.close_tag();
+        self.buf.push_str(xml);
+        self
+    }
+
+    /// `<name>text</name>` for text the caller guarantees needs no escaping (digits, dates,
+    /// fixed words).
+    pub fn leaf_plain(&mut self, name: &str, text: &str) -> &mut Self {
+        debug_assert!(!text.contains(['<', '>', '&', '"', '\'']), "{text}");
+        self.open_leaf(name);
+        self.buf.push_str(text);
         self.close_leaf(name)
     }
 
@@ -763,6 +808,26 @@ pub fn escape_text(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_written_as_std_formats_them() {
+        for n in [
+            0i64,
+            7,
+            -7,
+            10,
+            99,
+            -100,
+            2147483647,
+            -2147483648,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut s = String::from("x");
+            push_int(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
 
     #[test]
     fn resolves_namespaces_whatever_the_prefix() {

@@ -16,7 +16,7 @@ use super::{action, opt_bool, read_opt_ints, read_strings, write_ints, write_str
 use crate::wire::soap::{Operation, SoapBody};
 use crate::wire::sss::read_array;
 use crate::wire::values::{
-    format_bool, format_datetime, parse_bool, parse_datetime, parse_guid, parse_i32,
+    format_bool, parse_bool, parse_datetime, parse_guid, parse_i32, push_datetime,
 };
 use crate::wire::xml::{Element, Escaped, XmlWriter};
 use crate::wire::WireError;
@@ -113,16 +113,54 @@ pub fn parse_date(s: &str) -> Result<Date, WireError> {
     Date::from_calendar_date(y, month, d).map_err(|_| bad())
 }
 
+/// `yyyy-mm-dd` into `out` for years 0–9999 (what [`format_date`] gives, without allocating);
+/// `None` for other years.
+fn date_ascii(d: Date, out: &mut [u8; 10]) -> Option<&str> {
+    let y = u16::try_from(d.year()).ok().filter(|y| *y <= 9999)?;
+    let (m, day) = (u8::from(d.month()), d.day());
+    let digits = [
+        y / 1000,
+        y / 100 % 10,
+        y / 10 % 10,
+        y % 10,
+        0,
+        u16::from(m / 10),
+        u16::from(m % 10),
+        0,
+        u16::from(day / 10),
+        u16::from(day % 10),
+    ];
+    for (o, v) in out.iter_mut().zip(digits) {
+        *o = b'0' + v as u8;
+    }
+    out[4] = b'-';
+    out[7] = b'-';
+    std::str::from_utf8(out).ok()
+}
+
 impl Deployment {
     pub(crate) fn write(&self, w: &mut XmlWriter) {
         w.start("Deployment");
         w.leaf_int("ID", self.id.into());
-        w.leaf("Action", self.action.as_str());
+        w.leaf_plain("Action", self.action.as_str());
         if let Some(d) = self.deadline {
-            w.leaf("Deadline", &format_datetime(d));
+            w.leaf_plain_with("Deadline", |b| push_datetime(b, d));
         }
-        w.leaf("IsAssigned", format_bool(self.is_assigned));
-        w.leaf("LastChangeTime", &format_date(self.last_change));
+        w.leaf_plain("IsAssigned", format_bool(self.is_assigned));
+        let mut date = [0u8; 10];
+        match date_ascii(self.last_change, &mut date) {
+            Some(t) => w.leaf_plain("LastChangeTime", t),
+            None => w.leaf("LastChangeTime", &format_date(self.last_change)),
+        };
+        if self.auto_select == 0 && self.auto_download == 0 && self.supersedence_behavior == 0 {
+            // What every server-written deployment carries (protocol >= 1.8), as one piece.
+            w.raw_text(
+                "<AutoSelect>0</AutoSelect><AutoDownload>0</AutoDownload>\
+                 <SupersedenceBehavior>0</SupersedenceBehavior>",
+            );
+            w.end();
+            return;
+        }
         w.leaf_int("AutoSelect", self.auto_select.into());
         w.leaf_int("AutoDownload", self.auto_download.into());
         w.leaf_int("SupersedenceBehavior", self.supersedence_behavior.into());
@@ -331,7 +369,7 @@ impl UpdateInfoOut<'_> {
         w.start("UpdateInfo");
         w.leaf_int("ID", self.id.into());
         self.deployment.write(w);
-        w.leaf("IsLeaf", format_bool(self.is_leaf));
+        w.leaf_plain("IsLeaf", format_bool(self.is_leaf));
         match self.xml {
             Some(x) => w.leaf_escaped("Xml", x),
             None => w.leaf("Xml", ""),
@@ -564,5 +602,30 @@ impl SoapBody for GetExtendedUpdateInfoResponse {
                 out_of_scope: read_opt_ints(r, "OutOfScopeRevisionIDs")?.unwrap_or_default(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_as_yyyy_mm_dd() {
+        for (y, m, d) in [
+            (2026, 12, 5),
+            (1, 1, 1),
+            (999, 10, 31),
+            (9999, 12, 31),
+            (0, 2, 29),
+        ] {
+            let date = Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap();
+            let mut b = [0u8; 10];
+            assert_eq!(
+                date_ascii(date, &mut b),
+                Some(format!("{y:04}-{m:02}-{d:02}").as_str())
+            );
+        }
+        let far = Date::from_calendar_date(-5, Month::May, 5).unwrap();
+        assert_eq!(date_ascii(far, &mut [0u8; 10]), None);
     }
 }
