@@ -102,6 +102,21 @@ async fn head_only(from: [u8; 4], to: SocketAddr, len: u64) -> (u16, Option<u64>
     (status, retry_after, text)
 }
 
+/// POSTs `body` to the Reporting endpoint of `e` with SOAPAction `action`.
+async fn post_reporting(
+    http: &reqwest::Client,
+    e: &TestEdge,
+    action: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", soap::soap_action_header(action))
+        .body(body)
+        .send()
+        .await
+}
+
 fn shed_count() -> u64 {
     wsus_edge::metrics::render()
         .lines()
@@ -163,16 +178,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     let http = client_from(FLOODER);
     for round in 1..6u32 {
         let b = soap::encode(&batch(&flooder, round * 1000..round * 1000 + 100));
-        let r = http
-            .post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
-            .header("content-type", "text/xml; charset=utf-8")
-            .header(
-                "soapaction",
-                soap::soap_action_header(wusp::action::REPORT_EVENT_BATCH),
-            )
-            .body(b)
-            .send()
-            .await;
+        let r = post_reporting(&http, &e, wusp::action::REPORT_EVENT_BATCH, b).await;
         if let Ok(r) = r {
             assert_eq!(r.status().as_u16(), 503);
             assert!(r.headers().contains_key("retry-after"));
@@ -213,15 +219,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     };
     let body = soap::encode(&status);
     assert!(body.len() as u64 > BURST / 2, "{}", body.len());
-    let r = http
-        .post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header(
-            "soapaction",
-            soap::soap_action_header(ru::action::ROLLUP_COMPUTER_STATUS),
-        )
-        .body(body)
-        .send()
+    let r = post_reporting(&http, &e, ru::action::ROLLUP_COMPUTER_STATUS, body)
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "a rollup call is answered");
@@ -233,15 +231,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     // ...and claiming a rollup SOAPAction does not smuggle events past it: the body's
     // operation must be the one its SOAPAction names.
     let b = soap::encode(&batch(&flooder, 9000..9100));
-    let r = http
-        .post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header(
-            "soapaction",
-            soap::soap_action_header(ru::action::ROLLUP_COMPUTER_STATUS),
-        )
-        .body(b)
-        .send()
+    let r = post_reporting(&http, &e, ru::action::ROLLUP_COMPUTER_STATUS, b)
         .await
         .unwrap();
     assert_eq!(

@@ -93,9 +93,10 @@ impl<T> Batcher<T> {
         out
     }
 
-    /// The last batch, if anything is left.
-    fn finish(self) -> Option<Vec<(T, Vec<UpdateStatusItem>)>> {
-        (!self.items.is_empty()).then_some(self.items)
+    /// What is left, as the last batch.
+    fn take(&mut self) -> Option<Vec<(T, Vec<UpdateStatusItem>)>> {
+        self.statuses = 0;
+        (!self.items.is_empty()).then(|| std::mem::take(&mut self.items))
     }
 }
 
@@ -437,47 +438,32 @@ pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, Ro
         })
         .collect();
     let mut batcher = Batcher::new(cfg.computer_status_max.max(1) as usize);
-    for e in due {
-        let st = statuses(store, e)?;
-        if let Some(batch) = batcher.push(e, st) {
-            send_statuses(
-                &client,
-                &url,
-                store,
-                me,
-                started,
-                &mut sent,
-                batch,
-                &mut report,
-            )
-            .await?;
+    let mut due = due.into_iter();
+    loop {
+        let next = due.next();
+        let batch = match next {
+            Some(e) => batcher.push(e, statuses(store, e)?),
+            None => batcher.take(),
+        };
+        if let Some(batch) = batch {
+            let at = (&client, url.as_str(), store, me, started);
+            send_statuses(at, &mut sent, batch, &mut report).await?;
         }
-    }
-    if let Some(batch) = batcher.finish() {
-        send_statuses(
-            &client,
-            &url,
-            store,
-            me,
-            started,
-            &mut sent,
-            batch,
-            &mut report,
-        )
-        .await?;
+        if next.is_none() {
+            break;
+        }
     }
     store.flush()?;
     Ok(report)
 }
 
+/// Where a status request goes and what it records: the client, the Reporting URL, the
+/// store, this server's id and the rollup's start time.
+type StatusTarget<'a> = (&'a UpstreamClient, &'a str, &'a Store, Uuid, i64);
+
 /// Sends one RollupComputerStatus request and records what the upstream accepted.
-#[allow(clippy::too_many_arguments)]
 async fn send_statuses(
-    client: &UpstreamClient,
-    url: &str,
-    store: &Store,
-    me: Uuid,
-    started: i64,
+    (client, url, store, me, started): StatusTarget<'_>,
     sent: &mut BTreeMap<String, RollupSent>,
     batch: Vec<(&Entry, Vec<UpdateStatusItem>)>,
     report: &mut RollupReport,
@@ -535,7 +521,7 @@ mod tests {
                 .collect();
             batches.extend(b.push(i, st));
         }
-        batches.extend(b.finish());
+        batches.extend(b.take());
         let lens: Vec<Vec<usize>> = batches
             .iter()
             .map(|b| b.iter().map(|(_, s)| s.len()).collect())
@@ -554,6 +540,6 @@ mod tests {
                 vec![9_990, 1],
             ]
         );
-        assert!(Batcher::<usize>::new(5).finish().is_none());
+        assert!(Batcher::<usize>::new(5).take().is_none());
     }
 }

@@ -16,7 +16,6 @@
 //! [`SoapBody::read`]: crate::wire::soap::SoapBody::read
 
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 use uuid::Uuid;
 
@@ -24,7 +23,7 @@ use super::{SyncUpdateParameters, SyncUpdates, CLIENT_NS};
 use crate::wire::soap::{SOAP11_NS, SOAP12_NS};
 use crate::wire::sss::Cookie;
 use crate::wire::values::{parse_base64, parse_bool, parse_datetime, parse_guid, parse_i32};
-use crate::wire::xml::{checked_attributes, Limits};
+use crate::wire::xml::{Limits, StreamCount};
 
 /// Where the reader is: one frame per open element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +84,8 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
     let mut env_ns: Option<&'static str> = None;
     let (mut root_done, mut body_seen, mut op_seen) = (false, false, false);
     let (mut cookie_seen, mut params_seen) = (false, false);
-    let mut elements = 0usize;
-    let mut ns_declared = 0usize;
+    let mut count = StreamCount::default();
     let mut buf = String::new();
-    let mut total_text = 0usize;
     let mut f = Found::default();
 
     loop {
@@ -96,28 +93,11 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
-                elements += 1;
-                if root_done || elements > limits.max_elements || stack.len() >= limits.max_depth {
+                if root_done {
                     return None;
                 }
                 // Names and namespaces are compared as bytes: the input is already valid UTF-8.
-                let ns: Option<&[u8]> = match res {
-                    ResolveResult::Bound(ns) => Some(ns.into_inner()),
-                    ResolveResult::Unbound => None,
-                    ResolveResult::Unknown(_) => return None,
-                };
-                let (attrs, decls) = checked_attributes(e, limits).ok()?;
-                // Counted over the whole document (the general path counts those in scope):
-                // a plain request declares a handful.
-                ns_declared += decls;
-                if ns_declared > limits.max_ns_in_scope {
-                    return None;
-                }
-                for a in attrs {
-                    if a.unescape_value().ok()?.len() > limits.max_text {
-                        return None;
-                    }
-                }
+                let ns = count.start(&res, e, stack.len(), limits)?;
                 let local = e.local_name();
                 let name: &[u8] = local.into_inner();
                 let is_ns = |want: &str| ns == Some(want.as_bytes());
@@ -216,8 +196,8 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
                         let taken = scan_ints(
                             rest,
                             list.as_mut()?,
-                            &mut elements,
-                            &mut total_text,
+                            &mut count.elements,
+                            &mut count.text,
                             limits,
                         )?;
                         *reader.get_mut() = &rest[taken..];
@@ -233,12 +213,12 @@ pub fn decode_sync_updates(input: &[u8], limits: &Limits) -> Option<SyncUpdates>
             }
             Event::Text(t) => {
                 let s = t.unescape().ok()?;
-                on_text(&stack, &mut buf, &s, &mut total_text, limits)?;
+                on_text(&stack, &mut buf, &s, &mut count, limits)?;
             }
             Event::CData(c) => {
                 let raw = c.into_inner();
                 let s = std::str::from_utf8(&raw).ok()?;
-                on_text(&stack, &mut buf, s, &mut total_text, limits)?;
+                on_text(&stack, &mut buf, s, &mut count, limits)?;
             }
             Event::Eof => break,
             Event::DocType(_) => return None,
@@ -421,13 +401,10 @@ fn on_text(
     stack: &[Frame],
     buf: &mut String,
     s: &str,
-    total: &mut usize,
+    count: &mut StreamCount,
     limits: &Limits,
 ) -> Option<()> {
-    *total += s.len();
-    if *total > limits.max_text {
-        return None;
-    }
+    count.text(s.len(), limits)?;
     match stack.last() {
         None if !s.trim().is_empty() => None,
         Some(Frame::Leaf(_) | Frame::Int(_)) => {
