@@ -8,6 +8,7 @@
 //! | [`soap`] | SOAP 1.1/1.2 envelopes (accept both, emit 1.1), faults, [`soap::SoapBody`] |
 //! | [`sss`] | MS-WSUSSS operations: request and response types, both directions |
 //! | [`wusp`] | MS-WUSP (client protocol) operations: request and response types, both directions |
+//! | [`stream`] | what the streaming request decoders share: reader, limit counting, envelope walk |
 //! | [`anchor`] | the Windows anchor `nnnn,yyyy-MM-dd HH:mm:ss.fff` |
 //! | [`blob`] | `XmlUpdateBlobCompressed`: base64 → CAB → UTF-16LE, and back |
 //! | [`update_xml`] | `upd:Update` documents → [`crate::model::UpdateRecord`], client fragments |
@@ -19,6 +20,7 @@ pub mod anchor;
 pub mod blob;
 pub mod soap;
 pub mod sss;
+pub mod stream;
 pub mod update_xml;
 pub mod values;
 pub mod wusp;

@@ -467,62 +467,6 @@ pub fn checked_attributes<'a>(
     Ok((out, decls))
 }
 
-/// What a streaming decoder (`sync_updates_stream`, `rollup_stream`) counts while it reads,
-/// against the same [`Limits`] as the tree: elements, namespace declarations and text are
-/// counted over the whole document, which is never looser than the tree's rules (it counts
-/// declarations in scope and text per run), so a request a streaming decoder accepts is never
-/// one the general path refuses.
-#[derive(Debug, Default)]
-pub struct StreamCount {
-    /// Elements read.
-    pub elements: usize,
-    /// Namespace declarations read.
-    pub ns_declared: usize,
-    /// Text bytes read.
-    pub text: usize,
-}
-
-impl StreamCount {
-    /// Counts and checks one start tag read with `depth` elements open: its attributes
-    /// ([`checked_attributes`], each value within `max_text`) and namespace declarations.
-    /// Returns its namespace (`None`: unbound), or `None` on anything over a limit, an
-    /// unknown prefix or a bad attribute: the decoder then declines.
-    pub fn start<'r>(
-        &mut self,
-        res: &ResolveResult<'r>,
-        e: &BytesStart<'_>,
-        depth: usize,
-        limits: &Limits,
-    ) -> Option<Option<&'r [u8]>> {
-        self.elements += 1;
-        if self.elements > limits.max_elements || depth >= limits.max_depth {
-            return None;
-        }
-        let ns = match res {
-            ResolveResult::Bound(ns) => Some(ns.into_inner()),
-            ResolveResult::Unbound => None,
-            ResolveResult::Unknown(_) => return None,
-        };
-        let (attrs, decls) = checked_attributes(e, limits).ok()?;
-        self.ns_declared += decls;
-        if self.ns_declared > limits.max_ns_in_scope {
-            return None;
-        }
-        for a in attrs {
-            if a.unescape_value().ok()?.len() > limits.max_text {
-                return None;
-            }
-        }
-        Some(ns)
-    }
-
-    /// Counts `len` bytes of text; `None` past `max_text`.
-    pub fn text(&mut self, len: usize, limits: &Limits) -> Option<()> {
-        self.text += len;
-        (self.text <= limits.max_text).then_some(())
-    }
-}
-
 fn intern(cache: &mut Vec<Arc<str>>, uri: &str) -> Arc<str> {
     if let Some(a) = cache.iter().find(|a| &***a == uri) {
         return a.clone();

@@ -16,22 +16,23 @@
 //! [`SoapBody::read`]: crate::wire::soap::SoapBody::read
 
 use quick_xml::events::Event;
-use quick_xml::NsReader;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::rollup::{ComputerStatusRollupInfo, RollupComputerStatus};
 use super::{Cookie, NS};
-use crate::wire::soap::{SOAP11_NS, SOAP12_NS};
+use crate::wire::stream::{self, EnvelopeWalk, Outer, StreamCount};
 use crate::wire::values::{parse_base64, parse_bool, parse_datetime, parse_guid, parse_i32};
-use crate::wire::xml::{Limits, StreamCount};
+use crate::wire::xml::Limits;
+
+/// The operation this decoder reads: (local name, namespace).
+const OP: (&[u8], &str) = (b"RollupComputerStatus", NS);
 
 /// Where the reader is: one frame per open element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
-    Envelope,
-    Body,
-    Op,
+    /// `Envelope`, `Body`, the operation.
+    Soap(Outer),
     Cookie,
     Computers,
     Computer,
@@ -100,18 +101,11 @@ pub fn decode_rollup_computer_status(
     input: &[u8],
     limits: &Limits,
 ) -> Option<RollupComputerStatus> {
-    if input.len() > limits.max_input {
-        return None;
-    }
-    let text = std::str::from_utf8(input).ok()?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = NsReader::from_str(text);
-    reader.config_mut().trim_text(false);
-    reader.config_mut().check_end_names = true;
+    let mut reader = stream::reader(input, limits)?;
 
     let mut stack: Vec<Frame> = Vec::with_capacity(16);
-    let mut env_ns: Option<&'static str> = None;
-    let (mut root_done, mut body_seen, mut op_seen) = (false, false, false);
+    let mut walk = EnvelopeWalk::default();
+    let mut root_done = false;
     let mut count = StreamCount::default();
     let mut buf = String::new();
     let mut f = Found::default();
@@ -127,33 +121,14 @@ pub fn decode_rollup_computer_status(
                 let ns = count.start(&res, e, stack.len(), limits)?;
                 let local = e.local_name();
                 let name: &[u8] = local.into_inner();
-                let is_ns = |want: &str| ns == Some(want.as_bytes());
                 let frame = match stack.last().copied() {
-                    None if name == b"Envelope" && is_ns(SOAP11_NS) => {
-                        env_ns = Some(SOAP11_NS);
-                        Frame::Envelope
-                    }
-                    None if name == b"Envelope" && is_ns(SOAP12_NS) => {
-                        env_ns = Some(SOAP12_NS);
-                        Frame::Envelope
-                    }
-                    None => return None,
-                    Some(Frame::Envelope)
-                        if name == b"Body" && env_ns.is_some_and(is_ns) && !body_seen =>
-                    {
-                        body_seen = true;
-                        Frame::Body
-                    }
-                    Some(Frame::Body) if !op_seen => {
-                        op_seen = true;
-                        if name != b"RollupComputerStatus" || !is_ns(NS) {
-                            return None;
-                        }
-                        Frame::Op
-                    }
+                    None => Frame::Soap(walk.enter(None, name, ns, OP)??),
+                    Some(Frame::Soap(o @ (Outer::Envelope | Outer::Body))) => walk
+                        .enter(Some(o), name, ns, OP)?
+                        .map_or(Frame::Ignored, Frame::Soap),
                     // A second element anywhere the general decoder takes the first of that
                     // name: left to it.
-                    Some(Frame::Op) => match name {
+                    Some(Frame::Soap(Outer::Op)) => match name {
                         b"cookie" if !f.cookie_seen => {
                             f.cookie_seen = true;
                             Frame::Cookie
@@ -263,7 +238,7 @@ pub fn decode_rollup_computer_status(
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
         }
     }
-    if !root_done || !body_seen || !op_seen {
+    if !root_done || !walk.complete() {
         return None;
     }
     let cookie = if f.cookie_seen {
