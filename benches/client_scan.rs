@@ -575,6 +575,29 @@ async fn run_clients(
 /// One returning machine between its scans: the agent, its state, its cache.
 type Machine = (agent::Agent, usize, (Vec<i32>, Vec<i32>));
 
+/// One machine's scan task: its walk, the whole scan's µs, the agent and its state.
+type ScanTask = tokio::task::JoinHandle<(Walked, u64, agent::Agent, usize)>;
+
+/// Awaits a phase's scan tasks and sums what they measured (the phase started at `started`
+/// with the server at `cpu0` CPU seconds); returns the machines for the next phase.
+async fn gather(tasks: Vec<ScanTask>, started: Instant, cpu0: f64) -> (ClientStats, Vec<Machine>) {
+    let mut st = ClientStats::default();
+    let mut out = Vec::new();
+    for t in tasks {
+        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
+        st.calls += c;
+        st.offered += o;
+        st.lat_us.extend(l);
+        st.scan_us.push(us);
+        out.push((a, s, (inst, other)));
+    }
+    st.elapsed = started.elapsed().as_secs_f64();
+    st.cpu = cpu_s() - cpu0;
+    st.lat_us.sort_unstable();
+    st.scan_us.sort_unstable();
+    (st, out)
+}
+
 /// Every machine's daily rescan, at most `at_once` at a time: renew the session with
 /// `oldCookie` ([`renew`]), then the walk from its cache.
 async fn rescan(machines: Vec<Machine>, at_once: usize) -> (ClientStats, Vec<Machine>) {
@@ -594,21 +617,7 @@ async fn rescan(machines: Vec<Machine>, at_once: usize) -> (ClientStats, Vec<Mac
             (w, us, a, s)
         }));
     }
-    let mut st = ClientStats::default();
-    let mut out = Vec::new();
-    for t in tasks {
-        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
-        st.calls += c;
-        st.offered += o;
-        st.lat_us.extend(l);
-        st.scan_us.push(us);
-        out.push((a, s, (inst, other)));
-    }
-    st.elapsed = started.elapsed().as_secs_f64();
-    st.cpu = cpu_s() - cpu0;
-    st.lat_us.sort_unstable();
-    st.scan_us.sort_unstable();
-    (st, out)
+    gather(tasks, started, cpu0).await
 }
 
 /// `clients` machines new to this server with a cache (client i in state i % states, from
@@ -640,21 +649,7 @@ async fn warm(
             (w, us, a, s)
         }));
     }
-    let mut st = ClientStats::default();
-    let mut out = Vec::new();
-    for t in tasks {
-        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
-        st.calls += c;
-        st.offered += o;
-        st.lat_us.extend(l);
-        st.scan_us.push(us);
-        out.push((a, s, (inst, other)));
-    }
-    st.elapsed = started.elapsed().as_secs_f64();
-    st.cpu = cpu_s() - cpu0;
-    st.lat_us.sort_unstable();
-    st.scan_us.sort_unstable();
-    (st, out)
+    gather(tasks, started, cpu0).await
 }
 
 /// Server CPU per SyncUpdates call without HTTP or contention: one client handshakes over HTTP,

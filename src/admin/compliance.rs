@@ -72,8 +72,6 @@ impl Row {
 pub enum Want {
     /// None: lists and summaries need the counts only.
     Counts,
-    /// Every update's (`computers show`).
-    All,
     /// One update's (`updates status`).
     One(Uuid),
 }
@@ -89,6 +87,15 @@ fn counted<'a>(states: impl Iterator<Item = &'a UpdateState>) -> (usize, usize, 
         }
     }
     c
+}
+
+/// A rolled-up state as the views show it (downstream servers send no error codes).
+fn ds_state(s: crate::store::DownstreamStatus) -> State {
+    State {
+        state: s.state,
+        last_change_unix: s.last_change_unix,
+        error_code: None,
+    }
 }
 
 fn own_state(r: crate::store::StatusRecord) -> State {
@@ -115,11 +122,6 @@ pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResu
     for c in store.computers()? {
         let states: BTreeMap<Uuid, State> = match want {
             Want::Counts => BTreeMap::new(),
-            Want::All => store
-                .computer_states(&c.id)?
-                .into_iter()
-                .map(|(id, r)| (id, own_state(r)))
-                .collect(),
             Want::One(u) => one.remove(&c.id).map(|s| (u, s)).into_iter().collect(),
         };
         let n = counts.get(&c.id).copied().unwrap_or_default();
@@ -151,19 +153,9 @@ pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResu
                 .into_iter()
                 .filter(|(id, _)| match want {
                     Want::Counts => false,
-                    Want::All => true,
                     Want::One(u) => *id == u,
                 })
-                .map(|(id, s)| {
-                    (
-                        id,
-                        State {
-                            state: s.state,
-                            last_change_unix: s.last_change_unix,
-                            error_code: None,
-                        },
-                    )
-                })
+                .map(|(id, s)| (id, ds_state(s)))
                 .collect();
             let server_name = servers
                 .get(&c.parent_server)
@@ -329,16 +321,7 @@ pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJ
             .store
             .downstream_states(&c.id)?
             .into_iter()
-            .map(|(id, s)| {
-                (
-                    id,
-                    State {
-                        state: s.state,
-                        last_change_unix: s.last_change_unix,
-                        error_code: None,
-                    },
-                )
-            })
+            .map(|(id, s)| (id, ds_state(s)))
             .collect(),
     };
     let names = group_names(&state.store)?;

@@ -84,12 +84,8 @@ impl Graph {
 
     /// Whether every prerequisite clause of entry `i` names an entry in `have`.
     pub fn satisfied(&self, i: u32, have: &[bool]) -> bool {
-        self.clauses_and_parents(i, |clause| {
-            clause
-                .iter()
-                .any(|p| have.get(*p as usize).copied().unwrap_or(false))
-        })
-        .is_some()
+        self.clauses_and_parents(i, |clause| any_held(clause, have))
+            .is_some()
     }
 
     /// Checks each clause of `i` with `ok`; the parents when all pass, `None` at the first
@@ -240,11 +236,8 @@ impl ScanIndex {
             let parents = match scope
                 .contains(cur)
                 .then(|| {
-                    self.graph.clauses_and_parents(cur, |clause| {
-                        clause
-                            .iter()
-                            .any(|p| have.get(*p as usize).copied().unwrap_or(false))
-                    })
+                    self.graph
+                        .clauses_and_parents(cur, |clause| any_held(clause, have))
                 })
                 .flatten()
             {
@@ -302,4 +295,12 @@ impl ScanIndex {
         use std::sync::atomic::Ordering::Relaxed;
         (self.memo.hits.load(Relaxed), self.memo.misses.load(Relaxed))
     }
+}
+
+/// Whether `have` holds any entry of `clause` (a prerequisite clause is satisfied by any one).
+#[inline]
+fn any_held(clause: &[u32], have: &[bool]) -> bool {
+    clause
+        .iter()
+        .any(|p| have.get(*p as usize).copied().unwrap_or(false))
 }

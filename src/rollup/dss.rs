@@ -438,20 +438,14 @@ pub async fn run_once(config: &Config, store: &Store) -> Result<RollupReport, Ro
         })
         .collect();
     let mut batcher = Batcher::new(cfg.computer_status_max.max(1) as usize);
-    let mut due = due.into_iter();
-    loop {
-        let next = due.next();
-        let batch = match next {
-            Some(e) => batcher.push(e, statuses(store, e)?),
-            None => batcher.take(),
-        };
-        if let Some(batch) = batch {
-            let at = (&client, url.as_str(), store, me, started);
+    let at = (&client, url.as_str(), store, me, started);
+    for e in due {
+        if let Some(batch) = batcher.push(e, statuses(store, e)?) {
             send_statuses(at, &mut sent, batch, &mut report).await?;
         }
-        if next.is_none() {
-            break;
-        }
+    }
+    if let Some(batch) = batcher.take() {
+        send_statuses(at, &mut sent, batch, &mut report).await?;
     }
     store.flush()?;
     Ok(report)

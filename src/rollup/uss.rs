@@ -13,6 +13,9 @@ use crate::wire::soap::{self, Envelope, ErrorCode, Fault, SoapBody};
 use crate::wire::sss::rollup::*;
 use crate::wire::sss::NS;
 
+/// Why a detailed operation is refused while `[rollup] accept_detailed` is off.
+const NOT_DETAILED: &str = "DoDetailedRollup is false on this server";
+
 /// The store setting holding this server's `RollupResetGuid`.
 pub const RESET_GUID_SETTING: &str = "rollup.reset_guid";
 
@@ -76,9 +79,7 @@ pub fn handle(store: &Store, env: &Envelope, detailed: bool) -> Option<Answer> {
             .decode()
             .map_err(Error::Wire)
             .and_then(|r| computer_status(store, r)),
-        _ => Err(Error::Refused(
-            "DoDetailedRollup is false on this server".into(),
-        )),
+        _ => Err(Error::Refused(NOT_DETAILED.into())),
     };
     Some(answer(name, act, r))
 }
@@ -313,9 +314,7 @@ pub fn handle_computer_status(store: &Store, r: RollupComputerStatus, detailed: 
     let r = if detailed {
         computer_status(store, r)
     } else {
-        Err(Error::Refused(
-            "DoDetailedRollup is false on this server".into(),
-        ))
+        Err(Error::Refused(NOT_DETAILED.into()))
     };
     answer("RollupComputerStatus", act, r)
 }

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use sled::transaction::TransactionError;
 use sled::Transactional;
 use uuid::Uuid;
 
@@ -183,10 +182,7 @@ impl Store {
                     }
                     Ok::<(), sled::transaction::ConflictableTransactionError<StoreError>>(())
                 })
-                .map_err(|e| match e {
-                    TransactionError::Abort(e) => e,
-                    TransactionError::Storage(e) => StoreError::from(e),
-                }),
+                .map_err(StoreError::from),
         )?;
         Ok(known)
     }

@@ -76,7 +76,11 @@ fn fmt_time(t: Option<OffsetDateTime>) -> String {
     format_datetime(t.unwrap_or(NEVER))
 }
 
-fn parse_time(field: &'static str, s: &str) -> Result<Option<OffsetDateTime>, WireError> {
+/// A date of this wire where one before 1754 means "never" (`None`).
+pub(super) fn parse_time(
+    field: &'static str,
+    s: &str,
+) -> Result<Option<OffsetDateTime>, WireError> {
     let t = parse_datetime(field, s)?;
     Ok((t.year() > 1753).then_some(t))
 }

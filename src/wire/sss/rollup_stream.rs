@@ -19,7 +19,7 @@ use quick_xml::events::Event;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rollup::{ComputerStatusRollupInfo, RollupComputerStatus};
+use super::rollup::{parse_time, ComputerStatusRollupInfo, RollupComputerStatus};
 use super::{Cookie, NS};
 use crate::wire::stream::{self, EnvelopeWalk, Outer, StreamCount};
 use crate::wire::values::{parse_base64, parse_bool, parse_datetime, parse_guid, parse_i32};
@@ -278,12 +278,6 @@ fn on_text(
     }
 }
 
-/// `LastChangeTime`-style dates before 1754 mean "never" on this wire (`rollup.rs`).
-fn opt_time(field: &'static str, s: &str) -> Option<Option<OffsetDateTime>> {
-    let t = parse_datetime(field, s).ok()?;
-    Some((t.year() > 1753).then_some(t))
-}
-
 /// Closes the innermost element, storing what it held.
 fn close(stack: &mut Vec<Frame>, f: &mut Found, buf: &str) -> Option<()> {
     match stack.pop()? {
@@ -299,7 +293,7 @@ fn close(stack: &mut Vec<Frame>, f: &mut Found, buf: &str) -> Option<()> {
             }
             Field::ComputerId => f.computer.computer_id = Some(buf.to_string()),
             Field::EffectiveLastDetectionTime => {
-                f.computer.eldt = Some(opt_time("EffectiveLastDetectionTime", buf)?);
+                f.computer.eldt = Some(parse_time("EffectiveLastDetectionTime", buf).ok()?);
             }
             Field::RollupNumber => {
                 f.computer.rollup_number = Some(parse_i32("RollupNumber", buf).ok()?);
