@@ -40,11 +40,7 @@ async fn small_limits() -> TestEdge {
 
 /// An agent whose requests come from `ip` (any 127.x.y.z reaches a loopback listener).
 fn agent_from(base: &str, ip: [u8; 4]) -> Agent {
-    let http = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(ip))
-        .build()
-        .unwrap();
-    Agent::with_client(base, http)
+    Agent::with_client(base, support::client_from(ip))
 }
 
 fn event(i: u32, misc: &str) -> wusp::ReportingEvent {

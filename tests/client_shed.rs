@@ -12,24 +12,20 @@ mod agent;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent::Agent;
-use support::TestEdge;
+use support::{client_from, TestEdge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsus_edge::model::RevisionKey;
 use wsus_edge::wire::{soap, wusp};
 
 const FLOODER: [u8; 4] = [127, 0, 0, 2];
 const OTHER: [u8; 4] = [127, 0, 0, 1];
-
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(IpAddr::from(ip))
-        .build()
-        .unwrap()
-}
+/// RollupComputerStatus's SOAPAction (MS-WSUSSS WSDL).
+const ROLLUP_COMPUTER_STATUS: &str =
+    "http://www.microsoft.com/SoftwareDistribution/RollupComputerStatus";
 
 /// An event whose update id is `id` (how the test finds it in the store afterwards).
 fn event(id: u32, misc: &str) -> wusp::ReportingEvent {
@@ -109,12 +105,17 @@ async fn post_reporting(
     action: &str,
     body: String,
 ) -> reqwest::Result<reqwest::Response> {
-    http.post(format!("{}{}", e.url(), wusp::REPORTING_PATH))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", soap::soap_action_header(action))
-        .body(body)
-        .send()
-        .await
+    // The path and actions as the WSDL writes them, not the crate's constants the server
+    // dispatches on.
+    http.post(format!(
+        "{}/ReportingWebService/ReportingWebService.asmx",
+        e.url()
+    ))
+    .header("content-type", "text/xml; charset=utf-8")
+    .header("soapaction", soap::soap_action_header(action))
+    .body(body)
+    .send()
+    .await
 }
 
 fn shed_count() -> u64 {
@@ -219,7 +220,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     };
     let body = soap::encode(&status);
     assert!(body.len() as u64 > BURST / 2, "{}", body.len());
-    let r = post_reporting(&http, &e, ru::action::ROLLUP_COMPUTER_STATUS, body)
+    let r = post_reporting(&http, &e, ROLLUP_COMPUTER_STATUS, body)
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "a rollup call is answered");
@@ -231,7 +232,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     // ...and claiming a rollup SOAPAction does not smuggle events past it: the body's
     // operation must be the one its SOAPAction names.
     let b = soap::encode(&batch(&flooder, 9000..9100));
-    let r = post_reporting(&http, &e, ru::action::ROLLUP_COMPUTER_STATUS, b)
+    let r = post_reporting(&http, &e, ROLLUP_COMPUTER_STATUS, b)
         .await
         .unwrap();
     assert_eq!(

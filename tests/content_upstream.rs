@@ -89,13 +89,14 @@ async fn settled(edge: &TestEdge) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_miss_with_the_upstream_refusing_is_a_502_not_a_cut_200_or_206() {
     let down = refused_addr().await;
-    let edge = TestEdge::start(Some(format!("http://{down}")), |_| {}).await;
     let whole = bytes_of(300_000, 1);
     let big = bytes_of(3 * MIB, 2);
-    edge.state
-        .store
-        .put_expected_files(&[record(&whole), record(&big)])
-        .unwrap();
+    let edge = declaring(
+        Some(format!("http://{down}")),
+        &[record(&whole), record(&big)],
+        |_| {},
+    )
+    .await;
     // Whole object (sequential fetch).
     let (status, _) = get(
         &format!("{}{}", edge.url(), content_path(&whole, "cab")),

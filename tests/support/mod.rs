@@ -457,6 +457,15 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client whose connections come from `ip` (a 127.x address: tests of per-address budgets
+/// and limits act as several LAN machines from one host).
+pub fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
 /// Starts the real binary, `wsus-edge serve` on 127.0.0.1:0 (admin on any free port) with
 /// `upstream` and `data_dir`; returns the child and its client address (`ip:port`), read
 /// from its log (the rest of the log is drained in a thread).
