@@ -1,22 +1,29 @@
 //! SyncUpdates under load on a simulated catalog (default 20,000 updates plus the field shapes:
-//! a KB2267602-shaped bundle of bundles, an unapproved prerequisite, drivers): first one cold
-//! full scan (empty cache) per installed state (default 100 states: which detectoids a machine
-//! has), then N machines (default 1,000; machine i in state i % 100, starting from that
-//! state's cache) scanning for the first time here, then their next daily rescan (renewing the
-//! session with `oldCookie`), all at once and with at most WSUS_EDGE_BENCH_FLEET (default 50)
-//! scanning at a time (agents scan at randomized times; see [`run_clients`]). Each scan is a
-//! full scan (handshake, then the layered SyncUpdates walk to the end), over loopback HTTP
-//! against one `ClientService` behind the production router and HTTP loop (what
-//! `wsus-edge serve` runs).
-//! Also prints the needed-set memo hit rate.
-//! Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server CPU per scan and the
-//! server's RSS before/peak/after.
+//! a KB2267602-shaped bundle of bundles, an unapproved prerequisite, drivers). Phases:
+//! - `cold`: one full scan from an empty cache per installed state (default 100 states: which
+//!   detectoids a machine has), all at once; every needed set is computed here.
+//! - `full-burst`, the shape: N new machines (default 1,000; machine i in state i % 100)
+//!   register and scan from an empty cache, all started at once. Each sends what its state's
+//!   cold walk sent and checks each answer against it (see [`follow`]).
+//! - `first-burst`: N machines new to this server but with their state's cache (re-imaged or
+//!   moved here), all at once.
+//! - their next daily rescan (renewing the session with `oldCookie`), all at once and with at
+//!   most WSUS_EDGE_BENCH_FLEET (default 50) scanning at a time (agents scan at randomized
+//!   times; see [`run_clients`]).
+//!
+//! Each scan is a full scan (handshake, then the layered SyncUpdates walk to the end), over
+//! loopback HTTP against one `ClientService` behind the production router and HTTP loop (what
+//! `wsus-edge serve` runs). Prints scans/s, SyncUpdates p50/p99 latency, calls per scan, server
+//! and load-generator CPU per scan, the needed-set memo hit rate and the server's RSS
+//! before/peak/after.
 //!
 //! `cargo bench --bench client_scan` (env: WSUS_EDGE_BENCH_CLIENTS, WSUS_EDGE_BENCH_STATES,
 //! WSUS_EDGE_BENCH_UPDATES, WSUS_EDGE_BENCH_FLEET,
 //! WSUS_EDGE_BENCH_PAGE=n for a SyncUpdates page size other than the default 30 (WS2025 sends at
 //! most 30; MS-WUSP's product note <55> says WSUS truncates at 200),
 //! WSUS_EDGE_BENCH_INPROC=1 to run the clients inside the server process,
+//! WSUS_EDGE_BENCH_PIN=1 to keep the server on CPU 0 and the clients on CPU 1,
+//! WSUS_EDGE_BENCH_REPLAY=n for the one-thread replay's number of full scans (default 2),
 //! WSUS_EDGE_BENCH_STORE=/some/dir to keep the seeded store between runs).
 //!
 //! The load generator is deliberately light so that it measures the server: the handshake uses
@@ -138,6 +145,7 @@ struct Finders {
     xml: memmem::Finder<'static>,
     category: memmem::Finder<'static>,
     new_updates_end: memmem::FinderRev<'static>,
+    new_cookie: memmem::FinderRev<'static>,
 }
 
 static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finders {
@@ -145,6 +153,7 @@ static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finde
     xml: memmem::Finder::new("<Xml>"),
     category: memmem::Finder::new("UpdateType=\"Category\""),
     new_updates_end: memmem::FinderRev::new("</NewUpdates>"),
+    new_cookie: memmem::FinderRev::new("<NewCookie>"),
 });
 
 /// The ids of one cached list as request XML (`<int>..</int>` items), kept up to date as the
@@ -270,9 +279,16 @@ impl RawConn {
             self.action,
             body.len()
         );
-        let w = self.stream.get_mut();
-        w.write_all(head.as_bytes()).await.expect("write head");
-        w.write_all(body.as_bytes()).await.expect("write body");
+        // One write, as a client sending a small request in one go does (two writes with
+        // TCP_NODELAY are two segments, and two wake-ups of the server).
+        let mut request = Vec::with_capacity(head.len() + body.len());
+        request.extend_from_slice(head.as_bytes());
+        request.extend_from_slice(body.as_bytes());
+        self.stream
+            .get_mut()
+            .write_all(&request)
+            .await
+            .expect("write request");
         let mut line = String::new();
         self.stream.read_line(&mut line).await.expect("status line");
         let status: u16 = line
@@ -301,8 +317,25 @@ impl RawConn {
 }
 
 /// What one walk did: calls, offered, latencies (µs), the cache it ends with (installed
-/// non-leaf ids, other cached ids) and the last `NewCookie` (its inner XML).
-type Walked = (usize, usize, Vec<u64>, Vec<i32>, Vec<i32>, String);
+/// non-leaf ids, other cached ids), the last `NewCookie` (its inner XML) and, for a walk from
+/// an empty cache, its steps (what a machine in the same state sends and gets, see [`follow`]).
+type Walked = (
+    usize,
+    usize,
+    Vec<u64>,
+    Vec<i32>,
+    Vec<i32>,
+    String,
+    Vec<Step>,
+);
+
+/// One call of a recorded walk: the request body after `</cookie>`, and the response's length
+/// without its `NewCookie` (the only part that differs between machines in one state).
+#[derive(Clone)]
+struct Step {
+    rest: String,
+    answer_len: usize,
+}
 
 /// The walk itself; `send` posts one SyncUpdates body and returns (status, response body).
 /// `state` (0..100) picks which detectoids this machine has (a real fleet is not one build);
@@ -335,6 +368,7 @@ where
     let (mut installed, mut other) = (IdList::new(installed0), IdList::new(other0));
     let f = &*FINDERS;
     let mut lat = Vec::new();
+    let mut steps = Vec::new();
     let mut calls = 0usize;
     loop {
         calls += 1;
@@ -354,6 +388,10 @@ where
             b.push_str(TAIL);
             b
         };
+        let rest = (!warm).then(|| {
+            let at = memmem::find(body.as_bytes(), b"</cookie>").expect("cookie end");
+            body[at + "</cookie>".len()..].to_string()
+        });
         let started = Instant::now();
         let (status, text) = send(body).await;
         lat.push(started.elapsed().as_micros() as u64);
@@ -371,6 +409,12 @@ where
         cookie = between_last(tail, "<NewCookie>", "</NewCookie>")
             .expect("NewCookie")
             .to_string();
+        if let Some(rest) = rest {
+            steps.push(Step {
+                rest,
+                answer_len: text.len() - cookie.len(),
+            });
+        }
         if let Some(oos) = between_last(tail, "<OutOfScopeRevisionIDs>", "</OutOfScopeRevisionIDs>")
         {
             for gone in oos.split("<int>").filter_map(|x| {
@@ -426,7 +470,55 @@ where
         installed.ids,
         other.ids,
         cookie,
+        steps,
     )
+}
+
+/// A machine in the same installed state as a recorded walk, scanning from an empty cache: it
+/// would make the same decisions on the same answers, so it sends the recorded requests with
+/// its own cookie, and checks that each answer has the recorded length (its own cookie aside).
+/// The load generator shares the server's two cores; replaying instead of re-parsing every
+/// answer leaves them to the server. Returns (calls, latencies in µs, last cookie).
+async fn follow(a: &agent::Agent, steps: &[Step]) -> (usize, Vec<u64>, String) {
+    let first = soap::encode(&wusp::SyncUpdates {
+        cookie: a.cookie.clone().expect("cookie"),
+        parameters: Default::default(),
+    });
+    let (head, rest) = first.split_once("<cookie>").expect("cookie element");
+    let mut cookie = rest
+        .split_once("</cookie>")
+        .expect("cookie end")
+        .0
+        .to_string();
+    let addr = a.base.trim_start_matches("http://").to_string();
+    let mut conn = RawConn::connect(&addr).await;
+    let mut lat = Vec::with_capacity(steps.len());
+    for (k, step) in steps.iter().enumerate() {
+        let mut body = String::with_capacity(head.len() + cookie.len() + 20 + step.rest.len());
+        body.push_str(head);
+        body.push_str("<cookie>");
+        body.push_str(&cookie);
+        body.push_str("</cookie>");
+        body.push_str(&step.rest);
+        let started = Instant::now();
+        let (status, text) = conn.post(wusp::CLIENT_PATH, &body).await;
+        lat.push(started.elapsed().as_micros() as u64);
+        assert_eq!(status, 200, "{text}");
+        let at = FINDERS
+            .new_cookie
+            .rfind(text.as_bytes())
+            .expect("NewCookie")
+            + "<NewCookie>".len();
+        let end =
+            memmem::find(&text.as_bytes()[at..], b"</NewCookie>").expect("NewCookie end") + at;
+        cookie = text[at..end].to_string();
+        assert_eq!(
+            text.len() - cookie.len(),
+            step.answer_len,
+            "call {k}: the answer differs from the recorded one for this installed state"
+        );
+    }
+    (steps.len(), lat, cookie)
 }
 
 /// A `Cookie` from the inner XML of a `NewCookie` (what the agent keeps for `oldCookie`).
@@ -531,13 +623,15 @@ async fn run_clients(
     }
     let mut cold = ClientStats::default();
     let mut caches = Vec::new();
+    let mut walks = Vec::new();
     for t in tasks {
-        let ((c, o, l, inst, other, _), us) = t.await.expect("client task");
+        let ((c, o, l, inst, other, _, steps), us) = t.await.expect("client task");
         cold.calls += c;
         cold.offered += o;
         cold.lat_us.extend(l);
         cold.scan_us.push(us);
         caches.push((inst, other));
+        walks.push((steps, o));
     }
     cold.elapsed = started.elapsed().as_secs_f64();
     cold.cpu = cpu_s() - cpu0;
@@ -546,6 +640,12 @@ async fn run_clients(
     mark("cold");
     eprintln!("  {states} cold scans done after {:.1}s", cold.elapsed);
     let caches = Arc::new(caches);
+    let full = full_burst(&base, clients, Arc::new(walks)).await;
+    mark("full-burst");
+    eprintln!(
+        "  {clients} full scans from an empty cache, all at once: {:.1}s",
+        full.elapsed
+    );
     let (burst, fleet_agents) = warm(&base, clients, &caches, clients).await;
     mark("first-burst");
     eprintln!(
@@ -566,6 +666,7 @@ async fn run_clients(
     );
     vec![
         ("cold", cold),
+        ("full-burst", full),
         ("first-burst", burst),
         ("rescan-burst", rescan_burst),
         ("rescan-fleet", rescan_fleet),
@@ -584,7 +685,7 @@ async fn gather(tasks: Vec<ScanTask>, started: Instant, cpu0: f64) -> (ClientSta
     let mut st = ClientStats::default();
     let mut out = Vec::new();
     for t in tasks {
-        let ((c, o, l, inst, other, _), us, a, s) = t.await.expect("client task");
+        let ((c, o, l, inst, other, _, _), us, a, s) = t.await.expect("client task");
         st.calls += c;
         st.offered += o;
         st.lat_us.extend(l);
@@ -618,6 +719,44 @@ async fn rescan(machines: Vec<Machine>, at_once: usize) -> (ClientStats, Vec<Mac
         }));
     }
     gather(tasks, started, cpu0).await
+}
+
+/// Phase `full-burst`: `clients` new machines, machine i in state i % states, all started at
+/// once, each registering and then scanning from an empty cache as its state's cold walk did
+/// (`walks`: each state's steps and updates offered; see [`follow`]).
+async fn full_burst(
+    base: &str,
+    clients: usize,
+    walks: Arc<Vec<(Vec<Step>, usize)>>,
+) -> ClientStats {
+    let cpu0 = cpu_s();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let base = base.to_string();
+        let walks = walks.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let s = i % walks.len();
+            let mut a = agent::Agent::new(&base);
+            a.handshake(Some(GROUPS[s % GROUPS.len()])).await;
+            let (calls, lat, _) = follow(&a, &walks[s].0).await;
+            (calls, walks[s].1, lat, t.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut st = ClientStats::default();
+    for t in tasks {
+        let (c, o, l, us) = t.await.expect("client task");
+        st.calls += c;
+        st.offered += o;
+        st.lat_us.extend(l);
+        st.scan_us.push(us);
+    }
+    st.elapsed = started.elapsed().as_secs_f64();
+    st.cpu = cpu_s() - cpu0;
+    st.lat_us.sort_unstable();
+    st.scan_us.sort_unstable();
+    st
 }
 
 /// `clients` machines new to this server with a cache (client i in state i % states, from
@@ -680,6 +819,21 @@ async fn replay(svc: &ClientService, base: &str, rounds: usize) -> (usize, f64) 
     (calls, cpu * 1e6 / calls.max(1) as f64)
 }
 
+/// Confines this process (and the threads it starts after) to CPU `cpu`, with
+/// WSUS_EDGE_BENCH_PIN=1: the server on CPU 0, the load generator on CPU 1, so the server's
+/// capacity on one core of its own is measured rather than computed.
+fn pin_to(cpu: usize) {
+    if std::env::var("WSUS_EDGE_BENCH_PIN").is_ok_and(|v| v == "1") {
+        // SAFETY: the set is a zeroed cpu_set_t we own; sched_setaffinity only reads it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            assert_eq!(rc, 0, "sched_setaffinity");
+        }
+    }
+}
+
 /// CPU seconds of the calling thread.
 fn thread_cpu_s() -> f64 {
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
@@ -734,6 +888,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// one RESULT line per phase.
 fn client_main(base: String, clients: usize, states: usize, fleet: usize) {
     use std::io::Write;
+    pin_to(1);
     let mark = |phase: &str| {
         println!("PHASE {phase}");
         let _ = std::io::stdout().flush();
@@ -832,6 +987,7 @@ fn main() {
     if let Ok(base) = std::env::var("WSUS_EDGE_BENCH_BASE") {
         return client_main(base, clients, states, fleet);
     }
+    pin_to(0);
     let page_size = env_usize("WSUS_EDGE_BENCH_PAGE", wusp::PAGE_SIZE);
     let updates = env_usize("WSUS_EDGE_BENCH_UPDATES", 20_000);
     let inproc = std::env::var("WSUS_EDGE_BENCH_INPROC").is_ok_and(|v| v == "1");
@@ -889,9 +1045,9 @@ fn main() {
         );
         drop(idx);
         let base = serve_production(&svc, &store, tmp.path()).await;
-        let (calls, us) = replay(&svc, &base, 2).await;
+        let (calls, us) = replay(&svc, &base, env_usize("WSUS_EDGE_BENCH_REPLAY", 2)).await;
         println!(
-            "one thread, no HTTP: {us:.0} µs of server CPU per SyncUpdates call ({calls} calls, 2 cold full scans)"
+            "one thread, no HTTP: {us:.0} µs of server CPU per SyncUpdates call ({calls} calls, {} cold full scans)", env_usize("WSUS_EDGE_BENCH_REPLAY", 2)
         );
         let memo0 = svc.index().unwrap().memo_counts();
         let rss0 = rss_mib();
@@ -947,7 +1103,7 @@ fn main() {
             })
             .await
             .unwrap();
-            ["cold", "first-burst", "rescan-burst", "rescan-fleet"]
+            ["cold", "full-burst", "first-burst", "rescan-burst", "rescan-fleet"]
                 .iter()
                 .map(|t| (t.to_string(), parse_result(&text, t)))
                 .collect()
@@ -962,6 +1118,10 @@ fn main() {
                 "cold" => (
                     format!("cold (empty cache, {states} distinct installed states, all at once)"),
                     states,
+                ),
+                "full-burst" => (
+                    format!("full scan ({clients} new machines in {states} installed states, empty cache, all started at once)"),
+                    clients,
                 ),
                 "first-burst" => (
                     format!("first scan with a cache ({clients} machines new to this server in {states} installed states, no cookie to renew, all started at once)"),
