@@ -103,7 +103,7 @@ async fn a_downstream_rollup_of_the_announced_batch_is_read_past_the_client_limi
     let addr: SocketAddr = e.url().trim_start_matches("http://").parse().unwrap();
 
     // GetRollupConfiguration announces 50 computers per RollupComputerStatus.
-    let config = format!(
+    let config = String::from(
         "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
          <GetRollupConfiguration xmlns=\"http://www.microsoft.com/SoftwareDistribution\">\
          <cookie><Expiration>2030-01-01T00:00:00Z</Expiration><EncryptedData>AAAA</EncryptedData></cookie>\
