@@ -6,7 +6,8 @@
 //!    URL;
 //! 2. otherwise `/Content/XX/<SHA1>.<ext>` on the upstream; when it answers 404, the upstream
 //!    is asked to obtain the file (DownloadFiles, through a [`FileRequester`] the sync side
-//!    provides) and `/Content` is asked again with backoff for [`DOWNLOAD_FILES_WINDOW`].
+//!    provides) and `/Content` is asked again with backoff for [`DOWNLOAD_FILES_WINDOW`]
+//!    ([`retry_after`], the one rule the whole-object and the slice fetch share).
 //!
 //! Whatever the source, the bytes are verified by the same digests before they are kept. A
 //! `MUUrl` naming a loopback or link-local address is not used unless the upstream itself is
@@ -17,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::inflight::FetchError;
 use super::key::ContentKey;
 
 /// How long `/Content` is asked again after a DownloadFiles request (the upstream fetches
@@ -117,11 +119,27 @@ impl std::fmt::Debug for Missing {
     }
 }
 
+/// The one DownloadFiles rule for a failed GET of `/Content` (the whole-object fetch and the
+/// slice fetch both ask it): when `err` is a 404, the upstream has not answered this object
+/// before (`answered` false) and `missing` recovery is set, the wait before asking again (the
+/// first such 404 sends DownloadFiles). `None`: the failure is handled as any other (a 404
+/// is final when DownloadFiles failed or the window has passed).
+pub async fn retry_after(
+    missing: Option<&Missing>,
+    err: &FetchError,
+    answered: bool,
+) -> Option<Duration> {
+    match (err, missing) {
+        (FetchError::Status(404), Some(m)) if !answered => m.after_404().await,
+        _ => None,
+    }
+}
+
 impl Missing {
     /// After a 404 from `/Content` (before upstream ever answered this object): the wait
     /// before asking again, or `None` when a 404 is now final (DownloadFiles failed, or the
     /// window has passed).
-    pub async fn after_404(&self) -> Option<Duration> {
+    async fn after_404(&self) -> Option<Duration> {
         let mut step = self.step.lock().await;
         let (at, n) = match *step {
             Step::Failed => return None,
