@@ -816,6 +816,88 @@ async fn a_file_the_upstream_lacks_is_asked_for_with_download_files_then_fetched
     assert!(final_file(&edge, &files[0].0).exists() && final_file(&edge, &files[1].0).exists());
 }
 
+/// Stores the GetConfigData flags a sync from the upstream would have stored: the edge's
+/// start-up sync fails against a double without SOAP, so they are set once it has written its
+/// outcome.
+async fn upstream_says(edge: &TestEdge, catalog_only_sync: bool, server_hosts_psf_files: bool) {
+    for _ in 0..200 {
+        if edge.state.store.sync_state().unwrap().last_sync.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut state = edge.state.store.sync_state().unwrap();
+    state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
+        catalog_only_sync,
+        lazy_sync: true,
+        server_hosts_psf_files,
+    });
+    edge.state.store.set_sync_state(&state).unwrap();
+}
+
+/// MS-WSUSSS §3.2.4.4: a downstream server downloads express files (`PatchingType="Express"`)
+/// only when its upstream says `ServerHostsPsfFiles` true. With false (WS2025's default), an
+/// express file a client asks for comes from its `MUUrl`, and without a usable one its 404 is
+/// final at once: no DownloadFiles, no 30 s wait. Other files still come from `/Content`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_files_an_upstream_does_not_host_come_from_the_mu_url_or_404_at_once() {
+    let psf = Arc::new(bytes_of(200_000, 58));
+    let express_cab = Arc::new(bytes_of(70_000, 59));
+    let unreachable = Arc::new(bytes_of(60_000, 60));
+    let plain = Arc::new(bytes_of(50_000, 61));
+    let (mu, files) = microsoft_update(&[(&psf, "psf"), (&express_cab, "cab")]).await;
+    let up = Double::start().await;
+    let asked = wsus_soap(&up, &[]);
+    let plain_path = content_path(&plain, "cab");
+    up.route(&plain_path, Reply::Object(Served::honest(&plain)));
+    let unreachable_path = content_path(&unreachable, "psf");
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    upstream_says(&edge, false, false).await;
+    let express = |data: &[u8], mu_url: Option<&str>| wsus_edge::model::FileRecord {
+        upstream_url: mu_url.map(str::to_string),
+        patching_type: Some("Express".into()),
+        ..record(data)
+    };
+    edge.state
+        .store
+        .put_expected_files(&[
+            express(&psf, Some(&files[0].1)),
+            express(&express_cab, Some(&files[1].1)),
+            express(&unreachable, None),
+            record(&plain),
+        ])
+        .unwrap();
+
+    for (data, (path, mu_url)) in [(&psf, &files[0]), (&express_cab, &files[1])] {
+        let (status, body) = get(&edge, path, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            body.is_ok_and(|b| b == data[..]),
+            "{path}: not the file's bytes"
+        );
+        assert_eq!(mu.gets(mu_url.trim_start_matches(&mu.url())), 1, "{path}");
+        assert_eq!(up.gets(path), 0, "{path} not asked of the upstream");
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = get(&edge, &unreachable_path, None).await;
+    assert_eq!(status, 404);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered without waiting for a DownloadFiles window"
+    );
+    assert_eq!(up.gets(&unreachable_path), 1);
+    let (status, body) = get(&edge, &plain_path, None).await;
+    assert_eq!(status, 200);
+    assert!(body.is_ok_and(|b| b == plain[..]), "not the file's bytes");
+    assert_eq!(up.gets(&plain_path), 1);
+    assert!(
+        asked.lock().unwrap().is_empty(),
+        "no DownloadFiles: {:?}",
+        asked.lock().unwrap()
+    );
+    assert_eq!(settled(&edge).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_same_digests() {
     let small = Arc::new(bytes_of(150_000, 53));
@@ -829,21 +911,7 @@ async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_sa
     mu.route(&at_bad, Reply::Object(Served::honest(&Arc::new(corrupt))));
     let up = Double::start().await; // holds no files, answers no SOAP
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    // The edge's start-up sync fails against this upstream (no SOAP); set the flags a sync
-    // would have stored once it has written its outcome.
-    for _ in 0..200 {
-        if edge.state.store.sync_state().unwrap().last_sync.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut state = edge.state.store.sync_state().unwrap();
-    state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
-        catalog_only_sync: true,
-        lazy_sync: true,
-        server_hosts_psf_files: false,
-    });
-    edge.state.store.set_sync_state(&state).unwrap();
+    upstream_says(&edge, true, false).await;
     edge.state
         .store
         .put_expected_files(&[
