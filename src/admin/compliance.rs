@@ -106,6 +106,48 @@ fn own_state(r: crate::store::StatusRecord) -> State {
     }
 }
 
+/// An own client's row, without per-update states.
+fn own_row(c: crate::store::Computer, n: crate::store::StatusCounts) -> Row {
+    Row {
+        counts: (n.needed, n.failed, n.installed),
+        id: c.id,
+        name: c.name,
+        groups: c.groups,
+        last_sync_unix: c.last_sync_unix,
+        last_report_unix: c.last_report_unix,
+        downstream: None,
+        states: BTreeMap::new(),
+        os_version: c.os_version,
+        client_version: c.client_version,
+        registered_unix: Some(c.registered_unix),
+        requested_groups: c.requested_groups,
+    }
+}
+
+/// A rolled-up computer's row, counted over `all` its states, without per-update states;
+/// `server_name` is its downstream server's (the id when that server is unknown).
+fn ds_row(
+    c: crate::store::DownstreamComputer,
+    server_name: Option<String>,
+    all: &BTreeMap<Uuid, crate::store::DownstreamStatus>,
+) -> Row {
+    let server_name = server_name.unwrap_or_else(|| c.parent_server.to_string());
+    Row {
+        id: c.id,
+        name: c.name,
+        groups: c.groups,
+        last_sync_unix: c.last_sync_unix,
+        last_report_unix: c.last_report_unix,
+        downstream: Some((c.parent_server, server_name)),
+        states: BTreeMap::new(),
+        counts: counted(all.values().map(|s| &s.state)),
+        os_version: c.os_description,
+        client_version: c.client_version,
+        registered_unix: None,
+        requested_groups: c.requested_groups,
+    }
+}
+
 /// Every computer with its counts and the states `want` names: own clients (from the stored
 /// states, `store/states.rs`), then (when asked) rolled-up ones.
 pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResult<Vec<Row>> {
@@ -120,25 +162,12 @@ pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResu
         _ => HashMap::new(),
     };
     for c in store.computers()? {
-        let states: BTreeMap<Uuid, State> = match want {
-            Want::Counts => BTreeMap::new(),
-            Want::One(u) => one.remove(&c.id).map(|s| (u, s)).into_iter().collect(),
-        };
         let n = counts.get(&c.id).copied().unwrap_or_default();
-        rows.push(Row {
-            counts: (n.needed, n.failed, n.installed),
-            id: c.id,
-            name: c.name,
-            groups: c.groups,
-            last_sync_unix: c.last_sync_unix,
-            last_report_unix: c.last_report_unix,
-            downstream: None,
-            states,
-            os_version: c.os_version,
-            client_version: c.client_version,
-            registered_unix: Some(c.registered_unix),
-            requested_groups: c.requested_groups,
-        });
+        let mut row = own_row(c, n);
+        if let Want::One(u) = want {
+            row.states = one.remove(&row.id).map(|s| (u, s)).into_iter().collect();
+        }
+        rows.push(row);
     }
     if include_downstream {
         let servers: HashMap<Uuid, String> = store
@@ -148,33 +177,12 @@ pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResu
             .collect();
         for c in store.downstream_computers()? {
             let all = store.downstream_states(&c.id)?;
-            let counts = counted(all.values().map(|s| &s.state));
-            let states = all
-                .into_iter()
-                .filter(|(id, _)| match want {
-                    Want::Counts => false,
-                    Want::One(u) => *id == u,
-                })
-                .map(|(id, s)| (id, ds_state(s)))
-                .collect();
-            let server_name = servers
-                .get(&c.parent_server)
-                .cloned()
-                .unwrap_or_else(|| c.parent_server.to_string());
-            rows.push(Row {
-                id: c.id,
-                name: c.name,
-                groups: c.groups,
-                last_sync_unix: c.last_sync_unix,
-                last_report_unix: c.last_report_unix,
-                downstream: Some((c.parent_server, server_name)),
-                states,
-                counts,
-                os_version: c.os_description,
-                client_version: c.client_version,
-                registered_unix: None,
-                requested_groups: c.requested_groups,
-            });
+            let server_name = servers.get(&c.parent_server).cloned();
+            let mut row = ds_row(c, server_name, &all);
+            if let Want::One(u) = want {
+                row.states = all.get(&u).map(|s| (u, ds_state(*s))).into_iter().collect();
+            }
+            rows.push(row);
         }
     }
     Ok(rows)
@@ -265,19 +273,57 @@ pub fn list_computers(state: &AdminState, q: &Query) -> ApiResult<Vec<ComputerJs
     Ok(out)
 }
 
-/// Finds a computer by client id, DNS name (case-insensitive) or a unique short host name.
-fn find_row<'a>(rows: &'a [Row], arg: &str) -> ApiResult<&'a Row> {
-    if let Some(r) = rows.iter().find(|c| c.id.eq_ignore_ascii_case(arg)) {
-        return Ok(r);
+/// A computer found by [`find_computer`]: its stored record, not yet its states.
+enum Found {
+    /// One of this server's own clients.
+    Own(crate::store::Computer),
+    /// One rolled up from a downstream server.
+    Downstream(crate::store::DownstreamComputer),
+}
+
+impl Found {
+    fn id(&self) -> &str {
+        match self {
+            Found::Own(c) => &c.id,
+            Found::Downstream(c) => &c.id,
+        }
     }
-    let by_name: Vec<&Row> = rows
-        .iter()
-        .filter(|c| c.name.eq_ignore_ascii_case(arg))
+
+    fn name(&self) -> &str {
+        match self {
+            Found::Own(c) => &c.name,
+            Found::Downstream(c) => &c.name,
+        }
+    }
+}
+
+/// Finds a computer by client id, DNS name (case-insensitive) or a unique short host name,
+/// own clients before rolled-up ones; reads the computer records only, no states.
+fn find_computer(store: &Store, arg: &str) -> ApiResult<Found> {
+    let mut all: Vec<Found> = store.computers()?.into_iter().map(Found::Own).collect();
+    all.extend(
+        store
+            .downstream_computers()?
+            .into_iter()
+            .map(Found::Downstream),
+    );
+    let i = find_index(&all, arg)?;
+    Ok(all.swap_remove(i))
+}
+
+/// [`find_computer`]'s choice among `all`: an id match first, then the DNS names.
+fn find_index(all: &[Found], arg: &str) -> ApiResult<usize> {
+    if let Some(i) = all.iter().position(|c| c.id().eq_ignore_ascii_case(arg)) {
+        return Ok(i);
+    }
+    let by_name: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].name().eq_ignore_ascii_case(arg))
         .collect();
-    let m: Vec<&Row> = if by_name.is_empty() {
-        rows.iter()
-            .filter(|c| {
-                c.name
+    let m: Vec<usize> = if by_name.is_empty() {
+        (0..all.len())
+            .filter(|&i| {
+                all[i]
+                    .name()
                     .split('.')
                     .next()
                     .is_some_and(|h| h.eq_ignore_ascii_case(arg))
@@ -292,11 +338,19 @@ fn find_row<'a>(rows: &'a [Row], arg: &str) -> ApiResult<&'a Row> {
         n => Err(ApiError::bad(format!(
             "{arg:?} names {n} computers; give the id: {}",
             m.iter()
-                .map(|r| r.id.as_str())
+                .map(|&i| all[i].id())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
     }
+}
+
+/// A rolled-up computer's downstream server name (the id when that server is unknown).
+fn server_name(store: &Store, c: &crate::store::DownstreamComputer) -> ApiResult<String> {
+    Ok(store
+        .downstream_server(&c.parent_server)?
+        .map(|s| s.name)
+        .unwrap_or_else(|| c.parent_server.to_string()))
 }
 
 /// An HRESULT as WSUS shows it (`0x80240022`).
@@ -308,21 +362,26 @@ pub fn hresult_text(hr: i32) -> String {
 /// error code.
 pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJson> {
     let arg = q.get("name").ok_or_else(|| ApiError::bad("missing name"))?;
-    let rows = load_rows(&state.store, true, Want::Counts)?;
-    let c = find_row(&rows, arg)?;
-    let states: BTreeMap<Uuid, State> = match &c.downstream {
-        None => state
-            .store
-            .computer_states(&c.id)?
-            .into_iter()
-            .map(|(id, r)| (id, own_state(r)))
-            .collect(),
-        Some(_) => state
-            .store
-            .downstream_states(&c.id)?
-            .into_iter()
-            .map(|(id, s)| (id, ds_state(s)))
-            .collect(),
+    let (c, states): (Row, BTreeMap<Uuid, State>) = match find_computer(&state.store, arg)? {
+        Found::Own(c) => {
+            let states = state
+                .store
+                .computer_states(&c.id)?
+                .into_iter()
+                .map(|(id, r)| (id, own_state(r)))
+                .collect();
+            let n = state.store.status_counts(&c.id)?;
+            (own_row(c, n), states)
+        }
+        Found::Downstream(c) => {
+            let all = state.store.downstream_states(&c.id)?;
+            let server = server_name(&state.store, &c)?;
+            let row = ds_row(c, Some(server), &all);
+            (
+                row,
+                all.into_iter().map(|(id, s)| (id, ds_state(s))).collect(),
+            )
+        }
     };
     let names = group_names(&state.store)?;
     let titles = titles(&state.store)?;
@@ -338,7 +397,7 @@ pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJ
         })
         .collect();
     Ok(ComputerDetailJson {
-        computer: row_json(&names, c),
+        computer: row_json(&names, &c),
         os_version: c.os_version.clone(),
         client_version: c.client_version.clone(),
         registered: c.registered_unix.and_then(unix_rfc3339),
@@ -374,14 +433,16 @@ pub struct RemoveRequest {
 /// `computers move NAME|ID --group G`: server-side targeting; the computer is offered what
 /// G's approvals (and its parents') give at its next scan. Own clients only.
 pub fn move_computer(state: &AdminState, req: &MoveRequest) -> ApiResult<ChangedJson> {
-    let rows = load_rows(&state.store, true, Want::Counts)?;
-    let c = find_row(&rows, &req.name)?;
-    if let Some((_, server)) = &c.downstream {
-        return Err(ApiError::conflict(format!(
-            "{} gets updates from the downstream server {server}: move it there",
-            c.name
-        )));
-    }
+    let c = match find_computer(&state.store, &req.name)? {
+        Found::Own(c) => c,
+        Found::Downstream(c) => {
+            let server = server_name(&state.store, &c)?;
+            return Err(ApiError::conflict(format!(
+                "{} gets updates from the downstream server {server}: move it there",
+                c.name
+            )));
+        }
+    };
     let names = group_names(&state.store)?;
     let g = resolve_group(&names, &req.group)?;
     if g == groups::ALL_COMPUTERS {
@@ -408,17 +469,15 @@ pub fn move_computer(state: &AdminState, req: &MoveRequest) -> ApiResult<Changed
 
 /// `computers remove NAME|ID`: forgets an own client (and its events) or a rolled-up one.
 pub fn remove_computer(state: &AdminState, req: &RemoveRequest) -> ApiResult<ChangedJson> {
-    let rows = load_rows(&state.store, true, Want::Counts)?;
-    let c = find_row(&rows, &req.name)?;
-    if c.downstream.is_some() {
-        state.store.remove_downstream_computer(&c.id)?;
-    } else {
-        state.store.remove_computer(&c.id)?;
-    }
+    let c = find_computer(&state.store, &req.name)?;
+    match &c {
+        Found::Own(c) => state.store.remove_computer(&c.id)?,
+        Found::Downstream(c) => state.store.remove_downstream_computer(&c.id)?,
+    };
     state.store.flush()?;
     Ok(ChangedJson {
-        message: format!("removed {}", c.name),
-        ids: vec![c.id.clone()],
+        message: format!("removed {}", c.name()),
+        ids: vec![c.id().to_string()],
     })
 }
 
