@@ -35,12 +35,15 @@ pub fn action_name(a: ApprovalAction) -> &'static str {
     }
 }
 
+/// Category (classification, product, ...) titles and types by id.
+pub type Categories = HashMap<Uuid, (String, Option<CategoryType>)>;
+
 /// Everything a listing needs, read once.
 pub struct View {
     /// Latest revisions of software and driver updates, by title.
     pub updates: Vec<StoredRevision>,
     /// Category (classification, product, ...) titles and types.
-    pub categories: HashMap<Uuid, (String, Option<CategoryType>)>,
+    pub categories: Categories,
     /// Deployments by update id.
     pub approvals: HashMap<Uuid, Vec<Deployment>>,
     /// Declined update ids.
@@ -49,29 +52,90 @@ pub struct View {
     pub groups: BTreeMap<Uuid, String>,
 }
 
+/// The latest revisions split as [`View`] keeps them: software and driver updates sorted by
+/// title (then key), and category titles and types.
+fn read_revisions(store: &Store) -> ApiResult<(Vec<StoredRevision>, Categories)> {
+    let mut updates = Vec::new();
+    let mut categories = HashMap::new();
+    for r in store.latest_revisions()? {
+        match r.record.kind {
+            UpdateKind::Software | UpdateKind::Driver => updates.push(r),
+            UpdateKind::Category => {
+                categories.insert(
+                    r.record.key.update_id,
+                    (r.record.title.clone(), r.record.category_type),
+                );
+            }
+            UpdateKind::Detectoid => {}
+        }
+    }
+    updates.sort_by(|a, b| {
+        a.record
+            .title
+            .cmp(&b.record.title)
+            .then(a.record.key.cmp(&b.record.key))
+    });
+    Ok((updates, categories))
+}
+
+/// One software or driver update by GUID or KB, as [`View::find_one`] resolves it, reading the
+/// latest revisions only (not the approvals, declines and groups a whole [`View`] loads).
+pub fn find_one_update(store: &Store, arg: &str) -> ApiResult<StoredRevision> {
+    let (updates, _) = read_revisions(store)?;
+    let i = find_one_in(&updates, arg)?;
+    let mut updates = updates;
+    Ok(updates.swap_remove(i))
+}
+
+/// [`View::find`] over `updates`: indexes of the matches.
+fn find_in(updates: &[StoredRevision], arg: &str) -> ApiResult<Vec<usize>> {
+    let arg = arg.trim();
+    if let Ok(id) = arg.parse::<Uuid>() {
+        return updates
+            .iter()
+            .position(|r| r.record.key.update_id == id)
+            .map(|i| vec![i])
+            .ok_or_else(|| ApiError::not_found(format!("no update {id}")));
+    }
+    let kb = arg
+        .strip_prefix("KB")
+        .or_else(|| arg.strip_prefix("kb"))
+        .unwrap_or(arg);
+    if !kb.is_empty() && kb.bytes().all(|b| b.is_ascii_digit()) {
+        let v: Vec<usize> = (0..updates.len())
+            .filter(|&i| updates[i].record.kb.as_deref() == Some(kb))
+            .collect();
+        if !v.is_empty() {
+            return Ok(v);
+        }
+        return Err(ApiError::not_found(format!("no update with KB{kb}")));
+    }
+    Err(ApiError::bad(format!(
+        "{arg:?} is neither an update GUID nor a KB number"
+    )))
+}
+
+/// [`View::find_one`] over `updates`: the index of the one match.
+fn find_one_in(updates: &[StoredRevision], arg: &str) -> ApiResult<usize> {
+    let found = find_in(updates, arg)?;
+    if let [one] = found[..] {
+        return Ok(one);
+    }
+    let ids: Vec<String> = found
+        .iter()
+        .map(|&i| updates[i].record.key.update_id.to_string())
+        .collect();
+    Err(ApiError::bad(format!(
+        "{arg} names {} updates; give one GUID: {}",
+        ids.len(),
+        ids.join(", ")
+    )))
+}
+
 impl View {
     /// Reads the store.
     pub fn load(store: &Store) -> ApiResult<View> {
-        let mut updates = Vec::new();
-        let mut categories = HashMap::new();
-        for r in store.latest_revisions()? {
-            match r.record.kind {
-                UpdateKind::Software | UpdateKind::Driver => updates.push(r),
-                UpdateKind::Category => {
-                    categories.insert(
-                        r.record.key.update_id,
-                        (r.record.title.clone(), r.record.category_type),
-                    );
-                }
-                UpdateKind::Detectoid => {}
-            }
-        }
-        updates.sort_by(|a, b| {
-            a.record
-                .title
-                .cmp(&b.record.title)
-                .then(a.record.key.cmp(&b.record.key))
-        });
+        let (updates, categories) = read_revisions(store)?;
         let mut approvals: HashMap<Uuid, Vec<Deployment>> = HashMap::new();
         for d in store.deployments()? {
             approvals.entry(d.update.update_id).or_default().push(d);
@@ -180,51 +244,16 @@ impl View {
 
     /// Finds updates by GUID, or by KB number (`KB5040000` or `5040000`; all that match).
     pub fn find(&self, arg: &str) -> ApiResult<Vec<&StoredRevision>> {
-        let arg = arg.trim();
-        if let Ok(id) = arg.parse::<Uuid>() {
-            return self
-                .updates
-                .iter()
-                .find(|r| r.record.key.update_id == id)
-                .map(|r| vec![r])
-                .ok_or_else(|| ApiError::not_found(format!("no update {id}")));
-        }
-        let kb = arg
-            .strip_prefix("KB")
-            .or_else(|| arg.strip_prefix("kb"))
-            .unwrap_or(arg);
-        if !kb.is_empty() && kb.bytes().all(|b| b.is_ascii_digit()) {
-            let v: Vec<&StoredRevision> = self
-                .updates
-                .iter()
-                .filter(|r| r.record.kb.as_deref() == Some(kb))
-                .collect();
-            if !v.is_empty() {
-                return Ok(v);
-            }
-            return Err(ApiError::not_found(format!("no update with KB{kb}")));
-        }
-        Err(ApiError::bad(format!(
-            "{arg:?} is neither an update GUID nor a KB number"
-        )))
+        Ok(find_in(&self.updates, arg)?
+            .into_iter()
+            .map(|i| &self.updates[i])
+            .collect())
     }
 
     /// Like [`Self::find`], for verbs about one update: a KB that names several is refused
     /// with their GUIDs.
     pub fn find_one(&self, arg: &str) -> ApiResult<&StoredRevision> {
-        let found = self.find(arg)?;
-        if let [one] = found[..] {
-            return Ok(one);
-        }
-        let ids: Vec<String> = found
-            .iter()
-            .map(|r| r.record.key.update_id.to_string())
-            .collect();
-        Err(ApiError::bad(format!(
-            "{arg} names {} updates; give one GUID: {}",
-            ids.len(),
-            ids.join(", ")
-        )))
+        Ok(&self.updates[find_one_in(&self.updates, arg)?])
     }
 
     /// Resolves a group argument: GUID or name (case-insensitive).

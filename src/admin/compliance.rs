@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::api::group_names;
-use super::catalog::{resolve_group, unix_rfc3339, View};
+use super::catalog::{find_one_update, resolve_group, unix_rfc3339};
 use super::query::Query;
 use super::types::{ChangedJson, ComputerDetailJson, ComputerJson, ComputerUpdateJson};
 use super::{AdminState, ApiError, ApiResult};
@@ -541,8 +541,7 @@ pub struct UpdateStatusJson {
 /// `updates status ID|KB`: the update's state on every computer, own and rolled up.
 pub fn update_status(state: &AdminState, q: &Query) -> ApiResult<UpdateStatusJson> {
     let arg = q.get("id").ok_or_else(|| ApiError::bad("missing id"))?;
-    let v = View::load(&state.store)?;
-    let rec = &v.find_one(arg)?.record;
+    let rec = find_one_update(&state.store, arg)?.record;
     let id = rec.key.update_id;
     let rows = load_rows(&state.store, true, Want::One(id))?;
     let mut counts = StateCounts::default();
