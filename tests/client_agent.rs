@@ -4,11 +4,14 @@
 
 #[path = "support/wusp_agent.rs"]
 mod agent;
+#[path = "support/wire_events.rs"]
+mod wire_events;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use agent::{group_path, seed, sha256, Agent};
+use wire_events::reporting_event;
 use wsus_edge::client_service::{ClientService, CookieKey, Options};
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::Store;
@@ -122,19 +125,10 @@ async fn full_sequence_offers_exactly_the_oracle_set_and_downloads_verify() {
         .expect("an unapproved update is delivered");
     let ev = |id: i32, k: wsus_edge::model::RevisionKey| wusp::ReportingEvent {
         target_sid: a.client_id.clone(),
-        sequence_number: 0,
-        time_at_target: time::OffsetDateTime::now_utc(),
-        instance_id: uuid::Uuid::new_v4(),
-        namespace_id: 1,
-        event_id: id,
-        source_id: 101,
-        update: k,
-        hresult: 0,
-        replacement_strings: vec![],
         misc_data: vec!["C=1".into()],
         computer_brand: Some("QEMU".into()),
-        computer_model: None,
         os_locale_id: Some(1033),
+        ..reporting_event(id, k, time::OffsetDateTime::now_utc())
     };
     let r = a
         .call(

@@ -7,11 +7,14 @@
 mod agent;
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/wire_events.rs"]
+mod wire_events;
 
 use std::time::Duration;
 
 use agent::Agent;
 use support::TestEdge;
+use wire_events::numbered;
 use wsus_edge::model::RevisionKey;
 use wsus_edge::store::{Computer, ReportedEvent, Store};
 use wsus_edge::wire::soap::ErrorCode;
@@ -41,27 +44,6 @@ async fn small_limits() -> TestEdge {
 /// An agent whose requests come from `ip` (any 127.x.y.z reaches a loopback listener).
 fn agent_from(base: &str, ip: [u8; 4]) -> Agent {
     Agent::with_client(base, support::client_from(ip))
-}
-
-fn event(i: u32, misc: &str) -> wusp::ReportingEvent {
-    wusp::ReportingEvent {
-        target_sid: String::new(),
-        sequence_number: i as i32,
-        // Event i happened i seconds after a start 10,000 s ago (the store orders by time).
-        time_at_target: time::OffsetDateTime::now_utc() - Duration::from_secs(10_000)
-            + Duration::from_secs(u64::from(i)),
-        instance_id: uuid::Uuid::new_v4(),
-        namespace_id: 1,
-        event_id: 147,
-        source_id: 101,
-        update: RevisionKey::new(uuid::Uuid::from_u128(i as u128 + 1), 1),
-        hresult: 0,
-        replacement_strings: vec![],
-        misc_data: vec![misc.to_string()],
-        computer_brand: None,
-        computer_model: None,
-        os_locale_id: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +79,7 @@ async fn an_event_flood_from_one_client_keeps_only_the_newest_events_within_the_
     let misc = "U=".to_string() + &"x".repeat(2000);
     let mut sent = 0;
     for round in 0..20u32 {
-        let events: Vec<_> = (0..100).map(|i| event(round * 100 + i, &misc)).collect();
+        let events: Vec<_> = (0..100).map(|i| numbered(round * 100 + i, &misc)).collect();
         sent += events.len();
         let r = flooder
             .call(
@@ -118,7 +100,7 @@ async fn an_event_flood_from_one_client_keeps_only_the_newest_events_within_the_
                 &wusp::ReportEventBatch {
                     cookie: other.cookie.clone().unwrap(),
                     client_time: time::OffsetDateTime::now_utc(),
-                    events: vec![event(round, "C=1")],
+                    events: vec![numbered(round, "C=1")],
                 },
             )
             .await
@@ -139,7 +121,7 @@ async fn an_event_flood_from_one_client_keeps_only_the_newest_events_within_the_
     assert!(kept.iter().any(|ev| ev.update == Some(newest)));
     assert_eq!(e.state.store.events(&other.client_id).unwrap().len(), 20);
     // A batch larger than the per-batch limit is refused whole.
-    let huge: Vec<_> = (0..1001).map(|i| event(i, "")).collect();
+    let huge: Vec<_> = (0..1001).map(|i| numbered(i, "")).collect();
     let r = flooder
         .call(
             wusp::REPORTING_PATH,

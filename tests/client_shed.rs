@@ -11,6 +11,8 @@
 mod agent;
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/wire_events.rs"]
+mod wire_events;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use agent::Agent;
 use support::{client_from, TestEdge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wire_events::{numbered, numbered_update};
 use wsus_edge::model::RevisionKey;
 use wsus_edge::wire::{soap, wusp};
 
@@ -27,38 +30,13 @@ const OTHER: [u8; 4] = [127, 0, 0, 1];
 const ROLLUP_COMPUTER_STATUS: &str =
     "http://www.microsoft.com/SoftwareDistribution/RollupComputerStatus";
 
-/// An event whose update id is `id` (how the test finds it in the store afterwards).
-fn event(id: u32, misc: &str) -> wusp::ReportingEvent {
-    wusp::ReportingEvent {
-        target_sid: String::new(),
-        sequence_number: id as i32,
-        time_at_target: time::OffsetDateTime::now_utc() - Duration::from_secs(10_000)
-            + Duration::from_secs(u64::from(id)),
-        instance_id: uuid::Uuid::new_v4(),
-        namespace_id: 1,
-        event_id: 147,
-        source_id: 101,
-        update: update(id),
-        hresult: 0,
-        replacement_strings: vec![],
-        misc_data: vec![misc.to_string()],
-        computer_brand: None,
-        computer_model: None,
-        os_locale_id: None,
-    }
-}
-
-fn update(id: u32) -> RevisionKey {
-    RevisionKey::new(uuid::Uuid::from_u128(u128::from(id) + 1), 1)
-}
-
 /// A ReportEventBatch of events `ids` with 2,000 bytes of MiscData each.
 fn batch(a: &Agent, ids: std::ops::Range<u32>) -> wusp::ReportEventBatch {
     let misc = "U=".to_string() + &"x".repeat(2000);
     wusp::ReportEventBatch {
         cookie: a.cookie.clone().unwrap(),
         client_time: time::OffsetDateTime::now_utc(),
-        events: ids.map(|i| event(i, &misc)).collect(),
+        events: ids.map(|i| numbered(i, &misc)).collect(),
     }
 }
 
@@ -191,7 +169,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
         .await
         .unwrap();
     assert!(r.result);
-    assert_eq!(stored_updates(&e, &other), vec![update(0)]);
+    assert_eq!(stored_updates(&e, &other), vec![numbered_update(0)]);
 
     // A downstream server's rollup from the same address is not charged to the clients'
     // budget (a full rollup is gigabytes): a RollupComputerStatus larger than what is left of
@@ -244,7 +222,9 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
 
     let kept = stored_updates(&e, &flooder);
     assert_eq!(kept.len(), 100, "only the first batch is stored");
-    assert!(kept.iter().all(|u| (0..100).any(|i| update(i) == *u)));
+    assert!(kept
+        .iter()
+        .all(|u| (0..100).any(|i| numbered_update(i) == *u)));
     assert!(
         shed_count() > shed_before,
         "the refusals are counted in wsus_edge_client_requests_shed_total"

@@ -12,6 +12,8 @@ mod edge_process;
 mod reports;
 #[path = "support/sync_proxy.rs"]
 mod sync_proxy;
+#[path = "support/wire_events.rs"]
+mod wire_events;
 #[path = "support/wusp_agent.rs"]
 mod wusp_agent;
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 use edge_process::EdgeProcess;
 use sync_proxy::{Inject, SyncProxy};
 use uuid::Uuid;
+use wire_events::reporting_event;
 use wsus_edge::app::SimUpstream;
 use wsus_edge::config::Config;
 use wsus_edge::model::RevisionKey;
@@ -76,6 +79,8 @@ fn lists(
     )
 }
 
+/// Event `id` from `client` at `t` about `update`, with HRESULT `hr` and MiscData `misc`, in
+/// the en-US locale.
 fn event(
     client: &str,
     t: time::OffsetDateTime,
@@ -86,19 +91,10 @@ fn event(
 ) -> wusp::ReportingEvent {
     wusp::ReportingEvent {
         target_sid: client.to_string(),
-        sequence_number: 0,
-        time_at_target: t,
-        instance_id: Uuid::new_v4(),
-        namespace_id: 1,
-        event_id: id,
-        source_id: 101,
-        update,
         hresult: hr,
-        replacement_strings: vec![],
         misc_data: misc,
-        computer_brand: None,
-        computer_model: None,
         os_locale_id: Some(1033),
+        ..reporting_event(id, update, t)
     }
 }
 

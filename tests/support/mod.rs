@@ -16,6 +16,8 @@
 //! | `sss_oracle.rs` | an independent MS-WSUSSS client reading what a server offers |
 //! | `sync_proxy.rs` | a fault-injecting proxy between a replica and its upstream |
 //! | `transfer_fixtures.rs` | data dirs seeded from the simulated catalog, state fingerprints |
+//! | `reports.rs` | client reports in the store's form (events 156 and 182), a catalog's software updates, readers of `updates status --json` |
+//! | `wire_events.rs` | `ReportingEvent`s in the wire form a `ReportEventBatch` carries: one builder, numbered flood events |
 #![allow(dead_code)]
 
 pub mod link;
