@@ -303,7 +303,11 @@ pub fn run(config: &Config, path: Option<&Path>, json: bool) -> anyhow::Result<E
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
+
+    type Keys = BTreeMap<String, BTreeSet<String>>;
 
     fn parse(text: &str) -> Config {
         Config::from_toml(text, Path::new("t.toml"), |_| None).unwrap()
@@ -422,6 +426,78 @@ trusted_keys = ["/etc/wsus-edge/hq.pub", "/etc/wsus-edge/dr.pub"]
         assert_eq!(
             format!("{back:?}").replace("Some(\"./data/admin.token\")", "None"),
             format!("{c:?}")
+        );
+    }
+
+    /// The names the parser accepts where `text` puts an unknown one, as its unknown-key
+    /// error lists them (serde: "expected `a`", "`a` or `b`", "one of `a`, `b`, ...").
+    fn accepted_names(text: &str) -> BTreeSet<String> {
+        let e = Config::from_toml(text, Path::new("t.toml"), |_| None)
+            .unwrap_err()
+            .to_string();
+        let (_, list) = e.split_once("expected ").unwrap_or_else(|| panic!("{e}"));
+        let list = list.trim().trim_start_matches("one of ");
+        list.split(", ")
+            .flat_map(|k| k.split(" or "))
+            .map(|k| k.trim().trim_matches('`').to_string())
+            .collect()
+    }
+
+    /// Every `[table]` and `key = ` line of a TOML text (commented-out `# key = ...` lines
+    /// included), by table.
+    fn keys_of(text: &str) -> Keys {
+        let mut out = Keys::new();
+        let mut table = String::new();
+        for l in text.lines() {
+            if let Some(t) = l.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                table = t.to_string();
+                out.entry(table.clone()).or_default();
+                continue;
+            }
+            let l = l.strip_prefix('#').unwrap_or(l).trim_start();
+            if let Some((k, _)) = l.split_once(" = ") {
+                if !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    out.entry(table.clone()).or_default().insert(k.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn renders_every_key_the_parser_accepts_and_the_deploy_file_documents() {
+        let tables = accepted_names("[zz_not_a_table]\n");
+        let accepted: Keys = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    accepted_names(&format!("[{t}]\nzz_not_a_key = 1\n")),
+                )
+            })
+            .collect();
+        assert!(
+            accepted["server"].contains("header_read_timeout"),
+            "{accepted:?}"
+        );
+        assert!(
+            accepted["cleanup"].contains("keep_needed_for"),
+            "{accepted:?}"
+        );
+        let rendered = keys_of(&render(&Config::default()));
+        assert_eq!(
+            rendered, accepted,
+            "check-config output vs the keys the parser accepts"
+        );
+        let deploy = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/wsus-edge.toml"
+        ))
+        .unwrap();
+        assert_eq!(
+            keys_of(&deploy),
+            accepted,
+            "deploy/wsus-edge.toml vs the keys the parser accepts"
         );
     }
 }
