@@ -1,11 +1,11 @@
 //! The compliance views WSUS admins read every day: computers (own and rolled up from
 //! downstream servers) with their needed / failed / installed counts and filters (`--stale`,
-//! `--group`, `--status`, `--include-downstream`), one computer's per-update states with the
-//! last change and error code, one update's state on every computer (`updates status`), and
-//! the server-side group moves and removals. States come from the stored form of
-//! [`crate::store::derive_states`] (own clients: kept current on every report, so a view
-//! reads one update's or one computer's states and the per-computer counts, never every
-//! computer's events) and from the rollup records (downstream).
+//! `--group`, `--status`, `--include-downstream`), one update's state on every computer
+//! (`updates status`), the summary and `/metrics` gauges, and the rows the views share (one
+//! computer's states, move and removal live in `computer.rs`, re-exported here). States come
+//! from the stored form of [`crate::store::derive_states`] (own clients: kept current on
+//! every report, so a view reads one update's or one computer's states and the per-computer
+//! counts, never every computer's events) and from the rollup records (downstream).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,8 +14,11 @@ use uuid::Uuid;
 
 use super::api::group_names;
 use super::catalog::{find_one_update, resolve_group, unix_rfc3339};
+pub use super::computer::{
+    move_computer, remove_computer, show_computer, MoveRequest, RemoveRequest,
+};
 use super::query::Query;
-use super::types::{ChangedJson, ComputerDetailJson, ComputerJson, ComputerUpdateJson};
+use super::types::ComputerJson;
 use super::{AdminState, ApiError, ApiResult};
 use crate::model::groups;
 use crate::store::{Store, UpdateState};
@@ -90,7 +93,7 @@ fn counted<'a>(states: impl Iterator<Item = &'a UpdateState>) -> (usize, usize, 
 }
 
 /// A rolled-up state as the views show it (downstream servers send no error codes).
-fn ds_state(s: crate::store::DownstreamStatus) -> State {
+pub(super) fn ds_state(s: crate::store::DownstreamStatus) -> State {
     State {
         state: s.state,
         last_change_unix: s.last_change_unix,
@@ -98,7 +101,7 @@ fn ds_state(s: crate::store::DownstreamStatus) -> State {
     }
 }
 
-fn own_state(r: crate::store::StatusRecord) -> State {
+pub(super) fn own_state(r: crate::store::StatusRecord) -> State {
     State {
         state: r.state,
         last_change_unix: r.last_change_unix,
@@ -107,7 +110,7 @@ fn own_state(r: crate::store::StatusRecord) -> State {
 }
 
 /// An own client's row, without per-update states.
-fn own_row(c: crate::store::Computer, n: crate::store::StatusCounts) -> Row {
+pub(super) fn own_row(c: crate::store::Computer, n: crate::store::StatusCounts) -> Row {
     Row {
         counts: (n.needed, n.failed, n.installed),
         id: c.id,
@@ -126,7 +129,7 @@ fn own_row(c: crate::store::Computer, n: crate::store::StatusCounts) -> Row {
 
 /// A rolled-up computer's row, counted over `all` its states, without per-update states;
 /// `server_name` is its downstream server's (the id when that server is unknown).
-fn ds_row(
+pub(super) fn ds_row(
     c: crate::store::DownstreamComputer,
     server_name: Option<String>,
     all: &BTreeMap<Uuid, crate::store::DownstreamStatus>,
@@ -188,7 +191,7 @@ pub fn load_rows(store: &Store, include_downstream: bool, want: Want) -> ApiResu
     Ok(rows)
 }
 
-fn row_json(names: &BTreeMap<Uuid, String>, r: &Row) -> ComputerJson {
+pub(super) fn row_json(names: &BTreeMap<Uuid, String>, r: &Row) -> ComputerJson {
     let groups = if r.groups.is_empty() {
         vec![names
             .get(&groups::UNASSIGNED_COMPUTERS)
@@ -273,212 +276,9 @@ pub fn list_computers(state: &AdminState, q: &Query) -> ApiResult<Vec<ComputerJs
     Ok(out)
 }
 
-/// A computer found by [`find_computer`]: its stored record, not yet its states.
-enum Found {
-    /// One of this server's own clients.
-    Own(crate::store::Computer),
-    /// One rolled up from a downstream server.
-    Downstream(crate::store::DownstreamComputer),
-}
-
-impl Found {
-    fn id(&self) -> &str {
-        match self {
-            Found::Own(c) => &c.id,
-            Found::Downstream(c) => &c.id,
-        }
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            Found::Own(c) => &c.name,
-            Found::Downstream(c) => &c.name,
-        }
-    }
-}
-
-/// Finds a computer by client id, DNS name (case-insensitive) or a unique short host name,
-/// own clients before rolled-up ones; reads the computer records only, no states.
-fn find_computer(store: &Store, arg: &str) -> ApiResult<Found> {
-    let mut all: Vec<Found> = store.computers()?.into_iter().map(Found::Own).collect();
-    all.extend(
-        store
-            .downstream_computers()?
-            .into_iter()
-            .map(Found::Downstream),
-    );
-    let i = find_index(&all, arg)?;
-    Ok(all.swap_remove(i))
-}
-
-/// [`find_computer`]'s choice among `all`: an id match first, then the DNS names.
-fn find_index(all: &[Found], arg: &str) -> ApiResult<usize> {
-    if let Some(i) = all.iter().position(|c| c.id().eq_ignore_ascii_case(arg)) {
-        return Ok(i);
-    }
-    let by_name: Vec<usize> = (0..all.len())
-        .filter(|&i| all[i].name().eq_ignore_ascii_case(arg))
-        .collect();
-    let m: Vec<usize> = if by_name.is_empty() {
-        (0..all.len())
-            .filter(|&i| {
-                all[i]
-                    .name()
-                    .split('.')
-                    .next()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(arg))
-            })
-            .collect()
-    } else {
-        by_name
-    };
-    match m.len() {
-        0 => Err(ApiError::not_found(format!("no computer {arg:?}"))),
-        1 => Ok(m[0]),
-        n => Err(ApiError::bad(format!(
-            "{arg:?} names {n} computers; give the id: {}",
-            m.iter()
-                .map(|&i| all[i].id())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
-/// A rolled-up computer's downstream server name (the id when that server is unknown).
-fn server_name(store: &Store, c: &crate::store::DownstreamComputer) -> ApiResult<String> {
-    Ok(store
-        .downstream_server(&c.parent_server)?
-        .map(|s| s.name)
-        .unwrap_or_else(|| c.parent_server.to_string()))
-}
-
 /// An HRESULT as WSUS shows it (`0x80240022`).
 pub fn hresult_text(hr: i32) -> String {
     format!("0x{:08X}", hr as u32)
-}
-
-/// `computers show NAME` (own or rolled-up computer): each update's state, last change and
-/// error code.
-pub fn show_computer(state: &AdminState, q: &Query) -> ApiResult<ComputerDetailJson> {
-    let arg = q.get("name").ok_or_else(|| ApiError::bad("missing name"))?;
-    let (c, states): (Row, BTreeMap<Uuid, State>) = match find_computer(&state.store, arg)? {
-        Found::Own(c) => {
-            let states = state
-                .store
-                .computer_states(&c.id)?
-                .into_iter()
-                .map(|(id, r)| (id, own_state(r)))
-                .collect();
-            let n = state.store.status_counts(&c.id)?;
-            (own_row(c, n), states)
-        }
-        Found::Downstream(c) => {
-            let all = state.store.downstream_states(&c.id)?;
-            let server = server_name(&state.store, &c)?;
-            let row = ds_row(c, Some(server), &all);
-            (
-                row,
-                all.into_iter().map(|(id, s)| (id, ds_state(s))).collect(),
-            )
-        }
-    };
-    let names = group_names(&state.store)?;
-    let titles = titles(&state.store)?;
-    let updates = states
-        .iter()
-        .map(|(id, s)| ComputerUpdateJson {
-            id: id.to_string(),
-            title: titles.get(id).cloned(),
-            status: s.state.as_str().into(),
-            state: s.state.as_str().into(),
-            last_change: unix_rfc3339(s.last_change_unix),
-            error_code: s.error_code.map(hresult_text),
-        })
-        .collect();
-    Ok(ComputerDetailJson {
-        computer: row_json(&names, &c),
-        os_version: c.os_version.clone(),
-        client_version: c.client_version.clone(),
-        registered: c.registered_unix.and_then(unix_rfc3339),
-        requested_groups: c.requested_groups.clone(),
-        updates,
-    })
-}
-
-fn titles(store: &Store) -> ApiResult<HashMap<Uuid, String>> {
-    Ok(store
-        .latest_revisions()?
-        .into_iter()
-        .map(|r| (r.record.key.update_id, r.record.title))
-        .collect())
-}
-
-/// `POST /api/computers/move` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MoveRequest {
-    /// Computer name or id.
-    pub name: String,
-    /// Group name or GUID.
-    pub group: String,
-}
-
-/// `POST /api/computers/remove` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoveRequest {
-    /// Computer name or id.
-    pub name: String,
-}
-
-/// `computers move NAME|ID --group G`: server-side targeting; the computer is offered what
-/// G's approvals (and its parents') give at its next scan. Own clients only.
-pub fn move_computer(state: &AdminState, req: &MoveRequest) -> ApiResult<ChangedJson> {
-    let c = match find_computer(&state.store, &req.name)? {
-        Found::Own(c) => c,
-        Found::Downstream(c) => {
-            let server = server_name(&state.store, &c)?;
-            return Err(ApiError::conflict(format!(
-                "{} gets updates from the downstream server {server}: move it there",
-                c.name
-            )));
-        }
-    };
-    let names = group_names(&state.store)?;
-    let g = resolve_group(&names, &req.group)?;
-    if g == groups::ALL_COMPUTERS {
-        return Err(ApiError::bad(
-            "every computer is in All Computers; give a group below it",
-        ));
-    }
-    let assigned = if g == groups::UNASSIGNED_COMPUTERS {
-        Vec::new()
-    } else {
-        vec![g]
-    };
-    state.store.set_computer_groups(&c.id, &assigned)?;
-    state.store.flush()?;
-    let group_name = names.get(&g).cloned().unwrap_or_else(|| g.to_string());
-    if !c.requested_groups.is_empty() {
-        tracing::warn!(computer = %c.name, "computer uses client-side targeting; its requested groups win over the server-side move");
-    }
-    Ok(ChangedJson {
-        message: format!("moved {} to {group_name}", c.name),
-        ids: vec![c.id.clone()],
-    })
-}
-
-/// `computers remove NAME|ID`: forgets an own client (and its events) or a rolled-up one.
-pub fn remove_computer(state: &AdminState, req: &RemoveRequest) -> ApiResult<ChangedJson> {
-    let c = find_computer(&state.store, &req.name)?;
-    match &c {
-        Found::Own(c) => state.store.remove_computer(&c.id)?,
-        Found::Downstream(c) => state.store.remove_downstream_computer(&c.id)?,
-    };
-    state.store.flush()?;
-    Ok(ChangedJson {
-        message: format!("removed {}", c.name()),
-        ids: vec![c.id().to_string()],
-    })
 }
 
 /// Counts of one update's states.

@@ -42,6 +42,7 @@ pub mod api;
 pub mod auth;
 mod catalog;
 pub mod compliance;
+mod computer;
 mod content_cache;
 pub mod ops;
 pub mod page;
