@@ -174,6 +174,10 @@ pub struct RollupConfig {
     /// As an upstream: ask downstream servers for computers and per-update status
     /// (`DoDetailedRollup`).
     pub accept_detailed: bool,
+    /// As an upstream: the largest `RollupComputerStatus` body read from a downstream server
+    /// (at least `server.max_request_body`). One such request may carry
+    /// `RollupComputerStatusMaxBatchSize` computers with every status of each.
+    pub max_request_body: u64,
 }
 
 /// `[admin]`: the admin API listener.
@@ -269,6 +273,7 @@ impl Default for Config {
                 enabled: true,
                 interval: Duration::from_secs(3600),
                 accept_detailed: true,
+                max_request_body: 64 << 20,
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8590)),
@@ -335,6 +340,7 @@ struct RawRollup {
     enabled: Option<bool>,
     interval: Option<String>,
     accept_detailed: Option<bool>,
+    max_request_body: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -690,6 +696,10 @@ impl Config {
             r.accept_detailed.map(|b| b.to_string()),
         ) {
             cfg.rollup.accept_detailed = boolean(s, "rollup.accept_detailed")?;
+        }
+        if let Some(s) = pick("rollup", "max_request_body", r.max_request_body) {
+            cfg.rollup.max_request_body = parse_size(&s.value)
+                .map_err(|e| bad(&s, "rollup.max_request_body", e.to_string()))?;
         }
 
         let r = raw.admin;

@@ -14,43 +14,17 @@ mod admin_cli;
 mod reports;
 
 use std::collections::BTreeSet;
-use std::process::Output;
 
-use admin_cli::{cli, AdminEdge};
-use reports::{failure, status_lists};
+use admin_cli::{cli, json, ok, AdminEdge};
+use reports::{failure, software_updates, state_of, status_lists};
 use uuid::Uuid;
 use wsus_edge::model::groups;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::Computer;
 use wusp_agent::{seed, Agent};
 
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).unwrap()
-}
-
 fn count(v: &serde_json::Value, state: &str) -> u64 {
     v["counts"][state].as_u64().unwrap()
-}
-
-fn state_of(v: &serde_json::Value, computer: &str) -> String {
-    v["computers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == computer)
-        .map(|c| c["state"].as_str().unwrap().to_string())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,13 +79,7 @@ async fn views_verbs_group_moves_and_cleanup_grace() {
     assert_eq!(listed[0]["id"], agent.client_id.as_str());
 
     // --- States from reports. ---
-    let software: Vec<Uuid> = cat
-        .revisions()
-        .filter(|r| r.record.kind == wsus_edge::model::UpdateKind::Software)
-        .map(|r| r.record.key.update_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let software = software_updates(&cat);
     let (u1, u2, u3) = (software[0], software[1], software[2]);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // A second computer that has not reported for 30 days.

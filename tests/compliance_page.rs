@@ -1,8 +1,11 @@
 //! The status page's compliance views in the running server, fetched over HTTP with the admin
-//! token: the per-update page (`/updates/status?id=ID|KB`) lists exactly the computers
-//! `wsus-edge updates status --json` lists in each of the five states (the real binary's JSON
-//! is the oracle), with error code, last change and downstream server; the per-computer page
-//! (`/computers/show?name=`) matches `computers show --json`; the main page links its failing
+//! token: the per-update page (`/updates/status?id=ID|KB`) puts each computer in the state its
+//! seeded reports give it by the status rules (event 156 `U=` needed / `V=` installed, event
+//! 182 failed with its HRESULT, a downstream server's rolled-up state, no report unknown;
+//! wsus-protocol.md §3.6; the expected states are written out here, see [`expected`]) and
+//! lists exactly the computers `wsus-edge updates status --json` lists, with error code, last
+//! change and downstream server; the per-computer page (`/computers/show?name=`) matches
+//! `computers show --json` and the same expected states; the main page links its failing
 //! computers and top updates to those pages and has the search boxes; text from clients and
 //! downstream servers (a computer named `<script>…`) comes out escaped; without credentials
 //! the pages answer the login form.
@@ -18,8 +21,8 @@ mod reports;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use admin_cli::{cli, AdminEdge};
-use reports::{failure, status_lists};
+use admin_cli::{cli, json, AdminEdge};
+use reports::{failure, software_updates, states_of, status_lists};
 use uuid::Uuid;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::store::{
@@ -97,13 +100,43 @@ async fn get(admin: SocketAddr, path_and_query: &str, token: Option<&str>) -> (u
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-fn json_of(o: &std::process::Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+/// The seeded updates and the one real agent's client id.
+struct Seeded {
+    me: String,
+    u1: Uuid,
+    u2: Uuid,
+    u3: Uuid,
+}
+
+/// Every computer's (state, error code) for update `u`, from the reports the test seeds, by
+/// the status rules (not by src/): the agent (`me`) listed u1 and u2 in `U=` and u3 in `V=`,
+/// then failed u1 with 0x80240022; old-pc listed u1 in `V=`; the hostile-named computer listed
+/// u1 in `U=` and failed u2 (not in its lists) with 0x80070643; the downstream server rolled
+/// up ds-pc as not applicable for u1 and needing u2; quiet-pc never reported. Anything not
+/// named is unknown.
+fn expected(s: &Seeded, u: Uuid) -> BTreeMap<String, (&'static str, Option<&'static str>)> {
+    let mut want: BTreeMap<String, (&'static str, Option<&'static str>)> =
+        [s.me.as_str(), "old-pc", EVIL_ID, "quiet-pc", "ds-pc"]
+            .into_iter()
+            .map(|c| (c.to_string(), ("unknown", None)))
+            .collect();
+    let me = s.me.as_str();
+    let facts: [(Uuid, &str, &'static str, Option<&'static str>); 8] = [
+        (s.u1, me, "failed", Some("0x80240022")),
+        (s.u2, me, "needed", None),
+        (s.u3, me, "installed", None),
+        (s.u1, "old-pc", "installed", None),
+        (s.u1, EVIL_ID, "needed", None),
+        (s.u2, EVIL_ID, "failed", Some("0x80070643")),
+        (s.u1, "ds-pc", "not_applicable", None),
+        (s.u2, "ds-pc", "needed", None),
+    ];
+    for (v, c, st, e) in facts {
+        if v == u {
+            want.insert(c.to_string(), (st, e));
+        }
+    }
+    want
 }
 
 /// Percent-encodes a query value (written here independently of the page's links).
@@ -119,9 +152,24 @@ fn q(s: &str) -> String {
         .collect()
 }
 
-/// The update page agrees with `updates status --json` computer by computer in every state.
-async fn check_update_page(admin: SocketAddr, token: &str, arg: &str) -> serde_json::Value {
-    let want = json_of(&cli(admin, token, &["updates", "status", arg, "--json"]).await);
+/// The update page puts every computer in the state `expect` gives it (with its error code),
+/// and agrees with `updates status --json` computer by computer in every state.
+async fn check_update_page(
+    admin: SocketAddr,
+    token: &str,
+    arg: &str,
+    expect: &BTreeMap<String, (&'static str, Option<&'static str>)>,
+) -> serde_json::Value {
+    let want = json(&cli(admin, token, &["updates", "status", arg, "--json"]).await);
+    let expect_states: BTreeMap<String, String> = expect
+        .iter()
+        .map(|(c, (st, _))| (c.clone(), st.to_string()))
+        .collect();
+    assert_eq!(states_of(&want), expect_states, "updates status {arg}");
+    for c in want["computers"].as_array().unwrap() {
+        let code = expect[c["id"].as_str().unwrap()].1;
+        assert_eq!(c["error_code"].as_str(), code, "{c}");
+    }
     let (code, html) = get(
         admin,
         &format!("/updates/status?id={}", q(arg)),
@@ -168,6 +216,16 @@ async fn check_update_page(admin: SocketAddr, token: &str, arg: &str) -> serde_j
             Some(t) => rows(t).into_iter().map(|(id, c, _)| (id, c)).collect(),
             None => BTreeMap::new(),
         };
+        let expect_ids: BTreeSet<&str> = expect
+            .iter()
+            .filter(|(_, (st, _))| *st == state)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        assert_eq!(
+            got.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            expect_ids,
+            "the page's computers in state {state} for {arg}"
+        );
         assert_eq!(got, want_rows, "computers in state {state}");
         seen += got.len();
     }
@@ -175,9 +233,16 @@ async fn check_update_page(admin: SocketAddr, token: &str, arg: &str) -> serde_j
     want
 }
 
-/// The computer page agrees with `computers show --json`.
-async fn check_computer_page(admin: SocketAddr, token: &str, href: &str, id: &str) -> String {
-    let want = json_of(&cli(admin, token, &["computers", "show", id, "--json"]).await);
+/// The computer page agrees with `computers show --json`, and shows each update of `expect`
+/// (update id → state) in that state.
+async fn check_computer_page(
+    admin: SocketAddr,
+    token: &str,
+    href: &str,
+    id: &str,
+    expect: &BTreeMap<String, &str>,
+) -> String {
+    let want = json(&cli(admin, token, &["computers", "show", id, "--json"]).await);
     let (code, html) = get(admin, href, Some(token)).await;
     assert_eq!(code, 200, "{html}");
     let h1 = html.find("<h1 id=\"name\">").unwrap();
@@ -215,6 +280,10 @@ async fn check_computer_page(admin: SocketAddr, token: &str, href: &str, id: &st
         })
         .collect();
     assert_eq!(got, want_rows);
+    for (u, st) in expect {
+        let shown = got.get(u).map(|r| r.0.as_str()).unwrap_or("unknown");
+        assert_eq!(shown, *st, "{id}'s page, update {u}");
+    }
     html
 }
 
@@ -235,14 +304,14 @@ async fn update_and_computer_pages_match_the_json() {
     agent.scan(None).await;
     let me = agent.client_id.clone();
 
-    let software: Vec<Uuid> = cat
-        .revisions()
-        .filter(|r| r.record.kind == wsus_edge::model::UpdateKind::Software)
-        .map(|r| r.record.key.update_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let software = software_updates(&cat);
     let (u1, u2, u3) = (software[0], software[1], software[2]);
+    let seeded = Seeded {
+        me: me.clone(),
+        u1,
+        u2,
+        u3,
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // u1 in all five states: the agent failed it, old-pc has it, the hostile-named computer
     // needs it, the downstream computer does not apply it, quiet-pc never reported.
@@ -330,13 +399,15 @@ async fn update_and_computer_pages_match_the_json() {
         )
         .unwrap());
 
-    // Per-update pages against the JSON oracle; u1 has someone in every state.
-    let s1 = check_update_page(admin, &token, &u1.to_string()).await;
+    // Per-update pages: each computer in the state its reports give it (u1 has someone in
+    // every state), and the same as the JSON.
+    let s1 = check_update_page(admin, &token, &u1.to_string(), &expected(&seeded, u1)).await;
     for state in ["installed", "needed", "failed", "not_applicable", "unknown"] {
         assert_eq!(s1["counts"][state], 1, "{state}: {s1}");
     }
-    check_update_page(admin, &token, &u2.to_string()).await;
-    check_update_page(admin, &token, &u3.to_string()).await;
+    for u in [u2, u3] {
+        check_update_page(admin, &token, &u.to_string(), &expected(&seeded, u)).await;
+    }
     let (_, p1) = get(admin, &format!("/updates/status?id={u1}"), Some(&token)).await;
     assert!(p1.contains("0x80240022") && p1.contains("&lt;i&gt;b&lt;/i&gt;.example"));
     // By KB, as the search box sends it.
@@ -351,7 +422,7 @@ async fn update_and_computer_pages_match_the_json() {
         .find(|(u, kb)| kbs.iter().all(|(v, k)| k != kb || v == u))
         .unwrap()
         .clone();
-    let s = check_update_page(admin, &token, &format!("KB{kb}")).await;
+    let s = check_update_page(admin, &token, &format!("KB{kb}"), &expected(&seeded, by_kb)).await;
     assert_eq!(s["id"], by_kb.to_string());
 
     // Escaping: the hostile name never comes out as markup anywhere.
@@ -369,7 +440,7 @@ async fn update_and_computer_pages_match_the_json() {
     assert!(main.contains("action=\"/computers/show\""));
     let failing = rows(table(&main, "failing").unwrap());
     let failing_ids: BTreeSet<String> = failing.iter().map(|r| r.0.clone()).collect();
-    let want_failing: BTreeSet<String> = json_of(
+    let want_failing: BTreeSet<String> = json(
         &cli(
             admin,
             &token,
@@ -390,11 +461,22 @@ async fn update_and_computer_pages_match_the_json() {
     .map(|c| c["id"].as_str().unwrap().to_string())
     .collect();
     assert_eq!(failing_ids, want_failing);
-    assert!(failing_ids.contains(EVIL_ID) && failing_ids.contains(&me));
+    assert_eq!(
+        failing_ids,
+        BTreeSet::from([EVIL_ID.to_string(), me.clone()]),
+        "the two computers with a failure"
+    );
+    // One computer's expected states over the three updates (unknown ones included).
+    let per_computer = |c: &str| -> BTreeMap<String, &'static str> {
+        [u1, u2, u3]
+            .into_iter()
+            .map(|u| (u.to_string(), expected(&seeded, u)[c].0))
+            .collect()
+    };
     for (id, _, raw) in &failing {
         let href = raw.split("href=\"").nth(1).unwrap();
         let href = unescape(&href[..href.find('"').unwrap()]);
-        let html = check_computer_page(admin, &token, &href, id).await;
+        let html = check_computer_page(admin, &token, &href, id, &per_computer(id)).await;
         if id == EVIL_ID {
             assert!(html.contains(escaped) && !html.contains("<script"));
             assert!(html.contains("0x80070643"));
@@ -415,7 +497,14 @@ async fn update_and_computer_pages_match_the_json() {
         )));
     }
     // A rolled-up computer's page names its downstream server, escaped.
-    let ds_html = check_computer_page(admin, &token, "/computers/show?name=ds-pc", "ds-pc").await;
+    let ds_html = check_computer_page(
+        admin,
+        &token,
+        "/computers/show?name=ds-pc",
+        "ds-pc",
+        &per_computer("ds-pc"),
+    )
+    .await;
     assert!(ds_html.contains("&lt;i&gt;b&lt;/i&gt;.example"));
 
     // Errors are pages too, with the argument escaped; no credentials: the login form.

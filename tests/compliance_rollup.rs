@@ -8,6 +8,8 @@
 
 #[path = "support/edge_process.rs"]
 mod edge_process;
+#[path = "support/reports.rs"]
+mod reports;
 #[path = "support/sync_proxy.rs"]
 mod sync_proxy;
 #[path = "support/wusp_agent.rs"]
@@ -22,7 +24,7 @@ use sync_proxy::{Inject, SyncProxy};
 use uuid::Uuid;
 use wsus_edge::app::SimUpstream;
 use wsus_edge::config::Config;
-use wsus_edge::model::{RevisionKey, UpdateKind};
+use wsus_edge::model::RevisionKey;
 use wsus_edge::simulate::Catalog;
 use wsus_edge::wire::wusp;
 use wusp_agent::Agent;
@@ -129,13 +131,7 @@ async fn chain_rollup_shows_downstream_computers_and_survives_a_cut() {
     c.sync.interval = Duration::from_secs(24 * 3600);
     let up = SimUpstream::start(N, 42, c).await.unwrap();
     let cat = Catalog::generate(N, 42);
-    let software: Vec<Uuid> = cat
-        .revisions()
-        .filter(|r| r.record.kind == UpdateKind::Software)
-        .map(|r| r.record.key.update_id)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let software = reports::software_updates(&cat);
     let (u1, u2, u3) = (software[0], software[1], software[2]);
 
     let a = spawn(dir.path(), "a", &up.url(), None);

@@ -39,9 +39,14 @@ async fn declaring(
     edge
 }
 
-/// What a client got: the status, and the body or how many bytes came before it failed.
-async fn get(url: &str, range: Option<(u64, u64)>) -> (u16, Result<Vec<u8>, usize>) {
-    let mut req = client().get(url);
+/// What a client got asking `edge` for `path`: the status, and the body or how many bytes came
+/// before it failed.
+async fn get(
+    edge: &TestEdge,
+    path: &str,
+    range: Option<(u64, u64)>,
+) -> (u16, Result<Vec<u8>, usize>) {
+    let mut req = client().get(format!("{}{path}", edge.url()));
     if let Some((a, b)) = range {
         req = req.header("range", format!("bytes={a}-{b}"));
     }
@@ -98,15 +103,12 @@ async fn declared_miss_with_the_upstream_refusing_is_a_502_not_a_cut_200_or_206(
     )
     .await;
     // Whole object (sequential fetch).
-    let (status, _) = get(
-        &format!("{}{}", edge.url(), content_path(&whole, "cab")),
-        None,
-    )
-    .await;
+    let (status, _) = get(&edge, &content_path(&whole, "cab"), None).await;
     assert_eq!(status, 502);
     // A range of a declared multi-slice object (slice fetch).
     let (status, _) = get(
-        &format!("{}{}", edge.url(), content_path(&big, "cab")),
+        &edge,
+        &content_path(&big, "cab"),
         Some((2 * MIB as u64, 2 * MIB as u64 + 999)),
     )
     .await;
@@ -126,13 +128,9 @@ async fn declared_miss_with_a_silent_upstream_is_a_504() {
         c.upstream.stall_timeout = Duration::from_millis(500);
     })
     .await;
-    let (status, _) = get(&format!("{}{pw}", edge.url()), None).await;
+    let (status, _) = get(&edge, &pw, None).await;
     assert_eq!(status, 504);
-    let (status, _) = get(
-        &format!("{}{pb}", edge.url()),
-        Some((MIB as u64, MIB as u64)),
-    )
-    .await;
+    let (status, _) = get(&edge, &pb, Some((MIB as u64, MIB as u64))).await;
     assert_eq!(status, 504);
     assert_eq!(settled(&edge).await, 0);
 }
@@ -157,21 +155,13 @@ async fn declared_miss_answered_404_or_500_upstream_gets_404_or_502_for_whole_an
         |_| {},
     )
     .await;
-    assert_eq!(get(&format!("{}{pa}", edge.url()), None).await.0, 502);
-    assert_eq!(get(&format!("{}{pb}", edge.url()), None).await.0, 404);
+    assert_eq!(get(&edge, &pa, None).await.0, 502);
+    assert_eq!(get(&edge, &pb, None).await.0, 404);
     assert_eq!(
-        get(
-            &format!("{}{pb}", edge.url()),
-            Some((MIB as u64, 2 * MIB as u64))
-        )
-        .await
-        .0,
+        get(&edge, &pb, Some((MIB as u64, 2 * MIB as u64))).await.0,
         404
     );
-    assert_eq!(
-        get(&format!("{}{pc}", edge.url()), Some((0, 10))).await.0,
-        502
-    );
+    assert_eq!(get(&edge, &pc, Some((0, 10))).await.0, 502);
     assert_eq!(settled(&edge).await, 0);
     assert!(!final_file(&edge, &pb).exists());
 }
@@ -229,9 +219,9 @@ async fn a_redirect_to_another_origin_is_refused_and_the_miss_fails_cleanly() {
         up.route(p, Reply::Redirect(format!("{}{p}", elsewhere.url())));
     }
     let edge = declaring(Some(up.url()), &[record(&declared)], |_| {}).await;
-    let (status, _) = get(&format!("{}{pd}", edge.url()), None).await;
+    let (status, _) = get(&edge, &pd, None).await;
     assert_eq!(status, 502);
-    let (status, _) = get(&format!("{}{pu}", edge.url()), None).await;
+    let (status, _) = get(&edge, &pu, None).await;
     assert_eq!(status, 502);
     assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
     // Refused once, not retried: the redirect will not change by itself.
@@ -256,9 +246,9 @@ async fn a_same_origin_redirect_or_a_listed_host_is_followed_and_verified() {
         c.upstream.redirect_hosts = vec![listed];
     })
     .await;
-    let (status, body) = get(&format!("{}{pa}", edge.url()), None).await;
+    let (status, body) = get(&edge, &pa, None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&a[..])));
-    let (status, body) = get(&format!("{}{pb}", edge.url()), None).await;
+    let (status, body) = get(&edge, &pb, None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&b[..])));
     assert_eq!(cdn.gets("/b.cab"), 1);
     assert_eq!(settled(&edge).await, 0);
@@ -286,14 +276,14 @@ async fn an_upstream_sending_more_than_declared_is_cut_and_nothing_is_kept() {
     longer.extend_from_slice(&[0u8; 1000]);
     up.route(&pl, Reply::Object(Served::honest(&Arc::new(longer))));
     let edge = declaring(Some(up.url()), &[record(&chunked), record(&lying)], |_| {}).await;
-    let (status, body) = get(&format!("{}{pc}", edge.url()), None).await;
+    let (status, body) = get(&edge, &pc, None).await;
     assert_eq!(status, 200);
     let cut = body.expect_err("a response past the declared size must be aborted");
     assert!(
         cut < chunked.len(),
         "the last byte waits for a verdict: {cut}"
     );
-    let (status, _) = get(&format!("{}{pl}", edge.url()), None).await;
+    let (status, _) = get(&edge, &pl, None).await;
     assert_eq!(status, 502);
     // Discarded and not asked again: the upstream's length will not change by itself.
     assert_eq!((up.gets(&pc), up.gets(&pl)), (1, 1));
@@ -319,7 +309,7 @@ async fn an_undeclared_object_is_bounded_by_the_cache_size() {
         c.content.max_size = Some(MIB as u64);
     })
     .await;
-    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    let (status, body) = get(&edge, &path, None).await;
     assert!(
         status == 200 && body.is_err() || status >= 500,
         "status {status}, body {:?}",
@@ -347,7 +337,7 @@ async fn a_stalled_download_is_abandoned_after_the_stall_timeout() {
         c.upstream.stall_timeout = Duration::from_millis(300);
     })
     .await;
-    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    let (status, body) = get(&edge, &path, None).await;
     assert_eq!(status, 200);
     assert_eq!(
         body.expect_err("a stalled download must end the response"),
@@ -503,7 +493,7 @@ async fn a_second_copy_left_by_an_older_store_is_removed_at_start() {
     let (cab, exe) = (content_path(&data, "cab"), content_path(&data, "exe"));
     up.route(&cab, Reply::Object(Served::honest(&data)));
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    assert_eq!(get(&format!("{}{cab}", edge.url()), None).await.0, 200);
+    assert_eq!(get(&edge, &cab, None).await.0, 200);
     assert_eq!(settled(&edge).await, 0);
     let dir = edge.shutdown().await;
     // As an older wsus-edge left it: the same bytes again under another extension.
@@ -516,7 +506,7 @@ async fn a_second_copy_left_by_an_older_store_is_removed_at_start() {
     let edge = TestEdge::start_in(dir, Some(up.url()), |_| {}).await;
     assert_eq!(copies(&edge, &cab).len(), 1, "{:?}", copies(&edge, &cab));
     assert_eq!(edge.state.content.total_size(), data.len() as u64);
-    let (status, body) = get(&format!("{}{exe}", edge.url()), None).await;
+    let (status, body) = get(&edge, &exe, None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&data[..])));
     assert_eq!(up.gets(&exe), 0);
 }
@@ -533,7 +523,7 @@ async fn a_zero_length_miss_is_answered_only_after_its_hash_is_checked() {
     wrong.sha256 = Some(Sha256::digest(b"not empty").into());
     edge.state.store.put_expected_files(&[wrong]).unwrap();
     let before = wsus_edge::metrics::hash_mismatches();
-    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    let (status, body) = get(&edge, &path, None).await;
     assert_ne!(
         (status, body.as_deref().ok()),
         (200, Some(&[][..])),
@@ -547,7 +537,7 @@ async fn a_zero_length_miss_is_answered_only_after_its_hash_is_checked() {
         .store
         .put_expected_files(&[record(&empty)])
         .unwrap();
-    let (status, body) = get(&format!("{}{path}", edge.url()), None).await;
+    let (status, body) = get(&edge, &path, None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&[][..])));
     assert_eq!(settled(&edge).await, 0);
     assert_eq!(copies(&edge, &path).len(), 1);
@@ -585,21 +575,133 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// The upstream WSUS's SOAP side as far as DownloadFiles needs it: GetAuthConfig and
-/// GetCookie answered with the WS2025 captures, GetAuthorizationCookie as MS-WSUSSS
-/// §3.1.4.2.3.2 shapes it, and DownloadFiles (§3.1.4.11) answered empty after starting to
-/// fetch each named file from its MUUrl into `/Content` (as a WSUS does in the background).
+/// MS-WSUSSS §2.1: the server-sync and DSS-auth services' paths.
+const SERVER_SYNC: &str = "/ServerSyncWebService/ServerSyncWebService.asmx";
+const DSS_AUTH: &str = "/DssAuthWebService/DssAuthWebService.asmx";
+/// The SOAPAction headers as the SOAP 1.1 HTTP binding sends them (the URI in quotes), each
+/// URI the literal `soapAction` of its operation (SS §3.1.4.1, §3.1.4.2, §3.1.4.3, §3.1.4.11).
+const GET_AUTH_CONFIG: &str = "\"http://www.microsoft.com/SoftwareDistribution/GetAuthConfig\"";
+const GET_COOKIE: &str = "\"http://www.microsoft.com/SoftwareDistribution/GetCookie\"";
+const GET_AUTHORIZATION_COOKIE: &str = "\"http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService/GetAuthorizationCookie\"";
+const DOWNLOAD_FILES: &str = "\"http://www.microsoft.com/SoftwareDistribution/DownloadFiles\"";
+/// The namespaces of a DownloadFiles request: SOAP 1.1's envelope, the WSDL's target namespace.
+const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const SD: &str = "http://www.microsoft.com/SoftwareDistribution";
+
+/// The digests (base64 text, in order) of a DownloadFiles request shaped as MS-WSUSSS
+/// §3.1.4.11 writes it: `soap:Envelope/soap:Body/DownloadFiles` with `cookie` and
+/// `fileDigestList/base64Binary` children, the operation and its children in the
+/// SoftwareDistribution namespace. `Err` says what is not so.
+fn download_files_digests(body: &[u8]) -> Result<Vec<String>, String> {
+    use quick_xml::events::Event;
+    use quick_xml::name::{Namespace, ResolveResult};
+    let mut r = quick_xml::NsReader::from_reader(body);
+    // (namespace, local name) of each open element.
+    let mut open: Vec<(String, String)> = Vec::new();
+    let (mut operations, mut lists) = (0, 0);
+    let mut digests = Vec::new();
+    loop {
+        let (ns, ev) = r.read_resolved_event().map_err(|e| e.to_string())?;
+        let ns = match ns {
+            ResolveResult::Bound(Namespace(n)) => String::from_utf8_lossy(n).into_owned(),
+            _ => String::new(),
+        };
+        let (start, empty) = match &ev {
+            Event::Start(e) => (Some(e.local_name()), false),
+            Event::Empty(e) => (Some(e.local_name()), true),
+            _ => (None, false),
+        };
+        if let Some(local) = start {
+            let local = String::from_utf8_lossy(local.as_ref()).into_owned();
+            let parent: Vec<&str> = open.iter().map(|(_, l)| l.as_str()).collect();
+            let want: Option<&[(&str, &str)]> = match parent.as_slice() {
+                [] => Some(&[(SOAP_ENV, "Envelope")]),
+                ["Envelope"] => Some(&[(SOAP_ENV, "Header"), (SOAP_ENV, "Body")]),
+                ["Envelope", "Body"] => Some(&[(SD, "DownloadFiles")]),
+                ["Envelope", "Body", "DownloadFiles"] => {
+                    Some(&[(SD, "cookie"), (SD, "fileDigestList")])
+                }
+                ["Envelope", "Body", "DownloadFiles", "fileDigestList"] => {
+                    Some(&[(SD, "base64Binary")])
+                }
+                _ => None, // inside the cookie or the header: not checked here
+            };
+            if let Some(want) = want {
+                if !want.contains(&(ns.as_str(), local.as_str())) {
+                    return Err(format!("{{{ns}}}{local} under {}", parent.join("/")));
+                }
+            }
+            operations += usize::from(local == "DownloadFiles" && parent.len() == 2);
+            lists += usize::from(local == "fileDigestList" && parent.len() == 3);
+            if !empty {
+                open.push((ns, local));
+            }
+            continue;
+        }
+        match ev {
+            Event::Text(t) if open.len() == 5 && open[4].1 == "base64Binary" => {
+                digests.push(t.unescape().map_err(|e| e.to_string())?.trim().to_string());
+            }
+            Event::End(_) => {
+                open.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if (operations, lists) != (1, 1) {
+        return Err(format!(
+            "{operations} DownloadFiles elements, {lists} fileDigestList elements"
+        ));
+    }
+    Ok(digests)
+}
+
+/// A DownloadFiles fault as WS2025 writes it. No DownloadFiles fault was captured
+/// (tests/fixtures/README.md), so this is the captured WS2025 `InvalidParameters` fault of the
+/// same service (`wsusss/fault_invalid_parameters.response.xml`: `soap:Client`, faultactor,
+/// `detail{ErrorCode, Message, ID, Method}`) with its detail's ErrorCode, Message and Method
+/// (the quoted SOAPAction of the failed call) put to this call's.
+fn download_files_fault(error_code: &str, message: &str) -> Vec<u8> {
+    let captured = String::from_utf8(fixture("fault_invalid_parameters.response.xml")).unwrap();
+    let mut fault = captured.clone();
+    for (from, to) in [
+        (
+            "<ErrorCode>InvalidParameters</ErrorCode>".to_string(),
+            format!("<ErrorCode>{error_code}</ErrorCode>"),
+        ),
+        (
+            "<Message>filter</Message>".to_string(),
+            format!("<Message>{message}</Message>"),
+        ),
+        (
+            "<Method>\"http://www.microsoft.com/SoftwareDistribution/GetRevisionIdList\"</Method>"
+                .to_string(),
+            format!("<Method>{DOWNLOAD_FILES}</Method>"),
+        ),
+    ] {
+        assert_eq!(captured.matches(&from).count(), 1, "{from} in the capture");
+        fault = fault.replace(&from, &to);
+    }
+    fault.into_bytes()
+}
+
+/// The upstream WSUS's SOAP side as far as DownloadFiles needs it, each operation answered
+/// only at its service's path with its literal SOAPAction: GetAuthConfig and GetCookie with
+/// the WS2025 captures, GetAuthorizationCookie as MS-WSUSSS §3.1.4.2.3.2 shapes it, and
+/// DownloadFiles (§3.1.4.11) answered empty after starting to fetch each named file from its
+/// MUUrl into `/Content` (as a WSUS does in the background). The log returned holds each
+/// asked digest (upper-case hex), `fault` for a FileDigestsMissing answer and
+/// `malformed DownloadFiles: …` for a body not shaped as the spec writes it.
 fn wsus_soap(up: &Double, files: &[(String, String)]) -> Arc<std::sync::Mutex<Vec<String>>> {
     use base64::Engine;
     let asked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let (routes, files, log) = (up.routes(), files.to_vec(), asked.clone());
-    up.on_soap(Arc::new(move |_path, action, body| {
-        let action = action.trim_matches('"').rsplit('/').next().unwrap_or("");
-        let body = String::from_utf8_lossy(body).to_string();
-        match action {
-            "GetAuthConfig" => (200, fixture("get_auth_config.response.xml")),
-            "GetCookie" => (200, fixture("get_cookie.response.xml")),
-            "GetAuthorizationCookie" => (
+    up.on_soap(Arc::new(move |path, action, body| {
+        match (path, action) {
+            (SERVER_SYNC, GET_AUTH_CONFIG) => (200, fixture("get_auth_config.response.xml")),
+            (SERVER_SYNC, GET_COOKIE) => (200, fixture("get_cookie.response.xml")),
+            (DSS_AUTH, GET_AUTHORIZATION_COOKIE) => (
                 200,
                 concat!(
                     r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
@@ -610,39 +712,37 @@ fn wsus_soap(up: &Double, files: &[(String, String)]) -> Arc<std::sync::Mutex<Ve
                 .as_bytes()
                 .to_vec(),
             ),
-            "DownloadFiles" => {
+            (SERVER_SYNC, DOWNLOAD_FILES) => {
+                let digests = match download_files_digests(body) {
+                    Ok(d) => d,
+                    Err(why) => {
+                        // SS §3.1.4.11: fileDigestList MUST be present → InvalidParameters.
+                        log.lock().unwrap().push(format!("malformed DownloadFiles: {why}"));
+                        return (500, download_files_fault("InvalidParameters", "fileDigestList"));
+                    }
+                };
+                let hex_of = |b64: &str| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map(hex::encode_upper)
+                        .unwrap_or_default()
+                };
                 // A digest it has no metadata for: the FileDigestsMissing fault (SS §3.1.4.11:
-                // Message = the digests joined by "|"), in the shape WS2025 writes faults.
-                let unknown: Vec<&str> = body
-                    .split("<base64Binary>")
-                    .skip(1)
-                    .filter_map(|d| d.split("</base64Binary>").next())
+                // Message = the missing digests joined by "|").
+                let unknown: Vec<&str> = digests
+                    .iter()
+                    .map(String::as_str)
                     .filter(|b64| {
-                        let sha1 = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
-                        let hex = hex::encode_upper(&sha1);
-                        !files.iter().any(|(p, _)| p.contains(&hex))
+                        let hex = hex_of(b64);
+                        hex.is_empty() || !files.iter().any(|(p, _)| p.contains(&hex))
                     })
                     .collect();
                 if !unknown.is_empty() {
                     log.lock().unwrap().push("fault".into());
-                    let fault = format!(
-                        concat!(
-                            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
-                            r#"<soap:Body><soap:Fault><faultcode>soap:Client</faultcode><faultstring>Fault occurred</faultstring>"#,
-                            r#"<detail><ErrorCode>FileDigestsMissing</ErrorCode><Message>{}</Message>"#,
-                            r#"<Method>"http://www.microsoft.com/SoftwareDistribution/DownloadFiles"</Method></detail>"#,
-                            r#"</soap:Fault></soap:Body></soap:Envelope>"#
-                        ),
-                        unknown.join("|")
-                    );
-                    return (500, fault.into_bytes());
+                    return (500, download_files_fault("FileDigestsMissing", &unknown.join("|")));
                 }
-                for digest in body.split("<base64Binary>").skip(1) {
-                    let b64 = digest.split("</base64Binary>").next().unwrap_or("");
-                    let sha1 = base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .unwrap();
-                    let hex = hex::encode_upper(&sha1);
+                for b64 in &digests {
+                    let hex = hex_of(b64);
                     log.lock().unwrap().push(hex.clone());
                     if let Some((path, mu_url)) = files.iter().find(|(p, _)| p.contains(&hex)) {
                         let (routes, path, mu_url) = (routes.clone(), path.clone(), mu_url.clone());
@@ -662,6 +762,9 @@ fn wsus_soap(up: &Double, files: &[(String, String)]) -> Arc<std::sync::Mutex<Ve
                     .to_vec(),
                 )
             }
+            // The start-up sync's later calls (GetConfigData on) stop here; a DownloadFiles at
+            // another path or under another SOAPAction is never acted on (its file never
+            // arrives, the digest is not logged).
             _ => (500, Vec::new()),
         }
     }));
@@ -682,10 +785,10 @@ async fn a_file_the_upstream_lacks_is_asked_for_with_download_files_then_fetched
     )
     .await;
     // A whole file (sequential fetch) and a range of a big one (slice fetch).
-    let (status, body) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
+    let (status, body) = get(&edge, &files[0].0, None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&small[..])));
     let (a, b) = (2 * MIB as u64, 2 * MIB as u64 + 4095);
-    let (status, body) = get(&format!("{}{}", edge.url(), files[1].0), Some((a, b))).await;
+    let (status, body) = get(&edge, &files[1].0, Some((a, b))).await;
     assert_eq!(
         (status, body.as_deref().ok()),
         (206, Some(&big[a as usize..=b as usize]))
@@ -713,6 +816,88 @@ async fn a_file_the_upstream_lacks_is_asked_for_with_download_files_then_fetched
     assert!(final_file(&edge, &files[0].0).exists() && final_file(&edge, &files[1].0).exists());
 }
 
+/// Stores the GetConfigData flags a sync from the upstream would have stored: the edge's
+/// start-up sync fails against a double without SOAP, so they are set once it has written its
+/// outcome.
+async fn upstream_says(edge: &TestEdge, catalog_only_sync: bool, server_hosts_psf_files: bool) {
+    for _ in 0..200 {
+        if edge.state.store.sync_state().unwrap().last_sync.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut state = edge.state.store.sync_state().unwrap();
+    state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
+        catalog_only_sync,
+        lazy_sync: true,
+        server_hosts_psf_files,
+    });
+    edge.state.store.set_sync_state(&state).unwrap();
+}
+
+/// MS-WSUSSS §3.2.4.4: a downstream server downloads express files (`PatchingType="Express"`)
+/// only when its upstream says `ServerHostsPsfFiles` true. With false (WS2025's default), an
+/// express file a client asks for comes from its `MUUrl`, and without a usable one its 404 is
+/// final at once: no DownloadFiles, no 30 s wait. Other files still come from `/Content`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_files_an_upstream_does_not_host_come_from_the_mu_url_or_404_at_once() {
+    let psf = Arc::new(bytes_of(200_000, 58));
+    let express_cab = Arc::new(bytes_of(70_000, 59));
+    let unreachable = Arc::new(bytes_of(60_000, 60));
+    let plain = Arc::new(bytes_of(50_000, 61));
+    let (mu, files) = microsoft_update(&[(&psf, "psf"), (&express_cab, "cab")]).await;
+    let up = Double::start().await;
+    let asked = wsus_soap(&up, &[]);
+    let plain_path = content_path(&plain, "cab");
+    up.route(&plain_path, Reply::Object(Served::honest(&plain)));
+    let unreachable_path = content_path(&unreachable, "psf");
+    let edge = TestEdge::start(Some(up.url()), |_| {}).await;
+    upstream_says(&edge, false, false).await;
+    let express = |data: &[u8], mu_url: Option<&str>| wsus_edge::model::FileRecord {
+        upstream_url: mu_url.map(str::to_string),
+        patching_type: Some("Express".into()),
+        ..record(data)
+    };
+    edge.state
+        .store
+        .put_expected_files(&[
+            express(&psf, Some(&files[0].1)),
+            express(&express_cab, Some(&files[1].1)),
+            express(&unreachable, None),
+            record(&plain),
+        ])
+        .unwrap();
+
+    for (data, (path, mu_url)) in [(&psf, &files[0]), (&express_cab, &files[1])] {
+        let (status, body) = get(&edge, path, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            body.is_ok_and(|b| b == data[..]),
+            "{path}: not the file's bytes"
+        );
+        assert_eq!(mu.gets(mu_url.trim_start_matches(&mu.url())), 1, "{path}");
+        assert_eq!(up.gets(path), 0, "{path} not asked of the upstream");
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = get(&edge, &unreachable_path, None).await;
+    assert_eq!(status, 404);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered without waiting for a DownloadFiles window"
+    );
+    assert_eq!(up.gets(&unreachable_path), 1);
+    let (status, body) = get(&edge, &plain_path, None).await;
+    assert_eq!(status, 200);
+    assert!(body.is_ok_and(|b| b == plain[..]), "not the file's bytes");
+    assert_eq!(up.gets(&plain_path), 1);
+    assert!(
+        asked.lock().unwrap().is_empty(),
+        "no DownloadFiles: {:?}",
+        asked.lock().unwrap()
+    );
+    assert_eq!(settled(&edge).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_same_digests() {
     let small = Arc::new(bytes_of(150_000, 53));
@@ -726,21 +911,7 @@ async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_sa
     mu.route(&at_bad, Reply::Object(Served::honest(&Arc::new(corrupt))));
     let up = Double::start().await; // holds no files, answers no SOAP
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
-    // The edge's start-up sync fails against this upstream (no SOAP); set the flags a sync
-    // would have stored once it has written its outcome.
-    for _ in 0..200 {
-        if edge.state.store.sync_state().unwrap().last_sync.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut state = edge.state.store.sync_state().unwrap();
-    state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
-        catalog_only_sync: true,
-        lazy_sync: true,
-        server_hosts_psf_files: false,
-    });
-    edge.state.store.set_sync_state(&state).unwrap();
+    upstream_says(&edge, true, false).await;
     edge.state
         .store
         .put_expected_files(&[
@@ -749,15 +920,15 @@ async fn a_catalog_only_upstream_sends_the_edge_to_the_mu_url_verified_by_the_sa
             record_at(&bad, &files[2].1),
         ])
         .unwrap();
-    let (status, body) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
+    let (status, body) = get(&edge, &files[0].0, None).await;
     assert_eq!((status, body.as_deref().ok()), (200, Some(&small[..])));
     let (a, b) = (MIB as u64 + 17, 2 * MIB as u64 + 17);
-    let (status, body) = get(&format!("{}{}", edge.url(), files[1].0), Some((a, b))).await;
+    let (status, body) = get(&edge, &files[1].0, Some((a, b))).await;
     assert_eq!(
         (status, body.as_deref().ok()),
         (206, Some(&big[a as usize..=b as usize]))
     );
-    let (status, body) = get(&format!("{}{}", edge.url(), files[2].0), None).await;
+    let (status, body) = get(&edge, &files[2].0, None).await;
     assert_eq!(status, 200);
     assert!(
         body.is_err(),
@@ -783,7 +954,7 @@ async fn when_download_files_fails_the_404_stands_at_once() {
     let up = Double::start().await; // holds no files and knows none
     let asked = wsus_soap(&up, &[]);
     let edge = declaring(Some(up.url()), &[record(&data)], |_| {}).await;
-    let (status, _) = get(&format!("{}{path}", edge.url()), None).await;
+    let (status, _) = get(&edge, &path, None).await;
     assert_eq!(status, 404);
     // One DownloadFiles, refused; /Content not asked again.
     assert_eq!(*asked.lock().unwrap(), ["fault"]);
@@ -809,7 +980,7 @@ async fn a_mu_url_on_a_local_address_is_not_used_for_an_upstream_that_is_not_loc
         .store
         .put_expected_files(&[record_at(&data, &files[0].1)])
         .unwrap();
-    let (status, _) = get(&format!("{}{}", edge.url(), files[0].0), None).await;
+    let (status, _) = get(&edge, &files[0].0, None).await;
     assert!(status == 502 || status == 504, "{status}");
     assert!(mu.seen().is_empty(), "{:?}", mu.seen());
     assert_eq!(settled(&edge).await, 0);
@@ -846,14 +1017,12 @@ async fn an_upstream_that_trickles_is_a_stall_too() {
             .await
             .expect("a trickling upstream must be given up, not waited for")
     };
-    let url = format!("{}{pw}", edge.url());
-    let (status, body) = within(get(&url, None)).await;
+    let (status, body) = within(get(&edge, &pw, None)).await;
     assert_eq!(status, 200);
     assert!(body.is_err(), "the response must be aborted");
     assert_eq!(up.gets(&pw), 6, "6 requests in all, as the README promises");
     let (a, b) = (MIB as u64, 2 * MIB as u64 - 1);
-    let url = format!("{}{pb}", edge.url());
-    let (status, body) = within(get(&url, Some((a, b)))).await;
+    let (status, body) = within(get(&edge, &pb, Some((a, b)))).await;
     assert_eq!(status, 206);
     assert!(body.is_err(), "the ranged response must be aborted");
     assert_eq!(settled(&edge).await, 0);

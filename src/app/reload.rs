@@ -33,6 +33,10 @@ pub fn changed_keys(a: &Config, b: &Config) -> Vec<&'static str> {
             "server.max_request_body",
             d(&s.max_request_body, &t.max_request_body),
         ),
+        (
+            "rollup.max_request_body",
+            d(&a.rollup.max_request_body, &b.rollup.max_request_body),
+        ),
         ("upstream.url", d(&u.url, &v.url)),
         ("upstream.content_url", d(&u.content_url, &v.content_url)),
         (

@@ -46,6 +46,7 @@ fn client_service(state: &AppState) -> Option<Arc<crate::client_service::ClientS
         content_port: Some(state.config.server.listen.port()),
         clients: state.config.clients.clone(),
         accept_detailed_rollup: state.config.rollup.accept_detailed,
+        rollup_max_body: state.config.rollup.max_request_body,
         ..Options::default()
     };
     match ClientService::new(state.store.clone(), key, opts) {

@@ -150,6 +150,11 @@ pub fn render(c: &Config) -> String {
         "accept_detailed",
         Some(c.rollup.accept_detailed.to_string()),
     );
+    key(
+        &mut out,
+        "max_request_body",
+        Some(q(&c.rollup.max_request_body.to_string())),
+    );
 
     out.push_str("\n[clients]\n");
     let k = &c.clients;
@@ -385,6 +390,7 @@ keep_needed_for = "7d"
 enabled = false
 interval = "2h"
 accept_detailed = false
+max_request_body = "32MiB"
 [clients]
 max_computers = 12
 registrations_per_minute = 3
@@ -403,7 +409,7 @@ trusted_keys = ["/etc/wsus-edge/hq.pub", "/etc/wsus-edge/dr.pub"]
             "idle_timeout = \"1.5s\"\n",
             "min_free = \"1073741824\"\n",
             "[cleanup]\nkeep_needed_for = \"604800s\"\n",
-            "[rollup]\nenabled = false\ninterval = \"7200s\"\naccept_detailed = false\n",
+            "[rollup]\nenabled = false\ninterval = \"7200s\"\naccept_detailed = false\nmax_request_body = \"33554432\"\n",
             "max_computers = 12\n",
             "event_retention = \"172800s\"\n",
             "report_bytes_per_second = \"8192\"\n",

@@ -81,6 +81,15 @@ impl SoapService for SoapEndpoint {
         }
     }
 
+    /// A downstream server's `RollupComputerStatus` may be larger than any client request:
+    /// up to `RollupComputerStatusMaxBatchSize` computers with every status of each
+    /// (`[rollup] max_request_body`).
+    fn body_limit(&self, soap_action: Option<&str>) -> Option<u64> {
+        (self.endpoint == Endpoint::Reporting
+            && soap_action == Some(crate::wire::sss::rollup::action::ROLLUP_COMPUTER_STATUS))
+        .then_some(self.svc.opts.rollup_max_body)
+    }
+
     fn call(&self, req: SoapRequest) -> SoapFuture {
         let svc = self.svc.clone();
         let endpoint = self.endpoint;

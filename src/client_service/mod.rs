@@ -147,6 +147,9 @@ pub struct Options {
     /// As an upstream, ask downstream servers for computers and per-update status
     /// (`DoDetailedRollup`, `[rollup] accept_detailed`).
     pub accept_detailed_rollup: bool,
+    /// As an upstream, the largest `RollupComputerStatus` body read (`[rollup]
+    /// max_request_body`; the HTTP layer asks [`http::SoapEndpoint`]).
+    pub rollup_max_body: u64,
 }
 
 impl Default for Options {
@@ -160,6 +163,7 @@ impl Default for Options {
             refresh_every: Duration::from_secs(2),
             clients: crate::config::ClientsConfig::default(),
             accept_detailed_rollup: true,
+            rollup_max_body: 64 << 20,
         }
     }
 }
@@ -232,6 +236,9 @@ pub struct ClientService {
     /// Held by the one thread checking or rebuilding the index.
     build: Mutex<()>,
     limits: Limits,
+    /// The limits a `RollupComputerStatus` is decoded with (as large as `rollup_max_body`
+    /// allows; only the streaming decoder, which builds no tree, reads one that large).
+    rollup_limits: Limits,
     registrations: limits::Registrations,
     /// Computers known (counted, plus those admitted since) and when they were counted: see
     /// `admit_new`.
@@ -243,6 +250,19 @@ pub struct ClientService {
 impl ClientService {
     /// A service over `store`, signing cookies with `key`.
     pub fn new(store: Store, key: CookieKey, opts: Options) -> Result<Self, StoreError> {
+        let rollup_limits = {
+            let max = usize::try_from(opts.rollup_max_body)
+                .unwrap_or(usize::MAX)
+                .max(16 << 20);
+            // A status is at least ~100 bytes of seven elements.
+            Limits {
+                max_depth: 32,
+                max_elements: max / 8,
+                max_text: max,
+                max_input: max,
+                ..Limits::default()
+            }
+        };
         let server_id = store.server_id()?;
         let now = OffsetDateTime::now_utc();
         Ok(Self {
@@ -266,6 +286,7 @@ impl ClientService {
                 max_input: 16 << 20,
                 ..Limits::default()
             },
+            rollup_limits,
         })
     }
 
@@ -403,7 +424,7 @@ impl ClientService {
         {
             if let Some(r) = crate::wire::sss::rollup_stream::decode_rollup_computer_status(
                 req.body,
-                &self.limits,
+                &self.rollup_limits,
             ) {
                 let (status, body) = crate::rollup::uss::handle_computer_status(
                     &self.store,

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::changes::Before;
 use crate::model::{groups, ApprovalAction, FileRecord, RevisionKey, UpdateKind};
 use crate::store::{Store, StoreError};
 use crate::wire::update_xml::core_fragment;
@@ -244,8 +245,9 @@ fn rank(a: ApprovalAction) -> u8 {
 
 impl ScanIndex {
     /// Builds the index from the store (a full read; call from a blocking thread). `prev` is
-    /// the index this one replaces (change stamps carry over from it); `floor` is the stamp
-    /// every entry gets when there is no previous index (the service's start).
+    /// the index this one replaces (change stamps carry over from it); without one (the
+    /// service's start) they carry over from what the last build stored, and when nothing
+    /// was stored every entry gets `floor`. Stores this build's stamps for the next start.
     pub fn build(
         store: &Store,
         prev: Option<&ScanIndex>,
@@ -354,9 +356,20 @@ impl ScanIndex {
             }
         }
         let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        let stamp = match prev {
-            Some(p) => now_ms.max(p.stamp + 1),
-            None => now_ms.max(floor),
+        // At the service's start, what the last process observed (unreadable: as if nothing).
+        let stored = match prev {
+            Some(_) => None,
+            None => store.change_stamps().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored change stamps unreadable; every update counts as changed");
+                None
+            }),
+        };
+        // Strictly after every stamp a cookie may carry: the previous build's, in this process
+        // or the last one (the clock may have gone back across a restart).
+        let stamp = match (prev, &stored) {
+            (Some(p), _) => now_ms.max(p.stamp + 1),
+            (None, Some(s)) => now_ms.max(floor).max(s.built + 1),
+            (None, None) => now_ms.max(floor),
         };
         let graph = super::needed::Graph::new(&entries);
         let mut index = ScanIndex {
@@ -380,7 +393,21 @@ impl ScanIndex {
             approved: Mutex::new(HashMap::new()),
             memo: Default::default(),
         };
-        super::changes::stamp_changes(&mut index, prev, floor);
+        let before = match (prev, &stored) {
+            (Some(p), _) => Before::Index(p),
+            (None, Some(s)) => Before::Stored(s),
+            (None, None) => Before::Nothing { floor },
+        };
+        super::changes::stamp_changes(&mut index, before);
+        let kept = index
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.update_id, index.digests[i], index.changed[i]));
+        if let Err(e) = store.put_change_stamps(index.stamp, kept) {
+            // Not fatal: the next start then assumes every update changed, as before.
+            tracing::warn!(error = %e, "could not store the client change stamps");
+        }
         Ok(index)
     }
 
@@ -607,6 +634,60 @@ mod tests {
             s.iter_masked(&mask, true).collect::<Vec<_>>(),
             [0, 63, 130, 199]
         );
+    }
+
+    #[test]
+    fn change_stamps_carry_over_a_restart_and_only_a_change_made_meanwhile_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.commit_batch(
+            &[
+                rev(2, UpdateKind::Software, vec![], vec![Uuid::from_u128(5)]),
+                rev(3, UpdateKind::Software, vec![], vec![]),
+                rev(4, UpdateKind::Software, vec![], vec![]),
+                rev(5, UpdateKind::Software, vec![], vec![]),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        for (n, u) in [(1, 2), (2, 3), (3, 4)] {
+            s.set_deployment(&dep(
+                n,
+                u,
+                groups::ALL_COMPUTERS,
+                ApprovalAction::Install,
+                None,
+            ))
+            .unwrap();
+        }
+        // The first start ever: everything gets the floor.
+        let first = ScanIndex::build(&s, None, 1_000).unwrap();
+        assert!(first.changed.iter().all(|t| *t == 1_000));
+        drop(first);
+        drop(s);
+        // A later process: stamps carry over, and its own stamp is after the last build's (a
+        // cookie from before carries at most that one).
+        let s = Store::open(dir.path()).unwrap();
+        let built = s.change_stamps().unwrap().unwrap().built;
+        let again = ScanIndex::build(&s, None, 1_000).unwrap();
+        assert!(again.changed.iter().all(|t| *t == 1_000));
+        assert!(again.stamp > built);
+        // A deadline given to 2 while no process ran: 2 and the 5 it bundles are new, 3 and
+        // 4 keep their stamps.
+        s.set_deployment(&dep(
+            1,
+            2,
+            groups::ALL_COMPUTERS,
+            ApprovalAction::Install,
+            Some(3),
+        ))
+        .unwrap();
+        drop(again);
+        let third = ScanIndex::build(&s, None, 1_000).unwrap();
+        let at = |u: u128| third.changed[third.by_update[&Uuid::from_u128(u)] as usize];
+        assert_eq!((at(2), at(5)), (third.stamp, third.stamp));
+        assert_eq!((at(3), at(4)), (1_000, 1_000));
     }
 
     #[test]

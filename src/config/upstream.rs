@@ -205,17 +205,11 @@ pub fn is_local_url(url: &Url) -> bool {
 ///   port, or `name:port`);
 /// - never a loopback or link-local address (or `localhost`) unless `from` is one itself.
 pub fn redirect_allowed(from: &Url, to: &Url, allow: &[String]) -> Result<(), RedirectRefused> {
-    if !matches!(to.scheme(), "http" | "https") {
-        return Err(RedirectRefused::Scheme(to.scheme().to_string()));
-    }
+    // Before the target's own checks: it only fires for an `http` target, which they accept.
     if from.scheme() == "https" && to.scheme() == "http" {
         return Err(RedirectRefused::Downgrade);
     }
-    if is_local_url(to) && !is_local_url(from) {
-        return Err(RedirectRefused::Local(
-            to.host_str().unwrap_or_default().to_string(),
-        ));
-    }
+    check_target(to, is_local_url(from))?;
     let same_origin = from.scheme() == to.scheme()
         && from.host_str().map(str::to_ascii_lowercase)
             == to.host_str().map(str::to_ascii_lowercase)
@@ -233,11 +227,17 @@ pub fn redirect_allowed(from: &Url, to: &Url, allow: &[String]) -> Result<(), Re
 /// http or https only, and no loopback or link-local address unless the upstream is one.
 pub fn upstream_may_fetch(base: &str, url: &str) -> Result<(), RedirectRefused> {
     let to = Url::parse(url).map_err(|_| RedirectRefused::Scheme("unparsable".into()))?;
+    check_target(&to, Url::parse(base).is_ok_and(|b| is_local_url(&b)))
+}
+
+/// What every URL the upstream sends this server to (a redirect's target, a file's `MUUrl`)
+/// must be: `http` or `https`, and not a loopback or link-local address (or `localhost`)
+/// unless where it came from is local too (`local_origin`).
+fn check_target(to: &Url, local_origin: bool) -> Result<(), RedirectRefused> {
     if !matches!(to.scheme(), "http" | "https") {
         return Err(RedirectRefused::Scheme(to.scheme().to_string()));
     }
-    let local_base = Url::parse(base).is_ok_and(|b| is_local_url(&b));
-    if is_local_url(&to) && !local_base {
+    if is_local_url(to) && !local_origin {
         return Err(RedirectRefused::Local(
             to.host_str().unwrap_or_default().to_string(),
         ));

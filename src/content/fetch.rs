@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 
 use super::bandwidth::Bandwidth;
 use super::inflight::{FetchError, Inflight};
-use super::source::Source;
+use super::source::{retry_after, Source};
 use super::verify::{Digests, DualHasher};
 use crate::config::UpstreamConfig;
 
@@ -229,13 +229,10 @@ impl Upstream {
                 Some(e) => e,
             };
             // Upstream lacks the file: ask it to obtain it (DownloadFiles), then ask again.
-            if let (FetchError::Status(404), 0, Some(m)) = (&err, got, &source.missing) {
-                if !inf.progress.borrow().answered {
-                    if let Some(wait) = m.after_404().await {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                }
+            let answered = inf.progress.borrow().answered;
+            if let Some(wait) = retry_after(source.missing.as_deref(), &err, answered).await {
+                tokio::time::sleep(wait).await;
+                continue;
             }
             if gives_up(&err, got, inf.progress.borrow().answered) {
                 return Err(err);

@@ -34,6 +34,11 @@ pub trait ObjectIndex: Send + Sync + 'static {
     fn catalog_only(&self) -> Result<bool, IndexError> {
         Ok(false)
     }
+    /// Whether the upstream hosts express files (`ServerHostsPsfFiles` from its
+    /// GetConfigData; true until a sync has said otherwise).
+    fn hosts_express(&self) -> Result<bool, IndexError> {
+        Ok(true)
+    }
     /// The file metadata declares with this SHA-1, if any.
     fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, IndexError>;
     /// Records an object the cache now holds.

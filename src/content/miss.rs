@@ -22,8 +22,9 @@ impl ContentCache {
     /// `ranged` request that starts a download of a file whose size metadata declares (above
     /// one slice) starts a slice fetch ([`super::slices`]); anything else the sequential one.
     pub(super) fn lookup(&self, key: &ContentKey, ranged: bool) -> Result<Lookup, FetchError> {
-        // For the writer: the file's MUUrl and whether the upstream is catalog-only.
-        let origin: RefCell<(Option<String>, bool)> = RefCell::new((None, false));
+        // For the writer: the file's MUUrl, whether the upstream is catalog-only, and whether
+        // this is an express file the upstream does not host.
+        let origin: RefCell<(Option<String>, bool, bool)> = RefCell::new((None, false, false));
         // The writer's source, chosen (and its slice fetch started) before readers can join.
         let chosen: RefCell<Option<Source>> = RefCell::new(None);
         let start = || {
@@ -31,9 +32,14 @@ impl ContentCache {
                 return Err(FetchError::NoUpstream);
             }
             let declared = self.inner.index.expected_file(&key.sha1)?;
+            let express = key.ext == "psf"
+                || declared
+                    .as_ref()
+                    .is_some_and(|f| f.patching_type.as_deref() == Some("Express"));
             *origin.borrow_mut() = (
                 declared.as_ref().and_then(|f| f.upstream_url.clone()),
                 self.inner.index.catalog_only()?,
+                express && !self.inner.index.hosts_express()?,
             );
             let floor = self.inner.min_free.load(Ordering::Relaxed);
             if floor > 0 {
@@ -60,6 +66,7 @@ impl ContentCache {
                 upstream.base(),
                 key,
                 origin.1,
+                origin.2,
                 origin.0.as_deref(),
                 self.inner.requester.get(),
             );

@@ -3,10 +3,15 @@
 //!
 //! 1. when the upstream syncs catalog only (`CatalogOnlySync` from GetConfigData: it holds no
 //!    files, clients fetch from Microsoft Update) and metadata stored the file's `MUUrl`: that
-//!    URL;
+//!    URL; the same for an express file (`PatchingType="Express"`, or a `.psf`) when the
+//!    upstream does not host express files (`ServerHostsPsfFiles` false: a DSS downloads them
+//!    only when it is true, SS §3.2.4.4);
 //! 2. otherwise `/Content/XX/<SHA1>.<ext>` on the upstream; when it answers 404, the upstream
 //!    is asked to obtain the file (DownloadFiles, through a [`FileRequester`] the sync side
-//!    provides) and `/Content` is asked again with backoff for [`DOWNLOAD_FILES_WINDOW`].
+//!    provides) and `/Content` is asked again with backoff for [`DOWNLOAD_FILES_WINDOW`]
+//!    ([`retry_after`], the one rule the whole-object and the slice fetch share); except an
+//!    express file the upstream does not host, whose 404 is final at once (asking would only
+//!    keep the client waiting for the window).
 //!
 //! Whatever the source, the bytes are verified by the same digests before they are kept. A
 //! `MUUrl` naming a loopback or link-local address is not used unless the upstream itself is
@@ -17,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::inflight::FetchError;
 use super::key::ContentKey;
 
 /// How long `/Content` is asked again after a DownloadFiles request (the upstream fetches
@@ -54,17 +60,19 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    /// The source of `key`: its `MUUrl` when the upstream is catalog-only and the URL is
-    /// acceptable, else `/Content` under `base` (with DownloadFiles recovery when a requester
-    /// is set).
+    /// The source of `key`: its `MUUrl` when the upstream is catalog-only, or does not host
+    /// this express file (`express_not_hosted`), and the URL is acceptable; else `/Content`
+    /// under `base` (with DownloadFiles recovery when a requester is set, unless
+    /// `express_not_hosted`).
     pub fn choose(
         base: &str,
         key: &ContentKey,
         catalog_only: bool,
+        express_not_hosted: bool,
         mu_url: Option<&str>,
         requester: Option<&Arc<dyn FileRequester>>,
     ) -> Self {
-        if catalog_only {
+        if catalog_only || express_not_hosted {
             match mu_url.map(|u| (u, crate::config::upstream_may_fetch(base, u))) {
                 Some((u, Ok(()))) => {
                     return Self {
@@ -80,7 +88,7 @@ impl Source {
         }
         Self {
             url: format!("{base}/{}", key.url_path()),
-            missing: requester.map(|r| {
+            missing: requester.filter(|_| !express_not_hosted).map(|r| {
                 Arc::new(Missing {
                     requester: r.clone(),
                     sha1: key.sha1,
@@ -117,11 +125,27 @@ impl std::fmt::Debug for Missing {
     }
 }
 
+/// The one DownloadFiles rule for a failed GET of `/Content` (the whole-object fetch and the
+/// slice fetch both ask it): when `err` is a 404, the upstream has not answered this object
+/// before (`answered` false) and `missing` recovery is set, the wait before asking again (the
+/// first such 404 sends DownloadFiles). `None`: the failure is handled as any other (a 404
+/// is final when DownloadFiles failed or the window has passed).
+pub async fn retry_after(
+    missing: Option<&Missing>,
+    err: &FetchError,
+    answered: bool,
+) -> Option<Duration> {
+    match (err, missing) {
+        (FetchError::Status(404), Some(m)) if !answered => m.after_404().await,
+        _ => None,
+    }
+}
+
 impl Missing {
     /// After a 404 from `/Content` (before upstream ever answered this object): the wait
     /// before asking again, or `None` when a 404 is now final (DownloadFiles failed, or the
     /// window has passed).
-    pub async fn after_404(&self) -> Option<Duration> {
+    async fn after_404(&self) -> Option<Duration> {
         let mut step = self.step.lock().await;
         let (at, n) = match *step {
             Step::Failed => return None,

@@ -40,6 +40,12 @@ impl ObjectIndex for Store {
             .upstream_flags
             .is_some_and(|f| f.catalog_only_sync))
     }
+    fn hosts_express(&self) -> Result<bool, IndexError> {
+        Ok(Store::sync_state(self)
+            .map_err(e)?
+            .upstream_flags
+            .is_none_or(|f| f.server_hosts_psf_files))
+    }
     fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, IndexError> {
         Store::expected_file(self, sha1).map_err(e)
     }

@@ -78,6 +78,13 @@ pub trait SoapService: Send + Sync + 'static {
     ) -> Option<Response<Body>> {
         None
     }
+    /// The largest body read for a request with `soap_action` when that is more than the
+    /// router's `max_request_body` (which every request may use): a downstream server's
+    /// status rollup is larger than any client request. At most [`BIG_BODIES`] bodies over
+    /// the router's limit are read at once.
+    fn body_limit(&self, _soap_action: Option<&str>) -> Option<u64> {
+        None
+    }
 }
 
 /// Most bytes of an oversized body read and dropped before its 413 ([`linger`]).
@@ -99,6 +106,15 @@ async fn linger(mut body: Incoming, max_bytes: u64, max_time: std::time::Duratio
     let _ = tokio::time::timeout(max_time, read).await;
 }
 
+/// How many request bodies larger than the router's `max_request_body` (allowed by
+/// [`SoapService::body_limit`]) are read at once; another is answered 503 with
+/// `Retry-After` before its body is read. Each is held in memory whole, so this bounds what
+/// large requests can take, whoever sends them (the body is read before its cookie is checked).
+pub const BIG_BODIES: usize = 2;
+
+/// The `Retry-After` of a large request refused because [`BIG_BODIES`] are being read.
+const BIG_BODY_RETRY_AFTER: &str = "30";
+
 /// How long a request refused before its body ([`SoapService::refuse_before_body`]) waits
 /// before its answer.
 pub const SHED_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
@@ -109,6 +125,7 @@ pub struct Router {
     selfupdate: Option<SelfUpdateProxy>,
     soap: HashMap<String, Arc<dyn SoapService>>,
     max_request_body: u64,
+    big_bodies: Arc<tokio::sync::Semaphore>,
     limits: Limits,
     access_log: bool,
 }
@@ -122,6 +139,7 @@ impl Router {
             selfupdate: None,
             soap: HashMap::new(),
             max_request_body,
+            big_bodies: Arc::new(tokio::sync::Semaphore::new(BIG_BODIES)),
             limits: Limits::default(),
             access_log: true,
         }
@@ -209,7 +227,15 @@ impl Router {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_request_body) {
+        let soap_action = parts
+            .headers
+            .get("soapaction")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().trim_matches('"').to_string());
+        let limit = svc
+            .body_limit(soap_action.as_deref())
+            .map_or(self.max_request_body, |l| l.max(self.max_request_body));
+        if declared.is_some_and(|n| n > limit) {
             // Read (and drop) what the client is sending before answering: closing on unread
             // bytes makes the kernel reset the connection, and a client still writing its body
             // then sees "connection reset" instead of the 413 (tests/client_server caught it
@@ -225,11 +251,35 @@ impl Router {
         let body_len = http_body::Body::size_hint(&incoming)
             .exact()
             .unwrap_or(self.max_request_body);
-        let soap_action = parts
-            .headers
-            .get("soapaction")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.trim().trim_matches('"').to_string());
+        // A body that may be larger than the usual limit takes one of the few slots for
+        // large bodies, held until it is answered.
+        let _big = if limit > self.max_request_body
+            && declared.is_none_or(|n| n > self.max_request_body)
+        {
+            match self.big_bodies.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(%peer, soap_action = soap_action.as_deref().unwrap_or(""), "large request refused: other large requests are being read");
+                    linger(incoming, DRAIN_BYTES, DRAIN_TIME).await;
+                    let mut r = body::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "other large requests are being read; retry later",
+                    );
+                    let h = r.headers_mut();
+                    h.insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static(BIG_BODY_RETRY_AFTER),
+                    );
+                    h.insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    return r;
+                }
+            }
+        } else {
+            None
+        };
         if let Some(mut r) = svc.refuse_before_body(peer, body_len, soap_action.as_deref()) {
             r.headers_mut().insert(
                 http::header::CONNECTION,
@@ -242,7 +292,7 @@ impl Router {
             tokio::time::sleep(SHED_HOLD).await;
             return r;
         }
-        let limit = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let bytes = match http_body_util::Limited::new(incoming, limit)
             .collect()
             .await

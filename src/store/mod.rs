@@ -97,6 +97,7 @@
 mod approvals;
 mod approved_files;
 mod blob_cache;
+mod change_stamps;
 mod compliance;
 mod computers;
 mod deployment_log;
@@ -129,6 +130,7 @@ use sled::Transactional;
 use uuid::Uuid;
 
 pub use approvals::UpstreamDeployments;
+pub use change_stamps::ChangeStamps;
 pub use compliance::events as compliance_events;
 pub use compliance::{
     derive_states, DownstreamComputer, DownstreamServer, DownstreamStatus, RollupSent,

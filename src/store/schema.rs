@@ -28,6 +28,7 @@
 //! | `ds_computers` | computer id (UTF-8) | [`DownstreamComputer`](super::DownstreamComputer) JSON (side tree) |
 //! | `ds_states` | computer id (UTF-8) | the computer's rolled-up states (`ds_states.rs`): binary, 25-byte records sorted by UpdateID: UpdateID (16) ‖ state (u8, as in `states_by_update`) ‖ last change (i64 BE) (side tree; `ds_status`, one JSON value per state, until schema 3) |
 //! | `rollup_sent` | computer id (UTF-8) | [`RollupSent`](super::RollupSent) JSON (own rollup upstream; side tree) |
+//! | `client_changes` | `stamps` | the client service's change stamps (`change_stamps.rs`): version (u8 = 1) ‖ build stamp (i64 BE) ‖ records of UpdateID (16) ‖ digest (u64 BE) ‖ stamp (i64 BE) (side tree; this server's own, never exported) |
 //!
 //! Values are JSON (serde_json): self-describing, debuggable, fast enough; the three state
 //! trees are the exception (fixed-width binary: 20 million states for 10,000 computers). They are side trees, outside
@@ -155,6 +156,8 @@ pub const STATES_BY_UPDATE: &str = "states_by_update";
 pub const STATE_COUNTS: &str = "state_counts";
 /// What this server last rolled up to its upstream, per computer (side tree).
 pub const ROLLUP_SENT: &str = "rollup_sent";
+/// The client service's change stamps (side tree, `change_stamps.rs`).
+pub const CLIENT_CHANGES: &str = "client_changes";
 
 /// `meta` key: the server GUID (16 bytes).
 pub const META_SERVER_ID: &[u8] = b"server_id";

@@ -1,12 +1,30 @@
 //! Runs the real `wsus-edge` binary as an admin would: one verb against a running server's
 //! admin API (`--admin URL`, the token in `WSUS_EDGE_TOKEN`, an empty config file so nothing
 //! on the machine leaks in), and [`AdminEdge`], the in-process server with its admin API that those
-//! verbs talk to. Shared by the integration tests that drive the CLI.
+//! verbs talk to, and the readers of a verb's output ([`ok`], [`json`]). Shared by the
+//! integration tests that drive the CLI.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
+
+/// A verb's stdout, after asserting it exited 0 (stdout and stderr in the message if not).
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A `--json` verb's answer, after asserting it exited 0.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
 
 /// `wsus-edge --admin http://ADMIN --config <empty> ARGS…`, off the async runtime.
 pub async fn cli(admin: SocketAddr, token: &str, args: &[&str]) -> Output {

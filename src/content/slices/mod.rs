@@ -241,22 +241,20 @@ impl SliceFetch {
                 Err(x) => x,
             };
             // Upstream lacks the file: ask it to obtain it (DownloadFiles), then ask again.
-            if let (FetchError::Status(404), Some(m)) = (&err, &self.src.missing) {
-                if !self.progress.borrow().answered {
-                    if let Some(wait) = m.after_404().await {
-                        {
-                            let mut m = lock(&self.map);
-                            m.release(&run);
-                            todo.extend(
-                                m.claim_range(run.from, run.to - 1, MAX_RUN)
-                                    .into_iter()
-                                    .rev(),
-                            );
-                        }
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
+            let answered = self.progress.borrow().answered;
+            let missing = self.src.missing.as_deref();
+            if let Some(wait) = super::source::retry_after(missing, &err, answered).await {
+                {
+                    let mut m = lock(&self.map);
+                    m.release(&run);
+                    todo.extend(
+                        m.claim_range(run.from, run.to - 1, MAX_RUN)
+                            .into_iter()
+                            .rev(),
+                    );
                 }
+                tokio::time::sleep(wait).await;
+                continue;
             }
             // Progress: a meaningful part of the run (a trickle that keeps being resumed
             // still runs out of retries).

@@ -22,14 +22,19 @@ use crate::wire::WireError;
 /// Path of the Reporting web service (shared with the clients' ReportEventBatch).
 pub const REPORTING_PATH: &str = "/ReportingWebService/ReportingWebService.asmx";
 
-/// Windows' batch limits (SS fn 46–49), which wsus-edge also announces as an upstream.
+/// The batch limits wsus-edge announces as an upstream: Windows' (SS fn 46–49), except
+/// [`MAX_ROLLUP_COMPUTER_STATUS`].
 pub const MAX_DOWNSTREAM_SERVER_SUMMARIES: i32 = 5000;
 /// RollupComputersMaxBatchSize.
 pub const MAX_ROLLUP_COMPUTERS: i32 = 1500;
 /// GetOutOfSyncComputersMaxBatchSize.
 pub const MAX_OUT_OF_SYNC_COMPUTERS: i32 = 20000;
-/// RollupComputerStatusMaxBatchSize.
-pub const MAX_ROLLUP_COMPUTER_STATUS: i32 = 500;
+/// RollupComputerStatusMaxBatchSize: Windows announces 500 (SS fn 49); wsus-edge as an
+/// upstream announces 50. The spec bounds the computers in a request, not their statuses,
+/// and a downstream sends each computer with all its statuses in a full rollup (about 190
+/// bytes each): 500 computers of 2,000 updates would be a 190 MB request, 50 of 5,000 are
+/// about 48 MB, under `[rollup] max_request_body` (64 MiB).
+pub const MAX_ROLLUP_COMPUTER_STATUS: i32 = 50;
 
 /// SOAPActions.
 pub mod action {
@@ -880,7 +885,7 @@ mod tests {
         };
         round_trip(&cfg);
         let xml = crate::wire::soap::encode(&cfg);
-        assert!(xml.contains("<GetRollupConfigurationResult><DoDetailedRollup>true</DoDetailedRollup><RollupResetGuid>00000000-0000-0000-0000-000000000005</RollupResetGuid><ServerId>00000000-0000-0000-0000-000000000006</ServerId><RollupDownstreamServersMaxBatchSize>5000</RollupDownstreamServersMaxBatchSize><RollupComputersMaxBatchSize>1500</RollupComputersMaxBatchSize><GetOutOfSyncComputersMaxBatchSize>20000</GetOutOfSyncComputersMaxBatchSize><RollupComputerStatusMaxBatchSize>500</RollupComputerStatusMaxBatchSize></GetRollupConfigurationResult>"), "{xml}");
+        assert!(xml.contains("<GetRollupConfigurationResult><DoDetailedRollup>true</DoDetailedRollup><RollupResetGuid>00000000-0000-0000-0000-000000000005</RollupResetGuid><ServerId>00000000-0000-0000-0000-000000000006</ServerId><RollupDownstreamServersMaxBatchSize>5000</RollupDownstreamServersMaxBatchSize><RollupComputersMaxBatchSize>1500</RollupComputersMaxBatchSize><GetOutOfSyncComputersMaxBatchSize>20000</GetOutOfSyncComputersMaxBatchSize><RollupComputerStatusMaxBatchSize>50</RollupComputerStatusMaxBatchSize></GetRollupConfigurationResult>"), "{xml}");
         round_trip(&RollupDownstreamServers {
             cookie: Some(fixed_cookie()),
             client_time: time::macros::datetime!(2026-12-04 10:00:00 UTC),
