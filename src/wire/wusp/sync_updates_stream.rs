@@ -620,6 +620,81 @@ mod tests {
     }
 
     #[test]
+    fn id_runs_of_every_shape_decode_as_the_general_path() {
+        // Every digit count (the eight-byte run takes 1 to 7, the item loop the rest), signs,
+        // leading zeros and whitespace between items, each list ending at every distance from
+        // the input's end (the run reads 24 bytes ahead).
+        let mut ids: Vec<String> = Vec::new();
+        for len in 1..=10u32 {
+            let n = 10i64.pow(len - 1) + i64::from(len) * 7;
+            ids.push(n.min(2_147_483_647).to_string());
+            ids.push(format!("-{}", n.min(2_147_483_648)));
+        }
+        ids.extend(["0", "-0", "0000007", "00000007", "+5", " 6", "7 "].map(String::from));
+        let items: String = ids.iter().map(|i| format!("<int>{i}</int>")).collect();
+        let base = soap::encode(&request(Some(vec![]), Some(vec![1])));
+        let spaced = items.replace("</int><int>", "</int>\n <int>");
+        for list in [&items, &spaced] {
+            let x = base.replace("<int>1</int>", list);
+            let want = general(&x).expect("the general path decodes it");
+            assert_eq!(fast(&x).as_ref(), Some(&want), "{x}");
+            let got = want.parameters.other_cached.unwrap();
+            let exact: Vec<i32> = ids.iter().map(|i| i.trim().parse().unwrap()).collect();
+            assert_eq!(got, exact);
+            // The list cut short of the envelope's end: every tail length the run meets.
+            let at = x.find("</OtherCachedUpdateIDs>").unwrap();
+            for cut in 0..30 {
+                let t = format!("{}</OtherCachedUpdateIDs>", &x[..at - cut.min(at)]);
+                assert_eq!(fast(&t), general(&t), "{t}");
+            }
+        }
+        // Counting: the items the run reads count against `max_elements` like every other
+        // element, so the fast path answers exactly when the document's elements (counted
+        // here by their start tags) fit, and never when the tree refuses.
+        let x = soap::encode(&request(Some(vec![]), Some((0..200).collect())));
+        let elements = x.matches('<').count() - x.matches("</").count() - x.matches("<?").count();
+        assert!(elements > 200);
+        for max_elements in elements - 3..=elements + 3 {
+            let l = Limits {
+                max_elements,
+                ..Limits::default()
+            };
+            let got = decode_sync_updates(x.as_bytes(), &l);
+            assert_eq!(got.is_some(), max_elements >= elements, "{max_elements}");
+            if got.is_some() {
+                assert!(parse_envelope_with(x.as_bytes(), &l).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_sends_requests_to_the_general_path() {
+        let base = soap::encode(&request(Some(vec![5, 6]), Some((10..60).collect())));
+        assert!(fast(&base).is_some());
+        for (what, with) in [
+            ("<int>5</int>", "<!-- \u{1} --><int>5</int>"),
+            ("<int>59</int>", "<int>59</int><!-- \u{1} -->"),
+            ("<ExpressQuery>", "<!-- \u{1} --><ExpressQuery>"),
+            ("</soap:Envelope>", "</soap:Envelope><!-- \u{1} -->"),
+        ] {
+            // A byte that is never UTF-8 (0xFF) where the marker stands.
+            let mut bad = base.replacen(what, with, 1).into_bytes();
+            let at = bad.iter().position(|&b| b == 1).unwrap();
+            bad[at] = 0xFF;
+            assert!(
+                decode_sync_updates(&bad, &Limits::default()).is_none(),
+                "{what}"
+            );
+            assert!(parse_envelope_with(&bad, &Limits::default()).is_err());
+            bad[at] = b' ';
+            assert!(decode_sync_updates(&bad, &Limits::default()).is_some());
+        }
+        // A byte-order mark is skipped as before.
+        let bom = format!("\u{feff}{base}");
+        assert_eq!(fast(&bom), general(&base));
+    }
+
+    #[test]
     fn limits_send_requests_to_the_general_path() {
         let x = soap::encode(&request(Some((0..50).collect()), None));
         let tight = Limits {
