@@ -1,6 +1,6 @@
 //! Handlers of the operational verbs: health, metrics, `status`, `content status/verify/
 //! prefetch` and `cleanup`. They decide which objects to check or drop; the files themselves
-//! are only touched through [`crate::content::maintain`], downloads go through [`ContentOps`].
+//! are only touched through [`crate::content::maintain`], downloads go through `ContentOps`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

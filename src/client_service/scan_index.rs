@@ -173,7 +173,7 @@ pub struct ScanIndex {
     /// Entries in local-id order.
     pub entries: Vec<Entry>,
     /// Per entry: the [`ScanIndex::stamp`] of the build that first saw its current deployment
-    /// state, leaf flag or offerability (see [`super::changes`]).
+    /// state, leaf flag or offerability (see `super::changes`).
     pub changed: Vec<i64>,
     /// Per entry: the digest behind `changed`.
     pub(super) digests: Vec<u64>,

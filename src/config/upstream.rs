@@ -115,8 +115,8 @@ impl UpstreamConfig {
     /// the self-update proxy): connect timeout 10 s, a stall (read) timeout of
     /// `stall_timeout` (no byte for that long, head or body, ends the exchange), the
     /// `wsus-edge/<version>` user agent, the system roots plus `ca_file` when set, and the
-    /// redirect policy of [`redirect_allowed`] (at most [`MAX_REDIRECTS`]). Names are resolved
-    /// by [`GuardedResolver`]. Callers that need a bound on a whole exchange (sync: 300 s)
+    /// redirect policy of `redirect_allowed` (at most `MAX_REDIRECTS`). Names are resolved
+    /// by `GuardedResolver`. Callers that need a bound on a whole exchange (sync: 300 s)
     /// set it per request.
     pub fn http_client(&self) -> Result<reqwest::Client, HttpClientError> {
         let allow = Arc::new(self.redirect_hosts.clone());

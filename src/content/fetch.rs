@@ -86,7 +86,7 @@ pub struct Limits {
     /// bigger than the whole cache cannot be kept).
     pub max_undeclared: Option<u64>,
     /// The content folder and the free space to keep on its file system
-    /// (`content.min_free`), looked at every [`FLOOR_CHECK_EVERY`] bytes.
+    /// (`content.min_free`), looked at every `FLOOR_CHECK_EVERY` bytes.
     pub floor: Option<(std::path::PathBuf, u64)>,
 }
 

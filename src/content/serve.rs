@@ -1,4 +1,4 @@
-//! Building content responses: status and headers from a [`range::Plan`] ([`respond`], the one
+//! Building content responses: status and headers from a `range::Plan` ([`respond`], the one
 //! place a content answer's head is decided, for hyper and the zero-copy path alike), and a
 //! [`Source`] saying where the body comes from (a complete object, an object still in flight,
 //! a short text). How those bytes go on the wire is [`crate::http`]'s: a hyper body, or

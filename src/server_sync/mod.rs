@@ -12,7 +12,7 @@
 //!   time of the call. Revisions are immutable and every new revision gets a new, larger
 //!   local id, so "changed since the anchor" is exactly "local id ≥ counter".
 //! - GetDeployments: the counter numbers a snapshot of the deployment set (id → fingerprint)
-//!   kept in the store's settings ([`deployments`]); the delta against the downstream's
+//!   kept in the store's settings (`deployments`); the delta against the downstream's
 //!   snapshot gives `Deployments` (new or changed) and `DeadDeployments` (gone). An unknown
 //!   snapshot (too old) is answered as a first call.
 //!

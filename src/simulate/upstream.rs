@@ -44,7 +44,7 @@ pub struct LoadStats {
 }
 
 /// Loads every revision of `cat` (with its XML) and its approvals into `store`. Revisions go
-/// in catalog key order in batches of [`LOAD_BATCH`]; revisions already stored are skipped
+/// in catalog key order in batches of `LOAD_BATCH`; revisions already stored are skipped
 /// (a restart over the same data dir is cheap). Approvals replace the store's. The new
 /// revisions' compressed wire forms are cached ([`cache_compressed_blobs`]).
 pub fn load_catalog(store: &Store, cat: &Catalog) -> Result<LoadStats, StoreError> {

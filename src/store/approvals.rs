@@ -170,7 +170,7 @@ impl Store {
     /// deployments and computers' assignments (built-ins are kept); hidden updates and accepted
     /// EULAs become exactly upstream's lists. An upstream parent of all-zero means none.
     ///
-    /// A big answer (more than [`STAGE_ABOVE`] deployment writes, e.g. a first sync) is
+    /// A big answer (more than `STAGE_ABOVE` deployment writes, e.g. a first sync) is
     /// staged in chunks in the deployment tree readers do not look at and made live by one
     /// small transaction (see `staged.rs`): readers and the change log see the old set or the
     /// new one, never a mix, and an interruption before that transaction leaves the old one.

@@ -32,7 +32,7 @@ pub const MMAP_THRESHOLD: i32 = 1024 * 1024;
 pub const TRIM_THRESHOLD: i32 = 8 * 1024 * 1024;
 
 /// Caps glibc's malloc arenas at [`MALLOC_ARENAS`], fixes its mmap threshold at
-/// [`MMAP_THRESHOLD`] and its trim threshold at [`TRIM_THRESHOLD`], each unless the operator
+/// [`MMAP_THRESHOLD`] and its trim threshold at `TRIM_THRESHOLD`, each unless the operator
 /// already chose a value (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
 /// `MALLOC_TRIM_THRESHOLD_`). Call once at start-up, before other threads exist.
 /// A no-op on other C libraries and platforms.

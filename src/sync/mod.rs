@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`handle`] | [`SyncHandle`] (admin API: trigger, status) and [`SyncReporter`] (runner) |
 //! | [`upstream_client`] | SOAP over HTTP(S) to the upstream, retries with exponential backoff |
-//! | [`engine`] | one sync, in the spec's order, each batch committed with its anchors ([`engine::update_data`]: GetUpdateData batches, related revisions) |
+//! | [`engine`] | one sync, in the spec's order, each batch committed with its anchors (`engine::update_data`: GetUpdateData batches, related revisions) |
 //! | [`runner`] | the schedule (start-up, interval with jitter, triggers) and content prefetch |
 //! | [`download_files`] | the content cache's DownloadFiles requests for files the upstream lacks |
 

@@ -12,9 +12,9 @@
 //! | [`metadata`] | the store snapshot as package files, `--approved-only` |
 //! | [`volume`] | writing and reading tar volumes (pieces of files split across volumes) |
 //! | [`package`] | reading a package (directory or volumes) member by member |
-//! | [`export`] | `export` |
+//! | [`export`](mod@export) | `export` |
 //! | [`verify`] | `verify-package` |
-//! | [`import`] | `import`: staging, verification, the commit and its journal |
+//! | [`import`](mod@import) | `import`: staging, verification, the commit and its journal |
 //! | [`progress`] | progress bars on a TTY, plain log lines otherwise |
 //!
 //! # Import invariants

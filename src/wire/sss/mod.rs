@@ -1,5 +1,5 @@
 //! MS-WSUSSS (server-to-server sync) operations: one struct per request and per response,
-//! each a [`SoapBody`] so both sides share it: the downstream encodes requests and decodes
+//! each a `SoapBody` so both sides share it: the downstream encodes requests and decodes
 //! responses, the upstream decodes requests and encodes responses
 //! (`soap::encode` / `soap::decode`). Requests also implement [`Operation`], which names the
 //! SOAPAction and the response type.
