@@ -820,12 +820,15 @@ async fn a_file_the_upstream_lacks_is_asked_for_with_download_files_then_fetched
 /// start-up sync fails against a double without SOAP, so they are set once it has written its
 /// outcome.
 async fn upstream_says(edge: &TestEdge, catalog_only_sync: bool, server_hosts_psf_files: bool) {
-    for _ in 0..200 {
+    let mut synced = false;
+    for _ in 0..600 {
         if edge.state.store.sync_state().unwrap().last_sync.is_some() {
+            synced = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(synced, "the edge's start-up sync wrote its outcome");
     let mut state = edge.state.store.sync_state().unwrap();
     state.upstream_flags = Some(wsus_edge::store::UpstreamFlags {
         catalog_only_sync,
@@ -838,18 +841,24 @@ async fn upstream_says(edge: &TestEdge, catalog_only_sync: bool, server_hosts_ps
 /// MS-WSUSSS §3.2.4.4: a downstream server downloads express files (`PatchingType="Express"`)
 /// only when its upstream says `ServerHostsPsfFiles` true. With false (WS2025's default), an
 /// express file a client asks for comes from its `MUUrl`, and without a usable one its 404 is
-/// final at once: no DownloadFiles, no 30 s wait. Other files still come from `/Content`.
+/// final at once: no DownloadFiles, no 30 s wait. Other files still come from `/Content`,
+/// `.psf` ones too: what makes a file express is its declared PatchingType (UUP `.psf` files
+/// are SelfContained).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn express_files_an_upstream_does_not_host_come_from_the_mu_url_or_404_at_once() {
     let psf = Arc::new(bytes_of(200_000, 58));
+    let uup_psf = Arc::new(bytes_of(40_000, 62));
     let express_cab = Arc::new(bytes_of(70_000, 59));
     let unreachable = Arc::new(bytes_of(60_000, 60));
     let plain = Arc::new(bytes_of(50_000, 61));
-    let (mu, files) = microsoft_update(&[(&psf, "psf"), (&express_cab, "cab")]).await;
+    let (mu, files) =
+        microsoft_update(&[(&psf, "psf"), (&express_cab, "cab"), (&uup_psf, "psf")]).await;
     let up = Double::start().await;
     let asked = wsus_soap(&up, &[]);
     let plain_path = content_path(&plain, "cab");
     up.route(&plain_path, Reply::Object(Served::honest(&plain)));
+    let uup_path = content_path(&uup_psf, "psf");
+    up.route(&uup_path, Reply::Object(Served::honest(&uup_psf)));
     let unreachable_path = content_path(&unreachable, "psf");
     let edge = TestEdge::start(Some(up.url()), |_| {}).await;
     upstream_says(&edge, false, false).await;
@@ -865,6 +874,10 @@ async fn express_files_an_upstream_does_not_host_come_from_the_mu_url_or_404_at_
             express(&express_cab, Some(&files[1].1)),
             express(&unreachable, None),
             record(&plain),
+            wsus_edge::model::FileRecord {
+                patching_type: Some("SelfContained".into()),
+                ..record_at(&uup_psf, &files[2].1)
+            },
         ])
         .unwrap();
 
@@ -878,18 +891,23 @@ async fn express_files_an_upstream_does_not_host_come_from_the_mu_url_or_404_at_
         assert_eq!(mu.gets(mu_url.trim_start_matches(&mu.url())), 1, "{path}");
         assert_eq!(up.gets(path), 0, "{path} not asked of the upstream");
     }
-    let started = std::time::Instant::now();
     let (status, _) = get(&edge, &unreachable_path, None).await;
     assert_eq!(status, 404);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "answered without waiting for a DownloadFiles window"
+    assert_eq!(up.gets(&unreachable_path), 1, "asked once, not again");
+    for (data, path) in [(&plain, &plain_path), (&uup_psf, &uup_path)] {
+        let (status, body) = get(&edge, path, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            body.is_ok_and(|b| b == data[..]),
+            "{path}: not the file's bytes"
+        );
+        assert_eq!(up.gets(path), 1, "{path} from the upstream");
+    }
+    assert_eq!(
+        mu.gets(files[2].1.trim_start_matches(&mu.url())),
+        0,
+        "a SelfContained .psf is not fetched from its MUUrl"
     );
-    assert_eq!(up.gets(&unreachable_path), 1);
-    let (status, body) = get(&edge, &plain_path, None).await;
-    assert_eq!(status, 200);
-    assert!(body.is_ok_and(|b| b == plain[..]), "not the file's bytes");
-    assert_eq!(up.gets(&plain_path), 1);
     assert!(
         asked.lock().unwrap().is_empty(),
         "no DownloadFiles: {:?}",

@@ -32,10 +32,11 @@ impl ContentCache {
                 return Err(FetchError::NoUpstream);
             }
             let declared = self.inner.index.expected_file(&key.sha1)?;
-            let express = key.ext == "psf"
-                || declared
-                    .as_ref()
-                    .is_some_and(|f| f.patching_type.as_deref() == Some("Express"));
+            // PatchingType only: the extension says nothing (UUP `.psf` files are declared
+            // SelfContained, and the upstream holds them).
+            let express = declared
+                .as_ref()
+                .is_some_and(|f| f.patching_type.as_deref() == Some("Express"));
             *origin.borrow_mut() = (
                 declared.as_ref().and_then(|f| f.upstream_url.clone()),
                 self.inner.index.catalog_only()?,

@@ -3,9 +3,11 @@
 //!
 //! 1. when the upstream syncs catalog only (`CatalogOnlySync` from GetConfigData: it holds no
 //!    files, clients fetch from Microsoft Update) and metadata stored the file's `MUUrl`: that
-//!    URL; the same for an express file (`PatchingType="Express"`, or a `.psf`) when the
-//!    upstream does not host express files (`ServerHostsPsfFiles` false: a DSS downloads them
-//!    only when it is true, SS §3.2.4.4);
+//!    URL; the same for an express file (declared `PatchingType="Express"`; not every `.psf`:
+//!    UUP `.psf` files are SelfContained) when the upstream does not host express files
+//!    (`ServerHostsPsfFiles` false: a DSS downloads them only when it is true, SS §3.2.4.4;
+//!    a Windows DSS then has none, wsus-edge goes to Microsoft Update, so a site without
+//!    Internet access gets 502/504 for them instead of 404);
 //! 2. otherwise `/Content/XX/<SHA1>.<ext>` on the upstream; when it answers 404, the upstream
 //!    is asked to obtain the file (DownloadFiles, through a [`FileRequester`] the sync side
 //!    provides) and `/Content` is asked again with backoff for [`DOWNLOAD_FILES_WINDOW`]
