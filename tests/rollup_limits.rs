@@ -65,15 +65,40 @@ async fn post(e: &TestEdge, action: &str, body: String) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// Opens a connection, sends the head of a RollupComputerStatus declaring `len` bytes and the
-/// first KiB of its body, and keeps it open (the server is then reading that body).
+/// The head of a RollupComputerStatus POST declaring `len` body bytes (with `expect`, asking
+/// for `100 Continue` before the body).
+fn head(to: SocketAddr, len: u64, expect: bool) -> String {
+    format!(
+        "POST {REPORTING} HTTP/1.1\r\nHost: {to}\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         SOAPAction: \"{ROLLUP_COMPUTER_STATUS}\"\r\nContent-Length: {len}\r\n{}\r\n",
+        if expect {
+            "Expect: 100-continue\r\n"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Opens a connection, sends the head of a RollupComputerStatus declaring `len` bytes and,
+/// once the server says `100 Continue` (it does when it starts reading the body, after it has
+/// taken a slot for it), the first KiB of the body; keeps the connection open.
 async fn hold(to: SocketAddr, len: u64) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
-    let head = format!(
-        "POST {REPORTING} HTTP/1.1\r\nHost: {to}\r\nContent-Type: text/xml; charset=utf-8\r\n\
-         SOAPAction: \"{ROLLUP_COMPUTER_STATUS}\"\r\nContent-Length: {len}\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(head(to, len, true).as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("100 Continue\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("100 Continue")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before 100 Continue: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
     s.write_all(&[b' '; 1024]).await.unwrap();
     s
 }
@@ -81,7 +106,8 @@ async fn hold(to: SocketAddr, len: u64) -> tokio::net::TcpStream {
 /// The status and `Retry-After` of a RollupComputerStatus head declaring `len` bytes, sent
 /// without its body; the server must answer (and close) without waiting for it.
 async fn head_only(to: SocketAddr, len: u64) -> (u16, Option<String>) {
-    let mut s = hold(to, len).await;
+    let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+    s.write_all(head(to, len, false).as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
         .await
@@ -121,7 +147,6 @@ async fn a_downstream_rollup_of_the_announced_batch_is_read_past_the_client_limi
     let big = 8u64 << 20;
     let first = hold(addr, big).await;
     let second = hold(addr, big).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, retry) = head_only(addr, big).await;
     assert_eq!(status, 503);
     assert_eq!(retry.as_deref(), Some("30"));
@@ -130,12 +155,19 @@ async fn a_downstream_rollup_of_the_announced_batch_is_read_past_the_client_limi
     assert_eq!(status, 200, "{text}");
     drop(first);
     drop(second);
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // 50 computers with 700 statuses each: about 6.5 MB, read and answered.
+    // 50 computers with 700 statuses each: about 6.5 MB, read and answered (once the server
+    // has seen the two held connections close and given their slots back).
     let body = rollup(50, 700);
     assert!(body.len() > 6 << 20, "{}", body.len());
-    let (status, text) = post(&e, ROLLUP_COMPUTER_STATUS, body).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (status, text) = loop {
+        let (status, text) = post(&e, ROLLUP_COMPUTER_STATUS, body.clone()).await;
+        if status != 503 || std::time::Instant::now() > deadline {
+            break (status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(status, 200, "{}", &text[..text.len().min(500)]);
     assert!(text.contains("<RollupComputerStatusResult>true<"), "{text}");
 

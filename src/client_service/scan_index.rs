@@ -368,7 +368,7 @@ impl ScanIndex {
         // or the last one (the clock may have gone back across a restart).
         let stamp = match (prev, &stored) {
             (Some(p), _) => now_ms.max(p.stamp + 1),
-            (None, Some(s)) => now_ms.max(floor).max(s.built + 1),
+            (None, Some(s)) => now_ms.max(floor).max(s.built.saturating_add(1)),
             (None, None) => now_ms.max(floor),
         };
         let graph = super::needed::Graph::new(&entries);
@@ -405,8 +405,14 @@ impl ScanIndex {
             .enumerate()
             .map(|(i, e)| (e.key.update_id, index.digests[i], index.changed[i]));
         if let Err(e) = store.put_change_stamps(index.stamp, kept) {
-            // Not fatal: the next start then assumes every update changed, as before.
-            tracing::warn!(error = %e, "could not store the client change stamps");
+            // Not fatal, but what is stored is now older than the cookies this index issues:
+            // a deployment that changed here and changed back while the server is down would
+            // match its stored digest. Forgetting it makes the next start assume every update
+            // changed (if even that write fails, the disk is full and the store unhealthy).
+            tracing::warn!(error = %e, "could not store the client change stamps; forgetting them");
+            if let Err(e) = store.forget_change_stamps() {
+                tracing::warn!(error = %e, "could not forget the stored client change stamps");
+            }
         }
         Ok(index)
     }

@@ -53,6 +53,10 @@ pub struct SoapRequest {
     pub body: Bytes,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The slot a body larger than the router's `max_request_body` holds ([`BIG_BODIES`]):
+    /// it goes with the body, so a blocking task still working on it keeps it even when the
+    /// connection is gone.
+    pub big_body: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// The future a [`SoapService`] returns.
@@ -252,12 +256,12 @@ impl Router {
             .exact()
             .unwrap_or(self.max_request_body);
         // A body that may be larger than the usual limit takes one of the few slots for
-        // large bodies, held until it is answered.
-        let _big = if limit > self.max_request_body
+        // large bodies, held as long as the body is (it goes into the request).
+        let big_body = if limit > self.max_request_body
             && declared.is_none_or(|n| n > self.max_request_body)
         {
             match self.big_bodies.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
+                Ok(permit) => Some(Arc::new(permit)),
                 Err(_) => {
                     tracing::warn!(%peer, soap_action = soap_action.as_deref().unwrap_or(""), "large request refused: other large requests are being read");
                     linger(incoming, DRAIN_BYTES, DRAIN_TIME).await;
@@ -313,6 +317,7 @@ impl Router {
             headers: parts.headers,
             body: bytes,
             peer,
+            big_body,
         })
         .await
     }

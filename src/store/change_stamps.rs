@@ -73,6 +73,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes the stored stamps (the next start then counts every update as changed).
+    pub fn forget_change_stamps(&self) -> Result<(), StoreError> {
+        let r = self
+            .named_tree(schema::CLIENT_CHANGES)
+            .and_then(|t| Ok(t.remove(KEY)?));
+        self.noted(r.map(|_| ()))?;
+        self.flush()
+    }
+}
+
 fn decode(v: &[u8]) -> Option<ChangeStamps> {
     let (&version, rest) = v.split_first()?;
     if version != VERSION || rest.len() < 8 || !(rest.len() - 8).is_multiple_of(REC) {
@@ -124,6 +135,8 @@ mod tests {
         assert_eq!(got.by_update.len(), 2);
         assert_eq!(got.by_update[&a], (7, -5));
         assert_eq!(got.by_update[&b], (u64::MAX, 42));
+        s.forget_change_stamps().unwrap();
+        assert_eq!(s.change_stamps().unwrap(), None);
     }
 
     #[test]
