@@ -171,6 +171,18 @@ async fn a_downstream_rollup_of_the_announced_batch_is_read_past_the_client_limi
     assert_eq!(status, 200, "{}", &text[..text.len().min(500)]);
     assert!(text.contains("<RollupComputerStatusResult>true<"), "{text}");
 
+    // Over the 16 MiB the general decoder reads, a request is read only as a stream; one that
+    // cannot be (here cut short) is answered with a SOAP fault saying so, not a bare 400.
+    let mut cut = rollup(50, 1800);
+    assert!(cut.len() > 16 << 20, "{}", cut.len());
+    cut.truncate(cut.len() - 100);
+    let (status, text) = post(&e, ROLLUP_COMPUTER_STATUS, cut).await;
+    assert_eq!(status, 500, "{}", &text[..text.len().min(300)]);
+    assert!(
+        text.contains("Fault") && text.contains("plain shape"),
+        "{text}"
+    );
+
     // One computer more than announced is refused with a fault.
     let (status, text) = post(&e, ROLLUP_COMPUTER_STATUS, rollup(51, 1)).await;
     assert_eq!(status, 500, "{text}");

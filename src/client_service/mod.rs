@@ -433,6 +433,22 @@ impl ClientService {
                 );
                 return Reply { status, body };
             }
+            // Larger than the general decoder reads: only the plain shape is read this large,
+            // and this is not it (or not a well-formed request at all).
+            if req.body.len() > self.limits.max_input {
+                tracing::warn!(
+                    bytes = req.body.len(),
+                    "RollupComputerStatus over the general decoder's limit is not in the plain shape"
+                );
+                return Reply::fault(&Fault::new(
+                    ErrorCode::InvalidParameters,
+                    format!(
+                        "a RollupComputerStatus over {} bytes is read only in the plain shape (each field once, text-only fields); this one is not, or is not well-formed",
+                        self.limits.max_input
+                    ),
+                    crate::wire::sss::rollup::action::ROLLUP_COMPUTER_STATUS,
+                ));
+            }
         }
         let env = match soap::parse_envelope_with(req.body, &self.limits) {
             Ok(e) => e,
