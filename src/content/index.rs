@@ -27,17 +27,30 @@ pub struct ObjectEntry {
     pub last_access_unix: i64,
 }
 
+/// Which files the upstream holds, as its GetConfigData said at the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamFiles {
+    /// `CatalogOnlySync`: it holds no files; content comes from the files' `MUUrl`.
+    pub catalog_only: bool,
+    /// `ServerHostsPsfFiles`: it holds express files.
+    pub hosts_express: bool,
+}
+
+impl Default for UpstreamFiles {
+    /// Before any sync has said otherwise: every file, express ones included.
+    fn default() -> Self {
+        Self {
+            catalog_only: false,
+            hosts_express: true,
+        }
+    }
+}
+
 /// What the content cache needs from the metadata store.
 pub trait ObjectIndex: Send + Sync + 'static {
-    /// Whether the upstream syncs catalog only (`CatalogOnlySync` from its GetConfigData: it
-    /// holds no files); content then comes from the files' `MUUrl`.
-    fn catalog_only(&self) -> Result<bool, IndexError> {
-        Ok(false)
-    }
-    /// Whether the upstream hosts express files (`ServerHostsPsfFiles` from its
-    /// GetConfigData; true until a sync has said otherwise).
-    fn hosts_express(&self) -> Result<bool, IndexError> {
-        Ok(true)
+    /// Which files the upstream holds.
+    fn upstream_files(&self) -> Result<UpstreamFiles, IndexError> {
+        Ok(UpstreamFiles::default())
     }
     /// The file metadata declares with this SHA-1, if any.
     fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, IndexError>;

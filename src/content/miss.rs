@@ -37,10 +37,11 @@ impl ContentCache {
             let express = declared
                 .as_ref()
                 .is_some_and(|f| f.patching_type.as_deref() == Some("Express"));
+            let upstream = self.inner.index.upstream_files()?;
             *origin.borrow_mut() = (
                 declared.as_ref().and_then(|f| f.upstream_url.clone()),
-                self.inner.index.catalog_only()?,
-                express && !self.inner.index.hosts_express()?,
+                upstream.catalog_only,
+                express && !upstream.hosts_express,
             );
             let floor = self.inner.min_free.load(Ordering::Relaxed);
             if floor > 0 {

@@ -1,7 +1,7 @@
 //! [`ObjectIndex`] over the metadata store ([`crate::store::Store`]): the content index and
 //! the object index live in sled, owned by the store module.
 
-use super::index::{IndexError, ObjectEntry, ObjectIndex};
+use super::index::{IndexError, ObjectEntry, ObjectIndex, UpstreamFiles};
 use crate::model::FileRecord;
 use crate::store::{ObjectMeta, Store, StoreError};
 
@@ -34,17 +34,14 @@ impl From<ObjectMeta> for ObjectEntry {
 }
 
 impl ObjectIndex for Store {
-    fn catalog_only(&self) -> Result<bool, IndexError> {
+    fn upstream_files(&self) -> Result<UpstreamFiles, IndexError> {
         Ok(Store::sync_state(self)
             .map_err(e)?
             .upstream_flags
-            .is_some_and(|f| f.catalog_only_sync))
-    }
-    fn hosts_express(&self) -> Result<bool, IndexError> {
-        Ok(Store::sync_state(self)
-            .map_err(e)?
-            .upstream_flags
-            .is_none_or(|f| f.server_hosts_psf_files))
+            .map_or_else(UpstreamFiles::default, |f| UpstreamFiles {
+                catalog_only: f.catalog_only_sync,
+                hosts_express: f.server_hosts_psf_files,
+            }))
     }
     fn expected_file(&self, sha1: &[u8; 20]) -> Result<Option<FileRecord>, IndexError> {
         Store::expected_file(self, sha1).map_err(e)
