@@ -316,6 +316,19 @@ impl RawConn {
     }
 }
 
+/// A scan's first SyncUpdates body for agent `a` (empty cache), with what comes before its
+/// `<cookie>` element and the cookie's inner XML: later bodies are built around them.
+fn first_request(a: &agent::Agent) -> (String, String, String) {
+    let first = soap::encode(&wusp::SyncUpdates {
+        cookie: a.cookie.clone().expect("cookie"),
+        parameters: Default::default(),
+    });
+    let (head, rest) = first.split_once("<cookie>").expect("cookie element");
+    let cookie = rest.split_once("</cookie>").expect("cookie end").0;
+    let (head, cookie) = (head.to_string(), cookie.to_string());
+    (first, head, cookie)
+}
+
 /// What one walk did: calls, offered, latencies (µs), the cache it ends with (installed
 /// non-leaf ids, other cached ids), the last `NewCookie` (its inner XML) and, for a walk from
 /// an empty cache, its steps (what a machine in the same state sends and gets, see [`follow`]).
@@ -350,17 +363,7 @@ where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = (u16, String)>,
 {
-    let first = soap::encode(&wusp::SyncUpdates {
-        cookie: a.cookie.clone().expect("cookie"),
-        parameters: Default::default(),
-    });
-    let (head, rest) = first.split_once("<cookie>").expect("cookie element");
-    let head = head.to_string();
-    let mut cookie = rest
-        .split_once("</cookie>")
-        .expect("cookie end")
-        .0
-        .to_string();
+    let (first, head, mut cookie) = first_request(a);
     // id → (action is Install/Uninstall/Bundle)
     let mut received: HashMap<i32, bool> = HashMap::new();
     let warm = prior.is_some();
@@ -480,22 +483,13 @@ where
 /// The load generator shares the server's two cores; replaying instead of re-parsing every
 /// answer leaves them to the server. Returns (calls, latencies in µs, last cookie).
 async fn follow(a: &agent::Agent, steps: &[Step]) -> (usize, Vec<u64>, String) {
-    let first = soap::encode(&wusp::SyncUpdates {
-        cookie: a.cookie.clone().expect("cookie"),
-        parameters: Default::default(),
-    });
-    let (head, rest) = first.split_once("<cookie>").expect("cookie element");
-    let mut cookie = rest
-        .split_once("</cookie>")
-        .expect("cookie end")
-        .0
-        .to_string();
+    let (_, head, mut cookie) = first_request(a);
     let addr = a.base.trim_start_matches("http://").to_string();
     let mut conn = RawConn::connect(&addr).await;
     let mut lat = Vec::with_capacity(steps.len());
     for (k, step) in steps.iter().enumerate() {
         let mut body = String::with_capacity(head.len() + cookie.len() + 20 + step.rest.len());
-        body.push_str(head);
+        body.push_str(&head);
         body.push_str("<cookie>");
         body.push_str(&cookie);
         body.push_str("</cookie>");
