@@ -60,20 +60,8 @@ async fn head_only(from: [u8; 4], to: SocketAddr, len: u64) -> (u16, Option<u64>
         .expect("no answer (and no close) before the body was sent")
         .unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let retry_after = text
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("retry-after")
-                .then(|| v.trim().to_string())
-        })
-        .and_then(|v| v.parse().ok());
-    (status, retry_after, text)
+    let (status, retry_after) = support::status_and_retry_after(&text);
+    (status, retry_after.and_then(|v| v.parse().ok()), text)
 }
 
 /// POSTs `body` to the Reporting endpoint of `e` with SOAPAction `action`.
@@ -174,29 +162,7 @@ async fn a_flooding_address_is_shed_before_its_body_is_read_and_others_are_still
     // A downstream server's rollup from the same address is not charged to the clients'
     // budget (a full rollup is gigabytes): a RollupComputerStatus larger than what is left of
     // the address's whole burst is read and answered.
-    use wsus_edge::wire::sss::rollup as ru;
-    let status = ru::RollupComputerStatus {
-        cookie: Some(ru::fixed_cookie()),
-        client_time: time::OffsetDateTime::now_utc(),
-        parent_server_id: uuid::Uuid::from_u128(7),
-        computers: vec![ru::ComputerStatusRollupInfo {
-            instance_id: uuid::Uuid::from_u128(8),
-            computer_id: "pc-below".into(),
-            effective_last_detection_time: None,
-            rollup_number: 1,
-            is_full_rollup: true,
-            update_status: (0..1200u128)
-                .map(|i| {
-                    (
-                        uuid::Uuid::from_u128(i + 1),
-                        2,
-                        time::OffsetDateTime::UNIX_EPOCH,
-                    )
-                })
-                .collect(),
-        }],
-    };
-    let body = soap::encode(&status);
+    let body = soap::encode(&wire_events::status_rollup(["pc-below".to_string()], 1200));
     assert!(body.len() as u64 > BURST / 2, "{}", body.len());
     let r = post_reporting(&http, &e, ROLLUP_COMPUTER_STATUS, body)
         .await

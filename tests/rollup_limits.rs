@@ -8,6 +8,8 @@
 
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/wire_events.rs"]
+mod wire_events;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +17,6 @@ use std::time::Duration;
 use support::TestEdge;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsus_edge::wire::soap;
-use wsus_edge::wire::sss::rollup as ru;
 
 /// The Reporting path and the SOAPActions as the WSDLs write them.
 const REPORTING: &str = "/ReportingWebService/ReportingWebService.asmx";
@@ -28,29 +29,10 @@ const REPORT_EVENT_BATCH: &str =
 
 /// A RollupComputerStatus of `computers` computers with `statuses` statuses each.
 fn rollup(computers: u128, statuses: u128) -> String {
-    soap::encode(&ru::RollupComputerStatus {
-        cookie: Some(ru::fixed_cookie()),
-        client_time: time::OffsetDateTime::now_utc(),
-        parent_server_id: uuid::Uuid::from_u128(7),
-        computers: (0..computers)
-            .map(|c| ru::ComputerStatusRollupInfo {
-                instance_id: uuid::Uuid::from_u128(1000 + c),
-                computer_id: format!("pc-{c}.branch.test"),
-                effective_last_detection_time: None,
-                rollup_number: 1,
-                is_full_rollup: true,
-                update_status: (0..statuses)
-                    .map(|i| {
-                        (
-                            uuid::Uuid::from_u128(i + 1),
-                            2,
-                            time::OffsetDateTime::UNIX_EPOCH,
-                        )
-                    })
-                    .collect(),
-            })
-            .collect(),
-    })
+    soap::encode(&wire_events::status_rollup(
+        (0..computers).map(|c| format!("pc-{c}.branch.test")),
+        statuses,
+    ))
 }
 
 async fn post(e: &TestEdge, action: &str, body: String) -> (u16, String) {
@@ -113,14 +95,7 @@ async fn head_only(to: SocketAddr, len: u64) -> (u16, Option<String>) {
         .await
         .expect("answered before the body was sent")
         .unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok());
-    let retry = text.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("retry-after")
-            .then(|| v.trim().to_string())
-    });
-    (status.unwrap_or(0), retry)
+    support::status_and_retry_after(&String::from_utf8_lossy(&buf))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

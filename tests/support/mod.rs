@@ -17,7 +17,7 @@
 //! | `sync_proxy.rs` | a fault-injecting proxy between a replica and its upstream |
 //! | `transfer_fixtures.rs` | data dirs seeded from the simulated catalog, state fingerprints |
 //! | `reports.rs` | client reports in the store's form (events 156 and 182), a catalog's software updates, readers of `updates status --json` |
-//! | `wire_events.rs` | `ReportingEvent`s in the wire form a `ReportEventBatch` carries: one builder, numbered flood events |
+//! | `wire_events.rs` | `ReportingEvent`s in the wire form a `ReportEventBatch` carries (one builder, numbered flood events), a downstream's full status rollup |
 #![allow(dead_code)]
 
 pub mod link;
@@ -499,6 +499,21 @@ pub fn serve_child(upstream: &str, data_dir: &std::path::Path) -> (std::process:
     };
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
+}
+
+/// The status code and `Retry-After` value of a raw HTTP response (0 and `None` when absent).
+pub fn status_and_retry_after(text: &str) -> (u16, Option<String>) {
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let retry_after = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("retry-after")
+            .then(|| v.trim().to_string())
+    });
+    (status, retry_after)
 }
 
 /// Sends a raw request and returns the status code and the whole raw response head.

@@ -1,7 +1,8 @@
 //! `ReportingEvent`s as a Windows Update Agent sends them in a `ReportEventBatch` (MS-WUSP
 //! wire form, before the store): one builder with the fields tests rarely vary filled in
 //! ([`reporting_event`]; a test overrides the rest with `..`), and the numbered flood events
-//! of the client-limit tests ([`numbered`]).
+//! of the client-limit tests ([`numbered`]); and a downstream server's full status rollup
+//! ([`status_rollup`]).
 
 #![allow(dead_code)]
 
@@ -57,5 +58,33 @@ pub fn numbered(i: u32, misc: &str) -> wusp::ReportingEvent {
             OffsetDateTime::now_utc() - Duration::from_secs(10_000)
                 + Duration::from_secs(u64::from(i)),
         )
+    }
+}
+
+/// A downstream server's full `RollupComputerStatus` (MS-WSUSSS §3.1.4.17) for the computers
+/// `names`, each with `statuses` updates (UpdateIDs 1..=statuses) in state 2.
+pub fn status_rollup(
+    names: impl IntoIterator<Item = String>,
+    statuses: u128,
+) -> wsus_edge::wire::sss::rollup::RollupComputerStatus {
+    use wsus_edge::wire::sss::rollup as ru;
+    ru::RollupComputerStatus {
+        cookie: Some(ru::fixed_cookie()),
+        client_time: OffsetDateTime::now_utc(),
+        parent_server_id: Uuid::from_u128(7),
+        computers: names
+            .into_iter()
+            .zip(1000u128..)
+            .map(|(computer_id, n)| ru::ComputerStatusRollupInfo {
+                instance_id: Uuid::from_u128(n),
+                computer_id,
+                effective_last_detection_time: None,
+                rollup_number: 1,
+                is_full_rollup: true,
+                update_status: (1..=statuses)
+                    .map(|i| (Uuid::from_u128(i), 2, OffsetDateTime::UNIX_EPOCH))
+                    .collect(),
+            })
+            .collect(),
     }
 }
