@@ -26,8 +26,21 @@ pub(super) enum Before<'a> {
     Index(&'a ScanIndex),
     /// What the last process stored.
     Stored(&'a ChangeStamps),
-    /// Nothing known: every update gets `floor` (at most the build's stamp).
-    Nothing { floor: i64 },
+    /// Nothing known: every update gets the start floor (at most the build's stamp).
+    Nothing,
+}
+
+impl Before<'_> {
+    /// The new build's stamp at `now` (unix ms; `floor` is the service's start): strictly
+    /// after every stamp a cookie may carry, the previous build's in this process or the last
+    /// one (the clock may have gone back across a restart).
+    pub(super) fn next_stamp(self, now: i64, floor: i64) -> i64 {
+        match self {
+            Before::Index(p) => now.max(p.stamp + 1),
+            Before::Stored(s) => now.max(floor).max(s.built.saturating_add(1)),
+            Before::Nothing => now.max(floor),
+        }
+    }
 }
 
 /// The digest of one entry's client-visible state: stable across processes and versions
@@ -73,8 +86,8 @@ fn digest(index: &ScanIndex, i: usize) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Fills `index.digests` and `index.changed`.
-pub(super) fn stamp_changes(index: &mut ScanIndex, before: Before<'_>) {
+/// Fills `index.digests` and `index.changed` (`floor`: the service's start, for [`Before::Nothing`]).
+pub(super) fn stamp_changes(index: &mut ScanIndex, before: Before<'_>, floor: i64) {
     let n = index.entries.len();
     let mut digests = Vec::with_capacity(n);
     let mut changed = Vec::with_capacity(n);
@@ -92,7 +105,7 @@ pub(super) fn stamp_changes(index: &mut ScanIndex, before: Before<'_>) {
                 Some((old, t)) if *old == d => *t,
                 _ => index.stamp,
             },
-            Before::Nothing { floor } => floor.min(index.stamp),
+            Before::Nothing => floor.min(index.stamp),
         };
         digests.push(d);
         changed.push(stamp);

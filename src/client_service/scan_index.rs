@@ -364,13 +364,12 @@ impl ScanIndex {
                 None
             }),
         };
-        // Strictly after every stamp a cookie may carry: the previous build's, in this process
-        // or the last one (the clock may have gone back across a restart).
-        let stamp = match (prev, &stored) {
-            (Some(p), _) => now_ms.max(p.stamp + 1),
-            (None, Some(s)) => now_ms.max(floor).max(s.built.saturating_add(1)),
-            (None, None) => now_ms.max(floor),
+        let before = match (prev, &stored) {
+            (Some(p), _) => Before::Index(p),
+            (None, Some(s)) => Before::Stored(s),
+            (None, None) => Before::Nothing,
         };
+        let stamp = before.next_stamp(now_ms, floor);
         let graph = super::needed::Graph::new(&entries);
         let mut index = ScanIndex {
             graph,
@@ -393,12 +392,7 @@ impl ScanIndex {
             approved: Mutex::new(HashMap::new()),
             memo: Default::default(),
         };
-        let before = match (prev, &stored) {
-            (Some(p), _) => Before::Index(p),
-            (None, Some(s)) => Before::Stored(s),
-            (None, None) => Before::Nothing { floor },
-        };
-        super::changes::stamp_changes(&mut index, before);
+        super::changes::stamp_changes(&mut index, before, floor);
         let kept = index
             .entries
             .iter()
