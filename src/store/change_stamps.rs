@@ -86,26 +86,22 @@ impl Store {
 
 fn decode(v: &[u8]) -> Option<ChangeStamps> {
     let (&version, rest) = v.split_first()?;
-    if version != VERSION || rest.len() < 8 || !(rest.len() - 8).is_multiple_of(REC) {
+    let (built, recs) = rest.split_first_chunk::<8>()?;
+    if version != VERSION || !recs.len().is_multiple_of(REC) {
         return None;
     }
-    let (built, recs) = rest.split_at(8);
-    let be8 = |b: &[u8]| -> [u8; 8] {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        a
-    };
     let by_update = recs
         .chunks_exact(REC)
-        .map(|c| {
-            let id = Uuid::from_slice(&c[..16]).unwrap_or_default();
-            let digest = u64::from_be_bytes(be8(&c[16..24]));
-            let stamp = i64::from_be_bytes(be8(&c[24..32]));
-            (id, (digest, stamp))
+        .filter_map(|c| {
+            let (id, c) = c.split_first_chunk::<16>()?;
+            let (digest, stamp) = c.split_first_chunk::<8>()?;
+            let stamp = <[u8; 8]>::try_from(stamp).ok()?;
+            let at = (u64::from_be_bytes(*digest), i64::from_be_bytes(stamp));
+            Some((Uuid::from_bytes(*id), at))
         })
         .collect();
     Some(ChangeStamps {
-        built: i64::from_be_bytes(be8(built)),
+        built: i64::from_be_bytes(*built),
         by_update,
     })
 }
