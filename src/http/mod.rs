@@ -96,6 +96,18 @@ const DRAIN_BYTES: u64 = 16 << 20;
 /// Longest time spent reading an oversized body before its 413 ([`linger`]).
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Answers `r` to a request whose body is not wanted, closing the connection after it: the
+/// body is read and dropped first ([`linger`]), so a client still writing it sees `r`, not a
+/// reset.
+async fn refuse_unread(body: Incoming, mut r: Response<Body>) -> Response<Body> {
+    linger(body, DRAIN_BYTES, DRAIN_TIME).await;
+    r.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 /// Reads and drops `body` until it ends, `max_bytes` have come or `max_time` has passed.
 async fn linger(mut body: Incoming, max_bytes: u64, max_time: std::time::Duration) {
     let read = async {
@@ -244,13 +256,8 @@ impl Router {
             // bytes makes the kernel reset the connection, and a client still writing its body
             // then sees "connection reset" instead of the 413 (tests/client_server caught it
             // about one run in ten). Bounded, so a huge or trickling body costs little.
-            linger(incoming, DRAIN_BYTES, DRAIN_TIME).await;
-            let mut r = body::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-            r.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
-            return r;
+            let r = body::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return refuse_unread(incoming, r).await;
         }
         let body_len = http_body::Body::size_hint(&incoming)
             .exact()
@@ -264,21 +271,15 @@ impl Router {
                 Ok(permit) => Some(Arc::new(permit)),
                 Err(_) => {
                     tracing::warn!(%peer, soap_action = soap_action.as_deref().unwrap_or(""), "large request refused: other large requests are being read");
-                    linger(incoming, DRAIN_BYTES, DRAIN_TIME).await;
                     let mut r = body::text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "other large requests are being read; retry later",
                     );
-                    let h = r.headers_mut();
-                    h.insert(
+                    r.headers_mut().insert(
                         http::header::RETRY_AFTER,
                         http::HeaderValue::from_static(BIG_BODY_RETRY_AFTER),
                     );
-                    h.insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                    return r;
+                    return refuse_unread(incoming, r).await;
                 }
             }
         } else {
